@@ -1,0 +1,207 @@
+r"""Gradient checking: how the library proves itself, usable on any node.
+
+Three independent views of the same derivative are compared:
+
+* ``backward(g)``, the node's vector-Jacobian product :math:`J^\top g`;
+* ``jacobian()``, the node's dense Jacobian :math:`J` (contracted with ``g``);
+* central finite differences in float64,
+  :math:`\partial y / \partial x_j \approx (f(x + \varepsilon e_j) - f(x - \varepsilon e_j)) / 2\varepsilon`.
+
+Parameter gradients are checked the same way, by perturbing each parameter
+value.  :func:`sympy_jacobian` adds a fourth, symbolic view (optional SymPy).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, List, Optional, Sequence
+
+import numpy as np
+
+from .node import Node, as_float_array
+
+__all__ = [
+    "Comparison",
+    "GradcheckReport",
+    "assert_gradients",
+    "check_node",
+    "numerical_jacobian",
+    "sympy_jacobian",
+]
+
+
+def numerical_jacobian(f: Callable[[np.ndarray], Any], x: Any, eps: float = 1e-6) -> np.ndarray:
+    r"""Central-difference Jacobian of ``f`` at ``x``, in float64, shape ``y.shape + x.shape``."""
+    x = np.array(as_float_array(x), dtype=np.float64, copy=True)
+    y_shape = np.shape(f(x.copy()))
+    jac = np.empty(y_shape + (x.size,), dtype=np.float64)
+    flat = x.reshape(-1)
+    for j in range(x.size):
+        original = flat[j]
+        flat[j] = original + eps
+        plus = np.asarray(f(x.copy()), dtype=np.float64)
+        flat[j] = original - eps
+        minus = np.asarray(f(x.copy()), dtype=np.float64)
+        flat[j] = original
+        jac[..., j] = (plus - minus) / (2 * eps)
+    return jac.reshape(y_shape + x.shape)
+
+
+@dataclass
+class Comparison:
+    """One comparison of two arrays: the largest absolute and relative differences."""
+
+    name: str
+    max_abs: float
+    max_rel: float
+    ok: bool
+
+    @classmethod
+    def of(cls, name: str, actual: np.ndarray, expected: np.ndarray, atol: float, rtol: float) -> "Comparison":
+        actual = np.asarray(actual, dtype=np.float64)
+        expected = np.asarray(expected, dtype=np.float64)
+        if actual.shape != expected.shape:
+            raise ValueError(f"{name}: shapes differ, {actual.shape} against {expected.shape}")
+        diff = np.abs(actual - expected)
+        scale = np.abs(expected)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.where(diff == 0, 0.0, diff / scale)
+        ok = bool(np.all(diff <= atol + rtol * scale))
+        max_abs = float(diff.max()) if diff.size else 0.0
+        max_rel = float(rel.max()) if rel.size else 0.0
+        return cls(name, max_abs, max_rel, ok)
+
+
+@dataclass
+class GradcheckReport:
+    """The result of :func:`check_node`; ``ok`` is true when every comparison passed."""
+
+    node: str
+    comparisons: List[Comparison] = field(default_factory=list)
+    atol: float = 1e-6
+    rtol: float = 1e-5
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.comparisons)
+
+    def __repr__(self) -> str:
+        width = max([len(c.name) for c in self.comparisons] + [10])
+        lines = [
+            f"gradient check of {self.node} (atol={self.atol:g}, rtol={self.rtol:g}): "
+            + ("ok" if self.ok else "FAILED"),
+            f"  {'comparison':<{width}}  {'max abs err':>12}  {'max rel err':>12}  result",
+        ]
+        for c in self.comparisons:
+            lines.append(
+                f"  {c.name:<{width}}  {c.max_abs:>12.3e}  {c.max_rel:>12.3e}  {'ok' if c.ok else 'FAILED'}"
+            )
+        return "\n".join(lines)
+
+    __str__ = __repr__
+
+
+def check_node(
+    node: Node,
+    x: Any,
+    dL_dy: Optional[Any] = None,
+    *,
+    atol: float = 1e-6,
+    rtol: float = 1e-5,
+    eps: float = 1e-6,
+    rng: Optional[np.random.Generator] = None,
+    parameters: bool = True,
+) -> GradcheckReport:
+    r"""Check a node's backward, its Jacobian and finite differences against each other, in float64.
+
+    ``dL_dy`` defaults to a random upstream gradient drawn from ``rng``.
+    Comparisons: ``backward(g)`` against :math:`J^\top g` from ``jacobian()``;
+    ``jacobian()`` against :func:`numerical_jacobian` of ``node.evaluate``;
+    and, with ``parameters=True``, each parameter's accumulated gradient
+    against finite differences of :math:`\langle g, f(x)\rangle`.  The node's
+    cached forward pass and its parameters' gradients are restored afterwards.
+    A stochastic node (dropout in training mode) must be put in eval mode or
+    checked with a fixed mask.
+    """
+    rng = np.random.default_rng(0) if rng is None else rng
+    x = np.array(as_float_array(x), dtype=np.float64)
+    report = GradcheckReport(node=repr(node), atol=atol, rtol=rtol)
+    saved_ctx = node._ctx
+    params = list(node.named_parameters())
+    saved_grads = [p.grad.copy() for _, p in params]
+    try:
+        y = np.asarray(node.forward(x))
+        g = rng.standard_normal(y.shape) if dL_dy is None else np.asarray(as_float_array(dL_dy), dtype=np.float64)
+        for _, p in params:
+            p.zero_grad()
+        dx = node.backward(g, reset_after=False)
+        param_grads = [p.grad.copy() for _, p in params]
+        jac = node.jacobian()
+        expected_dx = np.tensordot(g, jac, axes=g.ndim)
+        report.comparisons.append(Comparison.of("backward vs Jᵀg", dx, expected_dx, atol, rtol))
+        numeric = numerical_jacobian(node.evaluate, x, eps)
+        report.comparisons.append(Comparison.of("jacobian vs finite diff.", jac, numeric, atol, rtol))
+        if parameters:
+            for (name, p), grad in zip(params, param_grads):
+                numeric_grad = _numerical_parameter_grad(node, p, x, g, eps)
+                report.comparisons.append(Comparison.of(f"d/d {name} vs finite diff.", grad, numeric_grad, atol, rtol))
+    finally:
+        node._ctx = saved_ctx
+        for (_, p), grad in zip(params, saved_grads):
+            p.grad[...] = grad
+    return report
+
+
+def _numerical_parameter_grad(node: Node, param: Any, x: np.ndarray, g: np.ndarray, eps: float) -> np.ndarray:
+    """Finite differences of ``<g, f(x)>`` with respect to one parameter, restoring its value exactly."""
+    original = param.value.copy()
+    flat = param.value.reshape(-1)
+    grad = np.empty(param.value.size, dtype=np.float64)
+    try:
+        for j in range(flat.size):
+            flat[j] = original.flat[j] + eps
+            plus = float(np.sum(g * node.evaluate(x)))
+            flat[j] = original.flat[j] - eps
+            minus = float(np.sum(g * node.evaluate(x)))
+            flat[j] = original.flat[j]
+            grad[j] = (plus - minus) / (2 * eps)
+    finally:
+        param.value[...] = original
+    return grad.reshape(param.value.shape)
+
+
+def assert_gradients(node: Node, x: Any, dL_dy: Optional[Any] = None, **kwargs: Any) -> GradcheckReport:
+    """Like :func:`check_node`, but raise ``AssertionError`` with the report's table when a check fails."""
+    report = check_node(node, x, dL_dy, **kwargs)
+    if not report.ok:
+        raise AssertionError("\n" + repr(report))
+    return report
+
+
+def sympy_jacobian(build: Callable[[Sequence[Any]], Any], x: Any) -> np.ndarray:
+    r"""The Jacobian of a SymPy formula at ``x``, the course notebook's check as a function.
+
+    ``build`` maps a tuple of real symbols :math:`(x_0, \dots, x_{n-1})` to a SymPy
+    ``Matrix`` (or a sequence of expressions) of the outputs.  For ``x`` of
+    shape ``(n,)`` the result has shape ``(m, n)``, with
+    ``J[i, j]`` :math:`= \partial y_i / \partial x_j`; for ``(..., n)`` the
+    formula is applied to each row and the per-row Jacobians are stacked as
+    ``(..., m, n)``.  Needs the optional ``symbolic`` extra (SymPy).
+    """
+    try:
+        import sympy
+    except ImportError:
+        raise ImportError(
+            'sympy_jacobian needs SymPy, an optional extra: pip install "nn_from_scratch[symbolic]"'
+        ) from None
+    x = np.asarray(as_float_array(x), dtype=np.float64)
+    if x.ndim == 0 or x.shape[-1] == 0:
+        raise ValueError(f"sympy_jacobian needs x of shape (..., n) with n >= 1, got {x.shape}")
+    n = x.shape[-1]
+    symbols = sympy.symbols(f"x_0:{n}", real=True)
+    outputs = sympy.Matrix(build(symbols))
+    if outputs.shape[1] != 1:
+        outputs = outputs.reshape(outputs.shape[0] * outputs.shape[1], 1)
+    compiled = sympy.lambdify(symbols, outputs.jacobian(symbols), modules="numpy")
+    rows = x.reshape(-1, n)
+    jacobians = np.stack([np.asarray(compiled(*row), dtype=np.float64) for row in rows])
+    return jacobians.reshape(x.shape[:-1] + jacobians.shape[1:])

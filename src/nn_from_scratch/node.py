@@ -1,0 +1,358 @@
+r"""The Node contract: every layer, activation and container is a Node.
+
+A node maps an input array :math:`x` to an output :math:`y = f(x)` and has
+three faces:
+
+``forward(x)``
+    returns :math:`y` and keeps what ``backward`` needs (the *context*).
+``backward(dL_dy, reset_after=True)``
+    returns the vector-Jacobian product
+    :math:`\frac{\partial L}{\partial x_j} = \sum_i \frac{\partial L}{\partial y_i}\,
+    \frac{\partial y_i}{\partial x_j}`, that is :math:`J^\top g`, with the shape
+    of :math:`x`, and *adds* the gradients of the node's parameters into their
+    ``.grad`` (they accumulate until ``zero_grad()``).
+``jacobian(x=None)``
+    returns the dense Jacobian of shape ``y.shape + x.shape`` with
+    ``J[i..., j...]`` :math:`= \partial y_i / \partial x_j` (the layout of
+    ``torch.autograd.functional.jacobian``).
+
+Writing a node
+--------------
+Subclass :class:`Node` and define ``_forward(self, x, ctx)``, which returns
+``y`` and may store on ``ctx`` anything the derivative needs (``ctx.x`` and
+``ctx.y`` are filled in for you).  Then define one or both of the two
+derivative faces; the base class derives the missing one:
+
+* ``_jacobian(self, ctx)`` -- the dense Jacobian.  With only this, ``backward``
+  computes :math:`J^\top g` by contracting ``g`` against it (correct, but
+  it builds the whole matrix: fine for teaching, slow for training).
+* ``_vjp(self, g, ctx)`` -- the fast vector-Jacobian product.  With only
+  this, ``jacobian()`` is built one output coordinate at a time from
+  :math:`J^\top e_i`.
+
+Nodes with parameters also define ``_accumulate_grads(self, g, ctx)``, which
+adds :math:`\partial L/\partial\theta` into each ``Parameter.grad``: input
+gradients and parameter gradients are kept apart, as in Torch7's ``nn``.
+:class:`RowwiseNode` and :class:`ElementwiseNode` are shortcuts for functions
+applied to each row of the last axis, or to each element.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from .parameter import Parameter
+
+ShapeLike = Union[None, int, Sequence[Optional[int]]]
+
+__all__ = ["Context", "Node", "RowwiseNode", "ElementwiseNode", "as_float_array"]
+
+
+class Context(SimpleNamespace):
+    """What one forward pass leaves for its backward pass.
+
+    ``x`` and ``y`` are always set; ``update_state`` says whether this pass may
+    change the node (running statistics): false for ``jacobian(x)`` and
+    ``evaluate(x)``, which must leave the node as it was.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    update_state: bool
+
+
+def as_float_array(value: Any, name: str = "x") -> np.ndarray:
+    """Return ``value`` as a real floating-point array without copying when possible.
+
+    Floating arrays keep their dtype; booleans and integers become float64.
+    Anything else (strings, objects, complex numbers) raises ``TypeError``.
+    """
+    if isinstance(value, np.ndarray):
+        array = value
+    else:
+        try:
+            array = np.asarray(value)
+        except ValueError as error:  # ragged nested lists
+            raise ValueError(f"{name} must be a rectangular array, got {type(value).__name__}: {error}") from None
+    kind = array.dtype.kind
+    if kind == "f":
+        return array
+    if kind in "biu":
+        return array.astype(np.float64)
+    raise TypeError(f"{name} must hold real numbers (float, int or bool), got dtype {array.dtype}")
+
+
+def _normalize_shape(shape: ShapeLike) -> Optional[Tuple[Optional[int], ...]]:
+    if shape is None:
+        return None
+    if isinstance(shape, (int, np.integer)):
+        shape = (shape,)
+    result = tuple(None if d is None else int(d) for d in shape)
+    if any(d is not None and d < 1 for d in result):
+        raise ValueError(f"input_shape must hold positive sizes (or None for any size), got {shape}")
+    return result
+
+
+def _overrides(node: "Node", name: str, base: type) -> bool:
+    """Whether the node's class redefines ``name`` below ``base``."""
+    return getattr(type(node), name) is not getattr(base, name)
+
+
+class Node:
+    """Abstract base class of all layers; see the module docstring for the contract."""
+
+    _derivative_hooks: Tuple[str, ...] = ("_jacobian", "_vjp")
+
+    def __init__(self, input_shape: ShapeLike = None) -> None:
+        base = next(c for c in type(self).__mro__ if "_derivative_hooks" in vars(c))
+        if not any(_overrides(self, hook, base) for hook in base._derivative_hooks):
+            raise TypeError(
+                f"{type(self).__name__} must define one of {', '.join(base._derivative_hooks)}"
+                " to give its derivative"
+            )
+        self.input_shape = _normalize_shape(input_shape)
+        self.training = True
+        self._ctx: Optional[Context] = None
+
+    # ------------------------------------------------------------------ faces
+    def forward(self, x: Any) -> np.ndarray:
+        """Compute ``y = f(x)`` and keep what ``backward`` needs."""
+        self._ctx = self._run(self._prepare_input(x), update_state=True)
+        return self._ctx.y
+
+    def __call__(self, x: Any) -> np.ndarray:
+        return self.forward(x)
+
+    def backward(self, dL_dy: Any, reset_after: bool = True) -> np.ndarray:
+        """Return ``dL/dx`` = Jᵀ·dL_dy for the last forward, and accumulate parameter gradients.
+
+        ``reset_after=False`` keeps the cached forward so that backward can
+        run again with another ``dL_dy``.
+        """
+        ctx = self._require_ctx("backward")
+        g = self._prepare_output_grad(dL_dy, ctx.y)
+        dx = self._backward_ctx(g, ctx)
+        if reset_after:
+            self.reset()
+        return dx
+
+    def jacobian(self, x: Any = None) -> np.ndarray:
+        """The dense Jacobian ``dy/dx`` of shape ``y.shape + x.shape``.
+
+        With ``x`` omitted it is taken at the cached forward pass (the same
+        dropout mask, the same batch statistics).  A pending backward is never
+        disturbed.
+        """
+        if x is None:
+            ctx = self._require_ctx("jacobian")
+        else:
+            ctx = self._run(self._prepare_input(x), update_state=False)
+        return self._jacobian(ctx)
+
+    def evaluate(self, x: Any) -> np.ndarray:
+        """``f(x)`` without caching it and without changing the node's state."""
+        return self._run(self._prepare_input(x), update_state=False).y
+
+    def reset(self) -> None:
+        """Forget the cached forward pass."""
+        self._ctx = None
+
+    # ------------------------------------------------------ extension points
+    def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
+        raise NotImplementedError
+
+    def _jacobian(self, ctx: Context) -> np.ndarray:
+        """Default: build J row by row from the VJP, ``J[i] = Jᵀ e_i``."""
+        y, x = ctx.y, ctx.x
+        rows = np.empty((y.size,) + x.shape, dtype=np.result_type(x, y))
+        basis = np.zeros(y.size, dtype=y.dtype)
+        for i in range(y.size):
+            basis[i] = 1
+            rows[i] = self._vjp(basis.reshape(y.shape), ctx)
+            basis[i] = 0
+        return rows.reshape(y.shape + x.shape)
+
+    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
+        """Default: contract ``g`` against the dense Jacobian."""
+        jac = self._jacobian(ctx)
+        return np.tensordot(g, jac, axes=g.ndim).astype(ctx.x.dtype, copy=False)
+
+    def _accumulate_grads(self, g: np.ndarray, ctx: Context) -> None:
+        """Add ``dL/dθ`` into each parameter's ``.grad``; nothing to do without parameters."""
+
+    def _check_input(self, x: np.ndarray) -> None:
+        """Raise ``ValueError`` for inputs this node cannot take (beyond ``input_shape``)."""
+
+    # ------------------------------------------------------------ machinery
+    def _run(self, x: np.ndarray, update_state: bool) -> Context:
+        ctx = Context(x=x, update_state=update_state)
+        ctx.y = self._forward(x, ctx)
+        return ctx
+
+    def _backward_ctx(self, g: np.ndarray, ctx: Context) -> np.ndarray:
+        self._accumulate_grads(g, ctx)
+        return self._vjp(g, ctx)
+
+    def _prepare_input(self, x: Any) -> np.ndarray:
+        x = as_float_array(x, "x")
+        expected = self.input_shape
+        if expected is not None and (
+            x.ndim != len(expected) or any(e is not None and e != d for e, d in zip(expected, x.shape))
+        ):
+            shown = tuple("any" if e is None else e for e in expected)
+            raise ValueError(
+                f"{type(self).__name__} expects input of shape {shown}, got {x.shape}"
+            )
+        self._check_input(x)
+        return x
+
+    def _prepare_output_grad(self, dL_dy: Any, y: np.ndarray) -> np.ndarray:
+        g = as_float_array(dL_dy, "dL_dy")
+        if g.shape != y.shape:
+            raise ValueError(
+                f"{type(self).__name__}.backward: dL_dy must have the output's shape {y.shape}, got {g.shape}"
+            )
+        return g.astype(y.dtype, copy=False)
+
+    def _require_ctx(self, what: str) -> Context:
+        if self._ctx is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.{what}: forward must run first "
+                "(there is no cached forward pass; backward(..., reset_after=True) drops it)"
+            )
+        return self._ctx
+
+    # ------------------------------------------------- parameters and modes
+    def children(self) -> List[Tuple[str, "Node"]]:
+        """Named sub-nodes; containers override this."""
+        return []
+
+    def named_parameters(self, prefix: str = "") -> Iterator[Tuple[str, Parameter]]:
+        for name, value in vars(self).items():
+            if isinstance(value, Parameter):
+                yield prefix + name, value
+        for name, child in self.children():
+            yield from child.named_parameters(f"{prefix}{name}.")
+
+    def parameters(self) -> List[Parameter]:
+        return [p for _, p in self.named_parameters()]
+
+    def named_buffers(self, prefix: str = "") -> Iterator[Tuple[str, np.ndarray]]:
+        """Non-trainable state saved with the model (running statistics)."""
+        for name in getattr(self, "_buffer_names", ()):
+            yield prefix + name, getattr(self, name)
+        for name, child in self.children():
+            yield from child.named_buffers(f"{prefix}{name}.")
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.zero_grad()
+
+    def train(self, mode: bool = True) -> "Node":
+        self.training = bool(mode)
+        for _, child in self.children():
+            child.train(mode)
+        return self
+
+    def eval(self) -> "Node":
+        return self.train(False)
+
+    def state_dict(self) -> Dict[str, np.ndarray]:
+        """Copies of all parameters and buffers under torch-compatible keys."""
+        state = {name: p.value.copy() for name, p in self.named_parameters()}
+        state.update({name: np.array(b, copy=True) for name, b in self.named_buffers()})
+        return state
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Load parameters and buffers; every key, shape and dtype is checked before anything changes."""
+        targets: Dict[str, np.ndarray] = {name: p.value for name, p in self.named_parameters()}
+        targets.update(dict(self.named_buffers()))
+        missing = sorted(set(targets) - set(state))
+        unexpected = sorted(set(state) - set(targets))
+        problems = []
+        if missing:
+            problems.append(f"missing keys {missing}")
+        if unexpected:
+            problems.append(f"unexpected keys {unexpected}")
+        arrays = {}
+        for name, target in targets.items():
+            if name not in state:
+                continue
+            value = np.asarray(state[name])
+            if value.shape != target.shape:
+                problems.append(f"{name!r}: expected shape {target.shape}, got {value.shape}")
+            elif value.dtype != target.dtype:
+                problems.append(f"{name!r}: expected dtype {target.dtype}, got {value.dtype}")
+            else:
+                arrays[name] = value
+        if problems:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: " + "; ".join(problems))
+        for name, target in targets.items():
+            target[...] = arrays[name]
+
+    def extra_repr(self) -> str:
+        return "" if self.input_shape is None else f"input_shape={self.input_shape}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+
+class RowwiseNode(Node):
+    r"""A node applied independently to each row of the last axis, ``(..., n) -> (..., m)``.
+
+    Instead of the dense Jacobian a subclass may define ``_row_jacobian(ctx)``,
+    returning the per-row Jacobians :math:`\partial y_{r,i}/\partial x_{r,j}`
+    stacked as ``(..., m, n)``; the full Jacobian is then block-diagonal.
+    """
+
+    _derivative_hooks = ("_row_jacobian", "_jacobian", "_vjp")
+
+    def _row_jacobian(self, ctx: Context) -> np.ndarray:
+        raise NotImplementedError
+
+    def _check_input(self, x: np.ndarray) -> None:
+        if x.ndim == 0 or x.shape[-1] == 0:
+            raise ValueError(
+                f"{type(self).__name__} works on rows of the last axis and needs shape (..., n) with n >= 1, got {x.shape}"
+            )
+
+    def _jacobian(self, ctx: Context) -> np.ndarray:
+        if not _overrides(self, "_row_jacobian", RowwiseNode):
+            return super()._jacobian(ctx)
+        blocks = self._row_jacobian(ctx)
+        lead = ctx.x.shape[:-1]
+        rows = int(np.prod(lead))
+        m, n = blocks.shape[-2:]
+        full = np.zeros((rows, m, rows, n), dtype=blocks.dtype)
+        index = np.arange(rows)
+        full[index, :, index, :] = blocks.reshape(rows, m, n)
+        return full.reshape(lead + (m,) + lead + (n,))
+
+    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
+        if not _overrides(self, "_row_jacobian", RowwiseNode):
+            return super()._vjp(g, ctx)
+        return np.einsum("...i,...ij->...j", g, self._row_jacobian(ctx))
+
+
+class ElementwiseNode(Node):
+    r"""A node applied to each element, :math:`y_k = f(x_k)`.
+
+    A subclass defines ``_forward`` and ``_derivative(ctx)``, the elementwise
+    :math:`f'(x)`; the VJP is :math:`g \odot f'(x)` and the Jacobian is diagonal.
+    """
+
+    _derivative_hooks = ("_derivative", "_jacobian", "_vjp")
+
+    def _derivative(self, ctx: Context) -> np.ndarray:
+        raise NotImplementedError
+
+    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
+        return g * self._derivative(ctx)
+
+    def _jacobian(self, ctx: Context) -> np.ndarray:
+        d = np.asarray(self._derivative(ctx))
+        full = np.zeros((d.size, d.size), dtype=d.dtype)
+        np.fill_diagonal(full, d.ravel())
+        return full.reshape(d.shape + d.shape)

@@ -1,0 +1,143 @@
+r"""The softmax family: SoftMax, NormalizedSoftMax and LogSoftMax, row-wise over the last axis."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..node import Context, RowwiseNode
+
+__all__ = ["SoftMax", "NormalizedSoftMax", "LogSoftMax", "softmax", "softmax_vjp"]
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    r"""Stable softmax over the last axis: :math:`e^{x_i - \max x} / \sum_k e^{x_k - \max x}`."""
+    y = x - x.max(axis=-1, keepdims=True)
+    np.exp(y, out=y)
+    y /= y.sum(axis=-1, keepdims=True)
+    return y
+
+
+def softmax_vjp(y: np.ndarray, g: np.ndarray) -> np.ndarray:
+    r""":math:`J^\top g = y \odot (g - \langle y, g\rangle)` for ``y = softmax(x)``, row by row."""
+    dot = np.einsum("...i,...i->...", y, g)[..., None]
+    return y * (g - dot)
+
+
+def softmax_row_jacobian(y: np.ndarray) -> np.ndarray:
+    r"""Per-row softmax Jacobians :math:`\mathrm{diag}(y) - y y^\top`, shape ``(..., n, n)``."""
+    jac = -y[..., :, None] * y[..., None, :]
+    index = np.arange(y.shape[-1])
+    jac[..., index, index] += y
+    return jac
+
+
+class SoftMax(RowwiseNode):
+    r"""Softmax over the last axis.
+
+    .. math::
+        y_i = \frac{e^{x_i}}{\sum_k e^{x_k}}, \qquad
+        \frac{\partial y_i}{\partial x_j} = y_i(\delta_{ij} - y_j), \qquad
+        \left(J^\top g\right)_j = y_j\Big(g_j - \sum_i g_i y_i\Big).
+
+    The row maximum is subtracted before exponentiating, so large inputs
+    such as ``[1000, 1001, 1002]`` stay finite.  The backward pass is
+    :math:`O(n)` per row and never forms the :math:`n \times n` matrix.
+
+    ``SoftMax(5)`` accepts inputs of shape ``(5,)``, ``SoftMax((2, 5))``
+    shape ``(2, 5)`` and ``SoftMax()`` any ``(..., n)``.
+    """
+
+    def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
+        return softmax(x)
+
+    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
+        return softmax_vjp(ctx.y, g)
+
+    def _row_jacobian(self, ctx: Context) -> np.ndarray:
+        return softmax_row_jacobian(ctx.y)
+
+
+class NormalizedSoftMax(RowwiseNode):
+    r"""Softmax of each row divided by its largest magnitude.
+
+    With :math:`k = \arg\max_j |x_j|` (the first such index on ties) and
+    :math:`a = |x_k|`:
+
+    .. math::
+        u = x / a, \qquad y = \mathrm{softmax}(u).
+
+    When :math:`x_k > 0` this is the course's ``softmax(x / x_max)``.  Writing
+    :math:`S = \mathrm{diag}(y) - y y^\top` for the softmax Jacobian at
+    :math:`u`, the chain rule through both :math:`x_j` and the scale
+    :math:`a` (which depends on :math:`x_k` with
+    :math:`\partial a / \partial x_k = \operatorname{sign}(x_k)`) gives
+
+    .. math::
+        \frac{\partial y_i}{\partial x_j} = \frac{S_{ij}}{a}
+            - \delta_{jk}\,\frac{\operatorname{sign}(x_k)}{a} (S u)_i,
+        \qquad
+        J^\top g = \frac{v}{a} - e_k \frac{\operatorname{sign}(x_k)}{a}\langle v, u\rangle,
+        \quad v = S^\top g = y \odot (g - \langle y, g\rangle).
+
+    The backward pass is :math:`O(n)` per row.
+
+    *Convention for a row of zeros* (where :math:`a = 0` and the scale is not
+    differentiable): the scale is taken as 1, so the output is uniform and
+    the gradient is the softmax gradient at 0, :math:`(g - \bar g)/n`; the
+    path through the scale vanishes because :math:`\operatorname{sign}(0) = 0`.
+
+    Note on the course notebook: its printed gradient for ``x = [0, 1, 4, 2,
+    3]``, ``g = [1, 2, 3, 2, 1]`` is :math:`J g`, not :math:`J^\top g`.  The
+    Jacobian is not symmetric (the column of the maximal element carries the
+    extra scale term), so the two differ; ``backward`` returns the gradient
+    :math:`J^\top g`.
+    """
+
+    def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
+        k = np.argmax(np.abs(x), axis=-1)[..., None]
+        x_k = np.take_along_axis(x, k, axis=-1)
+        scale = np.abs(x_k)
+        scale[scale == 0] = 1
+        ctx.k, ctx.sign, ctx.scale = k, np.sign(x_k), scale
+        ctx.u = x / scale
+        return softmax(ctx.u)
+
+    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
+        v = softmax_vjp(ctx.y, g)
+        # <v, x> / a^2 written as <v, u> / a: the first form underflows for rows of tiny numbers
+        through_scale = ctx.sign * np.einsum("...i,...i->...", v, ctx.u)[..., None] / ctx.scale
+        dx = v / ctx.scale
+        np.put_along_axis(dx, ctx.k, np.take_along_axis(dx, ctx.k, axis=-1) - through_scale, axis=-1)
+        return dx
+
+    def _row_jacobian(self, ctx: Context) -> np.ndarray:
+        s = softmax_row_jacobian(ctx.y)
+        jac = s / ctx.scale[..., None]
+        s_u = np.einsum("...ij,...j->...i", s, ctx.u)
+        column_k = np.zeros(ctx.x.shape, dtype=jac.dtype)
+        np.put_along_axis(column_k, ctx.k, 1, axis=-1)
+        jac -= (ctx.sign * s_u / ctx.scale)[..., :, None] * column_k[..., None, :]
+        return jac
+
+
+class LogSoftMax(RowwiseNode):
+    r"""Logarithm of the softmax over the last axis, by log-sum-exp.
+
+    .. math::
+        y_i = x_i - \log\sum_k e^{x_k}, \qquad
+        \frac{\partial y_i}{\partial x_j} = \delta_{ij} - p_j, \qquad
+        J^\top g = g - p \sum_i g_i,
+
+    with :math:`p = \mathrm{softmax}(x) = e^{y}`.
+    """
+
+    def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
+        shifted = x - x.max(axis=-1, keepdims=True)
+        return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
+        return g - np.exp(ctx.y) * g.sum(axis=-1, keepdims=True)
+
+    def _row_jacobian(self, ctx: Context) -> np.ndarray:
+        p = np.exp(ctx.y)
+        n = p.shape[-1]
+        return np.eye(n, dtype=p.dtype) - p[..., None, :]

@@ -1,0 +1,217 @@
+"""SoftMax, NormalizedSoftMax and LogSoftMax: the seed's cells, stability, properties and the torch oracle."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from nn_from_scratch import LogSoftMax, NormalizedSoftMax, SoftMax
+from nn_from_scratch.gradcheck import assert_gradients, check_node
+
+SEED_X = np.array([0, 1, 2, 3, 4])
+SEED_X_NORM = np.array([0, 1, 4, 2, 3])
+SEED_G = np.array([1, 2, 3, 2, 1])
+SOFTMAX_Y = [0.01165623, 0.03168492, 0.08612854, 0.23412166, 0.63640865]
+SOFTMAX_DX = [-0.00510617, 0.01780491, 0.1345273, 0.13156147, -0.27878751]
+NORM_Y = [0.11405072, 0.14644403, 0.31002201, 0.18803785, 0.24144538]
+NORM_DX = [-0.02721609, 0.00166485, 0.04172728, 0.00213771, -0.05761647]  # Jᵀg
+SEED_PRINTED_NORM_DX = [0.02596599, 0.04249374, -0.00692263, 0.01930594, -0.08084303]  # J g
+
+
+def test_seed_softmax_vector():
+    sm = SoftMax(5)
+    np.testing.assert_allclose(sm.forward(SEED_X), SOFTMAX_Y, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(sm.backward(SEED_G), SOFTMAX_DX, rtol=0, atol=1e-8)
+
+
+def test_seed_softmax_matrix_gives_the_same_rows():
+    sm = SoftMax((2, 5))
+    y = sm.forward(np.array([SEED_X, SEED_X]))
+    dx = sm.backward(np.array([SEED_G, SEED_G]))
+    np.testing.assert_allclose(y, [SOFTMAX_Y, SOFTMAX_Y], rtol=0, atol=1e-8)
+    np.testing.assert_allclose(dx, [SOFTMAX_DX, SOFTMAX_DX], rtol=0, atol=1e-8)
+
+
+def test_seed_normalized_softmax_vector_gives_the_true_gradient():
+    sm = NormalizedSoftMax(5)
+    np.testing.assert_allclose(sm.forward(SEED_X_NORM), NORM_Y, rtol=0, atol=1e-8)
+    dx = sm.backward(SEED_G, reset_after=False)
+    np.testing.assert_allclose(dx, NORM_DX, rtol=0, atol=1e-8)
+    # the notebook printed J g; the Jacobian is not symmetric, so that is not the gradient
+    jac = sm.jacobian()
+    np.testing.assert_allclose(jac @ SEED_G, SEED_PRINTED_NORM_DX, rtol=0, atol=1e-8)
+    assert np.max(np.abs(dx - np.asarray(SEED_PRINTED_NORM_DX))) > 1e-2
+    assert_gradients(NormalizedSoftMax(5), SEED_X_NORM, SEED_G, atol=1e-8, rtol=1e-6)
+
+
+def test_seed_normalized_softmax_matrix_gives_the_same_rows():
+    sm = NormalizedSoftMax((2, 5))
+    y = sm.forward(np.array([SEED_X_NORM, SEED_X_NORM]))
+    dx = sm.backward(np.array([SEED_G, SEED_G]))
+    np.testing.assert_allclose(y, [NORM_Y, NORM_Y], rtol=0, atol=1e-8)
+    np.testing.assert_allclose(dx, [NORM_DX, NORM_DX], rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_is_stable_for_large_inputs(dtype):
+    x = np.array([1000, 1001, 1002], dtype=dtype)
+    sm = SoftMax()
+    y = sm.forward(x)
+    expected = np.exp([-2.0, -1.0, 0.0]) / np.exp([-2.0, -1.0, 0.0]).sum()
+    assert y.dtype == dtype
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    np.testing.assert_allclose(y, expected, rtol=tol, atol=tol)
+    dx = sm.backward(np.array([1.0, 0.0, 0.0], dtype=dtype))
+    assert np.all(np.isfinite(dx))
+    np.testing.assert_allclose(LogSoftMax().forward(x), np.log(expected), rtol=tol, atol=tol)
+
+
+def test_normalized_softmax_negative_maximum_magnitude(rng):
+    x = np.array([0.5, -3.0, 1.0, 2.0])
+    y = NormalizedSoftMax().forward(x)
+    z = x / 3.0
+    np.testing.assert_allclose(y, np.exp(z) / np.exp(z).sum(), rtol=1e-14, atol=0)
+    assert_gradients(NormalizedSoftMax(), x, atol=1e-8, rtol=1e-6)
+    assert_gradients(NormalizedSoftMax(), rng.standard_normal((3, 4, 6)), atol=1e-8, rtol=1e-6)
+
+
+def test_normalized_softmax_zero_row_convention():
+    sm = NormalizedSoftMax()
+    x = np.array([[0.0, 0.0, 0.0, 0.0], [1.0, 2.0, 3.0, 4.0]])
+    g = np.array([[1.0, 2.0, 3.0, 6.0], [1.0, 0.0, 0.0, 0.0]])
+    y = sm.forward(x)
+    np.testing.assert_allclose(y[0], np.full(4, 0.25), rtol=0, atol=1e-15)
+    dx = sm.backward(g, reset_after=False)
+    # softmax gradient at 0 with scale 1: (g - mean(g)) / n
+    np.testing.assert_allclose(dx[0], (g[0] - g[0].mean()) / 4, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(dx, np.einsum("ij,ijkl->kl", g, sm.jacobian()), rtol=1e-12, atol=1e-15)
+    assert np.all(np.isfinite(dx))
+
+
+def test_normalized_softmax_ties_pick_the_first_index():
+    x = np.array([3.0, -3.0, 1.0])
+    sm = NormalizedSoftMax()
+    sm.forward(x)
+    g = np.array([0.3, -0.2, 0.5])
+    dx = sm.backward(g)
+    # the scale follows x[0] (first index of |x| = 3), so the extra term lands on index 0 only
+    y = np.exp(x / 3) / np.exp(x / 3).sum()
+    v = y * (g - y @ g)
+    expected = v / 3
+    expected[0] -= (v @ x) / 9
+    np.testing.assert_allclose(dx, expected, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("node_type", [SoftMax, NormalizedSoftMax, LogSoftMax])
+def test_empty_last_axis_is_rejected(node_type):
+    with pytest.raises(ValueError, match=r"n >= 1, got \(3, 0\)"):
+        node_type().forward(np.zeros((3, 0)))
+    with pytest.raises(ValueError, match=r"got \(\)"):
+        node_type().forward(np.float64(1.0))
+
+
+@pytest.mark.parametrize("node_type", [SoftMax, NormalizedSoftMax, LogSoftMax])
+def test_zero_size_leading_axis_gives_an_empty_result(node_type):
+    node = node_type()
+    y = node.forward(np.zeros((0, 4)))
+    assert y.shape == (0, 4)
+    assert node.backward(np.zeros((0, 4))).shape == (0, 4)
+
+
+def test_log_softmax_gradients(rng):
+    assert_gradients(LogSoftMax(), rng.standard_normal((2, 3, 5)) * 4, atol=1e-7, rtol=1e-6)
+
+
+# ------------------------------------------------------------------ properties
+shapes = st.tuples(
+    st.lists(st.integers(1, 3), min_size=0, max_size=3), st.integers(1, 64)
+).map(lambda t: tuple(t[0]) + (t[1],))
+
+
+@st.composite
+def rows(draw, dtype):
+    shape = draw(shapes)
+    elements = st.floats(-50, 50, allow_subnormal=False, width=32 if dtype == np.float32 else 64)
+    return draw(hnp.arrays(dtype, shape, elements=elements))
+
+
+@pytest.mark.parametrize("node_type", [SoftMax, NormalizedSoftMax])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_rows_sum_to_one_and_lie_in_the_unit_interval(node_type, dtype, data):
+    x = data.draw(rows(dtype))
+    y = node_type().forward(x)
+    assert y.dtype == dtype
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(y.sum(axis=-1), np.ones(x.shape[:-1]), rtol=tol, atol=tol)
+    assert np.all(y > 0) and np.all(y <= 1)
+
+
+@pytest.mark.parametrize("node_type", [SoftMax, NormalizedSoftMax])
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_backward_is_jacobian_transpose_times_g(node_type, data):
+    x = data.draw(rows(np.float64).filter(lambda a: a.size <= 96))
+    g = data.draw(hnp.arrays(np.float64, x.shape, elements=st.floats(-10, 10)))
+    node = node_type()
+    node.forward(x)
+    dx = node.backward(g, reset_after=False)
+    jac = node.jacobian()
+    expected = np.tensordot(g, jac, axes=g.ndim)
+    # rounding in a contraction is bounded by the sum of |g_i J_ij|; rows with a tiny
+    # largest magnitude have huge entries, so the bound is per element, not absolute
+    bound = np.tensordot(np.abs(g), np.abs(jac), axes=g.ndim)
+    assert np.all(np.abs(dx - expected) <= 1e-9 * bound + 1e-12), (dx, expected)
+
+
+def differentiable_for_normalized(x: np.ndarray) -> bool:
+    """NormalizedSoftMax has a kink where the largest |x| ties or is zero; finite differences straddle it there."""
+    top = -np.sort(-np.abs(x), axis=-1)
+    second = top[..., 1] if x.shape[-1] > 1 else np.zeros(x.shape[:-1])
+    return bool(np.all(top[..., 0] > 1e-3) and np.all(top[..., 0] - second > 1e-3))
+
+
+@pytest.mark.parametrize("node_type", [SoftMax, NormalizedSoftMax])
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_check_node_passes_in_float64(node_type, data):
+    x = data.draw(rows(np.float64).filter(lambda a: a.size <= 40))
+    if node_type is NormalizedSoftMax:
+        x = data.draw(rows(np.float64).filter(lambda a: a.size <= 40 and differentiable_for_normalized(a)))
+    report = check_node(node_type(), x, atol=1e-6, rtol=1e-4)
+    assert report.ok, repr(report)
+
+
+# ---------------------------------------------------------------------- oracle
+def torch_normalized_softmax(torch, x):
+    k = torch.argmax(torch.abs(x), dim=-1, keepdim=True)
+    scale = torch.abs(torch.gather(x, -1, k))
+    scale = torch.where(scale == 0, torch.ones_like(scale), scale)
+    return torch.softmax(x / scale, dim=-1)
+
+
+@pytest.mark.parametrize("shape", [(5,), (3, 7), (2, 3, 11), (4, 1)])
+@pytest.mark.parametrize("name", ["softmax", "normalized", "log_softmax"])
+def test_agrees_with_torch(torch, rng, shape, name):
+    x = rng.standard_normal(shape) * 5
+    g = rng.standard_normal(shape)
+    node = {"softmax": SoftMax, "normalized": NormalizedSoftMax, "log_softmax": LogSoftMax}[name]()
+    tx = torch.tensor(x, requires_grad=True)
+    if name == "softmax":
+        ty = torch.softmax(tx, dim=-1)
+    elif name == "log_softmax":
+        ty = torch.log_softmax(tx, dim=-1)
+    else:
+        ty = torch_normalized_softmax(torch, tx)
+    ty.backward(torch.tensor(g))
+    np.testing.assert_allclose(node.forward(x), ty.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(node.backward(g), tx.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_seed_gradient_agrees_with_torch_autograd(torch):
+    tx = torch.tensor(SEED_X_NORM, dtype=torch.float64, requires_grad=True)
+    torch_normalized_softmax(torch, tx).backward(torch.tensor(SEED_G, dtype=torch.float64))
+    np.testing.assert_allclose(tx.grad.numpy(), NORM_DX, rtol=0, atol=1e-8)
