@@ -110,6 +110,7 @@ def check_node(
     eps: float = 1e-6,
     rng: Optional[np.random.Generator] = None,
     parameters: bool = True,
+    target: Any = None,
 ) -> GradcheckReport:
     r"""Check a node's backward, its Jacobian and finite differences against each other, in float64.
 
@@ -119,6 +120,8 @@ def check_node(
     and, with ``parameters=True``, each parameter's accumulated gradient
     against finite differences of :math:`\langle g, f(x)\rangle`.  The node's
     cached forward pass and its parameters' gradients are restored afterwards.
+    For a loss, pass ``target``: it is held fixed while the prediction ``x``
+    varies.
     A stochastic node (dropout in training mode) must be put in eval mode or
     checked with a fixed mask.
     """
@@ -128,8 +131,17 @@ def check_node(
     saved_ctx = node._ctx
     params = list(node.named_parameters())
     saved_grads = [p.grad.copy() for _, p in params]
+    if target is None:
+        forward, evaluate = node.forward, node.evaluate
+    else:
+        def forward(v: np.ndarray) -> Any:
+            return node.forward(v, target)
+
+        def evaluate(v: np.ndarray) -> Any:
+            return node.evaluate(v, target)
+
     try:
-        y = np.asarray(node.forward(x))
+        y = np.asarray(forward(x))
         g = rng.standard_normal(y.shape) if dL_dy is None else np.asarray(as_float_array(dL_dy), dtype=np.float64)
         for _, p in params:
             p.zero_grad()
@@ -138,11 +150,11 @@ def check_node(
         jac = node.jacobian()
         expected_dx = np.tensordot(g, jac, axes=g.ndim)
         report.comparisons.append(Comparison.of("backward vs Jᵀg", dx, expected_dx, atol, rtol))
-        numeric = numerical_jacobian(node.evaluate, x, eps)
+        numeric = numerical_jacobian(evaluate, x, eps)
         report.comparisons.append(Comparison.of("jacobian vs finite diff.", jac, numeric, atol, rtol))
         if parameters:
             for (name, p), grad in zip(params, param_grads):
-                numeric_grad = _numerical_parameter_grad(node, p, x, g, eps)
+                numeric_grad = _numerical_parameter_grad(evaluate, p, x, g, eps)
                 report.comparisons.append(Comparison.of(f"d/d {name} vs finite diff.", grad, numeric_grad, atol, rtol))
     finally:
         node._ctx = saved_ctx
@@ -151,7 +163,9 @@ def check_node(
     return report
 
 
-def _numerical_parameter_grad(node: Node, param: Any, x: np.ndarray, g: np.ndarray, eps: float) -> np.ndarray:
+def _numerical_parameter_grad(
+    evaluate: Callable[[np.ndarray], Any], param: Any, x: np.ndarray, g: np.ndarray, eps: float
+) -> np.ndarray:
     """Finite differences of ``<g, f(x)>`` with respect to one parameter, restoring its value exactly."""
     original = param.value.copy()
     flat = param.value.reshape(-1)
@@ -159,9 +173,9 @@ def _numerical_parameter_grad(node: Node, param: Any, x: np.ndarray, g: np.ndarr
     try:
         for j in range(flat.size):
             flat[j] = original.flat[j] + eps
-            plus = float(np.sum(g * node.evaluate(x)))
+            plus = float(np.sum(g * evaluate(x)))
             flat[j] = original.flat[j] - eps
-            minus = float(np.sum(g * node.evaluate(x)))
+            minus = float(np.sum(g * evaluate(x)))
             flat[j] = original.flat[j]
             grad[j] = (plus - minus) / (2 * eps)
     finally:

@@ -186,8 +186,8 @@ class Node:
         """Raise ``ValueError`` for inputs this node cannot take (beyond ``input_shape``)."""
 
     # ------------------------------------------------------------ machinery
-    def _run(self, x: np.ndarray, update_state: bool) -> Context:
-        ctx = Context(x=x, update_state=update_state)
+    def _run(self, x: np.ndarray, update_state: bool, **extra: Any) -> Context:
+        ctx = Context(x=x, update_state=update_state, **extra)
         ctx.y = self._forward(x, ctx)
         return ctx
 

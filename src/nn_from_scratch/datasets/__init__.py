@@ -1,0 +1,21 @@
+"""Datasets and mini-batching.
+
+* :func:`load_digits`: the 8x8 handwritten digits (1797 images, 10 classes)
+  shipped with the package, as a seeded, stratified :class:`DatasetSplit`.
+* :func:`load_mnist` and :func:`read_idx`: MNIST / Fashion-MNIST from IDX
+  files (raw or gzip) that you download yourself; headers are validated
+  before anything large is allocated.
+* :func:`iterate_minibatches` and :func:`num_batches`: mini-batch iteration.
+"""
+from .batching import iterate_minibatches, num_batches
+from .digits import DatasetSplit, load_digits
+from .mnist import load_mnist, read_idx
+
+__all__ = [
+    "DatasetSplit",
+    "iterate_minibatches",
+    "load_digits",
+    "load_mnist",
+    "num_batches",
+    "read_idx",
+]
