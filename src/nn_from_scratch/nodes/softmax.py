@@ -5,7 +5,7 @@ import numpy as np
 
 from ..node import Context, RowwiseNode
 
-__all__ = ["SoftMax", "NormalizedSoftMax", "LogSoftMax", "softmax", "softmax_vjp"]
+__all__ = ["SoftMax", "NormalizedSoftMax", "LogSoftMax", "softmax", "softmax_vjp", "log_softmax"]
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -14,6 +14,25 @@ def softmax(x: np.ndarray) -> np.ndarray:
     np.exp(y, out=y)
     y /= y.sum(axis=-1, keepdims=True)
     return y
+
+
+def log_softmax(x: np.ndarray, *, return_softmax: bool = False):
+    r"""Stable log-softmax over the last axis, by log-sum-exp.
+
+    :math:`\log \mathrm{softmax}(x)_i = (x_i - m) - \log\sum_k e^{x_k - m}` with
+    :math:`m = \max_k x_k`, so no exponential overflows and no probability
+    underflows to :math:`\log 0`.  With ``return_softmax=True`` it returns
+    ``(log_softmax(x), softmax(x))``, the softmax taken from the same
+    exponentials (one ``exp`` pass for both).
+    """
+    shifted = x - x.max(axis=-1, keepdims=True)
+    exponentials = np.exp(shifted)
+    total = exponentials.sum(axis=-1, keepdims=True)
+    shifted -= np.log(total)
+    if not return_softmax:
+        return shifted
+    exponentials /= total
+    return shifted, exponentials
 
 
 def softmax_vjp(y: np.ndarray, g: np.ndarray) -> np.ndarray:
@@ -131,8 +150,7 @@ class LogSoftMax(RowwiseNode):
     """
 
     def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
-        shifted = x - x.max(axis=-1, keepdims=True)
-        return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+        return log_softmax(x)
 
     def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
         return g - np.exp(ctx.y) * g.sum(axis=-1, keepdims=True)

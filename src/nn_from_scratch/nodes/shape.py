@@ -1,0 +1,150 @@
+r"""Shape nodes: Flatten (alias Vectorization) and Reshape.
+
+They only move entries around, :math:`y = P x` for a permutation that is the
+identity on the flat memory order, so
+
+.. math::
+    \frac{\partial y_i}{\partial x_j} = \delta_{ij} \quad\text{(flat indices)}, \qquad
+    J^\top g = \operatorname{reshape}(g, \text{x.shape}).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..node import Context, Node
+
+__all__ = ["Flatten", "Reshape", "Vectorization"]
+
+
+class _ReshapeNode(Node):
+    """Shared derivative of the shape nodes: the backward pass reshapes back, the Jacobian is an identity."""
+
+    def _output_shape(self, x: np.ndarray) -> Tuple[int, ...]:
+        raise NotImplementedError
+
+    def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
+        return x.reshape(self._output_shape(x))
+
+    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
+        return g.reshape(ctx.x.shape)
+
+    def _jacobian(self, ctx: Context) -> np.ndarray:
+        return np.eye(ctx.x.size, dtype=ctx.x.dtype).reshape(ctx.y.shape + ctx.x.shape)
+
+
+def _check_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    return int(value)
+
+
+class Flatten(_ReshapeNode):
+    r"""Merge the axes ``start_dim`` … ``end_dim`` (inclusive) into one, like ``torch.nn.Flatten``.
+
+    The default ``Flatten()`` keeps the batch axis and flattens each sample:
+    ``(N, C, H, W) -> (N, C·H·W)``; ``(N, D)`` stays ``(N, D)``.  Negative
+    axes count from the end of each input.
+
+    .. math::
+        y = \operatorname{reshape}(x), \qquad
+        \frac{\partial y_i}{\partial x_j} = \delta_{ij}, \qquad
+        J^\top g = \operatorname{reshape}(g, \text{x.shape}).
+
+    The output is a view of the input (no copy), as with torch.
+    """
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
+        super().__init__()
+        self.start_dim = _check_int("start_dim", start_dim)
+        self.end_dim = _check_int("end_dim", end_dim)
+
+    def _axis(self, name: str, dim: int, ndim: int) -> int:
+        rank = max(ndim, 1)  # torch treats a 0-d input as 1-d here
+        if not -rank <= dim < rank:
+            raise ValueError(
+                f"{type(self).__name__}: {name}={dim} is out of range for a {ndim}-d input "
+                f"(expected a value in [{-rank}, {rank - 1}])"
+            )
+        return dim % rank
+
+    def _output_shape(self, x: np.ndarray) -> Tuple[int, ...]:
+        start = self._axis("start_dim", self.start_dim, x.ndim)
+        end = self._axis("end_dim", self.end_dim, x.ndim)
+        if start > end:
+            raise ValueError(
+                f"{type(self).__name__}: start_dim={self.start_dim} comes after end_dim={self.end_dim} "
+                f"for input of shape {x.shape}"
+            )
+        shape = x.shape if x.ndim else (1,)
+        return shape[:start] + (math.prod(shape[start:end + 1]),) + shape[end + 1:]
+
+    def extra_repr(self) -> str:
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+class Vectorization(Flatten):
+    r"""The course module's name for :class:`Flatten`: each sample becomes a vector.
+
+    ``Vectorization()`` is ``Flatten(start_dim=1, end_dim=-1)``, so an image
+    batch ``(N, C, H, W)`` becomes ``(N, C·H·W)``:
+
+    .. math::
+        y_{n,\,k} = x_{n,\,c,\,h,\,w}, \quad k = (c H + h) W + w, \qquad
+        \frac{\partial y_i}{\partial x_j} = \delta_{ij}, \qquad
+        J^\top g = \operatorname{reshape}(g, \text{x.shape}).
+    """
+
+
+ShapeArg = Union[int, Sequence[int]]
+
+
+class Reshape(_ReshapeNode):
+    r"""Reshape every sample, keeping the batch axis 0: ``(N, ...) -> (N, *shape)``.
+
+    ``Reshape(3, 4)`` and ``Reshape((3, 4))`` both turn ``(N, 12)`` (or
+    ``(N, 2, 6)``) into ``(N, 3, 4)``; one entry may be ``-1``, inferred from
+    the sample size.  A shape that does not hold the sample's entries raises
+    ``ValueError`` naming both shapes.
+
+    .. math::
+        y = \operatorname{reshape}(x), \qquad
+        \frac{\partial y_i}{\partial x_j} = \delta_{ij}, \qquad
+        J^\top g = \operatorname{reshape}(g, \text{x.shape}).
+    """
+
+    def __init__(self, *shape: ShapeArg) -> None:
+        super().__init__()
+        if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
+            shape = tuple(shape[0])
+        dims = tuple(_check_int("every entry of shape", d) for d in shape)
+        if any(d < -1 or d == 0 for d in dims) or dims.count(-1) > 1:
+            raise ValueError(
+                f"Reshape: shape entries must be positive, with at most one -1 to infer, got {dims}"
+            )
+        self.shape: Tuple[int, ...] = dims
+
+    def _output_shape(self, x: np.ndarray) -> Tuple[int, ...]:
+        if x.ndim == 0:
+            raise ValueError("Reshape keeps the batch axis 0 and needs an input with at least one axis, got shape ()")
+        sample = math.prod(x.shape[1:])
+        known = math.prod(d for d in self.shape if d != -1)
+        target = self.shape
+        if -1 in target:
+            if sample % known:
+                raise ValueError(
+                    f"Reshape cannot reshape input of shape {x.shape} to {(x.shape[0],) + target}: "
+                    f"a sample has {sample} entries, not a multiple of {known}"
+                )
+            target = tuple(sample // known if d == -1 else d for d in target)
+        elif known != sample:
+            raise ValueError(
+                f"Reshape cannot reshape input of shape {x.shape} to {(x.shape[0],) + target}: "
+                f"a sample has {sample} entries, the target shape {target} holds {known}"
+            )
+        return (x.shape[0],) + target
+
+    def extra_repr(self) -> str:
+        return f"shape={self.shape}"

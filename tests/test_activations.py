@@ -1,0 +1,220 @@
+"""Activations: gradient checks, the torch oracle, dtypes, stability, and the erf behind the exact GELU."""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from nn_from_scratch.gradcheck import assert_gradients
+from nn_from_scratch.nodes import ELU, GELU, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
+from nn_from_scratch.nodes.activations import erf, erfc
+
+# name -> (our node, the torch function applied to a tensor)
+CASES = {
+    "relu": (ReLU, lambda torch, t: torch.nn.functional.relu(t)),
+    "leaky_relu": (LeakyReLU, lambda torch, t: torch.nn.functional.leaky_relu(t)),
+    "leaky_relu_0.2": (lambda: LeakyReLU(0.2), lambda torch, t: torch.nn.functional.leaky_relu(t, 0.2)),
+    "elu": (ELU, lambda torch, t: torch.nn.functional.elu(t)),
+    "elu_0.5": (lambda: ELU(alpha=0.5), lambda torch, t: torch.nn.functional.elu(t, alpha=0.5)),
+    "sigmoid": (Sigmoid, lambda torch, t: torch.sigmoid(t)),
+    "tanh": (Tanh, lambda torch, t: torch.tanh(t)),
+    "gelu": (GELU, lambda torch, t: torch.nn.functional.gelu(t)),
+    "gelu_tanh": (lambda: GELU("tanh"), lambda torch, t: torch.nn.functional.gelu(t, approximate="tanh")),
+    "softplus": (Softplus, lambda torch, t: torch.nn.functional.softplus(t)),
+    "softplus_2_3": (
+        lambda: Softplus(beta=2.0, threshold=3.0),
+        lambda torch, t: torch.nn.functional.softplus(t, beta=2.0, threshold=3.0),
+    ),
+}
+NAMES = sorted(CASES)
+SHAPES = [(7,), (3, 4), (2, 3, 5)]
+
+
+def away_from_kinks(x: np.ndarray) -> np.ndarray:
+    """Keep |x| >= 0.05 (ReLU-type kinks at 0) and away from Softplus(2, 3)'s switch at x = 1.5."""
+    x = np.sign(x) * (0.05 + np.abs(x))
+    x[np.abs(x - 1.5) < 0.05] += 0.2
+    x[np.abs(x - 20.0) < 0.05] += 0.2
+    return x
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("name", NAMES)
+def test_gradients_in_float64(rng, name, shape):
+    x = away_from_kinks(rng.standard_normal(shape) * 2)
+    assert_gradients(CASES[name][0](), x, atol=1e-7, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_softplus_linear_region_and_large_inputs_pass_gradcheck(rng, name):
+    # inputs spread over [-25, 25], away from the kinks
+    x = away_from_kinks(rng.uniform(-25, 25, size=(4, 6)))
+    assert_gradients(CASES[name][0](), x, atol=1e-7, rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("name", NAMES)
+def test_agrees_with_torch(torch, rng, name, shape):
+    factory, torch_fn = CASES[name]
+    x = rng.standard_normal(shape) * 4
+    x.flat[0] = 0.0  # torch's derivative convention at the kink
+    if x.size > 3:
+        x.flat[1], x.flat[2], x.flat[3] = 30.0, -30.0, 1.5  # saturation, and Softplus(2, 3)'s switch
+    g = rng.standard_normal(shape)
+    tx = torch.tensor(x, requires_grad=True)
+    ty = torch_fn(torch, tx)
+    ty.backward(torch.tensor(g))
+    node = factory()
+    np.testing.assert_allclose(node.forward(x), ty.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(node.backward(g), tx.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu_matches_torch_on_a_wide_grid(torch, approximate):
+    x = np.concatenate([np.linspace(-40, 40, 40001), [0.0, 0.46875 * math.sqrt(2), 4 * math.sqrt(2), -1e-300]])
+    tx = torch.tensor(x, requires_grad=True)
+    ty = torch.nn.functional.gelu(tx, approximate=approximate)
+    ty.backward(torch.ones_like(tx))
+    node = GELU(approximate)
+    np.testing.assert_allclose(node.forward(x), ty.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(node.backward(np.ones_like(x)), tx.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_erf_and_erfc_are_accurate_in_float64(torch):
+    x = np.concatenate([np.linspace(-10, 10, 100001), [0.0, -0.0, 1e-300, 0.46875, -0.46875, 4.0, -4.0]])
+    expected_erf = np.array([math.erf(v) for v in x])
+    expected_erfc = np.array([math.erfc(v) for v in x])
+    np.testing.assert_allclose(erf(x), expected_erf, rtol=2e-15, atol=1e-300)
+    np.testing.assert_allclose(erfc(x), expected_erfc, rtol=2e-15, atol=1e-300)
+    np.testing.assert_allclose(erf(x), torch.erf(torch.tensor(x)).numpy(), rtol=2e-15, atol=1e-300)
+    # the far tail, down to the edge of the normal range
+    tail = np.linspace(4, 26, 2001)
+    np.testing.assert_allclose(erfc(tail), [math.erfc(v) for v in tail], rtol=1e-14, atol=0)
+
+
+def test_erf_edge_values():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        values = np.array([np.inf, -np.inf, 1e300, -1e300, 40.0, np.nan])
+        np.testing.assert_array_equal(erf(values)[:5], [1.0, -1.0, 1.0, -1.0, 1.0])
+        np.testing.assert_array_equal(erfc(values)[:5], [0.0, 2.0, 0.0, 2.0, 0.0])
+        assert np.isnan(erf(values)[5]) and np.isnan(erfc(values)[5])
+        assert erf(np.float32(0.5)).dtype == np.float32
+        np.testing.assert_allclose(erf(np.float32(0.5)), math.erf(0.5), rtol=1e-6, atol=0)
+        np.testing.assert_allclose(erf(0.5), math.erf(0.5), rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_float32_in_float32_out(rng, name):
+    x = (rng.standard_normal((3, 5)) * 3).astype(np.float32)
+    g = rng.standard_normal((3, 5)).astype(np.float32)
+    node = CASES[name][0]()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = node.forward(x)
+        dx = node.backward(g, reset_after=False)
+        jac = node.jacobian()
+    assert y.dtype == np.float32 and dx.dtype == np.float32 and jac.dtype == np.float32
+    reference = CASES[name][0]()
+    y64 = reference.forward(x.astype(np.float64))
+    dx64 = reference.backward(g.astype(np.float64))
+    np.testing.assert_allclose(y, y64, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dx, dx64, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_stable_and_silent_at_plus_minus_1000(name, dtype):
+    x = np.array([-1000.0, -100.0, 0.0, 100.0, 1000.0], dtype=dtype)
+    node = CASES[name][0]()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = node.forward(x)
+        dx = node.backward(np.ones_like(x))
+    assert y.dtype == dtype and dx.dtype == dtype
+    assert np.all(np.isfinite(y)) and np.all(np.isfinite(dx))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_saturating_values_are_correct(dtype):
+    x = np.array([-1000.0, 1000.0], dtype=dtype)
+    ones = np.ones(2, dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sig = Sigmoid()
+        np.testing.assert_allclose(sig.forward(x), [0.0, 1.0], rtol=0, atol=1e-30)
+        np.testing.assert_allclose(sig.backward(ones), [0.0, 0.0], rtol=0, atol=1e-30)
+        sp = Softplus()
+        np.testing.assert_allclose(sp.forward(x), [0.0, 1000.0], rtol=1e-15, atol=1e-30)
+        np.testing.assert_allclose(sp.backward(ones), [0.0, 1.0], rtol=1e-15, atol=1e-30)
+        # a threshold so large that torch's log1p(exp(z)) would overflow: still exact here
+        wide = Softplus(threshold=1e6)
+        np.testing.assert_allclose(wide.forward(x), [0.0, 1000.0], rtol=1e-15, atol=1e-30)
+        np.testing.assert_allclose(wide.backward(ones), [0.0, 1.0], rtol=1e-15, atol=1e-30)
+        elu = ELU(alpha=2.0)
+        np.testing.assert_allclose(elu.forward(x), [-2.0, 1000.0], rtol=1e-15, atol=1e-30)
+        np.testing.assert_allclose(elu.backward(ones), [0.0, 1.0], rtol=1e-15, atol=1e-30)
+        gelu = GELU()
+        np.testing.assert_allclose(gelu.forward(x), [0.0, 1000.0], rtol=1e-15, atol=1e-30)
+        np.testing.assert_allclose(gelu.backward(ones), [0.0, 1.0], rtol=1e-15, atol=1e-30)
+
+
+def test_derivatives_at_zero_follow_torch_conventions():
+    zero = np.zeros(1)
+    cases = [(ReLU(), 0.0), (LeakyReLU(0.1), 0.1), (ELU(alpha=0.7), 0.7), (GELU(), 0.5), (Sigmoid(), 0.25)]
+    for node, expected in cases:
+        node.forward(zero)
+        np.testing.assert_allclose(node.backward(np.ones(1)), [expected], rtol=1e-15, atol=0)
+
+
+def test_jacobian_is_diagonal(rng):
+    x = away_from_kinks(rng.standard_normal((2, 3)))
+    node = GELU()
+    jac = node.jacobian(x)
+    assert jac.shape == (2, 3, 2, 3)
+    flat = jac.reshape(6, 6)
+    np.testing.assert_array_equal(flat - np.diag(np.diag(flat)), np.zeros((6, 6)))
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match=r"approximate must be one of \('none', 'tanh'\), got 'erf'"):
+        GELU("erf")
+    with pytest.raises(ValueError, match="beta must be non-zero"):
+        Softplus(beta=0)
+    with pytest.raises(ValueError, match="alpha must be finite, got nan"):
+        ELU(alpha=float("nan"))
+    with pytest.raises(TypeError, match="negative_slope must be a real number"):
+        LeakyReLU("0.1")
+
+
+def test_parameter_free_and_modes_are_no_ops(rng):
+    x = rng.standard_normal((3, 4))
+    for name in NAMES:
+        node = CASES[name][0]()
+        assert node.parameters() == [] and node.state_dict() == {}
+        y_train = node.forward(x)
+        np.testing.assert_array_equal(node.eval().forward(x), y_train)
+
+
+# ------------------------------------------------------------------ properties
+small_shapes = hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=30, deadline=None)
+@given(data=st.data())
+def test_backward_equals_g_times_jacobian(name, data):
+    shape = data.draw(small_shapes)
+    x = data.draw(hnp.arrays(np.float64, shape, elements=st.floats(-30, 30)))
+    g = data.draw(hnp.arrays(np.float64, shape, elements=st.floats(-10, 10)))
+    node = CASES[name][0]()
+    node.forward(x)
+    dx = node.backward(g, reset_after=False)
+    jac = node.jacobian()
+    assert dx.shape == x.shape and jac.shape == x.shape + x.shape
+    np.testing.assert_allclose(dx, np.tensordot(g, jac, axes=g.ndim), rtol=1e-12, atol=1e-300)
