@@ -1,0 +1,125 @@
+r"""Element-wise losses: MSELoss and BCEWithLogitsLoss.
+
+Both take a prediction of any shape and a float target of the same shape;
+each element is one sample for the reductions ('mean' divides by the number
+of elements, as in PyTorch).
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from ..node import Context, as_float_array
+from .base import Loss, as_float_target
+
+__all__ = ["MSELoss", "BCEWithLogitsLoss"]
+
+
+class MSELoss(Loss):
+    r"""Mean squared error, as ``torch.nn.MSELoss``.
+
+    .. math::
+        \ell_i = (\hat y_i - t_i)^2, \qquad
+        \frac{\partial \ell_i}{\partial \hat y_i} = 2(\hat y_i - t_i),
+
+    and with 'mean' :math:`L = \frac{1}{n}\sum_i \ell_i`, so
+    :math:`\partial L / \partial \hat y_i = 2(\hat y_i - t_i)/n`.  The target
+    must have the prediction's shape (no broadcasting).
+    """
+
+    def _prepare_target(self, target: Any, prediction: np.ndarray) -> np.ndarray:
+        return as_float_target(target, prediction)
+
+    def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
+        ctx.diff = x - ctx.target
+        return self._reduce(ctx.diff * ctx.diff)
+
+    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
+        return 2 * self._reduction_grad(g, ctx, ctx.diff.shape) * ctx.diff
+
+
+class BCEWithLogitsLoss(Loss):
+    r"""Binary cross-entropy of logits, as ``torch.nn.BCEWithLogitsLoss``.
+
+    With :math:`\sigma(x) = 1 / (1 + e^{-x})`, a target :math:`t \in [0, 1]`
+    and a positive-class weight :math:`w` (``pos_weight``, 1 by default):
+
+    .. math::
+        \ell = -\big(w\,t \log\sigma(x) + (1 - t)\log(1 - \sigma(x))\big)
+             = (1 - t)\,x + \big(1 + (w - 1)t\big)\,\mathrm{softplus}(-x),
+
+    .. math::
+        \frac{\partial \ell}{\partial x} = (1 - t) - \big(1 + (w - 1)t\big)\,\sigma(-x)
+        \;\overset{w = 1}{=}\; \sigma(x) - t .
+
+    It is evaluated in the stable form
+    :math:`\max(x, 0) - x t + \log(1 + e^{-|x|})` (for :math:`w = 1`), with
+    :math:`\mathrm{softplus}(-x) = \max(-x, 0) + \log(1 + e^{-|x|})`: no
+    exponential of a large positive number is ever taken, so logits like
+    :math:`\pm 1000` stay finite.  :math:`e^{-|x|}` is kept from the forward
+    pass to give :math:`\sigma(\pm x)` in the backward pass.
+
+    ``pos_weight`` is a non-negative number or array broadcast against the
+    prediction (one weight per class on the last axis, as in PyTorch).
+    """
+
+    def __init__(self, reduction: str = "mean", pos_weight: Optional[Any] = None) -> None:
+        super().__init__(reduction)
+        if pos_weight is not None:
+            pos_weight = np.array(as_float_array(pos_weight, "pos_weight"), copy=True)
+            if not np.all(np.isfinite(pos_weight)) or np.any(pos_weight < 0):
+                raise ValueError(f"pos_weight must be finite and >= 0, got {pos_weight}")
+        self.pos_weight = pos_weight
+
+    def _check_input(self, x: np.ndarray) -> None:
+        if self.pos_weight is None:
+            return
+        try:
+            shape = np.broadcast_shapes(self.pos_weight.shape, x.shape)
+        except ValueError:
+            shape = None
+        if shape != x.shape:
+            raise ValueError(
+                f"BCEWithLogitsLoss: pos_weight of shape {self.pos_weight.shape} does not broadcast to the "
+                f"prediction's shape {x.shape}"
+            )
+
+    def _prepare_target(self, target: Any, prediction: np.ndarray) -> np.ndarray:
+        t = as_float_target(target, prediction)
+        if t.size and not (t.min() >= 0 and t.max() <= 1):  # also catches NaN
+            raise ValueError(
+                f"BCEWithLogitsLoss: targets must lie in [0, 1], got values in [{t.min()}, {t.max()}]"
+            )
+        return t
+
+    def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
+        t = ctx.target
+        ctx.exp_neg_abs = np.exp(-np.abs(x))
+        log_term = np.log1p(ctx.exp_neg_abs)
+        if self.pos_weight is None:
+            per_sample = np.maximum(x, 0) - x * t + log_term
+        else:
+            ctx.log_weight = 1 + (self.pos_weight.astype(x.dtype, copy=False) - 1) * t
+            per_sample = (1 - t) * x + ctx.log_weight * (np.maximum(-x, 0) + log_term)
+        return self._reduce(per_sample)
+
+    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
+        x, t, e = ctx.x, ctx.target, ctx.exp_neg_abs
+        w = self._reduction_grad(g, ctx, x.shape)
+        positive = x >= 0
+        if self.pos_weight is None:
+            sigmoid = np.where(positive, 1, e) / (1 + e)
+            return w * (sigmoid - t)
+        sigmoid_neg = np.where(positive, e, 1) / (1 + e)
+        return w * ((1 - t) - ctx.log_weight * sigmoid_neg)
+
+    def probabilities(self, prediction: Any) -> np.ndarray:
+        r"""The stable sigmoid :math:`\sigma(x)` of the logits."""
+        x = self._prepare_input(prediction)
+        e = np.exp(-np.abs(x))
+        return np.where(x >= 0, 1, e) / (1 + e)
+
+    def extra_repr(self) -> str:
+        extra = "" if self.pos_weight is None else f", pos_weight={self.pos_weight.tolist()}"
+        return super().extra_repr() + extra
