@@ -3,23 +3,59 @@
 Every layer is a :class:`Node` with ``forward``, ``backward`` (the
 vector-Jacobian product) and ``jacobian`` (the dense Jacobian), and every
 gradient is checked against finite differences and PyTorch.
+
+Modules: :mod:`~nn_from_scratch.nodes` (layers), :mod:`~nn_from_scratch.losses`,
+:mod:`~nn_from_scratch.optim`, :mod:`~nn_from_scratch.datasets`,
+:mod:`~nn_from_scratch.gradcheck`, :mod:`~nn_from_scratch.models`.
 """
+from .network import NeuralNetwork, TrainingDiverged
 from .node import Context, ElementwiseNode, Node, RowwiseNode
-from .nodes import Linear, LogSoftMax, NormalizedSoftMax, SoftMax
+from .nodes import (
+    ELU,
+    GELU,
+    BatchNorm1d,
+    Dropout,
+    Flatten,
+    LeakyReLU,
+    Linear,
+    LogSoftMax,
+    NormalizedSoftMax,
+    ReLU,
+    Reshape,
+    Sigmoid,
+    SoftMax,
+    Softplus,
+    Tanh,
+    Vectorization,
+)
 from .parameter import Parameter
 from .sequential import Sequential
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BatchNorm1d",
     "Context",
+    "Dropout",
+    "ELU",
     "ElementwiseNode",
+    "Flatten",
+    "GELU",
+    "LeakyReLU",
     "Linear",
     "LogSoftMax",
+    "NeuralNetwork",
     "Node",
     "NormalizedSoftMax",
     "Parameter",
+    "ReLU",
+    "Reshape",
     "RowwiseNode",
     "Sequential",
+    "Sigmoid",
     "SoftMax",
+    "Softplus",
+    "Tanh",
+    "TrainingDiverged",
+    "Vectorization",
 ]

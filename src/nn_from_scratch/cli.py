@@ -1,0 +1,183 @@
+"""The command line: ``nn-from-scratch train`` and ``nn-from-scratch evaluate``."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import optim
+from .datasets import load_digits, load_mnist
+from .losses import CrossEntropyLoss
+from .models import build_model
+from .network import NeuralNetwork, TrainingDiverged
+from .serialization import load_npz, save_npz
+
+__all__ = ["main", "build_parser"]
+
+OPTIMIZERS = {"adam": optim.Adam, "adamw": optim.AdamW, "sgd": optim.SGD, "rmsprop": optim.RMSProp}
+DEFAULT_HIDDEN = (128, 64)
+
+
+def _positive(kind: type, what: str):
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a {kind.__name__}, got {text!r}") from None
+        if not value > 0 or (kind is float and not np.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"{what} must be positive, got {text!r}")
+        return value
+
+    return parse
+
+
+def _hidden_sizes(text: str) -> Tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--hidden takes sizes separated by commas, like 128,64; got {text!r}") from None
+    if any(size < 1 for size in sizes):
+        raise argparse.ArgumentTypeError(f"--hidden sizes must be positive, got {text!r}")
+    return sizes
+
+
+def _add_data_options(parser: argparse.ArgumentParser, default: Optional[str]) -> None:
+    parser.add_argument("--dataset", choices=("digits", "mnist"), default=default,
+                        help="the embedded 8x8 digits, or MNIST/Fashion-MNIST IDX files from --data-dir")
+    parser.add_argument("--data-dir", type=Path, help="folder with the IDX files (train-images-idx3-ubyte[.gz], ...)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nn-from-scratch", description="Train and evaluate networks built with nn_from_scratch.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a classifier and save its weights")
+    _add_data_options(train, "digits")
+    train.add_argument("--hidden", type=_hidden_sizes, default=DEFAULT_HIDDEN, help="hidden layer sizes (default 128,64)")
+    train.add_argument("--epochs", type=_positive(int, "--epochs"), default=40)
+    train.add_argument("--batch-size", type=_positive(int, "--batch-size"), default=32)
+    train.add_argument("--lr", type=_positive(float, "--lr"), default=3e-3, help="learning rate (default 3e-3)")
+    train.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
+                       help="learning-rate schedule over the epochs (default cosine annealing to 0)")
+    train.add_argument("--label-smoothing", type=float, default=0.1, help="cross-entropy label smoothing (default 0.1)")
+    train.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam")
+    train.add_argument("--seed", type=int, default=0, help="seed for the weights and the batch order")
+    train.add_argument("--dtype", choices=("float32", "float64"), default="float64")
+    train.add_argument("--out", type=Path, default=None, help="where to save the weights (default runs/<dataset>-mlp.npz)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.set_defaults(handler=_train, subparser=train)
+
+    evaluate = commands.add_parser("evaluate", help="reload saved weights and report test accuracy")
+    evaluate.add_argument("--weights", type=Path, required=True, help="a .npz written by 'train'")
+    _add_data_options(evaluate, None)
+    evaluate.set_defaults(handler=_evaluate, subparser=evaluate)
+    return parser
+
+
+def load_data(dataset: str, data_dir: Optional[Path], parser: argparse.ArgumentParser) -> Tuple[np.ndarray, ...]:
+    """Train and test arrays for a dataset name, reporting problems as command-line errors."""
+    if dataset == "digits":
+        return tuple(load_digits())
+    if data_dir is None:
+        parser.error("--dataset mnist needs --data-dir, the folder with the IDX files")
+    try:
+        X_train, y_train = load_mnist(data_dir, "train")
+        X_test, y_test = load_mnist(data_dir, "test")
+    except (FileNotFoundError, ValueError) as error:
+        parser.error(str(error))
+    return X_train, y_train, X_test, y_test
+
+
+def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.seed < 0:
+        parser.error(f"--seed must be non-negative, got {args.seed}")
+    if not 0.0 <= args.label_smoothing <= 1.0:
+        parser.error(f"--label-smoothing must lie in [0, 1], got {args.label_smoothing}")
+    X_train, y_train, X_test, y_test = load_data(args.dataset, args.data_dir, parser)
+    dtype = np.dtype(args.dtype)
+    X_train, X_test = X_train.astype(dtype, copy=False), X_test.astype(dtype, copy=False)
+    classes = int(max(y_train.max(), y_test.max())) + 1
+    config: Dict[str, Any] = {
+        "kind": "mlp", "in_features": int(X_train.shape[1]), "hidden": list(args.hidden),
+        "classes": classes, "dtype": args.dtype,
+    }
+    rng = np.random.default_rng(args.seed)
+    model = build_model(config, rng=rng)
+    optimizer = OPTIMIZERS[args.optimizer](model.parameters(), lr=args.lr)
+    scheduler = optim.CosineAnnealingLR(optimizer, T_max=args.epochs) if args.schedule == "cosine" else None
+    network = NeuralNetwork(model, CrossEntropyLoss(label_smoothing=args.label_smoothing), optimizer, scheduler)
+    out = args.out or Path("runs") / f"{args.dataset}-mlp.npz"
+    layers = " -> ".join(str(n) for n in [config["in_features"], *config["hidden"], classes])
+    print(f"training an MLP {layers} on {args.dataset}: {len(X_train)} train / {len(X_test)} test samples, "
+          f"{args.optimizer} lr={args.lr:g} ({args.schedule}), batch {args.batch_size}, {args.epochs} epochs, seed {args.seed}")
+    start = time.perf_counter()
+    try:
+        history = network.fit(X_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
+                              validation_data=(X_test, y_test), rng=rng, progress=not args.no_progress)
+    except TrainingDiverged as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    seconds = time.perf_counter() - start
+    accuracy = history["val_accuracy"][-1]
+    print(f"test accuracy {accuracy:.4f} (loss {history['val_loss'][-1]:.4f}) after {seconds:.1f} s")
+    metadata = {"model": config, "dataset": args.dataset, "history": history, "seed": args.seed,
+                "optimizer": args.optimizer, "lr": args.lr, "batch_size": args.batch_size}
+    save_npz(out, model.state_dict(), metadata)
+    print(f"weights saved to {out}")
+    curves = save_training_curves(history, out.with_suffix(".png"))
+    if curves is not None:
+        print(f"training curves saved to {curves}")
+    return 0
+
+
+def save_training_curves(history: Dict[str, List[float]], path: Path) -> Optional[Path]:
+    """Plot loss and accuracy per epoch to a PNG when matplotlib is installed; otherwise do nothing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    for key, axis in (("loss", left), ("accuracy", right)):
+        for prefix, label in (("", "train"), ("val_", "test")):
+            if prefix + key in history:
+                axis.plot(epochs, history[prefix + key], label=label)
+        axis.set_xlabel("epoch")
+        axis.set_title(key)
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    try:
+        state, metadata = load_npz(args.weights)
+        model = build_model(metadata["model"], rng=0)
+        model.load_state_dict(state)
+    except (FileNotFoundError, ValueError, KeyError, TypeError) as error:
+        parser.error(f"cannot load {args.weights}: {error}")
+    dataset = args.dataset or metadata.get("dataset", "digits")
+    _, _, X_test, y_test = load_data(dataset, args.data_dir, parser)
+    dtype = np.dtype(metadata["model"].get("dtype", "float64"))
+    network = NeuralNetwork(model, CrossEntropyLoss(), optimizer=None)
+    try:
+        result = network.evaluate(X_test.astype(dtype, copy=False), y_test)
+    except ValueError as error:
+        parser.error(f"the weights in {args.weights} do not fit the {dataset} data: {error}")
+    print(f"{dataset} test accuracy {result['accuracy']:.4f} (loss {result['loss']:.4f}) on {len(X_test)} samples")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return args.handler(args, args.subparser)

@@ -1,0 +1,127 @@
+"""NeuralNetwork: training that learns, reproducibility, divergence, and a full training run against torch."""
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from nn_from_scratch import NeuralNetwork, Sequential, TrainingDiverged
+from nn_from_scratch.datasets import load_digits
+from nn_from_scratch.losses import CrossEntropyLoss, MSELoss
+from nn_from_scratch.models import mlp
+from nn_from_scratch.nodes import Linear, ReLU
+from nn_from_scratch.optim import SGD, Adam
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits()
+
+
+def make_network(seed=0, lr=1e-2, optimizer=Adam):
+    model = mlp(64, [32], 10, rng=seed)
+    return NeuralNetwork(model, CrossEntropyLoss(), optimizer(model.parameters(), lr=lr))
+
+
+def test_training_learns_the_digits(digits):
+    X_train, y_train, X_test, y_test = digits
+    network = make_network()
+    history = network.fit(X_train, y_train, epochs=8, batch_size=32, validation_data=(X_test, y_test),
+                          rng=0, progress=False)
+    assert sorted(history) == ["accuracy", "loss", "val_accuracy", "val_loss"]
+    assert all(len(v) == 8 for v in history.values())
+    assert history["loss"][-1] < 0.5 * history["loss"][0]
+    assert history["val_accuracy"][-1] >= 0.93
+    result = network.evaluate(X_test, y_test)
+    np.testing.assert_allclose(result["accuracy"], history["val_accuracy"][-1], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(result["loss"], history["val_loss"][-1], rtol=1e-12, atol=0)
+    proba = network.predict_proba(X_test)
+    assert proba.shape == (len(X_test), 10)
+    np.testing.assert_allclose(proba.sum(axis=1), np.ones(len(X_test)), rtol=1e-12, atol=1e-12)
+    predicted = network.predict(X_test)
+    np.testing.assert_array_equal(predicted, proba.argmax(axis=1))
+    np.testing.assert_allclose(np.mean(predicted == y_test), result["accuracy"], rtol=0, atol=1e-12)
+
+
+def test_same_seed_gives_the_same_history_bit_for_bit(digits):
+    X_train, y_train, X_test, y_test = digits
+    runs = []
+    for _ in range(2):
+        network = make_network(seed=3)
+        history = network.fit(X_train[:400], y_train[:400], epochs=3, batch_size=16,
+                              validation_data=(X_test, y_test), rng=5, progress=False)
+        runs.append((history, network.model.state_dict()))
+    assert runs[0][0] == runs[1][0]
+    for key in runs[0][1]:
+        np.testing.assert_array_equal(runs[0][1][key], runs[1][1][key])
+    other = make_network(seed=3).fit(X_train[:400], y_train[:400], epochs=3, batch_size=16, rng=6, progress=False)
+    assert other["loss"] != runs[0][0]["loss"]
+
+
+def test_progress_bar_plain_fallback_and_silence(digits, monkeypatch, capsys):
+    X_train, y_train, _, _ = digits
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    make_network().fit(X_train[:64], y_train[:64], epochs=2, batch_size=32, rng=0, progress=True)
+    captured = capsys.readouterr()
+    assert "epoch 1/2" in captured.err and "epoch 2/2" in captured.err and "2/2" in captured.err
+    make_network().fit(X_train[:64], y_train[:64], epochs=2, batch_size=32, rng=0, progress=False)
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+def test_divergence_stops_with_a_clear_error_and_keeps_finite_weights(rng):
+    X = rng.standard_normal((64, 3)) * 10
+    y = X @ np.array([[1.0], [-2.0], [0.5]])
+    model = Sequential(Linear(3, 1, rng=0))
+    network = NeuralNetwork(model, MSELoss(), SGD(model.parameters(), lr=10.0))
+    with pytest.raises(TrainingDiverged, match=r"at epoch \d+, batch \d+; try a smaller learning rate \(now 10\)"):
+        network.fit(X, y, epochs=100, batch_size=16, rng=0, progress=False)
+    for p in network.model.parameters():
+        assert np.all(np.isfinite(p.value))
+
+
+def test_regression_history_has_no_accuracy(rng):
+    X = rng.standard_normal((64, 3))
+    y = X @ np.array([[1.0], [-2.0], [0.5]])
+    model = Sequential(Linear(3, 1, rng=0))
+    network = NeuralNetwork(model, MSELoss(), SGD(model.parameters(), lr=0.1))
+    history = network.fit(X, y, epochs=30, batch_size=16, rng=0, progress=False)
+    assert sorted(history) == ["loss"]
+    np.testing.assert_allclose(model[0].weight.value, [[1.0, -2.0, 0.5]], rtol=0, atol=1e-3)
+    with pytest.raises(TypeError, match="no probability link"):
+        network.predict_proba(X)
+
+
+def test_bad_data_is_rejected(digits):
+    X_train, y_train, _, _ = digits
+    network = make_network()
+    with pytest.raises(ValueError, match=r"same number of samples, got shapes \(10, 64\) and \(9,\)"):
+        network.fit(X_train[:10], y_train[:9], progress=False)
+    with pytest.raises(ValueError, match="epochs must be"):
+        network.fit(X_train[:10], y_train[:10], epochs=-1, progress=False)
+    with pytest.raises(TypeError, match="model must be a Node"):
+        NeuralNetwork(object(), CrossEntropyLoss(), None)
+
+
+def test_ten_training_steps_match_torch(torch, rng):
+    """The whole loop (forward, cross-entropy, backward, Adam) against torch, in float64."""
+    X = rng.standard_normal((40, 6))
+    y = rng.integers(0, 4, size=40)
+    model = Sequential(Linear(6, 8, rng=1), ReLU(), Linear(8, 4, rng=2))
+    ref = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 4)).double()
+    ref.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})
+    optimizer = Adam(model.parameters(), lr=0.05, weight_decay=1e-3)
+    ref_optimizer = torch.optim.Adam(ref.parameters(), lr=0.05, weight_decay=1e-3)
+    loss = CrossEntropyLoss()
+    for step in range(10):
+        batch = slice(4 * step, 4 * step + 4)
+        optimizer.zero_grad()
+        loss.forward(model.forward(X[batch]), y[batch])
+        model.backward(loss.backward())
+        optimizer.step()
+        ref_optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(ref(torch.from_numpy(X[batch])), torch.from_numpy(y[batch])).backward()
+        ref_optimizer.step()
+    for key, value in model.state_dict().items():
+        np.testing.assert_allclose(value, ref.state_dict()[key].numpy(), rtol=1e-10, atol=1e-10)
