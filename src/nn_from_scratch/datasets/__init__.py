@@ -5,17 +5,23 @@
 * :func:`load_mnist` and :func:`read_idx`: MNIST / Fashion-MNIST from IDX
   files (raw or gzip) that you download yourself; headers are validated
   before anything large is allocated.
+* :func:`load_localization`: digits scaled and placed on a canvas, with
+  their boxes, for single-object localisation.
 * :func:`iterate_minibatches` and :func:`num_batches`: mini-batch iteration.
 """
 from .batching import iterate_minibatches, num_batches
 from .digits import DatasetSplit, load_digits
+from .localization import LocalizationSplit, load_localization, place_digits
 from .mnist import load_mnist, read_idx
 
 __all__ = [
     "DatasetSplit",
+    "LocalizationSplit",
     "iterate_minibatches",
     "load_digits",
+    "load_localization",
     "load_mnist",
     "num_batches",
+    "place_digits",
     "read_idx",
 ]

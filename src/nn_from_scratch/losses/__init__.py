@@ -1,14 +1,17 @@
 """Losses: Nodes of the prediction with the target held fixed."""
 from .base import REDUCTIONS, Loss
 from .classification import CrossEntropyLoss, NLLLoss, SoftMaxLoss
-from .regression import BCEWithLogitsLoss, MSELoss
+from .localization import LocalizationLoss
+from .regression import BCEWithLogitsLoss, MSELoss, SmoothL1Loss
 
 __all__ = [
     "BCEWithLogitsLoss",
     "CrossEntropyLoss",
+    "LocalizationLoss",
     "Loss",
     "MSELoss",
     "NLLLoss",
     "REDUCTIONS",
+    "SmoothL1Loss",
     "SoftMaxLoss",
 ]

@@ -1,4 +1,4 @@
-r"""Element-wise losses: MSELoss and BCEWithLogitsLoss.
+r"""Element-wise losses: MSELoss, SmoothL1Loss and BCEWithLogitsLoss.
 
 Both take a prediction of any shape and a float target of the same shape;
 each element is one sample for the reductions ('mean' divides by the number
@@ -13,7 +13,7 @@ import numpy as np
 from ..node import Context, as_float_array
 from .base import Loss, as_float_target
 
-__all__ = ["MSELoss", "BCEWithLogitsLoss"]
+__all__ = ["MSELoss", "SmoothL1Loss", "BCEWithLogitsLoss"]
 
 
 class MSELoss(Loss):
@@ -37,6 +37,46 @@ class MSELoss(Loss):
 
     def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
         return 2 * self._reduction_grad(g, ctx, ctx.diff.shape) * ctx.diff
+
+
+class SmoothL1Loss(Loss):
+    r"""Smooth L1 (Huber-like) loss, as ``torch.nn.SmoothL1Loss``: quadratic near 0, linear beyond ``beta``.
+
+    With :math:`d = \hat y - t`:
+
+    .. math::
+        \ell = \begin{cases} \tfrac{1}{2} d^2 / \beta & |d| < \beta \\ |d| - \tfrac{1}{2}\beta & \text{otherwise} \end{cases},
+        \qquad
+        \frac{\partial \ell}{\partial \hat y} = \begin{cases} d / \beta & |d| < \beta \\ \operatorname{sign}(d) & \text{otherwise} \end{cases}.
+
+    ``beta = 0`` is the plain L1 loss (gradient :math:`\operatorname{sign}(d)`,
+    0 at :math:`d = 0`, as torch).  Used for box regression, where it is less
+    sensitive to outliers than MSE.
+    """
+
+    def __init__(self, reduction: str = "mean", beta: float = 1.0) -> None:
+        super().__init__(reduction)
+        if not (isinstance(beta, (int, float)) and np.isfinite(beta) and beta >= 0):
+            raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
+        self.beta = float(beta)
+
+    def _prepare_target(self, target: Any, prediction: np.ndarray) -> np.ndarray:
+        return as_float_target(target, prediction)
+
+    def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
+        d = x - ctx.target
+        ctx.diff, ctx.small = d, np.abs(d) < self.beta
+        abs_d = np.abs(d)
+        quadratic = 0.5 * d * d / self.beta if self.beta > 0 else abs_d
+        return self._reduce(np.where(ctx.small, quadratic, abs_d - 0.5 * self.beta))
+
+    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
+        d = ctx.diff
+        slope = np.where(ctx.small, d / self.beta if self.beta > 0 else 0, np.sign(d))
+        return self._reduction_grad(g, ctx, d.shape) * slope
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", beta={self.beta:g}"
 
 
 class BCEWithLogitsLoss(Loss):

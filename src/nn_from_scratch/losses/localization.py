@@ -1,0 +1,99 @@
+r"""The loss of single-object localisation: a class and a box predicted together."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy as np
+
+from ..node import Context, as_float_array
+from .base import Loss
+from .classification import CrossEntropyLoss
+from .regression import MSELoss, SmoothL1Loss
+
+__all__ = ["LocalizationLoss"]
+
+
+class LocalizationLoss(Loss):
+    r"""Cross-entropy for the class plus a box regression loss, weighted.
+
+    The prediction is ``(N, C + 4)``: ``C`` class logits followed by a box
+    ``(x, y, w, h)``.  The target is ``(N, 5)``: the class index (stored as a
+    float, it must be a whole number) followed by the true box.  With
+    :math:`\mathrm{CE}` the mean cross-entropy and :math:`B` the mean box loss
+    (smooth L1 by default, or MSE) over the ``4N`` coordinates:
+
+    .. math::
+        L = \lambda_c\,\mathrm{CE}(\hat z, t) + \lambda_b\,B(\hat b, b), \qquad
+        \frac{\partial L}{\partial \hat z} = \lambda_c \frac{\partial \mathrm{CE}}{\partial \hat z}, \qquad
+        \frac{\partial L}{\partial \hat b} = \lambda_b \frac{\partial B}{\partial \hat b}.
+
+    Only ``reduction='mean'`` is offered: the two terms are means over
+    different counts, so a per-sample 'none' would be ambiguous.
+    """
+
+    def __init__(self, num_classes: int, *, class_weight: float = 1.0, box_weight: float = 1.0,
+                 box_loss: str = "smooth_l1", beta: float = 0.05) -> None:
+        super().__init__("mean")
+        if not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
+            raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+        for name, weight in (("class_weight", class_weight), ("box_weight", box_weight)):
+            if not (isinstance(weight, (int, float)) and np.isfinite(weight) and weight >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {weight!r}")
+        if box_loss not in ("smooth_l1", "mse"):
+            raise ValueError(f"box_loss must be 'smooth_l1' or 'mse', got {box_loss!r}")
+        self.num_classes = int(num_classes)
+        self.class_weight, self.box_weight = float(class_weight), float(box_weight)
+        self.classification = CrossEntropyLoss()
+        self.box = SmoothL1Loss(beta=beta) if box_loss == "smooth_l1" else MSELoss()
+
+    def _check_input(self, x: np.ndarray) -> None:
+        if x.ndim != 2 or x.shape[1] != self.num_classes + 4:
+            raise ValueError(
+                f"LocalizationLoss expects predictions of shape (N, {self.num_classes + 4}) "
+                f"({self.num_classes} class logits and a box), got {x.shape}"
+            )
+
+    def _prepare_target(self, target: Any, prediction: np.ndarray) -> np.ndarray:
+        t = as_float_array(target, "target")
+        if t.shape != (prediction.shape[0], 5):
+            raise ValueError(
+                f"LocalizationLoss expects targets of shape ({prediction.shape[0]}, 5) (class, x, y, w, h), got {t.shape}"
+            )
+        labels = t[:, 0]
+        if not np.all(labels == np.round(labels)):
+            raise ValueError("LocalizationLoss: the first target column holds class indices and must be whole numbers")
+        return t
+
+    def _split(self, x: np.ndarray, t: np.ndarray, update_state: bool):
+        logits, boxes = x[:, : self.num_classes], x[:, self.num_classes:]
+        labels = t[:, 0].astype(np.int64)
+        class_ctx = self.classification._run(
+            logits, update_state, target=self.classification._prepare_target(labels, logits))
+        box_ctx = self.box._run(boxes, update_state, target=self.box._prepare_target(t[:, 1:], boxes))
+        return class_ctx, box_ctx
+
+    def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
+        ctx.parts = self._split(x, ctx.target, ctx.update_state)
+        class_ctx, box_ctx = ctx.parts
+        return np.asarray(self.class_weight * class_ctx.y + self.box_weight * box_ctx.y, dtype=x.dtype)
+
+    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
+        class_ctx, box_ctx = ctx.parts
+        dx = np.empty_like(ctx.x)
+        dx[:, : self.num_classes] = self.classification._vjp(g * self.class_weight, class_ctx)
+        dx[:, self.num_classes:] = self.box._vjp(g * self.box_weight, box_ctx)
+        return dx
+
+    def probabilities(self, prediction: Any) -> np.ndarray:
+        """Class probabilities (softmax of the logits part)."""
+        x = self._prepare_input(prediction)
+        return self.classification.probabilities(x[:, : self.num_classes])
+
+    def count_correct(self, prediction: np.ndarray, target: np.ndarray) -> Optional[int]:
+        """Samples whose predicted class (argmax of the logits part) is the true one."""
+        predicted = prediction[:, : self.num_classes].argmax(axis=1)
+        return int(np.count_nonzero(predicted == np.asarray(target)[:, 0]))
+
+    def extra_repr(self) -> str:
+        return (f"num_classes={self.num_classes}, class_weight={self.class_weight:g}, "
+                f"box_weight={self.box_weight:g}, box={self.box!r}")

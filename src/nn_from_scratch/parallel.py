@@ -1,0 +1,86 @@
+r"""Parallel: several branches on the same input, their outputs concatenated; a Node with an exact Jacobian."""
+from __future__ import annotations
+
+from typing import Iterator, List, Tuple
+
+import numpy as np
+
+from .node import Context, Node
+
+__all__ = ["Parallel"]
+
+
+class Parallel(Node):
+    r"""Apply every branch to the same input and concatenate the outputs along the last axis.
+
+    .. math::
+        y = \big[f_1(x), \dots, f_K(x)\big], \qquad
+        \frac{\partial y}{\partial x} = \begin{bmatrix} J_1 \\ \vdots \\ J_K \end{bmatrix}, \qquad
+        J^\top g = \sum_k J_k^\top g_k,
+
+    where :math:`g_k` is the slice of :math:`g` that belongs to branch
+    :math:`k`.  This is the smallest branching a Sequential needs for models
+    with several heads on one trunk, e.g. ``Sequential(trunk, Parallel(class_head,
+    box_head))``.  The branches' outputs must agree on every axis but the last.
+    Parameter names are ``"<branch>.<name>"``, as for Sequential.
+    """
+
+    def __init__(self, *branches: Node) -> None:
+        super().__init__()
+        if not branches:
+            raise ValueError("Parallel needs at least one branch")
+        for i, branch in enumerate(branches):
+            if not isinstance(branch, Node):
+                raise TypeError(f"Parallel takes Nodes, got {type(branch).__name__} at position {i}")
+        self.branches: List[Node] = list(branches)
+
+    def children(self) -> List[Tuple[str, Node]]:
+        return [(str(i), branch) for i, branch in enumerate(self.branches)]
+
+    def __len__(self) -> int:
+        return len(self.branches)
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self.branches)
+
+    def __getitem__(self, index: int) -> Node:
+        return self.branches[index]
+
+    def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
+        ctx.steps = [branch._run(branch._prepare_input(x), ctx.update_state) for branch in self.branches]
+        outputs = [step.y for step in ctx.steps]
+        lead = {out.shape[:-1] for out in outputs}
+        if len(lead) != 1 or any(out.ndim == 0 for out in outputs):
+            raise ValueError(
+                "Parallel branches must give outputs that agree on every axis but the last, got shapes "
+                + ", ".join(str(out.shape) for out in outputs)
+            )
+        ctx.sizes = [out.shape[-1] for out in outputs]
+        return np.concatenate(outputs, axis=-1)
+
+    def _slices(self, g: np.ndarray, ctx: Context):
+        offsets = np.cumsum([0] + ctx.sizes)
+        for branch, step, start, stop in zip(self.branches, ctx.steps, offsets[:-1], offsets[1:]):
+            yield branch, step, branch._prepare_output_grad(g[..., start:stop], step.y)
+
+    def _backward_ctx(self, g: np.ndarray, ctx: Context) -> np.ndarray:
+        total = None
+        for branch, step, part in self._slices(g, ctx):
+            dx = branch._backward_ctx(part, step)
+            total = dx if total is None else total + dx
+        return total
+
+    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
+        """Input gradient only; parameter gradients are left untouched."""
+        total = None
+        for branch, step, part in self._slices(g, ctx):
+            dx = branch._vjp(part, step)
+            total = dx if total is None else total + dx
+        return total
+
+    def _jacobian(self, ctx: Context) -> np.ndarray:
+        blocks = [branch._jacobian(step) for branch, step in zip(self.branches, ctx.steps)]
+        return np.concatenate(blocks, axis=ctx.y.ndim - 1)
+
+    def extra_repr(self) -> str:
+        return "\n" + "\n".join(f"  ({i}): {b!r}" for i, b in enumerate(self.branches)) + "\n"
