@@ -1,4 +1,4 @@
-"""Dropout and BatchNorm1d: masks, modes, gradients, running statistics and the torch oracle."""
+"""Dropout, BatchNorm1d and BatchNorm2d: masks, modes, gradients, running statistics and the torch oracle."""
 from __future__ import annotations
 
 import warnings
@@ -8,6 +8,7 @@ import pytest
 
 from nn_from_scratch.gradcheck import assert_gradients
 from nn_from_scratch.nodes import BatchNorm1d, Dropout
+from nn_from_scratch.nodes.regularization import BatchNorm2d
 
 
 # ===================================================================== Dropout
@@ -328,3 +329,183 @@ def test_batchnorm_float32(rng):
     np.testing.assert_allclose(y, reference.forward(x.astype(np.float64)), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(dx, reference.backward(g.astype(np.float64)), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(node.weight.grad, reference.weight.grad, rtol=1e-4, atol=1e-5)
+
+
+# ================================================================= BatchNorm2d
+BN2D_TOL = {"rtol": 1e-10, "atol": 1e-10}
+
+
+def make_pair_2d(torch, rng, c, **kwargs):
+    ours = BatchNorm2d(c, **kwargs)
+    theirs = torch.nn.BatchNorm2d(c, **kwargs).double()
+    if ours.affine:
+        randomised(rng, ours)
+        with torch.no_grad():
+            theirs.weight.copy_(torch.from_numpy(ours.weight.value))
+            theirs.bias.copy_(torch.from_numpy(ours.bias.value))
+    return ours, theirs
+
+
+def step_both(torch, ours, theirs, x, g):
+    tx = torch.tensor(x, requires_grad=True)
+    ty = theirs(tx)
+    ty.backward(torch.tensor(g))
+    np.testing.assert_allclose(ours.forward(x), ty.detach().numpy(), **BN2D_TOL)
+    np.testing.assert_allclose(ours.backward(g), tx.grad.numpy(), **BN2D_TOL)
+    if ours.affine:
+        np.testing.assert_allclose(ours.weight.grad, theirs.weight.grad.numpy(), **BN2D_TOL)
+        np.testing.assert_allclose(ours.bias.grad, theirs.bias.grad.numpy(), **BN2D_TOL)
+
+
+def test_batchnorm1d_and_2d_share_one_implementation():
+    for name in ("_forward", "_vjp", "_accumulate_grads", "_jacobian", "_check_input", "_update_running_stats"):
+        assert getattr(BatchNorm2d, name) is getattr(BatchNorm1d, name)
+
+
+@pytest.mark.parametrize("shape", [(3, 2, 3, 4), (2, 3, 1, 1), (1, 2, 2, 3)])
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_batchnorm2d_gradients_in_train_and_eval(rng, shape, mode):
+    c = shape[1]
+    node = randomised(rng, BatchNorm2d(c))
+    node.running_mean[...] = rng.standard_normal(c)
+    node.running_var[...] = rng.uniform(0.5, 2.0, c)
+    node.train(mode == "train")
+    report = assert_gradients(node, rng.standard_normal(shape) * 2 + 1, atol=1e-7, rtol=1e-6)
+    names = [c.name for c in report.comparisons]
+    assert "d/d weight vs finite diff." in names and "d/d bias vs finite diff." in names
+
+
+@pytest.mark.parametrize("kwargs", [{"affine": False}, {"track_running_stats": False}, {"momentum": None}])
+def test_batchnorm2d_variants_pass_gradcheck(rng, kwargs):
+    node = BatchNorm2d(3, **kwargs)
+    assert_gradients(node, rng.standard_normal((2, 3, 2, 3)), atol=1e-7, rtol=1e-6)
+    assert_gradients(node.eval(), rng.standard_normal((2, 3, 3, 2)), atol=1e-7, rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 5, 6), (2, 3, 1, 7), (6, 3, 1, 1)])
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_batchnorm2d_agrees_with_torch_over_three_steps_then_eval(torch, rng, shape, momentum):
+    ours, theirs = make_pair_2d(torch, rng, 3, momentum=momentum)
+    for _ in range(3):
+        step_both(torch, ours, theirs, rng.standard_normal(shape) * 3 + 2, rng.standard_normal(shape))
+    np.testing.assert_allclose(ours.running_mean, theirs.running_mean.numpy(), **BN2D_TOL)
+    np.testing.assert_allclose(ours.running_var, theirs.running_var.numpy(), **BN2D_TOL)
+    assert int(ours.num_batches_tracked) == int(theirs.num_batches_tracked) == 3
+    ours.eval()
+    theirs.eval()
+    step_both(torch, ours, theirs, rng.standard_normal(shape), rng.standard_normal(shape))
+    np.testing.assert_allclose(ours.running_mean, theirs.running_mean.numpy(), **BN2D_TOL)
+    assert int(ours.num_batches_tracked) == 3
+
+
+@pytest.mark.parametrize("kwargs", [{"affine": False}, {"track_running_stats": False}, {"eps": 1e-3, "momentum": 0.3}])
+def test_batchnorm2d_variants_agree_with_torch(torch, rng, kwargs):
+    ours, theirs = make_pair_2d(torch, rng, 4, **kwargs)
+    for mode in (True, True, False):
+        ours.train(mode)
+        theirs.train(mode)
+        step_both(torch, ours, theirs, rng.standard_normal((3, 4, 3, 5)), rng.standard_normal((3, 4, 3, 5)))
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    if ours.track_running_stats:
+        np.testing.assert_allclose(ours.running_var, theirs.running_var.numpy(), **BN2D_TOL)
+
+
+def test_batchnorm2d_state_dict_loads_into_torch_and_back(torch, rng):
+    ours, theirs = make_pair_2d(torch, rng, 3)
+    for _ in range(2):
+        x = rng.standard_normal((4, 3, 2, 5))
+        ours.forward(x)
+        theirs(torch.tensor(x))
+    state = ours.state_dict()
+    assert list(state) == list(theirs.state_dict()) == [
+        "weight", "bias", "running_mean", "running_var", "num_batches_tracked"
+    ]
+    fresh = torch.nn.BatchNorm2d(3).double()
+    fresh.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    for key, value in fresh.state_dict().items():
+        np.testing.assert_allclose(value.numpy(), state[key], **BN2D_TOL)
+    back = BatchNorm2d(3)
+    back.load_state_dict({k: v.numpy() for k, v in theirs.state_dict().items()})
+    x = rng.standard_normal((2, 3, 4, 4))
+    np.testing.assert_allclose(
+        back.eval().forward(x), fresh.eval()(torch.tensor(x)).detach().numpy(), **BN2D_TOL
+    )
+
+
+def test_batchnorm2d_is_batchnorm1d_on_flattened_pixels(rng):
+    x = rng.standard_normal((3, 4, 5, 6)) * 2 - 1
+    g = rng.standard_normal(x.shape)
+    bn2, bn1 = randomised(rng, BatchNorm2d(4)), BatchNorm1d(4)
+    bn1.load_state_dict(bn2.state_dict())
+    for _ in range(2):
+        y2, y1 = bn2.forward(x), bn1.forward(x.reshape(3, 4, 30))
+        np.testing.assert_allclose(y2.reshape(3, 4, 30), y1, rtol=1e-14, atol=1e-14)
+        dx2, dx1 = bn2.backward(g), bn1.backward(g.reshape(3, 4, 30))
+        np.testing.assert_allclose(dx2.reshape(3, 4, 30), dx1, rtol=1e-14, atol=1e-14)
+    for key, value in bn1.state_dict().items():
+        np.testing.assert_allclose(bn2.state_dict()[key], value, rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(bn2.weight.grad, bn1.weight.grad, rtol=1e-14, atol=1e-14)
+
+
+def test_batchnorm2d_jacobian_of_the_cached_pass_matches_backward(rng):
+    node = randomised(rng, BatchNorm2d(2))
+    x = rng.standard_normal((2, 2, 3, 2))
+    g = rng.standard_normal(x.shape)
+    node.forward(x)
+    dx = node.backward(g, reset_after=False)
+    jac = node.jacobian()
+    assert jac.shape == x.shape + x.shape
+    np.testing.assert_allclose(dx, np.tensordot(g, jac, axes=4), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(jac[:, 0, :, :, :, 1], np.zeros((2, 3, 2, 2, 3, 2)))
+
+
+def test_batchnorm2d_rejects_bad_input(torch):
+    expected = r"BatchNorm2d expects input of shape \(N, 3, H, W\), got 3-d input of shape \(2, 3, 4\)"
+    with pytest.raises(ValueError, match=expected):
+        BatchNorm2d(3).forward(np.zeros((2, 3, 4)))
+    with pytest.raises(ValueError, match=r"got 2-d input"):
+        BatchNorm2d(3).forward(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"BatchNorm2d\(3\) expects 3 features on axis 1, got 4"):
+        BatchNorm2d(3).forward(np.zeros((2, 4, 2, 2)))
+    with pytest.raises(ValueError, match="expected 4D input"):
+        torch.nn.BatchNorm2d(3)(torch.zeros(2, 3, 4))
+    expected = r"Expected more than 1 value per channel when training, got input size \(1, 3, 1, 1\)"
+    with pytest.raises(ValueError, match=expected):
+        BatchNorm2d(3).forward(np.zeros((1, 3, 1, 1)))
+    assert BatchNorm2d(3).forward(np.arange(6.0).reshape(1, 3, 2, 1)).shape == (1, 3, 2, 1)
+    assert BatchNorm2d(3).eval().forward(np.zeros((1, 3, 1, 1))).shape == (1, 3, 1, 1)
+    assert repr(BatchNorm2d(3)) == "BatchNorm2d(3, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)"
+
+
+def test_batchnorm2d_evaluate_and_jacobian_leave_running_stats_alone(rng):
+    node = BatchNorm2d(2)
+    x = rng.standard_normal((2, 2, 2, 2))
+    node.evaluate(x)
+    node.jacobian(x)
+    np.testing.assert_array_equal(node.running_mean, np.zeros(2))
+    np.testing.assert_array_equal(node.running_var, np.ones(2))
+    assert int(node.num_batches_tracked) == 0
+
+
+def test_batchnorm2d_float32(rng):
+    node = randomised(rng, BatchNorm2d(3, dtype=np.float32))
+    reference = BatchNorm2d(3)
+    reference.load_state_dict(
+        {k: v.astype(np.float64) if v.dtype == np.float32 else v for k, v in node.state_dict().items()}
+    )
+    x = (rng.standard_normal((8, 3, 10, 12)) * 2 + 1).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = node.forward(x)
+        dx = node.backward(g)
+    assert y.dtype == dx.dtype == np.float32
+    assert node.weight.grad.dtype == node.running_mean.dtype == node.running_var.dtype == np.float32
+    np.testing.assert_allclose(y, reference.forward(x.astype(np.float64)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dx, reference.backward(g.astype(np.float64)), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(node.weight.grad, reference.weight.grad, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(node.bias.grad, reference.bias.grad, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(node.running_var, reference.running_var, rtol=1e-5, atol=1e-6)
+    # a float64 input to a float32 layer computes in float32 and returns the gradient in float64
+    node.forward(x.astype(np.float64))
+    assert node.backward(g).dtype == np.float64

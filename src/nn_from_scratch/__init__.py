@@ -13,12 +13,18 @@ from .node import Context, ElementwiseNode, Node, RowwiseNode
 from .nodes import (
     ELU,
     GELU,
+    AdaptiveAvgPool2d,
+    AvgPool2d,
     BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
     Dropout,
     Flatten,
     LeakyReLU,
+    GlobalAvgPool2d,
     Linear,
     LogSoftMax,
+    MaxPool2d,
     NormalizedSoftMax,
     ReLU,
     Reshape,
@@ -28,25 +34,33 @@ from .nodes import (
     Tanh,
     Vectorization,
 )
+from .parallel import Parallel
 from .parameter import Parameter
 from .sequential import Sequential
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdaptiveAvgPool2d",
+    "AvgPool2d",
     "BatchNorm1d",
+    "BatchNorm2d",
+    "Conv2d",
     "Context",
     "Dropout",
     "ELU",
     "ElementwiseNode",
     "Flatten",
     "GELU",
+    "GlobalAvgPool2d",
     "LeakyReLU",
     "Linear",
     "LogSoftMax",
+    "MaxPool2d",
     "NeuralNetwork",
     "Node",
     "NormalizedSoftMax",
+    "Parallel",
     "Parameter",
     "ReLU",
     "Reshape",

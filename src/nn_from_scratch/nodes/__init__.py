@@ -1,21 +1,29 @@
 """All layers of the library, each a :class:`~nn_from_scratch.node.Node`."""
 from ..node import Context, ElementwiseNode, Node, RowwiseNode
 from .activations import ELU, GELU, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
+from .convolution import Conv2d
 from .linear import Linear
-from .regularization import BatchNorm1d, Dropout
+from .pooling import AdaptiveAvgPool2d, AvgPool2d, GlobalAvgPool2d, MaxPool2d
+from .regularization import BatchNorm1d, BatchNorm2d, Dropout
 from .shape import Flatten, Reshape, Vectorization
 from .softmax import LogSoftMax, NormalizedSoftMax, SoftMax
 
 __all__ = [
+    "AdaptiveAvgPool2d",
+    "AvgPool2d",
     "BatchNorm1d",
+    "BatchNorm2d",
+    "Conv2d",
     "Context",
     "Dropout",
     "ELU",
     "ElementwiseNode",
     "Flatten",
     "GELU",
+    "GlobalAvgPool2d",
     "LeakyReLU",
     "Linear",
+    "MaxPool2d",
     "LogSoftMax",
     "Node",
     "NormalizedSoftMax",

@@ -1,4 +1,4 @@
-r"""Regularisation layers: inverted Dropout and BatchNorm1d (torch semantics, state-dict keys included)."""
+r"""Regularisation layers: inverted Dropout, BatchNorm1d and BatchNorm2d (torch semantics, state-dict keys included)."""
 from __future__ import annotations
 
 import math
@@ -10,7 +10,7 @@ from ..node import Context, ElementwiseNode, Node
 from ..parameter import Parameter
 from ..random import as_generator
 
-__all__ = ["BatchNorm1d", "Dropout"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "Dropout"]
 
 
 class Dropout(ElementwiseNode):
@@ -96,11 +96,12 @@ class Dropout(ElementwiseNode):
         return f"p={self.p}"
 
 
-class BatchNorm1d(Node):
-    r"""Batch normalisation over the batch (and length) axes of ``(N, C)`` or ``(N, C, L)`` input, as ``torch.nn.BatchNorm1d``.
+class _BatchNorm(Node):
+    r"""Batch normalisation per channel (axis 1), shared by :class:`BatchNorm1d` and :class:`BatchNorm2d`.
 
-    For each channel :math:`c`, over its :math:`m = N` (or :math:`N L`) values,
-    with :math:`\mu`, :math:`\sigma^2` the mean and the *biased* variance:
+    For each channel :math:`c`, over its :math:`m` values (all axes but axis 1:
+    :math:`m = N`, :math:`N L` or :math:`N H W`), with :math:`\mu`, :math:`\sigma^2`
+    the mean and the *biased* variance:
 
     .. math::
         \hat x = \frac{x - \mu}{\sqrt{\sigma^2 + \varepsilon}}, \qquad
@@ -134,9 +135,16 @@ class BatchNorm1d(Node):
     torch's state-dict keys.  Like :class:`~nn_from_scratch.nodes.Linear`,
     the layer computes in its own ``dtype``: inputs are cast to it, and the
     input gradient comes back in the input's dtype.
+
+    Internally every input is seen as ``(N, C)`` or, when there are trailing
+    axes, as ``(N, C, L)`` with :math:`L` their product (a free reshape), so
+    per-channel vectors broadcast along a long contiguous last axis and the
+    per-channel sums are matrix-vector products.  A subclass only names the
+    input layouts it accepts (``_layouts``).
     """
 
     _buffer_names: Tuple[str, ...] = ("running_mean", "running_var", "num_batches_tracked")
+    _layouts: Tuple[str, ...] = ()  # accepted input shapes, "(N, C, ...)" with C written as {c}
 
     def __init__(
         self,
@@ -186,31 +194,44 @@ class BatchNorm1d(Node):
 
     # ---------------------------------------------------------------- helpers
     @staticmethod
-    def _axes(ndim: int) -> Tuple[int, ...]:
-        return (0,) if ndim == 2 else (0, 2)
+    def _flat(a: np.ndarray) -> np.ndarray:
+        """``a`` as ``(N, C)`` when it has no trailing axes of size > 1, else as ``(N, C, L)``."""
+        n, c = a.shape[0], a.shape[1]
+        length = math.prod(a.shape[2:])
+        return a.reshape(n, c) if length == 1 else a.reshape(n, c, length)
 
     @staticmethod
     def _per_channel(v: np.ndarray, ndim: int) -> np.ndarray:
-        """Broadcast a ``(C,)`` vector against ``(N, C)`` or ``(N, C, L)``."""
-        return v.reshape((1, -1) + (1,) * (ndim - 2))
+        """Broadcast a ``(C,)`` vector against a flat ``(N, C)`` or ``(N, C, L)`` array."""
+        return v if ndim == 2 else v[:, None]
+
+    @staticmethod
+    def _channel_sum(a: np.ndarray) -> np.ndarray:
+        r""":math:`\sum` over all axes but the channel axis of a flat array."""
+        if a.ndim == 2:
+            return a.sum(axis=0)
+        return (a @ np.ones(a.shape[2], dtype=a.dtype)).sum(axis=0)
+
+    @staticmethod
+    def _channel_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        r""":math:`\sum a \odot b` per channel of two flat arrays, without the product as a temporary."""
+        if a.ndim == 2:
+            return np.einsum("nc,nc->c", a, b)
+        return np.matmul(a[:, :, None, :], b[:, :, :, None])[:, :, 0, 0].sum(axis=0)
 
     def _check_input(self, x: np.ndarray) -> None:
-        if x.ndim not in (2, 3):
-            raise ValueError(
-                f"BatchNorm1d expects input of shape (N, {self.num_features}) or (N, {self.num_features}, L), "
-                f"got {x.ndim}-d input of shape {x.shape}"
-            )
-        if x.shape[1] != self.num_features:
-            raise ValueError(
-                f"BatchNorm1d({self.num_features}) expects {self.num_features} features on axis 1, "
-                f"got {x.shape[1]} (input shape {x.shape})"
-            )
+        name, c = type(self).__name__, self.num_features
+        if x.ndim not in {layout.count(",") + 1 for layout in self._layouts}:
+            shapes = " or ".join(layout.format(c=c) for layout in self._layouts)
+            raise ValueError(f"{name} expects input of shape {shapes}, got {x.ndim}-d input of shape {x.shape}")
+        if x.shape[1] != c:
+            raise ValueError(f"{name}({c}) expects {c} features on axis 1, got {x.shape[1]} (input shape {x.shape})")
 
     # ---------------------------------------------------------------- faces
     def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
         t = self.dtype.type
-        xc = x.astype(self.dtype, copy=False)
-        axes, nd = self._axes(x.ndim), x.ndim
+        xf = self._flat(x.astype(self.dtype, copy=False))
+        nd = xf.ndim
         m = x.size // self.num_features
         ctx.batch_stats = self.training or not self.track_running_stats
         ctx.m = m
@@ -220,19 +241,22 @@ class BatchNorm1d(Node):
                     f"Expected more than 1 value per channel when training, got input size {x.shape} "
                     f"({m} value{'s' if m != 1 else ''} per channel)"
                 )
-            mean = xc.mean(axis=axes)
-            centered = xc - self._per_channel(mean, nd)
-            var = np.mean(centered * centered, axis=axes)
+            mean = self._channel_sum(xf) / t(m)
+            centered = xf - self._per_channel(mean, nd)
+            var = self._channel_dot(centered, centered) / t(m)
             if ctx.update_state and self.training and self.track_running_stats:
                 self._update_running_stats(mean, var, m)
         else:
-            centered = xc - self._per_channel(self.running_mean, nd)
+            centered = xf - self._per_channel(self.running_mean, nd)
             var = self.running_var
         ctx.inv_std = t(1) / np.sqrt(var + t(self.eps))
-        ctx.x_hat = centered * self._per_channel(ctx.inv_std, nd)
+        centered *= self._per_channel(ctx.inv_std, nd)
+        ctx.x_hat = centered  # flat, (N, C) or (N, C, L)
         if not self.affine:
-            return ctx.x_hat
-        return ctx.x_hat * self._per_channel(self.weight.value, nd) + self._per_channel(self.bias.value, nd)
+            return centered.reshape(x.shape)
+        y = centered * self._per_channel(self.weight.value, nd)
+        y += self._per_channel(self.bias.value, nd)
+        return y.reshape(x.shape)
 
     def _update_running_stats(self, mean: np.ndarray, var: np.ndarray, m: int) -> None:
         t = self.dtype.type
@@ -246,31 +270,48 @@ class BatchNorm1d(Node):
         r""":math:`\gamma s` per channel."""
         return ctx.inv_std * self.weight.value if self.affine else ctx.inv_std
 
+    def _grad_sums(self, g: np.ndarray, ctx: Context) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        r"""The flat ``g`` in the layer's dtype, :math:`\sum g` and :math:`\sum g \odot \hat x` per channel."""
+        gf = self._flat(g.astype(self.dtype, copy=False))
+        return gf, self._channel_sum(gf), self._channel_dot(gf, ctx.x_hat)
+
+    def _input_grad(
+        self, gf: np.ndarray, sum_g: Optional[np.ndarray], sum_gx: Optional[np.ndarray], ctx: Context
+    ) -> np.ndarray:
+        nd = gf.ndim
+        scale = self._scale(ctx)
+        dx = gf * self._per_channel(scale, nd)
+        if ctx.batch_stats:
+            t = self.dtype.type
+            k = scale / t(ctx.m)
+            dx -= ctx.x_hat * self._per_channel(k * sum_gx, nd)
+            dx -= self._per_channel(k * sum_g, nd)
+        return dx.reshape(ctx.x.shape).astype(ctx.x.dtype, copy=False)
+
     def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
-        nd = g.ndim
-        g = g.astype(self.dtype, copy=False)
-        g_hat = g * self._per_channel(self.weight.value, nd) if self.affine else g
-        if not ctx.batch_stats:
-            dx = g_hat * self._per_channel(ctx.inv_std, nd)
-        else:
-            axes = self._axes(nd)
-            mean_g = self._per_channel(g_hat.mean(axis=axes), nd)
-            mean_gx = self._per_channel(np.mean(g_hat * ctx.x_hat, axis=axes), nd)
-            dx = self._per_channel(ctx.inv_std, nd) * (g_hat - mean_g - ctx.x_hat * mean_gx)
-        return dx.astype(ctx.x.dtype, copy=False)
+        if ctx.batch_stats:
+            return self._input_grad(*self._grad_sums(g, ctx), ctx)
+        return self._input_grad(self._flat(g.astype(self.dtype, copy=False)), None, None, ctx)
 
     def _accumulate_grads(self, g: np.ndarray, ctx: Context) -> None:
-        if not self.affine:
-            return
-        axes = self._axes(g.ndim)
-        g = g.astype(self.dtype, copy=False)
-        self.weight.grad += np.sum(g * ctx.x_hat, axis=axes)
-        self.bias.grad += np.sum(g, axis=axes)
+        if self.affine:
+            _, sum_g, sum_gx = self._grad_sums(g, ctx)
+            self.weight.grad += sum_gx
+            self.bias.grad += sum_g
+
+    def _backward_ctx(self, g: np.ndarray, ctx: Context) -> np.ndarray:
+        """``_accumulate_grads`` then ``_vjp``, computing the per-channel sums they share once."""
+        if not (self.affine and ctx.batch_stats):
+            return super()._backward_ctx(g, ctx)
+        gf, sum_g, sum_gx = self._grad_sums(g, ctx)
+        self.weight.grad += sum_gx
+        self.bias.grad += sum_g
+        return self._input_grad(gf, sum_g, sum_gx, ctx)
 
     def _jacobian(self, ctx: Context) -> np.ndarray:
         x = ctx.x
         n, c = x.shape[0], x.shape[1]
-        length = x.shape[2] if x.ndim == 3 else 1
+        length = math.prod(x.shape[2:])
         scale = self._scale(ctx)  # (C,)
         full = np.zeros((n, c, length, n, c, length), dtype=self.dtype)
         channels = np.arange(c)
@@ -291,3 +332,46 @@ class BatchNorm1d(Node):
             f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
             f"track_running_stats={self.track_running_stats}"
         )
+
+
+class BatchNorm1d(_BatchNorm):
+    r"""Batch normalisation over the batch (and length) axes of ``(N, C)`` or ``(N, C, L)`` input, as ``torch.nn.BatchNorm1d``.
+
+    Per channel :math:`c`, over its :math:`m = N` (or :math:`N L`) values,
+
+    .. math::
+        y = \gamma\,\frac{x - \mu}{\sqrt{\sigma^2 + \varepsilon}} + \beta, \qquad
+        \frac{\partial L}{\partial x} = \frac{\gamma s}{m}\Big(m\, g - \sum g - \hat x \sum g \odot \hat x\Big)
+        \ \text{(training)}, \qquad
+        \frac{\partial L}{\partial x} = \gamma s\, g \ \text{(eval)},
+
+    with :math:`s = 1/\sqrt{\sigma^2 + \varepsilon}`.  Modes, running
+    statistics, parameters, state-dict keys and dtype handling are those of
+    :class:`_BatchNorm`, whose docstring derives the formulas.
+    """
+
+    _layouts = ("(N, {c})", "(N, {c}, L)")
+
+
+class BatchNorm2d(_BatchNorm):
+    r"""Batch normalisation of ``(N, C, H, W)`` images per channel, as ``torch.nn.BatchNorm2d``.
+
+    Per channel :math:`c`, over its :math:`m = N H W` values (the statistics
+    are reduced over the axes ``(0, 2, 3)``),
+
+    .. math::
+        y_{n,c,h,w} = \gamma_c\,\frac{x_{n,c,h,w} - \mu_c}{\sqrt{\sigma_c^2 + \varepsilon}} + \beta_c, \qquad
+        \frac{\partial L}{\partial x} = \frac{\gamma s}{m}\Big(m\, g - \sum g - \hat x \sum g \odot \hat x\Big)
+        \ \text{(training)}, \qquad
+        \frac{\partial L}{\partial x} = \gamma s\, g \ \text{(eval)},
+
+    with :math:`s = 1/\sqrt{\sigma^2 + \varepsilon}` and the sums over the
+    channel's :math:`m` values; :math:`\partial L/\partial\gamma = \sum g \odot \hat x`,
+    :math:`\partial L/\partial\beta = \sum g`.  Modes, running statistics
+    (unbiased variance, ``momentum=None`` for a cumulative average),
+    parameters, state-dict keys (``weight``, ``bias``, ``running_mean``,
+    ``running_var``, ``num_batches_tracked``, loadable into torch) and dtype
+    handling are those of :class:`BatchNorm1d` (see :class:`_BatchNorm`).
+    """
+
+    _layouts = ("(N, {c}, H, W)",)

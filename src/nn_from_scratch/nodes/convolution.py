@@ -1,0 +1,171 @@
+r"""The 2-d convolution layer, with torch.nn.Conv2d's semantics, weight layout and default initialisation."""
+from __future__ import annotations
+
+from typing import Any, Optional, Tuple
+
+import numpy as np
+
+from ..node import Context, Node
+from ..parameter import Parameter
+from ..random import as_generator
+from .im2col import Pair, as_pair, col2im, conv_output_size, im2col
+from .linear import Initializer, init_weight
+
+__all__ = ["Conv2d"]
+
+
+class Conv2d(Node):
+    r"""2-d convolution (cross-correlation, as in deep learning) of ``(N, C_in, H, W)`` images.
+
+    With kernel :math:`(k_h, k_w)`, stride :math:`(s_h, s_w)`, padding
+    :math:`(p_h, p_w)`, dilation :math:`(d_h, d_w)`, weight :math:`W` of shape
+    ``(C_out, C_in, kh, kw)`` and bias :math:`b` of shape ``(C_out,)``:
+
+    .. math::
+        y_{n,o,i,j} = b_o + \sum_{c=0}^{C_\text{in}-1} \sum_{a=0}^{k_h-1} \sum_{\beta=0}^{k_w-1}
+            W_{o,c,a,\beta}\; \tilde x_{n,c,\; i s_h + a d_h,\; j s_w + \beta d_w},
+
+    where :math:`\tilde x_{n,c,u,v} = x_{n,c,u-p_h,v-p_w}` inside the image and
+    :math:`0` on the padding; the output is ``(N, C_out, H_out, W_out)`` with
+    :math:`H_\text{out} = \lfloor (H + 2p_h - d_h(k_h-1) - 1)/s_h \rfloor + 1`
+    (likewise :math:`W_\text{out}`), exactly ``torch.nn.Conv2d``.
+
+    Derivatives, with :math:`G = \partial L/\partial y`:
+
+    .. math::
+        \frac{\partial L}{\partial x_{n,c,u,v}}
+            = \sum_{o,a,\beta} \sum_{\substack{i,j:\ i s_h + a d_h - p_h = u \\ j s_w + \beta d_w - p_w = v}}
+              G_{n,o,i,j}\, W_{o,c,a,\beta},
+
+    a *transposed* convolution of :math:`G` with :math:`W` (the adjoint of the
+    forward map: each output gradient is spread back over its receptive field);
+
+    .. math::
+        \frac{\partial L}{\partial W_{o,c,a,\beta}}
+            = \sum_{n,i,j} G_{n,o,i,j}\; \tilde x_{n,c,\; i s_h + a d_h,\; j s_w + \beta d_w},
+        \qquad
+        \frac{\partial L}{\partial b_o} = \sum_{n,i,j} G_{n,o,i,j},
+
+    a correlation of the input with :math:`G`.  In matrix form, with
+    :math:`X_n` = ``im2col(x)[n]`` of shape ``(C_in*kh*kw, H_out*W_out)`` and
+    :math:`\bar W` = ``W.reshape(C_out, -1)``: :math:`Y_n = \bar W X_n + b\,\mathbf 1^\top`,
+    :math:`\partial L/\partial X_n = \bar W^\top G_n` (then ``col2im``) and
+    :math:`\partial L/\partial \bar W = \sum_n G_n X_n^\top`; this is how the
+    layer computes, reusing the columns of the forward pass for the weight
+    gradient.  See :mod:`nn_from_scratch.nodes.im2col` for the layouts.
+
+    ``kernel_size``, ``stride``, ``padding`` and ``dilation`` are ints or
+    ``(h, w)`` pairs.  Only zero padding and ``groups=1`` are supported.
+    ``weight`` and ``bias`` are :class:`~nn_from_scratch.parameter.Parameter`
+    attributes, so ``state_dict()`` has torch's keys; parameter gradients are
+    *added* into their ``.grad``.  The layer computes in its own dtype
+    (``dtype=np.float32`` for a float32 model); inputs are cast to it, and
+    ``backward`` answers in the input's dtype.  ``init`` picks the initial
+    weights (:func:`~nn_from_scratch.nodes.linear.init_weight` with
+    :math:`\text{fan\_in} = C_\text{in} k_h k_w`,
+    :math:`\text{fan\_out} = C_\text{out} k_h k_w`, as torch), ``rng`` a
+    ``numpy.random.Generator`` or a seed.  An unbatched ``(C_in, H, W)`` input
+    gives a ``(C_out, H_out, W_out)`` output, as in torch.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Pair,
+        stride: Pair = 1,
+        padding: Pair = 0,
+        dilation: Pair = 1,
+        bias: bool = True,
+        *,
+        init: Initializer = "torch",
+        rng: Any = None,
+        dtype: Any = np.float64,
+    ) -> None:
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.kernel_size = as_pair("kernel_size", kernel_size, 1)
+        self.stride = as_pair("stride", stride, 1)
+        self.padding = as_pair("padding", padding, 0)
+        self.dilation = as_pair("dilation", dilation, 1)
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f":
+            raise TypeError(f"dtype must be a floating type, got {dtype}")
+        super().__init__()
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        kh, kw = self.kernel_size
+        shape = (self.out_channels, self.in_channels, kh, kw)
+        weight, bias_value = init_weight(
+            init, shape, self.in_channels * kh * kw, self.out_channels * kh * kw, as_generator(rng)
+        )
+        self.weight = Parameter(weight.astype(dtype))
+        self.bias: Optional[Parameter] = None
+        if bias:
+            # init_weight draws fan_out = C_out*kh*kw bias values for 'torch' (the weight is drawn
+            # first, so it is unaffected); the first C_out of them are the U(-1/sqrt(fan_in), ..) bias.
+            initial = np.zeros(self.out_channels) if bias_value is None else bias_value[: self.out_channels]
+            self.bias = Parameter(initial.astype(dtype))
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.weight.dtype
+
+    def output_size(self, height: int, width: int) -> Tuple[int, int]:
+        """``(H_out, W_out)`` for an ``H x W`` input; ``ValueError`` when the kernel does not fit."""
+        return conv_output_size((height, width), self.kernel_size, self.stride, self.padding, self.dilation)
+
+    def _check_input(self, x: np.ndarray) -> None:
+        if x.ndim not in (3, 4):
+            raise ValueError(
+                f"Conv2d expects input of shape (N, {self.in_channels}, H, W) or ({self.in_channels}, H, W), "
+                f"got {x.ndim}-d input of shape {x.shape}"
+            )
+        channels = x.shape[-3]
+        if channels != self.in_channels:
+            raise ValueError(
+                f"Conv2d expects {self.in_channels} input channels, got {channels} (input shape {x.shape})"
+            )
+        self.output_size(x.shape[-2], x.shape[-1])
+
+    def _geometry(self) -> Tuple[Tuple[int, int], Tuple[int, int], Tuple[int, int], Tuple[int, int]]:
+        return self.kernel_size, self.stride, self.padding, self.dilation
+
+    def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
+        images = x if x.ndim == 4 else x[np.newaxis]
+        images = images.astype(self.dtype, copy=False)
+        cols = im2col(images, *self._geometry())  # (N, C, kh, kw, H_out, W_out)
+        n, ho, wo = images.shape[0], cols.shape[-2], cols.shape[-1]
+        ctx.cols = cols.reshape(n, self.weight.size // self.out_channels, ho * wo)  # (N, C*kh*kw, L), free
+        y = np.matmul(self.weight.value.reshape(self.out_channels, -1), ctx.cols)  # (N, C_out, L), NCHW
+        if self.bias is not None:
+            y += self.bias.value[:, np.newaxis]
+        y = y.reshape(n, self.out_channels, ho, wo)
+        return y if x.ndim == 4 else y[0]
+
+    def _output_grad(self, g: np.ndarray, ctx: Context) -> np.ndarray:
+        """``g`` as ``(N, C_out, H_out*W_out)``."""
+        g = g if g.ndim == 4 else g[np.newaxis]
+        return g.reshape(g.shape[0], self.out_channels, g.shape[2] * g.shape[3])
+
+    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
+        g3 = self._output_grad(g, ctx)
+        dcols = np.matmul(self.weight.value.reshape(self.out_channels, -1).T, g3)  # (N, C*kh*kw, L)
+        shape = ctx.x.shape if ctx.x.ndim == 4 else (1,) + ctx.x.shape
+        dx = col2im(dcols, shape, *self._geometry())
+        return dx.reshape(ctx.x.shape).astype(ctx.x.dtype, copy=False)
+
+    def _accumulate_grads(self, g: np.ndarray, ctx: Context) -> None:
+        g3 = self._output_grad(g, ctx)
+        # (sum_n X_n G_n^T)^T: one BLAS product per sample, then a sum over the small (N, C*kh*kw, C_out)
+        # stack (measured faster than G_n X_n^T, whose output is the wide-and-short one)
+        per_sample = np.matmul(ctx.cols, g3.transpose(0, 2, 1))
+        self.weight.grad += per_sample.sum(axis=0).T.reshape(self.weight.shape)
+        if self.bias is not None:
+            self.bias.grad += g3.sum(axis=(0, 2))
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_channels={self.in_channels}, out_channels={self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}, bias={self.bias is not None}"
+        )

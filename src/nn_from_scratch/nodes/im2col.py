@@ -1,0 +1,231 @@
+r"""im2col and col2im: the window gathering behind convolution and pooling, on ``(N, C, H, W)`` images.
+
+Geometry
+--------
+A window operation with kernel :math:`(k_h, k_w)`, stride :math:`(s_h, s_w)`,
+padding :math:`(p_h, p_w)` and dilation :math:`(d_h, d_w)` reads, for the
+output position :math:`(i, j)` and the kernel offset :math:`(a, b)`, the input
+pixel
+
+.. math::
+    (u, v) = (i s_h + a d_h - p_h,\; j s_w + b d_w - p_w),
+
+which is padding (``fill_value``, zero for convolution) when it falls outside
+:math:`0 \le u < H`, :math:`0 \le v < W`.  The output has (torch's rule,
+``ceil_mode=False``)
+
+.. math::
+    H_\text{out} = \left\lfloor \frac{H + 2 p_h - d_h (k_h - 1) - 1}{s_h} \right\rfloor + 1,
+    \qquad
+    W_\text{out} = \left\lfloor \frac{W + 2 p_w - d_w (k_w - 1) - 1}{s_w} \right\rfloor + 1
+
+positions per axis (:func:`conv_output_size`).
+
+Layout of the columns
+---------------------
+:func:`im2col` returns a C-contiguous array ``cols`` of shape
+``(N, C, kh, kw, H_out, W_out)`` with
+
+.. math::
+    \text{cols}[n, c, a, b, i, j] = \tilde x[n, c,\; i s_h + a d_h,\; j s_w + b d_w],
+
+:math:`\tilde x` being the padded input.  Reshaped (for free) to
+``(N, C*kh*kw, H_out*W_out)``, sample :math:`n` is the matrix :math:`X_n` whose
+row :math:`(c, a, b)` lists one kernel tap over all output pixels and whose
+column :math:`(i, j)` is one receptive field, flattened in the order of a
+``(C, kh, kw)`` weight.  A convolution is then one (batched) matrix product
+``W.reshape(O, C*kh*kw) @ X`` that lands directly in ``(N, O, H_out*W_out)``,
+i.e. NCHW, with no transpose; a pool reduces ``cols`` over the axes
+``(2, 3)``.
+
+:func:`col2im` is the adjoint (the transpose) of :func:`im2col` with zero
+padding: it takes columns of the same layout and *adds* each entry back onto
+the pixel it was read from, dropping what lands on padding, so that
+:math:`\langle \text{im2col}(x), c\rangle = \langle x, \text{col2im}(c)\rangle`.
+This is the backward of im2col.
+
+Speed
+-----
+:func:`im2col` pads by writing the input into a preallocated buffer, builds
+the six-axis strided view of all windows with ``as_strided`` (no copy) and
+copies it once into the column buffer; the innermost axis of that copy is the
+output row, contiguous in both source (for stride 1) and destination.
+:func:`col2im` loops over the :math:`k_h k_w` kernel offsets only: offset
+:math:`(a, b)` adds the slab ``cols[:, :, a, b]`` onto one strided slice of the
+gradient image, clipped to the part that falls inside the input, so neither
+a padded buffer nor ``np.add.at`` is needed and nothing loops over samples
+or pixels in Python.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence, Tuple, Union
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+__all__ = ["as_pair", "col2im", "conv_output_size", "im2col"]
+
+Pair = Union[int, Sequence[int]]
+
+
+def as_pair(name: str, value: Any, minimum: int = 1) -> Tuple[int, int]:
+    """``value`` (an int or a pair of ints) as a pair of ints, each at least ``minimum``.
+
+    Raises ``ValueError`` naming ``name`` and ``value`` for anything else
+    (booleans and floats included).
+    """
+    kind = "positive" if minimum == 1 else ("non-negative" if minimum == 0 else f">= {minimum}")
+    message = f"{name} must be a {kind} integer or a pair of {kind} integers, got {value!r}"
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        items: Tuple[Any, ...] = (value, value)
+    else:
+        try:
+            items = tuple(value)
+        except TypeError:
+            raise ValueError(message) from None
+    if len(items) != 2 or any(
+        isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) for v in items
+    ):
+        raise ValueError(message)
+    pair = (int(items[0]), int(items[1]))
+    if min(pair) < minimum:
+        raise ValueError(message)
+    return pair
+
+
+def conv_output_size(
+    input_size: Pair,
+    kernel_size: Pair,
+    stride: Pair = 1,
+    padding: Pair = 0,
+    dilation: Pair = 1,
+) -> Tuple[int, int]:
+    r"""``(H_out, W_out)`` of a window operation on an ``(H, W)`` image (see the module docstring).
+
+    Raises ``ValueError`` naming the numbers when a size, kernel, stride or
+    dilation is not positive, a padding is negative, or the dilated kernel
+    :math:`d (k - 1) + 1` is larger than the padded input :math:`H + 2p`.
+    """
+    height, width = as_pair("input size", input_size, 0)
+    kernel = as_pair("kernel_size", kernel_size, 1)
+    strides = as_pair("stride", stride, 1)
+    pads = as_pair("padding", padding, 0)
+    dilations = as_pair("dilation", dilation, 1)
+    result = []
+    for axis, size, k, s, p, d in zip(("height", "width"), (height, width), kernel, strides, pads, dilations):
+        extent = d * (k - 1) + 1
+        if extent > size + 2 * p:
+            dilated = f" (dilated by {d}: {extent})" if d != 1 else ""
+            raise ValueError(
+                f"kernel {kernel}{dilated} is larger than the padded input along the {axis}: "
+                f"{axis} {size} + 2 * padding {p} = {size + 2 * p} < {extent}"
+            )
+        result.append((size + 2 * p - extent) // s + 1)
+    return result[0], result[1]
+
+
+def _geometry(
+    shape: Tuple[int, ...], kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair
+) -> Tuple[Tuple[int, int], Tuple[int, int], Tuple[int, int], Tuple[int, int], Tuple[int, int]]:
+    if len(shape) != 4:
+        raise ValueError(f"expected a 4-d (N, C, H, W) image batch, got shape {tuple(shape)}")
+    kernel = as_pair("kernel_size", kernel_size, 1)
+    strides = as_pair("stride", stride, 1)
+    pads = as_pair("padding", padding, 0)
+    dilations = as_pair("dilation", dilation, 1)
+    out = conv_output_size(shape[2:], kernel, strides, pads, dilations)
+    return kernel, strides, pads, dilations, out
+
+
+def im2col(
+    x: np.ndarray,
+    kernel_size: Pair,
+    stride: Pair = 1,
+    padding: Pair = 0,
+    dilation: Pair = 1,
+    fill_value: float = 0.0,
+) -> np.ndarray:
+    r"""All windows of ``x`` ``(N, C, H, W)`` as a new C-contiguous ``(N, C, kh, kw, H_out, W_out)`` array.
+
+    ``cols[n, c, a, b, i, j] = x_padded[n, c, i*sh + a*dh, j*sw + b*dw]``,
+    padding with ``fill_value`` (``-inf`` suits a max pool).  The dtype is
+    ``x``'s.  ``cols.reshape(N, C*kh*kw, H_out*W_out)`` is free and gives the
+    matrices of a convolution as a batched matmul (see the module docstring).
+    """
+    x = np.asarray(x)
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw), (ho, wo) = _geometry(x.shape, kernel_size, stride, padding, dilation)
+    n, c, h, w = x.shape
+    if ph or pw:
+        if fill_value == 0:
+            source = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
+        else:
+            source = np.full((n, c, h + 2 * ph, w + 2 * pw), fill_value, dtype=x.dtype)
+        source[:, :, ph : ph + h, pw : pw + w] = x
+    else:
+        source = x
+    s_n, s_c, s_h, s_w = source.strides
+    windows = as_strided(
+        source,
+        shape=(n, c, kh, kw, ho, wo),
+        strides=(s_n, s_c, s_h * dh, s_w * dw, s_h * sh, s_w * sw),
+        writeable=False,
+    )
+    cols = np.empty((n, c, kh, kw, ho, wo), dtype=x.dtype)
+    np.copyto(cols, windows)
+    return cols
+
+
+def col2im(
+    cols: np.ndarray,
+    input_shape: Sequence[int],
+    kernel_size: Pair,
+    stride: Pair = 1,
+    padding: Pair = 0,
+    dilation: Pair = 1,
+) -> np.ndarray:
+    r"""The adjoint of :func:`im2col` (zero padding): sum the columns back onto an ``input_shape`` image.
+
+    ``cols`` has the layout ``(N, C, kh, kw, H_out, W_out)`` of :func:`im2col`
+    or its free reshape ``(N, C*kh*kw, H_out*W_out)``.  Returns a new
+    ``(N, C, H, W)`` array of ``cols``' dtype with
+
+    .. math::
+        \text{dx}[n, c, u, v] = \sum_{a, b, i, j:\ i s_h + a d_h - p_h = u,\ j s_w + b d_w - p_w = v}
+        \text{cols}[n, c, a, b, i, j],
+
+    entries that fall on the padding being dropped: the backward pass of a
+    convolution or pool, :math:`\partial L/\partial x` from
+    :math:`\partial L/\partial\,\text{cols}`.
+    """
+    cols = np.asarray(cols)
+    input_shape = tuple(int(d) for d in input_shape)
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw), (ho, wo) = _geometry(input_shape, kernel_size, stride, padding, dilation)
+    n, c, h, w = input_shape
+    six = (n, c, kh, kw, ho, wo)
+    if cols.shape != six and cols.shape != (n, c * kh * kw, ho * wo):
+        raise ValueError(
+            f"col2im: columns for input {input_shape} must have shape {six} or "
+            f"{(n, c * kh * kw, ho * wo)}, got {cols.shape}"
+        )
+    cols = cols.reshape(six)
+    dx = np.zeros(input_shape, dtype=cols.dtype)
+    rows = [_clip(a * dh - ph, sh, ho, h) for a in range(kh)]
+    columns = [_clip(b * dw - pw, sw, wo, w) for b in range(kw)]
+    for a, (i0, i1, u0) in enumerate(rows):
+        if i0 >= i1:
+            continue
+        u_slice = slice(u0, u0 + (i1 - i0 - 1) * sh + 1, sh)
+        for b, (j0, j1, v0) in enumerate(columns):
+            if j0 >= j1:
+                continue
+            v_slice = slice(v0, v0 + (j1 - j0 - 1) * sw + 1, sw)
+            dx[:, :, u_slice, v_slice] += cols[:, :, a, b, i0:i1, j0:j1]
+    return dx
+
+
+def _clip(offset: int, stride: int, count: int, size: int) -> Tuple[int, int, int]:
+    """Output positions ``i0 <= i < i1`` whose pixel ``i*stride + offset`` is in ``[0, size)``; ``i0``'s pixel."""
+    i0 = min(count, -(offset // stride)) if offset < 0 else 0  # ceil(-offset / stride)
+    last = size - 1 - offset  # the largest i * stride that stays inside
+    i1 = min(count, last // stride + 1) if last >= 0 else 0
+    return i0, max(i0, i1), i0 * stride + offset

@@ -1,0 +1,195 @@
+"""im2col / col2im: against naive loops, the adjoint identity, layouts, and the output-size errors."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nn_from_scratch.nodes.im2col import as_pair, col2im, conv_output_size, im2col
+
+
+def naive_im2col(x, kernel, stride, padding, dilation, fill_value=0.0):
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    n, c, h, w = x.shape
+    ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    cols = np.full((n, c, kh, kw, ho, wo), fill_value, dtype=x.dtype)
+    for s, ch, a, b, i, j in itertools.product(range(n), range(c), range(kh), range(kw), range(ho), range(wo)):
+        u, v = i * sh + a * dh - ph, j * sw + b * dw - pw
+        if 0 <= u < h and 0 <= v < w:
+            cols[s, ch, a, b, i, j] = x[s, ch, u, v]
+    return cols
+
+
+def naive_col2im(cols, shape, stride, padding, dilation):
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    n, c, kh, kw, ho, wo = cols.shape
+    dx = np.zeros(shape, dtype=cols.dtype)
+    for s, ch, a, b, i, j in itertools.product(range(n), range(c), range(kh), range(kw), range(ho), range(wo)):
+        u, v = i * sh + a * dh - ph, j * sw + b * dw - pw
+        if 0 <= u < shape[2] and 0 <= v < shape[3]:
+            dx[s, ch, u, v] += cols[s, ch, a, b, i, j]
+    return dx
+
+
+GEOMETRIES = [
+    # (H, W), kernel, stride, padding, dilation
+    ((5, 5), (3, 3), (1, 1), (0, 0), (1, 1)),
+    ((5, 6), (3, 3), (1, 1), (1, 1), (1, 1)),
+    ((6, 7), (2, 3), (2, 1), (1, 2), (1, 1)),
+    ((7, 6), (3, 2), (2, 2), (0, 1), (2, 1)),
+    ((7, 7), (3, 3), (3, 2), (2, 0), (2, 3)),
+    ((4, 9), (1, 4), (1, 3), (0, 0), (1, 2)),
+    ((3, 3), (1, 1), (2, 2), (2, 2), (1, 1)),  # more padding than kernel: pure-padding windows
+    ((2, 2), (5, 5), (1, 1), (2, 2), (1, 1)),  # kernel as large as the padded input
+    ((6, 5), (2, 2), (4, 3), (1, 1), (3, 2)),  # stride larger than the kernel: unread pixels
+]
+
+
+@pytest.mark.parametrize("hw, kernel, stride, padding, dilation", GEOMETRIES)
+def test_im2col_and_col2im_match_naive_loops(rng, hw, kernel, stride, padding, dilation):
+    x = rng.standard_normal((2, 3) + hw)
+    cols = im2col(x, kernel, stride, padding, dilation)
+    expected = naive_im2col(x, kernel, stride, padding, dilation)
+    assert cols.shape == expected.shape and cols.flags.c_contiguous and cols.dtype == x.dtype
+    np.testing.assert_array_equal(cols, expected)
+    c = rng.standard_normal(cols.shape)
+    dx = col2im(c, x.shape, kernel, stride, padding, dilation)
+    assert dx.shape == x.shape and dx.dtype == c.dtype
+    np.testing.assert_allclose(dx, naive_col2im(c, x.shape, stride, padding, dilation), rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("hw, kernel, stride, padding, dilation", GEOMETRIES)
+def test_col2im_is_the_adjoint_of_im2col(rng, hw, kernel, stride, padding, dilation):
+    x = rng.standard_normal((3, 2) + hw)
+    cols = im2col(x, kernel, stride, padding, dilation)
+    c = rng.standard_normal(cols.shape)
+    lhs = np.vdot(cols, c)
+    rhs = np.vdot(x, col2im(c, x.shape, kernel, stride, padding, dilation))
+    np.testing.assert_allclose(lhs, rhs, rtol=1e-12, atol=1e-12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    h=st.integers(1, 7),
+    w=st.integers(1, 7),
+    kh=st.integers(1, 4),
+    kw=st.integers(1, 4),
+    sh=st.integers(1, 3),
+    sw=st.integers(1, 3),
+    ph=st.integers(0, 2),
+    pw=st.integers(0, 2),
+    dh=st.integers(1, 3),
+    dw=st.integers(1, 3),
+    seed=st.integers(0, 2**16),
+)
+def test_random_geometries_match_naive_loops(h, w, kh, kw, sh, sw, ph, pw, dh, dw, seed):
+    geometry = ((kh, kw), (sh, sw), (ph, pw), (dh, dw))
+    fits = dh * (kh - 1) + 1 <= h + 2 * ph and dw * (kw - 1) + 1 <= w + 2 * pw
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((2, 2, h, w))
+    if not fits:
+        with pytest.raises(ValueError, match="larger than the padded input"):
+            im2col(x, *geometry)
+        return
+    cols = im2col(x, *geometry)
+    np.testing.assert_array_equal(cols, naive_im2col(x, *geometry))
+    c = rng.standard_normal(cols.shape)
+    np.testing.assert_allclose(
+        col2im(c, x.shape, *geometry), naive_col2im(c, x.shape, *geometry[1:]), rtol=1e-13, atol=1e-13
+    )
+
+
+def test_fill_value_pads_for_max_pooling(rng):
+    x = rng.standard_normal((1, 2, 3, 4))
+    cols = im2col(x, 2, 2, 1, fill_value=-np.inf)
+    np.testing.assert_array_equal(cols, naive_im2col(x, (2, 2), (2, 2), (1, 1), (1, 1), fill_value=-np.inf))
+    assert np.isneginf(cols[:, :, 0, 0, 0, 0]).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dtype_is_kept(rng, dtype):
+    x = rng.standard_normal((2, 3, 5, 5)).astype(dtype)
+    cols = im2col(x, 3, 1, 1)
+    assert cols.dtype == dtype
+    assert col2im(cols, x.shape, 3, 1, 1).dtype == dtype
+
+
+def test_matrix_layout_gives_the_convolution_as_one_matmul(rng):
+    x, weight = rng.standard_normal((2, 3, 6, 5)), rng.standard_normal((4, 3, 2, 3))
+    cols = im2col(x, (2, 3), 1, 0)
+    y = weight.reshape(4, -1) @ cols.reshape(2, 3 * 2 * 3, -1)
+    expected = np.einsum("ocab,ncabij->noij", weight, naive_im2col(x, (2, 3), (1, 1), (0, 0), (1, 1)))
+    np.testing.assert_allclose(y.reshape(expected.shape), expected, rtol=1e-12, atol=1e-12)
+    # col2im takes the flat (N, C*kh*kw, H_out*W_out) layout as well
+    flat = rng.standard_normal((2, 18, 5 * 3))
+    np.testing.assert_array_equal(
+        col2im(flat, x.shape, (2, 3)), col2im(flat.reshape(2, 3, 2, 3, 5, 3), x.shape, (2, 3))
+    )
+
+
+def test_non_contiguous_input(rng):
+    x = rng.standard_normal((3, 4, 9, 8)).transpose(1, 0, 3, 2)[:, :, ::2]  # (4, 3, 4, 9), odd strides
+    np.testing.assert_array_equal(im2col(x, 2, (1, 2), 1), naive_im2col(x, (2, 2), (1, 2), (1, 1), (1, 1)))
+
+
+def test_empty_batch():
+    cols = im2col(np.zeros((0, 2, 5, 5)), 3, 1, 1)
+    assert cols.shape == (0, 2, 3, 3, 5, 5)
+    assert col2im(cols, (0, 2, 5, 5), 3, 1, 1).shape == (0, 2, 5, 5)
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (((28, 28), 3, 1, 1, 1), (28, 28)),
+        (((28, 28), 3, 2, 1, 1), (14, 14)),
+        (((7, 9), (3, 2), (2, 1), (0, 1), (1, 2)), (3, 9)),
+        (((5, 5), 3, 1, 0, 2), (1, 1)),
+        (((1, 1), 3, 1, 1, 1), (1, 1)),
+    ],
+)
+def test_output_size(args, expected):
+    assert conv_output_size(*args) == expected
+
+
+def test_output_size_errors_name_the_numbers():
+    with pytest.raises(ValueError, match=r"kernel \(5, 5\) is larger than the padded input along the height: "
+                                         r"height 3 \+ 2 \* padding 0 = 3 < 5"):
+        conv_output_size((3, 8), 5)
+    with pytest.raises(ValueError, match=r"\(dilated by 3: 7\).*width 4 \+ 2 \* padding 1 = 6 < 7"):
+        conv_output_size((9, 4), 3, padding=1, dilation=3)
+    with pytest.raises(ValueError, match=r"stride must be a positive integer .*got 0"):
+        conv_output_size((5, 5), 3, stride=0)
+    with pytest.raises(ValueError, match=r"stride .*got \(1, -2\)"):
+        conv_output_size((5, 5), 3, stride=(1, -2))
+    with pytest.raises(ValueError, match=r"dilation must be a positive integer .*got 0"):
+        conv_output_size((5, 5), 3, dilation=0)
+    with pytest.raises(ValueError, match=r"padding must be a non-negative integer .*got -1"):
+        conv_output_size((5, 5), 3, padding=-1)
+    with pytest.raises(ValueError, match=r"kernel_size must be a positive integer .*got \(0, 3\)"):
+        conv_output_size((5, 5), (0, 3))
+    with pytest.raises(ValueError, match=r"larger than the padded input"):
+        im2col(np.zeros((1, 1, 2, 2)), 3)
+
+
+@pytest.mark.parametrize("value", [2.0, True, (1, 2, 3), "3", (1, 1.5), None])
+def test_as_pair_rejects_non_integers(value):
+    with pytest.raises(ValueError, match="stride must be a positive integer or a pair"):
+        as_pair("stride", value)
+
+
+def test_as_pair_accepts_ints_and_pairs():
+    assert as_pair("k", 3) == (3, 3)
+    assert as_pair("k", (2, np.int64(5))) == (2, 5)
+    assert as_pair("p", 0, 0) == (0, 0)
+
+
+def test_bad_shapes():
+    with pytest.raises(ValueError, match=r"4-d \(N, C, H, W\).*\(3, 5, 5\)"):
+        im2col(np.zeros((3, 5, 5)), 3)
+    with pytest.raises(ValueError, match=r"must have shape \(1, 2, 3, 3, 3, 3\) or \(1, 18, 9\), got \(1, 2, 9\)"):
+        col2im(np.zeros((1, 2, 9)), (1, 2, 5, 5), 3)
