@@ -24,6 +24,7 @@ __all__ = [
     "GradcheckReport",
     "assert_gradients",
     "check_node",
+    "compare",
     "numerical_jacobian",
     "sympy_jacobian",
 ]
@@ -188,6 +189,49 @@ def assert_gradients(node: Node, x: Any, dL_dy: Optional[Any] = None, **kwargs: 
     report = check_node(node, x, dL_dy, **kwargs)
     if not report.ok:
         raise AssertionError("\n" + repr(report))
+    return report
+
+
+def compare(
+    node_a: Node,
+    node_b: Node,
+    x: Any,
+    dL_dy: Optional[Any] = None,
+    *,
+    atol: float = 1e-9,
+    rtol: float = 1e-7,
+) -> GradcheckReport:
+    r"""Compare two nodes that should compute the same function: outputs, ``backward(g)`` and ``jacobian()``.
+
+    Typically a hand-written node against its symbolic twin
+    (:class:`~nn_from_scratch.symbolic.SymbolicNode`).  ``x`` is taken in
+    float64; ``dL_dy`` defaults to a standard normal upstream gradient (seed 0).
+    ``node_b`` is the reference: relative errors are measured against it.
+    Both nodes' cached forward passes and their parameters' gradients are
+    restored afterwards.  Shapes that differ raise ``ValueError``.
+    """
+    x = np.array(as_float_array(x), dtype=np.float64)
+    report = GradcheckReport(node=f"{node_a!r} against {node_b!r}", atol=atol, rtol=rtol)
+    nodes = (node_a, node_b)
+    saved_ctx = [node._ctx for node in nodes]
+    params = [p for node in nodes for p in node.parameters()]
+    saved_grads = [p.grad.copy() for p in params]
+    try:
+        y_a, y_b = np.asarray(node_a.forward(x)), np.asarray(node_b.forward(x))
+        report.comparisons.append(Comparison.of("forward", y_a, y_b, atol, rtol))
+        if dL_dy is None:
+            g = np.random.default_rng(0).standard_normal(y_b.shape)
+        else:
+            g = np.asarray(as_float_array(dL_dy, "dL_dy"), dtype=np.float64)
+        dx_a = node_a.backward(g, reset_after=False)
+        dx_b = node_b.backward(g, reset_after=False)
+        report.comparisons.append(Comparison.of("backward", dx_a, dx_b, atol, rtol))
+        report.comparisons.append(Comparison.of("jacobian", node_a.jacobian(), node_b.jacobian(), atol, rtol))
+    finally:
+        for node, ctx in zip(nodes, saved_ctx):
+            node._ctx = ctx
+        for p, grad in zip(params, saved_grads):
+            p.grad[...] = grad
     return report
 
 

@@ -1,7 +1,7 @@
 r"""Sequential: a chain of nodes that is itself a node, its Jacobian the chain rule made visible."""
 from __future__ import annotations
 
-from typing import Iterator, List, Tuple, Union, overload
+from typing import Iterator, List, Optional, Sequence, Tuple, Union, overload
 
 import numpy as np
 
@@ -92,6 +92,93 @@ class Sequential(Node):
         if jac is None:  # an empty Sequential is the identity
             return np.eye(ctx.x.size, dtype=ctx.x.dtype).reshape(ctx.x.shape * 2)
         return jac
+
+    # ---------------------------------------------------------------- summary
+    def summary(self, input_shape: Union[int, Sequence[Optional[int]]]) -> str:
+        """A Keras-style table of the layers: index, layer, output shape and parameter count.
+
+        The output shapes come from one forward pass of zeros of
+        ``input_shape`` in eval mode without caching (``update_state=False``,
+        as in :meth:`evaluate`), so the model is left exactly as it was: no
+        cached forward, no running statistics or random state touched, the
+        train/eval modes restored.  The batch dimension is shown as given; a
+        leading ``None`` (any batch size) is run as 1 and shown as ``None``.
+
+        ``Param #`` counts each layer's parameters and its floating buffers
+        (running statistics), which Keras calls non-trainable parameters; the
+        footer gives the total, the trainable (the :class:`Parameter` values)
+        and the non-trainable counts.  Returns the table as a string.
+        """
+        if isinstance(input_shape, (int, np.integer)) and not isinstance(input_shape, bool):
+            input_shape = (int(input_shape),)
+        try:
+            shape = tuple(None if d is None else int(d) for d in input_shape)
+        except TypeError:
+            raise TypeError(f"input_shape must be a tuple of sizes, got {input_shape!r}") from None
+        batch_unknown = len(shape) > 0 and shape[0] is None
+        run_shape = ((1,) + shape[1:]) if batch_unknown else shape
+        if any(d is None or d < 0 for d in run_shape):
+            raise ValueError(
+                f"input_shape must hold non-negative sizes (None is allowed for the batch axis only), got {shape}"
+            )
+
+        def shown(out_shape: Tuple[int, ...]) -> str:
+            dims: Tuple[Optional[int], ...] = tuple(out_shape)
+            if batch_unknown and dims:
+                dims = (None,) + dims[1:]
+            return str(dims)
+
+        def walk(node: Node) -> Iterator[Node]:
+            yield node
+            for _, child in node.children():
+                yield from walk(child)
+
+        modes = [(node, node.training) for node in walk(self)]
+        self.eval()
+        rows: List[Tuple[str, str, str, int, int]] = []
+        try:
+            h = np.zeros(run_shape)
+            for i, node in enumerate(self.nodes):
+                name = repr(node)
+                if "\n" in name:
+                    count = len(node.children())
+                    name = f"{type(node).__name__}({count} node{'' if count == 1 else 's'})"
+                try:
+                    step = node._run(node._prepare_input(h), update_state=False)
+                except (ValueError, TypeError) as error:
+                    raise ValueError(
+                        f"Sequential.summary: layer {i}, {name}, cannot take input of shape {shown(h.shape)}: {error}"
+                    ) from None
+                h = np.asarray(step.y)
+                trainable = sum(p.size for p in node.parameters())
+                buffers = sum(
+                    int(np.size(b)) for _, b in node.named_buffers() if np.asarray(b).dtype.kind == "f"
+                )
+                rows.append((str(i), name, shown(h.shape), trainable, buffers))
+        finally:
+            for node, mode in modes:
+                node.training = mode
+
+        header = ("#", "Layer", "Output shape", "Param #")
+        cells = [(i, name, out, f"{t + b:,}") for i, name, out, t, b in rows]
+        widths = [max([len(header[k])] + [len(c[k]) for c in cells]) for k in range(4)]
+
+        def line(values: Sequence[str]) -> str:
+            return (f"{values[0]:<{widths[0]}}  {values[1]:<{widths[1]}}  "
+                    f"{values[2]:<{widths[2]}}  {values[3]:>{widths[3]}}").rstrip()
+
+        rule = sum(widths) + 6
+        trainable_total = sum(t for *_, t, _ in rows)
+        buffer_total = sum(b for *_, b in rows)
+        text = [f"Sequential summary, input shape {shown(run_shape)}", "=" * rule, line(header), "-" * rule]
+        text += [line(c) for c in cells]
+        text += [
+            "=" * rule,
+            f"Total params: {trainable_total + buffer_total:,}",
+            f"Trainable params: {trainable_total:,}",
+            f"Non-trainable params: {buffer_total:,}",
+        ]
+        return "\n".join(text)
 
     def extra_repr(self) -> str:
         if not self.nodes:

@@ -1,0 +1,95 @@
+"""Sequential.summary: a Keras-style table with exact parameter counts that leaves the model untouched."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nn_from_scratch import BatchNorm1d, Dropout, Linear, ReLU, Sequential, SoftMax
+from nn_from_scratch.models import mlp
+
+
+def table_rows(text):
+    """The layer rows of the table: the lines between the '-' rule and the closing '=' rule."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if set(line) == {"-"})
+    end = next(i for i in range(start + 1, len(lines)) if set(lines[i]) == {"="})
+    return lines[start + 1:end]
+
+
+def test_summary_of_an_mlp_has_exact_counts():
+    model = mlp(64, [128, 64], 10, rng=0)
+    text = model.summary((32, 64))
+    rows = table_rows(text)
+    assert len(rows) == 5  # Linear, ReLU, Linear, ReLU, Linear
+    expected = [
+        ("0", "Linear(in_features=64, out_features=128, bias=True)", "(32, 128)", "8,320"),
+        ("1", "ReLU()", "(32, 128)", "0"),
+        ("2", "Linear(in_features=128, out_features=64, bias=True)", "(32, 64)", "8,256"),
+        ("3", "ReLU()", "(32, 64)", "0"),
+        ("4", "Linear(in_features=64, out_features=10, bias=True)", "(32, 10)", "650"),
+    ]
+    for row, (index, layer, shape, count) in zip(rows, expected):
+        assert row.split()[0] == index
+        assert layer in row and shape in row
+        assert row.endswith(count)
+    total = 64 * 128 + 128 + 128 * 64 + 64 + 64 * 10 + 10
+    assert total == sum(p.size for p in model.parameters()) == 17226
+    assert "Total params: 17,226" in text
+    assert "Trainable params: 17,226" in text
+    assert "Non-trainable params: 0" in text
+    assert text.splitlines()[0] == "Sequential summary, input shape (32, 64)"
+    header = text.splitlines()[2]
+    assert header.split()[:2] == ["#", "Layer"] and "Output shape" in header and "Param #" in header
+
+
+def test_summary_shows_the_batch_as_given_and_none_for_any_batch():
+    model = Sequential(Linear(4, 3, rng=0), SoftMax())
+    assert "(7, 3)" in model.summary((7, 4))
+    text = model.summary((None, 4))
+    assert "input shape (None, 4)" in text and all("(None, 3)" in row for row in table_rows(text))
+    assert "(3,)" in model.summary(4)  # a single sample without a batch axis
+
+
+def snapshot(model):
+    return {name: np.array(value, copy=True) for name, value in model.state_dict().items()}
+
+
+def test_summary_leaves_the_model_state_unchanged():
+    bn = BatchNorm1d(8)
+    dropout = Dropout(0.5, rng=3)
+    inner = Sequential(Linear(8, 4, rng=1), ReLU())
+    model = Sequential(Linear(5, 8, rng=0), bn, dropout, inner)
+    model.forward(np.random.default_rng(0).standard_normal((6, 5)))  # a pending forward pass
+    model.backward(np.ones((6, 4)), reset_after=False)
+    cached = model._ctx
+    inner.eval()  # mixed modes must come back as they were
+    before = snapshot(model)
+    rng_state = dropout.rng.bit_generator.state
+    grads = [p.grad.copy() for p in model.parameters()]
+
+    text = model.summary((1, 5))  # a batch of one would fail batch statistics in training mode
+
+    assert "BatchNorm1d(8" in text and "Sequential(2 nodes)" in text
+    rows = table_rows(text)
+    assert rows[1].endswith("32")  # BatchNorm1d: weight, bias (trainable) + running mean, var
+    assert "Total params: 116" in text  # (5*8+8) + (2*8 + 16) + (8*4+4)
+    assert "Trainable params: 100" in text and "Non-trainable params: 16" in text
+    after = snapshot(model)
+    assert before.keys() == after.keys()
+    for key in before:
+        np.testing.assert_array_equal(before[key], after[key], err_msg=key)
+    assert int(bn.num_batches_tracked) == 1
+    assert dropout.rng.bit_generator.state == rng_state
+    assert model._ctx is cached and all(node._ctx is None for node in (bn, dropout, inner))
+    assert model.training and bn.training and dropout.training and not inner.training
+    assert not inner.nodes[0].training
+    for p, g in zip(model.parameters(), grads):
+        np.testing.assert_array_equal(p.grad, g)
+
+
+def test_summary_names_the_layer_that_does_not_fit():
+    model = Sequential(Linear(4, 3), Linear(5, 2))
+    with pytest.raises(ValueError, match=r"layer 1, Linear\(in_features=5.*input of shape \(2, 3\)"):
+        model.summary((2, 4))
+    with pytest.raises(ValueError, match="None is allowed for the batch axis only"):
+        model.summary((2, None))

@@ -1,0 +1,163 @@
+"""nn_from_scratch.viz: every figure renders headless to a PNG, and the missing-matplotlib message is clear."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+matplotlib = pytest.importorskip("matplotlib")
+
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+from nn_from_scratch import Linear, Sequential, SoftMax, Tanh  # noqa: E402
+from nn_from_scratch.viz import plot_history, plot_images, plot_jacobian  # noqa: E402
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def render(fig, tmp_path, name="figure.png"):
+    assert isinstance(fig, Figure)
+    path = tmp_path / name
+    fig.savefig(path)
+    data = path.read_bytes()
+    assert data.startswith(PNG_SIGNATURE) and len(data) > 100
+    return path
+
+
+# -------------------------------------------------------------------- jacobian
+def test_plot_jacobian_of_a_batch_is_a_centred_heatmap(tmp_path, rng):
+    node = SoftMax()
+    x = rng.standard_normal((2, 4))
+    fig = plot_jacobian(node, x)
+    render(fig, tmp_path)
+    heatmap, colorbar = fig.axes
+    assert len(fig.axes) == 2
+    image = heatmap.get_images()[0]
+    matrix = image.get_array()
+    assert matrix.shape == (8, 8)
+    np.testing.assert_allclose(matrix, node.jacobian(x).reshape(8, 8))
+    low, high = image.get_clim()
+    assert low == -high and high == pytest.approx(np.abs(matrix).max())
+    assert image.get_cmap().name == "RdBu_r"
+    assert "input" in heatmap.get_xlabel() and "output" in heatmap.get_ylabel()
+    assert [t.get_text() for t in heatmap.get_xticklabels()][:2] == ["0,0", "0,1"]
+    assert len(heatmap.texts) == 64  # small matrices are annotated
+    assert node._ctx is None  # the node is left as it was
+
+
+def test_plot_jacobian_of_a_network_and_of_a_constant_zero_jacobian(tmp_path, rng):
+    model = Sequential(Linear(30, 20, rng=0), Tanh(), Linear(20, 12, rng=1))
+    fig = plot_jacobian(model, rng.standard_normal(30), title="a small MLP", annotate=False)
+    render(fig, tmp_path)
+    assert fig.axes[0].get_title() == "a small MLP"
+    assert fig.axes[0].get_images()[0].get_array().shape == (12, 30)
+    assert not fig.axes[0].texts
+    zero = plot_jacobian(Linear(2, 2, init="zeros"), np.ones(2))
+    assert zero.axes[0].get_images()[0].get_clim() == (-1.0, 1.0)
+    render(zero, tmp_path, "zero.png")
+
+
+def test_plot_jacobian_needs_a_node():
+    with pytest.raises(TypeError, match="needs a Node"):
+        plot_jacobian(np.tanh, np.ones(3))
+
+
+# --------------------------------------------------------------------- history
+HISTORY = {
+    "loss": [1.2, 0.8, 0.5, 0.4],
+    "accuracy": [0.6, 0.75, 0.85, 0.9],
+    "val_loss": [1.1, 0.9, 0.7, 0.65],
+    "val_accuracy": [0.62, 0.7, 0.8, 0.82],
+}
+
+
+def test_plot_history_draws_loss_and_accuracy_train_and_validation(tmp_path):
+    fig = plot_history(HISTORY)
+    render(fig, tmp_path)
+    assert len(fig.axes) == 2
+    loss_axis, accuracy_axis = fig.axes
+    assert loss_axis.get_title() == "loss" and accuracy_axis.get_title() == "accuracy"
+    assert [line.get_label() for line in loss_axis.get_lines()] == ["train", "validation"]
+    np.testing.assert_allclose(accuracy_axis.get_lines()[1].get_ydata(), HISTORY["val_accuracy"])
+    np.testing.assert_allclose(loss_axis.get_lines()[0].get_xdata(), [1, 2, 3, 4])
+
+
+def test_plot_history_of_a_regression_and_chosen_keys(tmp_path):
+    fig = plot_history({"loss": [3.0, 2.0], "val_loss": [3.5, 2.5]})
+    assert len(fig.axes) == 1
+    render(fig, tmp_path)
+    assert len(plot_history(HISTORY, keys="loss").axes) == 1
+    with pytest.raises(ValueError, match="no \\['iou'\\]"):
+        plot_history(HISTORY, keys=["iou"])
+    with pytest.raises(ValueError, match="empty"):
+        plot_history({})
+
+
+# ---------------------------------------------------------------------- images
+def test_plot_images_with_labels_predictions_and_boxes(tmp_path, rng):
+    images = rng.random((5, 1, 16, 16))
+    labels, predictions = np.array([1, 2, 3, 4, 5]), np.array([1, 2, 0, 4, 0])
+    boxes = np.array([[0.25, 0.25, 0.5, 0.5]] * 5)
+    pred_boxes = boxes + 0.05
+    fig = plot_images(images, labels, predictions, boxes=boxes, pred_boxes=pred_boxes, ncols=3)
+    render(fig, tmp_path)
+    assert len(fig.axes) == 5
+    first = fig.axes[0]
+    assert first.get_title() == "label 1\npred 1"
+    assert first.title.get_color() == "green" and fig.axes[2].title.get_color() == "red"
+    rectangles = [p for p in first.patches if isinstance(p, Rectangle)]
+    assert len(rectangles) == 2
+    true_box, predicted_box = rectangles
+    assert true_box.get_xy() == (0.25 * 16 - 0.5, 0.25 * 16 - 0.5)
+    assert true_box.get_width() == 8 and true_box.get_height() == 8
+    assert matplotlib.colors.same_color(predicted_box.get_edgecolor(), "red")
+    geometry = first.get_subplotspec().get_geometry()
+    assert geometry[:2] == (2, 3)
+
+
+def test_plot_images_accepts_three_and_two_dimensional_batches(tmp_path, rng):
+    fig = plot_images(rng.random((3, 8, 8)))
+    assert len(fig.axes) == 3 and fig.axes[0].get_title() == ""
+    render(fig, tmp_path)
+    flat = plot_images(rng.random((10, 64)), labels=np.arange(10), ncols=8)
+    assert len(flat.axes) == 10
+    render(flat, tmp_path, "flat.png")
+
+
+def test_plot_images_checks_its_arguments(rng):
+    with pytest.raises(ValueError, match="labels must have shape \\(3,\\)"):
+        plot_images(rng.random((3, 8, 8)), labels=[1, 2])
+    with pytest.raises(ValueError, match="boxes must have shape \\(3, 4\\)"):
+        plot_images(rng.random((3, 8, 8)), boxes=np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="shape"):
+        plot_images(rng.random((3, 2, 8, 8)))
+    with pytest.raises(ValueError, match="square"):
+        plot_images(rng.random((3, 10)))
+    with pytest.raises(ValueError, match="ncols"):
+        plot_images(rng.random((3, 8, 8)), ncols=0)
+    with pytest.raises(ValueError, match="empty"):
+        plot_images(np.zeros((0, 8, 8)))
+
+
+# --------------------------------------------------------- without matplotlib
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: plot_jacobian(SoftMax(), np.ones(3)),
+        lambda: plot_history(HISTORY),
+        lambda: plot_images(np.zeros((1, 4, 4))),
+    ],
+)
+def test_missing_matplotlib_gives_the_install_hint(monkeypatch, call):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(ImportError, match=r'needs matplotlib.*pip install "nn_from_scratch\[plot\]"'):
+        call()
+
+
+def test_importing_viz_does_not_import_matplotlib():
+    code = "import sys, nn_from_scratch.viz; print('matplotlib' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
