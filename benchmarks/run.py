@@ -1,0 +1,257 @@
+"""Side-by-side timings of nn_from_scratch and PyTorch on the CPU.
+
+Usage::
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/run.py [--quick] [--threads 2]
+
+Each workload is built in both libraries with the same shapes and the same
+float32 weights; one step of each is checked to compute the same numbers,
+then the two are timed alternately in this one process (median of repeats
+after a warm-up) so that both see the same machine state.  Needs torch.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Tuple
+
+import numpy as np
+
+from nn_from_scratch import Sequential
+from nn_from_scratch.losses import CrossEntropyLoss
+from nn_from_scratch.nodes import Conv2d, Flatten, Linear, MaxPool2d, ReLU, SoftMax
+from nn_from_scratch.optim import SGD
+
+
+@dataclass
+class Workload:
+    name: str
+    samples: int
+    ours: Callable[[], object]
+    torch: Callable[[], object]
+    flops: float = 0.0  # multiply-adds x 2 of the matmuls, when known
+
+
+def _torch_sequential(torch, model: Sequential):
+    """The torch twin of one of our Sequentials, carrying the same weights."""
+    layers = []
+    for node in model:
+        if isinstance(node, Linear):
+            layers.append(torch.nn.Linear(node.in_features, node.out_features))
+        elif isinstance(node, Conv2d):
+            layers.append(torch.nn.Conv2d(node.in_channels, node.out_channels, node.kernel_size,
+                                          stride=node.stride, padding=node.padding, dilation=node.dilation))
+        elif isinstance(node, ReLU):
+            layers.append(torch.nn.ReLU())
+        elif isinstance(node, MaxPool2d):
+            layers.append(torch.nn.MaxPool2d(node.kernel_size, node.stride, node.padding))
+        elif isinstance(node, Flatten):
+            layers.append(torch.nn.Flatten())
+        else:
+            raise TypeError(f"no torch twin for {node!r}")
+    twin = torch.nn.Sequential(*layers)
+    twin.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})
+    return twin
+
+
+def training_step_workload(torch, name: str, model: Sequential, x: np.ndarray, y: np.ndarray, flops: float) -> Workload:
+    """Forward, cross-entropy, backward and an SGD step, in both libraries, checked to agree."""
+    twin = _torch_sequential(torch, model)
+    loss, optimizer = CrossEntropyLoss(), SGD(model.parameters(), lr=0.01)
+    t_optimizer = torch.optim.SGD(twin.parameters(), lr=0.01)
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+
+    def ours():
+        optimizer.zero_grad()
+        value = loss.forward(model.forward(x), y)
+        model.backward(loss.backward())
+        optimizer.step()
+        return value
+
+    def theirs():
+        t_optimizer.zero_grad()
+        value = torch.nn.functional.cross_entropy(twin(tx), ty)
+        value.backward()
+        t_optimizer.step()
+        return value.item()
+
+    # one step each from the same weights must agree (float32 rounding aside)
+    first, t_first = ours(), theirs()
+    np.testing.assert_allclose(first, t_first, rtol=1e-4, atol=1e-5)
+    for key, value in model.state_dict().items():
+        np.testing.assert_allclose(value, twin.state_dict()[key].numpy(), rtol=1e-3, atol=1e-5)
+    return Workload(name, len(x), ours, theirs, flops)
+
+
+def mlp_workload(torch, batch: int, rng: np.random.Generator) -> Workload:
+    model = Sequential(Linear(784, 512, rng=rng, dtype=np.float32), ReLU(),
+                       Linear(512, 256, rng=rng, dtype=np.float32), ReLU(),
+                       Linear(256, 10, rng=rng, dtype=np.float32))
+    x = rng.standard_normal((batch, 784)).astype(np.float32)
+    y = rng.integers(0, 10, batch)
+    macs = 784 * 512 + 512 * 256 + 256 * 10
+    # forward, input gradient and weight gradient: three matmuls per layer
+    return training_step_workload(torch, f"MLP 784-512-256-10 step, batch {batch}", model, x, y, 6.0 * macs * batch)
+
+
+def cnn_workload(torch, rng: np.random.Generator) -> Workload:
+    model = Sequential(Conv2d(1, 8, 3, padding=1, rng=rng, dtype=np.float32), ReLU(), MaxPool2d(2),
+                       Conv2d(8, 16, 3, padding=1, rng=rng, dtype=np.float32), ReLU(), MaxPool2d(2),
+                       Flatten(), Linear(784, 10, rng=rng, dtype=np.float32))
+    x = rng.standard_normal((64, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, 64)
+    return training_step_workload(torch, "LeNet-like CNN step, batch 64", model, x, y, 0.0)
+
+
+def conv_workload(torch, rng: np.random.Generator) -> Workload:
+    conv = Conv2d(16, 32, 3, padding=1, rng=rng, dtype=np.float32)
+    twin = torch.nn.Conv2d(16, 32, 3, padding=1)
+    twin.load_state_dict({k: torch.from_numpy(v) for k, v in conv.state_dict().items()})
+    x = rng.standard_normal((64, 16, 28, 28)).astype(np.float32)
+    g = rng.standard_normal((64, 32, 28, 28)).astype(np.float32)
+    tx, tg = torch.from_numpy(x).requires_grad_(), torch.from_numpy(g)
+
+    def ours():
+        conv.zero_grad()
+        conv.forward(x)
+        return conv.backward(g)
+
+    def theirs():
+        twin.zero_grad()
+        tx.grad = None
+        twin(tx).backward(tg)
+        return tx.grad
+
+    np.testing.assert_allclose(ours(), theirs().numpy(), rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(conv.weight.grad, twin.weight.grad.numpy(), rtol=1e-3, atol=1e-2)
+    macs = 64 * 32 * 28 * 28 * 16 * 9
+    return Workload("Conv2d 16->32 3x3 fwd+bwd, batch 64, 28x28", 64, ours, theirs, 6.0 * macs)
+
+
+def softmax_workload(torch, rng: np.random.Generator) -> Workload:
+    x = rng.standard_normal((4096, 1024)).astype(np.float32)
+    g = rng.standard_normal((4096, 1024)).astype(np.float32)
+    node = SoftMax()
+    tx, tg = torch.from_numpy(x).requires_grad_(), torch.from_numpy(g)
+
+    def ours():
+        node.forward(x)
+        return node.backward(g)
+
+    def theirs():
+        tx.grad = None
+        torch.softmax(tx, dim=-1).backward(tg)
+        return tx.grad
+
+    np.testing.assert_allclose(ours(), theirs().numpy(), rtol=1e-4, atol=1e-6)
+    return Workload("SoftMax fwd+bwd, 4096x1024", 4096, ours, theirs)
+
+
+def cross_entropy_workload(torch, rng: np.random.Generator) -> Workload:
+    x = rng.standard_normal((4096, 1000)).astype(np.float32)
+    y = rng.integers(0, 1000, 4096)
+    loss = CrossEntropyLoss()
+    tx, ty = torch.from_numpy(x).requires_grad_(), torch.from_numpy(y)
+
+    def ours():
+        loss.forward(x, y)
+        return loss.backward()
+
+    def theirs():
+        tx.grad = None
+        torch.nn.functional.cross_entropy(tx, ty).backward()
+        return tx.grad
+
+    np.testing.assert_allclose(ours(), theirs().numpy(), rtol=1e-4, atol=1e-8)
+    return Workload("CrossEntropy fwd+bwd, 4096x1000", 4096, ours, theirs)
+
+
+def time_alternately(workload: Workload, repeats: int, warmup: int) -> Tuple[float, float]:
+    """Median seconds per call of ours and torch's, timed in alternation."""
+    for _ in range(warmup):
+        workload.ours()
+        workload.torch()
+    ours: List[float] = []
+    theirs: List[float] = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        workload.ours()
+        ours.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        workload.torch()
+        theirs.append(time.perf_counter() - start)
+    return statistics.median(ours), statistics.median(theirs)
+
+
+def gemm_gflops(repeats: int) -> float:
+    """NumPy's float32 matrix-multiply speed on this machine, in GFLOP/s (2048-square)."""
+    a = np.random.default_rng(0).standard_normal((2048, 2048)).astype(np.float32)
+    a @ a
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ a
+        times.append(time.perf_counter() - start)
+    return 2 * 2048**3 / statistics.median(times) / 1e9
+
+
+def blas_description() -> str:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "threadpoolctl not installed"
+    return "; ".join(
+        f"{info.get('internal_api')} {info.get('version')} ({info.get('architecture')}, {info.get('num_threads')} threads)"
+        for info in threadpool_info() if info.get("user_api") == "blas"
+    )
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
+    args = parser.parse_args(argv)
+    try:
+        import torch
+    except ImportError:
+        print("the benchmarks compare against torch: pip install torch==2.13.0", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    repeats, warmup = (5, 2) if args.quick else (30, 5)
+    rng = np.random.default_rng(0)
+    builders: List[Callable[[], Workload]] = [
+        lambda: mlp_workload(torch, 32, rng),
+        lambda: mlp_workload(torch, 128, rng),
+        lambda: mlp_workload(torch, 1024, rng),
+        lambda: cnn_workload(torch, rng),
+        lambda: conv_workload(torch, rng),
+        lambda: softmax_workload(torch, rng),
+        lambda: cross_entropy_workload(torch, rng),
+    ]
+    peak = gemm_gflops(repeats)
+    variables = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; numpy {np.__version__}, "
+          f"torch {torch.__version__} ({args.threads} threads)")
+    print(f"BLAS: {blas_description()}; OpenBLAS variables: {variables or 'unset'}")
+    print(f"NumPy float32 GEMM: {peak:.0f} GFLOP/s\n")
+    header = f"{'workload':<44} {'ours ms':>9} {'torch ms':>9} {'ours/torch':>10} {'samples/s':>11} {'GEMM share':>10}"
+    print(header)
+    print("-" * len(header))
+    results: Dict[str, float] = {}
+    for build in builders:
+        workload = build()
+        ours, theirs = time_alternately(workload, repeats, warmup)
+        share = f"{workload.flops / ours / 1e9 / peak:>9.0%}" if workload.flops else f"{'':>9}"
+        print(f"{workload.name:<44} {ours * 1e3:>9.2f} {theirs * 1e3:>9.2f} {ours / theirs:>10.2f} "
+              f"{workload.samples / ours:>11.0f} {share:>10}")
+        results[workload.name] = ours / theirs
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
