@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -13,8 +14,8 @@ from . import optim
 from .datasets import load_digits, load_mnist
 from .losses import CrossEntropyLoss
 from .models import build_model
-from .network import NeuralNetwork, TrainingDiverged
-from .serialization import load_npz, save_npz
+from .network import CheckpointError, NeuralNetwork, TrainingDiverged, TrainingInterrupted
+from .serialization import check_model_path, load_model_state, save_model
 
 __all__ = ["main", "build_parser"]
 
@@ -67,12 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam")
     train.add_argument("--seed", type=int, default=0, help="seed for the weights and the batch order")
     train.add_argument("--dtype", choices=("float32", "float64"), default="float64")
-    train.add_argument("--out", type=Path, default=None, help="where to save the weights (default runs/<dataset>-mlp.npz)")
+    train.add_argument("--out", type=Path, default=None,
+                       help="where to save the weights, .npz or .safetensors (default runs/<dataset>-mlp.npz)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_checkpoint_options(train)
     train.set_defaults(handler=_train, subparser=train)
 
     evaluate = commands.add_parser("evaluate", help="reload saved weights and report test accuracy")
-    evaluate.add_argument("--weights", type=Path, required=True, help="a .npz written by 'train'")
+    evaluate.add_argument("--weights", type=Path, required=True, help="a .npz or .safetensors written by 'train'")
     _add_data_options(evaluate, None)
     evaluate.set_defaults(handler=_evaluate, subparser=evaluate)
     return parser
@@ -92,6 +95,48 @@ def load_data(dataset: str, data_dir: Optional[Path], parser: argparse.ArgumentP
     return X_train, y_train, X_test, y_test
 
 
+def _add_checkpoint_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("checkpoints")
+    group.add_argument("--checkpoint", type=Path, default=None,
+                       help="save the whole training state here (.npz or .safetensors) every --checkpoint-every "
+                            "epochs and on Ctrl-C; without it, Ctrl-C saves to <out>-checkpoint.<suffix> next to --out")
+    group.add_argument("--checkpoint-every", type=_positive(int, "--checkpoint-every"), default=1, metavar="N",
+                       help="epochs between checkpoints (default 1)")
+    group.add_argument("--resume", type=Path, default=None, metavar="PATH",
+                       help="continue from a checkpoint, with the options of the run that wrote it; "
+                            "the result is bit for bit that of an uninterrupted run")
+
+
+def default_checkpoint(out: Path) -> Path:
+    """Where Ctrl-C saves the training state when --checkpoint is not given: next to the weights."""
+    return out.with_name(f"{out.stem}-checkpoint{out.suffix}")
+
+
+def resume_command(argv: Sequence[str], checkpoint: Path) -> str:
+    """The command line that resumes ``argv`` from ``checkpoint`` (any --resume in it replaced)."""
+    kept: List[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--resume":
+            skip = True
+        elif not arg.startswith("--resume="):
+            kept.append(arg)
+    return "nn-from-scratch " + " ".join(shlex.quote(a) for a in [*kept, "--resume", str(checkpoint)])
+
+
+def _model_config(args: argparse.Namespace, in_features: int, classes: int) -> Dict[str, Any]:
+    """The JSON-able description of the model to build (saved with the weights so 'evaluate' can rebuild it)."""
+    return {"kind": "mlp", "in_features": in_features, "hidden": list(args.hidden), "classes": classes,
+            "dtype": args.dtype}
+
+
+def _describe_model(config: Dict[str, Any]) -> str:
+    layers = " -> ".join(str(n) for n in [config["in_features"], *config["hidden"], config["classes"]])
+    return f"an MLP {layers}"
+
+
 def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.seed < 0:
         parser.error(f"--seed must be non-negative, got {args.seed}")
@@ -101,32 +146,51 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     dtype = np.dtype(args.dtype)
     X_train, X_test = X_train.astype(dtype, copy=False), X_test.astype(dtype, copy=False)
     classes = int(max(y_train.max(), y_test.max())) + 1
-    config: Dict[str, Any] = {
-        "kind": "mlp", "in_features": int(X_train.shape[1]), "hidden": list(args.hidden),
-        "classes": classes, "dtype": args.dtype,
-    }
+    config = _model_config(args, int(X_train.shape[1]), classes)
+    out = args.out or Path("runs") / f"{args.dataset}-{config['kind']}.npz"
+    checkpoint = args.checkpoint or default_checkpoint(out)
+    for path, option in ((out, "--out"), (checkpoint, "--checkpoint")):
+        try:
+            check_model_path(path)
+        except (ValueError, ImportError) as error:
+            parser.error(f"{option}: {error}")
+    if args.resume is not None and not args.resume.is_file():
+        parser.error(f"--resume: no checkpoint at {args.resume}")
     rng = np.random.default_rng(args.seed)
     model = build_model(config, rng=rng)
     optimizer = OPTIMIZERS[args.optimizer](model.parameters(), lr=args.lr)
     scheduler = optim.CosineAnnealingLR(optimizer, T_max=args.epochs) if args.schedule == "cosine" else None
     network = NeuralNetwork(model, CrossEntropyLoss(label_smoothing=args.label_smoothing), optimizer, scheduler)
-    out = args.out or Path("runs") / f"{args.dataset}-mlp.npz"
-    layers = " -> ".join(str(n) for n in [config["in_features"], *config["hidden"], classes])
-    print(f"training an MLP {layers} on {args.dataset}: {len(X_train)} train / {len(X_test)} test samples, "
+    print(f"training {_describe_model(config)} on {args.dataset}: {len(X_train)} train / {len(X_test)} test samples, "
           f"{args.optimizer} lr={args.lr:g} ({args.schedule}), batch {args.batch_size}, {args.epochs} epochs, seed {args.seed}")
+    if args.resume is not None:
+        print(f"resuming from {args.resume}")
     start = time.perf_counter()
     try:
         history = network.fit(X_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
-                              validation_data=(X_test, y_test), rng=rng, progress=not args.no_progress)
+                              validation_data=(X_test, y_test), rng=rng, progress=not args.no_progress,
+                              checkpoint=checkpoint, checkpoint_every=args.checkpoint_every if args.checkpoint else None,
+                              resume=args.resume)
     except TrainingDiverged as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except CheckpointError as error:
+        parser.error(f"--resume: {error}")
+    except TrainingInterrupted as interrupt:
+        print(f"\ninterrupted during epoch {interrupt.interrupted_epoch}: the training state after epoch "
+              f"{interrupt.epoch} is saved in {interrupt.checkpoint}", file=sys.stderr)
+        print(f"resume with: {resume_command(getattr(args, 'argv', []), interrupt.checkpoint)}", file=sys.stderr)
+        return 130
     seconds = time.perf_counter() - start
+    if not history:
+        parser.error(f"--resume: {args.resume} has no finished epoch and --epochs leaves nothing to train")
     accuracy = history["val_accuracy"][-1]
     print(f"test accuracy {accuracy:.4f} (loss {history['val_loss'][-1]:.4f}) after {seconds:.1f} s")
+    if args.checkpoint is not None:
+        print(f"checkpoint saved to {args.checkpoint}")
     metadata = {"model": config, "dataset": args.dataset, "history": history, "seed": args.seed,
                 "optimizer": args.optimizer, "lr": args.lr, "batch_size": args.batch_size}
-    save_npz(out, model.state_dict(), metadata)
+    save_model(out, model, metadata)
     print(f"weights saved to {out}")
     curves = save_training_curves(history, out.with_suffix(".png"))
     if curves is not None:
@@ -160,10 +224,10 @@ def save_training_curves(history: Dict[str, List[float]], path: Path) -> Optiona
 
 def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
-        state, metadata = load_npz(args.weights)
+        state, metadata = load_model_state(args.weights)
         model = build_model(metadata["model"], rng=0)
         model.load_state_dict(state)
-    except (FileNotFoundError, ValueError, KeyError, TypeError) as error:
+    except (FileNotFoundError, ValueError, KeyError, TypeError, ImportError) as error:
         parser.error(f"cannot load {args.weights}: {error}")
     dataset = args.dataset or metadata.get("dataset", "digits")
     _, _, X_test, y_test = load_data(dataset, args.data_dir, parser)
@@ -178,6 +242,12 @@ def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    return args.handler(args, args.subparser)
+    args.argv = argv
+    try:
+        return args.handler(args, args.subparser)
+    except KeyboardInterrupt:  # outside training (loading data, saving): nothing to keep
+        print("\ninterrupted", file=sys.stderr)
+        return 130

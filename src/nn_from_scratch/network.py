@@ -1,8 +1,10 @@
-"""NeuralNetwork: a model, a loss and an optimizer, with fit, predict and evaluate."""
+"""NeuralNetwork: a model, a loss and an optimizer, with fit (checkpoints and exact resume), predict and evaluate."""
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Tuple
+import os
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -11,14 +13,60 @@ from .losses import Loss
 from .node import Node, as_float_array
 from .progress import ProgressBar
 from .random import as_generator
+from .serialization import check_model_path, flatten_state, load_arrays, save_arrays, unflatten_state
 
-__all__ = ["NeuralNetwork", "TrainingDiverged"]
+__all__ = ["CheckpointError", "NeuralNetwork", "TrainingDiverged", "TrainingInterrupted", "node_generators"]
 
 History = Dict[str, List[float]]
+PathLike = Union[str, "os.PathLike[str]"]
+CHECKPOINT_FORMAT = "nn_from_scratch.checkpoint"
+CHECKPOINT_VERSION = 1
+#: Bit generators a checkpoint may recreate by name (a whitelist: nothing else is looked up).
+_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 
 
 class TrainingDiverged(RuntimeError):
     """The loss or a gradient stopped being finite; the weights of the last finite step are kept."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint could not be resumed from: unreadable, or made for another network or run."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training was interrupted (Ctrl-C); the state after the last finished epoch is in ``checkpoint``.
+
+    ``epoch`` is the number of finished epochs saved there, ``interrupted_epoch``
+    the epoch that was running.  Resume with ``fit(..., resume=checkpoint)``.
+    """
+
+    def __init__(self, checkpoint: Path, epoch: int, interrupted_epoch: int) -> None:
+        self.checkpoint, self.epoch, self.interrupted_epoch = Path(checkpoint), epoch, interrupted_epoch
+        super().__init__(
+            f"training interrupted during epoch {interrupted_epoch}; the state after epoch {epoch} is saved in "
+            f"{checkpoint}; continue with fit(..., resume={str(checkpoint)!r})"
+        )
+
+
+def node_generators(model: Node, prefix: str = "") -> Iterator[Tuple[str, np.random.Generator]]:
+    """``(name, generator)`` for every ``numpy.random.Generator`` a node of ``model`` keeps as an attribute.
+
+    Names are the node's path as in ``state_dict`` keys plus the attribute:
+    ``"2.rng"`` for the ``rng`` of a Dropout at index 2 of a Sequential.
+    """
+    for attribute, value in sorted(vars(model).items()):
+        if isinstance(value, np.random.Generator):
+            yield prefix + attribute, value
+    for name, child in model.children():
+        yield from node_generators(child, f"{prefix}{name}.")
+
+
+def _generator_like(state: Any) -> np.random.Generator:
+    """A new generator of the bit-generator kind a saved state names (whitelisted)."""
+    kind = state.get("bit_generator") if isinstance(state, dict) else None
+    if kind not in _BIT_GENERATORS:
+        raise CheckpointError(f"the checkpoint's shuffling generator has unknown kind {kind!r}")
+    return np.random.Generator(getattr(np.random, kind)())
 
 
 class NeuralNetwork:
@@ -28,7 +76,8 @@ class NeuralNetwork:
     per-epoch lists: ``loss`` and ``accuracy`` on the training batches, and
     ``val_loss`` and ``val_accuracy`` when ``validation_data`` is given
     (accuracies only for classifiers, whose output is ``(N, classes)``).  The
-    scheduler, if any, steps once per epoch.
+    scheduler, if any, steps once per epoch.  ``fit(checkpoint=..., resume=...)``
+    saves and restores the whole training state for an exact resume.
     """
 
     def __init__(self, model: Node, loss: Loss, optimizer: Any, scheduler: Any = None) -> None:
@@ -49,36 +98,96 @@ class NeuralNetwork:
         shuffle: bool = True,
         rng: Any = None,
         progress: bool = True,
+        *,
+        checkpoint: Optional[PathLike] = None,
+        checkpoint_every: Optional[int] = 1,
+        resume: Optional[PathLike] = None,
     ) -> History:
-        """Train for ``epochs`` passes over ``(X, y)`` and return the history.
+        """Train until ``epochs`` epochs are done and return the history of all of them.
 
         ``rng`` (a Generator or a seed) orders the batches; the same seed,
         model and data give the same history bit for bit.  A non-finite loss
         or gradient stops training with :class:`TrainingDiverged`, naming the
         epoch and batch, before the optimizer takes the bad step.
+
+        Checkpoints (one ``.npz`` or ``.safetensors`` file, by its suffix,
+        written atomically) hold the model's parameters and buffers, the
+        optimizer's and the scheduler's state, the state of the shuffling
+        generator and of every generator a node owns (Dropout's), the
+        number of finished epochs and the history:
+
+        * ``checkpoint=PATH`` writes one after every ``checkpoint_every``
+          epochs and after the last; ``checkpoint_every=None`` writes one
+          only when training is interrupted.  A ``KeyboardInterrupt`` (Ctrl-C)
+          during training saves the state at the end of the last finished
+          epoch to ``PATH`` and raises :class:`TrainingInterrupted` (a
+          ``KeyboardInterrupt``) saying how to resume.
+        * ``resume=PATH`` restores all of it into this network (whose model,
+          optimizer and scheduler must be built as for the original run) and
+          trains on from the saved epoch up to ``epochs``: the weights and the
+          history are bit for bit those of a run that was never stopped.  The
+          same data, ``batch_size`` and ``shuffle`` are required; a file that
+          does not fit raises :class:`CheckpointError` (a ``ValueError``) and
+          changes nothing.
         """
         X, y = self._check_data(X, y, "X", "y")
         if not isinstance(epochs, (int, np.integer)) or isinstance(epochs, bool) or epochs < 0:
             raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+        if checkpoint_every is not None and (
+            not isinstance(checkpoint_every, (int, np.integer)) or isinstance(checkpoint_every, bool)
+            or checkpoint_every < 1
+        ):
+            raise ValueError(f"checkpoint_every must be a positive integer or None, got {checkpoint_every!r}")
         if validation_data is not None:
             validation_data = self._check_data(*validation_data, "validation X", "validation y")
+        batches = num_batches(len(X), batch_size)
+        fit_info = {"batch_size": int(batch_size), "shuffle": bool(shuffle), "samples": int(len(X))}
+        if checkpoint is not None:
+            checkpoint = Path(checkpoint)
+            check_model_path(checkpoint)  # an unknown suffix or a missing package fails now, not after an epoch
         generator = as_generator(rng)
         history: History = {}
-        batches = num_batches(len(X), batch_size)
-        for epoch in range(1, epochs + 1):
-            self.model.train()
-            bar = ProgressBar(batches, f"epoch {epoch}/{epochs}", enabled=progress)
-            total_loss, correct, count, classifier = 0.0, 0, 0, False
+        done = 0
+        if resume is not None:
+            generator, done, history = self._resume(resume, rng, generator, fit_info)
+            if done > epochs:
+                raise CheckpointError(f"{resume} holds {done} finished epochs, more than epochs={epochs}")
+        snapshot, saved = None, None
+        if checkpoint is not None:
+            snapshot = self._capture(done, history, generator, fit_info)
+        epoch = done
+        try:
+            for epoch in range(done + 1, epochs + 1):
+                self._train_epoch(X, y, batch_size, shuffle, generator, validation_data, history,
+                                  epoch, epochs, batches, progress)
+                if checkpoint is not None:
+                    snapshot = self._capture(epoch, history, generator, fit_info)
+                    if checkpoint_every is not None and (epoch % checkpoint_every == 0 or epoch == epochs):
+                        save_arrays(checkpoint, *snapshot)
+                        saved = epoch
+        except KeyboardInterrupt:
+            if checkpoint is None or snapshot is None:
+                raise
+            kept = snapshot[1]["epoch"]
+            if saved != kept:
+                save_arrays(checkpoint, *snapshot)
+            raise TrainingInterrupted(checkpoint, kept, epoch) from None
+        return history
+
+    def _train_epoch(self, X, y, batch_size, shuffle, generator, validation_data, history, epoch, epochs,
+                     batches, progress) -> None:
+        self.model.train()
+        bar = ProgressBar(batches, f"epoch {epoch}/{epochs}", enabled=progress)
+        total_loss, correct, count, classifier = 0.0, 0, 0, False
+        try:
             for index, (xb, yb) in enumerate(iterate_minibatches(X, y, batch_size, shuffle=shuffle, rng=generator), 1):
                 output = self.model.forward(xb)
                 loss = self.loss.forward(output, yb)
                 if not math.isfinite(loss):
-                    bar.close()
                     raise self._diverged(f"the loss became {loss}", epoch, index)
                 self.optimizer.zero_grad()
                 self.model.backward(self.loss.backward())
                 if not all(math.isfinite(float(np.sum(p.grad))) for p in self.model.parameters()):
-                    bar.close()
                     raise self._diverged("a gradient stopped being finite", epoch, index)
                 self.optimizer.step()
                 total_loss += loss * len(xb)
@@ -87,18 +196,134 @@ class NeuralNetwork:
                 classifier = hits is not None
                 correct += hits or 0
                 bar.update(loss=loss)
-            stats = {"loss": total_loss / max(count, 1)}
-            if classifier:
-                stats["accuracy"] = correct / max(count, 1)
-            if validation_data is not None:
-                for key, value in self.evaluate(*validation_data).items():
-                    stats["val_" + key] = value
-            for key, value in stats.items():
-                history.setdefault(key, []).append(value)
-            bar.close(**stats)
+        except BaseException:
+            bar.close()
+            raise
+        stats = {"loss": total_loss / max(count, 1)}
+        if classifier:
+            stats["accuracy"] = correct / max(count, 1)
+        if validation_data is not None:
+            for key, value in self.evaluate(*validation_data).items():
+                stats["val_" + key] = value
+        for key, value in stats.items():
+            history.setdefault(key, []).append(value)
+        bar.close(**stats)
+        if self.scheduler is not None:
+            self.scheduler.step()
+
+    # ------------------------------------------------------------ checkpoints
+    def _capture(self, epoch: int, history: History, generator: np.random.Generator,
+                 fit_info: Dict[str, Any]) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
+        """Everything a resumed run needs, as (arrays, JSON metadata); nothing in it aliases the network."""
+        if not callable(getattr(self.optimizer, "state_dict", None)):
+            raise TypeError(f"checkpoints need an optimizer with state_dict(), got {type(self.optimizer).__name__}")
+        arrays = {"model/" + name: value for name, value in self.model.state_dict().items()}
+        optimizer_json, optimizer_arrays = flatten_state(self.optimizer.state_dict(), "optimizer/")
+        scheduler_json = None
+        if self.scheduler is not None:
+            scheduler_json, scheduler_arrays = flatten_state(self.scheduler.state_dict(), "scheduler/")
+            arrays.update(scheduler_arrays)
+        states = {"shuffle": generator.bit_generator.state}
+        states.update({"node/" + name: g.bit_generator.state for name, g in node_generators(self.model)})
+        rng_json, rng_arrays = flatten_state(states, "rng/")
+        arrays.update(optimizer_arrays)
+        arrays.update(rng_arrays)
+        metadata = {
+            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "epoch": int(epoch),
+            "history": {key: list(values) for key, values in history.items()}, "fit": dict(fit_info),
+            "optimizer": optimizer_json, "scheduler": scheduler_json, "rng": rng_json,
+        }
+        return arrays, metadata
+
+    def _resume(self, path: PathLike, rng: Any, generator: np.random.Generator,
+                fit_info: Dict[str, Any]) -> Tuple[np.random.Generator, int, History]:
+        """Load a checkpoint into the network; all or nothing."""
+        try:
+            arrays, metadata = load_arrays(path)
+        except ValueError as error:
+            raise CheckpointError(str(error)) from None
+        try:
+            parts = self._parse_checkpoint(arrays, metadata, fit_info)
+        except (ValueError, TypeError, KeyError) as error:
+            raise CheckpointError(f"{path} is not a usable checkpoint: {error}") from None
+        model_state, optimizer_state, scheduler_state, rng_states, epoch, history = parts
+        generators = dict(node_generators(self.model))
+        if not isinstance(rng, np.random.Generator):
+            generator = _generator_like(rng_states["shuffle"])
+        generators_by_key = {"shuffle": generator, **{"node/" + k: g for k, g in generators.items()}}
+        missing = sorted(set(generators_by_key) ^ set(rng_states))
+        if missing:
+            raise CheckpointError(
+                f"{path}: the random generators saved ({sorted(rng_states)}) do not match the network's "
+                f"({sorted(generators_by_key)})"
+            )
+        for key, g in generators_by_key.items():
+            saved_kind = rng_states[key].get("bit_generator") if isinstance(rng_states[key], dict) else None
+            if saved_kind != type(g.bit_generator).__name__:
+                raise CheckpointError(
+                    f"{path}: generator {key!r} was saved as {saved_kind!r}, this one is {type(g.bit_generator).__name__}"
+                )
+        before = (self.model.state_dict(), self.optimizer.state_dict(),
+                  None if self.scheduler is None else self.scheduler.state_dict(),
+                  {key: g.bit_generator.state for key, g in generators_by_key.items()})
+        try:
+            self.model.load_state_dict(model_state)
+            self.optimizer.load_state_dict(optimizer_state)
             if self.scheduler is not None:
-                self.scheduler.step()
-        return history
+                self.scheduler.load_state_dict(scheduler_state)
+            for key, g in generators_by_key.items():
+                g.bit_generator.state = rng_states[key]
+        except (ValueError, TypeError, KeyError) as error:
+            self.model.load_state_dict(before[0])
+            self.optimizer.load_state_dict(before[1])
+            if self.scheduler is not None:
+                self.scheduler.load_state_dict(before[2])
+            for key, g in generators_by_key.items():
+                g.bit_generator.state = before[3][key]
+            raise CheckpointError(f"{path} does not fit this network: {error}") from None
+        return generator, epoch, history
+
+    def _parse_checkpoint(self, arrays: Dict[str, np.ndarray], metadata: Dict[str, Any], fit_info: Dict[str, Any]):
+        if metadata.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError("it is not a training checkpoint (a model file? load it with load_model)")
+        if metadata.get("version") != CHECKPOINT_VERSION:
+            raise ValueError(f"checkpoint version {metadata.get('version')!r}, this version reads {CHECKPOINT_VERSION}")
+        groups: Dict[str, Dict[str, np.ndarray]] = {"model": {}, "optimizer": {}, "scheduler": {}, "rng": {}}
+        for name, value in arrays.items():
+            group = name.split("/", 1)[0]
+            if group not in groups or "/" not in name:
+                raise ValueError(f"unexpected array {name!r}")
+            groups[group][name] = value
+        model_state = {name[len("model/"):]: value for name, value in groups["model"].items()}
+        optimizer_state = unflatten_state(metadata["optimizer"], groups["optimizer"])
+        scheduler_json = metadata["scheduler"]
+        if (scheduler_json is None) != (self.scheduler is None):
+            raise ValueError(
+                "it was saved " + ("without" if scheduler_json is None else "with")
+                + " a learning-rate scheduler, this network has " + ("one" if self.scheduler is not None else "none")
+            )
+        scheduler_state = None if scheduler_json is None else unflatten_state(scheduler_json, groups["scheduler"])
+        rng_states = unflatten_state(metadata["rng"], groups["rng"])
+        if not isinstance(rng_states, dict) or "shuffle" not in rng_states:
+            raise ValueError("it holds no state for the shuffling generator")
+        epoch = metadata["epoch"]
+        if type(epoch) is not int or epoch < 0:
+            raise ValueError(f"bad epoch {epoch!r}")
+        history = metadata["history"]
+        if not isinstance(history, dict) or not all(
+            isinstance(v, list) and len(v) == epoch and all(isinstance(x, (int, float)) for x in v)
+            for v in history.values()
+        ):
+            raise ValueError(f"its history is not {epoch} numbers per key")
+        saved_fit = metadata["fit"]
+        for key, value in fit_info.items():
+            if not isinstance(saved_fit, dict) or saved_fit.get(key) != value:
+                saved = saved_fit.get(key) if isinstance(saved_fit, dict) else None
+                raise ValueError(
+                    f"it was made with {key}={saved!r}, this fit has {key}={value!r}; "
+                    "resume with the same data, batch_size and shuffle"
+                )
+        return model_state, optimizer_state, scheduler_state, rng_states, epoch, history
 
     def _diverged(self, what: str, epoch: int, batch: int) -> TrainingDiverged:
         lr = getattr(self.optimizer, "lr", None)

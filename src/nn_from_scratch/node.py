@@ -66,8 +66,9 @@ class Context(SimpleNamespace):
 def as_float_array(value: Any, name: str = "x") -> np.ndarray:
     """Return ``value`` as a real floating-point array without copying when possible.
 
-    Floating arrays keep their dtype; booleans and integers become float64.
-    Anything else (strings, objects, complex numbers) raises ``TypeError``.
+    Floating arrays keep their dtype (in native byte order); booleans and
+    integers become float64.  Anything else (strings, objects, complex
+    numbers) raises ``TypeError``.
     """
     if isinstance(value, np.ndarray):
         array = value
@@ -78,6 +79,8 @@ def as_float_array(value: Any, name: str = "x") -> np.ndarray:
             raise ValueError(f"{name} must be a rectangular array, got {type(value).__name__}: {error}") from None
     kind = array.dtype.kind
     if kind == "f":
+        if not array.dtype.isnative:  # big-endian data (from a file): compute, and answer, in native order
+            return array.astype(array.dtype.newbyteorder("="))
         return array
     if kind in "biu":
         return array.astype(np.float64)

@@ -138,7 +138,7 @@ class BCEWithLogitsLoss(Loss):
         ctx.exp_neg_abs = np.exp(-np.abs(x))
         log_term = np.log1p(ctx.exp_neg_abs)
         if self.pos_weight is None:
-            per_sample = np.maximum(x, 0) - x * t + log_term
+            per_sample = (1 - t) * x + np.maximum(-x, 0) + log_term  # torch's form: x = +Inf gives Inf, not Inf - Inf
         else:
             ctx.log_weight = 1 + (self.pos_weight.astype(x.dtype, copy=False) - 1) * t
             per_sample = (1 - t) * x + ctx.log_weight * (np.maximum(-x, 0) + log_term)

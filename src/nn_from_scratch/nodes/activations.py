@@ -105,6 +105,8 @@ def erf(x: Any) -> np.ndarray:
     Relative error about :math:`10^{-16}` in float64; the dtype of ``x`` is kept.
     """
     x = np.asarray(as_float_array(x))
+    if x.dtype == np.float16:  # the rational approximations overflow float16 (NaN for |x| in [2.75, 4])
+        return erf(x.astype(np.float32)).astype(np.float16)
     with np.errstate(under="ignore"):
         y = np.abs(x)
         small = y <= _ERF_THRESHOLD
@@ -123,6 +125,8 @@ def erfc(x: Any) -> np.ndarray:
     :math:`2 - \operatorname{erfc}(-x)` for :math:`x < -0.46875`.
     """
     x = np.asarray(as_float_array(x))
+    if x.dtype == np.float16:  # the rational approximations overflow float16 (NaN for |x| in [2.75, 4])
+        return erfc(x.astype(np.float32)).astype(np.float16)
     one = x.dtype.type(1)
     with np.errstate(under="ignore"):
         y = np.abs(x)
@@ -169,6 +173,9 @@ class ReLU(ElementwiseNode):
 
     def _derivative(self, ctx: Context) -> np.ndarray:
         return ctx.positive.astype(ctx.x.dtype)
+
+    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
+        return np.where(ctx.x <= 0, g.dtype.type(0), g)  # torch's select: NaN/Inf in g stay out where x <= 0
 
 
 class LeakyReLU(ElementwiseNode):

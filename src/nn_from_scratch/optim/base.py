@@ -297,7 +297,7 @@ class Optimizer:
         if missing:
             raise ValueError(f"optimizer state_dict is missing {sorted(missing)}")
         name = _as_scalar(state_dict["optimizer"])
-        if name != type(self).__name__:
+        if not isinstance(name, str) or name != type(self).__name__:
             raise ValueError(
                 f"state_dict is for optimizer {name!r}, cannot load it into {type(self).__name__}"
             )

@@ -105,7 +105,7 @@ class LRScheduler:
         if missing:
             raise ValueError(f"scheduler state_dict is missing {sorted(missing)}")
         name = _as_scalar(state_dict["scheduler"])
-        if name != type(self).__name__:
+        if not isinstance(name, str) or name != type(self).__name__:
             raise ValueError(
                 f"state_dict is for scheduler {name!r}, cannot load it into {type(self).__name__}"
             )

@@ -1,0 +1,369 @@
+"""Checkpoints: exact resume (Adam, cosine schedule, shuffling, Dropout), Ctrl-C, refusals, and the command line."""
+from __future__ import annotations
+
+import errno
+import os
+import shlex
+
+import numpy as np
+import pytest
+
+from nn_from_scratch import NeuralNetwork, Sequential, TrainingDiverged, serialization
+from nn_from_scratch.cli import main
+from nn_from_scratch.datasets import load_digits
+from nn_from_scratch.losses import CrossEntropyLoss, MSELoss
+from nn_from_scratch.network import CheckpointError, TrainingInterrupted, node_generators
+from nn_from_scratch.nodes import BatchNorm1d, Dropout, Linear, ReLU
+from nn_from_scratch.optim import SGD, Adam, CosineAnnealingLR, RMSProp
+from nn_from_scratch.serialization import load_arrays, load_model_state, save_model
+
+SUFFIXES = [".npz", ".safetensors"]
+
+
+@pytest.fixture(params=SUFFIXES)
+def suffix(request):
+    if request.param == ".safetensors":
+        pytest.importorskip("safetensors", reason="the safetensors extra is not installed")
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y, X_test, y_test = load_digits()
+    return X[:240], y[:240], X_test[:100], y_test[:100]
+
+
+def make_network(hidden=24, optimizer=Adam, scheduler=True, dropout_seed=11, epochs=4):
+    model = Sequential(Linear(64, hidden, rng=1), BatchNorm1d(hidden), ReLU(), Dropout(0.25, rng=dropout_seed),
+                       Linear(hidden, 10, rng=2))
+    opt = optimizer(model.parameters(), lr=1e-2)
+    sched = CosineAnnealingLR(opt, T_max=epochs) if scheduler else None
+    return NeuralNetwork(model, CrossEntropyLoss(), opt, sched)
+
+
+def fit(network, data, **kwargs):
+    X, y, X_test, y_test = data
+    options = dict(epochs=4, batch_size=32, validation_data=(X_test, y_test), rng=7, progress=False)
+    options.update(kwargs)
+    return network.fit(X, y, **options)
+
+
+def assert_bit_identical(a, b):
+    """Same weights, buffers, optimizer state, scheduler state and generators, bit for bit."""
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    assert sorted(sa) == sorted(sb)
+    for key in sa:
+        np.testing.assert_array_equal(sa[key], sb[key], err_msg=key)
+    oa, ob = a.optimizer.state_dict(), b.optimizer.state_dict()
+    assert oa["hyperparameters"] == ob["hyperparameters"] and oa["step_count"] == ob["step_count"]
+    for index in oa["state"]:
+        for key, value in oa["state"][index].items():
+            np.testing.assert_array_equal(value, ob["state"][index][key])
+    if a.scheduler is not None:
+        assert a.scheduler.state_dict() == b.scheduler.state_dict()
+    assert [(k, g.bit_generator.state) for k, g in node_generators(a.model)] == \
+        [(k, g.bit_generator.state) for k, g in node_generators(b.model)]
+
+
+# ------------------------------------------------------------------ exact resume
+def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, data, suffix):
+    reference = make_network()
+    history = fit(reference, data)
+    path = tmp_path / f"run{suffix}"
+    first = make_network()
+    partial = fit(first, data, epochs=2, checkpoint=path)
+    assert partial == {key: values[:2] for key, values in history.items()}
+    arrays, metadata = load_arrays(path)
+    assert metadata["epoch"] == 2 and metadata["history"] == partial
+    assert "model/1.running_mean" in arrays and "optimizer/state/0/exp_avg" in arrays
+    assert set(metadata["rng"]) == {"shuffle", "node/3.rng"}
+
+    resumed = make_network(dropout_seed=999)  # a new model, optimizer and scheduler; another Dropout seed
+    resumed_history = fit(resumed, data, rng=12345, resume=path)  # the checkpoint's generator state wins
+    assert resumed_history == history  # floats compared with ==: bit for bit
+    assert_bit_identical(resumed, reference)
+
+
+def test_resume_with_a_generator_and_checkpointing_on(tmp_path, data):
+    """rng may be a Generator (it is set to the saved state); resume and checkpoint may name the same file."""
+    reference = make_network(optimizer=RMSProp, scheduler=False)
+    history = fit(reference, data, epochs=5)
+    path = tmp_path / "run.npz"
+    fit(make_network(optimizer=RMSProp, scheduler=False), data, epochs=3, checkpoint=path)
+    generator = np.random.default_rng(0)
+    resumed = make_network(optimizer=RMSProp, scheduler=False)
+    assert fit(resumed, data, epochs=5, rng=generator, resume=path, checkpoint=path) == history
+    assert_bit_identical(resumed, reference)
+    assert load_arrays(path)[1]["epoch"] == 5
+
+
+def test_checkpoint_every(tmp_path, data, monkeypatch):
+    written = []
+    original = serialization.save_arrays
+
+    def spy(path, arrays, metadata=None):
+        written.append(metadata["epoch"])
+        return original(path, arrays, metadata)
+
+    monkeypatch.setattr("nn_from_scratch.network.save_arrays", spy)
+    fit(make_network(epochs=7), data, epochs=7, checkpoint=tmp_path / "c.npz", checkpoint_every=3)
+    assert written == [3, 6, 7]
+    written.clear()
+    fit(make_network(), data, epochs=2, checkpoint=tmp_path / "d.npz", checkpoint_every=None)
+    assert written == [] and not (tmp_path / "d.npz").exists()
+    with pytest.raises(ValueError, match="checkpoint_every must be a positive integer or None"):
+        fit(make_network(), data, checkpoint=tmp_path / "e.npz", checkpoint_every=0)
+    with pytest.raises(ValueError, match="unknown model file suffix"):
+        fit(make_network(), data, checkpoint=tmp_path / "e.ckpt")
+
+
+def test_resuming_a_finished_run_trains_nothing(tmp_path, data):
+    path = tmp_path / "done.npz"
+    network = make_network()
+    history = fit(network, data, epochs=2, checkpoint=path)
+    again = make_network()
+    assert fit(again, data, epochs=2, resume=path) == history
+    assert_bit_identical(again, network)
+    with pytest.raises(CheckpointError, match="holds 2 finished epochs, more than epochs=1"):
+        fit(make_network(), data, epochs=1, resume=path)
+
+
+# ------------------------------------------------------------------ Ctrl-C
+class Interrupter:
+    """Wraps optimizer.step to raise KeyboardInterrupt on its ``at``-th call (counting from 1)."""
+
+    def __init__(self, monkeypatch, cls, at):
+        self.calls, self.at = 0, at
+        original = cls.step
+
+        def step(optimizer):
+            self.calls += 1
+            if self.calls == self.at:
+                raise KeyboardInterrupt
+            return original(optimizer)
+
+        monkeypatch.setattr(cls, "step", step)
+
+
+def test_ctrl_c_saves_the_last_finished_epoch_and_resume_is_exact(tmp_path, data, monkeypatch, suffix):
+    reference = make_network()
+    history = fit(reference, data)
+    path = tmp_path / f"interrupted{suffix}"
+    batches_per_epoch = 240 // 32 + 1
+    Interrupter(monkeypatch, Adam, at=2 * batches_per_epoch + 3)  # in the middle of epoch 3
+    with pytest.raises(TrainingInterrupted) as info:
+        fit(make_network(), data, checkpoint=path, checkpoint_every=None)
+    assert isinstance(info.value, KeyboardInterrupt)
+    assert (info.value.epoch, info.value.interrupted_epoch, info.value.checkpoint) == (2, 3, path)
+    assert "resume=" in str(info.value) and str(path) in str(info.value)
+    assert load_arrays(path)[1]["epoch"] == 2
+    monkeypatch.undo()
+    resumed = make_network()
+    assert fit(resumed, data, resume=path) == history
+    assert_bit_identical(resumed, reference)
+
+
+def test_ctrl_c_in_the_first_epoch_saves_the_initial_state(tmp_path, data, monkeypatch):
+    reference = make_network()
+    history = fit(reference, data, epochs=2)
+    path = tmp_path / "early.npz"
+    Interrupter(monkeypatch, Adam, at=2)
+    with pytest.raises(TrainingInterrupted) as info:
+        fit(make_network(), data, epochs=2, checkpoint=path)
+    assert info.value.epoch == 0
+    monkeypatch.undo()
+    resumed = make_network()
+    assert fit(resumed, data, epochs=2, resume=path) == history
+    assert_bit_identical(resumed, reference)
+
+
+def test_ctrl_c_without_a_checkpoint_is_a_plain_keyboard_interrupt(data, monkeypatch):
+    Interrupter(monkeypatch, Adam, at=1)
+    with pytest.raises(KeyboardInterrupt) as info:
+        fit(make_network(), data)
+    assert not isinstance(info.value, TrainingInterrupted)
+
+
+# ------------------------------------------------------------------ failures keep the last good file
+def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path, data, monkeypatch):
+    path = tmp_path / "run.npz"
+    fit(make_network(), data, epochs=1, checkpoint=path)
+    good = path.read_bytes()
+    original = serialization._open_temporary
+
+    class Full:
+        def __init__(self, fd):
+            self.handle = original(fd)
+
+        def write(self, chunk):
+            self.handle.write(bytes(chunk)[:10])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+    monkeypatch.setattr(serialization, "_open_temporary", Full)
+    with pytest.raises(OSError, match="No space left"):
+        fit(make_network(), data, epochs=2, checkpoint=path)
+    assert path.read_bytes() == good
+    assert [name for name in os.listdir(tmp_path) if name.startswith(".")] == []
+
+
+def test_divergence_keeps_the_last_finite_weights_and_the_last_checkpoint(tmp_path, rng):
+    X = rng.standard_normal((64, 3)) * 10
+    y = X @ np.array([[1.0], [-2.0], [0.5]])
+    model = Sequential(Linear(3, 1, rng=0))
+    network = NeuralNetwork(model, MSELoss(), SGD(model.parameters(), lr=10.0))
+    path = tmp_path / "run.npz"
+    with pytest.raises(TrainingDiverged, match=r"at epoch (\d+), batch \d+; try a smaller learning rate") as info:
+        network.fit(X, y, epochs=100, batch_size=16, rng=0, progress=False, checkpoint=path)
+    assert all(np.all(np.isfinite(p.value)) for p in model.parameters())
+    epoch = int(str(info.value).split("at epoch ")[1].split(",")[0])
+    arrays, metadata = load_arrays(path)  # the last epoch that finished, untouched by the diverging one
+    assert metadata["epoch"] == epoch - 1
+    assert all(np.all(np.isfinite(v)) for v in arrays.values())
+
+
+# ------------------------------------------------------------------ refusals change nothing
+def snapshot(network):
+    return ({k: v.copy() for k, v in network.model.state_dict().items()}, network.optimizer.state_dict(),
+            network.scheduler.state_dict() if network.scheduler else None,
+            [(k, g.bit_generator.state) for k, g in node_generators(network.model)])
+
+
+def assert_unchanged(network, before):
+    after = snapshot(network)
+    for key in before[0]:
+        np.testing.assert_array_equal(before[0][key], after[0][key])
+    assert before[1]["hyperparameters"] == after[1]["hyperparameters"]
+    assert before[1]["step_count"] == after[1]["step_count"] and set(before[1]["state"]) == set(after[1]["state"])
+    assert before[2] == after[2] and before[3] == after[3]
+
+
+@pytest.mark.parametrize("build, fit_options, message", [
+    (lambda: make_network(hidden=16), {}, r"'0.weight': expected shape \(16, 64\), got \(24, 64\)"),
+    (lambda: make_network(optimizer=RMSProp), {}, "state_dict is for optimizer 'Adam', cannot load it into RMSProp"),
+    (lambda: make_network(scheduler=False), {}, "saved with a learning-rate scheduler, this network has none"),
+    (make_network, {"batch_size": 16}, "made with batch_size=32, this fit has batch_size=16"),
+    (make_network, {"shuffle": False}, "made with shuffle=True, this fit has shuffle=False"),
+])
+def test_a_checkpoint_that_does_not_fit_is_refused_and_changes_nothing(tmp_path, data, build, fit_options, message):
+    path = tmp_path / "run.npz"
+    fit(make_network(), data, epochs=1, checkpoint=path)
+    network = build()
+    fit(network, data, epochs=1)  # some state of its own, with optimizer buffers
+    before = snapshot(network)
+    with pytest.raises(CheckpointError, match=message):
+        fit(network, data, epochs=3, resume=path, **fit_options)
+    assert_unchanged(network, before)
+
+
+def test_a_late_failure_rolls_back_what_was_already_loaded(tmp_path, data):
+    """The model loads, then the optimizer refuses: the model is put back as it was."""
+    path = tmp_path / "run.npz"
+    fit(make_network(), data, epochs=1, checkpoint=path)
+    arrays, metadata = load_arrays(path)
+    arrays["optimizer/state/0/exp_avg"] = arrays["optimizer/state/0/exp_avg"].astype(np.float32)
+    serialization.save_arrays(path, arrays, metadata)
+    network = make_network()
+    fit(network, data, epochs=1, rng=3)
+    before = snapshot(network)
+    with pytest.raises(CheckpointError, match="buffer 'exp_avg' has shape .* and dtype float32"):
+        fit(network, data, resume=path)
+    assert_unchanged(network, before)
+
+
+def test_files_that_are_not_checkpoints(tmp_path, data):
+    model_file = save_model(tmp_path / "model.npz", make_network().model)
+    with pytest.raises(CheckpointError, match="not a training checkpoint"):
+        fit(make_network(), data, resume=model_file)
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"\x00" * 100)
+    with pytest.raises(CheckpointError, match="not an .npz model file"):
+        fit(make_network(), data, resume=garbage)
+    with pytest.raises(FileNotFoundError):
+        fit(make_network(), data, resume=tmp_path / "none.npz")
+
+
+# ------------------------------------------------------------------ command line
+def run(capsys, *argv):
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_ctrl_c_saves_a_checkpoint_and_the_printed_command_resumes_exactly(tmp_path, capsys, monkeypatch):
+    common = ["train", "--hidden", "16", "--epochs", "3", "--no-progress", "--optimizer", "adam"]
+    code, _, _ = run(capsys, *common, "--out", str(tmp_path / "straight.npz"))
+    assert code == 0
+    out = tmp_path / "stopped.safetensors" if serialization.safetensors_available() else tmp_path / "stopped.npz"
+    batches = -(-1437 // 32)  # the digits training set: 1437 samples
+    Interrupter(monkeypatch, Adam, at=batches + 5)  # in epoch 2
+    code, _, err = run(capsys, *common, "--out", str(out))
+    assert code == 130
+    checkpoint = out.with_name(f"stopped-checkpoint{out.suffix}")
+    assert f"interrupted during epoch 2: the training state after epoch 1 is saved in {checkpoint}" in err
+    command = err.split("resume with: ", 1)[1].strip()
+    assert command.startswith("nn-from-scratch train") and command.endswith(f"--resume {shlex.quote(str(checkpoint))}")
+    assert not out.exists()
+    monkeypatch.undo()
+    code, stdout, _ = run(capsys, *shlex.split(command)[1:])
+    assert code == 0 and f"resuming from {checkpoint}" in stdout
+    straight, straight_meta = load_model_state(tmp_path / "straight.npz")
+    resumed, resumed_meta = load_model_state(out)
+    assert straight_meta["history"] == resumed_meta["history"]
+    for key in straight:
+        np.testing.assert_array_equal(straight[key], resumed[key])
+
+
+def test_cli_checkpoint_option_and_resume(tmp_path, capsys):
+    checkpoint = tmp_path / "ck.npz"
+    args = ["train", "--hidden", "8", "--epochs", "2", "--no-progress", "--schedule", "constant",
+            "--out", str(tmp_path / "m.npz"), "--checkpoint", str(checkpoint)]
+    code, stdout, _ = run(capsys, *args)
+    assert code == 0 and f"checkpoint saved to {checkpoint}" in stdout
+    assert load_arrays(checkpoint)[1]["epoch"] == 2
+    code, _, err = run(capsys, *args[:4], "3", *args[5:], "--resume", str(checkpoint))
+    assert code == 0
+    assert load_arrays(checkpoint)[1]["epoch"] == 3
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--resume", "nowhere.npz"], "--resume: no checkpoint at nowhere.npz"),
+    (["--checkpoint", "x.bin"], "--checkpoint: x.bin: unknown model file suffix '.bin'"),
+    (["--out", "m.pt"], "--out: m.pt: unknown model file suffix '.pt'"),
+    (["--checkpoint-every", "0"], "--checkpoint-every must be positive"),
+])
+def test_cli_checkpoint_errors_are_argparse_errors(capsys, extra, message):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--epochs", "1", "--no-progress", *extra])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_cli_resume_from_a_checkpoint_of_another_model(tmp_path, capsys):
+    checkpoint = tmp_path / "ck.npz"
+    code, _, _ = run(capsys, "train", "--hidden", "8", "--epochs", "1", "--no-progress", "--out",
+                     str(tmp_path / "m.npz"), "--checkpoint", str(checkpoint))
+    assert code == 0
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--hidden", "9", "--epochs", "2", "--no-progress", "--out", str(tmp_path / "n.npz"),
+              "--resume", str(checkpoint)])
+    assert info.value.code == 2
+    assert "does not fit this network" in capsys.readouterr().err
+
+
+def test_cli_safetensors_weights_evaluate(tmp_path, capsys):
+    pytest.importorskip("safetensors")
+    out = tmp_path / "m.safetensors"
+    code, stdout, _ = run(capsys, "train", "--hidden", "8", "--epochs", "1", "--no-progress", "--out", str(out))
+    assert code == 0 and f"weights saved to {out}" in stdout
+    code, stdout, _ = run(capsys, "evaluate", "--weights", str(out))
+    assert code == 0 and "test accuracy" in stdout

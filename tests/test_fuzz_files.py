@@ -1,0 +1,249 @@
+"""Fuzzing the file readers: random, truncated and mutated bytes give a clear ValueError, quickly, in bounded memory.
+
+Readers: ``read_idx`` (raw and gzip IDX), the model-file loader
+(``load_model_state`` for ``.npz`` and ``.safetensors``) and resuming from a
+checkpoint.  Every example has a Hypothesis deadline, so a reader that hangs
+fails; headers that claim 10^12 items are refused before anything of that
+size is allocated (``tracemalloc`` peak below a few MiB).
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import struct
+import tracemalloc
+import zipfile
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from idx_helpers import idx_header, make_idx
+from nn_from_scratch import NeuralNetwork, Sequential
+from nn_from_scratch.datasets import read_idx
+from nn_from_scratch.losses import MSELoss
+from nn_from_scratch.network import CheckpointError
+from nn_from_scratch.nodes import BatchNorm1d, Dropout, Linear
+from nn_from_scratch.optim import Adam
+from nn_from_scratch.serialization import load_model_state, save_model
+
+IDX_EXAMPLES = 300
+MODEL_FILE_EXAMPLES = 200
+CHECKPOINT_EXAMPLES = 60
+PEAK_LIMIT = 8 << 20  # bytes
+
+FUZZ = dict(deadline=2000, derandomize=True, database=None, phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
+                                   HealthCheck.data_too_large])
+
+
+def mutations(seed: bytes) -> st.SearchStrategy:
+    """``seed`` truncated, extended, with bytes flipped or overwritten, or spliced; or random bytes."""
+    def mutate(ops):
+        data = bytearray(seed)
+        for kind, position, value in ops:
+            position = position % (len(data) + 1)
+            if kind == "flip" and data:
+                data[position % len(data)] ^= value or 1
+            elif kind == "set" and data:
+                data[position % len(data)] = value
+            elif kind == "cut":
+                del data[position:]
+            elif kind == "insert":
+                data[position:position] = bytes([value]) * (value % 7 + 1)
+            elif kind == "big":  # a huge little/big-endian number where a length or a dimension may be
+                data[position:position + 4] = b"\xff\xff\xff\x7f"
+        return bytes(data)
+
+    op = st.tuples(st.sampled_from(["flip", "set", "cut", "insert", "big"]), st.integers(0, 10**6), st.integers(0, 255))
+    return st.one_of(st.lists(op, min_size=1, max_size=4).map(mutate), st.binary(max_size=300))
+
+
+def reader_refuses_clearly(read):
+    """Run ``read()``; it may succeed, or raise ValueError - nothing else."""
+    try:
+        return read()
+    except ValueError as error:
+        assert str(error), "a ValueError without a message"
+        return None
+
+
+def peak_while(call) -> int:
+    tracemalloc.start()
+    try:
+        call()
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    return peak
+
+
+# --------------------------------------------------------------------------- IDX
+IDX_SEEDS = [
+    make_idx(np.arange(24, dtype=np.uint8).reshape(2, 3, 4)),
+    make_idx(np.linspace(-1, 1, 6).astype(">f8").reshape(3, 2)),
+    make_idx(np.arange(5, dtype=">i4")),
+]
+
+
+@settings(max_examples=IDX_EXAMPLES, **FUZZ)
+@given(seed=st.sampled_from(IDX_SEEDS), data=st.data(), compress=st.booleans())
+def test_read_idx_on_mutated_bytes(seed, data, compress):
+    blob = data.draw(mutations(seed))
+    if compress:
+        blob = gzip.compress(blob, mtime=0)
+        blob = data.draw(st.sampled_from([blob, blob[: len(blob) // 2], blob[:-4] + b"\x00\x00\x00\x00"]))
+    result = reader_refuses_clearly(lambda: read_idx(blob))
+    if result is not None:
+        assert isinstance(result, np.ndarray) and result.dtype.isnative and result.flags.writeable
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_read_idx_header_claiming_a_trillion_items_allocates_nothing(compress):
+    blob = idx_header(0x08, (10**4, 10**4, 10**4)) + bytes(100)  # 10^12 uint8 items claimed
+    if compress:
+        blob = gzip.compress(blob)
+
+    def read():
+        with pytest.raises(ValueError, match="IDX"):
+            read_idx(blob, max_bytes=None)
+
+    assert peak_while(read) < PEAK_LIMIT
+
+
+def test_read_idx_gzip_bomb_stops_at_the_declared_size():
+    blob = gzip.compress(idx_header(0x08, (1000,)) + bytes(30 << 20), compresslevel=9)  # 30 MiB of zeros inside
+
+    def read():
+        with pytest.raises(ValueError, match="trailing bytes"):
+            read_idx(blob)
+
+    assert peak_while(read) < PEAK_LIMIT
+
+
+# --------------------------------------------------------------------------- model files
+def model_seed_files(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("seeds")
+    model = Sequential(Linear(3, 2, rng=0, dtype=np.float32), BatchNorm1d(2, dtype=np.float32))
+    seeds = {}
+    for suffix in (".npz", ".safetensors"):
+        if suffix == ".safetensors":
+            try:
+                import safetensors  # noqa: F401
+            except ImportError:
+                continue
+        path = save_model(directory / f"m{suffix}", model, {"history": {"loss": [0.5]}})
+        seeds[suffix] = path.read_bytes()
+    return seeds
+
+
+@pytest.fixture(scope="module")
+def seeds(tmp_path_factory):
+    return model_seed_files(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def fuzz_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("fuzz")
+
+
+@settings(max_examples=MODEL_FILE_EXAMPLES, **FUZZ)
+@given(data=st.data())
+def test_model_file_loader_on_mutated_bytes(seeds, fuzz_dir, data):
+    suffix = data.draw(st.sampled_from(sorted(seeds)))
+    blob = data.draw(mutations(seeds[suffix]))
+    path = fuzz_dir / f"fuzzed{suffix}"
+    path.write_bytes(blob)
+    result = reader_refuses_clearly(lambda: load_model_state(path))
+    if result is not None:
+        state, metadata = result
+        assert isinstance(metadata, dict)
+        assert all(isinstance(k, str) and isinstance(v, np.ndarray) and v.dtype.kind in "biuf" for k, v in state.items())
+
+
+def test_safetensors_header_claiming_a_trillion_items_allocates_nothing(tmp_path):
+    pytest.importorskip("safetensors")
+    header = json.dumps({"w": {"dtype": "F64", "shape": [10**6, 10**6], "data_offsets": [0, 8 * 10**12]}}).encode()
+    path = tmp_path / "huge.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + bytes(64))
+    lying_length = tmp_path / "length.safetensors"
+    lying_length.write_bytes(struct.pack("<Q", 10**12) + b"{}")
+
+    def read():
+        for p in (path, lying_length):
+            with pytest.raises(ValueError, match="reach past|larger than"):
+                load_model_state(p)
+
+    assert peak_while(read) < PEAK_LIMIT
+
+
+def test_npz_member_claiming_a_trillion_items_allocates_nothing(tmp_path):
+    path = tmp_path / "huge.npz"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("w.npy", "w") as member:
+            np.lib.format.write_array_header_1_0(member, {"descr": "<f8", "fortran_order": False,
+                                                          "shape": (10**6, 10**6)})
+            member.write(bytes(64))
+
+    def read():
+        with pytest.raises(ValueError, match="header declares shape"):
+            load_model_state(path)
+
+    assert peak_while(read) < PEAK_LIMIT
+
+
+def test_npz_zip_bombs_are_refused_before_inflating(tmp_path):
+    """A member that inflates to 30 MiB: over max_bytes, or with a directory entry that lies about its size."""
+    path = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("w.npy", "w") as member:
+            np.lib.format.write_array(member, np.zeros(30 << 17))  # 30 MiB of zeros, about 30 KiB compressed
+    lying = tmp_path / "lying.npz"
+    data = bytearray(path.read_bytes())
+    directory = data.rindex(b"PK\x01\x02")
+    data[directory + 24:directory + 28] = struct.pack("<I", 200)  # the central directory's uncompressed size
+    lying.write_bytes(bytes(data))
+
+    def read():
+        with pytest.raises(ValueError, match="exceed the limit max_bytes"):
+            load_model_state(path, max_bytes=1 << 20)
+        with pytest.raises(ValueError, match="is not a readable .npz model file"):  # the CRC or the size check
+            load_model_state(lying)
+
+    assert peak_while(read) < PEAK_LIMIT
+
+
+# --------------------------------------------------------------------------- checkpoints
+def tiny_network():
+    model = Sequential(Linear(2, 3, rng=0), Dropout(0.2, rng=1), Linear(3, 1, rng=2))
+    return NeuralNetwork(model, MSELoss(), Adam(model.parameters(), lr=1e-2))
+
+
+@pytest.fixture(scope="module")
+def checkpoint_seed(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ck") / "seed.npz"
+    X = np.linspace(-1, 1, 16).reshape(8, 2)
+    tiny_network().fit(X, X[:, :1], epochs=1, batch_size=4, rng=0, progress=False, checkpoint=path)
+    return path.read_bytes()
+
+
+@settings(max_examples=CHECKPOINT_EXAMPLES, **FUZZ)
+@given(data=st.data())
+def test_resume_from_mutated_checkpoints(checkpoint_seed, fuzz_dir, data):
+    path = fuzz_dir / "fuzzed-checkpoint.npz"
+    path.write_bytes(data.draw(mutations(checkpoint_seed)))
+    network = tiny_network()
+    before = network.model.state_dict()
+    X = np.linspace(-1, 1, 16).reshape(8, 2)
+    try:
+        network.fit(X, X[:, :1], epochs=2, batch_size=4, rng=0, progress=False, resume=path)
+    except CheckpointError as error:
+        assert str(error)
+        for key, value in network.model.state_dict().items():
+            np.testing.assert_array_equal(value, before[key])
+
+
+def test_example_counts_are_recorded():
+    """The counts quoted in docs/reliability.md; change both together."""
+    assert (IDX_EXAMPLES, MODEL_FILE_EXAMPLES, CHECKPOINT_EXAMPLES) == (300, 200, 60)
