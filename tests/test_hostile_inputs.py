@@ -943,9 +943,6 @@ def test_optimizer_steps_follow_torch_with_nan_inf_and_huge_gradients(name, torc
     run()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known bug, reported: Optimizer.step (optim/base.py) does not check that each p.grad is an array of "
-    "p.value's shape and dtype, so a wrong gradient fails deep in NumPy after earlier parameters were updated"))
 @pytest.mark.parametrize("name", sorted(OPTIMIZER_TABLE))
 def test_optimizer_refuses_hostile_gradients_and_moves_nothing(name):
     """A gradient replaced by something of the wrong shape, dtype or type: refused before any parameter moves."""
@@ -1023,10 +1020,6 @@ def test_optimizer_hostile_state_dicts_change_nothing(name):
     run()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known bug, reported: Optimizer.load_state_dict (optim/base.py) calls list()/tuple()/np.dtype() on "
-    "state_dict['param_shapes'] / ['param_dtypes'] and their entries unchecked, so junk there fails with "
-    "Python's or NumPy's own error ('int' object is not iterable) instead of one naming the field"))
 @pytest.mark.parametrize("field, junk", [("param_shapes", None), ("param_shapes", 3), ("param_shapes", [1.5]),
                                          ("param_dtypes", 0.1), ("param_dtypes", ["no-such-dtype"])])
 def test_optimizer_state_dict_parameter_lists_are_checked(field, junk):

@@ -211,7 +211,20 @@ class Optimizer:
             p.zero_grad()
 
     def step(self) -> None:
-        """Update every parameter in place from its accumulated gradient."""
+        """Update every parameter in place from its accumulated gradient.
+
+        Every gradient is checked first (an array of its parameter's shape and
+        dtype), so a bad one moves no parameter at all.
+        """
+        for i, p in enumerate(self.params):
+            grad = p.grad
+            if not isinstance(grad, np.ndarray) or grad.shape != p.value.shape or grad.dtype != p.value.dtype:
+                described = (f"shape {grad.shape}, dtype {grad.dtype}" if isinstance(grad, np.ndarray)
+                             else type(grad).__name__)
+                raise ValueError(
+                    f"{type(self).__name__}.step: parameter {i} has a gradient of {described}; expected an array "
+                    f"of shape {p.value.shape}, dtype {p.value.dtype}"
+                )
         for p, state in zip(self.params, self.state):
             self._update(p, state)
         self.step_count += 1
@@ -322,7 +335,15 @@ class Optimizer:
         ):
             if field not in state_dict:
                 continue
-            saved = list(state_dict[field])
+            try:
+                saved = list(state_dict[field])
+                saved = [tuple(int(d) for d in entry) if field == "param_shapes" else np.dtype(entry)
+                         for entry in saved]
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"state_dict[{field!r}] must list one {'shape' if field == 'param_shapes' else 'dtype'} "
+                    f"per parameter, got {state_dict[field]!r}"
+                ) from None
             if len(saved) != n:
                 raise ValueError(
                     f"state_dict was saved for {len(saved)} parameters, this optimizer has {n}"
