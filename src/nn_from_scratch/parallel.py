@@ -58,25 +58,22 @@ class Parallel(Node):
         ctx.sizes = [out.shape[-1] for out in outputs]
         return np.concatenate(outputs, axis=-1)
 
-    def _slices(self, g: np.ndarray, ctx: Context):
+    def _sum_over_branches(self, g: np.ndarray, ctx: Context, face: str) -> np.ndarray:
+        """Run ``face`` (``_backward_ctx`` or ``_vjp``) of each branch on its slice of ``g``; sum the input gradients."""
         offsets = np.cumsum([0] + ctx.sizes)
-        for branch, step, start, stop in zip(self.branches, ctx.steps, offsets[:-1], offsets[1:]):
-            yield branch, step, branch._prepare_output_grad(g[..., start:stop], step.y)
-
-    def _backward_ctx(self, g: np.ndarray, ctx: Context) -> np.ndarray:
         total = None
-        for branch, step, part in self._slices(g, ctx):
-            dx = branch._backward_ctx(part, step)
+        for branch, step, start, stop in zip(self.branches, ctx.steps, offsets[:-1], offsets[1:]):
+            part = branch._prepare_output_grad(g[..., start:stop], step.y)
+            dx = getattr(branch, face)(part, step)
             total = dx if total is None else total + dx
         return total
+
+    def _backward_ctx(self, g: np.ndarray, ctx: Context) -> np.ndarray:
+        return self._sum_over_branches(g, ctx, "_backward_ctx")
 
     def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
         """Input gradient only; parameter gradients are left untouched."""
-        total = None
-        for branch, step, part in self._slices(g, ctx):
-            dx = branch._vjp(part, step)
-            total = dx if total is None else total + dx
-        return total
+        return self._sum_over_branches(g, ctx, "_vjp")
 
     def _jacobian(self, ctx: Context) -> np.ndarray:
         blocks = [branch._jacobian(step) for branch, step in zip(self.branches, ctx.steps)]
