@@ -543,7 +543,7 @@ def test_node_hostile_inputs(name, torch):
                 assert_same(b.backward(g, reset_after=False), dx, f"{name}.backward on the twin")
                 g_seen = as_reference_array(g)
                 if (last_forward is not None and spec.torch is not None and spec.comparable(x_seen)
-                        and spec.compare_grad(x_seen) and g_seen.dtype.kind == "f" and spec.comparable(g_seen)
+                        and spec.compare_grad(x_seen) and g_seen.dtype.kind == "f" and comparable(g_seen)
                         and half_safe(x_seen, g_seen.astype(x_seen.dtype))):
                     x_ref, state, _ = last_forward
                     result = torch_forward(torch, spec, a, state, node_input_for_torch(spec, x_ref),
