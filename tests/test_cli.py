@@ -114,3 +114,14 @@ def test_python_dash_m_entry_point():
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
     assert "--epochs" in result.stdout
+
+
+def test_cnn_training_job_reaches_98_percent(tmp_path, capsys):
+    out = tmp_path / "cnn.npz"
+    code, stdout, _ = run(capsys, "train", "--model", "cnn", "--out", str(out), "--no-progress")
+    assert code == 0
+    accuracy = accuracy_in(stdout)
+    assert accuracy >= 0.98
+    code, stdout, _ = run(capsys, "evaluate", "--weights", str(out))
+    assert code == 0
+    np.testing.assert_allclose(accuracy_in(stdout), accuracy, rtol=0, atol=1e-4)

@@ -59,7 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a classifier and save its weights")
     _add_data_options(train, "digits")
     train.add_argument("--hidden", type=_hidden_sizes, default=DEFAULT_HIDDEN, help="hidden layer sizes (default 128,64)")
-    train.add_argument("--epochs", type=_positive(int, "--epochs"), default=40)
+    train.add_argument("--model", choices=("mlp", "cnn"), default="mlp",
+                       help="an MLP on flat pixels, or a CNN (two 3x3 conv + max-pool blocks) on images")
+    train.add_argument("--epochs", type=_positive(int, "--epochs"), default=None,
+                       help="passes over the training data (default 40 for the MLP, 20 for the CNN)")
     train.add_argument("--batch-size", type=_positive(int, "--batch-size"), default=32)
     train.add_argument("--lr", type=_positive(float, "--lr"), default=3e-3, help="learning rate (default 3e-3)")
     train.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
@@ -81,15 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_data(dataset: str, data_dir: Optional[Path], parser: argparse.ArgumentParser) -> Tuple[np.ndarray, ...]:
-    """Train and test arrays for a dataset name, reporting problems as command-line errors."""
+def load_data(dataset: str, data_dir: Optional[Path], parser: argparse.ArgumentParser,
+              flatten: bool = True) -> Tuple[np.ndarray, ...]:
+    """Train and test arrays for a dataset name (images as NCHW when not ``flatten``), errors as command-line errors."""
     if dataset == "digits":
-        return tuple(load_digits())
+        return tuple(load_digits(flatten=flatten))
     if data_dir is None:
         parser.error("--dataset mnist needs --data-dir, the folder with the IDX files")
     try:
-        X_train, y_train = load_mnist(data_dir, "train")
-        X_test, y_test = load_mnist(data_dir, "test")
+        X_train, y_train = load_mnist(data_dir, "train", flatten=flatten)
+        X_test, y_test = load_mnist(data_dir, "test", flatten=flatten)
     except (FileNotFoundError, ValueError) as error:
         parser.error(str(error))
     return X_train, y_train, X_test, y_test
@@ -128,11 +132,17 @@ def resume_command(argv: Sequence[str], checkpoint: Path) -> str:
 
 def _model_config(args: argparse.Namespace, in_features: int, classes: int) -> Dict[str, Any]:
     """The JSON-able description of the model to build (saved with the weights so 'evaluate' can rebuild it)."""
-    return {"kind": "mlp", "in_features": in_features, "hidden": list(args.hidden), "classes": classes,
+    if args.model == "cnn":
+        return {"kind": "cnn", "in_channels": in_features[0], "image_size": in_features[1], "channels": [16, 32],
+                "hidden": args.hidden[0], "classes": classes, "dtype": args.dtype}
+    return {"kind": "mlp", "in_features": in_features[0], "hidden": list(args.hidden), "classes": classes,
             "dtype": args.dtype}
 
 
 def _describe_model(config: Dict[str, Any]) -> str:
+    if config["kind"] == "cnn":
+        return (f"a CNN (conv {config['channels']} channels, dense {config['hidden']}) on "
+                f"{config['in_channels']}x{config['image_size']}x{config['image_size']} images")
     layers = " -> ".join(str(n) for n in [config["in_features"], *config["hidden"], config["classes"]])
     return f"an MLP {layers}"
 
@@ -142,11 +152,13 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         parser.error(f"--seed must be non-negative, got {args.seed}")
     if not 0.0 <= args.label_smoothing <= 1.0:
         parser.error(f"--label-smoothing must lie in [0, 1], got {args.label_smoothing}")
-    X_train, y_train, X_test, y_test = load_data(args.dataset, args.data_dir, parser)
+    if args.epochs is None:
+        args.epochs = 20 if args.model == "cnn" else 40
+    X_train, y_train, X_test, y_test = load_data(args.dataset, args.data_dir, parser, flatten=args.model == "mlp")
     dtype = np.dtype(args.dtype)
     X_train, X_test = X_train.astype(dtype, copy=False), X_test.astype(dtype, copy=False)
     classes = int(max(y_train.max(), y_test.max())) + 1
-    config = _model_config(args, int(X_train.shape[1]), classes)
+    config = _model_config(args, tuple(int(d) for d in X_train.shape[1:]), classes)
     out = args.out or Path("runs") / f"{args.dataset}-{config['kind']}.npz"
     checkpoint = args.checkpoint or default_checkpoint(out)
     for path, option in ((out, "--out"), (checkpoint, "--checkpoint")):
@@ -230,7 +242,7 @@ def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except (FileNotFoundError, ValueError, KeyError, TypeError, ImportError) as error:
         parser.error(f"cannot load {args.weights}: {error}")
     dataset = args.dataset or metadata.get("dataset", "digits")
-    _, _, X_test, y_test = load_data(dataset, args.data_dir, parser)
+    _, _, X_test, y_test = load_data(dataset, args.data_dir, parser, flatten=metadata["model"].get("kind") != "cnn")
     dtype = np.dtype(metadata["model"].get("dtype", "float64"))
     network = NeuralNetwork(model, CrossEntropyLoss(), optimizer=None)
     try:
