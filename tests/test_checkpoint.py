@@ -124,8 +124,11 @@ def test_resuming_a_finished_run_trains_nothing(tmp_path, data):
     again = make_network()
     assert fit(again, data, epochs=2, resume=path) == history
     assert_bit_identical(again, network)
+    fresh = make_network()
+    before = snapshot(fresh)
     with pytest.raises(CheckpointError, match="holds 2 finished epochs, more than epochs=1"):
-        fit(make_network(), data, epochs=1, resume=path)
+        fit(fresh, data, epochs=1, resume=path)
+    assert_unchanged(fresh, before)
 
 
 # ------------------------------------------------------------------ Ctrl-C

@@ -26,7 +26,7 @@ from nn_from_scratch.losses import MSELoss
 from nn_from_scratch.network import CheckpointError
 from nn_from_scratch.nodes import BatchNorm1d, Dropout, Linear
 from nn_from_scratch.optim import Adam
-from nn_from_scratch.serialization import load_model_state, save_model
+from nn_from_scratch.serialization import load_model_state, safetensors_available, save_model
 
 IDX_EXAMPLES = 300
 MODEL_FILE_EXAMPLES = 200
@@ -128,11 +128,8 @@ def model_seed_files(tmp_path_factory):
     model = Sequential(Linear(3, 2, rng=0, dtype=np.float32), BatchNorm1d(2, dtype=np.float32))
     seeds = {}
     for suffix in (".npz", ".safetensors"):
-        if suffix == ".safetensors":
-            try:
-                import safetensors  # noqa: F401
-            except ImportError:
-                continue
+        if suffix == ".safetensors" and not safetensors_available():
+            continue
         path = save_model(directory / f"m{suffix}", model, {"history": {"loss": [0.5]}})
         seeds[suffix] = path.read_bytes()
     return seeds

@@ -149,9 +149,7 @@ class NeuralNetwork:
         history: History = {}
         done = 0
         if resume is not None:
-            generator, done, history = self._resume(resume, rng, generator, fit_info)
-            if done > epochs:
-                raise CheckpointError(f"{resume} holds {done} finished epochs, more than epochs={epochs}")
+            generator, done, history = self._resume(resume, rng, generator, fit_info, epochs)
         snapshot, saved = None, None
         if checkpoint is not None:
             snapshot = self._capture(done, history, generator, fit_info)
@@ -236,7 +234,7 @@ class NeuralNetwork:
         return arrays, metadata
 
     def _resume(self, path: PathLike, rng: Any, generator: np.random.Generator,
-                fit_info: Dict[str, Any]) -> Tuple[np.random.Generator, int, History]:
+                fit_info: Dict[str, Any], epochs: int) -> Tuple[np.random.Generator, int, History]:
         """Load a checkpoint into the network; all or nothing."""
         try:
             arrays, metadata = load_arrays(path)
@@ -247,6 +245,8 @@ class NeuralNetwork:
         except (ValueError, TypeError, KeyError) as error:
             raise CheckpointError(f"{path} is not a usable checkpoint: {error}") from None
         model_state, optimizer_state, scheduler_state, rng_states, epoch, history = parts
+        if epoch > epochs:
+            raise CheckpointError(f"{path} holds {epoch} finished epochs, more than epochs={epochs}")
         generators = dict(node_generators(self.model))
         if not isinstance(rng, np.random.Generator):
             generator = _generator_like(rng_states["shuffle"])
