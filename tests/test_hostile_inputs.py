@@ -457,9 +457,6 @@ NODE_TABLE: Dict[str, NodeSpec] = {
                           out_shape=lambda s: s[:-2] + (s[-2] // 2, s[-1] // 2),
                           torch=lambda torch, F, n, s, x: F.avg_pool2d(x, 2), valid=(2, 2, 4, 4), sums=True),
     "AdaptiveAvgPool2d": NodeSpec(lambda: nodes_module.AdaptiveAvgPool2d((2, 1)), images(min_side=1),
-                                  # known bug (see the xfail below): only finite inputs and gradients compared
-                                  compare=lambda x: bool(np.all(np.isfinite(x))),
-                                  compare_grad=lambda x, g: bool(np.all(np.isfinite(g))),
                                   out_shape=lambda s: s[:-2] + (2, 1),
                                   torch=lambda torch, F, n, s, x: F.adaptive_avg_pool2d(x, (2, 1)), valid=(2, 2, 4, 3), sums=True),
     "GlobalAvgPool2d": NodeSpec(lambda: nodes_module.GlobalAvgPool2d(), images(min_side=1),
@@ -597,9 +594,6 @@ def test_node_hostile_inputs(name, torch):
     run()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known bug, reported: MaxPool2d.jacobian (nodes/pooling.py, argmax_index(ctx).reshape(n * c, -1)) on an "
-    "empty batch raises NumPy's 'cannot reshape array of size 0' instead of returning the empty Jacobian"))
 def test_maxpool_jacobian_of_an_empty_batch():
     if "MaxPool2d" not in nodes_module.__all__:
         pytest.skip("MaxPool2d is not exported")
@@ -607,17 +601,21 @@ def test_maxpool_jacobian_of_an_empty_batch():
     assert outcome.ok and outcome.value.shape == (0, 1, 1, 1, 0, 1, 2, 2)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known bug, reported: AdaptiveAvgPool2d (nodes/pooling.py) computes A X B^T with zero weights outside each "
-    "bin, so a NaN or Inf in one bin makes every other bin NaN (0 * Inf, 0 * NaN), and likewise in backward "
-    "(A^T G B) for a NaN or Inf in the gradient; torch averages each bin alone"))
 def test_adaptive_avg_pool_keeps_an_inf_in_its_own_bin():
     if "AdaptiveAvgPool2d" not in nodes_module.__all__:
         pytest.skip("AdaptiveAvgPool2d is not exported")
-    x = np.zeros((1, 1, 4, 1))
+    x = np.zeros((1, 1, 4, 5))
     x[0, 0, 0, 0] = np.inf
-    y = nodes_module.AdaptiveAvgPool2d((2, 1)).forward(x)
-    assert y[0, 0, 0, 0] == np.inf and y[0, 0, 1, 0] == 0
+    node = nodes_module.AdaptiveAvgPool2d((2, 3))  # 5 -> 3 columns: overlapping bins
+    y = node.forward(x)
+    expected = np.zeros((1, 1, 2, 3))
+    expected[0, 0, 0, 0] = np.inf
+    np.testing.assert_array_equal(y, expected)
+    g = np.zeros((1, 1, 2, 3))
+    g[0, 0, 1, 2] = np.nan
+    dx = node.backward(g)
+    # the NaN of output (1, 2) reaches only the inputs of its bin: rows 2-3, columns 3-4
+    np.testing.assert_array_equal(np.isnan(dx[0, 0]), np.add.outer([0, 0, 1, 1], [0, 0, 0, 1, 1]) == 2)
 
 
 # =========================================================================== #

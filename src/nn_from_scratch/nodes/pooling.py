@@ -256,8 +256,8 @@ class MaxPool2d(_Pool2d):
 
     def _jacobian(self, ctx: Context) -> np.ndarray:
         n, c, h, w = ctx.x.shape
-        index = self.argmax_index(ctx).reshape(n * c, -1)
-        per_map = index.shape[1]
+        per_map = ctx.y.shape[2] * ctx.y.shape[3]
+        index = self.argmax_index(ctx).reshape(n * c, per_map)
         full = np.zeros((n * c, per_map, n * c, h * w), dtype=ctx.y.dtype)
         maps = np.arange(n * c)[:, None]
         full[maps, np.arange(per_map)[None, :], maps, index] = 1
@@ -347,6 +347,58 @@ def _adaptive_bins(size: int, out: int) -> Tuple[np.ndarray, np.ndarray]:
     return (i * size) // out, ((i + 1) * size + out - 1) // out
 
 
+class _BinAverage:
+    r"""One axis of an adaptive average: :math:`y_i = \frac{1}{|b_i|}\sum_{h \in b_i} x_h` and its transpose.
+
+    Bins :math:`b_i` are torch's (:func:`_adaptive_bins`), contiguous and
+    increasing, so both directions are sums of gathered slices: the forward
+    one over the positions inside a bin, the transposed one
+    (:math:`\bar x_h = \sum_{i : h \in b_i} \bar y_i / |b_i|`) over the bins
+    holding an input position.  Entries outside a bin are never touched, so
+    non-finite values stay where they belong.
+    """
+
+    def __init__(self, size: int, out: int) -> None:
+        start, end = _adaptive_bins(size, out)
+        self.length = end - start
+        offsets = np.arange(int(self.length.max()))[:, None]
+        self.members = np.minimum(start + offsets, size - 1)  # (max bin length, out): inputs of each bin
+        self.member_valid = offsets < self.length
+        inside = (np.arange(size)[None, :] >= start[:, None]) & (np.arange(size)[None, :] < end[:, None])
+        first, count = inside.argmax(axis=0), inside.sum(axis=0)
+        spans = np.arange(int(count.max()))[:, None]
+        self.holders = np.minimum(first + spans, out - 1)  # (max bins per input, size): bins holding each input
+        self.holder_valid = spans < count
+
+    @classmethod
+    def build(cls, size: int, out: int) -> Optional["_BinAverage"]:
+        """The averaging along an axis of ``size`` into ``out`` bins, or None for the identity."""
+        return None if out == size else cls(size, out)
+
+    @staticmethod
+    def _gather_sum(a: np.ndarray, axis: int, index: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        shape = [1] * a.ndim
+        shape[axis] = index.shape[1]
+        total = None
+        for k in range(index.shape[0]):
+            part = np.where(valid[k].reshape(shape), np.take(a, index[k], axis=axis), a.dtype.type(0))
+            total = part if total is None else np.add(total, part, out=total)
+        return total
+
+    def _lengths(self, a: np.ndarray, axis: int) -> np.ndarray:
+        shape = [1] * a.ndim
+        shape[axis] = self.length.size
+        return self.length.astype(a.dtype).reshape(shape)
+
+    def forward(self, a: np.ndarray, axis: int) -> np.ndarray:
+        total = self._gather_sum(a, axis, self.members, self.member_valid)
+        total /= self._lengths(a, axis)
+        return total
+
+    def transpose(self, g: np.ndarray, axis: int) -> np.ndarray:
+        return self._gather_sum(g / self._lengths(g, axis), axis, self.holders, self.holder_valid)
+
+
 class AdaptiveAvgPool2d(Node):
     r"""Average pooling to a fixed output size, as ``torch.nn.AdaptiveAvgPool2d(output_size)``.
 
@@ -363,6 +415,14 @@ class AdaptiveAvgPool2d(Node):
         Y = A X B^\top, \qquad
         \frac{\partial y_{ij}}{\partial x_{hw}} = A_{ih} B_{jw}, \qquad
         \frac{\partial L}{\partial X} = A^\top G B.
+
+    Neither product is computed as a matrix product, whose zero weights
+    would turn one NaN or infinity into NaN in every other bin
+    (:math:`0 \cdot \infty`): each factor sums only the entries inside a bin,
+    one gathered slice per position in the bin (a loop over the at most
+    :math:`\lceil H / H_\text{out} \rceil + 1` positions, not over pixels),
+    and the transposed factor sums, for each input row, the bins that hold it.
+    An infinity stays in its own bins, as in torch.
 
     ``output_size=1`` is global average pooling (see :class:`GlobalAvgPool2d`):
     :math:`y_{nc} = \frac{1}{HW}\sum_{h,w} x_{nchw}` with shape ``(N, C, 1, 1)``
@@ -392,38 +452,24 @@ class AdaptiveAvgPool2d(Node):
         if x.shape[2] < 1 or x.shape[3] < 1:
             raise ValueError(f"{type(self).__name__} needs H, W >= 1, got input of shape {x.shape}")
 
-    def _matrix(self, size: int, out: int, dtype: Any) -> Optional[np.ndarray]:
-        """The ``(out, size)`` averaging matrix, or ``None`` for the identity (``out == size``)."""
-        if out == size:
-            return None
-        start, end = _adaptive_bins(size, out)
-        columns = np.arange(size)
-        inside = (columns >= start[:, None]) & (columns < end[:, None])
-        return (inside / (end - start)[:, None]).astype(dtype)
-
     def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
         h, w = x.shape[2:]
         oh, ow = (size if o is None else o for o, size in zip(self.output_size, (h, w)))
         ctx.global_pool = (oh, ow) == (1, 1)
         if ctx.global_pool:
             return x.mean(axis=(2, 3), keepdims=True)
-        ctx.rows, ctx.cols = self._matrix(h, oh, x.dtype), self._matrix(w, ow, x.dtype)
-        return self._apply(x, ctx.rows, None if ctx.cols is None else ctx.cols.T)
-
-    @staticmethod
-    def _apply(a: np.ndarray, left: Optional[np.ndarray], right: Optional[np.ndarray]) -> np.ndarray:
-        """``left @ a @ right`` over the last two axes, a missing factor being the identity; always a new array."""
-        if left is None and right is None:
-            return a.copy()
-        if left is not None:
-            a = np.matmul(left, a)
-        return a if right is None else np.matmul(a, right)
+        ctx.rows, ctx.cols = _BinAverage.build(h, oh), _BinAverage.build(w, ow)
+        y = x if ctx.rows is None else ctx.rows.forward(x, axis=2)
+        y = y if ctx.cols is None else ctx.cols.forward(y, axis=3)
+        return y if y is not x else x.copy()
 
     def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
         if ctx.global_pool:
             h, w = ctx.x.shape[2:]
             return np.broadcast_to(g / g.dtype.type(h * w), ctx.x.shape).copy()
-        return self._apply(g, None if ctx.rows is None else ctx.rows.T, ctx.cols)
+        dx = g if ctx.cols is None else ctx.cols.transpose(g, axis=3)
+        dx = dx if ctx.rows is None else ctx.rows.transpose(dx, axis=2)
+        return dx if dx is not g else g.copy()
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}"
