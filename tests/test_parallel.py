@@ -53,3 +53,18 @@ def test_state_dict_loads_into_an_equivalent_torch_model(torch, rng):
     ty.backward(torch.tensor(g))
     np.testing.assert_allclose(model.forward(x), ty.detach().numpy(), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(model.backward(g), tx.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_backward_without_input_grad_matches_the_full_backward(rng):
+    def build():
+        generator = np.random.default_rng(3)
+        return Sequential(Linear(4, 5, rng=generator), Tanh(),
+                          Parallel(Linear(5, 2, rng=generator), Sequential(Linear(5, 3, rng=generator), Sigmoid())))
+    x, g = rng.standard_normal((6, 4)), rng.standard_normal((6, 5))
+    full, fast = build(), build()
+    full.forward(x)
+    full.backward(g)
+    fast.forward(x)
+    assert fast.backward(g, input_grad=False) is None
+    for (name, a), (_, b) in zip(full.named_parameters(), fast.named_parameters()):
+        np.testing.assert_allclose(b.grad, a.grad, rtol=1e-15, atol=1e-15, err_msg=name)

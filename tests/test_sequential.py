@@ -121,3 +121,36 @@ def test_state_dict_loads_into_torch_sequential(torch, rng):
     for (name, p), (tname, tp) in zip(model.named_parameters(), ref.named_parameters()):
         assert name == tname
         np.testing.assert_allclose(p.grad, tp.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+# ---------------------------------------------------------------- input_grad=False
+def _model(rng, first=None):
+    from nn_from_scratch.nodes import ReLU
+    layers = ([first] if first is not None else []) + [
+        Linear(4, 6, rng=rng), ReLU(), Linear(6, 3, rng=rng)]
+    return Sequential(*layers)
+
+
+def test_backward_without_input_grad_gives_the_same_parameter_gradients(rng, monkeypatch):
+    from nn_from_scratch.nodes import Flatten
+    x, g = rng.standard_normal((5, 2, 2)), rng.standard_normal((5, 3))
+    full, fast = _model(np.random.default_rng(1), Flatten()), _model(np.random.default_rng(1), Flatten())
+    full.forward(x)
+    dx = full.backward(g)
+    assert dx.shape == x.shape
+    fast.forward(x)
+    first_linear = fast[1]
+    # the first node with parameters gives its parameter gradients but never its input gradient
+    monkeypatch.setattr(first_linear, "_vjp", lambda *a: pytest.fail("input gradient computed"))
+    monkeypatch.setattr(fast[0], "_backward_ctx", lambda *a, **k: pytest.fail("Flatten reached"))
+    assert fast.backward(g, input_grad=False) is None
+    for (name, a), (_, b) in zip(full.named_parameters(), fast.named_parameters()):
+        np.testing.assert_allclose(b.grad, a.grad, rtol=1e-15, atol=1e-15, err_msg=name)
+
+
+def test_backward_without_input_grad_on_a_model_without_parameters(rng):
+    model = Sequential(SoftMax(), LogSoftMax())
+    model.forward(rng.standard_normal((2, 3)))
+    assert model.backward(np.ones((2, 3)), input_grad=False) is None
+    with pytest.raises(RuntimeError, match="forward must run first"):
+        model.backward(np.ones((2, 3)))  # the cached forward was dropped as usual

@@ -128,15 +128,19 @@ class Node:
     def __call__(self, x: Any) -> np.ndarray:
         return self.forward(x)
 
-    def backward(self, dL_dy: Any, reset_after: bool = True) -> np.ndarray:
+    def backward(self, dL_dy: Any, reset_after: bool = True, *, input_grad: bool = True) -> Optional[np.ndarray]:
         """Return ``dL/dx`` = Jᵀ·dL_dy for the last forward, and accumulate parameter gradients.
 
         ``reset_after=False`` keeps the cached forward so that backward can
-        run again with another ``dL_dy``.
+        run again with another ``dL_dy``.  ``input_grad=False`` skips
+        ``dL/dx`` (and returns None) when only the parameter gradients are
+        wanted, as in a training step: a model then stops its backward pass
+        at its first node with parameters, which saves that node's input
+        gradient (for a first Linear layer, a third of its work).
         """
         ctx = self._require_ctx("backward")
         g = self._prepare_output_grad(dL_dy, ctx.y)
-        dx = self._backward_ctx(g, ctx)
+        dx = self._backward_ctx(g, ctx, input_grad=bool(input_grad))
         if reset_after:
             self.reset()
         return dx
@@ -194,9 +198,14 @@ class Node:
         ctx.y = self._forward(x, ctx)
         return ctx
 
-    def _backward_ctx(self, g: np.ndarray, ctx: Context) -> np.ndarray:
+    def _backward_ctx(self, g: np.ndarray, ctx: Context, input_grad: bool = True) -> Optional[np.ndarray]:
+        """Accumulate the parameter gradients, then return the input gradient (None unless ``input_grad``)."""
         self._accumulate_grads(g, ctx)
-        return self._vjp(g, ctx)
+        return self._vjp(g, ctx) if input_grad else None
+
+    def has_parameters(self) -> bool:
+        """Whether this node or one of its children holds a trainable Parameter."""
+        return next(self.named_parameters(), None) is not None
 
     def _prepare_input(self, x: Any) -> np.ndarray:
         x = as_float_array(x, "x")

@@ -1,7 +1,7 @@
 r"""Parallel: several branches on the same input, their outputs concatenated; a Node with an exact Jacobian."""
 from __future__ import annotations
 
-from typing import Iterator, List, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -58,22 +58,25 @@ class Parallel(Node):
         ctx.sizes = [out.shape[-1] for out in outputs]
         return np.concatenate(outputs, axis=-1)
 
-    def _sum_over_branches(self, g: np.ndarray, ctx: Context, face: str) -> np.ndarray:
-        """Run ``face`` (``_backward_ctx`` or ``_vjp``) of each branch on its slice of ``g``; sum the input gradients."""
+    def _sum_over_branches(self, g: np.ndarray, ctx: Context, face: Callable[..., Optional[np.ndarray]]
+                           ) -> Optional[np.ndarray]:
+        """Run ``face(branch, part, step)`` on each branch's slice of ``g``; sum the input gradients it returns."""
         offsets = np.cumsum([0] + ctx.sizes)
         total = None
         for branch, step, start, stop in zip(self.branches, ctx.steps, offsets[:-1], offsets[1:]):
             part = branch._prepare_output_grad(g[..., start:stop], step.y)
-            dx = getattr(branch, face)(part, step)
-            total = dx if total is None else total + dx
+            dx = face(branch, part, step)
+            if dx is not None:
+                total = dx if total is None else total + dx
         return total
 
-    def _backward_ctx(self, g: np.ndarray, ctx: Context) -> np.ndarray:
-        return self._sum_over_branches(g, ctx, "_backward_ctx")
+    def _backward_ctx(self, g: np.ndarray, ctx: Context, input_grad: bool = True) -> Optional[np.ndarray]:
+        return self._sum_over_branches(
+            g, ctx, lambda branch, part, step: branch._backward_ctx(part, step, input_grad=input_grad))
 
     def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
         """Input gradient only; parameter gradients are left untouched."""
-        return self._sum_over_branches(g, ctx, "_vjp")
+        return self._sum_over_branches(g, ctx, lambda branch, part, step: branch._vjp(part, step))
 
     def _jacobian(self, ctx: Context) -> np.ndarray:
         blocks = [branch._jacobian(step) for branch, step in zip(self.branches, ctx.steps)]

@@ -1,7 +1,7 @@
 """Trainable parameters: a value and the gradient that backward accumulates into it."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -13,6 +13,12 @@ class Parameter:
     :math:`\partial L / \partial \theta` into ``grad`` on every backward pass
     (the torch convention), so gradients from several backward passes sum
     until :meth:`zero_grad` is called, usually through an optimizer.
+
+    Zeroing is lazy: :meth:`zero_grad` only marks the gradient as zero, and
+    the first :meth:`accumulate` after it writes its result straight into the
+    ``grad`` array (a matrix product lands there with no temporary, no fill
+    and no addition).  Reading ``grad`` always shows the true value: a
+    gradient marked zero is filled with zeros when it is first read.
     """
 
     def __init__(self, value: np.ndarray, name: Optional[str] = None) -> None:
@@ -22,8 +28,35 @@ class Parameter:
                 f"a Parameter must hold floating-point values, got dtype {value.dtype}"
             )
         self.value: np.ndarray = value
-        self.grad: np.ndarray = np.zeros_like(value)
+        self._grad: np.ndarray = np.zeros_like(value)
+        self._grad_is_zero = False  # True: _grad holds stale numbers standing for zero
         self.name = name
+
+    @property
+    def grad(self) -> np.ndarray:
+        """The accumulated gradient, same shape and dtype as ``value``."""
+        if self._grad_is_zero:
+            self._grad.fill(0)
+            self._grad_is_zero = False
+        return self._grad
+
+    @grad.setter
+    def grad(self, new: np.ndarray) -> None:
+        """Replace the gradient array itself, as for a plain attribute (optimizers check its shape and dtype)."""
+        self._grad = new
+        self._grad_is_zero = False
+
+    def accumulate(self, op: Callable[..., np.ndarray], *args: Any, **kwargs: Any) -> None:
+        """``grad += op(*args, **kwargs)``, for an ``op`` that takes ``out=`` (``np.matmul``, ``np.sum``, ...).
+
+        Right after :meth:`zero_grad` the result is written into ``grad`` by
+        ``op`` itself; otherwise it is computed and added.
+        """
+        if self._grad_is_zero:
+            op(*args, out=self._grad, **kwargs)
+            self._grad_is_zero = False
+        else:
+            self._grad += op(*args, **kwargs)
 
     @property
     def shape(self) -> tuple:
@@ -38,8 +71,8 @@ class Parameter:
         return self.value.size
 
     def zero_grad(self) -> None:
-        """Set the accumulated gradient back to zero, in place."""
-        self.grad.fill(0)
+        """Set the accumulated gradient back to zero (lazily: see the class docstring)."""
+        self._grad_is_zero = True
 
     def __repr__(self) -> str:
         label = f" {self.name!r}" if self.name else ""

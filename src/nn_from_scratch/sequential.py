@@ -73,10 +73,15 @@ class Sequential(Node):
             h = step.y
         return h
 
-    def _backward_ctx(self, g: np.ndarray, ctx: Context) -> np.ndarray:
-        for node, step in zip(reversed(self.nodes), reversed(ctx.steps)):
-            g = node._backward_ctx(node._prepare_output_grad(g, step.y), step)
-        return g
+    def _backward_ctx(self, g: np.ndarray, ctx: Context, input_grad: bool = True) -> Optional[np.ndarray]:
+        # Without the input gradient the pass stops at the first node with parameters,
+        # which gives its parameter gradients but not its own input gradient.
+        stop = 0 if input_grad else next((i for i, node in enumerate(self.nodes) if node.has_parameters()),
+                                         len(self.nodes))
+        for i in range(len(self.nodes) - 1, stop - 1, -1):
+            node, step = self.nodes[i], ctx.steps[i]
+            g = node._backward_ctx(node._prepare_output_grad(g, step.y), step, input_grad=input_grad or i > stop)
+        return g if input_grad else None
 
     def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
         """Input gradient only; parameter gradients are left untouched."""

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..node import Context
-from ..nodes.softmax import NormalizedSoftMax, log_softmax, softmax
+from ..nodes.softmax import NormalizedSoftMax, log_softmax, softmax, softmax_with_log_normalizer
 from .base import Loss
 
 __all__ = ["CrossEntropyLoss", "NLLLoss", "SoftMaxLoss"]
@@ -185,18 +185,21 @@ class CrossEntropyLoss(_ClassificationLoss):
         z = _to_last(x, x.ndim)
         n_classes = z.shape[-1]
         eps = self.label_smoothing
-        log_p, ctx.p = log_softmax(z, return_softmax=True)
         t = ctx.target
         if t.dtype.kind == "f":
+            log_p, ctx.p = log_softmax(z, return_softmax=True)
             q = _to_last(t, x.ndim)
             if eps:
                 q = q * (1 - eps) + eps / n_classes
             ctx.q, ctx.q_sum = q, q.sum(axis=-1)
             per_sample = -np.einsum("...c,...c->...", q, log_p)
         else:
-            per_sample = -np.take_along_axis(log_p, t[..., None], axis=-1)[..., 0]
-            if eps:
-                per_sample = (1 - eps) * per_sample - eps * log_p.mean(axis=-1)
+            # -log p_t = log_total - (x_t - m): only the picked entries of log p are formed
+            ctx.p, shift, log_total, *mean_shift = softmax_with_log_normalizer(z, shifted_mean=bool(eps))
+            picked = np.take_along_axis(z, t[..., None], axis=-1) - shift
+            per_sample = (log_total - picked)[..., 0]
+            if eps:  # the mean of log p over the classes is mean(x - m) - log_total
+                per_sample = (1 - eps) * per_sample - eps * (mean_shift[0] - log_total)[..., 0]
         ctx.per_sample_shape = per_sample.shape
         return self._reduce(per_sample)
 

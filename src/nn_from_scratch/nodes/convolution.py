@@ -8,7 +8,7 @@ import numpy as np
 from ..node import Context, Node
 from ..parameter import Parameter
 from ..random import as_generator
-from .im2col import Pair, as_pair, col2im, conv_output_size, im2col
+from .im2col import Pair, WideColumns, as_pair, col2im, conv_output_size, im2col
 from .linear import Initializer, init_weight
 
 __all__ = ["Conv2d"]
@@ -134,35 +134,53 @@ class Conv2d(Node):
     def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
         images = x if x.ndim == 4 else x[np.newaxis]
         images = images.astype(self.dtype, copy=False)
-        cols = im2col(images, *self._geometry())  # (N, C, kh, kw, H_out, W_out)
-        n, ho, wo = images.shape[0], cols.shape[-2], cols.shape[-1]
-        ctx.cols = cols.reshape(n, self.weight.size // self.out_channels, ho * wo)  # (N, C*kh*kw, L), free
-        y = np.matmul(self.weight.value.reshape(self.out_channels, -1), ctx.cols)  # (N, C_out, L), NCHW
+        n = images.shape[0]
+        weight = self.weight.value.reshape(self.out_channels, -1)
+        if self.stride == (1, 1):  # wide columns: long contiguous runs (see nodes/im2col.py)
+            ctx.wide = WideColumns(images.shape, self.kernel_size, self.padding, self.dilation)
+            ctx.cols = ctx.wide.im2col(images)  # (N, C*kh*kw, H_out*W_p)
+            y = ctx.wide.crop(np.matmul(weight, ctx.cols))
+        else:
+            ctx.wide = None
+            cols = im2col(images, *self._geometry())  # (N, C, kh, kw, H_out, W_out)
+            ho, wo = cols.shape[-2:]
+            ctx.cols = cols.reshape(n, weight.shape[1], ho * wo)  # (N, C*kh*kw, L), free
+            y = np.matmul(weight, ctx.cols).reshape(n, self.out_channels, ho, wo)  # NCHW
         if self.bias is not None:
-            y += self.bias.value[:, np.newaxis]
-        y = y.reshape(n, self.out_channels, ho, wo)
+            y += self.bias.value[:, np.newaxis, np.newaxis]
         return y if x.ndim == 4 else y[0]
 
     def _output_grad(self, g: np.ndarray, ctx: Context) -> np.ndarray:
-        """``g`` as ``(N, C_out, H_out*W_out)``."""
+        """``g`` as ``(N, C_out, L)`` in the layout of ``ctx.cols`` (wide: zeros in the scratch columns)."""
         g = g if g.ndim == 4 else g[np.newaxis]
+        if ctx.wide is not None:
+            return ctx.wide.widen(g)
         return g.reshape(g.shape[0], self.out_channels, g.shape[2] * g.shape[3])
 
-    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
-        g3 = self._output_grad(g, ctx)
+    def _input_grad(self, g3: np.ndarray, ctx: Context) -> np.ndarray:
         dcols = np.matmul(self.weight.value.reshape(self.out_channels, -1).T, g3)  # (N, C*kh*kw, L)
         shape = ctx.x.shape if ctx.x.ndim == 4 else (1,) + ctx.x.shape
-        dx = col2im(dcols, shape, *self._geometry())
+        dx = ctx.wide.col2im(dcols) if ctx.wide is not None else col2im(dcols, shape, *self._geometry())
         return dx.reshape(ctx.x.shape).astype(ctx.x.dtype, copy=False)
 
-    def _accumulate_grads(self, g: np.ndarray, ctx: Context) -> None:
-        g3 = self._output_grad(g, ctx)
+    def _parameter_grads(self, g3: np.ndarray, ctx: Context) -> None:
         # (sum_n X_n G_n^T)^T: one BLAS product per sample, then a sum over the small (N, C*kh*kw, C_out)
         # stack (measured faster than G_n X_n^T, whose output is the wide-and-short one)
         per_sample = np.matmul(ctx.cols, g3.transpose(0, 2, 1))
-        self.weight.grad += per_sample.sum(axis=0).T.reshape(self.weight.shape)
+        self.weight.accumulate(np.sum, per_sample.T.reshape(self.weight.shape + (-1,)), axis=-1)
         if self.bias is not None:
-            self.bias.grad += g3.sum(axis=(0, 2))
+            self.bias.accumulate(np.sum, g3, axis=(0, 2))
+
+    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
+        return self._input_grad(self._output_grad(g, ctx), ctx)
+
+    def _accumulate_grads(self, g: np.ndarray, ctx: Context) -> None:
+        self._parameter_grads(self._output_grad(g, ctx), ctx)
+
+    def _backward_ctx(self, g: np.ndarray, ctx: Context, input_grad: bool = True) -> Optional[np.ndarray]:
+        g3 = self._output_grad(g, ctx)  # widened once for both gradients
+        self._parameter_grads(g3, ctx)
+        return self._input_grad(g3, ctx) if input_grad else None
 
     def extra_repr(self) -> str:
         return (

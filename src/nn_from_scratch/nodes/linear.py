@@ -121,9 +121,9 @@ class Linear(RowwiseNode):
 
     def _accumulate_grads(self, g: np.ndarray, ctx: Context) -> None:
         g2 = g.reshape(-1, self.out_features)
-        self.weight.grad += g2.T @ ctx.x2
+        self.weight.accumulate(np.matmul, g2.T, ctx.x2)
         if self.bias is not None:
-            self.bias.grad += g2.sum(axis=0)
+            self.bias.accumulate(np.sum, g2, axis=0)
 
     def _row_jacobian(self, ctx: Context) -> np.ndarray:
         return np.broadcast_to(self.weight.value, ctx.x.shape[:-1] + self.weight.shape)

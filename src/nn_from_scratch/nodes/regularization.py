@@ -299,14 +299,14 @@ class _BatchNorm(Node):
             self.weight.grad += sum_gx
             self.bias.grad += sum_g
 
-    def _backward_ctx(self, g: np.ndarray, ctx: Context) -> np.ndarray:
+    def _backward_ctx(self, g: np.ndarray, ctx: Context, input_grad: bool = True) -> Optional[np.ndarray]:
         """``_accumulate_grads`` then ``_vjp``, computing the per-channel sums they share once."""
         if not (self.affine and ctx.batch_stats):
-            return super()._backward_ctx(g, ctx)
+            return super()._backward_ctx(g, ctx, input_grad)
         gf, sum_g, sum_gx = self._grad_sums(g, ctx)
         self.weight.grad += sum_gx
         self.bias.grad += sum_g
-        return self._input_grad(gf, sum_g, sum_gx, ctx)
+        return self._input_grad(gf, sum_g, sum_gx, ctx) if input_grad else None
 
     def _jacobian(self, ctx: Context) -> np.ndarray:
         x = ctx.x

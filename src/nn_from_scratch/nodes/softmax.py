@@ -1,19 +1,56 @@
 r"""The softmax family: SoftMax, NormalizedSoftMax and LogSoftMax, row-wise over the last axis."""
 from __future__ import annotations
 
+from typing import Callable, Optional, Tuple
+
 import numpy as np
 
 from ..node import Context, RowwiseNode
+from ..rowblocks import for_row_blocks
 
-__all__ = ["SoftMax", "NormalizedSoftMax", "LogSoftMax", "softmax", "softmax_vjp", "log_softmax"]
+__all__ = ["SoftMax", "NormalizedSoftMax", "LogSoftMax", "softmax", "softmax_vjp", "log_softmax",
+           "softmax_with_log_normalizer"]
+
+
+def _rows(a: np.ndarray) -> np.ndarray:
+    """``a`` as a C-contiguous ``(rows, n)`` matrix (a view when it already is one)."""
+    return np.ascontiguousarray(a).reshape(-1, a.shape[-1]) if a.ndim else a.reshape(1, 1)
+
+
+def _rowwise(x: np.ndarray, block: Callable[..., None], *others: np.ndarray, outputs: int = 1) -> Tuple[np.ndarray, ...]:
+    """Run ``block(x_rows, *other_rows, *out_rows)`` over cache-sized row blocks; new arrays of ``x``'s shape.
+
+    See :mod:`nn_from_scratch.rowblocks`: each row goes through the same
+    NumPy calls whatever block it lands in, so blocking changes no bits.
+    """
+    dtype = np.result_type(x, *others)
+    outs = tuple(np.empty(x.shape, dtype=dtype) for _ in range(outputs))
+    if x.size:
+        sources = [_rows(a) for a in (x,) + others]
+        targets = [o.reshape(sources[0].shape) for o in outs]
+        for_row_blocks(lambda s: block(*(a[s] for a in sources), *(o[s] for o in targets)),
+                       sources[0].shape[0], sources[0].shape[1] * dtype.itemsize)
+    return outs
+
+
+def _softmax_block(x: np.ndarray, out: np.ndarray) -> None:
+    np.subtract(x, x.max(axis=-1, keepdims=True), out=out)
+    np.exp(out, out=out)
+    out /= out.sum(axis=-1, keepdims=True)
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
     r"""Stable softmax over the last axis: :math:`e^{x_i - \max x} / \sum_k e^{x_k - \max x}`."""
-    y = x - x.max(axis=-1, keepdims=True)
-    np.exp(y, out=y)
-    y /= y.sum(axis=-1, keepdims=True)
-    return y
+    return _rowwise(x, _softmax_block)[0]
+
+
+def _log_softmax_block(x: np.ndarray, log_p: np.ndarray, p: Optional[np.ndarray] = None) -> None:
+    np.subtract(x, x.max(axis=-1, keepdims=True), out=log_p)
+    exponentials = np.exp(log_p, out=p)
+    total = exponentials.sum(axis=-1, keepdims=True)
+    log_p -= np.log(total)
+    if p is not None:
+        p /= total
 
 
 def log_softmax(x: np.ndarray, *, return_softmax: bool = False):
@@ -25,20 +62,51 @@ def log_softmax(x: np.ndarray, *, return_softmax: bool = False):
     ``(log_softmax(x), softmax(x))``, the softmax taken from the same
     exponentials (one ``exp`` pass for both).
     """
-    shifted = x - x.max(axis=-1, keepdims=True)
-    exponentials = np.exp(shifted)
-    total = exponentials.sum(axis=-1, keepdims=True)
-    shifted -= np.log(total)
-    if not return_softmax:
-        return shifted
-    exponentials /= total
-    return shifted, exponentials
+    if return_softmax:
+        return _rowwise(x, _log_softmax_block, outputs=2)
+    return _rowwise(x, _log_softmax_block)[0]
+
+
+def softmax_with_log_normalizer(x: np.ndarray, *, shifted_mean: bool = False) -> Tuple[np.ndarray, ...]:
+    r"""``(p, m, log_total)`` per row of ``x``, and the mean of :math:`x - m` when ``shifted_mean``.
+
+    :math:`m = \max_k x_k`, :math:`\text{log\_total} = \log\sum_k e^{x_k - m}` and
+    :math:`p = \mathrm{softmax}(x)`, so that :math:`\log p_i = (x_i - m) - \text{log\_total}`
+    without the array of log-probabilities ever being formed (a loss needs only
+    a few of its entries).  The per-row numbers have shape ``x.shape[:-1] + (1,)``.
+    """
+    lead = x.shape[:-1] + (1,)
+    p = np.empty(x.shape, dtype=x.dtype)
+    stats = [np.empty(lead, dtype=x.dtype) for _ in range(3 if shifted_mean else 2)]
+    if x.size:
+        rows = _rows(x)
+        p_rows = p.reshape(rows.shape)
+        stat_rows = [a.reshape(-1, 1) for a in stats]
+
+        def block(s: slice) -> None:
+            xs, ps = rows[s], p_rows[s]
+            np.max(xs, axis=-1, keepdims=True, out=stat_rows[0][s])
+            np.subtract(xs, stat_rows[0][s], out=ps)
+            if shifted_mean:
+                np.mean(ps, axis=-1, keepdims=True, out=stat_rows[2][s])
+            np.exp(ps, out=ps)
+            total = ps.sum(axis=-1, keepdims=True)
+            np.log(total, out=stat_rows[1][s])
+            ps /= total
+
+        for_row_blocks(block, rows.shape[0], rows.shape[1] * x.dtype.itemsize)
+    return (p, *stats)
+
+
+def _softmax_vjp_block(y: np.ndarray, g: np.ndarray, out: np.ndarray) -> None:
+    dot = np.einsum("...i,...i->...", y, g)[..., None]
+    np.subtract(g, dot, out=out)
+    out *= y
 
 
 def softmax_vjp(y: np.ndarray, g: np.ndarray) -> np.ndarray:
     r""":math:`J^\top g = y \odot (g - \langle y, g\rangle)` for ``y = softmax(x)``, row by row."""
-    dot = np.einsum("...i,...i->...", y, g)[..., None]
-    return y * (g - dot)
+    return _rowwise(y, _softmax_vjp_block, g)[0]
 
 
 def softmax_row_jacobian(y: np.ndarray) -> np.ndarray:

@@ -1,0 +1,117 @@
+r"""Row-wise work in cache-sized blocks of rows, spread over a few threads.
+
+A row-wise function (softmax, log-softmax, their gradients) makes several
+passes over its rows: a maximum, a subtraction, an exponential, a sum, a
+division.  Done on a whole ``(4096, 1024)`` array, every pass streams 16 MiB
+through memory; done on blocks of rows that fit in a core's cache, the passes
+after the first read the block from cache, and the whole function costs about
+one read and one write of the data.  NumPy's ufuncs and reductions release
+the GIL, so blocks can also run on several threads at once.
+
+:func:`for_row_blocks` cuts ``rows`` into blocks of about
+:data:`BLOCK_BYTES` and calls ``work(rows_slice)`` on each: in this thread for
+small arrays, else on a small pool of worker threads, each taking one
+contiguous run of blocks.  The blocks depend only on the array's shape, and
+each row is computed by the same NumPy calls whatever block it falls in, so
+the result is the same bit for bit with any number of threads.  This is a
+loop over blocks of many rows, not over samples: each call is still one
+vectorised NumPy operation over its block.
+
+The number of threads is :func:`num_threads`: the ``NN_FROM_SCRATCH_NUM_THREADS``
+environment variable when set, else the number of cores this process may use,
+at most 4; :func:`set_num_threads` changes it.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, List, Optional
+
+__all__ = ["BLOCK_BYTES", "PARALLEL_BYTES", "for_row_blocks", "num_threads", "set_num_threads"]
+
+BLOCK_BYTES = 1 << 18
+"""Bytes of one input array per block: small enough to stay in a core's cache between passes."""
+
+PARALLEL_BYTES = 1 << 21
+"""Arrays smaller than this run in the calling thread (starting threads would cost more than it saves)."""
+
+_lock = threading.Lock()
+_threads: Optional[int] = None
+_pool: Optional[ThreadPoolExecutor] = None
+_pool_size = 0
+
+
+def _default_threads() -> int:
+    variable = os.environ.get("NN_FROM_SCRATCH_NUM_THREADS")
+    if variable:
+        try:
+            value = int(variable)
+        except ValueError:
+            raise ValueError(f"NN_FROM_SCRATCH_NUM_THREADS must be a positive integer, got {variable!r}") from None
+        if value < 1:
+            raise ValueError(f"NN_FROM_SCRATCH_NUM_THREADS must be a positive integer, got {variable!r}")
+        return value
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 4))
+
+
+def num_threads() -> int:
+    """How many threads row-wise work may use."""
+    global _threads
+    if _threads is None:
+        _threads = _default_threads()
+    return _threads
+
+
+def set_num_threads(count: int) -> None:
+    """Use ``count`` threads (a positive integer) for row-wise work from now on."""
+    global _threads
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"the number of threads must be a positive integer, got {count!r}")
+    _threads = count
+
+
+def _executor(size: int) -> ThreadPoolExecutor:
+    global _pool, _pool_size
+    with _lock:
+        if _pool is None or _pool_size != size:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="nn_from_scratch-rows")
+            _pool_size = size
+        return _pool
+
+
+def for_row_blocks(work: Callable[[slice], None], rows: int, row_bytes: int, block_bytes: int = BLOCK_BYTES) -> None:
+    """Call ``work(s)`` for slices ``s`` covering ``range(rows)`` in cache-sized blocks, maybe on several threads.
+
+    ``row_bytes`` is the size of one row of the largest array ``work`` reads,
+    ``block_bytes`` about how much of it one block should hold.  ``work``
+    must only write the rows of its slice.  An exception in any block is
+    raised here.
+    """
+    if rows <= 0:
+        return
+    block = max(1, block_bytes // max(1, row_bytes))
+    slices = [slice(start, min(start + block, rows)) for start in range(0, rows, block)]
+    threads = min(num_threads(), len(slices))
+    if threads == 1 or rows * row_bytes < PARALLEL_BYTES:
+        for s in slices:
+            work(s)
+        return
+    share = -(-len(slices) // threads)
+    runs: List[List[slice]] = [slices[i:i + share] for i in range(0, len(slices), share)]
+
+    def run(part: List[slice]) -> None:
+        for s in part:
+            work(s)
+
+    pool = _executor(threads - 1)
+    futures = [pool.submit(run, part) for part in runs[1:]]
+    run(runs[0])  # the calling thread takes the first run
+    for future in futures:
+        future.result()
