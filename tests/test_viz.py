@@ -161,3 +161,19 @@ def test_importing_viz_does_not_import_matplotlib():
     code = "import sys, nn_from_scratch.viz; print('matplotlib' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_save_figure_writes_into_the_named_folder_or_one_temporary_folder(tmp_path, monkeypatch):
+    from nn_from_scratch import viz
+
+    assert viz.available()
+    target = tmp_path / "made" / "here"
+    monkeypatch.setenv("NN_FROM_SCRATCH_FIGURES", str(target))
+    path = viz.save_figure(plot_history({"loss": [1.0, 0.5]}), "curves.png")
+    assert path == target / "curves.png"
+    assert path.read_bytes().startswith(b"\x89PNG")
+    monkeypatch.delenv("NN_FROM_SCRATCH_FIGURES")
+    first, second = viz.figures_directory(), viz.figures_directory()
+    assert first == second and first.is_dir() and first != target
+    explicit = viz.save_figure(plot_history({"loss": [1.0]}), "one.png", directory=tmp_path)
+    assert explicit == tmp_path / "one.png" and explicit.is_file()

@@ -13,19 +13,26 @@ expression of a cell.  Works headless.
   from the history :meth:`~nn_from_scratch.NeuralNetwork.fit` returns.
 * :func:`plot_images` -- a grid of images with labels, predictions and
   bounding boxes (true in green, predicted in red).
+* :func:`available` and :func:`save_figure` -- for scripts that draw only
+  when matplotlib is installed, into the folder named by the
+  ``NN_FROM_SCRATCH_FIGURES`` environment variable (else a new temporary one).
 
 Needs the optional ``plot`` extra: ``pip install "nn_from_scratch[plot]"``.
 """
 from __future__ import annotations
 
+import importlib.util
 import math
-from typing import Any, Dict, Optional, Sequence, Tuple
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from .node import Node, as_float_array
 
-__all__ = ["plot_history", "plot_images", "plot_jacobian"]
+__all__ = ["available", "figures_directory", "plot_history", "plot_images", "plot_jacobian", "save_figure"]
 
 _INSTALL_HINT = 'pip install "nn_from_scratch[plot]"'
 
@@ -38,6 +45,34 @@ def _figure_class(what: str) -> Any:
     except ImportError:
         raise ImportError(f"{what} needs matplotlib, an optional extra: {_INSTALL_HINT}") from None
     return Figure
+
+
+def available() -> bool:
+    """Whether matplotlib is installed, so that the plot functions can run."""
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+_figures: Optional[Path] = None
+
+
+def figures_directory() -> Path:
+    """Where :func:`save_figure` writes: ``$NN_FROM_SCRATCH_FIGURES`` (created if needed), else one new temporary folder per process."""
+    global _figures
+    named = os.environ.get("NN_FROM_SCRATCH_FIGURES")
+    if named:
+        path = Path(named)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    if _figures is None:
+        _figures = Path(tempfile.mkdtemp(prefix="nn_from_scratch_figures_"))
+    return _figures
+
+
+def save_figure(figure: Any, name: str, directory: Union[None, str, Path] = None) -> Path:
+    """Save ``figure`` as ``name`` (a PNG for ``.png``) in ``directory`` (default :func:`figures_directory`); return the path."""
+    path = (Path(directory) if directory is not None else figures_directory()) / name
+    figure.savefig(path)
+    return path
 
 
 def _index_labels(shape: Tuple[int, ...], limit: int = 24) -> Optional[list]:
