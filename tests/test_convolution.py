@@ -275,6 +275,8 @@ def test_output_size_and_repr():
     layer = Conv2d(16, 32, 3, stride=2, padding=1)
     assert layer.output_size(28, 27) == (14, 14)
     assert repr(layer) == (
-        "Conv2d(in_channels=16, out_channels=32, kernel_size=(3, 3), stride=(2, 2), "
-        "padding=(1, 1), dilation=(1, 1), bias=True)"
+        "Conv2d(16, 32, kernel_size=(3, 3), stride=(2, 2), padding=(1, 1))"
+    )
+    assert repr(Conv2d(1, 8, (3, 2), dilation=2, bias=False)) == (
+        "Conv2d(1, 8, kernel_size=(3, 2), stride=(1, 1), dilation=(2, 2), bias=False)"
     )
