@@ -193,3 +193,30 @@ def test_bad_shapes():
         im2col(np.zeros((3, 5, 5)), 3)
     with pytest.raises(ValueError, match=r"must have shape \(1, 2, 3, 3, 3, 3\) or \(1, 18, 9\), got \(1, 2, 9\)"):
         col2im(np.zeros((1, 2, 9)), (1, 2, 5, 5), 3)
+
+
+# ------------------------------------------------------------------ wide columns (stride 1)
+@pytest.mark.parametrize("hw, kernel, padding, dilation", [
+    ((5, 6), (3, 3), (1, 1), (1, 1)), ((4, 7), (2, 3), (0, 2), (1, 1)), ((6, 5), (3, 2), (2, 1), (2, 1)),
+    ((3, 3), (1, 1), (0, 0), (1, 1)), ((4, 6), (3, 3), (0, 0), (1, 2))])
+def test_wide_columns_agree_with_im2col_and_col2im_is_their_adjoint(rng, hw, kernel, padding, dilation):
+    from nn_from_scratch.nodes.im2col import WideColumns
+
+    x = rng.standard_normal((3, 2) + hw)
+    wide = WideColumns(x.shape, kernel, padding, dilation)
+    cols = wide.im2col(x)  # (N, C*kh*kw, H_out*W_p)
+    (ho, wo), wp = wide.out, wide.padded[1]
+    reference = im2col(x, kernel, 1, padding, dilation)  # (N, C, kh, kw, H_out, W_out)
+    kept = cols.reshape(reference.shape[:4] + (ho, wp))[..., :wo]
+    np.testing.assert_array_equal(kept, reference)
+    # col2im of offset-major columns (zero in the scratch columns) is the transpose of im2col
+    g = rng.standard_normal(reference.shape)
+    widened = np.zeros(reference.shape[:4] + (ho, wp))
+    widened[..., :wo] = g
+    offset_major = widened.transpose(0, 2, 3, 1, 4, 5).reshape(cols.shape)
+    np.testing.assert_allclose(wide.col2im(offset_major), col2im(g, x.shape, kernel, 1, padding, dilation),
+                               rtol=1e-13, atol=1e-13)
+    weight = rng.standard_normal((4, 2) + tuple(kernel))
+    np.testing.assert_array_equal(WideColumns.offset_major(weight),
+                                  weight.transpose(2, 3, 1, 0).reshape(-1, 4))
+    np.testing.assert_array_equal(wide.crop(wide.widen(rng.standard_normal((3, 4, ho, wo)))).shape, (3, 4, ho, wo))

@@ -158,9 +158,12 @@ class Conv2d(Node):
         return g.reshape(g.shape[0], self.out_channels, g.shape[2] * g.shape[3])
 
     def _input_grad(self, g3: np.ndarray, ctx: Context) -> np.ndarray:
-        dcols = np.matmul(self.weight.value.reshape(self.out_channels, -1).T, g3)  # (N, C*kh*kw, L)
-        shape = ctx.x.shape if ctx.x.ndim == 4 else (1,) + ctx.x.shape
-        dx = ctx.wide.col2im(dcols) if ctx.wide is not None else col2im(dcols, shape, *self._geometry())
+        if ctx.wide is not None:  # rows in offset-major order: contiguous slabs for col2im
+            dx = ctx.wide.col2im(np.matmul(WideColumns.offset_major(self.weight.value), g3))
+        else:
+            dcols = np.matmul(self.weight.value.reshape(self.out_channels, -1).T, g3)  # (N, C*kh*kw, L)
+            shape = ctx.x.shape if ctx.x.ndim == 4 else (1,) + ctx.x.shape
+            dx = col2im(dcols, shape, *self._geometry())
         return dx.reshape(ctx.x.shape).astype(ctx.x.dtype, copy=False)
 
     def _parameter_grads(self, g3: np.ndarray, ctx: Context) -> None:

@@ -262,8 +262,9 @@ class WideColumns:
     ``(N, C*kh*kw, H_out*W_p)`` columns, :meth:`widen` pads an output
     gradient ``(N, O, H_out, W_out)`` to ``(N, O, H_out*W_p)`` with zeros in
     the scratch columns, :meth:`crop` cuts a wide result back to
-    ``(N, O, H_out, W_out)``, and :meth:`col2im` sums wide columns back onto
-    the input (the adjoint of :meth:`im2col` on the columns that are not scratch).
+    ``(N, O, H_out, W_out)``, and :meth:`col2im` sums wide columns, with
+    their rows in offset-major order (:meth:`offset_major`), back onto the
+    input (the adjoint of :meth:`im2col` on the columns that are not scratch).
     """
 
     def __init__(self, input_shape: Sequence[int], kernel_size: Pair, padding: Pair = 0, dilation: Pair = 1) -> None:
@@ -317,11 +318,25 @@ class WideColumns:
         (ho, wo), wp = self.out, self.padded[1]
         return np.ascontiguousarray(wide.reshape(wide.shape[0], wide.shape[1], ho, wp)[..., :wo])
 
+    @staticmethod
+    def offset_major(weight: np.ndarray) -> np.ndarray:
+        """``(O, C, kh, kw)`` weight as the ``(kh*kw*C, O)`` matrix whose product with a gradient suits :meth:`col2im`."""
+        o = weight.shape[0]
+        return np.ascontiguousarray(weight.transpose(2, 3, 1, 0)).reshape(-1, o)
+
     def col2im(self, cols: np.ndarray) -> np.ndarray:
-        """Sum ``(N, C*kh*kw, H_out*W_p)`` columns (zero in the scratch columns) back onto a new input-shaped array."""
+        """Sum offset-major columns back onto a new input-shaped array: the adjoint of :meth:`im2col`.
+
+        ``cols`` is ``(N, kh*kw*C, H_out*W_p)`` with rows ordered by kernel
+        offset, then channel (``offset_major(W) @ G`` gives it), and zeros
+        in the scratch columns.  That order makes each offset's slab
+        ``cols[n, k*C:(k+1)*C]`` one contiguous stretch of memory: the
+        channel-major order of :meth:`im2col` would scatter it into short
+        runs ``kh*kw`` apart, which reads three to four times slower.
+        """
         n, c = self.input_shape[:2]
         (kh, kw), (row_step, col_step) = self.kernel, self.strides
-        cols = cols.reshape(n, c, kh, kw, self.run)
+        cols = cols.reshape(n, kh, kw, c, self.run)
         flat = self._flat(cols.dtype)
         dx = np.empty(self.input_shape, dtype=cols.dtype)
         interior = self._interior(flat)
@@ -330,7 +345,7 @@ class WideColumns:
             for a in range(kh):
                 for b in range(kw):
                     start = a * row_step + b * col_step
-                    flat[s, :, start:start + self.run] += cols[s, :, a, b]
+                    flat[s, :, start:start + self.run] += cols[s, a, b]
             dx[s] = interior[s]
 
         for_row_blocks(block, n, cols[:1].nbytes, block_bytes=SAMPLE_BLOCK_BYTES)
