@@ -96,3 +96,27 @@ def test_accuracy():
     np.testing.assert_allclose(accuracy([1, 2, 3, 4], [1, 2, 0, 4]), 0.75, rtol=0, atol=1e-15)
     with pytest.raises(ValueError, match="same shape"):
         accuracy([1, 2], [1])
+
+
+def test_localization_loss_label_smoothing_and_split(rng, torch):
+    prediction = rng.standard_normal((6, 14))
+    target = np.column_stack([rng.integers(0, 10, 6), rng.random((6, 4))])
+    loss = LocalizationLoss(10, box_weight=3.0, label_smoothing=0.2)
+    assert "label_smoothing=0.2" in repr(loss)
+    assert_gradients(loss, prediction, target=target)
+    tx = torch.tensor(prediction, requires_grad=True)
+    ref = torch.nn.functional.cross_entropy(tx[:, :10], torch.tensor(target[:, 0]).long(), label_smoothing=0.2) \
+        + 3.0 * torch.nn.functional.smooth_l1_loss(tx[:, 10:], torch.tensor(target[:, 1:]), beta=0.05)
+    ref.backward()
+    np.testing.assert_allclose(loss.forward(prediction, target), ref.item(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(loss.backward(), tx.grad.numpy(), rtol=1e-12, atol=1e-12)
+    logits, boxes = loss.split(prediction)
+    np.testing.assert_array_equal(logits, prediction[:, :10])
+    np.testing.assert_array_equal(boxes, prediction[:, 10:])
+    # boxes larger than every logit: the class still comes from the logits alone
+    shifted = np.hstack([prediction[:, :10] - 10.0, np.full((6, 4), 0.9)])
+    np.testing.assert_array_equal(loss.predict_classes(shifted), prediction[:, :10].argmax(axis=1))
+    with pytest.raises(ValueError, match=r"shape \(N, 14\)"):
+        loss.split(prediction[:, :13])
+    with pytest.raises(ValueError, match="label_smoothing must lie in"):
+        LocalizationLoss(10, label_smoothing=1.5)

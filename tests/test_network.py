@@ -125,3 +125,53 @@ def test_ten_training_steps_match_torch(torch, rng):
         ref_optimizer.step()
     for key, value in model.state_dict().items():
         np.testing.assert_allclose(value, ref.state_dict()[key].numpy(), rtol=1e-10, atol=1e-10)
+
+
+def _localization_outputs(rng, n=20, wrong=5):
+    """Outputs (N, 14) whose class logits are all negative and whose boxes lie in (0.25, 0.75), and their targets.
+
+    The logit of the true class is the largest for all but the last ``wrong`` rows, so the class accuracy is
+    ``1 - wrong / n``; a plain argmax over the whole row always lands on a box column and is never right.
+    """
+    labels = rng.integers(0, 10, size=n)
+    logits = -5.0 + 0.1 * rng.standard_normal((n, 10))
+    winner = labels.copy()
+    winner[n - wrong:] = (labels[n - wrong:] + 1) % 10
+    logits[np.arange(n), winner] = -1.0
+    boxes = 0.25 + 0.5 * rng.random((n, 4))
+    return np.hstack([logits, boxes]), np.column_stack([labels, 0.25 + 0.5 * rng.random((n, 4))]), labels
+
+
+def test_localizer_accuracy_uses_the_loss_count_correct(rng):
+    from nn_from_scratch.losses import LocalizationLoss
+
+    X, targets, labels = _localization_outputs(rng)
+    assert np.mean(X.argmax(axis=1) == labels) == 0.0  # what argmax over the whole output would report
+    model = Sequential(Linear(14, 14, rng=0))  # the identity: the network's output is X itself
+    model[0].weight.value[...] = np.eye(14)
+    model[0].bias.value[...] = 0.0
+    network = NeuralNetwork(model, LocalizationLoss(10), SGD(model.parameters(), lr=1e-9))
+    result = network.evaluate(X, targets)
+    np.testing.assert_allclose(result["accuracy"], 0.75, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(network.predict_output(X), X, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(network.predict(X), X[:, :10].argmax(axis=1))
+    history = network.fit(X, targets, epochs=1, batch_size=len(X), validation_data=(X, targets), rng=0,
+                          progress=False)
+    assert sorted(history) == ["accuracy", "loss", "val_accuracy", "val_loss"]
+    np.testing.assert_allclose(history["accuracy"], [0.75], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(history["val_accuracy"], [0.75], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(network.predict_proba(X).sum(axis=1), np.ones(len(X)), rtol=1e-12, atol=1e-12)
+
+
+def test_a_loss_count_correct_of_none_means_no_accuracy(rng):
+    class NoAccuracy(CrossEntropyLoss):
+        def count_correct(self, prediction, target):
+            return None
+
+    X = rng.standard_normal((12, 4))
+    y = rng.integers(0, 3, size=12)
+    model = Sequential(Linear(4, 3, rng=0))
+    network = NeuralNetwork(model, NoAccuracy(), SGD(model.parameters(), lr=0.1))
+    history = network.fit(X, y, epochs=1, batch_size=4, validation_data=(X, y), rng=0, progress=False)
+    assert sorted(history) == ["loss", "val_loss"]
+    assert sorted(network.evaluate(X, y)) == ["loss"]

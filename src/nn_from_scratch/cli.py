@@ -1,4 +1,19 @@
-"""The command line: ``nn-from-scratch train`` and ``nn-from-scratch evaluate``."""
+r"""The command line: ``nn-from-scratch train`` and ``nn-from-scratch evaluate``.
+
+``train --task classify`` (the default) trains an MLP or a CNN on the
+embedded 8x8 digits or on MNIST IDX files.  ``train --task localize`` trains
+:func:`~nn_from_scratch.models.localizer` (one convolutional trunk, a class
+head and a box head) on :func:`~nn_from_scratch.datasets.load_localization`
+canvases with :class:`~nn_from_scratch.losses.LocalizationLoss`
+
+.. math::
+    L = \mathrm{CE}(\hat z, t) + \lambda_b\, B(\hat b, b),
+
+where ``--box-weight`` is :math:`\lambda_b` and ``--box-loss`` picks
+:math:`B` (smooth L1 or MSE), and reports the held-out class accuracy and
+the mean intersection over union of the boxes.  Both save the weights with
+the metadata that ``evaluate`` needs to rebuild the model and its test data.
+"""
 from __future__ import annotations
 
 import argparse
@@ -10,17 +25,29 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import optim
-from .datasets import load_digits, load_mnist
-from .losses import CrossEntropyLoss
+from . import optim, viz
+from .datasets import load_digits, load_localization, load_mnist
+from .losses import CrossEntropyLoss, LocalizationLoss
+from .metrics import mean_iou
 from .models import build_model
 from .network import CheckpointError, NeuralNetwork, TrainingDiverged, TrainingInterrupted
 from .serialization import check_model_path, load_model_state, save_model
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "localization_data_config"]
 
 OPTIMIZERS = {"adam": optim.Adam, "adamw": optim.AdamW, "sgd": optim.SGD, "rmsprop": optim.RMSProp}
 DEFAULT_HIDDEN = (128, 64)
+DEFAULT_CHANNELS = {"cnn": (16, 32), "localizer": (16, 32, 32)}
+DEFAULT_EPOCHS = {"mlp": 40, "cnn": 20, "localizer": 5}
+#: Defaults of ``train --task localize`` (chosen so that the run takes about a minute on two cores).
+LOCALIZE_DEFAULTS = {"canvas": 32, "train_samples": 15000, "test_samples": 1000, "box_weight": 10.0,
+                     "box_loss": "smooth_l1"}
+#: Options that only ``--task localize`` reads (argparse dest -> option).
+LOCALIZE_ONLY = {"canvas": "--canvas", "train_samples": "--train-samples", "test_samples": "--test-samples",
+                 "box_weight": "--box-weight", "box_loss": "--box-loss"}
+LOCALIZATION_DATA_SEED = 0
+DIGIT_CLASSES = 10
+PREDICTION_GRID = 16
 
 
 def _positive(kind: type, what: str):
@@ -36,14 +63,37 @@ def _positive(kind: type, what: str):
     return parse
 
 
-def _hidden_sizes(text: str) -> Tuple[int, ...]:
-    try:
-        sizes = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--hidden takes sizes separated by commas, like 128,64; got {text!r}") from None
-    if any(size < 1 for size in sizes):
-        raise argparse.ArgumentTypeError(f"--hidden sizes must be positive, got {text!r}")
-    return sizes
+def _non_negative_float(what: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a float, got {text!r}") from None
+        if not (np.isfinite(value) and value >= 0):
+            raise argparse.ArgumentTypeError(f"{what} must be a finite number >= 0, got {text!r}")
+        return value
+
+    return parse
+
+
+def _sizes(option: str, example: str, allow_empty: bool):
+    """A parser for comma-separated positive sizes such as ``16,32,32``."""
+    def parse(text: str) -> Tuple[int, ...]:
+        try:
+            sizes = tuple(int(part) for part in text.split(",") if part.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{option} takes sizes separated by commas, like {example}; got {text!r}") from None
+        if (not sizes and not allow_empty) or any(size < 1 for size in sizes):
+            raise argparse.ArgumentTypeError(f"{option} needs {'' if allow_empty else 'at least one '}positive "
+                                             f"size{'s' if allow_empty else ''}, got {text!r}")
+        return sizes
+
+    return parse
+
+
+_channel_sizes = _sizes("--channels", "16,32,32", allow_empty=False)
+_hidden_sizes = _sizes("--hidden", "128,64", allow_empty=True)
 
 
 def _add_data_options(parser: argparse.ArgumentParser, default: Optional[str]) -> None:
@@ -56,24 +106,37 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nn-from-scratch", description="Train and evaluate networks built with nn_from_scratch.")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train a classifier and save its weights")
+    train = commands.add_parser("train", help="train a classifier or a localizer and save its weights")
+    train.add_argument("--task", choices=("classify", "localize"), default="classify",
+                       help="classify images (default), or localize: predict the class and the box of a digit "
+                            "placed on a larger canvas")
     _add_data_options(train, "digits")
-    train.add_argument("--hidden", type=_hidden_sizes, default=DEFAULT_HIDDEN, help="hidden layer sizes (default 128,64)")
-    train.add_argument("--model", choices=("mlp", "cnn"), default="mlp",
-                       help="an MLP on flat pixels, or a CNN (two 3x3 conv + max-pool blocks) on images")
+    train.add_argument("--hidden", type=_hidden_sizes, default=DEFAULT_HIDDEN,
+                       help="hidden layer sizes (default 128,64); the CNN and the localizer use the first one")
+    train.add_argument("--model", choices=("mlp", "cnn"), default=None,
+                       help="for --task classify: an MLP on flat pixels (default), or a CNN (3x3 conv + max-pool "
+                            "blocks) on images; --task localize always trains the localizer")
+    train.add_argument("--channels", type=_channel_sizes, default=None,
+                       help="conv channels per 3x3 conv + max-pool block (default 16,32 for the CNN, "
+                            "16,32,32 for the localizer)")
     train.add_argument("--epochs", type=_positive(int, "--epochs"), default=None,
-                       help="passes over the training data (default 40 for the MLP, 20 for the CNN)")
+                       help="passes over the training data (default 40 for the MLP, 20 for the CNN, "
+                            "5 for the localizer)")
     train.add_argument("--batch-size", type=_positive(int, "--batch-size"), default=32)
     train.add_argument("--lr", type=_positive(float, "--lr"), default=3e-3, help="learning rate (default 3e-3)")
     train.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
                        help="learning-rate schedule over the epochs (default cosine annealing to 0)")
-    train.add_argument("--label-smoothing", type=float, default=0.1, help="cross-entropy label smoothing (default 0.1)")
+    train.add_argument("--label-smoothing", type=float, default=0.1,
+                       help="cross-entropy label smoothing, also of the localizer's class term (default 0.1)")
     train.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam")
     train.add_argument("--seed", type=int, default=0, help="seed for the weights and the batch order")
-    train.add_argument("--dtype", choices=("float32", "float64"), default="float64")
+    train.add_argument("--dtype", choices=("float32", "float64"), default=None,
+                       help="float64 (default for classify) or float32 (default for localize, about 4x faster)")
     train.add_argument("--out", type=Path, default=None,
-                       help="where to save the weights, .npz or .safetensors (default runs/<dataset>-mlp.npz)")
+                       help="where to save the weights, .npz or .safetensors "
+                            "(default runs/<dataset>-<mlp|cnn|localizer>.npz)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_localize_options(train)
     _add_checkpoint_options(train)
     train.set_defaults(handler=_train, subparser=train)
 
@@ -97,6 +160,33 @@ def load_data(dataset: str, data_dir: Optional[Path], parser: argparse.ArgumentP
     except (FileNotFoundError, ValueError) as error:
         parser.error(str(error))
     return X_train, y_train, X_test, y_test
+
+
+def _add_localize_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("localisation (--task localize only)")
+    d = LOCALIZE_DEFAULTS
+    group.add_argument("--canvas", type=_positive(int, "--canvas"), default=None,
+                       help=f"side of the square canvas in pixels (default {d['canvas']}); digits take 3/8 to 3/4 of it")
+    group.add_argument("--train-samples", type=_positive(int, "--train-samples"), default=None, metavar="N",
+                       help=f"training canvases (default {d['train_samples']})")
+    group.add_argument("--test-samples", type=_positive(int, "--test-samples"), default=None, metavar="N",
+                       help=f"held-out canvases, drawn from the digits' test split (default {d['test_samples']})")
+    group.add_argument("--box-weight", type=_non_negative_float("--box-weight"), default=None,
+                       help=f"weight of the box term of the loss, the class term having weight 1 "
+                            f"(default {d['box_weight']:g})")
+    group.add_argument("--box-loss", choices=("smooth_l1", "mse"), default=None,
+                       help="box regression loss (default smooth_l1)")
+
+
+def localization_data_config(canvas: int, train_samples: int, test_samples: int) -> Dict[str, Any]:
+    """The keyword arguments of :func:`load_localization` for a canvas size: digits of 3/8 to 3/4 of the side.
+
+    For the 32-pixel canvas these are the generator's own 12 to 24 pixels.
+    """
+    min_size = max(1, round(canvas * 12 / 32))
+    max_size = max(min_size, round(canvas * 24 / 32))
+    return {"n_train": int(train_samples), "n_test": int(test_samples), "canvas": int(canvas),
+            "min_size": int(min_size), "max_size": int(max_size), "seed": LOCALIZATION_DATA_SEED}
 
 
 def _add_checkpoint_options(parser: argparse.ArgumentParser) -> None:
@@ -130,16 +220,22 @@ def resume_command(argv: Sequence[str], checkpoint: Path) -> str:
     return "nn-from-scratch " + " ".join(shlex.quote(a) for a in [*kept, "--resume", str(checkpoint)])
 
 
-def _model_config(args: argparse.Namespace, in_features: int, classes: int) -> Dict[str, Any]:
+def _model_config(args: argparse.Namespace, in_features: Tuple[int, ...], classes: int) -> Dict[str, Any]:
     """The JSON-able description of the model to build (saved with the weights so 'evaluate' can rebuild it)."""
-    if args.model == "cnn":
-        return {"kind": "cnn", "in_channels": in_features[0], "image_size": in_features[1], "channels": [16, 32],
+    if args.model == "localizer":
+        return {"kind": "localizer", "image_size": in_features[1], "channels": list(args.channels),
                 "hidden": args.hidden[0], "classes": classes, "dtype": args.dtype}
+    if args.model == "cnn":
+        return {"kind": "cnn", "in_channels": in_features[0], "image_size": in_features[1],
+                "channels": list(args.channels), "hidden": args.hidden[0], "classes": classes, "dtype": args.dtype}
     return {"kind": "mlp", "in_features": in_features[0], "hidden": list(args.hidden), "classes": classes,
             "dtype": args.dtype}
 
 
 def _describe_model(config: Dict[str, Any]) -> str:
+    if config["kind"] == "localizer":
+        return (f"a localizer (conv {config['channels']} channels, dense {config['hidden']}, a class head and a "
+                "box head)")
     if config["kind"] == "cnn":
         return (f"a CNN (conv {config['channels']} channels, dense {config['hidden']}) on "
                 f"{config['in_channels']}x{config['image_size']}x{config['image_size']} images")
@@ -147,17 +243,58 @@ def _describe_model(config: Dict[str, Any]) -> str:
     return f"an MLP {layers}"
 
 
-def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+def _resolve_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Check the options against each other and fill in the defaults that depend on the task and the model."""
     if args.seed < 0:
         parser.error(f"--seed must be non-negative, got {args.seed}")
     if not 0.0 <= args.label_smoothing <= 1.0:
         parser.error(f"--label-smoothing must lie in [0, 1], got {args.label_smoothing}")
+    if args.task == "localize":
+        if args.model is not None:
+            parser.error(f"--model {args.model} is for --task classify; --task localize always trains the localizer")
+        if args.dataset != "digits":
+            parser.error(f"--task localize places the embedded digits on canvases; --dataset {args.dataset} "
+                         "is for --task classify")
+        args.model = "localizer"
+        for dest, default in LOCALIZE_DEFAULTS.items():
+            if getattr(args, dest) is None:
+                setattr(args, dest, default)
+        stages = len(args.channels or DEFAULT_CHANNELS["localizer"])
+        if args.canvas < max(8, 2 ** stages):
+            parser.error(f"--canvas must be at least {max(8, 2 ** stages)} for {stages} max-pool stages, "
+                         f"got {args.canvas}")
+    else:
+        given = [option for dest, option in LOCALIZE_ONLY.items() if getattr(args, dest) is not None]
+        if given:
+            parser.error(f"{', '.join(given)} only apply to --task localize")
+        args.model = args.model or "mlp"
+        if args.model == "mlp" and args.channels is not None:
+            parser.error("--channels applies to --model cnn and --task localize, not to the MLP")
+    if args.model != "mlp" and args.channels is None:
+        args.channels = DEFAULT_CHANNELS[args.model]
+    if args.dtype is None:
+        args.dtype = "float32" if args.task == "localize" else "float64"
     if args.epochs is None:
-        args.epochs = 20 if args.model == "cnn" else 40
-    X_train, y_train, X_test, y_test = load_data(args.dataset, args.data_dir, parser, flatten=args.model == "mlp")
+        args.epochs = DEFAULT_EPOCHS[args.model]
+
+
+def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    _resolve_options(args, parser)
     dtype = np.dtype(args.dtype)
-    X_train, X_test = X_train.astype(dtype, copy=False), X_test.astype(dtype, copy=False)
-    classes = int(max(y_train.max(), y_test.max())) + 1
+    localize = args.task == "localize"
+    if localize:
+        data_config = localization_data_config(args.canvas, args.train_samples, args.test_samples)
+        data = load_localization(**data_config, dtype=dtype)
+        X_train, X_test = data.X_train, data.X_test
+        y_train, y_test = data.targets_train, data.targets_test
+        classes = DIGIT_CLASSES  # not max(label) + 1: a few canvases need not show every digit
+        loss = LocalizationLoss(classes, box_weight=args.box_weight, box_loss=args.box_loss,
+                                label_smoothing=args.label_smoothing)
+    else:
+        X_train, y_train, X_test, y_test = load_data(args.dataset, args.data_dir, parser, flatten=args.model == "mlp")
+        X_train, X_test = X_train.astype(dtype, copy=False), X_test.astype(dtype, copy=False)
+        classes = int(max(y_train.max(), y_test.max())) + 1
+        loss = CrossEntropyLoss(label_smoothing=args.label_smoothing)
     config = _model_config(args, tuple(int(d) for d in X_train.shape[1:]), classes)
     out = args.out or Path("runs") / f"{args.dataset}-{config['kind']}.npz"
     checkpoint = args.checkpoint or default_checkpoint(out)
@@ -172,9 +309,14 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     model = build_model(config, rng=rng)
     optimizer = OPTIMIZERS[args.optimizer](model.parameters(), lr=args.lr)
     scheduler = optim.CosineAnnealingLR(optimizer, T_max=args.epochs) if args.schedule == "cosine" else None
-    network = NeuralNetwork(model, CrossEntropyLoss(label_smoothing=args.label_smoothing), optimizer, scheduler)
-    print(f"training {_describe_model(config)} on {args.dataset}: {len(X_train)} train / {len(X_test)} test samples, "
-          f"{args.optimizer} lr={args.lr:g} ({args.schedule}), batch {args.batch_size}, {args.epochs} epochs, seed {args.seed}")
+    network = NeuralNetwork(model, loss, optimizer, scheduler)
+    if localize:
+        what = (f"{args.dataset} placed on {args.canvas}x{args.canvas} canvases: {len(X_train)} train / "
+                f"{len(X_test)} test canvases, loss cross-entropy + {args.box_weight:g} x {args.box_loss}")
+    else:
+        what = f"{args.dataset}: {len(X_train)} train / {len(X_test)} test samples"
+    print(f"training {_describe_model(config)} on {what}, {args.optimizer} lr={args.lr:g} ({args.schedule}), "
+          f"batch {args.batch_size}, {args.epochs} epochs, seed {args.seed}, {args.dtype}")
     if args.resume is not None:
         print(f"resuming from {args.resume}")
     start = time.perf_counter()
@@ -197,53 +339,73 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if not history:
         parser.error(f"--resume: {args.resume} has no finished epoch and --epochs leaves nothing to train")
     accuracy = history["val_accuracy"][-1]
-    print(f"test accuracy {accuracy:.4f} (loss {history['val_loss'][-1]:.4f}) after {seconds:.1f} s")
+    metadata: Dict[str, Any] = {"model": config, "task": args.task, "dataset": args.dataset, "history": history,
+                                "seed": args.seed, "optimizer": args.optimizer, "lr": args.lr,
+                                "batch_size": args.batch_size}
+    if localize:
+        outputs = network.predict_output(X_test)
+        _, boxes = loss.split(outputs)
+        iou = mean_iou(boxes, data.boxes_test)
+        print(f"test accuracy {accuracy:.4f}, mean IoU {iou:.4f} (loss {history['val_loss'][-1]:.4f}) "
+              f"after {seconds:.1f} s")
+        metadata.update(data=data_config, loss={"box_weight": args.box_weight, "box_loss": args.box_loss,
+                                                "label_smoothing": args.label_smoothing},
+                        test_accuracy=accuracy, test_mean_iou=iou)
+    else:
+        print(f"test accuracy {accuracy:.4f} (loss {history['val_loss'][-1]:.4f}) after {seconds:.1f} s")
     if args.checkpoint is not None:
         print(f"checkpoint saved to {args.checkpoint}")
-    metadata = {"model": config, "dataset": args.dataset, "history": history, "seed": args.seed,
-                "optimizer": args.optimizer, "lr": args.lr, "batch_size": args.batch_size}
     save_model(out, model, metadata)
     print(f"weights saved to {out}")
-    curves = save_training_curves(history, out.with_suffix(".png"))
-    if curves is not None:
-        print(f"training curves saved to {curves}")
+    if not viz.available():
+        print('no PNG saved: matplotlib is not installed (pip install "nn_from_scratch[plot]")')
+        return 0
+    saved = viz.save_figure(viz.plot_history(history), f"{out.stem}.png", out.parent)
+    print(f"training curves saved to {saved}")
+    if localize:
+        shown = slice(0, min(PREDICTION_GRID, len(X_test)))
+        logits, boxes = loss.split(outputs[shown])
+        figure = viz.plot_images(X_test[shown], labels=data.labels_test[shown], predictions=logits.argmax(axis=1),
+                                 boxes=data.boxes_test[shown], pred_boxes=boxes, ncols=8)
+        pictures = viz.save_figure(figure, f"{out.stem}-predictions.png", out.parent)
+        print(f"predictions (true boxes green, predicted red) saved to {pictures}")
     return 0
-
-
-def save_training_curves(history: Dict[str, List[float]], path: Path) -> Optional[Path]:
-    """Plot loss and accuracy per epoch to a PNG when matplotlib is installed; otherwise do nothing."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
-    epochs = np.arange(1, len(history["loss"]) + 1)
-    for key, axis in (("loss", left), ("accuracy", right)):
-        for prefix, label in (("", "train"), ("val_", "test")):
-            if prefix + key in history:
-                axis.plot(epochs, history[prefix + key], label=label)
-        axis.set_xlabel("epoch")
-        axis.set_title(key)
-        axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
 
 
 def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         state, metadata = load_model_state(args.weights)
-        model = build_model(metadata["model"], rng=0)
+        config = metadata["model"]
+        model = build_model(config, rng=0)
         model.load_state_dict(state)
-    except (FileNotFoundError, ValueError, KeyError, TypeError, ImportError) as error:
+        dtype = np.dtype(config.get("dtype", "float64"))
+        localize = config.get("kind") == "localizer"
+        if localize:
+            data_config = {key: int(metadata["data"][key])
+                           for key in ("n_train", "n_test", "canvas", "min_size", "max_size", "seed")}
+            settings = metadata.get("loss", {})
+            loss: Any = LocalizationLoss(int(config["classes"]), box_weight=float(settings.get("box_weight", 1.0)),
+                                         box_loss=str(settings.get("box_loss", "smooth_l1")),
+                                         label_smoothing=float(settings.get("label_smoothing", 0.0)))
+    except (FileNotFoundError, ValueError, KeyError, TypeError, ImportError, AttributeError) as error:
         parser.error(f"cannot load {args.weights}: {error}")
+    if localize:
+        if args.dataset not in (None, "digits"):
+            parser.error(f"{args.weights} is a localizer trained on digit canvases; --dataset {args.dataset} "
+                         "does not apply")
+        # the test canvases are drawn after the training ones from one generator: rebuild both, in order
+        data = load_localization(**data_config, dtype=dtype)
+        network = NeuralNetwork(model, loss, optimizer=None)
+        try:
+            result = network.evaluate(data.X_test, data.targets_test)
+        except ValueError as error:
+            parser.error(f"the weights in {args.weights} do not fit its canvases: {error}")
+        _, boxes = loss.split(network.predict_output(data.X_test))
+        print(f"digits localisation test accuracy {result['accuracy']:.4f}, mean IoU "
+              f"{mean_iou(boxes, data.boxes_test):.4f} (loss {result['loss']:.4f}) on {len(data.X_test)} canvases")
+        return 0
     dataset = args.dataset or metadata.get("dataset", "digits")
-    _, _, X_test, y_test = load_data(dataset, args.data_dir, parser, flatten=metadata["model"].get("kind") != "cnn")
-    dtype = np.dtype(metadata["model"].get("dtype", "float64"))
+    _, _, X_test, y_test = load_data(dataset, args.data_dir, parser, flatten=config.get("kind") != "cnn")
     network = NeuralNetwork(model, CrossEntropyLoss(), optimizer=None)
     try:
         result = network.evaluate(X_test.astype(dtype, copy=False), y_test)

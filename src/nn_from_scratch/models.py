@@ -67,8 +67,8 @@ def localizer(
 
     The box head ends in a Sigmoid, so boxes ``(x, y, w, h)`` lie in (0, 1) like the normalised targets.
     """
-    trunk = cnn(1, image_size, hidden, channels=channels, hidden=hidden, rng=rng, dtype=dtype)
-    generator = as_generator(rng) if not isinstance(rng, np.random.Generator) else rng
+    generator = as_generator(rng)  # one stream for trunk and heads: a seed must not restart it for the heads
+    trunk = cnn(1, image_size, hidden, channels=channels, hidden=hidden, rng=generator, dtype=dtype)
     heads = Parallel(
         Linear(hidden, classes, rng=generator, dtype=dtype),
         Sequential(Linear(hidden, 4, rng=generator, dtype=dtype), Sigmoid()),

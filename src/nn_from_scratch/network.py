@@ -74,8 +74,13 @@ class NeuralNetwork:
 
     ``fit`` runs mini-batch training and returns the history, a dict of
     per-epoch lists: ``loss`` and ``accuracy`` on the training batches, and
-    ``val_loss`` and ``val_accuracy`` when ``validation_data`` is given
-    (accuracies only for classifiers, whose output is ``(N, classes)``).  The
+    ``val_loss`` and ``val_accuracy`` when ``validation_data`` is given.
+    Accuracy is the share of samples whose predicted class is the true one:
+    when the loss has a ``count_correct(output, target)`` method (as
+    :class:`~nn_from_scratch.losses.LocalizationLoss`, whose output holds
+    class logits *and* a box) it decides; otherwise the output must be
+    ``(N, classes)`` and the prediction is its argmax.  Models whose output
+    is not that (regression) get no accuracy.  The
     scheduler, if any, steps once per epoch.  ``fit(checkpoint=..., resume=...)``
     saves and restores the whole training state for an exact resume.
     """
@@ -184,13 +189,13 @@ class NeuralNetwork:
                 if not math.isfinite(loss):
                     raise self._diverged(f"the loss became {loss}", epoch, index)
                 self.optimizer.zero_grad()
-                self.model.backward(self.loss.backward())
+                self.model.backward(self.loss.backward(), input_grad=False)  # the data needs no gradient
                 if not all(math.isfinite(float(np.sum(p.grad))) for p in self.model.parameters()):
                     raise self._diverged("a gradient stopped being finite", epoch, index)
                 self.optimizer.step()
                 total_loss += loss * len(xb)
                 count += len(xb)
-                hits = _correct(output, yb)
+                hits = self._count_correct(output, yb)
                 classifier = hits is not None
                 correct += hits or 0
                 bar.update(loss=loss)
@@ -339,8 +344,16 @@ class NeuralNetwork:
         return self.loss.probabilities(self._outputs(X, batch_size))
 
     def predict(self, X: Any, batch_size: int = 1024) -> np.ndarray:
-        """Predicted class indices."""
-        return np.argmax(self._outputs(X, batch_size), axis=-1)
+        """Predicted class indices: the loss's ``predict_classes(output)`` when it has one, else the argmax."""
+        outputs = self._outputs(X, batch_size)
+        predict_classes = getattr(self.loss, "predict_classes", None)
+        if callable(predict_classes):
+            return np.asarray(predict_classes(outputs))
+        return np.argmax(outputs, axis=-1)
+
+    def predict_output(self, X: Any, batch_size: int = 1024) -> np.ndarray:
+        """The model's raw output on ``X`` in eval mode, in batches (for a localizer: logits and box per row)."""
+        return self._outputs(X, batch_size)
 
     def evaluate(self, X: Any, y: Any, batch_size: int = 1024) -> Dict[str, float]:
         """Mean loss (and accuracy for classifiers) over ``(X, y)``, in eval mode."""
@@ -354,7 +367,7 @@ class NeuralNetwork:
                 total += float(np.sum(self.loss.evaluate(output, yb))) * (
                     len(xb) if self.loss.reduction == "mean" else 1
                 )
-                hits = _correct(output, yb)
+                hits = self._count_correct(output, yb)
                 classifier = hits is not None
                 correct += hits or 0
                 count += len(xb)
@@ -364,6 +377,14 @@ class NeuralNetwork:
         if classifier:
             result["accuracy"] = correct / max(count, 1)
         return result
+
+    def _count_correct(self, output: np.ndarray, target: np.ndarray) -> Optional[int]:
+        """Correct class predictions in a batch: the loss's ``count_correct`` if it has one, else :func:`_correct`."""
+        count_correct = getattr(self.loss, "count_correct", None)
+        if callable(count_correct):
+            hits = count_correct(output, target)
+            return None if hits is None else int(hits)
+        return _correct(output, target)
 
     def _outputs(self, X: Any, batch_size: int) -> np.ndarray:
         X = as_float_array(X, "X")

@@ -70,7 +70,9 @@ def figures_directory() -> Path:
 
 def save_figure(figure: Any, name: str, directory: Union[None, str, Path] = None) -> Path:
     """Save ``figure`` as ``name`` (a PNG for ``.png``) in ``directory`` (default :func:`figures_directory`); return the path."""
-    path = (Path(directory) if directory is not None else figures_directory()) / name
+    folder = Path(directory) if directory is not None else figures_directory()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
     figure.savefig(path)
     return path
 

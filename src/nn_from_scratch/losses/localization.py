@@ -1,7 +1,7 @@
 r"""The loss of single-object localisation: a class and a box predicted together."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import numpy as np
 
@@ -27,12 +27,16 @@ class LocalizationLoss(Loss):
         \frac{\partial L}{\partial \hat z} = \lambda_c \frac{\partial \mathrm{CE}}{\partial \hat z}, \qquad
         \frac{\partial L}{\partial \hat b} = \lambda_b \frac{\partial B}{\partial \hat b}.
 
+    ``label_smoothing`` :math:`\varepsilon` is passed to the cross-entropy
+    (the target row becomes :math:`(1-\varepsilon)\,e_t + \varepsilon/C`);
+    ``beta`` is the smooth-L1 threshold (ignored for MSE).
+
     Only ``reduction='mean'`` is offered: the two terms are means over
     different counts, so a per-sample 'none' would be ambiguous.
     """
 
     def __init__(self, num_classes: int, *, class_weight: float = 1.0, box_weight: float = 1.0,
-                 box_loss: str = "smooth_l1", beta: float = 0.05) -> None:
+                 box_loss: str = "smooth_l1", beta: float = 0.05, label_smoothing: float = 0.0) -> None:
         super().__init__("mean")
         if not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
             raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
@@ -43,7 +47,8 @@ class LocalizationLoss(Loss):
             raise ValueError(f"box_loss must be 'smooth_l1' or 'mse', got {box_loss!r}")
         self.num_classes = int(num_classes)
         self.class_weight, self.box_weight = float(class_weight), float(box_weight)
-        self.classification = CrossEntropyLoss()
+        self.box_loss = box_loss
+        self.classification = CrossEntropyLoss(label_smoothing=label_smoothing)
         self.box = SmoothL1Loss(beta=beta) if box_loss == "smooth_l1" else MSELoss()
 
     def _check_input(self, x: np.ndarray) -> None:
@@ -89,11 +94,22 @@ class LocalizationLoss(Loss):
         x = self._prepare_input(prediction)
         return self.classification.probabilities(x[:, : self.num_classes])
 
+    def split(self, prediction: Any) -> Tuple[np.ndarray, np.ndarray]:
+        """``(logits, boxes)``: the ``(N, C)`` class logits and the ``(N, 4)`` boxes of a prediction (views)."""
+        x = self._prepare_input(prediction)
+        return x[:, : self.num_classes], x[:, self.num_classes:]
+
+    def predict_classes(self, prediction: Any) -> np.ndarray:
+        r"""Predicted class indices, :math:`\arg\max_c \hat z_c` over the logits part only (never the box)."""
+        return self.split(prediction)[0].argmax(axis=1)
+
     def count_correct(self, prediction: np.ndarray, target: np.ndarray) -> Optional[int]:
-        """Samples whose predicted class (argmax of the logits part) is the true one."""
-        predicted = prediction[:, : self.num_classes].argmax(axis=1)
+        """Samples whose predicted class (argmax of the logits part) is the true one (``target[:, 0]``)."""
+        predicted = self.predict_classes(prediction)
         return int(np.count_nonzero(predicted == np.asarray(target)[:, 0]))
 
     def extra_repr(self) -> str:
+        smoothing = self.classification.label_smoothing
         return (f"num_classes={self.num_classes}, class_weight={self.class_weight:g}, "
-                f"box_weight={self.box_weight:g}, box={self.box!r}")
+                f"box_weight={self.box_weight:g}, box={self.box!r}"
+                + (f", label_smoothing={smoothing:g}" if smoothing else ""))
