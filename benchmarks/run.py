@@ -23,6 +23,7 @@ from typing import Callable, Dict, List, Tuple
 import numpy as np
 
 from nn_from_scratch import Sequential
+from nn_from_scratch.allocator import keep_freed_memory
 from nn_from_scratch.losses import CrossEntropyLoss
 from nn_from_scratch.nodes import Conv2d, Flatten, Linear, MaxPool2d, ReLU, SoftMax
 from nn_from_scratch.optim import SGD
@@ -171,6 +172,9 @@ def cross_entropy_workload(torch, rng: np.random.Generator) -> Workload:
     return Workload("CrossEntropy fwd+bwd, 4096x1000", 4096, ours, theirs)
 
 
+PAUSE_S = 0.2
+
+
 def time_alternately(workload: Workload, rounds: int, block: int, warmup: int) -> Tuple[float, float]:
     """Median seconds per call of ours and torch's, timed in alternating blocks.
 
@@ -184,6 +188,7 @@ def time_alternately(workload: Workload, rounds: int, block: int, warmup: int) -
     times: Dict[str, List[float]] = {"ours": [], "torch": []}
     for _ in range(rounds):
         for name, call in (("ours", workload.ours), ("torch", workload.torch)):
+            time.sleep(PAUSE_S)  # let the other library's worker threads stop spinning and sleep
             for _ in range(warmup):
                 call()
             for _ in range(block):
@@ -227,6 +232,8 @@ def main(argv=None) -> int:
         print("the benchmarks compare against torch: pip install torch==2.13.0", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
+    # process-wide, so it serves torch's allocations as much as ours (see nn_from_scratch/allocator.py)
+    kept = keep_freed_memory()
     rounds, block, warmup = (2, 3, 2) if args.quick else (8, 5, 3)
     repeats = rounds * block
     rng = np.random.default_rng(0)
@@ -244,6 +251,7 @@ def main(argv=None) -> int:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; numpy {np.__version__}, "
           f"torch {torch.__version__} ({args.threads} threads)")
     print(f"BLAS: {blas_description()}; OpenBLAS variables: {variables or 'unset'}")
+    print(f"malloc keeps freed memory for both libraries: {'yes' if kept else 'no (not glibc)'}")
     print(f"NumPy float32 GEMM: {peak:.0f} GFLOP/s\n")
     header = f"{'workload':<44} {'ours ms':>9} {'torch ms':>9} {'ours/torch':>10} {'samples/s':>11} {'GEMM share':>10}"
     print(header)

@@ -30,7 +30,7 @@ def test_every_row_is_visited_exactly_once(threads, rows, count):
         hits[s] += 1
         names.add(threading.current_thread().name)
 
-    rowblocks.for_row_blocks(work, rows, row_bytes=4096)  # 64 rows per block, 4 MiB for 1000 rows
+    rowblocks.for_row_blocks(work, rows, row_bytes=4096, block_bytes=1 << 18)  # 64 rows a block; 1000 rows: 4 MiB
     np.testing.assert_array_equal(hits, np.ones(rows, dtype=int))
     if count == 1 or rows * 4096 < rowblocks.PARALLEL_BYTES:
         assert names == {threading.current_thread().name}
@@ -79,7 +79,7 @@ def _plain_softmax(x):
 @pytest.mark.parametrize("count", [1, 2, 3])
 def test_blocked_softmax_family_is_bit_identical_to_the_whole_array_formulas(threads, rng, dtype, count):
     threads(count)
-    x = (rng.standard_normal((3000, 301)) * 5).astype(dtype)  # 3.6 MiB in float32: several blocks, threaded
+    x = (rng.standard_normal((9000, 257)) * 5).astype(dtype)  # 9 MiB in float32: several blocks, threaded
     g = rng.standard_normal(x.shape).astype(dtype)
     y = softmax(x)
     np.testing.assert_array_equal(y, _plain_softmax(x.copy()))

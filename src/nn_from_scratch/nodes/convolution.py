@@ -10,6 +10,7 @@ from ..parameter import Parameter
 from ..random import as_generator
 from .im2col import Pair, WideColumns, as_pair, col2im, conv_output_size, im2col
 from .linear import Initializer, init_weight
+from .workspace import Workspace
 
 __all__ = ["Conv2d"]
 
@@ -93,6 +94,7 @@ class Conv2d(Node):
         if dtype.kind != "f":
             raise TypeError(f"dtype must be a floating type, got {dtype}")
         super().__init__()
+        self._workspace = Workspace()
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         kh, kw = self.kernel_size
         shape = (self.out_channels, self.in_channels, kh, kw)
@@ -137,9 +139,13 @@ class Conv2d(Node):
         n = images.shape[0]
         weight = self.weight.value.reshape(self.out_channels, -1)
         if self.stride == (1, 1):  # wide columns: long contiguous runs (see nodes/im2col.py)
-            ctx.wide = WideColumns(images.shape, self.kernel_size, self.padding, self.dilation)
-            ctx.cols = ctx.wide.im2col(images)  # (N, C*kh*kw, H_out*W_p)
-            y = ctx.wide.crop(np.matmul(weight, ctx.cols))
+            workspace = self._workspace
+            ctx.wide = WideColumns(images.shape, self.kernel_size, self.padding, self.dilation, workspace)
+            ctx.cols = ctx.wide.im2col(images)  # (N, C*kh*kw, H_out*W_p), reused once this pass is forgotten
+            workspace.lend(ctx.cols, ctx)
+            wide_y = np.matmul(weight, ctx.cols, out=workspace.take((n, self.out_channels, ctx.wide.run), self.dtype))
+            y = ctx.wide.crop(wide_y)
+            workspace.give(wide_y)
         else:
             ctx.wide = None
             cols = im2col(images, *self._geometry())  # (N, C, kh, kw, H_out, W_out)
@@ -159,7 +165,10 @@ class Conv2d(Node):
 
     def _input_grad(self, g3: np.ndarray, ctx: Context) -> np.ndarray:
         if ctx.wide is not None:  # rows in offset-major order: contiguous slabs for col2im
-            dx = ctx.wide.col2im(np.matmul(WideColumns.offset_major(self.weight.value), g3))
+            dcols = np.matmul(WideColumns.offset_major(self.weight.value), g3,
+                              out=self._workspace.take(ctx.cols.shape, g3.dtype))
+            dx = ctx.wide.col2im(dcols)
+            self._workspace.give(dcols)
         else:
             dcols = np.matmul(self.weight.value.reshape(self.out_channels, -1).T, g3)  # (N, C*kh*kw, L)
             shape = ctx.x.shape if ctx.x.ndim == 4 else (1,) + ctx.x.shape
@@ -175,15 +184,20 @@ class Conv2d(Node):
             self.bias.accumulate(np.sum, g3, axis=(0, 2))
 
     def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
-        return self._input_grad(self._output_grad(g, ctx), ctx)
+        return self._backward_ctx(g, ctx, input_grad=True, parameter_grads=False)
 
     def _accumulate_grads(self, g: np.ndarray, ctx: Context) -> None:
-        self._parameter_grads(self._output_grad(g, ctx), ctx)
+        self._backward_ctx(g, ctx, input_grad=False)
 
-    def _backward_ctx(self, g: np.ndarray, ctx: Context, input_grad: bool = True) -> Optional[np.ndarray]:
+    def _backward_ctx(self, g: np.ndarray, ctx: Context, input_grad: bool = True,
+                      parameter_grads: bool = True) -> Optional[np.ndarray]:
         g3 = self._output_grad(g, ctx)  # widened once for both gradients
-        self._parameter_grads(g3, ctx)
-        return self._input_grad(g3, ctx) if input_grad else None
+        if parameter_grads:
+            self._parameter_grads(g3, ctx)
+        dx = self._input_grad(g3, ctx) if input_grad else None
+        if ctx.wide is not None:
+            self._workspace.give(g3)
+        return dx
 
     def extra_repr(self) -> str:
         """torch's form: the channels, the kernel, and the other settings only where they differ from the defaults."""

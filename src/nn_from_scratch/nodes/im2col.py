@@ -77,12 +77,13 @@ additions over long runs, which is where the short-row layout spent its time.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence, Tuple, Union
+from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..rowblocks import for_row_blocks
+from .workspace import Workspace
 
 SAMPLE_BLOCK_BYTES = 1 << 21
 """Bytes of columns per block of samples in the wide im2col/col2im (a few samples' worth)."""
@@ -267,7 +268,9 @@ class WideColumns:
     input (the adjoint of :meth:`im2col` on the columns that are not scratch).
     """
 
-    def __init__(self, input_shape: Sequence[int], kernel_size: Pair, padding: Pair = 0, dilation: Pair = 1) -> None:
+    def __init__(self, input_shape: Sequence[int], kernel_size: Pair, padding: Pair = 0, dilation: Pair = 1,
+                 workspace: Optional[Workspace] = None) -> None:
+        self.workspace = workspace if workspace is not None else Workspace(keep=0)
         self.input_shape = tuple(int(d) for d in input_shape)
         (kh, kw), _, (ph, pw), (dh, dw), (ho, wo) = _geometry(self.input_shape, kernel_size, 1, padding, dilation)
         n, c, h, w = self.input_shape
@@ -280,8 +283,11 @@ class WideColumns:
         self.strides = (dh * wp, dw)  # flat steps between kernel rows and kernel columns
 
     def _flat(self, dtype: Any) -> np.ndarray:
+        """A zeroed flat padded buffer from the workspace (give it back after use)."""
         n, c = self.input_shape[:2]
-        return np.zeros((n, c, self.flat_size), dtype=dtype)
+        flat = self.workspace.take((n, c, self.flat_size), dtype)
+        flat.fill(0)
+        return flat
 
     def _interior(self, flat: np.ndarray) -> np.ndarray:
         """The view of the unpadded image inside a flat padded buffer."""
@@ -297,26 +303,29 @@ class WideColumns:
         s_n, s_c, s_f = flat.strides
         windows = as_strided(flat, shape=(n, c, kh, kw, self.run),
                              strides=(s_n, s_c, s_f * row_step, s_f * col_step, s_f), writeable=False)
-        cols = np.empty((n, c, kh, kw, self.run), dtype=x.dtype)
+        matrix = self.workspace.take((n, c * kh * kw, self.run), x.dtype)  # the shape it is given back in
+        cols = matrix.reshape(n, c, kh, kw, self.run)
 
         def block(s: slice) -> None:  # a few samples: the padded images stay in cache for the copy
             interior[s] = x[s]
             np.copyto(cols[s], windows[s])
 
         for_row_blocks(block, n, cols[:1].nbytes, block_bytes=SAMPLE_BLOCK_BYTES)
-        return cols.reshape(n, c * kh * kw, self.run)
+        self.workspace.give(flat)
+        return matrix
 
     def widen(self, g: np.ndarray) -> np.ndarray:
         """``(N, O, H_out, W_out)`` to ``(N, O, H_out*W_p)``, zeros in the scratch columns."""
         (ho, wo), wp = self.out, self.padded[1]
-        wide = np.zeros(g.shape[:2] + (ho, wp), dtype=g.dtype)
+        wide = self.workspace.take(g.shape[:2] + (ho, wp), g.dtype)
         wide[..., :wo] = g
+        wide[..., wo:] = 0
         return wide.reshape(g.shape[0], g.shape[1], self.run)
 
     def crop(self, wide: np.ndarray) -> np.ndarray:
         """``(N, O, H_out*W_p)`` to a new ``(N, O, H_out, W_out)``."""
         (ho, wo), wp = self.out, self.padded[1]
-        return np.ascontiguousarray(wide.reshape(wide.shape[0], wide.shape[1], ho, wp)[..., :wo])
+        return wide.reshape(wide.shape[0], wide.shape[1], ho, wp)[..., :wo].copy()  # never an alias of ``wide``
 
     @staticmethod
     def offset_major(weight: np.ndarray) -> np.ndarray:
@@ -349,4 +358,5 @@ class WideColumns:
             dx[s] = interior[s]
 
         for_row_blocks(block, n, cols[:1].nbytes, block_bytes=SAMPLE_BLOCK_BYTES)
+        self.workspace.give(flat)
         return dx
