@@ -204,19 +204,22 @@ def test_wide_columns_agree_with_im2col_and_col2im_is_their_adjoint(rng, hw, ker
 
     x = rng.standard_normal((3, 2) + hw)
     wide = WideColumns(x.shape, kernel, padding, dilation)
-    cols = wide.im2col(x)  # (N, C*kh*kw, H_out*W_p)
+    cols = wide.im2col(x)  # (C*kh*kw, N*H_out*W_p), samples side by side
     (ho, wo), wp = wide.out, wide.padded[1]
     reference = im2col(x, kernel, 1, padding, dilation)  # (N, C, kh, kw, H_out, W_out)
-    kept = cols.reshape(reference.shape[:4] + (ho, wp))[..., :wo]
+    n, c, kh, kw = reference.shape[:4]
+    assert cols.shape == (c * kh * kw, n * ho * wp)
+    kept = cols.reshape(c, kh, kw, n, ho, wp)[..., :wo].transpose(3, 0, 1, 2, 4, 5)
     np.testing.assert_array_equal(kept, reference)
     # col2im of offset-major columns (zero in the scratch columns) is the transpose of im2col
     g = rng.standard_normal(reference.shape)
     widened = np.zeros(reference.shape[:4] + (ho, wp))
     widened[..., :wo] = g
-    offset_major = widened.transpose(0, 2, 3, 1, 4, 5).reshape(cols.shape)
+    offset_major = widened.transpose(2, 3, 1, 0, 4, 5).reshape(cols.shape)
     np.testing.assert_allclose(wide.col2im(offset_major), col2im(g, x.shape, kernel, 1, padding, dilation),
                                rtol=1e-13, atol=1e-13)
     weight = rng.standard_normal((4, 2) + tuple(kernel))
     np.testing.assert_array_equal(WideColumns.offset_major(weight),
                                   weight.transpose(2, 3, 1, 0).reshape(-1, 4))
-    np.testing.assert_array_equal(wide.crop(wide.widen(rng.standard_normal((3, 4, ho, wo)))).shape, (3, 4, ho, wo))
+    out_grad = rng.standard_normal((3, 4, ho, wo))
+    np.testing.assert_array_equal(wide.crop(wide.widen(out_grad)), out_grad)

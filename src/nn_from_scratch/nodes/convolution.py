@@ -15,6 +15,14 @@ from .workspace import Workspace
 __all__ = ["Conv2d"]
 
 
+def _matmul_as(a: np.ndarray, b: np.ndarray, shape: Tuple[int, ...], out: Optional[np.ndarray] = None) -> np.ndarray:
+    """``(a @ b).reshape(shape)``, written into ``out`` (of ``shape``) when given: for Parameter.accumulate."""
+    if out is None:
+        return np.matmul(a, b).reshape(shape)
+    np.matmul(a, b, out=out.reshape(a.shape[0], b.shape[1]))
+    return out
+
+
 class Conv2d(Node):
     r"""2-d convolution (cross-correlation, as in deep learning) of ``(N, C_in, H, W)`` images.
 
@@ -141,9 +149,9 @@ class Conv2d(Node):
         if self.stride == (1, 1):  # wide columns: long contiguous runs (see nodes/im2col.py)
             workspace = self._workspace
             ctx.wide = WideColumns(images.shape, self.kernel_size, self.padding, self.dilation, workspace)
-            ctx.cols = ctx.wide.im2col(images)  # (N, C*kh*kw, H_out*W_p), reused once this pass is forgotten
+            ctx.cols = ctx.wide.im2col(images)  # (C*kh*kw, N*H_out*W_p), reused once this pass is forgotten
             workspace.lend(ctx.cols, ctx)
-            wide_y = np.matmul(weight, ctx.cols, out=workspace.take((n, self.out_channels, ctx.wide.run), self.dtype))
+            wide_y = np.matmul(weight, ctx.cols, out=workspace.take((self.out_channels, ctx.cols.shape[1]), self.dtype))
             y = ctx.wide.crop(wide_y)
             workspace.give(wide_y)
         else:
@@ -157,7 +165,7 @@ class Conv2d(Node):
         return y if x.ndim == 4 else y[0]
 
     def _output_grad(self, g: np.ndarray, ctx: Context) -> np.ndarray:
-        """``g`` as ``(N, C_out, L)`` in the layout of ``ctx.cols`` (wide: zeros in the scratch columns)."""
+        """``g`` in the layout of ``ctx.cols``: ``(N, C_out, L)``, or wide ``(C_out, N*L)`` with zeros in the scratch columns."""
         g = g if g.ndim == 4 else g[np.newaxis]
         if ctx.wide is not None:
             return ctx.wide.widen(g)
@@ -176,6 +184,11 @@ class Conv2d(Node):
         return dx.reshape(ctx.x.shape).astype(ctx.x.dtype, copy=False)
 
     def _parameter_grads(self, g3: np.ndarray, ctx: Context) -> None:
+        if ctx.wide is not None:  # one product over the whole batch: G X^T, (O, N*L) @ (N*L, C*kh*kw)
+            self.weight.accumulate(_matmul_as, g3, ctx.cols.T, self.weight.shape)
+            if self.bias is not None:
+                self.bias.accumulate(np.sum, g3, axis=1)
+            return
         # (sum_n X_n G_n^T)^T: one BLAS product per sample, then a sum over the small (N, C*kh*kw, C_out)
         # stack (measured faster than G_n X_n^T, whose output is the wide-and-short one)
         per_sample = np.matmul(ctx.cols, g3.transpose(0, 2, 1))

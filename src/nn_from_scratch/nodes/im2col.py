@@ -63,7 +63,7 @@ With stride 1 a window's rows are runs of the padded image's rows, so
 :math:`W_p = W + 2p_w`: with the padded image flattened per channel,
 
 .. math::
-    \text{cols}[n, (c, a, b), i W_p + j] = \tilde x_\text{flat}[n, c,\; (i + a d_h) W_p + j + b d_w],
+    \text{cols}[(c, a, b), (n, i W_p + j)] = \tilde x_\text{flat}[n, c,\; (i + a d_h) W_p + j + b d_w],
     \qquad 0 \le i < H_\text{out},\ 0 \le j < W_p,
 
 so each kernel offset is one contiguous run of :math:`H_\text{out} W_p`
@@ -74,6 +74,13 @@ output gradient is padded with zeros there, so they never reach a result.
 The price is :math:`W_p / W_\text{out}` times the matrix-product work
 (7% for 3x3 kernels with padding 1 on 28x28 images); the gain is copies and
 additions over long runs, which is where the short-row layout spent its time.
+
+The samples sit side by side in the columns: ``cols`` is one
+``(C*kh*kw, N*H_out*W_p)`` matrix, so the forward pass, the weight gradient
+and the column gradient are each *one* matrix product over the whole batch,
+which BLAS runs far better (and on all threads) than one small product per
+sample; outputs and gradients are laid out channel-first, ``(O, N, ...)``,
+and turned back into NCHW by the copy that crops them.
 """
 from __future__ import annotations
 
@@ -257,15 +264,19 @@ def _clip(offset: int, stride: int, count: int, size: int) -> Tuple[int, int, in
 
 
 class WideColumns:
-    r"""Stride-1 im2col/col2im over the padded width (see "Wide columns" in the module docstring).
+    r"""Stride-1 im2col/col2im over the padded width, samples side by side (see "Wide columns" above).
 
-    Built for one input shape and geometry; :meth:`im2col` gives the
-    ``(N, C*kh*kw, H_out*W_p)`` columns, :meth:`widen` pads an output
-    gradient ``(N, O, H_out, W_out)`` to ``(N, O, H_out*W_p)`` with zeros in
-    the scratch columns, :meth:`crop` cuts a wide result back to
-    ``(N, O, H_out, W_out)``, and :meth:`col2im` sums wide columns, with
-    their rows in offset-major order (:meth:`offset_major`), back onto the
-    input (the adjoint of :meth:`im2col` on the columns that are not scratch).
+    Built for one input shape and geometry.  :meth:`im2col` gives the
+    ``(C*kh*kw, N*H_out*W_p)`` columns, :meth:`widen` lays an output
+    gradient ``(N, O, H_out, W_out)`` out as ``(O, N*H_out*W_p)`` with zeros
+    in the scratch columns, :meth:`crop` turns a wide ``(O, N*H_out*W_p)``
+    result into a new ``(N, O, H_out, W_out)`` array, and :meth:`col2im` sums
+    wide columns, their rows in offset-major order (:meth:`offset_major`),
+    back onto the input: the adjoint of :meth:`im2col` on the columns that
+    are not scratch.
+
+    Scratch arrays come from ``workspace`` (see :mod:`.workspace`): the
+    columns and the widened gradient are the caller's to give back.
     """
 
     def __init__(self, input_shape: Sequence[int], kernel_size: Pair, padding: Pair = 0, dilation: Pair = 1,
@@ -282,50 +293,55 @@ class WideColumns:
         self.run = ho * wp
         self.strides = (dh * wp, dw)  # flat steps between kernel rows and kernel columns
 
-    def _flat(self, dtype: Any) -> np.ndarray:
-        """A zeroed flat padded buffer from the workspace (give it back after use)."""
-        n, c = self.input_shape[:2]
-        flat = self.workspace.take((n, c, self.flat_size), dtype)
+    def _flat(self, leading: Tuple[int, int], dtype: Any) -> np.ndarray:
+        """A zeroed flat padded buffer ``leading + (flat_size,)`` from the workspace (give it back after use)."""
+        flat = self.workspace.take(leading + (self.flat_size,), dtype)
         flat.fill(0)
         return flat
 
     def _interior(self, flat: np.ndarray) -> np.ndarray:
-        """The view of the unpadded image inside a flat padded buffer."""
-        (n, c, h, w), (hp, wp), (ph, pw) = self.input_shape, self.padded, self.padding
-        return flat[:, :, : hp * wp].reshape(n, c, hp, wp)[:, :, ph:ph + h, pw:pw + w]
+        """The view of the unpadded images inside a flat padded buffer (its two leading axes kept)."""
+        (h, w), (hp, wp), (ph, pw) = self.input_shape[2:], self.padded, self.padding
+        return flat[..., : hp * wp].reshape(flat.shape[:2] + (hp, wp))[..., ph:ph + h, pw:pw + w]
 
     def im2col(self, x: np.ndarray) -> np.ndarray:
-        """``(N, C*kh*kw, H_out*W_p)`` columns of ``x`` (strided copies, runs of ``H_out*W_p``)."""
-        flat = self._flat(x.dtype)
-        interior = self._interior(flat)
+        """``(C*kh*kw, N*H_out*W_p)`` columns of ``x`` (strided copies, runs of ``H_out*W_p``)."""
         n, c = self.input_shape[:2]
+        flat = self._flat((n, c), x.dtype)
+        interior = self._interior(flat)
         (kh, kw), (row_step, col_step) = self.kernel, self.strides
         s_n, s_c, s_f = flat.strides
         windows = as_strided(flat, shape=(n, c, kh, kw, self.run),
                              strides=(s_n, s_c, s_f * row_step, s_f * col_step, s_f), writeable=False)
-        matrix = self.workspace.take((n, c * kh * kw, self.run), x.dtype)  # the shape it is given back in
-        cols = matrix.reshape(n, c, kh, kw, self.run)
+        matrix = self.workspace.take((c * kh * kw, n * self.run), x.dtype)  # the shape it is given back in
+        cols = matrix.reshape(c, kh, kw, n, self.run).transpose(3, 0, 1, 2, 4)  # indexed like ``windows``
 
         def block(s: slice) -> None:  # a few samples: the padded images stay in cache for the copy
             interior[s] = x[s]
             np.copyto(cols[s], windows[s])
 
-        for_row_blocks(block, n, cols[:1].nbytes, block_bytes=SAMPLE_BLOCK_BYTES)
+        for_row_blocks(block, n, c * kh * kw * self.run * x.itemsize, block_bytes=SAMPLE_BLOCK_BYTES)
         self.workspace.give(flat)
         return matrix
 
     def widen(self, g: np.ndarray) -> np.ndarray:
-        """``(N, O, H_out, W_out)`` to ``(N, O, H_out*W_p)``, zeros in the scratch columns."""
+        """``(N, O, H_out, W_out)`` to ``(O, N*H_out*W_p)``, zeros in the scratch columns."""
         (ho, wo), wp = self.out, self.padded[1]
-        wide = self.workspace.take(g.shape[:2] + (ho, wp), g.dtype)
-        wide[..., :wo] = g
-        wide[..., wo:] = 0
-        return wide.reshape(g.shape[0], g.shape[1], self.run)
+        n, o = g.shape[:2]
+        wide = self.workspace.take((o, n * self.run), g.dtype)
+        grid = wide.reshape(o, n, ho, wp)
+        grid[..., :wo] = g.transpose(1, 0, 2, 3)
+        grid[..., wo:] = 0
+        return wide
 
     def crop(self, wide: np.ndarray) -> np.ndarray:
-        """``(N, O, H_out*W_p)`` to a new ``(N, O, H_out, W_out)``."""
+        """``(O, N*H_out*W_p)`` to a new ``(N, O, H_out, W_out)`` (never an alias of ``wide``)."""
         (ho, wo), wp = self.out, self.padded[1]
-        return wide.reshape(wide.shape[0], wide.shape[1], ho, wp)[..., :wo].copy()  # never an alias of ``wide``
+        n = self.input_shape[0]
+        o = wide.shape[0]
+        out = np.empty((n, o, ho, wo), dtype=wide.dtype)
+        np.copyto(out, wide.reshape(o, n, ho, wp)[..., :wo].transpose(1, 0, 2, 3))
+        return out
 
     @staticmethod
     def offset_major(weight: np.ndarray) -> np.ndarray:
@@ -334,29 +350,29 @@ class WideColumns:
         return np.ascontiguousarray(weight.transpose(2, 3, 1, 0)).reshape(-1, o)
 
     def col2im(self, cols: np.ndarray) -> np.ndarray:
-        """Sum offset-major columns back onto a new input-shaped array: the adjoint of :meth:`im2col`.
+        """Sum offset-major columns back onto a new ``(N, C, H, W)`` array: the adjoint of :meth:`im2col`.
 
-        ``cols`` is ``(N, kh*kw*C, H_out*W_p)`` with rows ordered by kernel
+        ``cols`` is ``(kh*kw*C, N*H_out*W_p)`` with rows ordered by kernel
         offset, then channel (``offset_major(W) @ G`` gives it), and zeros
         in the scratch columns.  That order makes each offset's slab
-        ``cols[n, k*C:(k+1)*C]`` one contiguous stretch of memory: the
+        ``cols[k*C:(k+1)*C]`` one contiguous stretch of memory: the
         channel-major order of :meth:`im2col` would scatter it into short
         runs ``kh*kw`` apart, which reads three to four times slower.
         """
         n, c = self.input_shape[:2]
         (kh, kw), (row_step, col_step) = self.kernel, self.strides
-        cols = cols.reshape(n, kh, kw, c, self.run)
-        flat = self._flat(cols.dtype)
+        slabs = cols.reshape(kh, kw, c, n, self.run)
+        flat = self._flat((c, n), cols.dtype)  # channel-first, like the slabs
         dx = np.empty(self.input_shape, dtype=cols.dtype)
-        interior = self._interior(flat)
+        interior = self._interior(flat).transpose(1, 0, 2, 3)  # indexed (n, c, h, w)
 
         def block(s: slice) -> None:  # a few samples: their padded gradient stays in cache over the kh*kw sums
             for a in range(kh):
                 for b in range(kw):
                     start = a * row_step + b * col_step
-                    flat[s, :, start:start + self.run] += cols[s, a, b]
+                    flat[:, s, start:start + self.run] += slabs[a, b, :, s]
             dx[s] = interior[s]
 
-        for_row_blocks(block, n, cols[:1].nbytes, block_bytes=SAMPLE_BLOCK_BYTES)
+        for_row_blocks(block, n, c * kh * kw * self.run * cols.itemsize, block_bytes=SAMPLE_BLOCK_BYTES)
         self.workspace.give(flat)
         return dx
