@@ -15,14 +15,24 @@ from .workspace import Workspace
 __all__ = ["Conv2d"]
 
 
+_PRODUCT_CHUNK = 8192
+
+
 def _weight_product(cols: np.ndarray, g: np.ndarray, shape: Tuple[int, ...],
                     out: Optional[np.ndarray] = None) -> np.ndarray:
     """``(g @ cols.T).reshape(shape)``, into ``out`` when given (for Parameter.accumulate).
 
-    Computed as the transpose of ``cols @ g.T``: with the long batch axis
-    inner to both, BLAS runs that orientation a fifth faster (measured).
+    Both operands are long along the batch-times-pixels axis, which is
+    summed over.  BLAS handles such a product badly when the result is
+    small (a 9 x 8 result from 53760 columns took 0.47 ms whole and 0.11 ms
+    as a sum over chunks of 8192 columns; larger results ran as fast either
+    way), and computes ``cols @ g.T`` a fifth faster than ``g @ cols.T``.
     """
-    product = np.matmul(cols, g.T)  # (C*kh*kw, O), small
+    length = cols.shape[1]
+    product = np.matmul(cols[:, :_PRODUCT_CHUNK], g[:, :_PRODUCT_CHUNK].T)  # (C*kh*kw, O), small
+    for start in range(_PRODUCT_CHUNK, length, _PRODUCT_CHUNK):
+        stop = start + _PRODUCT_CHUNK
+        product += np.matmul(cols[:, start:stop], g[:, start:stop].T)
     if out is None:
         return product.T.reshape(shape)
     out.reshape(shape[0], -1)[...] = product.T
