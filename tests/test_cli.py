@@ -81,6 +81,9 @@ def test_mnist_idx_files(tmp_path, capsys, rng):
         (["train", "--dataset", "mnist"], "needs --data-dir"),
         (["train", "--seed", "-1"], "--seed must be non-negative"),
         (["train", "--label-smoothing", "2"], "--label-smoothing must lie in"),
+        (["train", "--model", "cnn", "--channels", "8,8,8,8"], "halve the 8x8 images to nothing"),
+        (["train", "--model", "cnn", "--hidden="], "--hidden needs a size"),
+        (["train", "--task", "localize", "--hidden="], "--hidden needs a size"),
         (["evaluate"], "--weights"),
     ],
 )

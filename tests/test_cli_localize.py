@@ -192,3 +192,18 @@ def test_a_few_canvases_still_give_ten_classes(tmp_path, capsys):
     state, metadata = load_npz(out)
     assert metadata["model"]["classes"] == 10
     assert state["11.0.weight"].shape == (10, 16)
+
+
+def test_evaluate_refuses_a_localizer_file_whose_canvas_settings_are_impossible(tmp_path, capsys):
+    from nn_from_scratch.models import localizer
+    from nn_from_scratch.serialization import save_model
+
+    model = localizer(32, 10, channels=(4,), hidden=8, rng=0, dtype=np.float32)
+    config = {"kind": "localizer", "image_size": 32, "channels": [4], "hidden": 8, "classes": 10, "dtype": "float32"}
+    data = {"n_train": 10, "n_test": 10, "canvas": 32, "min_size": 40, "max_size": 50, "seed": 0}
+    path = save_model(tmp_path / "bad.npz", model, {"model": config, "data": data})
+    with pytest.raises(SystemExit) as info:
+        main(["evaluate", "--weights", str(path)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "cannot rebuild the canvases" in err and "Traceback" not in err

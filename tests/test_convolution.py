@@ -280,3 +280,14 @@ def test_output_size_and_repr():
     assert repr(Conv2d(1, 8, (3, 2), dilation=2, bias=False)) == (
         "Conv2d(1, 8, kernel_size=(3, 2), stride=(1, 1), dilation=(2, 2), bias=False)"
     )
+
+
+def test_weight_gradient_lands_in_a_gradient_array_of_any_layout(rng):
+    x, g = rng.standard_normal((2, 2, 5, 5)), rng.standard_normal((2, 3, 5, 5))
+    reference, layer = Conv2d(2, 3, 3, padding=1, rng=0), Conv2d(2, 3, 3, padding=1, rng=0)
+    layer.weight.grad = np.asfortranarray(np.zeros(layer.weight.shape))
+    layer.zero_grad()
+    for node in (reference, layer):
+        node.forward(x)
+        node.backward(g)
+    np.testing.assert_allclose(layer.weight.grad, reference.weight.grad, rtol=1e-14, atol=1e-14)

@@ -43,3 +43,14 @@ def test_grad_assignment_replaces_the_array_and_cancels_a_pending_zero():
 def test_integer_values_are_refused():
     with pytest.raises(TypeError, match="floating-point"):
         Parameter(np.arange(3))
+
+
+def test_zero_grad_zeroes_arrays_held_from_grad_and_changes_through_grad_are_kept(rng):
+    p = Parameter(np.zeros((2, 2)))
+    p.accumulate(np.add, np.ones((2, 2)), 1)
+    held = p.grad
+    p.zero_grad()
+    np.testing.assert_array_equal(held, np.zeros((2, 2)))  # zeroed in place, not only marked
+    p.grad[0, 0] = 5  # a change through grad after zero_grad ...
+    p.accumulate(np.add, np.ones((2, 2)), 0)
+    np.testing.assert_array_equal(p.grad, [[6, 1], [1, 1]])  # ... is added to, not written over

@@ -114,3 +114,37 @@ def test_softmax_of_empty_and_strided_inputs(rng):
     x = rng.standard_normal((6, 8, 5))
     view = x.transpose(1, 0, 2)  # not C-contiguous
     np.testing.assert_array_equal(softmax(view), _plain_softmax(np.ascontiguousarray(view)))
+
+
+def test_calls_from_several_threads_and_nested_calls_work(threads):
+    threads(3)
+    big, other = np.ones((4096, 1024), np.float32), np.ones((1024, 1024), np.float64)
+    errors = []
+
+    def loop(a):
+        try:
+            for _ in range(20):
+                np.testing.assert_allclose(softmax(a), np.full(a.shape, 1 / a.shape[1]), rtol=1e-6, atol=0)
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    workers = [threading.Thread(target=loop, args=(a,)) for a in (big, other, big)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert not errors and not any(worker.is_alive() for worker in workers)
+    threads(2)  # one pool worker: a nested call queued behind its own caller would wait forever
+    done = np.zeros(1024, dtype=int)
+
+    def outer(s):  # a work function that itself runs row-wise work: runs inline in pool threads
+        softmax(other)
+        done[s] += 1
+
+    rowblocks.for_row_blocks(outer, 1024, 8192)
+    np.testing.assert_array_equal(done, np.ones(1024, dtype=int))
+
+
+def test_softmax_with_log_normalizer_needs_classes():
+    with pytest.raises(ValueError, match="at least one entry"):
+        softmax_with_log_normalizer(np.zeros((3, 0)))

@@ -273,6 +273,8 @@ def _resolve_options(args: argparse.Namespace, parser: argparse.ArgumentParser) 
             parser.error("--channels applies to --model cnn and --task localize, not to the MLP")
     if args.model != "mlp" and args.channels is None:
         args.channels = DEFAULT_CHANNELS[args.model]
+    if args.model != "mlp" and not args.hidden:
+        parser.error(f"--hidden needs a size for the dense layer of the {args.model}, got none")
     if args.dtype is None:
         args.dtype = "float32" if args.task == "localize" else "float64"
     if args.epochs is None:
@@ -297,6 +299,10 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         X_train, X_test = X_train.astype(dtype, copy=False), X_test.astype(dtype, copy=False)
         classes = int(max(y_train.max(), y_test.max())) + 1
         loss = CrossEntropyLoss(label_smoothing=args.label_smoothing)
+    if args.model != "mlp" and X_train.shape[-1] // 2 ** len(args.channels) < 1:
+        parser.error(f"--channels {','.join(map(str, args.channels))}: {len(args.channels)} max-pool stages halve "
+                     f"the {X_train.shape[-1]}x{X_train.shape[-1]} images to nothing; use at most "
+                     f"{int(np.log2(X_train.shape[-1]))} stages")
     config = _model_config(args, tuple(int(d) for d in X_train.shape[1:]), classes)
     out = args.out or Path("runs") / f"{args.dataset}-{config['kind']}.npz"
     checkpoint = args.checkpoint or default_checkpoint(out)
@@ -396,7 +402,10 @@ def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             parser.error(f"{args.weights} is a localizer trained on digit canvases; --dataset {args.dataset} "
                          "does not apply")
         # the test canvases are drawn after the training ones from one generator: rebuild both, in order
-        data = load_localization(**data_config, dtype=dtype)
+        try:
+            data = load_localization(**data_config, dtype=dtype)
+        except ValueError as error:
+            parser.error(f"cannot rebuild the canvases {args.weights} was trained on: {error}")
         network = NeuralNetwork(model, loss, optimizer=None)
         try:
             result = network.evaluate(data.X_test, data.targets_test)

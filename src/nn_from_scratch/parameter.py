@@ -14,11 +14,10 @@ class Parameter:
     (the torch convention), so gradients from several backward passes sum
     until :meth:`zero_grad` is called, usually through an optimizer.
 
-    Zeroing is lazy: :meth:`zero_grad` only marks the gradient as zero, and
-    the first :meth:`accumulate` after it writes its result straight into the
-    ``grad`` array (a matrix product lands there with no temporary, no fill
-    and no addition).  Reading ``grad`` always shows the true value: a
-    gradient marked zero is filled with zeros when it is first read.
+    After :meth:`zero_grad` the gradient is zero and marked so: the first
+    :meth:`accumulate` then writes its result straight into the ``grad``
+    array (a matrix product lands there with no temporary and no addition).
+    Reading ``grad`` clears the mark, so changes made through it are kept.
     """
 
     def __init__(self, value: np.ndarray, name: Optional[str] = None) -> None:
@@ -29,15 +28,13 @@ class Parameter:
             )
         self.value: np.ndarray = value
         self._grad: np.ndarray = np.zeros_like(value)
-        self._grad_is_zero = False  # True: _grad holds stale numbers standing for zero
+        self._grad_is_zero = False  # True: _grad is zero and untouched since zero_grad
         self.name = name
 
     @property
     def grad(self) -> np.ndarray:
         """The accumulated gradient, same shape and dtype as ``value``."""
-        if self._grad_is_zero:
-            self._grad.fill(0)
-            self._grad_is_zero = False
+        self._grad_is_zero = False  # the caller may change it in place: accumulate must add from now on
         return self._grad
 
     @grad.setter
@@ -71,7 +68,8 @@ class Parameter:
         return self.value.size
 
     def zero_grad(self) -> None:
-        """Set the accumulated gradient back to zero (lazily: see the class docstring)."""
+        """Set the accumulated gradient back to zero, in place (arrays held from ``grad`` see the zeros)."""
+        self._grad.fill(0)
         self._grad_is_zero = True
 
     def __repr__(self) -> str:

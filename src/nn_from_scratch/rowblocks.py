@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional
 
 __all__ = ["BLOCK_BYTES", "PARALLEL_BYTES", "for_row_blocks", "num_threads", "set_num_threads"]
 
@@ -40,8 +40,8 @@ PARALLEL_BYTES = 1 << 21
 
 _lock = threading.Lock()
 _threads: Optional[int] = None
-_pool: Optional[ThreadPoolExecutor] = None
-_pool_size = 0
+_pools: Dict[int, ThreadPoolExecutor] = {}
+_in_worker = threading.local()  # set in pool threads: work they start runs inline, never queued behind itself
 
 
 def _default_threads() -> int:
@@ -78,14 +78,12 @@ def set_num_threads(count: int) -> None:
 
 
 def _executor(size: int) -> ThreadPoolExecutor:
-    global _pool, _pool_size
+    """The pool of ``size`` workers, made once per size and never shut down (another caller may be using it)."""
     with _lock:
-        if _pool is None or _pool_size != size:
-            if _pool is not None:
-                _pool.shutdown(wait=False)
-            _pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="nn_from_scratch-rows")
-            _pool_size = size
-        return _pool
+        pool = _pools.get(size)
+        if pool is None:
+            pool = _pools[size] = ThreadPoolExecutor(max_workers=size, thread_name_prefix="nn_from_scratch-rows")
+        return pool
 
 
 def for_row_blocks(work: Callable[[slice], None], rows: int, row_bytes: int, block_bytes: int = BLOCK_BYTES) -> None:
@@ -94,14 +92,15 @@ def for_row_blocks(work: Callable[[slice], None], rows: int, row_bytes: int, blo
     ``row_bytes`` is the size of one row of the largest array ``work`` reads,
     ``block_bytes`` about how much of it one block should hold.  ``work``
     must only write the rows of its slice.  An exception in any block is
-    raised here.
+    raised here.  Calls from several threads at once are safe; a call made
+    from inside ``work`` runs in its own thread.
     """
     if rows <= 0:
         return
     block = max(1, block_bytes // max(1, row_bytes))
     slices = [slice(start, min(start + block, rows)) for start in range(0, rows, block)]
     threads = min(num_threads(), len(slices))
-    if threads == 1 or rows * row_bytes < PARALLEL_BYTES:
+    if threads == 1 or rows * row_bytes < PARALLEL_BYTES or getattr(_in_worker, "active", False):
         for s in slices:
             work(s)
         return
@@ -112,8 +111,12 @@ def for_row_blocks(work: Callable[[slice], None], rows: int, row_bytes: int, blo
         for s in part:
             work(s)
 
-    pool = _executor(threads - 1)
-    futures = [pool.submit(run, part) for part in runs[1:]]
+    def run_in_worker(part: List[slice]) -> None:
+        _in_worker.active = True
+        run(part)
+
+    pool = _executor(num_threads() - 1)
+    futures = [pool.submit(run_in_worker, part) for part in runs[1:]]
     run(runs[0])  # the calling thread takes the first run
     for future in futures:
         future.result()

@@ -35,7 +35,7 @@ def _weight_product(cols: np.ndarray, g: np.ndarray, shape: Tuple[int, ...],
         product += np.matmul(cols[:, start:stop], g[:, start:stop].T)
     if out is None:
         return product.T.reshape(shape)
-    out.reshape(shape[0], -1)[...] = product.T
+    out[...] = product.T.reshape(shape)  # ``out`` may be any layout: assign, never write through a reshape
     return out
 
 

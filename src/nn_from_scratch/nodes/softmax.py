@@ -83,6 +83,8 @@ def softmax_with_log_normalizer(x: np.ndarray, *, shifted_mean: bool = False) ->
     without the array of log-probabilities ever being formed (a loss needs only
     a few of its entries).  The per-row numbers have shape ``x.shape[:-1] + (1,)``.
     """
+    if x.ndim == 0 or x.shape[-1] == 0:
+        raise ValueError(f"softmax_with_log_normalizer needs rows of at least one entry, got shape {x.shape}")
     lead = x.shape[:-1] + (1,)
     p = np.empty(x.shape, dtype=x.dtype)
     stats = [np.empty(lead, dtype=x.dtype) for _ in range(3 if shifted_mean else 2)]
