@@ -341,19 +341,15 @@ class NeuralNetwork:
     # -------------------------------------------------------------- inference
     def predict_proba(self, X: Any, batch_size: int = 1024) -> np.ndarray:
         """Class probabilities: the model's output passed through the loss's link (softmax for cross-entropy)."""
-        return self.loss.probabilities(self._outputs(X, batch_size))
+        return self.loss.probabilities(self.predict_output(X, batch_size))
 
     def predict(self, X: Any, batch_size: int = 1024) -> np.ndarray:
         """Predicted class indices: the loss's ``predict_classes(output)`` when it has one, else the argmax."""
-        outputs = self._outputs(X, batch_size)
+        outputs = self.predict_output(X, batch_size)
         predict_classes = getattr(self.loss, "predict_classes", None)
         if callable(predict_classes):
             return np.asarray(predict_classes(outputs))
         return np.argmax(outputs, axis=-1)
-
-    def predict_output(self, X: Any, batch_size: int = 1024) -> np.ndarray:
-        """The model's raw output on ``X`` in eval mode, in batches (for a localizer: logits and box per row)."""
-        return self._outputs(X, batch_size)
 
     def evaluate(self, X: Any, y: Any, batch_size: int = 1024) -> Dict[str, float]:
         """Mean loss (and accuracy for classifiers) over ``(X, y)``, in eval mode."""
@@ -386,7 +382,8 @@ class NeuralNetwork:
             return None if hits is None else int(hits)
         return _correct(output, target)
 
-    def _outputs(self, X: Any, batch_size: int) -> np.ndarray:
+    def predict_output(self, X: Any, batch_size: int = 1024) -> np.ndarray:
+        """The model's raw output on ``X`` in eval mode, in batches (for a localizer: logits and box per row)."""
         X = as_float_array(X, "X")
         was_training = self.model.training
         self.model.eval()
