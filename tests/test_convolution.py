@@ -291,3 +291,37 @@ def test_weight_gradient_lands_in_a_gradient_array_of_any_layout(rng):
         node.forward(x)
         node.backward(g)
     np.testing.assert_allclose(layer.weight.grad, reference.weight.grad, rtol=1e-14, atol=1e-14)
+
+
+@pytest.mark.parametrize("block_samples", [1, 2, 5])
+@pytest.mark.parametrize("config", [((3, 3), 1), ((2, 3), (1, 2)), ((3, 2), 0)], ids=str)
+def test_stride_one_in_blocks_of_samples_matches_torch(torch, rng, monkeypatch, block_samples, config):
+    """Stride 1 works through blocks of samples: one per sample, blocks with a shorter last one, one for all."""
+    from nn_from_scratch.nodes import im2col
+
+    kernel, padding = config
+    layer = Conv2d(3, 4, kernel, 1, padding, 2 if kernel == (3, 2) else 1, rng=2)
+    x = rng.standard_normal((5, 3, 7, 6))
+    probe = im2col.WideColumns(x.shape, layer.kernel_size, layer.padding, layer.dilation)
+    monkeypatch.setattr(im2col, "COLUMN_BLOCK_BYTES", block_samples * probe.rows * probe.segment * x.itemsize)
+    y = layer.forward(x)
+    assert len(layer._ctx.wide.blocks()) == -(-5 // block_samples)
+    g = rng.standard_normal(y.shape)
+    dx = layer.backward(g)
+    ref_y, ref_dx, ref_dw, ref_db = torch_reference(
+        torch, x, layer.weight.value, layer.bias.value, g, 1, layer.padding, layer.dilation
+    )
+    np.testing.assert_allclose(y, ref_y, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(dx, ref_dx, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(layer.weight.grad, ref_dw, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(layer.bias.grad, ref_db, rtol=1e-10, atol=1e-10)
+    # the parameter gradients alone (a first layer) and a second pass that adds to them
+    layer.zero_grad()
+    layer.forward(x)
+    assert layer.backward(g, input_grad=False) is None
+    layer.forward(x)
+    layer.backward(g)
+    np.testing.assert_allclose(layer.weight.grad, 2 * ref_dw, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(layer.bias.grad, 2 * ref_db, rtol=1e-10, atol=1e-10)
+    report = assert_gradients(layer, x[:3], rng=rng)  # finite differences through the blocks too
+    assert len(report.comparisons) == 4

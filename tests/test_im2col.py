@@ -199,27 +199,49 @@ def test_bad_shapes():
 @pytest.mark.parametrize("hw, kernel, padding, dilation", [
     ((5, 6), (3, 3), (1, 1), (1, 1)), ((4, 7), (2, 3), (0, 2), (1, 1)), ((6, 5), (3, 2), (2, 1), (2, 1)),
     ((3, 3), (1, 1), (0, 0), (1, 1)), ((4, 6), (3, 3), (0, 0), (1, 2))])
-def test_wide_columns_agree_with_im2col_and_col2im_is_their_adjoint(rng, hw, kernel, padding, dilation):
+@pytest.mark.parametrize("block_samples", [1, 2, 3])
+def test_wide_columns_agree_with_im2col_and_col2im_is_their_adjoint(rng, hw, kernel, padding, dilation,
+                                                                    block_samples):
     from nn_from_scratch.nodes.im2col import WideColumns
 
     x = rng.standard_normal((3, 2) + hw)
-    wide = WideColumns(x.shape, kernel, padding, dilation)
-    cols = wide.im2col(x)  # (C*kh*kw, N*H_out*W_p), samples side by side
-    (ho, wo), wp = wide.out, wide.padded[1]
+    probe = WideColumns(x.shape, kernel, padding, dilation)
+    sample_bytes = probe.rows * probe.segment * x.itemsize
+    wide = WideColumns(x.shape, kernel, padding, dilation, block_bytes=block_samples * sample_bytes)
+    blocks = wide.blocks()
+    assert [len(range(*s.indices(3))) for s in blocks] == [block_samples] * (3 // block_samples) + (
+        [3 % block_samples] if 3 % block_samples else [])
+    padded = wide.pad(x)
+    buffer = wide.buffer(wide.rows, x.dtype)
+    cols = np.concatenate([wide.im2col(padded, s, buffer).copy() for s in blocks], axis=1)
+    (ho, wo), (hp, wp) = wide.out, wide.padded
     reference = im2col(x, kernel, 1, padding, dilation)  # (N, C, kh, kw, H_out, W_out)
     n, c, kh, kw = reference.shape[:4]
-    assert cols.shape == (c * kh * kw, n * ho * wp)
-    kept = cols.reshape(c, kh, kw, n, ho, wp)[..., :wo].transpose(3, 0, 1, 2, 4, 5)
+    assert cols.shape == (c * kh * kw, n * hp * wp)  # whole padded images, samples side by side
+    kept = cols.reshape(c, kh, kw, n, hp, wp)[..., :ho, :wo].transpose(3, 0, 1, 2, 4, 5)
     np.testing.assert_array_equal(kept, reference)
     # col2im of offset-major columns (zero in the scratch columns) is the transpose of im2col
     g = rng.standard_normal(reference.shape)
-    widened = np.zeros(reference.shape[:4] + (ho, wp))
-    widened[..., :wo] = g
+    widened = np.zeros(reference.shape[:4] + (hp, wp))
+    widened[..., :ho, :wo] = g
     offset_major = widened.transpose(2, 3, 1, 0, 4, 5).reshape(cols.shape)
-    np.testing.assert_allclose(wide.col2im(offset_major), col2im(g, x.shape, kernel, 1, padding, dilation),
-                               rtol=1e-13, atol=1e-13)
+    dx = np.full(x.shape, np.nan)
+    for s in blocks:
+        block = np.ascontiguousarray(offset_major[:, s.start * wide.segment:s.stop * wide.segment])
+        wide.col2im(block, s, dx)
+    np.testing.assert_allclose(dx, col2im(g, x.shape, kernel, 1, padding, dilation), rtol=1e-13, atol=1e-13)
     weight = rng.standard_normal((4, 2) + tuple(kernel))
     np.testing.assert_array_equal(WideColumns.offset_major(weight),
                                   weight.transpose(2, 3, 1, 0).reshape(-1, 4))
+    # widen and crop are inverse on every block, and widen leaves zeros in the scratch columns
     out_grad = rng.standard_normal((3, 4, ho, wo))
-    np.testing.assert_array_equal(wide.crop(wide.widen(out_grad)), out_grad)
+    out_buffer = wide.buffer(4, x.dtype)
+    out_buffer.fill(np.nan)  # stale contents must not leak into the scratch columns
+    back = np.full(out_grad.shape, np.nan)
+    for s in blocks:
+        block = wide.widen(out_grad, s, out_buffer)
+        scratch = np.ones((hp, wp), dtype=bool)
+        scratch[:ho, :wo] = False
+        np.testing.assert_array_equal(block.reshape(4, -1, hp, wp)[:, :, scratch], 0)
+        wide.crop(block, s, back)
+    np.testing.assert_array_equal(back, out_grad)

@@ -69,12 +69,12 @@ def test_one_convolution_used_twice_in_a_model_has_correct_gradients(rng):
     assert report.ok, report
 
 
-def test_a_training_loop_reuses_the_columns_of_the_previous_step(rng):
+def test_a_training_loop_reuses_the_padded_input_of_the_previous_step(rng):
     conv = Conv2d(2, 3, 3, padding=1, rng=0)
     x, g = rng.standard_normal((4, 2, 6, 6)), rng.standard_normal((4, 3, 6, 6))
     addresses = []
     for _ in range(3):
         conv.forward(x)
-        addresses.append(conv._ctx.cols.__array_interface__["data"][0])
-        conv.backward(g)  # drops the cached pass: its columns go back to the workspace
+        addresses.append(conv._ctx.padded.__array_interface__["data"][0])
+        conv.backward(g)  # drops the cached pass: its padded input goes back to the workspace
     assert addresses[1] in addresses[:1] or addresses[2] in addresses[:2]

@@ -18,9 +18,8 @@ __all__ = ["Conv2d"]
 _PRODUCT_CHUNK = 8192
 
 
-def _weight_product(cols: np.ndarray, g: np.ndarray, shape: Tuple[int, ...],
-                    out: Optional[np.ndarray] = None) -> np.ndarray:
-    """``(g @ cols.T).reshape(shape)``, into ``out`` when given (for Parameter.accumulate).
+def _weight_product(cols: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """``cols @ g.T``: the ``(C*kh*kw, O)`` weight gradient of one block, summed over its columns.
 
     Both operands are long along the batch-times-pixels axis, which is
     summed over.  BLAS handles such a product badly when the result is
@@ -28,11 +27,15 @@ def _weight_product(cols: np.ndarray, g: np.ndarray, shape: Tuple[int, ...],
     as a sum over chunks of 8192 columns; larger results ran as fast either
     way), and computes ``cols @ g.T`` a fifth faster than ``g @ cols.T``.
     """
-    length = cols.shape[1]
-    product = np.matmul(cols[:, :_PRODUCT_CHUNK], g[:, :_PRODUCT_CHUNK].T)  # (C*kh*kw, O), small
-    for start in range(_PRODUCT_CHUNK, length, _PRODUCT_CHUNK):
+    product = np.matmul(cols[:, :_PRODUCT_CHUNK], g[:, :_PRODUCT_CHUNK].T)
+    for start in range(_PRODUCT_CHUNK, cols.shape[1], _PRODUCT_CHUNK):
         stop = start + _PRODUCT_CHUNK
         product += np.matmul(cols[:, start:stop], g[:, start:stop].T)
+    return product
+
+
+def _as_weight(product: np.ndarray, shape: Tuple[int, ...], out: Optional[np.ndarray] = None) -> np.ndarray:
+    """A ``(C*kh*kw, O)`` product as an ``(O, C, kh, kw)`` weight gradient, into ``out`` when given (for Parameter.accumulate)."""
     if out is None:
         return product.T.reshape(shape)
     out[...] = product.T.reshape(shape)  # ``out`` may be any layout: assign, never write through a reshape
@@ -76,8 +79,11 @@ class Conv2d(Node):
     :math:`\bar W` = ``W.reshape(C_out, -1)``: :math:`Y_n = \bar W X_n + b\,\mathbf 1^\top`,
     :math:`\partial L/\partial X_n = \bar W^\top G_n` (then ``col2im``) and
     :math:`\partial L/\partial \bar W = \sum_n G_n X_n^\top`; this is how the
-    layer computes, reusing the columns of the forward pass for the weight
-    gradient.  See :mod:`nn_from_scratch.nodes.im2col` for the layouts.
+    layer computes.  With stride 1 it works through blocks of a few samples,
+    building each block's columns from the padded input (kept for the
+    backward pass) and using them at once, in cache; other strides keep the
+    whole batch's columns from the forward pass for the weight gradient.
+    See :mod:`nn_from_scratch.nodes.im2col` for the layouts.
 
     ``kernel_size``, ``stride``, ``padding`` and ``dilation`` are ints or
     ``(h, w)`` pairs.  Only zero padding and ``groups=1`` are supported.
@@ -119,6 +125,7 @@ class Conv2d(Node):
             raise TypeError(f"dtype must be a floating type, got {dtype}")
         super().__init__()
         self._workspace = Workspace()
+        self._wide: Optional[Tuple[Any, WideColumns]] = None  # the geometry of the last stride-1 input, by its key
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         kh, kw = self.kernel_size
         shape = (self.out_channels, self.in_channels, kh, kw)
@@ -160,57 +167,79 @@ class Conv2d(Node):
     def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
         images = x if x.ndim == 4 else x[np.newaxis]
         images = images.astype(self.dtype, copy=False)
-        n = images.shape[0]
-        weight = self.weight.value.reshape(self.out_channels, -1)
-        if self.stride == (1, 1):  # wide columns: long contiguous runs (see nodes/im2col.py)
-            workspace = self._workspace
-            ctx.wide = WideColumns(images.shape, self.kernel_size, self.padding, self.dilation, workspace)
-            ctx.cols = ctx.wide.im2col(images)  # (C*kh*kw, N*H_out*W_p), reused once this pass is forgotten
-            workspace.lend(ctx.cols, ctx)
-            wide_y = np.matmul(weight, ctx.cols, out=workspace.take((self.out_channels, ctx.cols.shape[1]), self.dtype))
-            y = ctx.wide.crop(wide_y)
-            workspace.give(wide_y)
+        if self.stride == (1, 1):  # wide columns, in blocks of samples (see nodes/im2col.py)
+            y = self._forward_wide(images, ctx)
         else:
             ctx.wide = None
+            n = images.shape[0]
             cols = im2col(images, *self._geometry())  # (N, C, kh, kw, H_out, W_out)
             ho, wo = cols.shape[-2:]
-            ctx.cols = cols.reshape(n, weight.shape[1], ho * wo)  # (N, C*kh*kw, L), free
-            y = np.matmul(weight, ctx.cols).reshape(n, self.out_channels, ho, wo)  # NCHW
+            ctx.cols = cols.reshape(n, -1, ho * wo)  # (N, C*kh*kw, L), free
+            y = np.matmul(self._weight_matrix(), ctx.cols).reshape(n, self.out_channels, ho, wo)  # NCHW
         if self.bias is not None:
             y += self.bias.value[:, np.newaxis, np.newaxis]
         return y if x.ndim == 4 else y[0]
 
-    def _output_grad(self, g: np.ndarray, ctx: Context) -> np.ndarray:
-        """``g`` in the layout of ``ctx.cols``: ``(N, C_out, L)``, or wide ``(C_out, N*L)`` with zeros in the scratch columns."""
-        g = g if g.ndim == 4 else g[np.newaxis]
-        if ctx.wide is not None:
-            return ctx.wide.widen(g)
-        return g.reshape(g.shape[0], self.out_channels, g.shape[2] * g.shape[3])
+    def _weight_matrix(self) -> np.ndarray:
+        return self.weight.value.reshape(self.out_channels, -1)  # (O, C*kh*kw)
 
-    def _input_grad(self, g3: np.ndarray, ctx: Context) -> np.ndarray:
-        if ctx.wide is not None:  # rows in offset-major order: contiguous slabs for col2im
-            dcols = np.matmul(WideColumns.offset_major(self.weight.value), g3,
-                              out=self._workspace.take(ctx.cols.shape, g3.dtype))
-            dx = ctx.wide.col2im(dcols)
-            self._workspace.give(dcols)
-        else:
-            dcols = np.matmul(self.weight.value.reshape(self.out_channels, -1).T, g3)  # (N, C*kh*kw, L)
-            shape = ctx.x.shape if ctx.x.ndim == 4 else (1,) + ctx.x.shape
-            dx = col2im(dcols, shape, *self._geometry())
-        return dx.reshape(ctx.x.shape).astype(ctx.x.dtype, copy=False)
+    def _forward_wide(self, images: np.ndarray, ctx: Context) -> np.ndarray:
+        """Stride 1: the columns of each block of samples go straight into one matrix product."""
+        workspace = self._workspace
+        key = (images.shape, self.dtype, self.kernel_size, self.padding, self.dilation)
+        if self._wide is None or self._wide[0] != key:  # built once per input shape, not on every pass
+            self._wide = (key, WideColumns(images.shape, self.kernel_size, self.padding, self.dilation,
+                                           workspace, self.dtype))
+        wide = ctx.wide = self._wide[1]
+        ctx.padded = wide.pad(images)  # all that the backward pass needs of the input
+        wide.lend(ctx.padded, ctx)
+        weight = self._weight_matrix()
+        cols, product = wide.buffer(wide.rows, self.dtype), wide.buffer(self.out_channels, self.dtype)
+        y = np.empty((images.shape[0], self.out_channels) + wide.out, dtype=self.dtype)
+        for samples in wide.blocks():
+            block = wide.im2col(ctx.padded, samples, cols)
+            wide.crop(np.matmul(weight, block, out=wide.matrix(product, self.out_channels, block.shape[1])), samples, y)
+        workspace.give(cols)
+        workspace.give(product)
+        return y
 
-    def _parameter_grads(self, g3: np.ndarray, ctx: Context) -> None:
-        if ctx.wide is not None:  # one product over the whole batch: G X^T, (O, N*L) @ (N*L, C*kh*kw)
-            self.weight.accumulate(_weight_product, ctx.cols, g3, self.weight.shape)
-            if self.bias is not None:
-                self.bias.accumulate(np.sum, g3, axis=1)
-            return
-        # (sum_n X_n G_n^T)^T: one BLAS product per sample, then a sum over the small (N, C*kh*kw, C_out)
-        # stack (measured faster than G_n X_n^T, whose output is the wide-and-short one)
-        per_sample = np.matmul(ctx.cols, g3.transpose(0, 2, 1))
-        self.weight.accumulate(np.sum, per_sample.T.reshape(self.weight.shape + (-1,)), axis=-1)
-        if self.bias is not None:
-            self.bias.accumulate(np.sum, g3, axis=(0, 2))
+    def _backward_wide(self, g: np.ndarray, ctx: Context, input_grad: bool, parameter_grads: bool) -> Optional[np.ndarray]:
+        """Stride 1, block by block: widen the output gradient, then the weight gradient from the block's
+        columns (rebuilt from the padded input) and the input gradient by col2im, while all are in cache."""
+        wide, workspace, dtype = ctx.wide, self._workspace, self.dtype
+        g_wide = wide.buffer(self.out_channels, dtype)
+        cols = wide.buffer(wide.rows, dtype) if parameter_grads else None
+        dcols = wide.buffer(wide.rows, dtype) if input_grad else None
+        offset_major = WideColumns.offset_major(self.weight.value) if input_grad else None
+        dx = np.empty(wide.input_shape, dtype=dtype) if input_grad else None
+        product: Optional[np.ndarray] = None  # the (C*kh*kw, O) weight gradient so far
+        for samples in wide.blocks():
+            block = wide.widen(g, samples, g_wide)
+            if cols is not None:
+                part = _weight_product(wide.im2col(ctx.padded, samples, cols), block)
+                product = part if product is None else np.add(product, part, out=product)
+            if dcols is not None:  # rows in offset-major order: contiguous slabs for col2im
+                wide.col2im(np.matmul(offset_major, block, out=wide.matrix(dcols, wide.rows, block.shape[1])), samples, dx)
+        for buffer in (g_wide, cols, dcols):
+            if buffer is not None:
+                workspace.give(buffer)
+        if product is not None:
+            self.weight.accumulate(_as_weight, product, self.weight.shape)
+        return dx
+
+    def _backward_strided(self, g: np.ndarray, ctx: Context, input_grad: bool, parameter_grads: bool) -> Optional[np.ndarray]:
+        """Any stride: the whole batch's columns from the forward pass, one product per sample."""
+        g3 = g.reshape(g.shape[0], self.out_channels, -1)  # (N, O, L), like ctx.cols
+        if parameter_grads:
+            # (sum_n X_n G_n^T)^T: one BLAS product per sample, then a sum over the small (N, C*kh*kw, C_out)
+            # stack (measured faster than G_n X_n^T, whose output is the wide-and-short one)
+            per_sample = np.matmul(ctx.cols, g3.transpose(0, 2, 1))
+            self.weight.accumulate(np.sum, per_sample.T.reshape(self.weight.shape + (-1,)), axis=-1)
+        if not input_grad:
+            return None
+        dcols = np.matmul(self._weight_matrix().T, g3)  # (N, C*kh*kw, L)
+        shape = ctx.x.shape if ctx.x.ndim == 4 else (1,) + ctx.x.shape
+        return col2im(dcols, shape, *self._geometry())
 
     def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
         return self._backward_ctx(g, ctx, input_grad=True, parameter_grads=False)
@@ -220,13 +249,12 @@ class Conv2d(Node):
 
     def _backward_ctx(self, g: np.ndarray, ctx: Context, input_grad: bool = True,
                       parameter_grads: bool = True) -> Optional[np.ndarray]:
-        g3 = self._output_grad(g, ctx)  # widened once for both gradients
-        if parameter_grads:
-            self._parameter_grads(g3, ctx)
-        dx = self._input_grad(g3, ctx) if input_grad else None
-        if ctx.wide is not None:
-            self._workspace.give(g3)
-        return dx
+        g = g if g.ndim == 4 else g[np.newaxis]
+        backward = self._backward_wide if ctx.wide is not None else self._backward_strided
+        dx = backward(g, ctx, input_grad, parameter_grads)
+        if parameter_grads and self.bias is not None:
+            self.bias.accumulate(np.sum, g, axis=(0, 2, 3))
+        return None if dx is None else dx.reshape(ctx.x.shape).astype(ctx.x.dtype, copy=False)
 
     def extra_repr(self) -> str:
         """torch's form: the channels, the kernel, and the other settings only where they differ from the defaults."""

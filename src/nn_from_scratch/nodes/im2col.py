@@ -59,42 +59,56 @@ or pixels in Python.
 Wide columns (stride 1)
 -----------------------
 With stride 1 a window's rows are runs of the padded image's rows, so
-:class:`WideColumns` lays the columns out over the *padded* width
-:math:`W_p = W + 2p_w`: with the padded image flattened per channel,
+:class:`WideColumns` gives every sample the whole padded image,
+:math:`S = H_p W_p` columns (:math:`H_p = H + 2p_h`, :math:`W_p = W + 2p_w`):
+with each padded image flattened per channel,
 
 .. math::
-    \text{cols}[(c, a, b), (n, i W_p + j)] = \tilde x_\text{flat}[n, c,\; (i + a d_h) W_p + j + b d_w],
-    \qquad 0 \le i < H_\text{out},\ 0 \le j < W_p,
+    \text{cols}[(c, a, b), (n, q)] = \tilde x_\text{flat}[n, c,\; q + a d_h W_p + b d_w],
+    \qquad 0 \le q < S,
 
-so each kernel offset is one contiguous run of :math:`H_\text{out} W_p`
-numbers (a single copy for im2col, a single addition for col2im) instead of
-:math:`H_\text{out}` short rows.  The columns :math:`j \ge W_\text{out}` are
-scratch: the forward result is cropped to :math:`W_\text{out}`, and the
-output gradient is padded with zeros there, so they never reach a result.
-The price is :math:`W_p / W_\text{out}` times the matrix-product work
-(7% for 3x3 kernels with padding 1 on 28x28 images); the gain is copies and
-additions over long runs, which is where the short-row layout spent its time.
+and column :math:`q = i W_p + j` is the receptive field of output
+:math:`(i, j)` when :math:`i < H_\text{out}` and :math:`j < W_\text{out}`.
+The other columns are scratch (they read the padding, or run on into the
+next image): the forward result is cropped, and the output gradient is
+zero there, so they never reach a result.  Each kernel offset is then one
+shifted copy of the whole image, and, because every image's segment has the
+same length in the columns and in the padded buffer, col2im adds each
+offset's slab of the column gradient onto the padded gradient as *one*
+contiguous addition over the block (NumPy adds contiguous arrays about four
+times faster than the same numbers as rows of a strided view).  The price
+is :math:`H_p W_p / (H_\text{out} W_\text{out})` times the matrix-product
+work (15% for 3x3 kernels with padding 1 on 28x28 images).
 
-The samples sit side by side in the columns: ``cols`` is one
-``(C*kh*kw, N*H_out*W_p)`` matrix, so the forward pass, the weight gradient
-and the column gradient are each *one* matrix product over the whole batch,
-which BLAS runs far better (and on all threads) than one small product per
-sample; outputs and gradients are laid out channel-first, ``(O, N, ...)``,
-and turned back into NCHW by the copy that crops them.
+The samples sit side by side in the columns, in *blocks* of a few samples
+(:meth:`WideColumns.blocks`, about :data:`COLUMN_BLOCK_BYTES` of columns
+each): the columns of one block, ``(C*kh*kw, k*S)`` for ``k`` samples, are
+built from the padded input and used at once by the matrix products (the
+forward output, the weight gradient, the column gradient) while they are
+still in the cache.  Columns for the whole batch would be written to memory
+and read back by every product: measured on the benchmark's 16->32 channel
+convolution, that made forward plus backward a third slower, and kept 31 MB
+alive between the passes where the padded input (the only thing the
+backward pass needs again) takes 4 MB.  The loop runs over blocks of
+samples sized by bytes, not over samples or pixels: each step is one copy
+and one matrix product over the block.  Outputs and gradients are laid out
+channel-first within a block, ``(O, k*S)``, and turned back into NCHW by
+the copy that crops them.
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ..rowblocks import for_row_blocks
 from .workspace import Workspace
 
-SAMPLE_BLOCK_BYTES = 1 << 23
-"""Bytes of columns per block of samples in the wide im2col/col2im: big enough that two threads rarely
-wait for the GIL between their NumPy calls (measured: col2im 4.3 ms with 2 MiB blocks, 3.1 ms with 8 MiB)."""
+COLUMN_BLOCK_BYTES = 1 << 21
+"""Bytes of columns per block of samples in :class:`WideColumns`: small enough that a block's columns are
+still in the cache when the matrix products read them, large enough that the products stay efficient
+(measured on the 16->32 channel, 28x28 convolution of the benchmark: blocks of 1, 2 and 4 MiB within 10%
+of each other, whole-batch columns a third slower)."""
 
 __all__ = ["WideColumns", "as_pair", "col2im", "conv_output_size", "im2col"]
 
@@ -107,6 +121,9 @@ def as_pair(name: str, value: Any, minimum: int = 1) -> Tuple[int, int]:
     Raises ``ValueError`` naming ``name`` and ``value`` for anything else
     (booleans and floats included).
     """
+    if (type(value) is tuple and len(value) == 2 and type(value[0]) is int and type(value[1]) is int
+            and value[0] >= minimum and value[1] >= minimum):
+        return value  # already a valid pair (the layers' own settings, on every pass): no message to build
     kind = "positive" if minimum == 1 else ("non-negative" if minimum == 0 else f">= {minimum}")
     message = f"{name} must be a {kind} integer or a pair of {kind} integers, got {value!r}"
     if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
@@ -265,84 +282,111 @@ def _clip(offset: int, stride: int, count: int, size: int) -> Tuple[int, int, in
 
 
 class WideColumns:
-    r"""Stride-1 im2col/col2im over the padded width, samples side by side (see "Wide columns" above).
+    r"""Stride-1 im2col/col2im over whole padded images, in blocks of samples (see "Wide columns" above).
 
-    Built for one input shape and geometry.  :meth:`im2col` gives the
-    ``(C*kh*kw, N*H_out*W_p)`` columns, :meth:`widen` lays an output
-    gradient ``(N, O, H_out, W_out)`` out as ``(O, N*H_out*W_p)`` with zeros
-    in the scratch columns, :meth:`crop` turns a wide ``(O, N*H_out*W_p)``
-    result into a new ``(N, O, H_out, W_out)`` array, and :meth:`col2im` sums
-    wide columns, their rows in offset-major order (:meth:`offset_major`),
-    back onto the input: the adjoint of :meth:`im2col` on the columns that
+    Built for one input shape, geometry and dtype.  :meth:`pad` copies the
+    input into the flat padded layout, ``(N, C, S)`` with :math:`S = H_p W_p`,
+    from which :meth:`im2col` builds the ``(C*kh*kw, k*S)`` columns of one
+    block of samples.  :meth:`widen` lays a block of an output gradient
+    ``(N, O, H_out, W_out)`` out as ``(O, k*S)`` with zeros in the scratch
+    columns, :meth:`crop` writes a wide ``(O, k*S)`` result into its samples
+    of an NCHW array, and :meth:`col2im` sums a block of wide columns, their
+    rows in offset-major order (:meth:`offset_major`), back onto its samples
+    of the input gradient: the adjoint of :meth:`im2col` on the columns that
     are not scratch.
 
-    Scratch arrays come from ``workspace`` (see :mod:`.workspace`): the
-    columns and the widened gradient are the caller's to give back.
+    Scratch arrays come from ``workspace`` (see :mod:`.workspace`); the
+    padded input is the caller's to give back.  The methods that take a
+    buffer (from :meth:`buffer`) return a view of its first part, shaped for
+    the block and C-contiguous.
     """
 
     def __init__(self, input_shape: Sequence[int], kernel_size: Pair, padding: Pair = 0, dilation: Pair = 1,
-                 workspace: Optional[Workspace] = None) -> None:
+                 workspace: Optional[Workspace] = None, dtype: Any = np.float64,
+                 block_bytes: Optional[int] = None) -> None:
         self.workspace = workspace if workspace is not None else Workspace(keep=0)
         self.input_shape = tuple(int(d) for d in input_shape)
         (kh, kw), _, (ph, pw), (dh, dw), (ho, wo) = _geometry(self.input_shape, kernel_size, 1, padding, dilation)
         n, c, h, w = self.input_shape
         self.kernel, self.padding, self.out = (kh, kw), (ph, pw), (ho, wo)
         self.padded = (h + 2 * ph, w + 2 * pw)
-        hp, wp = self.padded
-        # the last offset's run reaches (kw - 1) * dw numbers past the padded image
-        self.flat_size = hp * wp + (kw - 1) * dw
-        self.run = ho * wp
-        self.strides = (dh * wp, dw)  # flat steps between kernel rows and kernel columns
+        self.segment = self.padded[0] * self.padded[1]  # S: one padded image, flattened
+        self.steps = (dh * self.padded[1], dw)  # flat steps between kernel rows and kernel columns
+        self.shifts = [a * self.steps[0] + b * self.steps[1] for a in range(kh) for b in range(kw)]
+        self.rows = c * kh * kw
+        self.dtype = np.dtype(dtype)
+        block_bytes = COLUMN_BLOCK_BYTES if block_bytes is None else block_bytes
+        sample_bytes = self.rows * self.segment * self.dtype.itemsize  # one sample's columns
+        self.block = max(1, min(n, block_bytes // max(1, sample_bytes)))  # samples per block
 
-    def _flat(self, leading: Tuple[int, int], dtype: Any) -> np.ndarray:
-        """A zeroed flat padded buffer ``leading + (flat_size,)`` from the workspace (give it back after use)."""
-        flat = self.workspace.take(leading + (self.flat_size,), dtype)
-        flat.fill(0)
-        return flat
+    def blocks(self) -> List[slice]:
+        """The blocks of samples, in order, covering the batch."""
+        n = self.input_shape[0]
+        return [slice(start, min(start + self.block, n)) for start in range(0, n, self.block)]
+
+    def buffer(self, rows: int, dtype: Any) -> np.ndarray:
+        """A scratch array from the workspace for ``(rows, k*S)`` matrices of any block (give it back)."""
+        return self.workspace.take((rows * self.block * self.segment,), dtype)
+
+    @staticmethod
+    def matrix(buffer: np.ndarray, rows: int, columns: int) -> np.ndarray:
+        """The C-contiguous ``(rows, columns)`` matrix at the start of a :meth:`buffer`."""
+        return buffer[: rows * columns].reshape(rows, columns)
+
+    def _flat(self, leading: Tuple[int, int], dtype: Any) -> Tuple[np.ndarray, np.ndarray]:
+        """A zeroed ``leading + (S,)`` array from the workspace, and the whole 1-d buffer under it.
+
+        The buffer runs on past the array by the largest shift, so that every
+        kernel offset's run of ``S`` numbers from every image stays inside it.
+        """
+        size = leading[0] * leading[1] * self.segment
+        whole = self.workspace.take((size + self.shifts[-1],), dtype)
+        whole.fill(0)
+        return whole[:size].reshape(leading + (self.segment,)), whole
 
     def _interior(self, flat: np.ndarray) -> np.ndarray:
-        """The view of the unpadded images inside a flat padded buffer (its two leading axes kept)."""
+        """The view of the unpadded images inside a flat padded array (its two leading axes kept)."""
         (h, w), (hp, wp), (ph, pw) = self.input_shape[2:], self.padded, self.padding
-        return flat[..., : hp * wp].reshape(flat.shape[:2] + (hp, wp))[..., ph:ph + h, pw:pw + w]
+        return flat.reshape(flat.shape[:2] + (hp, wp))[..., ph:ph + h, pw:pw + w]
 
-    def im2col(self, x: np.ndarray) -> np.ndarray:
-        """``(C*kh*kw, N*H_out*W_p)`` columns of ``x`` (strided copies, runs of ``H_out*W_p``)."""
-        n, c = self.input_shape[:2]
-        flat = self._flat((n, c), x.dtype)
-        interior = self._interior(flat)
-        (kh, kw), (row_step, col_step) = self.kernel, self.strides
-        s_n, s_c, s_f = flat.strides
-        windows = as_strided(flat, shape=(n, c, kh, kw, self.run),
+    def pad(self, x: np.ndarray) -> np.ndarray:
+        """``x`` ``(N, C, H, W)`` copied, zero-padded, into an ``(N, C, S)`` view of a workspace buffer."""
+        flat, _ = self._flat(self.input_shape[:2], x.dtype)
+        self._interior(flat)[...] = x
+        return flat
+
+    def lend(self, padded: np.ndarray, holder: Any) -> None:
+        """Give :meth:`pad`'s buffer back to the workspace once ``holder`` is garbage-collected."""
+        self.workspace.lend(padded.base, holder)  # the 1-d buffer that ``padded`` is a view of
+
+    def im2col(self, padded: np.ndarray, samples: slice, buffer: np.ndarray) -> np.ndarray:
+        """The ``(C*kh*kw, k*S)`` columns of the block ``samples`` of :meth:`pad`'s array, in ``buffer``."""
+        c, (kh, kw) = self.input_shape[1], self.kernel
+        block = padded[samples]
+        count = block.shape[0]
+        (s_n, s_c, s_f), (row_step, col_step) = block.strides, self.steps
+        # runs past the block's end read the buffer's tail, or the next images: scratch columns only
+        windows = as_strided(block, shape=(count, c, kh, kw, self.segment),
                              strides=(s_n, s_c, s_f * row_step, s_f * col_step, s_f), writeable=False)
-        matrix = self.workspace.take((c * kh * kw, n * self.run), x.dtype)  # the shape it is given back in
-        cols = matrix.reshape(c, kh, kw, n, self.run).transpose(3, 0, 1, 2, 4)  # indexed like ``windows``
+        cols = self.matrix(buffer, self.rows, count * self.segment)
+        np.copyto(cols.reshape(c, kh, kw, count, self.segment).transpose(3, 0, 1, 2, 4), windows)
+        return cols
 
-        def block(s: slice) -> None:  # a few samples: the padded images stay in cache for the copy
-            interior[s] = x[s]
-            np.copyto(cols[s], windows[s])
-
-        for_row_blocks(block, n, c * kh * kw * self.run * x.itemsize, block_bytes=SAMPLE_BLOCK_BYTES)
-        self.workspace.give(flat)
-        return matrix
-
-    def widen(self, g: np.ndarray) -> np.ndarray:
-        """``(N, O, H_out, W_out)`` to ``(O, N*H_out*W_p)``, zeros in the scratch columns."""
-        (ho, wo), wp = self.out, self.padded[1]
-        n, o = g.shape[:2]
-        wide = self.workspace.take((o, n * self.run), g.dtype)
-        grid = wide.reshape(o, n, ho, wp)
-        grid[..., :wo] = g.transpose(1, 0, 2, 3)
-        grid[..., wo:] = 0
+    def widen(self, g: np.ndarray, samples: slice, buffer: np.ndarray) -> np.ndarray:
+        """Samples ``samples`` of ``g`` ``(N, O, H_out, W_out)`` as ``(O, k*S)``, zeros in the scratch columns."""
+        (ho, wo), (hp, wp) = self.out, self.padded
+        block = g[samples]
+        o, count = block.shape[1], block.shape[0]
+        wide = self.matrix(buffer, o, count * self.segment)
+        wide.fill(0)
+        wide.reshape(o, count, hp, wp)[:, :, :ho, :wo] = block.transpose(1, 0, 2, 3)
         return wide
 
-    def crop(self, wide: np.ndarray) -> np.ndarray:
-        """``(O, N*H_out*W_p)`` to a new ``(N, O, H_out, W_out)`` (never an alias of ``wide``)."""
-        (ho, wo), wp = self.out, self.padded[1]
-        n = self.input_shape[0]
-        o = wide.shape[0]
-        out = np.empty((n, o, ho, wo), dtype=wide.dtype)
-        np.copyto(out, wide.reshape(o, n, ho, wp)[..., :wo].transpose(1, 0, 2, 3))
-        return out
+    def crop(self, wide: np.ndarray, samples: slice, out: np.ndarray) -> None:
+        """Write a wide ``(O, k*S)`` block into ``out[samples]`` ``(k, O, H_out, W_out)``."""
+        (ho, wo), (hp, wp) = self.out, self.padded
+        block = out[samples]
+        block[...] = wide.reshape(block.shape[1], block.shape[0], hp, wp)[:, :, :ho, :wo].transpose(1, 0, 2, 3)
 
     @staticmethod
     def offset_major(weight: np.ndarray) -> np.ndarray:
@@ -350,30 +394,23 @@ class WideColumns:
         o = weight.shape[0]
         return np.ascontiguousarray(weight.transpose(2, 3, 1, 0)).reshape(-1, o)
 
-    def col2im(self, cols: np.ndarray) -> np.ndarray:
-        """Sum offset-major columns back onto a new ``(N, C, H, W)`` array: the adjoint of :meth:`im2col`.
+    def col2im(self, cols: np.ndarray, samples: slice, dx: np.ndarray) -> None:
+        """Sum a block of offset-major columns back onto ``dx[samples]`` ``(k, C, H, W)``: the adjoint of :meth:`im2col`.
 
-        ``cols`` is ``(kh*kw*C, N*H_out*W_p)`` with rows ordered by kernel
-        offset, then channel (``offset_major(W) @ G`` gives it), and zeros
-        in the scratch columns.  That order makes each offset's slab
-        ``cols[k*C:(k+1)*C]`` one contiguous stretch of memory: the
-        channel-major order of :meth:`im2col` would scatter it into short
-        runs ``kh*kw`` apart, which reads three to four times slower.
+        ``cols`` is a C-contiguous ``(kh*kw*C, k*S)`` matrix with rows ordered
+        by kernel offset, then channel (``offset_major(W) @ G`` gives it),
+        and zeros in the scratch columns.  Offset ``j``'s slab
+        ``cols[j*C:(j+1)*C]`` is then one contiguous stretch, laid out like
+        the channel-first padded gradient ``(C, k, S)`` and added onto it,
+        shifted, as one flat addition.
         """
-        n, c = self.input_shape[:2]
-        (kh, kw), (row_step, col_step) = self.kernel, self.strides
-        slabs = cols.reshape(kh, kw, c, n, self.run)
-        flat = self._flat((c, n), cols.dtype)  # channel-first, like the slabs
-        dx = np.empty(self.input_shape, dtype=cols.dtype)
-        interior = self._interior(flat).transpose(1, 0, 2, 3)  # indexed (n, c, h, w)
-
-        def block(s: slice) -> None:  # a few samples: their padded gradient stays in cache over the kh*kw sums
-            for a in range(kh):
-                for b in range(kw):
-                    start = a * row_step + b * col_step
-                    flat[:, s, start:start + self.run] += slabs[a, b, :, s]
-            dx[s] = interior[s]
-
-        for_row_blocks(block, n, c * kh * kw * self.run * cols.itemsize, block_bytes=SAMPLE_BLOCK_BYTES)
-        self.workspace.give(flat)
-        return dx
+        c = self.input_shape[1]
+        count = len(range(*samples.indices(self.input_shape[0])))
+        size = c * count * self.segment
+        slabs = cols.reshape(len(self.shifts), size)
+        flat, whole = self._flat((c, count), cols.dtype)
+        for slab, shift in zip(slabs, self.shifts):
+            target = whole[shift:shift + size]
+            np.add(target, slab, out=target)
+        dx[samples] = self._interior(flat).transpose(1, 0, 2, 3)
+        self.workspace.give(whole)
