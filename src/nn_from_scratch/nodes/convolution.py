@@ -176,8 +176,8 @@ class Conv2d(Node):
             ho, wo = cols.shape[-2:]
             ctx.cols = cols.reshape(n, -1, ho * wo)  # (N, C*kh*kw, L), free
             y = np.matmul(self._weight_matrix(), ctx.cols).reshape(n, self.out_channels, ho, wo)  # NCHW
-        if self.bias is not None:
-            y += self.bias.value[:, np.newaxis, np.newaxis]
+            if self.bias is not None:
+                y += self.bias.value[:, np.newaxis, np.newaxis]
         return y if x.ndim == 4 else y[0]
 
     def _weight_matrix(self) -> np.ndarray:
@@ -194,29 +194,44 @@ class Conv2d(Node):
         ctx.padded = wide.pad(images)  # all that the backward pass needs of the input
         wide.lend(ctx.padded, ctx)
         weight = self._weight_matrix()
-        cols, product = wide.buffer(wide.rows, self.dtype), wide.buffer(self.out_channels, self.dtype)
+        if self.bias is not None:  # (O, C*kh*kw + 1): the bias is the product's last column, met by a row of ones
+            weight = np.concatenate((weight, self.bias.value[:, np.newaxis]), axis=1)
+        cols, product = self._columns_buffer(wide), wide.buffer(self.out_channels, self.dtype)
         y = np.empty((images.shape[0], self.out_channels) + wide.out, dtype=self.dtype)
         for samples in wide.blocks():
-            block = wide.im2col(ctx.padded, samples, cols)
+            block = self._columns(wide, ctx.padded, samples, cols)
             wide.crop(np.matmul(weight, block, out=wide.matrix(product, self.out_channels, block.shape[1])), samples, y)
         workspace.give(cols)
         workspace.give(product)
         return y
+
+    def _columns_buffer(self, wide: WideColumns) -> np.ndarray:
+        return wide.buffer(wide.rows + (self.bias is not None), self.dtype)
+
+    def _columns(self, wide: WideColumns, padded: np.ndarray, samples: slice, buffer: np.ndarray) -> np.ndarray:
+        """A block's columns and, with a bias, a last row of ones: the forward product then adds the bias,
+        and the weight-gradient product yields the bias gradient (saving a broadcast pass and a reduction)."""
+        block = wide.im2col(padded, samples, buffer)
+        if self.bias is None:
+            return block
+        with_ones = wide.matrix(buffer, wide.rows + 1, block.shape[1])  # the block's rows, then one more
+        with_ones[-1] = 1
+        return with_ones
 
     def _backward_wide(self, g: np.ndarray, ctx: Context, input_grad: bool, parameter_grads: bool) -> Optional[np.ndarray]:
         """Stride 1, block by block: widen the output gradient, then the weight gradient from the block's
         columns (rebuilt from the padded input) and the input gradient by col2im, while all are in cache."""
         wide, workspace, dtype = ctx.wide, self._workspace, self.dtype
         g_wide = wide.buffer(self.out_channels, dtype)
-        cols = wide.buffer(wide.rows, dtype) if parameter_grads else None
+        cols = self._columns_buffer(wide) if parameter_grads else None
         dcols = wide.buffer(wide.rows, dtype) if input_grad else None
         offset_major = WideColumns.offset_major(self.weight.value) if input_grad else None
         dx = np.empty(wide.input_shape, dtype=dtype) if input_grad else None
-        product: Optional[np.ndarray] = None  # the (C*kh*kw, O) weight gradient so far
+        product: Optional[np.ndarray] = None  # the (C*kh*kw [+ 1], O) weight [and bias] gradient so far
         for samples in wide.blocks():
             block = wide.widen(g, samples, g_wide)
             if cols is not None:
-                part = _weight_product(wide.im2col(ctx.padded, samples, cols), block)
+                part = _weight_product(self._columns(wide, ctx.padded, samples, cols), block)
                 product = part if product is None else np.add(product, part, out=product)
             if dcols is not None:  # rows in offset-major order: contiguous slabs for col2im
                 wide.col2im(np.matmul(offset_major, block, out=wide.matrix(dcols, wide.rows, block.shape[1])), samples, dx)
@@ -224,7 +239,9 @@ class Conv2d(Node):
             if buffer is not None:
                 workspace.give(buffer)
         if product is not None:
-            self.weight.accumulate(_as_weight, product, self.weight.shape)
+            self.weight.accumulate(_as_weight, product[:wide.rows], self.weight.shape)
+            if self.bias is not None:
+                self.bias.accumulate(np.positive, product[wide.rows])  # np.positive copies, into ``out`` when given
         return dx
 
     def _backward_strided(self, g: np.ndarray, ctx: Context, input_grad: bool, parameter_grads: bool) -> Optional[np.ndarray]:
@@ -235,6 +252,8 @@ class Conv2d(Node):
             # stack (measured faster than G_n X_n^T, whose output is the wide-and-short one)
             per_sample = np.matmul(ctx.cols, g3.transpose(0, 2, 1))
             self.weight.accumulate(np.sum, per_sample.T.reshape(self.weight.shape + (-1,)), axis=-1)
+            if self.bias is not None:
+                self.bias.accumulate(np.sum, g3, axis=(0, 2))
         if not input_grad:
             return None
         dcols = np.matmul(self._weight_matrix().T, g3)  # (N, C*kh*kw, L)
@@ -252,8 +271,6 @@ class Conv2d(Node):
         g = g if g.ndim == 4 else g[np.newaxis]
         backward = self._backward_wide if ctx.wide is not None else self._backward_strided
         dx = backward(g, ctx, input_grad, parameter_grads)
-        if parameter_grads and self.bias is not None:
-            self.bias.accumulate(np.sum, g, axis=(0, 2, 3))
         return None if dx is None else dx.reshape(ctx.x.shape).astype(ctx.x.dtype, copy=False)
 
     def extra_repr(self) -> str:
