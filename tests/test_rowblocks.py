@@ -8,7 +8,7 @@ import pytest
 
 from nn_from_scratch import rowblocks
 from nn_from_scratch.losses import CrossEntropyLoss
-from nn_from_scratch.nodes.softmax import log_softmax, row_dot, softmax, softmax_vjp, softmax_with_log_normalizer
+from nn_from_scratch.nodes.softmax import log_softmax, row_dot, row_sum, softmax, softmax_vjp, softmax_with_log_normalizer
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def test_environment_variable_sets_and_checks_the_thread_count(monkeypatch):
 def _plain_softmax(x):
     y = x - x.max(axis=-1, keepdims=True)
     np.exp(y, out=y)
-    y /= y.sum(axis=-1, keepdims=True)
+    y /= row_sum(y)  # the implementation's sum (a BLAS row dot), over the whole array at once
     return y
 
 
@@ -84,7 +84,7 @@ def test_blocked_softmax_family_is_bit_identical_to_the_whole_array_formulas(thr
     y = softmax(x)
     np.testing.assert_array_equal(y, _plain_softmax(x.copy()))
     shifted = x - x.max(axis=-1, keepdims=True)
-    total = np.exp(shifted).sum(axis=-1, keepdims=True)
+    total = row_sum(np.exp(shifted))
     np.testing.assert_array_equal(log_softmax(x), shifted - np.log(total))
     dot = row_dot(y, g)[..., None]
     np.testing.assert_allclose(dot[..., 0], np.einsum("...i,...i->...", y, g), rtol=1e-5, atol=1e-6)
@@ -148,3 +148,15 @@ def test_calls_from_several_threads_and_nested_calls_work(threads):
 def test_softmax_with_log_normalizer_needs_classes():
     with pytest.raises(ValueError, match="at least one entry"):
         softmax_with_log_normalizer(np.zeros((3, 0)))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_row_sum_matches_np_sum_and_does_not_depend_on_the_rows_around_it(rng, dtype):
+    a = rng.random((301, 1023)).astype(dtype)
+    total = row_sum(a)
+    assert total.shape == (301, 1) and total.dtype == dtype
+    np.testing.assert_allclose(total, a.astype(np.float64).sum(axis=-1, keepdims=True),
+                               rtol=2e-3 if dtype == np.float16 else 1e-5, atol=0)
+    for rows in (slice(0, 1), slice(3, 7), slice(5, 301), slice(100, 133)):  # any block of rows: the same bits
+        np.testing.assert_array_equal(row_sum(a[rows]), total[rows])
+    assert row_sum(np.zeros((2, 0), dtype)).tolist() == [[0], [0]]
