@@ -7,7 +7,9 @@ Usage::
 Each workload is built in both libraries with the same shapes and the same
 float32 weights; one step of each is checked to compute the same numbers,
 then the two are timed in alternating blocks in this one process (median
-of the repeats, the first calls of every block untimed) so that both see the same machine state.  Needs torch.
+of the repeats, the first calls of every block untimed) so that both see the
+same machine state; ours/torch is the median over rounds of the ratio of two
+neighbouring blocks.  Needs torch.
 """
 from __future__ import annotations
 
@@ -96,8 +98,10 @@ def mlp_workload(torch, batch: int, rng: np.random.Generator) -> Workload:
     x = rng.standard_normal((batch, 784)).astype(np.float32)
     y = rng.integers(0, 10, batch)
     macs = 784 * 512 + 512 * 256 + 256 * 10
-    # forward, input gradient and weight gradient: three matmuls per layer
-    return training_step_workload(torch, f"MLP 784-512-256-10 step, batch {batch}", model, x, y, 6.0 * macs * batch)
+    # forward, weight gradient and input gradient for every layer but the first, whose input
+    # gradient neither library computes: three matmuls per layer, two for the first
+    return training_step_workload(torch, f"MLP 784-512-256-10 step, batch {batch}", model, x, y,
+                                  (6.0 * macs - 2.0 * 784 * 512) * batch)
 
 
 def cnn_workload(torch, rng: np.random.Generator) -> Workload:
@@ -175,27 +179,37 @@ def cross_entropy_workload(torch, rng: np.random.Generator) -> Workload:
 PAUSE_S = 0.2
 
 
-def time_alternately(workload: Workload, rounds: int, block: int, warmup: int) -> Tuple[float, float]:
-    """Median seconds per call of ours and torch's, timed in alternating blocks.
+def time_alternately(workload: Workload, rounds: int, block: int, warmup: int) -> Tuple[float, float, float]:
+    """Median seconds per call of ours and torch's, timed in alternating blocks, and the median ratio.
 
     Each round runs a block of calls of one library, then of the other.  The
     first ``warmup`` calls of every block are not timed: both libraries keep
     their worker threads spinning for a while after a parallel region, and
     those threads would otherwise steal the cores from the first calls of
     the other library (timing single calls in strict alternation made both
-    libraries look two to three times slower than they are).
+    libraries look two to three times slower than they are).  The ratio is
+    the median over rounds of the two blocks' medians: blocks next to each
+    other in time see the same state of a shared machine, so slow spells
+    cancel out of it (on a virtual machine whose speed drifts by a third
+    from minute to minute, the ratio of the overall medians did not).
     """
     times: Dict[str, List[float]] = {"ours": [], "torch": []}
+    ratios: List[float] = []
     for _ in range(rounds):
+        medians = {}
         for name, call in (("ours", workload.ours), ("torch", workload.torch)):
             time.sleep(PAUSE_S)  # let the other library's worker threads stop spinning and sleep
             for _ in range(warmup):
                 call()
+            samples = []
             for _ in range(block):
                 start = time.perf_counter()
                 call()
-                times[name].append(time.perf_counter() - start)
-    return statistics.median(times["ours"]), statistics.median(times["torch"])
+                samples.append(time.perf_counter() - start)
+            times[name] += samples
+            medians[name] = statistics.median(samples)
+        ratios.append(medians["ours"] / medians["torch"])
+    return statistics.median(times["ours"]), statistics.median(times["torch"]), statistics.median(ratios)
 
 
 def gemm_gflops(repeats: int) -> float:
@@ -234,7 +248,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     # process-wide, so it serves torch's allocations as much as ours (see nn_from_scratch/allocator.py)
     kept = keep_freed_memory()
-    rounds, block, warmup = (2, 3, 2) if args.quick else (8, 5, 3)
+    rounds, block, warmup = (2, 3, 2) if args.quick else (12, 5, 3)
     repeats = rounds * block
     rng = np.random.default_rng(0)
     builders: List[Callable[[], Workload]] = [
@@ -259,11 +273,11 @@ def main(argv=None) -> int:
     results: Dict[str, float] = {}
     for build in builders:
         workload = build()
-        ours, theirs = time_alternately(workload, rounds, block, warmup)
+        ours, theirs, ratio = time_alternately(workload, rounds, block, warmup)
         share = f"{workload.flops / ours / 1e9 / peak:>9.0%}" if workload.flops else f"{'':>9}"
-        print(f"{workload.name:<44} {ours * 1e3:>9.2f} {theirs * 1e3:>9.2f} {ours / theirs:>10.2f} "
+        print(f"{workload.name:<44} {ours * 1e3:>9.2f} {theirs * 1e3:>9.2f} {ratio:>10.2f} "
               f"{workload.samples / ours:>11.0f} {share:>10}")
-        results[workload.name] = ours / theirs
+        results[workload.name] = ratio
     return 0
 
 
