@@ -325,3 +325,33 @@ def test_stride_one_in_blocks_of_samples_matches_torch(torch, rng, monkeypatch, 
     np.testing.assert_allclose(layer.bias.grad, 2 * ref_db, rtol=1e-10, atol=1e-10)
     report = assert_gradients(layer, x[:3], rng=rng)  # finite differences through the blocks too
     assert len(report.comparisons) == 4
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("padding, dilation", [(1, 1), (0, 1), (2, 1), (1, 2)])
+def test_non_finite_input_and_weight_spread_like_torch(torch, rng, value, padding, dilation):
+    """A NaN or infinity reaches exactly the outputs and gradients that torch's reach, wherever it sits.
+
+    The stride-1 columns have scratch columns that read padding and the
+    neighbouring images; they must not carry the value into other taps'
+    weight gradients (0 * Inf = NaN), nor into other images' input gradients.
+    """
+    layer = Conv2d(3, 2, 3, 1, padding, dilation, rng=0)
+    x0 = rng.standard_normal((2, 3, 6, 6))
+    g0 = rng.standard_normal((2, 2) + layer.output_size(6, 6))
+    for position in [(0, 1, 0, 0), (0, 1, 0, 5), (1, 0, 0, 0), (0, 2, 5, 5), (0, 0, 2, 3), (1, 2, 1, 0)]:
+        x = x0.copy()
+        x[position] = value
+        layer.zero_grad()
+        y = layer.forward(x)
+        dx = layer.backward(g0)
+        ref_y, ref_dx, ref_dw, ref_db = torch_reference(torch, x, layer.weight.value, layer.bias.value, g0,
+                                                        1, padding, dilation)
+        for ours, theirs in ((y, ref_y), (dx, ref_dx), (layer.weight.grad, ref_dw), (layer.bias.grad, ref_db)):
+            np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-10, err_msg=f"{value} at {position}")
+    layer.weight.value[1, 2, 0, 1] = value  # a non-finite weight: the input gradient's scratch columns
+    layer.zero_grad()
+    layer.forward(x0)
+    dx = layer.backward(g0)
+    ref_dx = torch_reference(torch, x0, layer.weight.value, layer.bias.value, g0, 1, padding, dilation)[1]
+    np.testing.assert_allclose(dx, ref_dx, rtol=1e-10, atol=1e-10)

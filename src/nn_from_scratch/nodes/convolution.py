@@ -228,13 +228,18 @@ class Conv2d(Node):
         offset_major = WideColumns.offset_major(self.weight.value) if input_grad else None
         dx = np.empty(wide.input_shape, dtype=dtype) if input_grad else None
         product: Optional[np.ndarray] = None  # the (C*kh*kw [+ 1], O) weight [and bias] gradient so far
+        # a NaN or infinity would turn 0 * Inf in a scratch column into NaN: clear the scratch columns then
+        exact_cols = cols is not None and not np.isfinite(ctx.padded).all()
+        exact_dcols = dcols is not None and not np.isfinite(offset_major).all()
         for samples in wide.blocks():
             block = wide.widen(g, samples, g_wide)
             if cols is not None:
-                part = _weight_product(self._columns(wide, ctx.padded, samples, cols), block)
+                columns = self._columns(wide, ctx.padded, samples, cols)
+                part = _weight_product(wide.clear_scratch(columns) if exact_cols else columns, block)
                 product = part if product is None else np.add(product, part, out=product)
             if dcols is not None:  # rows in offset-major order: contiguous slabs for col2im
-                wide.col2im(np.matmul(offset_major, block, out=wide.matrix(dcols, wide.rows, block.shape[1])), samples, dx)
+                spread = np.matmul(offset_major, block, out=wide.matrix(dcols, wide.rows, block.shape[1]))
+                wide.col2im(wide.clear_scratch(spread) if exact_dcols else spread, samples, dx)
         for buffer in (g_wide, cols, dcols):
             if buffer is not None:
                 workspace.give(buffer)

@@ -388,6 +388,20 @@ class WideColumns:
         block = out[samples]
         block[...] = wide.reshape(block.shape[1], block.shape[0], hp, wp)[:, :, :ho, :wo].transpose(1, 0, 2, 3)
 
+    def clear_scratch(self, matrix: np.ndarray) -> np.ndarray:
+        """Zero the scratch columns of a block's ``(rows, k*S)`` matrix, in place, and return it.
+
+        Scratch columns read padding and the images next to their own, so a
+        NaN or infinity anywhere in the input can sit there; multiplied by the
+        zero gradient of a scratch column it would become NaN and reach a
+        weight gradient that torch leaves finite (0 * Inf = NaN).
+        """
+        (ho, wo), (hp, wp) = self.out, self.padded
+        grid = matrix.reshape(matrix.shape[0], -1, hp, wp)
+        grid[:, :, ho:, :] = 0
+        grid[:, :, :ho, wo:] = 0
+        return matrix
+
     @staticmethod
     def offset_major(weight: np.ndarray) -> np.ndarray:
         """``(O, C, kh, kw)`` weight as the ``(kh*kw*C, O)`` matrix whose product with a gradient suits :meth:`col2im`."""
