@@ -1,8 +1,8 @@
 r"""Scratch arrays that a node reuses from call to call.
 
 A convolution needs large temporary arrays on every step: the padded
-input, the columns (kept until the backward pass), the wide output, the
-column gradient.  Asked for afresh each time, the allocator returns such
+input (kept until the backward pass), the columns of a block of samples,
+the wide output, the column gradient.  Asked for afresh each time, the allocator returns such
 large blocks to the operating system when they are freed and gets new pages
 for the next step, and the kernel must then zero and map every page again:
 measured on the benchmark's convolution, that cost as much as a third of the
@@ -12,7 +12,7 @@ dtype and hands them out again.
 Ownership is explicit, so an array in use is never handed out twice:
 ``take`` gives an array to the caller, ``give`` returns it, and ``lend``
 returns it automatically when a holder object (the context of a forward
-pass, which keeps the columns for the backward pass) is garbage-collected.
+pass, which keeps the padded input for the backward pass) is garbage-collected.
 An array whose holder lives on (a cached forward that is never used) is
 simply not reused.  Arrays handed out hold stale numbers: callers that need
 zeros fill them.
