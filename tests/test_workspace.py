@@ -78,3 +78,18 @@ def test_a_training_loop_reuses_the_padded_input_of_the_previous_step(rng):
         addresses.append(conv._ctx.padded.__array_interface__["data"][0])
         conv.backward(g)  # drops the cached pass: its padded input goes back to the workspace
     assert addresses[1] in addresses[:1] or addresses[2] in addresses[:2]
+
+
+def test_a_deep_copy_has_its_own_workspace_and_computes_the_same(rng):
+    conv = Conv2d(2, 3, 3, padding=1, rng=0)
+    x, g = rng.standard_normal((4, 2, 5, 5)), rng.standard_normal((4, 3, 5, 5))
+    conv.forward(x)
+    conv.backward(g)  # the geometry of this input shape is now cached, with the workspace
+    twin = copy.deepcopy(conv)
+    assert twin._workspace is not conv._workspace
+    assert twin._wide[1].workspace is twin._workspace  # the copied geometry hands out the copy's arrays
+    for node in (conv, twin):
+        node.zero_grad()
+    np.testing.assert_array_equal(twin.forward(x), conv.forward(x))
+    np.testing.assert_array_equal(twin.backward(g), conv.backward(g))
+    np.testing.assert_array_equal(twin.weight.grad, conv.weight.grad)
