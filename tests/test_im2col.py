@@ -214,10 +214,10 @@ def test_wide_columns_agree_with_im2col_and_col2im_is_their_adjoint(rng, hw, ker
     padded = wide.pad(x)
     buffer = wide.buffer(wide.rows, x.dtype)
     cols = np.concatenate([wide.im2col(padded, s, buffer).copy() for s in blocks], axis=1)
-    (ho, wo), (hp, wp) = wide.out, wide.padded
+    (ho, wo), (hp, wp) = wide.out, wide.grid  # rows and row length of one image in the flat layout
     reference = im2col(x, kernel, 1, padding, dilation)  # (N, C, kh, kw, H_out, W_out)
     n, c, kh, kw = reference.shape[:4]
-    assert cols.shape == (c * kh * kw, n * hp * wp)  # whole padded images, samples side by side
+    assert cols.shape == (c * kh * kw, n * hp * wp)  # one image with its share of padding per sample, side by side
     kept = cols.reshape(c, kh, kw, n, hp, wp)[..., :ho, :wo].transpose(3, 0, 1, 2, 4, 5)
     np.testing.assert_array_equal(kept, reference)
     # col2im of offset-major columns (zero in the scratch columns) is the transpose of im2col

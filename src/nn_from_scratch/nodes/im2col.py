@@ -58,27 +58,37 @@ or pixels in Python.
 
 Wide columns (stride 1)
 -----------------------
-With stride 1 a window's rows are runs of the padded image's rows, so
-:class:`WideColumns` gives every sample the whole padded image,
-:math:`S = H_p W_p` columns (:math:`H_p = H + 2p_h`, :math:`W_p = W + 2p_w`):
-with each padded image flattened per channel,
+With stride 1 a window's rows are runs of the image's rows, so
+:class:`WideColumns` lays every image out flat, row after row, with its
+padding *shared* with its neighbours: each of the :math:`H` rows of
+:math:`W` pixels is followed by zeros up to a row length
+:math:`W_r = \max(W + p_w, W_\text{out})`, and the image by zero rows up to
+:math:`R = \max(H + p_h, H_\text{out})` rows, so that the zeros after one
+row (or image) are the right (bottom) padding of that row and the left
+(top) padding of the next.  With :math:`S = R W_r` numbers per image, a
+head of :math:`p_h W_r + p_w` zeros before the first, and the flat buffer
+:math:`\tilde x_\text{flat}`,
 
 .. math::
-    \text{cols}[(c, a, b), (n, q)] = \tilde x_\text{flat}[n, c,\; q + a d_h W_p + b d_w],
+    \text{cols}[(c, a, b), (n, q)] = \tilde x_\text{flat}[(n C + c) S + q + a d_h W_r + b d_w],
     \qquad 0 \le q < S,
 
-and column :math:`q = i W_p + j` is the receptive field of output
+and column :math:`q = i W_r + j` is the receptive field of output
 :math:`(i, j)` when :math:`i < H_\text{out}` and :math:`j < W_\text{out}`.
-The other columns are scratch (they read the padding, or run on into the
-next image): the forward result is cropped, and the output gradient is
-zero there, so they never reach a result.  Each kernel offset is then one
-shifted copy of the whole image, and, because every image's segment has the
-same length in the columns and in the padded buffer, col2im adds each
-offset's slab of the column gradient onto the padded gradient as *one*
-contiguous addition over the block (NumPy adds contiguous arrays about four
-times faster than the same numbers as rows of a strided view).  The price
-is :math:`H_p W_p / (H_\text{out} W_\text{out})` times the matrix-product
-work (15% for 3x3 kernels with padding 1 on 28x28 images).
+The other columns are scratch (they read padding, or run on into the next
+image): the forward result is cropped, and the output gradient is zero
+there, so they never reach a result (when the input holds a NaN or an
+infinity, the weight gradient clears them first, as 0 * Inf is NaN).  Each
+kernel offset is then one shifted copy of the whole image, and, because
+every image's segment has the same length in the columns and in the flat
+buffer, col2im adds each offset's slab of the column gradient onto the
+padded gradient as *one* contiguous addition over the block (NumPy adds
+contiguous arrays about four times faster than the same numbers as rows of
+a strided view).  The price is :math:`S / (H_\text{out} W_\text{out})` times
+the matrix-product work: 7% for 3x3 kernels with padding 1 on 28x28
+images, 15% on 14x14 (padding each image on its own, :math:`(H + 2p_h)(W +
+2p_w)`, cost 15% and 31%, and measured the 14x14 convolution of the
+benchmark's CNN 30% slower).
 
 The samples sit side by side in the columns, in *blocks* of a few samples
 (:meth:`WideColumns.blocks`, about :data:`COLUMN_BLOCK_BYTES` of columns
@@ -282,11 +292,11 @@ def _clip(offset: int, stride: int, count: int, size: int) -> Tuple[int, int, in
 
 
 class WideColumns:
-    r"""Stride-1 im2col/col2im over whole padded images, in blocks of samples (see "Wide columns" above).
+    r"""Stride-1 im2col/col2im over flat images that share their padding, in blocks of samples (see "Wide columns" above).
 
     Built for one input shape, geometry and dtype.  :meth:`pad` copies the
-    input into the flat padded layout, ``(N, C, S)`` with :math:`S = H_p W_p`,
-    from which :meth:`im2col` builds the ``(C*kh*kw, k*S)`` columns of one
+    input into the flat padded layout, seen as ``(N, C, S)`` with
+    :math:`S = R W_r` (``grid`` is :math:`(R, W_r)`), from which :meth:`im2col` builds the ``(C*kh*kw, k*S)`` columns of one
     block of samples.  :meth:`widen` lays a block of an output gradient
     ``(N, O, H_out, W_out)`` out as ``(O, k*S)`` with zeros in the scratch
     columns, :meth:`crop` writes a wide ``(O, k*S)`` result into its samples
@@ -309,9 +319,13 @@ class WideColumns:
         (kh, kw), _, (ph, pw), (dh, dw), (ho, wo) = _geometry(self.input_shape, kernel_size, 1, padding, dilation)
         n, c, h, w = self.input_shape
         self.kernel, self.padding, self.out = (kh, kw), (ph, pw), (ho, wo)
-        self.padded = (h + 2 * ph, w + 2 * pw)
-        self.segment = self.padded[0] * self.padded[1]  # S: one padded image, flattened
-        self.steps = (dh * self.padded[1], dw)  # flat steps between kernel rows and kernel columns
+        # each image gets R rows of W_r numbers: its H rows of W pixels, each followed by zeros, then zero rows;
+        # the zeros after one image are the padding both below it and above the next (see "Wide columns")
+        self.grid = (max(h + ph, ho), max(w + pw, wo))
+        row_length = self.grid[1]
+        self.segment = self.grid[0] * row_length  # S: one image, flattened with its share of the padding
+        self.head = ph * row_length + pw  # zeros before the first image, for its top-left windows
+        self.steps = (dh * row_length, dw)  # flat steps between kernel rows and kernel columns
         self.shifts = [a * self.steps[0] + b * self.steps[1] for a in range(kh) for b in range(kw)]
         self.rows = c * kh * kw
         self.dtype = np.dtype(dtype)
@@ -333,27 +347,32 @@ class WideColumns:
         """The C-contiguous ``(rows, columns)`` matrix at the start of a :meth:`buffer`."""
         return buffer[: rows * columns].reshape(rows, columns)
 
-    def _flat(self, leading: Tuple[int, int], dtype: Any) -> Tuple[np.ndarray, np.ndarray]:
-        """A zeroed ``leading + (S,)`` array from the workspace, and the whole 1-d buffer under it.
+    def _flat(self, leading: Tuple[int, int], dtype: Any) -> np.ndarray:
+        """A zeroed 1-d workspace buffer for ``leading`` images in the flat padded layout.
 
-        The buffer runs on past the array by the largest shift, so that every
-        kernel offset's run of ``S`` numbers from every image stays inside it.
+        Image ``m`` (counting through ``leading``) owns the numbers
+        ``[m*S, (m+1)*S)``; its pixels start ``head`` numbers in.  The buffer
+        runs on past the last image by the largest shift, so that every kernel
+        offset's run of ``S`` numbers from every image stays inside it (and by
+        ``head`` at least, where the padding is wider than the kernel needs).
         """
-        size = leading[0] * leading[1] * self.segment
-        whole = self.workspace.take((size + self.shifts[-1],), dtype)
+        extra = max(self.shifts[-1], self.head)
+        whole = self.workspace.take((leading[0] * leading[1] * self.segment + extra,), dtype)
         whole.fill(0)
-        return whole[:size].reshape(leading + (self.segment,)), whole
+        return whole
 
-    def _interior(self, flat: np.ndarray) -> np.ndarray:
-        """The view of the unpadded images inside a flat padded array (its two leading axes kept)."""
-        (h, w), (hp, wp), (ph, pw) = self.input_shape[2:], self.padded, self.padding
-        return flat.reshape(flat.shape[:2] + (hp, wp))[..., ph:ph + h, pw:pw + w]
+    def _interior(self, whole: np.ndarray, leading: Tuple[int, int]) -> np.ndarray:
+        """The ``leading + (H, W)`` view of the pixels inside a :meth:`_flat` buffer."""
+        h, w = self.input_shape[2:]
+        size = leading[0] * leading[1] * self.segment
+        return whole[self.head:self.head + size].reshape(leading + self.grid)[..., :h, :w]
 
     def pad(self, x: np.ndarray) -> np.ndarray:
-        """``x`` ``(N, C, H, W)`` copied, zero-padded, into an ``(N, C, S)`` view of a workspace buffer."""
-        flat, _ = self._flat(self.input_shape[:2], x.dtype)
-        self._interior(flat)[...] = x
-        return flat
+        """``x`` ``(N, C, H, W)`` copied, zero-padded, into a workspace buffer, seen as ``(N, C, S)``."""
+        n, c = self.input_shape[:2]
+        whole = self._flat((n, c), x.dtype)
+        self._interior(whole, (n, c))[...] = x
+        return whole[: n * c * self.segment].reshape(n, c, self.segment)
 
     def lend(self, padded: np.ndarray, holder: Any) -> None:
         """Give :meth:`pad`'s buffer back to the workspace once ``holder`` is garbage-collected."""
@@ -374,19 +393,19 @@ class WideColumns:
 
     def widen(self, g: np.ndarray, samples: slice, buffer: np.ndarray) -> np.ndarray:
         """Samples ``samples`` of ``g`` ``(N, O, H_out, W_out)`` as ``(O, k*S)``, zeros in the scratch columns."""
-        (ho, wo), (hp, wp) = self.out, self.padded
+        ho, wo = self.out
         block = g[samples]
         o, count = block.shape[1], block.shape[0]
         wide = self.matrix(buffer, o, count * self.segment)
         wide.fill(0)
-        wide.reshape(o, count, hp, wp)[:, :, :ho, :wo] = block.transpose(1, 0, 2, 3)
+        wide.reshape((o, count) + self.grid)[:, :, :ho, :wo] = block.transpose(1, 0, 2, 3)
         return wide
 
     def crop(self, wide: np.ndarray, samples: slice, out: np.ndarray) -> None:
         """Write a wide ``(O, k*S)`` block into ``out[samples]`` ``(k, O, H_out, W_out)``."""
-        (ho, wo), (hp, wp) = self.out, self.padded
+        ho, wo = self.out
         block = out[samples]
-        block[...] = wide.reshape(block.shape[1], block.shape[0], hp, wp)[:, :, :ho, :wo].transpose(1, 0, 2, 3)
+        block[...] = wide.reshape((block.shape[1], block.shape[0]) + self.grid)[:, :, :ho, :wo].transpose(1, 0, 2, 3)
 
     def clear_scratch(self, matrix: np.ndarray) -> np.ndarray:
         """Zero the scratch columns of a block's ``(rows, k*S)`` matrix, in place, and return it.
@@ -396,8 +415,8 @@ class WideColumns:
         zero gradient of a scratch column it would become NaN and reach a
         weight gradient that torch leaves finite (0 * Inf = NaN).
         """
-        (ho, wo), (hp, wp) = self.out, self.padded
-        grid = matrix.reshape(matrix.shape[0], -1, hp, wp)
+        ho, wo = self.out
+        grid = matrix.reshape((matrix.shape[0], -1) + self.grid)
         grid[:, :, ho:, :] = 0
         grid[:, :, :ho, wo:] = 0
         return matrix
@@ -422,9 +441,9 @@ class WideColumns:
         count = len(range(*samples.indices(self.input_shape[0])))
         size = c * count * self.segment
         slabs = cols.reshape(len(self.shifts), size)
-        flat, whole = self._flat((c, count), cols.dtype)
+        whole = self._flat((c, count), cols.dtype)
         for slab, shift in zip(slabs, self.shifts):
             target = whole[shift:shift + size]
             np.add(target, slab, out=target)
-        dx[samples] = self._interior(flat).transpose(1, 0, 2, 3)
+        dx[samples] = self._interior(whole, (c, count)).transpose(1, 0, 2, 3)
         self.workspace.give(whole)
