@@ -293,12 +293,15 @@ def test_weight_gradient_lands_in_a_gradient_array_of_any_layout(rng):
     np.testing.assert_allclose(layer.weight.grad, reference.weight.grad, rtol=1e-14, atol=1e-14)
 
 
+@pytest.mark.parametrize("keep", [True, False], ids=["columns kept", "columns rebuilt"])
 @pytest.mark.parametrize("block_samples", [1, 2, 5])
 @pytest.mark.parametrize("config", [((3, 3), 1), ((2, 3), (1, 2)), ((3, 2), 0)], ids=str)
-def test_stride_one_in_blocks_of_samples_matches_torch(torch, rng, monkeypatch, block_samples, config):
-    """Stride 1 works through blocks of samples: one per sample, blocks with a shorter last one, one for all."""
-    from nn_from_scratch.nodes import im2col
+def test_stride_one_in_blocks_of_samples_matches_torch(torch, rng, monkeypatch, block_samples, config, keep):
+    """Stride 1 works through blocks of samples: one per sample, blocks with a shorter last one, one for all;
+    the weight gradient uses the forward pass's columns when they are small, else rebuilds them."""
+    from nn_from_scratch.nodes import convolution, im2col
 
+    monkeypatch.setattr(convolution, "KEEP_COLUMNS_BYTES", 1 << 30 if keep else 0)
     kernel, padding = config
     layer = Conv2d(3, 4, kernel, 1, padding, 2 if kernel == (3, 2) else 1, rng=2)
     x = rng.standard_normal((5, 3, 7, 6))
@@ -306,6 +309,7 @@ def test_stride_one_in_blocks_of_samples_matches_torch(torch, rng, monkeypatch, 
     monkeypatch.setattr(im2col, "COLUMN_BLOCK_BYTES", block_samples * probe.rows * probe.segment * x.itemsize)
     y = layer.forward(x)
     assert len(layer._ctx.wide.blocks()) == -(-5 // block_samples)
+    assert (layer._ctx.columns is not None) == keep
     g = rng.standard_normal(y.shape)
     dx = layer.backward(g)
     ref_y, ref_dx, ref_dw, ref_db = torch_reference(
@@ -327,15 +331,19 @@ def test_stride_one_in_blocks_of_samples_matches_torch(torch, rng, monkeypatch, 
     assert len(report.comparisons) == 4
 
 
+@pytest.mark.parametrize("keep", [True, False], ids=["columns kept", "columns rebuilt"])
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("padding, dilation", [(1, 1), (0, 1), (2, 1), (1, 2)])
-def test_non_finite_input_and_weight_spread_like_torch(torch, rng, value, padding, dilation):
+def test_non_finite_input_and_weight_spread_like_torch(torch, rng, monkeypatch, value, padding, dilation, keep):
     """A NaN or infinity reaches exactly the outputs and gradients that torch's reach, wherever it sits.
 
     The stride-1 columns have scratch columns that read padding and the
     neighbouring images; they must not carry the value into other taps'
     weight gradients (0 * Inf = NaN), nor into other images' input gradients.
     """
+    from nn_from_scratch.nodes import convolution
+
+    monkeypatch.setattr(convolution, "KEEP_COLUMNS_BYTES", 1 << 30 if keep else 0)
     layer = Conv2d(3, 2, 3, 1, padding, dilation, rng=0)
     x0 = rng.standard_normal((2, 3, 6, 6))
     g0 = rng.standard_normal((2, 2) + layer.output_size(6, 6))

@@ -17,6 +17,11 @@ __all__ = ["Conv2d"]
 
 _PRODUCT_CHUNK = 8192
 
+KEEP_COLUMNS_BYTES = 1 << 23
+"""Stride 1: a batch's columns up to this size are kept from the forward pass for the weight gradient;
+larger ones are rebuilt block by block in the backward pass, where they are used at once, in cache
+(rebuilding the 2 and 4 MB of columns of the benchmark's small CNN cost about 4% of its step)."""
+
 
 def _weight_product(cols: np.ndarray, g: np.ndarray) -> np.ndarray:
     """``cols @ g.T``: the ``(C*kh*kw, O)`` weight gradient of one block, summed over its columns.
@@ -196,17 +201,27 @@ class Conv2d(Node):
         weight = self._weight_matrix()
         if self.bias is not None:  # (O, C*kh*kw + 1): the bias is the product's last column, met by a row of ones
             weight = np.concatenate((weight, self.bias.value[:, np.newaxis]), axis=1)
-        cols, product = self._columns_buffer(wide), wide.buffer(self.out_channels, self.dtype)
+        blocks, block_size = wide.blocks(), self._columns_size(wide)
+        if len(blocks) * block_size * self.dtype.itemsize <= KEEP_COLUMNS_BYTES:  # small: keep them all
+            ctx.columns = workspace.take((len(blocks) * block_size,), self.dtype)
+            workspace.lend(ctx.columns, ctx)
+            cols = None
+        else:
+            ctx.columns, cols = None, workspace.take((block_size,), self.dtype)
+        product = wide.buffer(self.out_channels, self.dtype)
         y = np.empty((images.shape[0], self.out_channels) + wide.out, dtype=self.dtype)
-        for samples in wide.blocks():
-            block = self._columns(wide, ctx.padded, samples, cols)
+        for i, samples in enumerate(blocks):
+            buffer = cols if ctx.columns is None else ctx.columns[i * block_size:(i + 1) * block_size]
+            block = self._columns(wide, ctx.padded, samples, buffer)
             wide.crop(np.matmul(weight, block, out=wide.matrix(product, self.out_channels, block.shape[1])), samples, y)
-        workspace.give(cols)
+        if cols is not None:
+            workspace.give(cols)
         workspace.give(product)
         return y
 
-    def _columns_buffer(self, wide: WideColumns) -> np.ndarray:
-        return wide.buffer(wide.rows + (self.bias is not None), self.dtype)
+    def _columns_size(self, wide: WideColumns) -> int:
+        """Numbers in a buffer for one block's columns (and the row of ones when there is a bias)."""
+        return (wide.rows + (self.bias is not None)) * wide.block * wide.segment
 
     def _columns(self, wide: WideColumns, padded: np.ndarray, samples: slice, buffer: np.ndarray) -> np.ndarray:
         """A block's columns and, with a bias, a last row of ones: the forward product then adds the bias,
@@ -220,21 +235,26 @@ class Conv2d(Node):
 
     def _backward_wide(self, g: np.ndarray, ctx: Context, input_grad: bool, parameter_grads: bool) -> Optional[np.ndarray]:
         """Stride 1, block by block: widen the output gradient, then the weight gradient from the block's
-        columns (rebuilt from the padded input) and the input gradient by col2im, while all are in cache."""
+        columns (kept, or rebuilt from the padded input) and the input gradient by col2im, while all are in cache."""
         wide, workspace, dtype = ctx.wide, self._workspace, self.dtype
         g_wide = wide.buffer(self.out_channels, dtype)
-        cols = self._columns_buffer(wide) if parameter_grads else None
+        block_size = self._columns_size(wide)
+        cols = workspace.take((block_size,), dtype) if parameter_grads and ctx.columns is None else None
         dcols = wide.buffer(wide.rows, dtype) if input_grad else None
         offset_major = WideColumns.offset_major(self.weight.value) if input_grad else None
         dx = np.empty(wide.input_shape, dtype=dtype) if input_grad else None
         product: Optional[np.ndarray] = None  # the (C*kh*kw [+ 1], O) weight [and bias] gradient so far
         # a NaN or infinity would turn 0 * Inf in a scratch column into NaN: clear the scratch columns then
-        exact_cols = cols is not None and not np.isfinite(ctx.padded).all()
+        exact_cols = parameter_grads and not np.isfinite(ctx.padded).all()
         exact_dcols = dcols is not None and not np.isfinite(offset_major).all()
-        for samples in wide.blocks():
+        for i, samples in enumerate(wide.blocks()):
             block = wide.widen(g, samples, g_wide)
-            if cols is not None:
-                columns = self._columns(wide, ctx.padded, samples, cols)
+            if parameter_grads:
+                if ctx.columns is None:
+                    columns = self._columns(wide, ctx.padded, samples, cols)
+                else:  # the forward pass's, with the row of ones when there is a bias
+                    columns = wide.matrix(ctx.columns[i * block_size:(i + 1) * block_size],
+                                          wide.rows + (self.bias is not None), block.shape[1])
                 part = _weight_product(wide.clear_scratch(columns) if exact_cols else columns, block)
                 product = part if product is None else np.add(product, part, out=product)
             if dcols is not None:  # rows in offset-major order: contiguous slabs for col2im

@@ -331,7 +331,8 @@ class WideColumns:
         self.dtype = np.dtype(dtype)
         block_bytes = COLUMN_BLOCK_BYTES if block_bytes is None else block_bytes
         sample_bytes = self.rows * self.segment * self.dtype.itemsize  # one sample's columns
-        self.block = max(1, min(n, block_bytes // max(1, sample_bytes)))  # samples per block
+        most = max(1, min(n, block_bytes // max(1, sample_bytes)))  # samples that fit in one block
+        self.block = -(-n // -(-n // most)) if n else 1  # as many blocks as needed, evenly filled: no small tail
 
     def blocks(self) -> List[slice]:
         """The blocks of samples, in order, covering the batch."""
