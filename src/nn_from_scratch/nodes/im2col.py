@@ -292,12 +292,13 @@ def _clip(offset: int, stride: int, count: int, size: int) -> Tuple[int, int, in
 
 
 class WideColumns:
-    r"""Stride-1 im2col/col2im over flat images that share their padding, in blocks of samples (see "Wide columns" above).
+    r"""Stride-1 im2col/col2im over flat images sharing their padding, by blocks of samples ("Wide columns" above).
 
     Built for one input shape, geometry and dtype.  :meth:`pad` copies the
     input into the flat padded layout, seen as ``(N, C, S)`` with
-    :math:`S = R W_r` (``grid`` is :math:`(R, W_r)`), from which :meth:`im2col` builds the ``(C*kh*kw, k*S)`` columns of one
-    block of samples.  :meth:`widen` lays a block of an output gradient
+    :math:`S = R W_r` (``grid`` is :math:`(R, W_r)`), from which
+    :meth:`im2col` builds the ``(C*kh*kw, k*S)`` columns of one block of
+    samples.  :meth:`widen` lays a block of an output gradient
     ``(N, O, H_out, W_out)`` out as ``(O, k*S)`` with zeros in the scratch
     columns, :meth:`crop` writes a wide ``(O, k*S)`` result into its samples
     of an NCHW array, and :meth:`col2im` sums a block of wide columns, their
