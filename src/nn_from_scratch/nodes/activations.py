@@ -140,11 +140,25 @@ def erfc(x: Any) -> np.ndarray:
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    r"""Stable logistic function :math:`1/(1 + e^{-x})` via :math:`e^{-|x|}`, which never overflows."""
+    r"""Stable logistic function :math:`1/(1 + e^{-x})` via :math:`e^{-|x|}`, which never overflows.
+
+    :math:`1/(1 + e)` for :math:`x \ge 0` and :math:`e/(1 + e)` below, with
+    :math:`e = e^{-|x|} \le 1`: the numerator is :math:`\max(e, [x \ge 0])`,
+    which picks the branch without ``np.where`` (whose branches cost it about
+    25 times an addition on data with mixed signs) and gives the same bits.
+    """
     with np.errstate(under="ignore"):
         e = np.exp(-np.abs(x))
-    one = x.dtype.type(1)
-    return np.where(x >= 0, one / (one + e), e / (one + e))
+    nonnegative = np.asarray(x >= 0).astype(x.dtype)  # an array even for 0-d x, to write into
+    numerator = np.maximum(e, nonnegative, out=nonnegative)  # 1 where x >= 0, else e (NaN stays NaN)
+    return numerator / (x.dtype.type(1) + e)
+
+
+def _select_slope(positive: np.ndarray, slope: Any) -> np.ndarray:
+    """``1`` where ``positive``, else ``slope`` (a finite number or array): ``p + (1 - p) * slope`` with
+    ``p`` the 0/1 mask, exact in floating point (``1 + 0*slope`` is 1), and far faster than ``np.where``."""
+    p = positive.astype(np.result_type(slope))
+    return p + (1 - p) * slope
 
 
 def _check_real(name: str, value: Any) -> float:
@@ -198,11 +212,15 @@ class LeakyReLU(ElementwiseNode):
 
     def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
         ctx.positive = x > 0
-        return np.where(ctx.positive, x, x * x.dtype.type(self.negative_slope))
+        scaled = x * x.dtype.type(self.negative_slope)
+        # x where x > 0, else a x: the larger of the two for a <= 1, the smaller for a > 1 (np.where is far slower)
+        y = np.maximum(x, scaled) if self.negative_slope <= 1 else np.minimum(x, scaled)
+        if self.negative_slope == 0 and not np.isfinite(y).all():  # 0 * Inf = NaN must not replace x = +Inf
+            y = np.where(ctx.positive, x, scaled)
+        return y
 
     def _derivative(self, ctx: Context) -> np.ndarray:
-        dtype = ctx.x.dtype
-        return np.where(ctx.positive, dtype.type(1), dtype.type(self.negative_slope))
+        return _select_slope(ctx.positive, ctx.x.dtype.type(self.negative_slope))
 
     def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope}"
@@ -227,13 +245,15 @@ class ELU(ElementwiseNode):
     def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
         alpha = x.dtype.type(self.alpha)
         ctx.positive = x > 0
-        negative = np.minimum(x, x.dtype.type(0))
+        zeros = np.zeros_like(x)  # arrays, not a scalar 0: NumPy's maximum and minimum are 3x faster so
+        negative = np.minimum(x, zeros)
         with np.errstate(under="ignore"):
             ctx.negative_slope = alpha * np.exp(negative)
-            return np.where(ctx.positive, x, alpha * np.expm1(negative))
+            # max(x, 0) + alpha (e^min(x, 0) - 1): one of the two terms is exactly 0, so no np.where is needed
+            return np.maximum(x, zeros, out=zeros) + alpha * np.expm1(negative)
 
     def _derivative(self, ctx: Context) -> np.ndarray:
-        return np.where(ctx.positive, ctx.x.dtype.type(1), ctx.negative_slope)
+        return _select_slope(ctx.positive, ctx.negative_slope)
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}"
