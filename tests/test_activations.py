@@ -243,3 +243,27 @@ def test_branch_free_forms_give_the_values_of_the_two_branch_definitions(rng, dt
             np.testing.assert_array_equal(node.forward(x), y, err_msg=repr(node))
             if dy is not None:
                 np.testing.assert_array_equal(node.backward(g), dy, err_msg=repr(node))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_erf_and_erfc_pick_each_region_exactly(rng, dtype):
+    """erf and erfc evaluate every region on clamped arguments and pick without branches: the result is,
+    bit for bit, each region's formula on its own elements (zero signs included)."""
+    from nn_from_scratch.nodes.activations import _ERF_THRESHOLD, _erf_small, _erfc_positive
+
+    x = np.concatenate([SPECIAL, [0.46875, -0.46875, 4.0, -4.0, 4.5, -4.5, 27.0, -27.0],
+                        rng.standard_normal(3000) * 4]).astype(dtype)
+    one, small = dtype(1), np.abs(x) <= _ERF_THRESHOLD
+    rest = ~small & ~np.isnan(x)
+    with np.errstate(under="ignore"):
+        tail = _erfc_positive(np.abs(x[rest]))
+        expected_erf, expected_erfc = np.full_like(x, np.nan), np.full_like(x, np.nan)
+        expected_erf[small] = _erf_small(x[small])
+        expected_erf[rest] = np.sign(x[rest]) * (one - tail)
+        expected_erfc[small] = one - _erf_small(x[small])
+        expected_erfc[rest] = np.where(x[rest] < 0, 2 * one - tail, tail)
+    for ours, expected in ((erf(x), expected_erf), (erfc(x), expected_erfc)):
+        np.testing.assert_array_equal(ours, expected)
+        numbers = ~np.isnan(expected)
+        assert np.array_equal(np.signbit(ours[numbers]), np.signbit(expected[numbers]))
+    assert np.signbit(erf(dtype(-0.0))) and erf(dtype(-np.inf)) == -1 and erfc(dtype(-np.inf)) == 2
