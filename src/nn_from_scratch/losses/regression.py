@@ -11,6 +11,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ..node import Context, as_float_array
+from ..nodes.activations import sigmoid
 from .base import Loss, as_float_target
 
 __all__ = ["MSELoss", "SmoothL1Loss", "BCEWithLogitsLoss"]
@@ -147,18 +148,16 @@ class BCEWithLogitsLoss(Loss):
     def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
         x, t, e = ctx.x, ctx.target, ctx.exp_neg_abs
         w = self._reduction_grad(g, ctx, x.shape)
-        positive = x >= 0
+        # e = exp(-|x|) <= 1, so max(e, 0/1 mask) picks 1 or e exactly, without np.where's slow branches
         if self.pos_weight is None:
-            sigmoid = np.where(positive, 1, e) / (1 + e)
+            sigmoid = np.maximum(e, (x >= 0).astype(e.dtype)) / (1 + e)
             return w * (sigmoid - t)
-        sigmoid_neg = np.where(positive, e, 1) / (1 + e)
+        sigmoid_neg = np.maximum(e, (x < 0).astype(e.dtype)) / (1 + e)  # e where x >= 0, else 1 (NaN stays NaN)
         return w * ((1 - t) - ctx.log_weight * sigmoid_neg)
 
     def probabilities(self, prediction: Any) -> np.ndarray:
         r"""The stable sigmoid :math:`\sigma(x)` of the logits."""
-        x = self._prepare_input(prediction)
-        e = np.exp(-np.abs(x))
-        return np.where(x >= 0, 1, e) / (1 + e)
+        return sigmoid(self._prepare_input(prediction))
 
     def extra_repr(self) -> str:
         extra = "" if self.pos_weight is None else f", pos_weight={self.pos_weight.tolist()}"
