@@ -58,8 +58,9 @@ def _erf_small(x: np.ndarray) -> np.ndarray:
     return x * (num + a[3]) / (den + b[3])
 
 
-def _pick(mask: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a`` where ``mask``, else ``b``, for *finite* ``a`` and ``b``: ``m a + (1 - m) b`` with ``m`` the 0/1 mask.
+def _pick(mask: np.ndarray, a: Any, b: Any) -> np.ndarray:
+    """``a`` where ``mask``, else ``b``, for *finite* ``a`` and ``b`` (arrays or numbers): ``m a + (1 - m) b``
+    with ``m`` the 0/1 mask.
 
     Exact (one of the two terms is multiplied by zero; only the sign of a zero
     result can change), and several times faster than ``np.where`` or boolean
@@ -67,8 +68,8 @@ def _pick(mask: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     mask mixes at random.  The region functions below are evaluated on
     arguments clamped into their region, so both candidates stay finite.
     """
-    m = np.asarray(mask).astype(a.dtype)
-    return m * a + (a.dtype.type(1) - m) * b
+    m = np.asarray(mask).astype(np.result_type(a, b))
+    return m * a + (1 - m) * b
 
 
 def _erfc_mid(u: np.ndarray) -> np.ndarray:
@@ -172,12 +173,6 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return numerator / (x.dtype.type(1) + e)
 
 
-def _select_slope(positive: np.ndarray, slope: Any) -> np.ndarray:
-    """``1`` where ``positive``, else ``slope`` (a finite number or array): ``p + (1 - p) * slope`` with
-    ``p`` the 0/1 mask, exact in floating point (``1 + 0*slope`` is 1), and far faster than ``np.where``."""
-    p = positive.astype(np.result_type(slope))
-    return p + (1 - p) * slope
-
 
 def _check_real(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
@@ -238,7 +233,8 @@ class LeakyReLU(ElementwiseNode):
         return y
 
     def _derivative(self, ctx: Context) -> np.ndarray:
-        return _select_slope(ctx.positive, ctx.x.dtype.type(self.negative_slope))
+        t = ctx.x.dtype.type
+        return _pick(ctx.positive, t(1), t(self.negative_slope))
 
     def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope}"
@@ -271,7 +267,7 @@ class ELU(ElementwiseNode):
             return np.maximum(x, zeros, out=zeros) + alpha * np.expm1(negative)
 
     def _derivative(self, ctx: Context) -> np.ndarray:
-        return _select_slope(ctx.positive, ctx.negative_slope)
+        return _pick(ctx.positive, ctx.x.dtype.type(1), ctx.negative_slope)
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}"

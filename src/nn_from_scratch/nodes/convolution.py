@@ -219,9 +219,13 @@ class Conv2d(Node):
         workspace.give(product)
         return y
 
+    def _column_rows(self, wide: WideColumns) -> int:
+        """Rows of a block's columns: one per kernel tap, and the row of ones when there is a bias."""
+        return wide.rows + (self.bias is not None)
+
     def _columns_size(self, wide: WideColumns) -> int:
-        """Numbers in a buffer for one block's columns (and the row of ones when there is a bias)."""
-        return (wide.rows + (self.bias is not None)) * wide.block * wide.segment
+        """Numbers in a buffer for one block's columns."""
+        return self._column_rows(wide) * wide.block * wide.segment
 
     def _columns(self, wide: WideColumns, padded: np.ndarray, samples: slice, buffer: np.ndarray) -> np.ndarray:
         """A block's columns and, with a bias, a last row of ones: the forward product then adds the bias,
@@ -229,7 +233,7 @@ class Conv2d(Node):
         block = wide.im2col(padded, samples, buffer)
         if self.bias is None:
             return block
-        with_ones = wide.matrix(buffer, wide.rows + 1, block.shape[1])  # the block's rows, then one more
+        with_ones = wide.matrix(buffer, self._column_rows(wide), block.shape[1])  # the block's rows, then one more
         with_ones[-1] = 1
         return with_ones
 
@@ -254,7 +258,7 @@ class Conv2d(Node):
                     columns = self._columns(wide, ctx.padded, samples, cols)
                 else:  # the forward pass's, with the row of ones when there is a bias
                     columns = wide.matrix(ctx.columns[i * block_size:(i + 1) * block_size],
-                                          wide.rows + (self.bias is not None), block.shape[1])
+                                          self._column_rows(wide), block.shape[1])
                 part = _weight_product(wide.clear_scratch(columns) if exact_cols else columns, block)
                 product = part if product is None else np.add(product, part, out=product)
             if dcols is not None:  # rows in offset-major order: contiguous slabs for col2im
