@@ -294,7 +294,7 @@ def test_functions_numpy_cannot_evaluate_are_reported():
 
 def test_missing_sympy_gives_the_install_hint(monkeypatch):
     monkeypatch.setitem(sys.modules, "sympy", None)
-    with pytest.raises(ImportError, match=r'pip install "nn_from_scratch\[symbolic\]"'):
+    with pytest.raises(ImportError, match=r'pip install sympy \(or pip install "\.\[symbolic\]" from a checkout'):
         SymbolicNode(softmax_formula, 3)
 
 

@@ -153,7 +153,7 @@ def test_plot_images_checks_its_arguments(rng):
 )
 def test_missing_matplotlib_gives_the_install_hint(monkeypatch, call):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    with pytest.raises(ImportError, match=r'needs matplotlib.*pip install "nn_from_scratch\[plot\]"'):
+    with pytest.raises(ImportError, match=r'needs matplotlib.*pip install matplotlib \(or pip install "\.\[plot\]" from a checkout'):
         call()
 
 

@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import optim, viz
+from . import extras, optim, viz
 from .allocator import keep_freed_memory
 from .datasets import load_digits, load_localization, load_mnist
 from .losses import CrossEntropyLoss, LocalizationLoss
@@ -366,7 +366,7 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     save_model(out, model, metadata)
     print(f"weights saved to {out}")
     if not viz.available():
-        print('no PNG saved: matplotlib is not installed (pip install "nn_from_scratch[plot]")')
+        print(f"no PNG saved: matplotlib is not installed ({extras.install_hint('matplotlib')})")
         return 0
     saved = viz.save_figure(viz.plot_history(history), f"{out.stem}.png", out.parent)
     print(f"training curves saved to {saved}")

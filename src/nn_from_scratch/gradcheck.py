@@ -17,6 +17,7 @@ from typing import Any, Callable, List, Optional, Sequence
 
 import numpy as np
 
+from . import extras
 from .node import Node, as_float_array
 
 __all__ = [
@@ -245,12 +246,7 @@ def sympy_jacobian(build: Callable[[Sequence[Any]], Any], x: Any) -> np.ndarray:
     formula is applied to each row and the per-row Jacobians are stacked as
     ``(..., m, n)``.  Needs the optional ``symbolic`` extra (SymPy).
     """
-    try:
-        import sympy
-    except ImportError:
-        raise ImportError(
-            'sympy_jacobian needs SymPy, an optional extra: pip install "nn_from_scratch[symbolic]"'
-        ) from None
+    sympy = extras.require("sympy", "sympy_jacobian")
     x = np.asarray(as_float_array(x), dtype=np.float64)
     if x.ndim == 0 or x.shape[-1] == 0:
         raise ValueError(f"sympy_jacobian needs x of shape (..., n) with n >= 1, got {x.shape}")

@@ -5,7 +5,7 @@ Two file formats, chosen by the file's suffix:
 ``.safetensors``
     The `safetensors <https://github.com/huggingface/safetensors>`_ format,
     written and read through ``safetensors.numpy`` (the optional extra:
-    ``pip install 'nn_from_scratch[safetensors]'``).  The files load into
+    ``pip install safetensors``).  The files load into
     PyTorch with ``safetensors.torch.load_file`` and files saved from PyTorch
     load here.  Metadata is stored as JSON in the header's string metadata,
     under the key ``"nn_from_scratch"``.
@@ -28,7 +28,6 @@ nested state dict (an optimizer's) into arrays plus JSON and back.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import math
 import os
@@ -40,6 +39,8 @@ from pathlib import Path
 from typing import IO, Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
+
+from . import extras
 
 __all__ = [
     "MODEL_SUFFIXES",
@@ -325,18 +326,11 @@ def _read_npy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: li
 # --------------------------------------------------------------------------- #
 def safetensors_available() -> bool:
     """Whether the optional ``safetensors`` package is installed (needed for ``.safetensors`` files)."""
-    return importlib.util.find_spec("safetensors") is not None
+    return extras.available("safetensors")
 
 
 def _safetensors_numpy():
-    try:
-        import safetensors.numpy as module
-    except ImportError:
-        raise ImportError(
-            ".safetensors files need the safetensors package: pip install 'nn_from_scratch[safetensors]' "
-            "(or save to a .npz file instead)"
-        ) from None
-    return module
+    return extras.require("safetensors.numpy", ".safetensors files (or save to a .npz file instead)")
 
 
 def save_safetensors(

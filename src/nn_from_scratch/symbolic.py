@@ -30,7 +30,7 @@ hand-written :class:`~nn_from_scratch.nodes.SoftMax` (which subtracts the row
 maximum) does not.  A symbolic twin is for checking and teaching; the
 hand-written node is for speed and range.
 
-Needs the optional ``symbolic`` extra: ``pip install "nn_from_scratch[symbolic]"``.
+Needs SymPy, an optional extra: ``pip install sympy`` (or ``pip install ".[symbolic]"`` from a checkout).
 """
 from __future__ import annotations
 
@@ -40,21 +40,15 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from . import extras
 from .node import Context, RowwiseNode
 from .nodes.activations import erf, erfc
 from .parameter import Parameter
 
 __all__ = ["SymbolicNode"]
 
-_INSTALL_HINT = 'pip install "nn_from_scratch[symbolic]"'
-
-
 def _import_sympy(what: str) -> Any:
-    try:
-        import sympy
-    except ImportError:
-        raise ImportError(f"{what} needs SymPy, an optional extra: {_INSTALL_HINT}") from None
-    return sympy
+    return extras.require("sympy", what)
 
 
 def _default_name(formula: Callable[..., Any]) -> str:

@@ -17,11 +17,10 @@ expression of a cell.  Works headless.
   when matplotlib is installed, into the folder named by the
   ``NN_FROM_SCRATCH_FIGURES`` environment variable (else a new temporary one).
 
-Needs the optional ``plot`` extra: ``pip install "nn_from_scratch[plot]"``.
+Needs matplotlib, an optional extra: ``pip install matplotlib`` (or ``pip install ".[plot]"`` from a checkout).
 """
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 import tempfile
@@ -30,26 +29,19 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from . import extras
 from .node import Node, as_float_array
 
 __all__ = ["available", "figures_directory", "plot_history", "plot_images", "plot_jacobian", "save_figure"]
 
-_INSTALL_HINT = 'pip install "nn_from_scratch[plot]"'
-
-
 def _figure_class(what: str) -> Any:
     """``matplotlib.figure.Figure``, imported on first use with a clear message when matplotlib is missing."""
-    try:
-        import matplotlib  # noqa: F401
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise ImportError(f"{what} needs matplotlib, an optional extra: {_INSTALL_HINT}") from None
-    return Figure
+    return extras.require("matplotlib.figure", what).Figure
 
 
 def available() -> bool:
     """Whether matplotlib is installed, so that the plot functions can run."""
-    return importlib.util.find_spec("matplotlib") is not None
+    return extras.available("matplotlib")
 
 
 _figures: Optional[Path] = None
