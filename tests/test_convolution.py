@@ -364,3 +364,75 @@ def test_non_finite_input_and_weight_spread_like_torch(torch, rng, monkeypatch, 
     dx = layer.backward(g0)
     ref_dx = torch_reference(torch, x0, layer.weight.value, layer.bias.value, g0, 1, padding, dilation)[1]
     np.testing.assert_allclose(dx, ref_dx, rtol=1e-10, atol=1e-10)
+
+
+# ------------------------------------------------------------- copies and pickles
+COPY_CONFIGS = [((3, 3), 1, 1, 1), ((3, 3), 1, 0, 1), ((2, 3), 1, (1, 2), 1), ((3, 2), 1, 0, 2), ((3, 3), 2, 1, 1)]
+
+
+@pytest.mark.parametrize("keep", [True, False], ids=["columns kept", "columns rebuilt"])
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+@pytest.mark.parametrize("config", COPY_CONFIGS, ids=lambda c: f"k{c[0]}-s{c[1]}-p{c[2]}-d{c[3]}".replace(" ", ""))
+def test_a_copy_made_between_forward_and_backward_gives_torchs_gradients(torch, rng, monkeypatch, config, how, keep):
+    """The pending forward pass travels with a deep copy or a pickle and stays valid in both nodes.
+
+    The stride-1 backward pass reads the padded input's buffer past the end of
+    the images (the scratch columns of the last image): a copy that kept only
+    the images read memory it did not own.
+    """
+    import copy
+    import pickle
+
+    from nn_from_scratch.nodes import convolution
+
+    monkeypatch.setattr(convolution, "KEEP_COLUMNS_BYTES", 1 << 30 if keep else 0)
+    kernel, stride, padding, dilation = config
+    layer = Conv2d(3, 4, kernel, stride, padding, dilation, rng=2)
+    x = rng.standard_normal((5, 3, 7, 6))
+    y = layer.forward(x)
+    g = rng.standard_normal(y.shape)
+    twin = copy.deepcopy(layer) if how == "deepcopy" else pickle.loads(pickle.dumps(layer))
+    ref_y, ref_dx, ref_dw, ref_db = torch_reference(torch, x, layer.weight.value, layer.bias.value, g,
+                                                    stride, padding, dilation)
+    np.testing.assert_allclose(y, ref_y, rtol=1e-10, atol=1e-10)
+    for node in (twin, layer):  # the copy first: the original's pass must be untouched by it
+        dx = node.backward(g)
+        np.testing.assert_allclose(dx, ref_dx, rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(node.weight.grad, ref_dw, rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(node.bias.grad, ref_db, rtol=1e-10, atol=1e-10)
+
+
+def _small_cnn():
+    from nn_from_scratch import Sequential
+    from nn_from_scratch.nodes import Flatten, Linear, MaxPool2d, ReLU
+
+    return Sequential(Conv2d(1, 8, 3, padding=1, rng=0), ReLU(), MaxPool2d(2),
+                      Conv2d(8, 16, 3, padding=1, rng=1), ReLU(), MaxPool2d(2),
+                      Conv2d(16, 16, 3, stride=2, padding=1, rng=2), ReLU(), Flatten(), Linear(16 * 4 * 4, 10, rng=3))
+
+
+@pytest.mark.parametrize("how", ["pickle", "deepcopy"])
+def test_a_trained_cnn_copies_and_pickles_without_its_scratch_memory(rng, how):
+    """Workspaces hold the last batch's padded inputs and columns: scratch, left out of copies and pickles."""
+    import copy
+    import pickle
+
+    from nn_from_scratch.optim import SGD
+
+    model = _small_cnn()
+    optimizer = SGD(model.parameters(), lr=0.01)
+    x = rng.standard_normal((64, 1, 28, 28))
+    for _ in range(3):
+        model.zero_grad()
+        y = model.forward(x)
+        model.backward(np.ones_like(y) / y.size)
+        optimizer.step()
+    parameter_bytes = sum(p.value.nbytes for p in model.parameters())
+    # each parameter travels with its gradient: twice the parameter bytes, plus the objects' small change
+    size = len(pickle.dumps(model if how == "pickle" else copy.deepcopy(model)))
+    assert 2 * parameter_bytes <= size <= 2 * parameter_bytes + (16 << 10), (size, parameter_bytes)
+    twin = pickle.loads(pickle.dumps(model)) if how == "pickle" else copy.deepcopy(model)
+    probe = rng.standard_normal((8, 1, 28, 28))
+    np.testing.assert_array_equal(twin.evaluate(probe), model.evaluate(probe))
+    twin.forward(probe)  # and the copy trains: its workspaces fill again
+    twin.backward(np.ones((8, 10)))

@@ -93,3 +93,16 @@ def test_a_deep_copy_has_its_own_workspace_and_computes_the_same(rng):
     np.testing.assert_array_equal(twin.forward(x), conv.forward(x))
     np.testing.assert_array_equal(twin.backward(g), conv.backward(g))
     np.testing.assert_array_equal(twin.weight.grad, conv.weight.grad)
+
+
+def test_copies_and_pickles_of_a_workspace_are_empty():
+    import pickle
+
+    workspace = Workspace(keep=3)
+    a = workspace.take((1000,), np.float64)
+    workspace.give(a)
+    for twin in (copy.copy(workspace), copy.deepcopy(workspace), pickle.loads(pickle.dumps(workspace))):
+        assert repr(twin) == "Workspace(0 free arrays)" and twin._keep == 3
+        assert twin.take((1000,), np.float64) is not a
+    assert len(pickle.dumps(workspace)) < 200  # not the 8000 bytes it holds
+    assert workspace.take((1000,), np.float64) is a  # the original keeps its arrays

@@ -196,8 +196,8 @@ class Conv2d(Node):
             self._wide = (key, WideColumns(images.shape, self.kernel_size, self.padding, self.dilation,
                                            workspace, self.dtype))
         wide = ctx.wide = self._wide[1]
-        ctx.padded = wide.pad(images)  # all that the backward pass needs of the input
-        wide.lend(ctx.padded, ctx)
+        ctx.padded = wide.pad(images)  # all that the backward pass needs of the input: the whole flat buffer,
+        wide.lend(ctx.padded, ctx)  # so that a copy or pickle of the context holds what its backward reads
         weight = self._weight_matrix()
         if self.bias is not None:  # (O, C*kh*kw + 1): the bias is the product's last column, met by a row of ones
             weight = np.concatenate((weight, self.bias.value[:, np.newaxis]), axis=1)

@@ -295,8 +295,8 @@ class WideColumns:
     r"""Stride-1 im2col/col2im over flat images sharing their padding, by blocks of samples ("Wide columns" above).
 
     Built for one input shape, geometry and dtype.  :meth:`pad` copies the
-    input into the flat padded layout, seen as ``(N, C, S)`` with
-    :math:`S = R W_r` (``grid`` is :math:`(R, W_r)`), from which
+    input into the flat padded layout, a 1-d buffer of ``N*C`` runs of
+    :math:`S = R W_r` numbers (``grid`` is :math:`(R, W_r)`) and a tail, from which
     :meth:`im2col` builds the ``(C*kh*kw, k*S)`` columns of one block of
     samples.  :meth:`widen` lays a block of an output gradient
     ``(N, O, H_out, W_out)`` out as ``(O, k*S)`` with zeros in the scratch
@@ -329,6 +329,8 @@ class WideColumns:
         self.steps = (dh * row_length, dw)  # flat steps between kernel rows and kernel columns
         self.shifts = [a * self.steps[0] + b * self.steps[1] for a in range(kh) for b in range(kw)]
         self.rows = c * kh * kw
+        self.tail = max(self.shifts[-1], self.head)  # numbers after the last image in a flat buffer
+        self.padded_size = n * c * self.segment + self.tail  # the length of :meth:`pad`'s buffer
         self.dtype = np.dtype(dtype)
         block_bytes = COLUMN_BLOCK_BYTES if block_bytes is None else block_bytes
         sample_bytes = self.rows * self.segment * self.dtype.itemsize  # one sample's columns
@@ -358,8 +360,7 @@ class WideColumns:
         offset's run of ``S`` numbers from every image stays inside it (and by
         ``head`` at least, where the padding is wider than the kernel needs).
         """
-        extra = max(self.shifts[-1], self.head)
-        whole = self.workspace.take((leading[0] * leading[1] * self.segment + extra,), dtype)
+        whole = self.workspace.take((leading[0] * leading[1] * self.segment + self.tail,), dtype)
         whole.fill(0)
         return whole
 
@@ -370,25 +371,43 @@ class WideColumns:
         return whole[self.head:self.head + size].reshape(leading + self.grid)[..., :h, :w]
 
     def pad(self, x: np.ndarray) -> np.ndarray:
-        """``x`` ``(N, C, H, W)`` copied, zero-padded, into a workspace buffer, seen as ``(N, C, S)``."""
+        """``x`` ``(N, C, H, W)`` copied, zero-padded, into a 1-d workspace buffer of :attr:`padded_size` numbers.
+
+        Image ``n``'s channel ``c`` starts at ``(n*C + c)*S``.  The buffer is
+        the whole of what :meth:`im2col` reads: the columns of the last
+        image run on past its ``S`` numbers into the buffer's tail.  Keep the
+        buffer itself (not a view of the images), so that a copy or pickle of
+        it holds that tail too.
+        """
         n, c = self.input_shape[:2]
         whole = self._flat((n, c), x.dtype)
         self._interior(whole, (n, c))[...] = x
-        return whole[: n * c * self.segment].reshape(n, c, self.segment)
+        return whole
 
     def lend(self, padded: np.ndarray, holder: Any) -> None:
         """Give :meth:`pad`'s buffer back to the workspace once ``holder`` is garbage-collected."""
-        self.workspace.lend(padded.base, holder)  # the 1-d buffer that ``padded`` is a view of
+        self.workspace.lend(padded, holder)
 
     def im2col(self, padded: np.ndarray, samples: slice, buffer: np.ndarray) -> np.ndarray:
-        """The ``(C*kh*kw, k*S)`` columns of the block ``samples`` of :meth:`pad`'s array, in ``buffer``."""
-        c, (kh, kw) = self.input_shape[1], self.kernel
-        block = padded[samples]
-        count = block.shape[0]
-        (s_n, s_c, s_f), (row_step, col_step) = block.strides, self.steps
+        """The ``(C*kh*kw, k*S)`` columns of the block ``samples`` of :meth:`pad`'s buffer, in ``buffer``.
+
+        Raises ``ValueError`` unless ``padded`` is a whole contiguous buffer
+        of :attr:`padded_size` numbers: the windows are a strided view that
+        would otherwise read past the end of the array.
+        """
+        if padded.ndim != 1 or padded.shape[0] != self.padded_size or padded.strides[0] != padded.itemsize:
+            raise ValueError(
+                f"WideColumns.im2col needs the whole contiguous buffer of {self.padded_size} numbers from pad(), "
+                f"got an array of shape {padded.shape} and strides {padded.strides}"
+            )
+        n, c = self.input_shape[:2]
+        (kh, kw), (row_step, col_step) = self.kernel, self.steps
+        start, stop, _ = samples.indices(n)
+        count = max(0, stop - start)
+        f, image = padded.itemsize, c * self.segment
         # runs past the block's end read the buffer's tail, or the next images: scratch columns only
-        windows = as_strided(block, shape=(count, c, kh, kw, self.segment),
-                             strides=(s_n, s_c, s_f * row_step, s_f * col_step, s_f), writeable=False)
+        windows = as_strided(padded[start * image:], shape=(count, c, kh, kw, self.segment),
+                             strides=(image * f, self.segment * f, row_step * f, col_step * f, f), writeable=False)
         cols = self.matrix(buffer, self.rows, count * self.segment)
         np.copyto(cols.reshape(c, kh, kw, count, self.segment).transpose(3, 0, 1, 2, 4), windows)
         return cols

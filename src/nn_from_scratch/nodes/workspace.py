@@ -51,8 +51,14 @@ class Workspace:
         finalizer = weakref.finalize(holder, self.give, array)
         finalizer.atexit = False
 
-    def __deepcopy__(self, memo: Dict[int, Any]) -> "Workspace":
-        return Workspace(self._keep)  # scratch contents are never worth copying
+    def __reduce__(self) -> Tuple[type, Tuple[int]]:
+        """Copies and pickles are empty workspaces: scratch contents are never worth copying or saving.
+
+        (A trained CNN's workspaces hold its last batch's padded inputs and
+        columns, a hundred times its parameters' bytes.)  Arrays lent to a
+        context belong to that context, which a copy carries on its own.
+        """
+        return Workspace, (self._keep,)
 
     def __repr__(self) -> str:
         held = sum(len(arrays) for arrays in self._free.values())
