@@ -323,6 +323,9 @@ def test_load_mnist_dot_names_and_raw_preferred(tmp_path, fake_mnist):
 def test_load_mnist_missing_files(tmp_path, fake_mnist):
     with pytest.raises(FileNotFoundError, match="MNIST directory not found"):
         load_mnist(tmp_path / "nope")
+    (tmp_path / "a-file").write_bytes(b"")
+    with pytest.raises(NotADirectoryError, match="a-file is a file, not a folder"):
+        load_mnist(tmp_path / "a-file")
     images, labels = fake_mnist
     write_mnist(tmp_path, "train", images, labels)
     (tmp_path / "train-labels-idx1-ubyte").unlink()

@@ -246,6 +246,7 @@ def load_mnist(
     Raises:
         FileNotFoundError: if ``directory`` or a file is missing (the message
             lists every path tried).
+        NotADirectoryError: if ``directory`` is a file.
         ValueError: for an invalid ``kind``, a malformed IDX file (see
             :func:`read_idx`), images that are not 3-D uint8, labels that are
             not 1-D uint8, or different numbers of images and labels.
@@ -257,6 +258,8 @@ def load_mnist(
     flatten = _check_bool("flatten", flatten)
     float_dtype = _as_float_dtype(dtype)
     folder = Path(directory)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"{folder} is a file, not a folder: give the folder that holds the MNIST IDX files")
     if not folder.is_dir():
         raise FileNotFoundError(f"MNIST directory not found: {folder}")
 
