@@ -5,11 +5,15 @@ import gzip
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from nn_from_scratch import cli
 from nn_from_scratch.cli import main
+from nn_from_scratch.datasets import load_digits
+from nn_from_scratch.models import build_model
 from nn_from_scratch.serialization import load_npz
 
 from idx_helpers import make_idx
@@ -128,3 +132,92 @@ def test_cnn_training_job_reaches_98_percent(tmp_path, capsys):
     code, stdout, _ = run(capsys, "evaluate", "--weights", str(out))
     assert code == 0
     np.testing.assert_allclose(accuracy_in(stdout), accuracy, rtol=0, atol=1e-4)
+
+
+# ------------------------------------------------------- a new user's first runs
+def test_hidden_empty_is_refused_and_none_asks_for_no_hidden_layer(tmp_path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--hidden", "", "--epochs", "1", "--no-progress", "--out", str(tmp_path / "m.npz")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--hidden needs a size" in err and "none" in err and "usage:" in err
+    assert not (tmp_path / "m.npz").exists()
+    code, stdout, _ = run(capsys, "train", "--hidden", "none", "--epochs", "1", "--no-progress",
+                          "--out", str(tmp_path / "m.npz"))
+    assert code == 0 and "an MLP 64 -> 10 " in stdout
+
+
+def test_data_dir_that_is_a_file_says_so(tmp_path, capsys):
+    afile = tmp_path / "train-images-idx3-ubyte"
+    afile.write_bytes(b"\x00\x00\x08\x03")
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--dataset", "mnist", "--data-dir", str(afile), "--no-progress"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{afile} is a file, not a folder" in err and "not found" not in err
+
+
+def test_weights_that_fail_to_save_after_training_go_to_a_fallback(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "gone" / "m.npz"
+    real_save = cli.save_model
+    calls = []
+
+    def save_once_failing(path, *args, **kwargs):
+        calls.append(Path(path))
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device")
+        return real_save(path, *args, **kwargs)
+
+    monkeypatch.setattr(cli, "save_model", save_once_failing)
+    monkeypatch.chdir(tmp_path)
+    code, stdout, err = run(capsys, "train", "--hidden", "8", "--epochs", "2", "--no-progress", "--out", str(out))
+    assert code == 1
+    assert calls[0] == out and not out.exists()
+    fallback = calls[1]
+    assert fallback.is_file() and fallback.suffix == ".npz" and fallback.parent == tmp_path
+    assert f"cannot save the weights to {out}" in err and "No space left on device" in err
+    assert f"saved them to {fallback} instead" in err
+    state, metadata = load_npz(fallback)
+    assert metadata["model"]["hidden"] == [8] and len(metadata["history"]["loss"]) == 2
+    # a second failing run does not overwrite the first one's fallback
+    calls.clear()
+    assert run(capsys, "train", "--hidden", "8", "--epochs", "1", "--no-progress", "--out", str(out))[0] == 1
+    assert calls[1] != fallback and calls[1].is_file() and fallback.is_file()
+
+
+def test_train_and_evaluate_print_the_same_test_cross_entropy(tmp_path, capsys):
+    out = tmp_path / "m.npz"
+    code, stdout, _ = run(capsys, "train", "--hidden", "16", "--epochs", "3", "--label-smoothing", "0.2",
+                          "--no-progress", "--out", str(out))
+    assert code == 0
+    trained = float(re.search(r"test cross-entropy (\d+\.\d+)", stdout).group(1))
+    code, evaluated_text, _ = run(capsys, "evaluate", "--weights", str(out))
+    evaluated = float(re.search(r"test cross-entropy (\d+\.\d+)", evaluated_text).group(1))
+    np.testing.assert_allclose(trained, evaluated, rtol=0, atol=1e-4)
+    # and it is the plain cross-entropy of the saved model, not the smoothed training loss
+    state, metadata = load_npz(out)
+    model = build_model(metadata["model"], rng=0)
+    model.load_state_dict(state)
+    model.eval()
+    _, _, X_test, y_test = load_digits()
+    logits = model.evaluate(X_test)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(trained, -log_p[np.arange(len(y_test)), y_test].mean(), rtol=0, atol=1e-4)
+    assert abs(metadata["history"]["val_loss"][-1] - trained) > 1e-2  # the smoothed loss differs
+
+
+@pytest.mark.parametrize("lr, direction", [("1e-4", "too low"), ("1e6", "too high")])
+def test_a_run_at_chance_level_says_so(tmp_path, capsys, lr, direction):
+    code, stdout, err = run(capsys, "train", "--optimizer", "sgd", "--lr", lr, "--epochs", "2",
+                            "--no-progress", "--out", str(tmp_path / "m.npz"))
+    assert code == 0 and accuracy_in(stdout) < 0.15
+    assert "is chance level for 10 classes" in err and direction in err and "for sgd" in err
+    suggested = float(re.search(r"try --lr (\S+)", err).group(1))
+    assert (suggested > float(lr)) == (direction == "too low")
+
+
+def test_a_run_that_trains_gives_no_chance_warning(tmp_path, capsys):
+    code, stdout, err = run(capsys, "train", "--hidden", "16", "--epochs", "3", "--no-progress",
+                            "--out", str(tmp_path / "m.npz"))
+    assert code == 0 and accuracy_in(stdout) > 0.5 and "chance" not in err

@@ -20,7 +20,7 @@ HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 #: A localizer small enough to train in well under a second.
 TINY = ("--task", "localize", "--train-samples", "96", "--test-samples", "40", "--canvas", "16",
         "--channels", "4,8", "--hidden", "16", "--epochs", "2", "--no-progress")
-NUMBERS = re.compile(r"test accuracy (\d\.\d+), mean IoU (\d\.\d+) \(loss (\d+\.\d+)\)")
+NUMBERS = re.compile(r"test accuracy (\d\.\d+), mean IoU (\d\.\d+) \(loss (\d+\.\d+): ")
 
 
 def run(capsys, *argv):

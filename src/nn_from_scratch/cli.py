@@ -17,8 +17,10 @@ the metadata that ``evaluate`` needs to rebuild the model and its test data.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -77,24 +79,32 @@ def _non_negative_float(what: str):
     return parse
 
 
-def _sizes(option: str, example: str, allow_empty: bool):
-    """A parser for comma-separated positive sizes such as ``16,32,32``."""
+def _sizes(option: str, example: str, none_means_empty: bool):
+    """A parser for comma-separated positive sizes such as ``16,32,32``.
+
+    An empty text is refused (it is too easily a shell variable that was not
+    set); with ``none_means_empty`` the word ``none`` asks for no sizes.
+    """
     def parse(text: str) -> Tuple[int, ...]:
+        if none_means_empty and text.strip().lower() == "none":
+            return ()
         try:
             sizes = tuple(int(part) for part in text.split(",") if part.strip())
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"{option} takes sizes separated by commas, like {example}; got {text!r}") from None
-        if (not sizes and not allow_empty) or any(size < 1 for size in sizes):
-            raise argparse.ArgumentTypeError(f"{option} needs {'' if allow_empty else 'at least one '}positive "
-                                             f"size{'s' if allow_empty else ''}, got {text!r}")
+        if not sizes:
+            alternative = " (or none, for no hidden layer)" if none_means_empty else ""
+            raise argparse.ArgumentTypeError(f"{option} needs a size, like {example}{alternative}; got {text!r}")
+        if any(size < 1 for size in sizes):
+            raise argparse.ArgumentTypeError(f"{option} sizes must be positive, got {text!r}")
         return sizes
 
     return parse
 
 
-_channel_sizes = _sizes("--channels", "16,32,32", allow_empty=False)
-_hidden_sizes = _sizes("--hidden", "128,64", allow_empty=True)
+_channel_sizes = _sizes("--channels", "16,32,32", none_means_empty=False)
+_hidden_sizes = _sizes("--hidden", "128,64", none_means_empty=True)
 
 
 def _add_data_options(parser: argparse.ArgumentParser, default: Optional[str]) -> None:
@@ -113,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "placed on a larger canvas")
     _add_data_options(train, "digits")
     train.add_argument("--hidden", type=_hidden_sizes, default=DEFAULT_HIDDEN,
-                       help="hidden layer sizes (default 128,64); the CNN and the localizer use the first one")
+                       help="hidden layer sizes (default 128,64; none for an MLP without hidden layer); the CNN and "
+                            "the localizer use the first one")
     train.add_argument("--model", choices=("mlp", "cnn"), default=None,
                        help="for --task classify: an MLP on flat pixels (default), or a CNN (3x3 conv + max-pool "
                             "blocks) on images; --task localize always trains the localizer")
@@ -158,7 +169,7 @@ def load_data(dataset: str, data_dir: Optional[Path], parser: argparse.ArgumentP
     try:
         X_train, y_train = load_mnist(data_dir, "train", flatten=flatten)
         X_test, y_test = load_mnist(data_dir, "test", flatten=flatten)
-    except (FileNotFoundError, ValueError) as error:
+    except (OSError, ValueError) as error:
         parser.error(str(error))
     return X_train, y_train, X_test, y_test
 
@@ -309,7 +320,7 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     for path, option in ((out, "--out"), (checkpoint, "--checkpoint")):
         try:
             check_model_path(path)
-        except (ValueError, ImportError) as error:
+        except (ValueError, ImportError, OSError) as error:
             parser.error(f"{option}: {error}")
     if args.resume is not None and not args.resume.is_file():
         parser.error(f"--resume: no checkpoint at {args.resume}")
@@ -354,16 +365,26 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         outputs = network.predict_output(X_test)
         _, boxes = loss.split(outputs)
         iou = mean_iou(boxes, data.boxes_test)
-        print(f"test accuracy {accuracy:.4f}, mean IoU {iou:.4f} (loss {history['val_loss'][-1]:.4f}) "
+        print(f"test accuracy {accuracy:.4f}, mean IoU {iou:.4f} (loss {history['val_loss'][-1]:.4f}: "
+              f"{_describe_localization_loss(args.box_weight, args.box_loss, args.label_smoothing)}) "
               f"after {seconds:.1f} s")
         metadata.update(data=data_config, loss={"box_weight": args.box_weight, "box_loss": args.box_loss,
                                                 "label_smoothing": args.label_smoothing},
                         test_accuracy=accuracy, test_mean_iou=iou)
     else:
-        print(f"test accuracy {accuracy:.4f} (loss {history['val_loss'][-1]:.4f}) after {seconds:.1f} s")
+        # the plain cross-entropy, as 'evaluate' prints it: the history's val_loss has the label smoothing in it
+        cross_entropy = NeuralNetwork(model, CrossEntropyLoss(), optimizer=None).evaluate(X_test, y_test)["loss"]
+        print(f"test accuracy {accuracy:.4f}, test cross-entropy {cross_entropy:.4f} after {seconds:.1f} s")
+    warning = chance_level_warning(accuracy, y_test if not localize else data.labels_test, classes, history,
+                                   args.optimizer, args.lr)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.checkpoint is not None:
         print(f"checkpoint saved to {args.checkpoint}")
-    save_model(out, model, metadata)
+    try:
+        save_model(out, model, metadata)
+    except OSError as error:
+        return _save_elsewhere(out, model, metadata, error)
     print(f"weights saved to {out}")
     if not viz.available():
         print(f"no PNG saved: matplotlib is not installed ({extras.install_hint('matplotlib')})")
@@ -378,6 +399,63 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         pictures = viz.save_figure(figure, f"{out.stem}-predictions.png", out.parent)
         print(f"predictions (true boxes green, predicted red) saved to {pictures}")
     return 0
+
+
+def _describe_localization_loss(box_weight: float, box_loss: str, label_smoothing: float) -> str:
+    """How the localizer's loss is made, as printed next to it by 'train' and 'evaluate'."""
+    smoothing = f" with label smoothing {label_smoothing:g}" if label_smoothing else ""
+    return f"cross-entropy{smoothing} + {box_weight:g} x {box_loss}"
+
+
+#: A test accuracy within this much of chance level (the share of the most frequent class) gets a warning.
+CHANCE_MARGIN = 0.05
+#: Learning rates that train the default models here, suggested when a run ends at chance level.
+TYPICAL_LR = {"sgd": 0.1, "adam": 3e-3, "adamw": 3e-3, "rmsprop": 1e-3}
+
+
+def chance_level_warning(accuracy: float, labels: np.ndarray, classes: int, history: Dict[str, List[float]],
+                         optimizer: str, lr: float) -> Optional[str]:
+    """A warning with a hint when ``accuracy`` is within :data:`CHANCE_MARGIN` of guessing, else None.
+
+    Chance level is the share of the most frequent test label (what always
+    answering that class scores; 1/classes for balanced data).  The hint
+    reads the training loss: one that ends above the ``ln(classes)`` of a
+    uniform guess means the steps overshoot (learning rate too high), one
+    that hardly fell means they are too small.
+    """
+    counts = np.bincount(np.asarray(labels, dtype=np.int64).ravel(), minlength=classes)
+    chance = float(counts.max() / max(counts.sum(), 1))
+    if accuracy > chance + CHANCE_MARGIN:
+        return None
+    typical = TYPICAL_LR.get(optimizer, 3e-3)
+    losses = history.get("loss", [])
+    uniform = float(np.log(classes))
+    if losses and (not np.isfinite(losses[-1]) or losses[-1] > 1.5 * uniform or lr > typical):
+        direction, suggestion = "too high", min(typical, lr / 100)
+        seen = f"the training loss ended at {losses[-1]:.4g}, against {uniform:.2f} for a uniform guess"
+    else:
+        direction, suggestion = "too low", max(typical, lr * 100)
+        seen = (f"the training loss went from {losses[0]:.4g} to {losses[-1]:.4g}" if losses
+                else "the training loss is unknown")
+    return (f"test accuracy {accuracy:.2f} is chance level for {classes} classes ({chance:.2f}): {seen}; "
+            f"the learning rate {lr:g} may be {direction} for {optimizer}; try --lr {suggestion:g}")
+
+
+def _save_elsewhere(out: Path, model: Any, metadata: Dict[str, Any], error: OSError) -> int:
+    """Keep the trained weights when ``out`` failed after training: a new file here, else in the temp folder."""
+    for folder in (Path.cwd(), Path(tempfile.gettempdir())):
+        try:
+            handle, name = tempfile.mkstemp(prefix=f"{out.stem}-unsaved-", suffix=out.suffix, dir=folder)
+            os.close(handle)  # the unique name is reserved; the atomic save replaces the empty file
+            fallback = save_model(name, model, metadata)
+        except OSError:
+            continue
+        print(f"error: cannot save the weights to {out}: {error}; saved them to {fallback} instead",
+              file=sys.stderr)
+        return 1
+    print(f"error: cannot save the weights to {out} ({error}), nor in {Path.cwd()} or {tempfile.gettempdir()}: "
+          "the trained weights are lost", file=sys.stderr)
+    return 1
 
 
 def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -413,7 +491,9 @@ def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             parser.error(f"the weights in {args.weights} do not fit its canvases: {error}")
         _, boxes = loss.split(network.predict_output(data.X_test))
         print(f"digits localisation test accuracy {result['accuracy']:.4f}, mean IoU "
-              f"{mean_iou(boxes, data.boxes_test):.4f} (loss {result['loss']:.4f}) on {len(data.X_test)} canvases")
+              f"{mean_iou(boxes, data.boxes_test):.4f} (loss {result['loss']:.4f}: "
+              f"{_describe_localization_loss(loss.box_weight, loss.box_loss, loss.classification.label_smoothing)}) "
+              f"on {len(data.X_test)} canvases")
         return 0
     dataset = args.dataset or metadata.get("dataset", "digits")
     _, _, X_test, y_test = load_data(dataset, args.data_dir, parser, flatten=config.get("kind") != "cnn")
@@ -422,7 +502,8 @@ def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         result = network.evaluate(X_test.astype(dtype, copy=False), y_test)
     except ValueError as error:
         parser.error(f"the weights in {args.weights} do not fit the {dataset} data: {error}")
-    print(f"{dataset} test accuracy {result['accuracy']:.4f} (loss {result['loss']:.4f}) on {len(X_test)} samples")
+    print(f"{dataset} test accuracy {result['accuracy']:.4f}, test cross-entropy {result['loss']:.4f} "
+          f"on {len(X_test)} samples")
     return 0
 
 
