@@ -436,3 +436,26 @@ def test_a_trained_cnn_copies_and_pickles_without_its_scratch_memory(rng, how):
     np.testing.assert_array_equal(twin.evaluate(probe), model.evaluate(probe))
     twin.forward(probe)  # and the copy trains: its workspaces fill again
     twin.backward(np.ones((8, 10)))
+
+
+@pytest.mark.parametrize("config", GRID, ids=grid_id)
+def test_an_empty_batch_has_torchs_shapes_and_zero_gradients(torch, config):
+    """Every stride, padding and dilation takes a batch of no images, as torch does: forward, backward, jacobian."""
+    kernel, stride, padding, dilation = config
+    layer = Conv2d(3, 4, kernel, stride, padding, dilation, rng=2)
+    x = np.zeros((0,) + ORACLE_SHAPE[1:])
+    y = layer.forward(x)
+    g = np.zeros(y.shape)
+    ref_y, ref_dx, ref_dw, ref_db = torch_reference(torch, x, layer.weight.value, layer.bias.value, g,
+                                                    stride, padding, dilation)
+    assert y.shape == ref_y.shape and y.dtype == np.float64
+    np.testing.assert_array_equal(layer.jacobian(), np.zeros(y.shape + x.shape))
+    dx = layer.backward(g)
+    assert dx.shape == ref_dx.shape == x.shape
+    np.testing.assert_array_equal(layer.weight.grad, ref_dw)  # torch's zeros: nothing to sum
+    np.testing.assert_array_equal(layer.bias.grad, ref_db)
+    assert layer.evaluate(x).shape == y.shape
+    assert layer.jacobian(x).shape == y.shape + x.shape
+    layer.forward(x)
+    assert layer.backward(g, input_grad=False) is None
+    np.testing.assert_array_equal(layer.weight.grad, ref_dw)

@@ -353,3 +353,48 @@ def test_batchnorm_pool_flatten_network_agrees_with_torch(torch, rng):
     bn = model[0]
     np.testing.assert_allclose(bn.weight.grad, reference[0].weight.grad.numpy(), **TOL)
     np.testing.assert_allclose(bn.running_var, reference[0].running_var.numpy(), **TOL)
+
+
+# ============================================================= empty batches
+EMPTY_POOLS = [(name, kernel, stride, padding) for name in POOLS for kernel, stride, padding in GRID]
+
+
+@pytest.mark.parametrize("pool, kernel, stride, padding", EMPTY_POOLS,
+                         ids=[f"{e[0]}-{GRID_IDS[j % len(GRID)]}" for j, e in enumerate(EMPTY_POOLS)])
+def test_windowed_pools_take_an_empty_batch_like_torch(torch, pool, kernel, stride, padding):
+    import torch.nn.functional as F
+
+    make, reference = POOLS[pool]
+    node, fn = make(kernel, stride, padding), reference(F, kernel, stride, padding)
+    x = np.zeros((0, 2, 7, 8))
+    y = node.forward(x)
+    ref_y, ref_dx = torch_reference(torch, fn, x, np.zeros(tuple(fn(torch.tensor(x)).shape)))
+    assert y.shape == ref_y.shape and y.dtype == x.dtype
+    assert node.jacobian().shape == y.shape + x.shape
+    dx = node.backward(np.zeros(y.shape))
+    assert dx.shape == ref_dx.shape == x.shape
+    assert node.evaluate(x).shape == y.shape and node.jacobian(x).shape == y.shape + x.shape
+
+
+@pytest.mark.parametrize("output_size", ADAPTIVE_SIZES, ids=str)
+def test_adaptive_pool_takes_an_empty_batch_like_torch(torch, output_size):
+    node = AdaptiveAvgPool2d(output_size)
+    x = np.zeros((0, 2, 7, 8))
+    y = node.forward(x)
+    assert y.shape == tuple(torch.nn.AdaptiveAvgPool2d(output_size)(torch.tensor(x)).shape)
+    assert node.jacobian().shape == y.shape + x.shape
+    assert node.backward(np.zeros(y.shape)).shape == x.shape
+    assert node.evaluate(x).shape == y.shape
+
+
+@pytest.mark.parametrize("make", [lambda: MaxPool2d(2, padding=1), lambda: AvgPool2d(2, padding=1),
+                                  lambda: AvgPool2d(2, padding=1, count_include_pad=False),
+                                  lambda: AdaptiveAvgPool2d(1)])
+@pytest.mark.parametrize("shape", [(1, 2, 0, 5), (2, 1, 4, 0)])
+def test_pools_reject_images_without_pixels_like_torch(torch, make, shape):
+    """An image of no rows or columns has windows of padding alone (no maximum, no average): torch refuses it too."""
+    node = make()
+    with pytest.raises(RuntimeError):
+        torch.nn.functional.max_pool2d(torch.zeros(shape), 2, 2, 1)
+    with pytest.raises(ValueError, match=r"H, W >= 1|no pixels"):
+        node.forward(np.zeros(shape))

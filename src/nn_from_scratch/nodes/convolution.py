@@ -179,7 +179,7 @@ class Conv2d(Node):
             n = images.shape[0]
             cols = im2col(images, *self._geometry())  # (N, C, kh, kw, H_out, W_out)
             ho, wo = cols.shape[-2:]
-            ctx.cols = cols.reshape(n, -1, ho * wo)  # (N, C*kh*kw, L), free
+            ctx.cols = cols.reshape(n, self._weight_matrix().shape[1], ho * wo)  # (N, C*kh*kw, L), free (N may be 0)
             y = np.matmul(self._weight_matrix(), ctx.cols).reshape(n, self.out_channels, ho, wo)  # NCHW
             if self.bias is not None:
                 y += self.bias.value[:, np.newaxis, np.newaxis]
@@ -275,12 +275,12 @@ class Conv2d(Node):
 
     def _backward_strided(self, g: np.ndarray, ctx: Context, input_grad: bool, parameter_grads: bool) -> Optional[np.ndarray]:
         """Any stride: the whole batch's columns from the forward pass, one product per sample."""
-        g3 = g.reshape(g.shape[0], self.out_channels, -1)  # (N, O, L), like ctx.cols
+        g3 = g.reshape(ctx.cols.shape[0], self.out_channels, ctx.cols.shape[2])  # (N, O, L), like ctx.cols
         if parameter_grads:
             # (sum_n X_n G_n^T)^T: one BLAS product per sample, then a sum over the small (N, C*kh*kw, C_out)
             # stack (measured faster than G_n X_n^T, whose output is the wide-and-short one)
             per_sample = np.matmul(ctx.cols, g3.transpose(0, 2, 1))
-            self.weight.accumulate(np.sum, per_sample.T.reshape(self.weight.shape + (-1,)), axis=-1)
+            self.weight.accumulate(np.sum, per_sample.T.reshape(self.weight.shape + (g3.shape[0],)), axis=-1)
             if self.bias is not None:
                 self.bias.accumulate(np.sum, g3, axis=(0, 2))
         if not input_grad:

@@ -79,6 +79,8 @@ class _Pool2d(Node):
 
     def _check_input(self, x: np.ndarray) -> None:
         _check_images(self, x)
+        if x.shape[2] < 1 or x.shape[3] < 1:  # windows of padding alone: no maximum, 0/0 averages (torch refuses too)
+            raise ValueError(f"{type(self).__name__} needs images with pixels (H, W >= 1), got input of shape {x.shape}")
         (kh, kw), (ph, pw) = self.kernel_size, self.padding
         height, width = x.shape[2] + 2 * ph, x.shape[3] + 2 * pw
         if kh > height or kw > width:
