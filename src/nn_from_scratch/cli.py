@@ -147,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, default=None,
                        help="where to save the weights, .npz or .safetensors "
                             "(default runs/<dataset>-<mlp|cnn|localizer>.npz)")
-    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.add_argument("--no-progress", action="store_true",
+                       help="no live progress bar, only the summary line of each finished epoch")
     _add_localize_options(train)
     _add_checkpoint_options(train)
     train.set_defaults(handler=_train, subparser=train)
@@ -341,7 +342,8 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     start = time.perf_counter()
     try:
         history = network.fit(X_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
-                              validation_data=(X_test, y_test), rng=rng, progress=not args.no_progress,
+                              validation_data=(X_test, y_test), rng=rng,
+                              progress="epochs" if args.no_progress else True,
                               checkpoint=checkpoint, checkpoint_every=args.checkpoint_every if args.checkpoint else None,
                               resume=args.resume)
     except TrainingDiverged as error:

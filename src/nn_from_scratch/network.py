@@ -198,7 +198,7 @@ class NeuralNetwork:
                 hits = self._count_correct(output, yb)
                 classifier = hits is not None
                 correct += hits or 0
-                bar.update(loss=loss)
+                bar.update(samples=len(xb), loss=loss)
         except BaseException:
             bar.close()
             raise
