@@ -187,6 +187,31 @@ def test_ctrl_c_without_a_checkpoint_is_a_plain_keyboard_interrupt(data, monkeyp
     assert not isinstance(info.value, TrainingInterrupted)
 
 
+def test_resume_with_epochs_none_finishes_the_run_the_checkpoint_was_made_for(tmp_path, data, monkeypatch):
+    reference = make_network()
+    history = fit(reference, data)  # 4 epochs
+    path = tmp_path / "interrupted.npz"
+    Interrupter(monkeypatch, Adam, at=2 * (240 // 32 + 1) + 3)  # in epoch 3 of 4
+    with pytest.raises(TrainingInterrupted):
+        fit(make_network(), data, checkpoint=path, checkpoint_every=None)
+    monkeypatch.undo()
+    assert load_arrays(path)[1]["epochs"] == 4
+    resumed = make_network()
+    assert fit(resumed, data, epochs=None, resume=path) == history
+    assert_bit_identical(resumed, reference)
+    # a checkpoint written before the total was recorded: epochs=None is refused, an explicit count works
+    arrays, metadata = load_arrays(path)
+    del metadata["epochs"]
+    old = tmp_path / "old.npz"
+    serialization.save_arrays(old, arrays, metadata)
+    fresh = make_network()
+    before = snapshot(fresh)
+    with pytest.raises(CheckpointError, match="does not record how many epochs its run asked for; pass epochs="):
+        fit(fresh, data, epochs=None, resume=old)
+    assert_unchanged(fresh, before)
+    assert fit(fresh, data, epochs=4, resume=old) == history
+
+
 # ------------------------------------------------------------------ failures keep the last good file
 def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path, data, monkeypatch):
     path = tmp_path / "run.npz"
@@ -292,6 +317,211 @@ def test_files_that_are_not_checkpoints(tmp_path, data):
         fit(make_network(), data, resume=garbage)
     with pytest.raises(FileNotFoundError):
         fit(make_network(), data, resume=tmp_path / "none.npz")
+
+
+# ------------------------------------------------------------------ fuzzed checkpoints: refused whole, or resumed
+BIT_GENERATORS = ["PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64"]
+
+
+def same_state(a, b):
+    """Bit-for-bit equality of nested states (dicts, lists, tuples, arrays, numbers; NaN equals NaN)."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype
+                and a.shape == b.shape and a.tobytes() == b.tobytes())
+    if isinstance(a, dict):
+        return isinstance(b, dict) and sorted(a, key=repr) == sorted(b, key=repr) and all(
+            same_state(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(same_state(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float):
+        return np.float64(a).tobytes() == np.float64(b).tobytes()
+    return type(a) is type(b) and a == b
+
+
+def full_state(network, shuffle):
+    """Every piece of state a resume may change: model (parameters and buffers), optimizer (buffers included),
+    scheduler, the generators of the nodes and the shuffling generator."""
+    return (network.model.state_dict(), network.optimizer.state_dict(), network.scheduler.state_dict(),
+            [(k, g.bit_generator.state) for k, g in node_generators(network.model)], shuffle.bit_generator.state)
+
+
+def small_network(kind):
+    model = Sequential(Linear(4, 6, rng=1), BatchNorm1d(6), ReLU(),
+                       Dropout(0.25, rng=np.random.Generator(getattr(np.random, kind)(11))), Linear(6, 3, rng=2))
+    opt = Adam(model.parameters(), lr=1e-2)
+    return NeuralNetwork(model, CrossEntropyLoss(), opt, CosineAnnealingLR(opt, T_max=3))
+
+
+def leaf_paths(tree, path=()):
+    """Paths to every node of a JSON tree (containers too), the root excluded."""
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, list) else ()
+    for key, value in items:
+        yield path + (key,)
+        yield from leaf_paths(value, path + (key,))
+
+
+def replacements(value, r):
+    """Hostile stand-ins for one value of the metadata tree."""
+    common = [None, "x", 1.5, -3, True, [], {}, [1, 2], {"a": 1}, float("nan")]
+    if isinstance(value, bool):
+        return [not value, 0, 1] + common
+    if isinstance(value, int):
+        return [-1, 0, 1, 2, 3, 4, 624, 625, 2**32, 2**63, 2**64 - 1, 2**64, 2**128, 2**200, -2**200,
+                value + 1, value - 1, value ^ (1 << 127), value * 3, float(value)] + common
+    if isinstance(value, float):
+        return [float("nan"), float("inf"), -float("inf"), 0.0, -1.0, 1e308, 2.0, value * 3, int(value)] + common
+    if isinstance(value, str):
+        return ["", value + "x", "PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64", "Generator", "__array__",
+                "model/0.weight", "rng/node/3.rng/state/key"] + common
+    if isinstance(value, dict):
+        keys = list(value)
+        out = [dict(value, extra=1), []] + common
+        if keys:
+            drop = keys[int(r.integers(len(keys)))]
+            out.append({k: v for k, v in value.items() if k != drop})
+        return out
+    if isinstance(value, list):
+        return [value[:-1], value + value[-1:], [], value[::-1]] + common
+    return common
+
+
+def mutate_array(array, r):
+    """A hostile variant of one saved array (or None: drop it)."""
+    a = np.array(array, copy=True)
+    choice = int(r.integers(9))
+    if choice == 0 and a.size:
+        special = ([np.nan, np.inf, -np.inf, 1e300] if a.dtype.kind == "f"
+                   else [-1, 0, 1, np.iinfo(a.dtype).max, np.iinfo(a.dtype).min] if a.dtype.kind in "iu" else [True])
+        flat = a.reshape(-1)
+        with np.errstate(all="ignore"):
+            flat[int(r.integers(a.size))] = np.asarray(special[int(r.integers(len(special)))]).astype(a.dtype)
+        return a
+    if choice == 1:
+        others = [np.float64, np.float32, np.float16, np.int64, np.uint64, np.int32, np.uint32, np.uint8, np.bool_]
+        with np.errstate(all="ignore"):
+            return a.astype(others[int(r.integers(len(others)))])
+    if choice == 2 and a.dtype.itemsize == 8:
+        return a.view(np.int64 if a.dtype != np.int64 else np.uint64)
+    if choice == 3:
+        return a.reshape(-1)[:-1] if a.size else np.zeros(3, a.dtype)
+    if choice == 4:
+        return a[None]
+    if choice == 5:
+        return np.asarray(a.reshape(-1)[0]) if a.size else a
+    if choice == 6:
+        return None
+    if choice == 7:
+        return np.concatenate([a.reshape(-1), a.reshape(-1)[:1]])
+    with np.errstate(all="ignore"):  # -1 wraps to the largest value of an unsigned dtype
+        return np.full_like(a, np.asarray(-1 if a.dtype.kind in "iu" else np.nan).astype(a.dtype))
+
+
+def mutated_checkpoints(arrays, metadata, count, seed):
+    """``count`` variants of a checkpoint, each with one value of its metadata or one of its arrays changed."""
+    import copy
+    r = np.random.default_rng(seed)
+    rng_paths = [p for p in leaf_paths(metadata) if p[0] == "rng"]
+    paths = list(leaf_paths(metadata))
+    rng_arrays = sorted(name for name in arrays if name.startswith("rng/"))
+    names = sorted(arrays)
+    for i in range(count):
+        new_arrays, new_metadata = dict(arrays), copy.deepcopy(metadata)
+        kind = i % 4
+        if kind in (0, 1):  # a value of the metadata tree; half of them in the generators' states
+            path = (rng_paths if kind == 0 else paths)[int(r.integers(len(rng_paths if kind == 0 else paths)))]
+            parent = new_metadata
+            for key in path[:-1]:
+                parent = parent[key]
+            options = replacements(parent[path[-1]], r)
+            parent[path[-1]] = options[int(r.integers(len(options)))]
+            what = f"metadata {'/'.join(map(str, path))} = {parent[path[-1]]!r:.60}"
+        else:  # an array; half of them the generators' arrays (MT19937 key, Philox counter, SFC64 state)
+            pool = rng_arrays if kind == 2 and rng_arrays else names
+            name = pool[int(r.integers(len(pool)))]
+            value = mutate_array(arrays[name], r)
+            if value is None:
+                del new_arrays[name]
+                what = f"array {name} removed"
+            else:
+                new_arrays[name] = value
+                what = f"array {name} -> {value.dtype}{value.shape}"
+        yield what, new_arrays, new_metadata
+
+
+@pytest.mark.parametrize("kind", BIT_GENERATORS)
+def test_fuzzed_checkpoints_are_refused_whole_or_resumed(tmp_path, kind):
+    """Each mutated checkpoint is either refused with CheckpointError, leaving every piece of state
+    bit-identical, or resumed; no other error, and nothing half loaded."""
+    r = np.random.default_rng(0)
+    X, y = r.standard_normal((16, 4)), r.integers(0, 3, 16)
+    path = tmp_path / "run.npz"
+    small_network(kind).fit(X, y, epochs=1, batch_size=8, rng=np.random.Generator(getattr(np.random, kind)(7)),
+                            progress=False, checkpoint=path)
+    arrays, metadata = load_arrays(path)
+    assert metadata["rng"]["shuffle"]["bit_generator"] == kind
+    network = small_network(kind)
+    shuffle = np.random.Generator(getattr(np.random, kind)(5))
+    network.fit(X, y, epochs=1, batch_size=8, rng=shuffle, progress=False)  # state of its own, Adam buffers too
+    problems, refused, resumed = [], 0, 0
+    for index, (what, new_arrays, new_metadata) in enumerate(
+            mutated_checkpoints(arrays, metadata, 120, seed=BIT_GENERATORS.index(kind))):
+        mutated = tmp_path / f"mutated{index}.npz"
+        try:
+            serialization.save_arrays(mutated, new_arrays, new_metadata)
+        except (TypeError, ValueError):
+            continue  # not storable at all (an array of a dtype no file holds)
+        before = full_state(network, shuffle)
+        seed_instead = index % 3 == 0  # a seed makes fit build the shuffling generator from the file's kind
+        try:
+            network.fit(X, y, epochs=2, batch_size=8, rng=3 if seed_instead else shuffle, progress=False,
+                        resume=mutated)
+            resumed += 1
+        except CheckpointError:
+            refused += 1
+            if not same_state(full_state(network, shuffle), before):
+                problems.append(f"{what}: refused, but the network's state changed")
+        except TrainingDiverged:
+            resumed += 1  # it resumed (non-finite weights load), then training stopped
+        except Exception as error:  # noqa: BLE001 - any other error is the bug this test looks for
+            problems.append(f"{what}: {type(error).__name__}: {error}")
+    assert problems == [], f"{len(problems)} bad outcomes, e.g. {problems[:5]}"
+    assert refused > 30 and resumed > 5  # the fuzzing reaches both outcomes
+
+
+@pytest.mark.parametrize("kind, where, value", [
+    ("PCG64", ("state", "inc"), -1),
+    ("PCG64", ("state", "inc"), 2**200),
+    ("PCG64", ("state", "inc"), 2),  # even: no PCG state has it
+    ("PCG64DXSM", ("state", "state"), 2**128),
+    ("PCG64", ("has_uint32",), 2),
+    ("SFC64", ("uinteger",), 2**32),
+    ("MT19937", ("state", "pos"), 10**6),  # NumPy would read past the key (a crash)
+    ("MT19937", ("state", "pos"), -1),
+    ("Philox", ("buffer_pos",), -1),  # NumPy would return garbage
+    ("Philox", ("buffer_pos",), 5),
+    ("Philox", ("bit_generator",), "PCG64"),
+])
+def test_out_of_range_generator_states_are_refused_and_change_nothing(tmp_path, kind, where, value):
+    r = np.random.default_rng(0)
+    X, y = r.standard_normal((16, 4)), r.integers(0, 3, 16)
+    path = tmp_path / "run.npz"
+    small_network(kind).fit(X, y, epochs=1, batch_size=8, rng=np.random.Generator(getattr(np.random, kind)(7)),
+                            progress=False, checkpoint=path)
+    arrays, metadata = load_arrays(path)
+    for key in ("shuffle", "node/3.rng"):
+        arrays2, metadata2 = dict(arrays), __import__("copy").deepcopy(metadata)
+        parent = metadata2["rng"][key]
+        for step in where[:-1]:
+            parent = parent[step]
+        parent[where[-1]] = value
+        serialization.save_arrays(tmp_path / "bad.npz", arrays2, metadata2)
+        network = small_network(kind)
+        shuffle = np.random.Generator(getattr(np.random, kind)(5))
+        network.fit(X, y, epochs=1, batch_size=8, rng=shuffle, progress=False)
+        before = full_state(network, shuffle)
+        with pytest.raises(CheckpointError, match=f"generator '{key}'"):
+            network.fit(X, y, epochs=2, batch_size=8, rng=shuffle, progress=False, resume=tmp_path / "bad.npz")
+        assert same_state(full_state(network, shuffle), before)
 
 
 # ------------------------------------------------------------------ command line

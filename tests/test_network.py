@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from nn_from_scratch import NeuralNetwork, Sequential, TrainingDiverged
+from nn_from_scratch.node import Node
 from nn_from_scratch.datasets import load_digits
 from nn_from_scratch.losses import CrossEntropyLoss, MSELoss
 from nn_from_scratch.models import mlp
-from nn_from_scratch.nodes import Linear, ReLU
+from nn_from_scratch.nodes import BatchNorm1d, Linear, ReLU
 from nn_from_scratch.optim import SGD, Adam
 
 
@@ -175,3 +176,93 @@ def test_a_loss_count_correct_of_none_means_no_accuracy(rng):
     history = network.fit(X, y, epochs=1, batch_size=4, validation_data=(X, y), rng=0, progress=False)
     assert sorted(history) == ["loss", "val_loss"]
     assert sorted(network.evaluate(X, y)) == ["loss"]
+
+
+# ------------------------------------------------------------------ divergence keeps buffers; epochs
+class CountingNode(Node):
+    """The identity, counting the training passes in a buffer (a node with state of its own, not BatchNorm)."""
+
+    _buffer_names = ("passes",)
+
+    def __init__(self):
+        super().__init__()
+        self.passes = np.zeros((), dtype=np.int64)
+
+    def _forward(self, x, ctx):
+        if ctx.update_state and self.training:
+            self.passes += 1
+        return x
+
+    def _vjp(self, g, ctx):
+        return g
+
+
+class RecordingSGD(SGD):
+    """SGD that keeps the model's whole state after every step it takes."""
+
+    def __init__(self, model, **kwargs):
+        super().__init__(model.parameters(), **kwargs)
+        self.model, self.states = model, []
+
+    def step(self):
+        super().step()
+        self.states.append(self.model.state_dict())
+
+
+@pytest.mark.parametrize("what", ["loss", "gradient"])
+def test_divergence_keeps_the_buffers_of_the_last_finite_step(rng, what):
+    """BatchNorm's running statistics and any node's buffers are put back with the weights; predictions stay finite."""
+    X = rng.standard_normal((64, 3)) * 10
+    y = X @ np.array([[1.0], [-2.0], [0.5]])
+    model = Sequential(Linear(3, 4, rng=0), BatchNorm1d(4), CountingNode(), Linear(4, 1, rng=1))
+    optimizer = RecordingSGD(model, lr=10.0 if what == "loss" else 0.01)
+
+    class InfiniteGradient(MSELoss):
+        """A finite loss whose gradient turns infinite at the fourth batch: the gradient check must stop it."""
+        calls = 0
+
+        def backward(self, dL_dy=1.0, reset_after=True):
+            g = super().backward(dL_dy, reset_after)
+            InfiniteGradient.calls += 1
+            if InfiniteGradient.calls == 4:
+                g[0] = np.inf
+            return g
+
+    network = NeuralNetwork(model, MSELoss() if what == "loss" else InfiniteGradient(), optimizer)
+    with pytest.raises(TrainingDiverged, match="the loss became" if what == "loss" else "a gradient stopped"):
+        network.fit(X, y, epochs=100, batch_size=16, rng=0, progress=False)
+    if what == "gradient":
+        assert len(optimizer.states) == 3
+    last = optimizer.states[-1]
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, last[key], err_msg=key)
+    assert int(model[2].passes) == len(optimizer.states)
+    assert int(model[1].num_batches_tracked) == len(optimizer.states)
+    assert np.all(np.isfinite(network.predict_output(X)))
+
+
+def test_float16_gradients_are_checked_without_overflowing(rng):
+    """All-finite float16 gradients whose float16 sum would overflow (-64 x 2048) are not a divergence."""
+    X = np.ones((8, 2048), dtype=np.float16)
+    y = np.full((8, 1), 64.0, dtype=np.float16)
+    model = Sequential(Linear(2048, 1, rng=0, dtype=np.float16))
+    model[0].weight.value[...] = 0
+    network = NeuralNetwork(model, MSELoss(), SGD(model.parameters(), lr=0.0))  # lr 0: the gradient stays -128
+    history = network.fit(X, y, epochs=1, batch_size=8, rng=0, progress=False)
+    np.testing.assert_allclose(history["loss"], [64.0 ** 2], rtol=1e-3, atol=0)
+    grad = model[0].weight.grad
+    assert grad.dtype == np.float16 and np.all(grad == -128) and float(np.sum(grad)) == -np.inf
+
+
+@pytest.mark.parametrize("epochs", [0, -1, 1.5, True, "3"])
+def test_epochs_must_be_a_positive_integer(rng, epochs):
+    X, y = rng.standard_normal((8, 3)), rng.standard_normal((8, 1))
+    model = Sequential(Linear(3, 1, rng=0))
+    network = NeuralNetwork(model, MSELoss(), SGD(model.parameters(), lr=0.1))
+    before = model.state_dict()
+    with pytest.raises(ValueError, match="epochs must be a positive integer"):
+        network.fit(X, y, epochs=epochs, progress=False)
+    with pytest.raises(ValueError, match="epochs=None stands for the epochs of the run being resumed; it needs resume="):
+        network.fit(X, y, epochs=None, progress=False)
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[key])

@@ -1,6 +1,7 @@
 """NeuralNetwork: a model, a loss and an optimizer, with fit (checkpoints and exact resume), predict and evaluate."""
 from __future__ import annotations
 
+import copy
 import math
 import os
 from pathlib import Path
@@ -12,7 +13,7 @@ from .datasets.batching import iterate_minibatches, num_batches
 from .losses import Loss
 from .node import Node, as_float_array
 from .progress import ProgressBar
-from .random import as_generator
+from .random import as_generator, check_generator_state, generator_from_state
 from .serialization import check_model_path, flatten_state, load_arrays, save_arrays, unflatten_state
 
 __all__ = ["CheckpointError", "NeuralNetwork", "TrainingDiverged", "TrainingInterrupted", "node_generators"]
@@ -21,8 +22,6 @@ History = Dict[str, List[float]]
 PathLike = Union[str, "os.PathLike[str]"]
 CHECKPOINT_FORMAT = "nn_from_scratch.checkpoint"
 CHECKPOINT_VERSION = 1
-#: Bit generators a checkpoint may recreate by name (a whitelist: nothing else is looked up).
-_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 
 
 class TrainingDiverged(RuntimeError):
@@ -61,14 +60,6 @@ def node_generators(model: Node, prefix: str = "") -> Iterator[Tuple[str, np.ran
         yield from node_generators(child, f"{prefix}{name}.")
 
 
-def _generator_like(state: Any) -> np.random.Generator:
-    """A new generator of the bit-generator kind a saved state names (whitelisted)."""
-    kind = state.get("bit_generator") if isinstance(state, dict) else None
-    if kind not in _BIT_GENERATORS:
-        raise CheckpointError(f"the checkpoint's shuffling generator has unknown kind {kind!r}")
-    return np.random.Generator(getattr(np.random, kind)())
-
-
 class NeuralNetwork:
     """Train and use a model: ``NeuralNetwork(model, loss, optimizer, scheduler=None)``.
 
@@ -97,7 +88,7 @@ class NeuralNetwork:
         self,
         X: Any,
         y: Any,
-        epochs: int = 10,
+        epochs: Optional[int] = 10,
         batch_size: int = 32,
         validation_data: Optional[Tuple[Any, Any]] = None,
         shuffle: bool = True,
@@ -110,16 +101,24 @@ class NeuralNetwork:
     ) -> History:
         """Train until ``epochs`` epochs are done and return the history of all of them.
 
+        ``epochs`` counts from the start of the run, so it must be a positive
+        integer (0 would train nothing: it is refused with ``ValueError``).
+        With ``resume``, ``epochs=None`` means the epochs the checkpoint's run
+        asked for (checkpoints record it), so an interrupted run finishes as
+        it was meant to; a resumed run that is already done trains nothing.
+
         ``rng`` (a Generator or a seed) orders the batches; the same seed,
         model and data give the same history bit for bit.  A non-finite loss
         or gradient stops training with :class:`TrainingDiverged`, naming the
-        epoch and batch, before the optimizer takes the bad step.
+        epoch and batch, before the optimizer takes the bad step: the weights
+        and the buffers (BatchNorm's running statistics, whatever a node keeps
+        in ``named_buffers``) are those of the last finite step.
 
         Checkpoints (one ``.npz`` or ``.safetensors`` file, by its suffix,
         written atomically) hold the model's parameters and buffers, the
         optimizer's and the scheduler's state, the state of the shuffling
         generator and of every generator a node owns (Dropout's), the
-        number of finished epochs and the history:
+        number of finished epochs, the epochs the run asked for and the history:
 
         * ``checkpoint=PATH`` writes one after every ``checkpoint_every``
           epochs and after the last; ``checkpoint_every=None`` writes one
@@ -133,11 +132,15 @@ class NeuralNetwork:
           history are bit for bit those of a run that was never stopped.  The
           same data, ``batch_size`` and ``shuffle`` are required; a file that
           does not fit raises :class:`CheckpointError` (a ``ValueError``) and
-          changes nothing.
+          changes nothing: not the model, the optimizer, the scheduler, nor
+          any generator (the ``rng`` passed in included).
         """
         X, y = self._check_data(X, y, "X", "y")
-        if not isinstance(epochs, (int, np.integer)) or isinstance(epochs, bool) or epochs < 0:
-            raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+        if epochs is None:
+            if resume is None:
+                raise ValueError("epochs=None stands for the epochs of the run being resumed; it needs resume=")
+        elif not isinstance(epochs, (int, np.integer)) or isinstance(epochs, bool) or epochs < 1:
+            raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
         if checkpoint_every is not None and (
             not isinstance(checkpoint_every, (int, np.integer)) or isinstance(checkpoint_every, bool)
             or checkpoint_every < 1
@@ -154,17 +157,18 @@ class NeuralNetwork:
         history: History = {}
         done = 0
         if resume is not None:
-            generator, done, history = self._resume(resume, rng, generator, fit_info, epochs)
+            generator, done, history, epochs = self._resume(resume, rng, generator, fit_info, epochs)
+        epochs = int(epochs)
         snapshot, saved = None, None
         if checkpoint is not None:
-            snapshot = self._capture(done, history, generator, fit_info)
+            snapshot = self._capture(done, epochs, history, generator, fit_info)
         epoch = done
         try:
             for epoch in range(done + 1, epochs + 1):
                 self._train_epoch(X, y, batch_size, shuffle, generator, validation_data, history,
                                   epoch, epochs, batches, progress)
                 if checkpoint is not None:
-                    snapshot = self._capture(epoch, history, generator, fit_info)
+                    snapshot = self._capture(epoch, epochs, history, generator, fit_info)
                     if checkpoint_every is not None and (epoch % checkpoint_every == 0 or epoch == epochs):
                         save_arrays(checkpoint, *snapshot)
                         saved = epoch
@@ -182,15 +186,19 @@ class NeuralNetwork:
         self.model.train()
         bar = ProgressBar(batches, f"epoch {epoch}/{epochs}", enabled=progress)
         total_loss, correct, count, classifier = 0.0, 0, 0, False
+        buffers = _Buffers(self.model)
         try:
             for index, (xb, yb) in enumerate(iterate_minibatches(X, y, batch_size, shuffle=shuffle, rng=generator), 1):
+                buffers.keep()  # the forward pass may update them (running statistics) before the loss is known
                 output = self.model.forward(xb)
                 loss = self.loss.forward(output, yb)
                 if not math.isfinite(loss):
+                    buffers.restore()
                     raise self._diverged(f"the loss became {loss}", epoch, index)
                 self.optimizer.zero_grad()
                 self.model.backward(self.loss.backward(), input_grad=False)  # the data needs no gradient
-                if not all(math.isfinite(float(np.sum(p.grad))) for p in self.model.parameters()):
+                if not all(_all_finite(p.grad) for p in self.model.parameters()):
+                    buffers.restore()
                     raise self._diverged("a gradient stopped being finite", epoch, index)
                 self.optimizer.step()
                 total_loss += loss * len(xb)
@@ -215,7 +223,7 @@ class NeuralNetwork:
             self.scheduler.step()
 
     # ------------------------------------------------------------ checkpoints
-    def _capture(self, epoch: int, history: History, generator: np.random.Generator,
+    def _capture(self, epoch: int, epochs: int, history: History, generator: np.random.Generator,
                  fit_info: Dict[str, Any]) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
         """Everything a resumed run needs, as (arrays, JSON metadata); nothing in it aliases the network."""
         if not callable(getattr(self.optimizer, "state_dict", None)):
@@ -232,15 +240,22 @@ class NeuralNetwork:
         arrays.update(optimizer_arrays)
         arrays.update(rng_arrays)
         metadata = {
-            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "epoch": int(epoch),
+            "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "epoch": int(epoch), "epochs": int(epochs),
             "history": {key: list(values) for key, values in history.items()}, "fit": dict(fit_info),
             "optimizer": optimizer_json, "scheduler": scheduler_json, "rng": rng_json,
         }
         return arrays, metadata
 
     def _resume(self, path: PathLike, rng: Any, generator: np.random.Generator,
-                fit_info: Dict[str, Any], epochs: int) -> Tuple[np.random.Generator, int, History]:
-        """Load a checkpoint into the network; all or nothing."""
+                fit_info: Dict[str, Any], epochs: Optional[int]) -> Tuple[np.random.Generator, int, History, int]:
+        """Load a checkpoint into the network, all or nothing: ``(generator, done, history, epochs)``.
+
+        Everything is checked before anything changes: the file, the
+        generators' states (against what each generator can hold), and the
+        optimizer's and the scheduler's states (loaded into copies first).
+        The model's own ``load_state_dict`` checks every key, shape and dtype
+        before it writes, so it goes first; what follows can no longer fail.
+        """
         try:
             arrays, metadata = load_arrays(path)
         except ValueError as error:
@@ -249,44 +264,48 @@ class NeuralNetwork:
             parts = self._parse_checkpoint(arrays, metadata, fit_info)
         except (ValueError, TypeError, KeyError) as error:
             raise CheckpointError(f"{path} is not a usable checkpoint: {error}") from None
-        model_state, optimizer_state, scheduler_state, rng_states, epoch, history = parts
+        model_state, optimizer_state, scheduler_state, rng_states, epoch, history, total = parts
+        if epochs is None:
+            if total is None:
+                raise CheckpointError(f"{path} does not record how many epochs its run asked for; pass epochs=")
+            epochs = total
         if epoch > epochs:
             raise CheckpointError(f"{path} holds {epoch} finished epochs, more than epochs={epochs}")
-        generators = dict(node_generators(self.model))
-        if not isinstance(rng, np.random.Generator):
-            generator = _generator_like(rng_states["shuffle"])
-        generators_by_key = {"shuffle": generator, **{"node/" + k: g for k, g in generators.items()}}
-        missing = sorted(set(generators_by_key) ^ set(rng_states))
-        if missing:
+        generators = {"node/" + k: g for k, g in node_generators(self.model)}
+        keys = ["shuffle", *generators]
+        if sorted(keys) != sorted(rng_states):
             raise CheckpointError(
                 f"{path}: the random generators saved ({sorted(rng_states)}) do not match the network's "
-                f"({sorted(generators_by_key)})"
+                f"({sorted(keys)})"
             )
-        for key, g in generators_by_key.items():
-            saved_kind = rng_states[key].get("bit_generator") if isinstance(rng_states[key], dict) else None
-            if saved_kind != type(g.bit_generator).__name__:
-                raise CheckpointError(
-                    f"{path}: generator {key!r} was saved as {saved_kind!r}, this one is {type(g.bit_generator).__name__}"
-                )
-        before = (self.model.state_dict(), self.optimizer.state_dict(),
-                  None if self.scheduler is None else self.scheduler.state_dict(),
-                  {key: g.bit_generator.state for key, g in generators_by_key.items()})
-        try:
-            self.model.load_state_dict(model_state)
-            self.optimizer.load_state_dict(optimizer_state)
-            if self.scheduler is not None:
-                self.scheduler.load_state_dict(scheduler_state)
-            for key, g in generators_by_key.items():
-                g.bit_generator.state = rng_states[key]
-        except (ValueError, TypeError, KeyError) as error:
-            self.model.load_state_dict(before[0])
-            self.optimizer.load_state_dict(before[1])
-            if self.scheduler is not None:
-                self.scheduler.load_state_dict(before[2])
-            for key, g in generators_by_key.items():
-                g.bit_generator.state = before[3][key]
+        for key in keys:
+            own = generator if key == "shuffle" and isinstance(rng, np.random.Generator) else generators.get(key)
+            try:
+                check_generator_state(rng_states[key], None if own is None else type(own.bit_generator).__name__)
+            except ValueError as error:
+                raise CheckpointError(f"{path}: generator {key!r}: {error}") from None
+        problem = _state_mismatch(self.model, model_state)
+        if problem:
+            raise CheckpointError(f"{path} does not fit this network: {problem}")
+        try:  # a dry run on copies that share the parameters (which loading never writes)
+            memo = {id(p): p for p in self.model.parameters()}
+            trial_optimizer, trial_scheduler = copy.deepcopy((self.optimizer, self.scheduler), memo)
+            trial_optimizer.load_state_dict(optimizer_state)
+            if trial_scheduler is not None:
+                trial_scheduler.load_state_dict(scheduler_state)
+        except Exception as error:  # noqa: BLE001 - whatever a bad state makes them raise, the file is refused
             raise CheckpointError(f"{path} does not fit this network: {error}") from None
-        return generator, epoch, history
+        self.model.load_state_dict(model_state)  # its keys, shapes and dtypes were checked above
+        self.optimizer.load_state_dict(optimizer_state)
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(scheduler_state)
+        if not isinstance(rng, np.random.Generator):
+            generator = generator_from_state(rng_states["shuffle"])
+        else:
+            generator.bit_generator.state = rng_states["shuffle"]
+        for key, g in generators.items():
+            g.bit_generator.state = rng_states[key]
+        return generator, epoch, history, epochs
 
     def _parse_checkpoint(self, arrays: Dict[str, np.ndarray], metadata: Dict[str, Any], fit_info: Dict[str, Any]):
         if metadata.get("format") != CHECKPOINT_FORMAT:
@@ -314,6 +333,9 @@ class NeuralNetwork:
         epoch = metadata["epoch"]
         if type(epoch) is not int or epoch < 0:
             raise ValueError(f"bad epoch {epoch!r}")
+        total = metadata.get("epochs")  # absent from checkpoints written before it was recorded
+        if total is not None and (type(total) is not int or total < max(epoch, 1)):
+            raise ValueError(f"bad epochs {total!r} for {epoch} finished epochs")
         history = metadata["history"]
         if not isinstance(history, dict) or not all(
             isinstance(v, list) and len(v) == epoch and all(isinstance(x, (int, float)) for x in v)
@@ -328,7 +350,7 @@ class NeuralNetwork:
                     f"it was made with {key}={saved!r}, this fit has {key}={value!r}; "
                     "resume with the same data, batch_size and shuffle"
                 )
-        return model_state, optimizer_state, scheduler_state, rng_states, epoch, history
+        return model_state, optimizer_state, scheduler_state, rng_states, epoch, history, total
 
     def _diverged(self, what: str, epoch: int, batch: int) -> TrainingDiverged:
         lr = getattr(self.optimizer, "lr", None)
@@ -404,6 +426,53 @@ class NeuralNetwork:
         if len(X) == 0:
             raise ValueError(f"{x_name} is empty")
         return X, y
+
+
+def _state_mismatch(model: Node, state: Dict[str, np.ndarray]) -> str:
+    """What keeps ``model.load_state_dict(state)`` from loading (keys, shapes, dtypes), or ``""``."""
+    own = model.state_dict()
+    problems = []
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if missing:
+        problems.append(f"missing keys {missing}")
+    if unexpected:
+        problems.append(f"unexpected keys {unexpected}")
+    for name in sorted(set(own) & set(state)):
+        value = np.asarray(state[name])
+        if value.shape != own[name].shape:
+            problems.append(f"{name!r}: expected shape {own[name].shape}, got {value.shape}")
+        elif value.dtype != own[name].dtype:
+            problems.append(f"{name!r}: expected dtype {own[name].dtype}, got {value.dtype}")
+    return "; ".join(problems)
+
+
+class _Buffers:
+    """Copies of a model's buffers from before a training step, to put back when the step diverges.
+
+    Buffers are updated in place (``load_state_dict`` writes them so too),
+    so the live arrays are looked up once per epoch and each step costs one
+    ``copyto`` per buffer; a model without buffers pays nothing.
+    """
+
+    def __init__(self, model: Node) -> None:
+        self.pairs = [(np.array(live, copy=True), live) for _, live in model.named_buffers()]
+
+    def keep(self) -> None:
+        for saved, live in self.pairs:
+            np.copyto(saved, live)
+
+    def restore(self) -> None:
+        for saved, live in self.pairs:
+            np.copyto(live, saved)
+
+
+def _all_finite(a: np.ndarray) -> bool:
+    """Whether every entry is finite, summed in float32 at least: a float16 sum overflows on finite entries.
+
+    Any NaN or infinity makes the sum non-finite; a finite float32/float64
+    array can overflow only beyond 3e38 (a real divergence), float16 beyond 65504.
+    """
+    return math.isfinite(float(np.sum(a, dtype=np.result_type(a.dtype, np.float32))))
 
 
 def _correct(output: np.ndarray, target: np.ndarray) -> Optional[int]:
