@@ -305,6 +305,9 @@ from nn_from_scratch import viz
 
 if viz.available():
     kernels = model.nodes[0].weight.value[:, 0]
-    print("saved", viz.save_figure(viz.plot_images(kernels, ncols=8, cmap="RdBu_r"), "cnn_first_layer_kernels.png"))
+    limit = float(abs(kernels).max())  # one scale centred at zero: blue negative, red positive weights
+    figure = viz.plot_images(kernels, ncols=8, cmap="RdBu_r", title="the first layer's 3x3 kernels",
+                             colorbar=True, vmin=-limit, vmax=limit)
+    print("saved", viz.save_figure(figure, "cnn_first_layer_kernels.png"))
 
 print(f"convolution_cnn: CNN test accuracy {result['accuracy']:.4f}; all checks pass")

@@ -209,7 +209,8 @@ from nn_from_scratch import viz
 
 if viz.available():
     figure = viz.plot_images(data.X_test[:16], labels=data.labels_test[:16], predictions=predicted_class[:16],
-                             boxes=data.boxes_test[:16], pred_boxes=predicted_box[:16])
+                             boxes=data.boxes_test[:16], pred_boxes=predicted_box[:16],
+                             title="16 test canvases")
     print("saved", viz.save_figure(figure, "localization_test_boxes.png"))
 
 print(f"localization: accuracy {test_accuracy:.3f}, mean IoU {test_iou:.3f}; all checks pass")

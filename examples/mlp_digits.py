@@ -184,10 +184,11 @@ assert not np.array_equal(first["0.weight"], two_epochs(8)["0.weight"])
 from nn_from_scratch import viz
 
 if viz.available():
-    print("saved", viz.save_figure(viz.plot_history(history), "mlp_digits_history.png"))
+    print("saved", viz.save_figure(viz.plot_history(history, validation_label="test", title="MLP 64-128-64-10 on the digits, Adam"), "mlp_digits_history.png"))
     wrong = np.flatnonzero(predicted != y_test)[:8]
     if wrong.size:
-        figure = viz.plot_images(X_test[wrong], labels=y_test[wrong], predictions=predicted[wrong])
+        figure = viz.plot_images(X_test[wrong], labels=y_test[wrong], predictions=predicted[wrong],
+                                 title="test digits the MLP gets wrong")
         print("saved", viz.save_figure(figure, "mlp_digits_mistakes.png"))
 
 print(f"mlp_digits: Adam {adam_accuracy:.4f}, SGD {sgd_accuracy:.4f}; all checks pass")

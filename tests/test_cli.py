@@ -221,3 +221,21 @@ def test_a_run_that_trains_gives_no_chance_warning(tmp_path, capsys):
     code, stdout, err = run(capsys, "train", "--hidden", "16", "--epochs", "3", "--no-progress",
                             "--out", str(tmp_path / "m.npz"))
     assert code == 0 and accuracy_in(stdout) > 0.5 and "chance" not in err
+
+
+def test_training_curves_name_the_run_and_the_test_split(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("matplotlib")
+    figures = {}
+
+    def keep(figure, name, folder):
+        figures[name] = figure
+        return tmp_path / name
+
+    monkeypatch.setattr(cli.viz, "save_figure", keep)
+    code, _, _ = run(capsys, "train", "--hidden", "8", "--epochs", "1", "--no-progress",
+                     "--out", str(tmp_path / "m.npz"))
+    assert code == 0
+    curves = figures["m.png"]
+    assert "an MLP 64 -> 8 -> 10 on digits, adam" in curves._suptitle.get_text()
+    for axis in curves.axes:
+        assert [t.get_text() for t in axis.get_legend().get_texts()] == ["train", "test"]

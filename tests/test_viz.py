@@ -177,3 +177,77 @@ def test_save_figure_writes_into_the_named_folder_or_one_temporary_folder(tmp_pa
     assert first == second and first.is_dir() and first != target
     explicit = viz.save_figure(plot_history({"loss": [1.0]}), "one.png", directory=tmp_path)
     assert explicit == tmp_path / "one.png" and explicit.is_file()
+
+
+# ------------------------------------------------- figures a reader can read
+def integer_ticks_shown(axis):
+    low, high = axis.get_xlim()
+    ticks = [t for t in axis.get_xticks() if low <= t <= high]
+    return ticks, all(float(t).is_integer() for t in ticks)
+
+
+def test_a_one_epoch_history_has_integer_epoch_ticks(tmp_path):
+    fig = plot_history({"loss": [1.0], "val_loss": [1.1], "accuracy": [0.5], "val_accuracy": [0.6]})
+    render(fig, tmp_path)
+    for axis in fig.axes:
+        ticks, integers = integer_ticks_shown(axis)
+        assert ticks == [1] and integers
+        assert axis.get_xlim()[0] < 1 < axis.get_xlim()[1]
+    fig = plot_history({"loss": list(np.linspace(2, 1, 7))})
+    ticks, integers = integer_ticks_shown(fig.axes[0])
+    assert integers and 1 in ticks and 7 in ticks
+
+
+def test_a_flat_curve_looks_flat(tmp_path):
+    history = {"accuracy": [0.1003, 0.1015, 0.1009], "val_accuracy": [0.1003, 0.1003, 0.1003],
+               "loss": [2.302, 2.295, 2.288]}
+    fig = plot_history(history)
+    render(fig, tmp_path)
+    loss_axis, accuracy_axis = fig.axes
+    low, high = accuracy_axis.get_ylim()
+    assert high - low >= 0.1 and 0.0 <= low <= 0.1003 and 0.1015 <= high <= 1.0
+    low, high = loss_axis.get_ylim()
+    assert high - low >= 0.05 * 2.302 * (1 - 1e-12) and low <= 2.288 and high >= 2.302  # up to rounding
+    # a curve that does move keeps its own range
+    moving = plot_history({"accuracy": [0.2, 0.6, 0.9]}).axes[0].get_ylim()
+    assert moving[0] <= 0.2 and 0.9 <= moving[1] <= 1.0 and moving[1] - moving[0] < 0.9
+
+
+def test_plot_history_names_its_axes_the_run_and_the_held_out_split(tmp_path):
+    fig = plot_history(HISTORY, title="an MLP on the digits", validation_label="test")
+    render(fig, tmp_path)
+    assert fig._suptitle is not None and fig._suptitle.get_text() == "an MLP on the digits"
+    loss_axis, accuracy_axis = fig.axes
+    assert loss_axis.get_ylabel() == "loss" and accuracy_axis.get_ylabel() == "accuracy"
+    assert [t.get_text() for t in loss_axis.get_legend().get_texts()] == ["train", "test"]
+    assert [line.get_label() for line in plot_history(HISTORY).axes[0].get_lines()] == ["train", "validation"]
+
+
+def test_plot_images_title_shared_colour_scale_and_colorbar(tmp_path, rng):
+    kernels = rng.standard_normal((16, 3, 3))
+    limit = float(np.abs(kernels).max())
+    fig = plot_images(kernels, ncols=8, cmap="RdBu_r", title="first-layer kernels", colorbar=True,
+                      vmin=-limit, vmax=limit)
+    render(fig, tmp_path)
+    assert fig._suptitle.get_text() == "first-layer kernels"
+    images = [axis for axis in fig.axes if axis.get_images()]
+    assert len(images) == 16 and len(fig.axes) == 17  # and the colorbar's axes
+    assert all(axis.get_images()[0].get_clim() == (-limit, limit) for axis in images)
+    shared = plot_images(kernels, colorbar=True)  # without limits: one scale over all images
+    clims = {axis.get_images()[0].get_clim() for axis in shared.axes if axis.get_images()}
+    assert clims == {(float(kernels.min()), float(kernels.max()))}
+    assert len(plot_images(kernels).axes) == 16 and plot_images(kernels)._suptitle is None
+
+
+def test_plot_images_with_boxes_has_a_legend_for_the_colours(tmp_path, rng):
+    boxes = np.array([[0.25, 0.25, 0.5, 0.5]] * 3)
+    fig = plot_images(rng.random((3, 16, 16)), boxes=boxes, pred_boxes=boxes + 0.05)
+    render(fig, tmp_path)
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["true box (green)", "predicted box (red)"]
+    handles = legend.legend_handles if hasattr(legend, "legend_handles") else legend.legendHandles
+    assert matplotlib.colors.same_color(handles[0].get_edgecolor(), "lime")
+    assert matplotlib.colors.same_color(handles[1].get_edgecolor(), "red")
+    assert [t.get_text() for t in plot_images(rng.random((3, 16, 16)), boxes=boxes).legends[0].get_texts()] == \
+        ["true box (green)"]
+    assert not plot_images(rng.random((3, 16, 16))).legends

@@ -378,7 +378,7 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         cross_entropy = NeuralNetwork(model, CrossEntropyLoss(), optimizer=None).evaluate(X_test, y_test)["loss"]
         print(f"test accuracy {accuracy:.4f}, test cross-entropy {cross_entropy:.4f} after {seconds:.1f} s")
     warning = chance_level_warning(accuracy, y_test if not localize else data.labels_test, classes, history,
-                                   args.optimizer, args.lr)
+                                   args.optimizer, args.lr, cross_entropy=not localize)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
     if args.checkpoint is not None:
@@ -391,13 +391,16 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if not viz.available():
         print(f"no PNG saved: matplotlib is not installed ({extras.install_hint('matplotlib')})")
         return 0
-    saved = viz.save_figure(viz.plot_history(history), f"{out.stem}.png", out.parent)
+    curves = viz.plot_history(history, validation_label="test",  # fit's validation data is the test split
+                              title=f"{_describe_model(config)} on {args.dataset}, {args.optimizer} lr={args.lr:g}")
+    saved = viz.save_figure(curves, f"{out.stem}.png", out.parent)
     print(f"training curves saved to {saved}")
     if localize:
         shown = slice(0, min(PREDICTION_GRID, len(X_test)))
         logits, boxes = loss.split(outputs[shown])
         figure = viz.plot_images(X_test[shown], labels=data.labels_test[shown], predictions=logits.argmax(axis=1),
-                                 boxes=data.boxes_test[shown], pred_boxes=boxes, ncols=8)
+                                 boxes=data.boxes_test[shown], pred_boxes=boxes, ncols=8,
+                                 title=f"the first {len(logits)} test canvases")
         pictures = viz.save_figure(figure, f"{out.stem}-predictions.png", out.parent)
         print(f"predictions (true boxes green, predicted red) saved to {pictures}")
     return 0
@@ -416,14 +419,14 @@ TYPICAL_LR = {"sgd": 0.1, "adam": 3e-3, "adamw": 3e-3, "rmsprop": 1e-3}
 
 
 def chance_level_warning(accuracy: float, labels: np.ndarray, classes: int, history: Dict[str, List[float]],
-                         optimizer: str, lr: float) -> Optional[str]:
+                         optimizer: str, lr: float, cross_entropy: bool = True) -> Optional[str]:
     """A warning with a hint when ``accuracy`` is within :data:`CHANCE_MARGIN` of guessing, else None.
 
     Chance level is the share of the most frequent test label (what always
     answering that class scores; 1/classes for balanced data).  The hint
-    reads the training loss: one that ends above the ``ln(classes)`` of a
-    uniform guess means the steps overshoot (learning rate too high), one
-    that hardly fell means they are too small.
+    compares the learning rate with :data:`TYPICAL_LR` and reads the
+    training loss: a cross-entropy that ends above 1.5 ln(classes), worse
+    than a uniform guess, means the steps overshoot.
     """
     counts = np.bincount(np.asarray(labels, dtype=np.int64).ravel(), minlength=classes)
     chance = float(counts.max() / max(counts.sum(), 1))
@@ -432,15 +435,20 @@ def chance_level_warning(accuracy: float, labels: np.ndarray, classes: int, hist
     typical = TYPICAL_LR.get(optimizer, 3e-3)
     losses = history.get("loss", [])
     uniform = float(np.log(classes))
-    if losses and (not np.isfinite(losses[-1]) or losses[-1] > 1.5 * uniform or lr > typical):
-        direction, suggestion = "too high", min(typical, lr / 100)
-        seen = f"the training loss ended at {losses[-1]:.4g}, against {uniform:.2f} for a uniform guess"
+    overshoot = bool(losses) and (not np.isfinite(losses[-1]) or (cross_entropy and losses[-1] > 1.5 * uniform))
+    if losses and overshoot:
+        seen = f"the training loss ended at {losses[-1]:.4g}, worse than the {uniform:.2f} of a uniform guess; "
+    elif losses:
+        seen = f"the training loss went from {losses[0]:.4g} to {losses[-1]:.4g}; "
     else:
-        direction, suggestion = "too low", max(typical, lr * 100)
-        seen = (f"the training loss went from {losses[0]:.4g} to {losses[-1]:.4g}" if losses
-                else "the training loss is unknown")
-    return (f"test accuracy {accuracy:.2f} is chance level for {classes} classes ({chance:.2f}): {seen}; "
-            f"the learning rate {lr:g} may be {direction} for {optimizer}; try --lr {suggestion:g}")
+        seen = ""
+    if lr > 3 * typical or overshoot:
+        advice = f"the learning rate {lr:g} may be too high for {optimizer}; try --lr {min(typical, lr / 10):g}"
+    elif lr < typical / 3:
+        advice = f"the learning rate {lr:g} may be too low for {optimizer}; try --lr {typical:g}"
+    else:
+        advice = f"the learning rate {lr:g} is a usual one for {optimizer}; try more --epochs or more data"
+    return f"test accuracy {accuracy:.2f} is chance level for {classes} classes ({chance:.2f}): {seen}{advice}"
 
 
 def _save_elsewhere(out: Path, model: Any, metadata: Dict[str, Any], error: OSError) -> int:

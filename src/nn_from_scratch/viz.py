@@ -152,16 +152,48 @@ def _metric_names(history: Dict[str, Sequence[float]]) -> list:
     return names
 
 
+#: Metrics that are shares in [0, 1]; their axis spans at least :data:`MIN_SHARE_SPAN` and stays in [0, 1].
+_SHARE_METRICS = ("accuracy", "acc", "iou", "mean_iou")
+MIN_SHARE_SPAN = 0.1
+#: Any other metric's axis spans at least this share of its largest magnitude.
+MIN_RELATIVE_SPAN = 0.05
+
+
+def _honest_limits(values: np.ndarray, share: bool) -> Optional[Tuple[float, float]]:
+    """y limits that keep a nearly flat curve looking flat: a minimum span around the data, or None."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return None
+    low, high = float(finite.min()), float(finite.max())
+    span = MIN_SHARE_SPAN if share else MIN_RELATIVE_SPAN * max(abs(low), abs(high))
+    if high - low >= span or span == 0:
+        return None  # the data's own range is wide enough; leave it to matplotlib
+    middle = (low + high) / 2
+    low, high = middle - span / 2, middle + span / 2
+    if share:  # keep the window inside [0, 1], shifted rather than cut
+        low, high = (0.0, span) if low < 0 else (1.0 - span, 1.0) if high > 1 else (low, high)
+    return low, high
+
+
 def plot_history(
     history: Dict[str, Sequence[float]],
     keys: Optional[Sequence[str]] = None,
+    *,
+    title: Optional[str] = None,
+    validation_label: str = "validation",
 ) -> Any:
-    """Training curves per epoch, one panel per metric: train (``key``) and validation (``val_key``).
+    """Training curves per epoch, one panel per metric: train (``key``) and held-out data (``val_key``).
 
     ``history`` is what :meth:`~nn_from_scratch.NeuralNetwork.fit` returns
     (``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``, ...).  ``keys``
     picks the metrics; by default every one found, loss first, then accuracy.
-    Returns the Figure, with one axes per metric.
+    ``validation_label`` names the held-out curve in the legend (``"test"``
+    when the test split was passed as validation data, as the command line
+    does); ``title`` goes above the panels.  Epoch ticks are whole numbers;
+    a nearly flat curve gets an axis wide enough to look flat (an accuracy
+    axis spans at least :data:`MIN_SHARE_SPAN`, inside [0, 1]; others
+    :data:`MIN_RELATIVE_SPAN` of their largest value).  Returns the Figure,
+    with one axes per metric.
     """
     Figure = _figure_class("plot_history")
     from matplotlib.ticker import MaxNLocator
@@ -176,19 +208,31 @@ def plot_history(
         raise ValueError(f"history has no {missing}; it holds {sorted(history)}")
     if not names:
         raise ValueError("history is empty: nothing to plot")
-    fig = Figure(figsize=(4.5 * len(names), 3.5))
+    fig = Figure(figsize=(4.5 * len(names), 3.5 + (0.3 if title else 0.0)))
     for index, key in enumerate(names, 1):
         axis = fig.add_subplot(1, len(names), index)
-        for prefix, label in (("", "train"), ("val_", "validation")):
+        drawn = []
+        for prefix, label in (("", "train"), ("val_", validation_label)):
             if prefix + key in history:
                 values = np.asarray(history[prefix + key], dtype=np.float64)
                 epochs = np.arange(1, len(values) + 1)
-                axis.plot(epochs, values, label=label, marker="o" if len(values) < 20 else None, markersize=3)
+                axis.plot(epochs, values, label=label, marker="o" if len(values) < 20 else None,
+                          markersize=5 if len(values) == 1 else 3)
+                drawn.append(values)
+        epochs_shown = max(len(values) for values in drawn)
+        if epochs_shown < 3:  # else matplotlib pads a single point with fractional epochs
+            axis.set_xlim(0.5, epochs_shown + 0.5)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        limits = _honest_limits(np.concatenate(drawn), key.lower() in _SHARE_METRICS)
+        if limits is not None:
+            axis.set_ylim(*limits)
         axis.set_xlabel("epoch")
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.set_ylabel(key)
         axis.set_title(key)
         axis.grid(alpha=0.3)
         axis.legend()
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 
@@ -228,6 +272,10 @@ def plot_images(
     ncols: int = 8,
     *,
     cmap: str = "gray",
+    title: Optional[str] = None,
+    colorbar: bool = False,
+    vmin: Optional[float] = None,
+    vmax: Optional[float] = None,
 ) -> Any:
     """A grid of images with titles and optional bounding boxes.
 
@@ -237,8 +285,12 @@ def plot_images(
     ``pred_boxes`` are ``(N, 4)`` rows ``(x, y, w, h)`` normalised to [0, 1]
     by the image size, ``(x, y)`` the top-left corner (the layout of
     :func:`~nn_from_scratch.datasets.load_localization`); true boxes are
-    drawn in green, predicted ones in red.  Returns the Figure, with one axes
-    per image.
+    drawn in green, predicted ones in red, named in a legend below the grid.
+    ``title`` goes above the grid.  ``vmin``/``vmax`` fix the colour scale;
+    ``colorbar=True`` draws it beside the grid, every image on one scale
+    (``vmin``/``vmax``, else the smallest and largest value of all images):
+    for weights such as convolution kernels, where the sign and size matter.
+    Returns the Figure, with one axes per image (and one for the colorbar).
     """
     Figure = _figure_class("plot_images")
     from matplotlib.patches import Rectangle
@@ -254,10 +306,22 @@ def plot_images(
     columns = min(int(ncols), n)
     rows = -(-n // columns)
     title_lines = (labels is not None) + (predictions is not None)
-    fig = Figure(figsize=(1.6 * columns, (1.7 + 0.2 * title_lines) * rows))
+    if colorbar:
+        vmin = float(np.nanmin(array)) if vmin is None else float(vmin)
+        vmax = float(np.nanmax(array)) if vmax is None else float(vmax)
+    legend = [(name, edge) for box_set, name, edge in ((boxes, "true box (green)", "lime"),
+                                                        (pred_boxes, "predicted box (red)", "red"))
+              if box_set is not None]
+    top_inches, bottom_inches, right_share = (0.4 if title else 0.0), (0.35 if legend else 0.0), 0.0
+    width_inches = 1.6 * columns + (0.9 if colorbar else 0.0)
+    height_inches = (1.7 + 0.2 * title_lines) * rows + top_inches + bottom_inches
+    if colorbar:
+        right_share = 0.9 / width_inches
+    fig = Figure(figsize=(width_inches, height_inches))
+    image = None
     for i in range(n):
         ax = fig.add_subplot(rows, columns, i + 1)
-        ax.imshow(array[i], cmap=cmap, interpolation="nearest")
+        image = ax.imshow(array[i], cmap=cmap, interpolation="nearest", vmin=vmin, vmax=vmax)
         ax.set_xticks([])
         ax.set_yticks([])
         parts, color = [], "black"
@@ -276,5 +340,15 @@ def plot_images(
             # pixel centres sit at integers, so the image spans [-0.5, W - 0.5]
             ax.add_patch(Rectangle((bx * width - 0.5, by * height - 0.5), bw * width, bh * height,
                                    fill=False, edgecolor=edge, linewidth=1.5))
-    fig.tight_layout()
+    if title:
+        fig.suptitle(title)
+    if legend:
+        handles = [Rectangle((0, 0), 1, 1, fill=False, edgecolor=edge, linewidth=1.5) for _, edge in legend]
+        fig.legend(handles, [name for name, _ in legend], loc="lower center", ncol=len(legend), frameon=False)
+    bottom, top = bottom_inches / height_inches, 1.0
+    fig.tight_layout(rect=(0, bottom, 1 - right_share, top))  # it makes room for the title itself
+    if colorbar:
+        scale = fig.add_axes((1 - right_share + 0.15 * right_share, bottom + 0.05 * (top - bottom),
+                              0.2 * right_share, 0.9 * (top - bottom)))
+        fig.colorbar(image, cax=scale)
     return fig
