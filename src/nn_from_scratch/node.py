@@ -35,9 +35,19 @@ adds :math:`\partial L/\partial\theta` into each ``Parameter.grad``: input
 gradients and parameter gradients are kept apart, as in Torch7's ``nn``.
 :class:`RowwiseNode` and :class:`ElementwiseNode` are shortcuts for functions
 applied to each row of the last axis, or to each element.
+
+Threads
+-------
+A node keeps one pending pass, from ``forward`` to ``backward``, and it
+belongs to the thread that ran the forward.  While that thread runs, a
+``forward``, ``backward`` or ``jacobian()`` from another thread raises
+:class:`ConcurrentUseError` rather than mix two threads' passes: train one
+copy of a model (``copy.deepcopy``) per thread.  ``evaluate(x)`` and
+``jacobian(x)`` keep no pass and may run in several threads at once.
 """
 from __future__ import annotations
 
+import threading
 from types import SimpleNamespace
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -47,7 +57,15 @@ from .parameter import Parameter
 
 ShapeLike = Union[None, int, Sequence[Optional[int]]]
 
-__all__ = ["Context", "Node", "RowwiseNode", "ElementwiseNode", "as_float_array"]
+__all__ = ["ConcurrentUseError", "Context", "Node", "RowwiseNode", "ElementwiseNode", "as_float_array"]
+
+
+class ConcurrentUseError(RuntimeError):
+    """A node's cached forward pass was used, or replaced, by a thread other than the live one that made it.
+
+    A node keeps one pending pass (``forward`` until ``backward``), so a
+    model trains in one thread at a time; see :meth:`Node.forward`.
+    """
 
 
 class Context(SimpleNamespace):
@@ -55,12 +73,25 @@ class Context(SimpleNamespace):
 
     ``x`` and ``y`` are always set; ``update_state`` says whether this pass may
     change the node (running statistics): false for ``jacobian(x)`` and
-    ``evaluate(x)``, which must leave the node as it was.
+    ``evaluate(x)``, which must leave the node as it was.  ``thread`` is the
+    identifier of the thread that made the pass; a copy or pickle leaves it
+    out (None: any thread may use the copy).
     """
 
     x: np.ndarray
     y: np.ndarray
     update_state: bool
+    thread: Optional[int] = None
+
+    def __reduce__(self) -> Tuple[type, Tuple[()], Dict[str, Any]]:
+        state = dict(vars(self))
+        state.pop("thread", None)  # a thread identifier means nothing in a copy, or in another process
+        return type(self), (), state
+
+
+def _thread_is_running(ident: int) -> bool:
+    """Whether the Python thread ``ident`` is alive (asked only when a pass comes from another thread)."""
+    return any(thread.ident == ident for thread in threading.enumerate())
 
 
 def as_float_array(value: Any, name: str = "x") -> np.ndarray:
@@ -121,9 +152,20 @@ class Node:
 
     # ------------------------------------------------------------------ faces
     def forward(self, x: Any) -> np.ndarray:
-        """Compute ``y = f(x)`` and keep what ``backward`` needs."""
-        self._ctx = self._run(self._prepare_input(x), update_state=True)
-        return self._ctx.y
+        """Compute ``y = f(x)`` and keep what ``backward`` needs.
+
+        The kept pass belongs to the calling thread: while that thread runs,
+        ``forward``, ``backward`` and ``jacobian()`` from another thread raise
+        :class:`ConcurrentUseError` instead of mixing two threads' passes
+        (train one copy of a model per thread).  ``evaluate`` and
+        ``jacobian(x)`` keep no pass and may run in several threads at once.
+        """
+        pending = self._ctx
+        if pending is not None and pending.thread is not None and pending.thread != threading.get_ident():
+            self._check_owner(pending, "forward")
+        ctx = self._run(self._prepare_input(x), update_state=True)
+        self._ctx = ctx
+        return ctx.y
 
     def __call__(self, x: Any) -> np.ndarray:
         return self.forward(x)
@@ -194,7 +236,7 @@ class Node:
 
     # ------------------------------------------------------------ machinery
     def _run(self, x: np.ndarray, update_state: bool, **extra: Any) -> Context:
-        ctx = Context(x=x, update_state=update_state, **extra)
+        ctx = Context(x=x, update_state=update_state, thread=threading.get_ident(), **extra)
         ctx.y = self._forward(x, ctx)
         return ctx
 
@@ -229,12 +271,25 @@ class Node:
         return g.astype(y.dtype, copy=False)
 
     def _require_ctx(self, what: str) -> Context:
-        if self._ctx is None:
+        ctx = self._ctx
+        if ctx is None:
             raise RuntimeError(
                 f"{type(self).__name__}.{what}: forward must run first "
                 "(there is no cached forward pass; backward(..., reset_after=True) drops it)"
             )
-        return self._ctx
+        if ctx.thread is not None and ctx.thread != threading.get_ident():
+            self._check_owner(ctx, what)
+        return ctx
+
+    def _check_owner(self, ctx: Context, what: str) -> None:
+        """Raise ConcurrentUseError when the thread that made ``ctx`` (not this one) is still running."""
+        if _thread_is_running(ctx.thread):
+            raise ConcurrentUseError(
+                f"{type(self).__name__}.{what}: the cached forward pass belongs to another thread, which is still "
+                "running; a node keeps one pass, so forward and backward must come from one thread at a time. "
+                "Train one copy of the model per thread (copy.deepcopy), or use evaluate(), which keeps no pass, "
+                "for inference from several threads"
+            )
 
     # ------------------------------------------------- parameters and modes
     def children(self) -> List[Tuple[str, "Node"]]:

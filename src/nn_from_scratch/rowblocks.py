@@ -99,7 +99,8 @@ def for_row_blocks(work: Callable[[slice], None], rows: int, row_bytes: int, blo
         return
     block = max(1, block_bytes // max(1, row_bytes))
     slices = [slice(start, min(start + block, rows)) for start in range(0, rows, block)]
-    threads = min(num_threads(), len(slices))
+    count = num_threads()  # read once: set_num_threads from another thread must not change it halfway
+    threads = min(count, len(slices))
     if threads == 1 or rows * row_bytes < PARALLEL_BYTES or getattr(_in_worker, "active", False):
         for s in slices:
             work(s)
@@ -115,7 +116,7 @@ def for_row_blocks(work: Callable[[slice], None], rows: int, row_bytes: int, blo
         _in_worker.active = True
         run(part)
 
-    pool = _executor(num_threads() - 1)
+    pool = _executor(count - 1)  # one pool per thread count, as few runs as it has workers or fewer
     futures = [pool.submit(run_in_worker, part) for part in runs[1:]]
     run(runs[0])  # the calling thread takes the first run
     for future in futures:

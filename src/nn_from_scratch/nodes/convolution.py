@@ -192,10 +192,11 @@ class Conv2d(Node):
         """Stride 1: the columns of each block of samples go straight into one matrix product."""
         workspace = self._workspace
         key = (images.shape, self.dtype, self.kernel_size, self.padding, self.dilation)
-        if self._wide is None or self._wide[0] != key:  # built once per input shape, not on every pass
-            self._wide = (key, WideColumns(images.shape, self.kernel_size, self.padding, self.dilation,
-                                           workspace, self.dtype))
-        wide = ctx.wide = self._wide[1]
+        cached = self._wide  # read once: another thread's pass (evaluate) may replace it meanwhile
+        if cached is None or cached[0] != key:  # built once per input shape, not on every pass
+            cached = self._wide = (key, WideColumns(images.shape, self.kernel_size, self.padding, self.dilation,
+                                                    workspace, self.dtype))
+        wide = ctx.wide = cached[1]
         ctx.padded = wide.pad(images)  # all that the backward pass needs of the input: the whole flat buffer,
         wide.lend(ctx.padded, ctx)  # so that a copy or pickle of the context holds what its backward reads
         weight = self._weight_matrix()

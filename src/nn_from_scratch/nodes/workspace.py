@@ -38,7 +38,12 @@ class Workspace:
         """A C-contiguous array of ``shape`` and ``dtype`` with arbitrary contents, now the caller's."""
         key = (tuple(int(d) for d in shape), np.dtype(dtype))
         free = self._free.get(key)
-        return free.pop() if free else np.empty(key[0], dtype=key[1])
+        if free:
+            try:
+                return free.pop()
+            except IndexError:  # another thread took the last one since the check
+                pass
+        return np.empty(key[0], dtype=key[1])
 
     def give(self, array: np.ndarray) -> None:
         """Return an array from :meth:`take`; the caller must not use it afterwards."""
