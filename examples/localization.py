@@ -51,10 +51,12 @@ CLASSES = 10
 # they lie in [0, 1]. Training canvases are made from the digits' training
 # images only and test canvases from their test images only.
 # `targets_train` packs label and box into the `(N, 5)` rows that
-# `LocalizationLoss` expects.
+# `LocalizationLoss` expects. We train in float32, about four times faster
+# than float64 for these convolutions (as `nn-from-scratch train --task
+# localize` does); the gradient checks below use float64.
 
 # %%
-data = load_localization(N_TRAIN, N_TEST, seed=SEED)
+data = load_localization(N_TRAIN, N_TEST, seed=SEED, dtype=np.float32)
 print("canvases", data.X_train.shape, data.X_test.shape)
 print("first boxes (x, y, w, h):\n", np.round(data.boxes_train[:3], 3))
 print("first targets (class, x, y, w, h):\n", np.round(data.targets_train[:3], 3))
@@ -124,7 +126,7 @@ assert 0.3 < baseline_iou < 0.55
 
 # %%
 rng = np.random.default_rng(SEED)
-model = localizer(32, CLASSES, channels=(8, 16, 32), hidden=64, rng=rng)
+model = localizer(32, CLASSES, channels=(8, 16, 32), hidden=64, rng=rng, dtype=np.float32)
 print(model.summary((None, 1, 32, 32)))
 heads = model.nodes[-1]
 assert isinstance(heads, Parallel) and len(heads) == 2
@@ -136,9 +138,11 @@ assert np.all((out[:, CLASSES:] > 0) & (out[:, CLASSES:] < 1))
 # The Jacobian of `Parallel` stacks the Jacobians of its branches, and its
 # backward pass *adds* the input gradients of the branches, since both read
 # the same input. `check_node` confirms it on the two heads, including the
-# gradients of both heads' weights.
+# gradients of both heads' weights; finite differences need float64, so it
+# checks the heads of a float64 twin of the model.
 
 # %%
+heads = localizer(32, CLASSES, channels=(8, 16, 32), hidden=64, rng=SEED + 1).nodes[-1]
 features = rng.standard_normal((3, 64))
 head_report = check_node(heads, features, rng=rng)
 print(head_report)
@@ -193,8 +197,8 @@ print(f"test accuracy {test_accuracy:.3f} (chance {chance:.2f})")
 print(f"test mean IoU {test_iou:.3f} (average box {baseline_iou:.3f})")
 print(f"boxes with IoU >= 0.5: {hit_rate:.3f} (average box {baseline_hits:.3f})")
 
-assert test_accuracy >= 0.6, test_accuracy  # measured about 0.77-0.86 over several seeds
-assert test_iou >= 0.65 and test_iou >= baseline_iou + 0.15, test_iou  # measured about 0.77
+assert test_accuracy >= 0.6, test_accuracy  # measured 0.854 (float64: 0.840; about 0.77-0.86 over seeds)
+assert test_iou >= 0.65 and test_iou >= baseline_iou + 0.15, test_iou  # measured 0.763 (float64: 0.755)
 assert hit_rate >= 0.85 and hit_rate > baseline_hits, hit_rate
 
 # %% [markdown]

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -179,8 +178,7 @@ def test_read_idx_rejects_absurd_item_count_without_allocating(tmp_path, compres
     blob = gzip.compress(data) if compress else data
     path = tmp_path / ("huge.gz" if compress else "huge")
     path.write_bytes(blob)
-    tracemalloc.start()
-    start = time.perf_counter()
+    tracemalloc.start()  # memory, not time: a slow machine must not fail this test
     try:
         for source in (blob, path):
             with pytest.raises(ValueError, match=r"1000000000000 payload bytes, but (the file holds 16|\d+ bytes of gzip data cannot inflate)"):
@@ -190,9 +188,7 @@ def test_read_idx_rejects_absurd_item_count_without_allocating(tmp_path, compres
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    elapsed = time.perf_counter() - start
     assert peak < 10 * 2**20, f"peak traced memory {peak} bytes"
-    assert elapsed < 5.0, f"took {elapsed:.2f} s"
 
 
 def test_read_idx_gzip_bomb_stops_early():

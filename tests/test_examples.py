@@ -2,10 +2,13 @@
 
 Every ``examples/*.py`` is run as a script in a fresh interpreter, headless
 (``MPLBACKEND=Agg``), with ``src`` on ``PYTHONPATH``, figures written to a
-temporary folder (``NN_FROM_SCRATCH_FIGURES``) and a time limit. A script
-passes when it exits with status 0 and prints a line containing
-"checks pass" (its last statement), so a script that stops early cannot
-pass. A line ``# Requires: sympy, ...`` in a script names optional packages
+temporary folder (``NN_FROM_SCRATCH_FIGURES``). A script passes when it
+exits with status 0 and prints a line containing "checks pass" (its last
+statement), so a script that stops early cannot pass. There is no time
+limit on a script's speed: a slow or busy machine must not fail the test.
+:data:`HANG_GUARD_S` only stops a script that hangs, far beyond any
+honest run (the slowest takes seconds alone and a few minutes on a loaded
+two-core machine). A line ``# Requires: sympy, ...`` in a script names optional packages
 without which it is skipped.
 """
 from __future__ import annotations
@@ -23,7 +26,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 SCRIPTS = sorted(EXAMPLES.glob("*.py"))
-TIMEOUT_S = 120
+#: Not a speed limit: only a guard against a script that hangs forever.
+HANG_GUARD_S = 30 * 60
 REQUIRES = re.compile(r"^# Requires:(.*)$", re.MULTILINE)
 
 
@@ -62,12 +66,12 @@ def test_example_runs(script, tmp_path):
     env["NN_FROM_SCRATCH_FIGURES"] = str(tmp_path)
     try:
         result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True,
-                                text=True, timeout=TIMEOUT_S)
+                                text=True, timeout=HANG_GUARD_S)
     except subprocess.TimeoutExpired as error:
         output = error.stdout or ""
         if isinstance(output, bytes):  # TimeoutExpired may hold bytes even with text=True
             output = output.decode("utf-8", "replace")
-        pytest.fail(f"{script.name} did not finish within {TIMEOUT_S} s; its last output:\n{tail(output)}")
+        pytest.fail(f"{script.name} still ran after {HANG_GUARD_S} s, so it hangs; its last output:\n{tail(output)}")
     if result.returncode != 0:
         pytest.fail(f"{script.name} exited with status {result.returncode}; stderr:\n{tail(result.stderr)}"
                     f"\n--- last lines of stdout:\n{tail(result.stdout, 15)}")
