@@ -226,23 +226,25 @@ SPECIAL = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, -1e-45, 88.7, -88.7, 1e30,
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
 def test_branch_free_forms_give_the_values_of_the_two_branch_definitions(rng, dtype):
     """Sigmoid, LeakyReLU and ELU pick their branch without np.where (far slower on mixed signs):
-    the results and derivatives are the definitions' exactly, NaN and infinities included."""
+    the results and derivatives are the definitions' exactly, NaN and infinities included (float16:
+    the definitions evaluated in float32 and rounded once; ELU's slope at NaN is 1, torch's rule)."""
     with np.errstate(all="ignore"):
-        x = np.concatenate([SPECIAL, rng.standard_normal(2000) * 10]).astype(dtype)
-        g = np.ones_like(x)
+        x_in = np.concatenate([SPECIAL, rng.standard_normal(2000) * 10]).astype(dtype)
+        x = x_in.astype(np.float32) if dtype == np.float16 else x_in
+        g = np.ones_like(x_in)
         t = x.dtype.type
         e = np.exp(-np.abs(x))
         cases = [
             (Sigmoid(), np.where(x >= 0, t(1) / (t(1) + e), e / (t(1) + e)), None),
             (ELU(0.7), np.where(x > 0, x, t(0.7) * np.expm1(np.minimum(x, t(0)))),
-             np.where(x > 0, t(1), t(0.7) * np.exp(np.minimum(x, t(0))))),
+             np.where(x <= 0, t(0.7) * np.exp(np.minimum(x, t(0))), t(1))),
         ]
         cases += [(LeakyReLU(a), np.where(x > 0, x, x * t(a)), np.where(x > 0, t(1), t(a)))
                   for a in (0.01, 0.0, -0.5, 1.0, 3.0)]
         for node, y, dy in cases:
-            np.testing.assert_array_equal(node.forward(x), y, err_msg=repr(node))
+            np.testing.assert_array_equal(node.forward(x_in), y.astype(dtype), err_msg=repr(node))
             if dy is not None:
-                np.testing.assert_array_equal(node.backward(g), dy, err_msg=repr(node))
+                np.testing.assert_array_equal(node.backward(g), dy.astype(dtype), err_msg=repr(node))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -267,3 +269,22 @@ def test_erf_and_erfc_pick_each_region_exactly(rng, dtype):
         numbers = ~np.isnan(expected)
         assert np.array_equal(np.signbit(ours[numbers]), np.signbit(expected[numbers]))
     assert np.signbit(erf(dtype(-0.0))) and erf(dtype(-np.inf)) == -1 and erfc(dtype(-np.inf)) == 2
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_an_infinite_upstream_gradient_gives_what_torch_gives(torch, dtype):
+    """inf (or -inf) times each derivative, NaN and infinite inputs included: ELU gave NaN at x = NaN,
+    where torch's rule (the slope applies where x <= 0) gives the upstream inf."""
+    x = np.array([-1000, -50, -20, -1, -1e-30, -0.0, 0, 1e-30, 1, 20, 50, 1000, np.inf, -np.inf, np.nan], dtype=dtype)
+    cases = [(ELU(), torch.nn.ELU()), (ELU(2.5), torch.nn.ELU(2.5)), (Softplus(), torch.nn.Softplus()),
+             (Softplus(2.0, 5.0), torch.nn.Softplus(2.0, 5.0)), (ReLU(), torch.nn.ReLU()),
+             (LeakyReLU(), torch.nn.LeakyReLU()), (LeakyReLU(0.0), torch.nn.LeakyReLU(0.0)),
+             (Sigmoid(), torch.nn.Sigmoid()), (Tanh(), torch.nn.Tanh()), (GELU("tanh"), torch.nn.GELU("tanh"))]
+    for upstream in (np.inf, -np.inf):
+        for ours, theirs in cases:
+            with np.errstate(invalid="ignore"):
+                ours.forward(x)
+                dx = ours.backward(np.full_like(x, upstream))
+            a = torch.tensor(x, requires_grad=True)
+            theirs(a).backward(torch.full_like(a, upstream))
+            np.testing.assert_array_equal(dx, a.grad.numpy(), err_msg=f"{ours!r}, upstream {upstream}")

@@ -215,3 +215,26 @@ def test_seed_gradient_agrees_with_torch_autograd(torch):
     tx = torch.tensor(SEED_X_NORM, dtype=torch.float64, requires_grad=True)
     torch_normalized_softmax(torch, tx).backward(torch.tensor(SEED_G, dtype=torch.float64))
     np.testing.assert_allclose(tx.grad.numpy(), NORM_DX, rtol=0, atol=1e-8)
+
+
+def test_rows_wider_than_the_float_range_give_exact_results_without_warnings(rng):
+    """x - max(x) overflows to -inf for such rows; e^-inf = 0 is the right answer, so no RuntimeWarning."""
+    import warnings
+
+    from nn_from_scratch.losses import CrossEntropyLoss
+    from nn_from_scratch.nodes.softmax import log_softmax, softmax, softmax_with_log_normalizer
+
+    x = np.array([[-1e308, 1e308, 0.0], [-1.7e308, 1.7e308, 1.7e308]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(softmax(x), [[0, 1, 0], [0, 0.5, 0.5]])
+        np.testing.assert_array_equal(log_softmax(x), [[-np.inf, 0, -1e308], [-np.inf, -np.log(2), -np.log(2)]])
+        p, shift, log_total = softmax_with_log_normalizer(x)
+        np.testing.assert_array_equal(p, [[0, 1, 0], [0, 0.5, 0.5]])
+        for node in (SoftMax(), LogSoftMax()):
+            y = node.forward(x)
+            assert np.all(np.isfinite(node.backward(np.ones_like(x))))
+            assert y.dtype == x.dtype
+        np.testing.assert_array_equal(softmax(np.array([[-3e38, 3e38]], dtype=np.float32)), [[0, 1]])
+        loss = CrossEntropyLoss(reduction="none").forward(x, np.array([1, 1]))
+        np.testing.assert_allclose(loss, [0.0, np.log(2)], rtol=1e-15, atol=0)

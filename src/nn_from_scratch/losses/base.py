@@ -7,10 +7,15 @@ Python float for the reductions 'mean' and 'sum', ``backward()`` returns
 :math:`\partial L / \partial \hat y` (scaled by an optional upstream gradient,
 1 by default) and ``jacobian()`` the derivative of the loss value(s) with
 respect to the prediction.
+
+A float16 prediction is computed in float32, as torch does, and the results
+(the loss value(s), the gradient, the Jacobian) are rounded to float16 once:
+in float16 a 'mean' over more than 65504 elements would divide by an
+infinite count, and sums overflow long before the mean does.
 """
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 
@@ -58,11 +63,41 @@ class Loss(Node):
     def jacobian(self, prediction: Any = None, target: Any = None) -> np.ndarray:  # type: ignore[override]
         """Derivative of the loss value(s) with respect to the prediction, shape ``loss.shape + prediction.shape``."""
         if prediction is None and target is None:
-            return self._jacobian(self._require_ctx("jacobian"))
-        if prediction is None:
-            prediction = self._require_ctx("jacobian").x
-        x = self._prepare_input(prediction)
-        return self._jacobian(self._run(x, update_state=False, target=self._target_for(target, x)))
+            ctx = self._require_ctx("jacobian")
+        else:
+            if prediction is None:
+                prediction = self._require_ctx("jacobian").x
+            x = self._prepare_input(prediction)
+            ctx = self._run(x, update_state=False, target=self._target_for(target, x))
+        inner = getattr(ctx, "float32_pass", None)
+        return self._jacobian(ctx) if inner is None else self._jacobian(inner).astype(ctx.x.dtype)
+
+    # ------------------------------------------------------- float16 in float32
+    def _run(self, x: np.ndarray, update_state: bool, **extra: Any) -> Context:
+        """The pass itself; a float16 prediction (and float16 target) is computed in float32.
+
+        The context returned then holds the float16 input and the loss
+        value(s) rounded to float16, and the float32 pass as ``float32_pass``,
+        which the backward pass and the Jacobian use.
+        """
+        if x.dtype != np.float16:
+            return super()._run(x, update_state, **extra)
+        target = extra.get("target")
+        single = dict(extra)
+        if isinstance(target, np.ndarray) and target.dtype == np.float16:
+            single["target"] = target.astype(np.float32)
+        inner = super()._run(x.astype(np.float32), update_state, **single)
+        ctx = Context(**vars(inner))
+        ctx.x, ctx.y, ctx.float32_pass = x, np.asarray(inner.y).astype(x.dtype), inner
+        ctx.__dict__.update(extra)
+        return ctx
+
+    def _backward_ctx(self, g: np.ndarray, ctx: Context, input_grad: bool = True) -> Optional[np.ndarray]:
+        inner = getattr(ctx, "float32_pass", None)
+        if inner is None:
+            return super()._backward_ctx(g, ctx, input_grad)
+        dx = super()._backward_ctx(g.astype(np.float32), inner, input_grad)  # the upstream gradient joins it
+        return None if dx is None else dx.astype(ctx.x.dtype)
 
     def probabilities(self, prediction: Any) -> np.ndarray:
         """The prediction through the loss's link (softmax for cross-entropy, sigmoid for BCE with logits).

@@ -8,6 +8,13 @@ the input's floating dtype (float32 in, float32 out), the formulas follow
 ``torch.nn`` (including its choice of derivative at kinks), and none of them
 overflows or warns for large :math:`|x|`.
 
+float16 is the exception, as in torch's CPU kernels: a float16 input is
+computed in float32 and each result (output, input gradient, Jacobian) is
+rounded to float16 once (:func:`half_in_float32`).  In float16 itself
+:math:`x^3` overflows for :math:`|x| > 40`, :math:`e^{x}` underflows for
+:math:`x < -17` (so an infinite upstream gradient met a derivative of 0), and
+a constant like ``negative_slope = 0.01`` is off by 0.1 %.
+
 NumPy has no error function, so :func:`erf` and :func:`erfc` implement
 W. J. Cody's rational Chebyshev approximations (the SPECFUN ``CALERF``
 routine), vectorised; they are accurate to a few units in the last place in
@@ -16,13 +23,66 @@ float64, which is what the exact GELU needs to agree with torch.
 from __future__ import annotations
 
 import math
-from typing import Any
+import functools
+from typing import Any, Callable, Type, TypeVar
 
 import numpy as np
 
-from ..node import Context, ElementwiseNode, as_float_array
+from ..node import Context, ElementwiseNode, Node, as_float_array
 
-__all__ = ["ELU", "GELU", "LeakyReLU", "ReLU", "Sigmoid", "Softplus", "Tanh", "erf", "erfc", "sigmoid"]
+__all__ = ["ELU", "GELU", "LeakyReLU", "ReLU", "Sigmoid", "Softplus", "Tanh", "erf", "erfc", "half_in_float32",
+           "sigmoid"]
+
+NodeType = TypeVar("NodeType", bound=Type[Node])
+_HALF, _SINGLE = np.dtype(np.float16), np.dtype(np.float32)
+
+
+def _single(value: Any) -> Any:
+    return value.astype(np.float32) if isinstance(value, np.ndarray) and value.dtype == _HALF else value
+
+
+def _derivative_face(method: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+    """Wrap ``method(self, *arrays, ctx)``: for a float16 pass, run it on the float32 context and round once."""
+    @functools.wraps(method)
+    def face(self: Node, *args: Any) -> np.ndarray:
+        ctx = args[-1]
+        full = getattr(ctx, "float32_pass", None)
+        if full is None:
+            return method(self, *args)
+        inner = Context(**vars(ctx))
+        inner.x, inner.y = full
+        inner.float32_pass = None  # derivative faces called from this one must not round in between
+        return method(self, *map(_single, args[:-1]), inner).astype(np.float16)
+    return face
+
+
+def half_in_float32(cls: NodeType) -> NodeType:
+    """Class decorator for parameter-free nodes: float16 input is computed in float32, as torch's CPU kernels do.
+
+    ``_forward`` sees the input as float32 (``ctx.x`` too) and its output is
+    rounded to float16; the derivative faces (``_vjp``, ``_jacobian``,
+    ``_derivative``, ``_row_jacobian``) then run on that float32 context,
+    with a float32 upstream gradient, and their results are rounded to
+    float16 once.  Every other dtype runs the node's own code untouched.
+    """
+    forward = cls._forward
+
+    @functools.wraps(forward)
+    def _forward(self: Node, x: np.ndarray, ctx: Context) -> np.ndarray:
+        if x.dtype != _HALF:
+            return forward(self, x, ctx)
+        single = x.astype(np.float32)
+        ctx.x = single
+        y = forward(self, single, ctx)
+        ctx.x, ctx.float32_pass = x, (single, y)
+        return y.astype(np.float16)
+
+    cls._forward = _forward
+    for name in ("_vjp", "_jacobian", "_derivative", "_row_jacobian"):
+        method = getattr(cls, name, None)
+        if method is not None:
+            setattr(cls, name, _derivative_face(method))
+    return cls
 
 
 # ------------------------------------------------------------------ error function
@@ -209,6 +269,7 @@ class ReLU(ElementwiseNode):
         return dx
 
 
+@half_in_float32
 class LeakyReLU(ElementwiseNode):
     r"""Leaky rectified linear unit with slope :math:`a` (``negative_slope``) for negative inputs.
 
@@ -240,6 +301,7 @@ class LeakyReLU(ElementwiseNode):
         return f"negative_slope={self.negative_slope}"
 
 
+@half_in_float32
 class ELU(ElementwiseNode):
     r"""Exponential linear unit with scale :math:`\alpha`.
 
@@ -249,7 +311,9 @@ class ELU(ElementwiseNode):
 
     :math:`e^x - 1` is computed with ``expm1`` (no cancellation near 0) and
     the exponential only ever sees :math:`\min(x, 0)`, so nothing overflows.
-    At :math:`x = 0` the derivative is :math:`\alpha`, as in torch.
+    At :math:`x = 0` the derivative is :math:`\alpha`, as in torch; at
+    :math:`x = \text{NaN}` it is 1 (torch's rule: the slope applies where
+    :math:`x \le 0`), so an infinite upstream gradient stays infinite there.
     """
 
     def __init__(self, alpha: float = 1.0) -> None:
@@ -258,9 +322,9 @@ class ELU(ElementwiseNode):
 
     def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
         alpha = x.dtype.type(self.alpha)
-        ctx.positive = x > 0
+        ctx.positive = ~(x <= 0)  # torch's rule: NaN takes the slope 1
         zeros = np.zeros_like(x)  # arrays, not a scalar 0: NumPy's maximum and minimum are 3x faster so
-        negative = np.minimum(x, zeros)
+        negative = np.fmin(x, zeros)  # fmin: NaN gives 0, a finite (unused) slope for the pick in _derivative
         with np.errstate(under="ignore"):
             ctx.negative_slope = alpha * np.exp(negative)
             # max(x, 0) + alpha (e^min(x, 0) - 1): one of the two terms is exactly 0, so no np.where is needed
@@ -273,6 +337,7 @@ class ELU(ElementwiseNode):
         return f"alpha={self.alpha}"
 
 
+@half_in_float32
 class Sigmoid(ElementwiseNode):
     r"""Logistic sigmoid.
 
@@ -291,6 +356,7 @@ class Sigmoid(ElementwiseNode):
         return ctx.y * (ctx.y.dtype.type(1) - ctx.y)
 
 
+@half_in_float32
 class Tanh(ElementwiseNode):
     r"""Hyperbolic tangent.
 
@@ -305,6 +371,7 @@ class Tanh(ElementwiseNode):
         return ctx.y.dtype.type(1) - ctx.y * ctx.y
 
 
+@half_in_float32
 class GELU(ElementwiseNode):
     r"""Gaussian error linear unit, exact (default) or with torch's tanh approximation.
 
@@ -362,6 +429,7 @@ class GELU(ElementwiseNode):
         return f"approximate={self.approximate!r}"
 
 
+@half_in_float32
 class Softplus(ElementwiseNode):
     r"""Softplus with sharpness :math:`\beta` and torch's linear region above ``threshold``.
 

@@ -134,7 +134,9 @@ class _BatchNorm(Node):
     buffers ``running_mean``, ``running_var``, ``num_batches_tracked`` carry
     torch's state-dict keys.  Like :class:`~nn_from_scratch.nodes.Linear`,
     the layer computes in its own ``dtype``: inputs are cast to it, and the
-    input gradient comes back in the input's dtype.
+    input gradient comes back in the input's dtype.  A float16 layer keeps
+    float16 parameters, buffers and output but computes in float32, as
+    torch does (its sums over the batch would overflow float16).
 
     Internally every input is seen as ``(N, C)`` or, when there are trailing
     axes, as ``(N, C, L)`` with :math:`L` their product (a free reshape), so
@@ -172,6 +174,8 @@ class _BatchNorm(Node):
         self.affine = bool(affine)
         self.track_running_stats = bool(track_running_stats)
         self.dtype = dtype
+        # float16 statistics are computed in float32, as torch does: a float16 sum overflows past 65504
+        self._compute = np.dtype(np.float32) if dtype == np.float16 else dtype
         self.weight: Optional[Parameter] = None
         self.bias: Optional[Parameter] = None
         if self.affine:
@@ -229,8 +233,8 @@ class _BatchNorm(Node):
 
     # ---------------------------------------------------------------- faces
     def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
-        t = self.dtype.type
-        xf = self._flat(x.astype(self.dtype, copy=False))
+        t = self._compute.type
+        xf = self._flat(x.astype(self._compute, copy=False))
         nd = xf.ndim
         m = x.size // self.num_features
         ctx.batch_stats = self.training or not self.track_running_stats
@@ -253,13 +257,13 @@ class _BatchNorm(Node):
         centered *= self._per_channel(ctx.inv_std, nd)
         ctx.x_hat = centered  # flat, (N, C) or (N, C, L)
         if not self.affine:
-            return centered.reshape(x.shape)
+            return centered.reshape(x.shape).astype(self.dtype, copy=False)
         y = centered * self._per_channel(self.weight.value, nd)
         y += self._per_channel(self.bias.value, nd)
-        return y.reshape(x.shape)
+        return y.reshape(x.shape).astype(self.dtype, copy=False)
 
     def _update_running_stats(self, mean: np.ndarray, var: np.ndarray, m: int) -> None:
-        t = self.dtype.type
+        t = self._compute.type
         self.num_batches_tracked += 1
         factor = t(1 / int(self.num_batches_tracked)) if self.momentum is None else t(self.momentum)
         unbiased = var * t(m / (m - 1))
@@ -272,7 +276,7 @@ class _BatchNorm(Node):
 
     def _grad_sums(self, g: np.ndarray, ctx: Context) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         r"""The flat ``g`` in the layer's dtype, :math:`\sum g` and :math:`\sum g \odot \hat x` per channel."""
-        gf = self._flat(g.astype(self.dtype, copy=False))
+        gf = self._flat(g.astype(self._compute, copy=False))
         return gf, self._channel_sum(gf), self._channel_dot(gf, ctx.x_hat)
 
     def _input_grad(
@@ -282,7 +286,7 @@ class _BatchNorm(Node):
         scale = self._scale(ctx)
         dx = gf * self._per_channel(scale, nd)
         if ctx.batch_stats:
-            t = self.dtype.type
+            t = self._compute.type
             k = scale / t(ctx.m)
             dx -= ctx.x_hat * self._per_channel(k * sum_gx, nd)
             dx -= self._per_channel(k * sum_g, nd)
@@ -291,7 +295,7 @@ class _BatchNorm(Node):
     def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
         if ctx.batch_stats:
             return self._input_grad(*self._grad_sums(g, ctx), ctx)
-        return self._input_grad(self._flat(g.astype(self.dtype, copy=False)), None, None, ctx)
+        return self._input_grad(self._flat(g.astype(self._compute, copy=False)), None, None, ctx)
 
     def _accumulate_grads(self, g: np.ndarray, ctx: Context) -> None:
         if self.affine:
@@ -315,9 +319,9 @@ class _BatchNorm(Node):
         scale = self._scale(ctx)  # (C,)
         full = np.zeros((n, c, length, n, c, length), dtype=self.dtype)
         channels = np.arange(c)
-        eye = np.eye(n * length, dtype=self.dtype).reshape(n, length, n, length)
+        eye = np.eye(n * length, dtype=self._compute).reshape(n, length, n, length)
         if ctx.batch_stats:
-            t = self.dtype.type
+            t = self._compute.type
             x_hat = ctx.x_hat.reshape(n, c, length).transpose(1, 0, 2)  # (C, N, L)
             outer = x_hat[:, :, :, None, None] * x_hat[:, None, None, :, :]
             blocks = eye[None] - (t(1) + outer) / t(ctx.m)

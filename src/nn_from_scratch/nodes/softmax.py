@@ -1,12 +1,40 @@
-r"""The softmax family: SoftMax, NormalizedSoftMax and LogSoftMax, row-wise over the last axis."""
+r"""The softmax family: SoftMax, NormalizedSoftMax and LogSoftMax, row-wise over the last axis.
+
+Every function and node keeps its input's dtype, but float16 is computed in
+float32 and rounded once, as torch's CPU kernels do: a float16 row sum
+overflows past 65504 (a row of 70 000 equal logits would give all zeros).
+
+The row maximum is subtracted before exponentiating.  For a row that spans
+more than the float range (``[-1e308, 1e308]``) that difference overflows to
+``-inf``, whose exponential is the right 0: the overflow is expected there,
+and no warning is raised for it.
+"""
 from __future__ import annotations
 
-from typing import Callable, Optional, Tuple
+import functools
+from typing import Any, Callable, Optional, Tuple, TypeVar
 
 import numpy as np
 
 from ..node import Context, RowwiseNode
 from ..rowblocks import for_row_blocks
+from .activations import half_in_float32
+
+Function = TypeVar("Function", bound=Callable[..., Any])
+
+
+def _float32_for_half(function: Function) -> Function:
+    """Run ``function`` in float32 when its first argument is float16; round its array result(s) to float16."""
+    @functools.wraps(function)
+    def wrapper(x: np.ndarray, *args: Any, **kwargs: Any) -> Any:
+        if x.dtype != np.float16:
+            return function(x, *args, **kwargs)
+        args = tuple(a.astype(np.float32) if isinstance(a, np.ndarray) and a.dtype == np.float16 else a for a in args)
+        result = function(x.astype(np.float32), *args, **kwargs)
+        if isinstance(result, tuple):
+            return tuple(r.astype(np.float16) for r in result)
+        return result.astype(np.float16)
+    return wrapper  # type: ignore[return-value]
 
 __all__ = ["SoftMax", "NormalizedSoftMax", "LogSoftMax", "softmax", "softmax_vjp", "log_softmax",
            "softmax_with_log_normalizer"]
@@ -62,9 +90,11 @@ def _softmax_block(x: np.ndarray, out: np.ndarray) -> None:
     out /= row_sum(out)
 
 
+@_float32_for_half
 def softmax(x: np.ndarray) -> np.ndarray:
     r"""Stable softmax over the last axis: :math:`e^{x_i - \max x} / \sum_k e^{x_k - \max x}`."""
-    return _rowwise(x, _softmax_block)[0]
+    with np.errstate(over="ignore"):  # x - max x = -inf for rows wider than the float range: e^-inf = 0 is right
+        return _rowwise(x, _softmax_block)[0]
 
 
 def _log_softmax_block(x: np.ndarray, log_p: np.ndarray, p: Optional[np.ndarray] = None) -> None:
@@ -76,6 +106,7 @@ def _log_softmax_block(x: np.ndarray, log_p: np.ndarray, p: Optional[np.ndarray]
         p /= total
 
 
+@_float32_for_half
 def log_softmax(x: np.ndarray, *, return_softmax: bool = False):
     r"""Stable log-softmax over the last axis, by log-sum-exp.
 
@@ -85,11 +116,13 @@ def log_softmax(x: np.ndarray, *, return_softmax: bool = False):
     ``(log_softmax(x), softmax(x))``, the softmax taken from the same
     exponentials (one ``exp`` pass for both).
     """
-    if return_softmax:
-        return _rowwise(x, _log_softmax_block, outputs=2)
-    return _rowwise(x, _log_softmax_block)[0]
+    with np.errstate(over="ignore"):  # x - max x = -inf for rows wider than the float range, as in softmax
+        if return_softmax:
+            return _rowwise(x, _log_softmax_block, outputs=2)
+        return _rowwise(x, _log_softmax_block)[0]
 
 
+@_float32_for_half
 def softmax_with_log_normalizer(x: np.ndarray, *, shifted_mean: bool = False) -> Tuple[np.ndarray, ...]:
     r"""``(p, m, log_total)`` per row of ``x``, and the mean of :math:`x - m` when ``shifted_mean``.
 
@@ -119,7 +152,8 @@ def softmax_with_log_normalizer(x: np.ndarray, *, shifted_mean: bool = False) ->
             np.log(total, out=stat_rows[1][s])
             ps /= total
 
-        for_row_blocks(block, rows.shape[0], rows.shape[1] * x.dtype.itemsize)
+        with np.errstate(over="ignore"):  # x - max x = -inf for rows wider than the float range, as in softmax
+            for_row_blocks(block, rows.shape[0], rows.shape[1] * x.dtype.itemsize)
     return (p, *stats)
 
 
@@ -129,6 +163,7 @@ def _softmax_vjp_block(y: np.ndarray, g: np.ndarray, out: np.ndarray) -> None:
     out *= y
 
 
+@_float32_for_half
 def softmax_vjp(y: np.ndarray, g: np.ndarray) -> np.ndarray:
     r""":math:`J^\top g = y \odot (g - \langle y, g\rangle)` for ``y = softmax(x)``, row by row."""
     return _rowwise(y, _softmax_vjp_block, g)[0]
@@ -142,6 +177,7 @@ def softmax_row_jacobian(y: np.ndarray) -> np.ndarray:
     return jac
 
 
+@half_in_float32
 class SoftMax(RowwiseNode):
     r"""Softmax over the last axis.
 
@@ -168,6 +204,7 @@ class SoftMax(RowwiseNode):
         return softmax_row_jacobian(ctx.y)
 
 
+@half_in_float32
 class NormalizedSoftMax(RowwiseNode):
     r"""Softmax of each row divided by its largest magnitude.
 
@@ -231,6 +268,7 @@ class NormalizedSoftMax(RowwiseNode):
         return jac
 
 
+@half_in_float32
 class LogSoftMax(RowwiseNode):
     r"""Logarithm of the softmax over the last axis, by log-sum-exp.
 
