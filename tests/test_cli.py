@@ -239,3 +239,84 @@ def test_training_curves_name_the_run_and_the_test_split(tmp_path, capsys, monke
     assert "an MLP 64 -> 8 -> 10 on digits, adam" in curves._suptitle.get_text()
     for axis in curves.axes:
         assert [t.get_text() for t in axis.get_legend().get_texts()] == ["train", "test"]
+
+
+# ------------------------------------------------------------------ --resume
+def interrupt_adam_at(monkeypatch, at):
+    """Make Adam.step raise KeyboardInterrupt (Ctrl-C) on its ``at``-th call."""
+    from nn_from_scratch.optim import Adam
+    original, calls = Adam.step, []
+
+    def step(optimizer):
+        calls.append(1)
+        if len(calls) == at:
+            raise KeyboardInterrupt
+        return original(optimizer)
+
+    monkeypatch.setattr(Adam, "step", step)
+
+
+RUN = ("--hidden", "12", "--epochs", "4", "--lr", "0.01", "--label-smoothing", "0.05", "--batch-size", "64",
+       "--seed", "2", "--no-progress")
+
+
+def test_resume_alone_finishes_the_interrupted_run_with_its_options(tmp_path, capsys, monkeypatch):
+    straight = tmp_path / "straight.npz"
+    assert run(capsys, "train", *RUN, "--out", str(straight))[0] == 0
+    out, checkpoint = tmp_path / "stopped.npz", tmp_path / "stopped-checkpoint.npz"
+    interrupt_adam_at(monkeypatch, -(-1438 // 64) + 3)  # in epoch 2 of 4
+    code, _, err = run(capsys, "train", *RUN, "--out", str(out))
+    assert code == 130 and "after epoch 1" in err
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)  # a wrong default --out would land here, not in out
+    code, stdout, _ = run(capsys, "train", "--resume", str(checkpoint))
+    assert code == 0, stdout
+    assert "an MLP 64 -> 12 -> 10" in stdout and "4 epochs" in stdout and "lr=0.01" in stdout
+    assert f"weights saved to {out}" in stdout
+    (a, meta_a), (b, meta_b) = load_npz(straight), load_npz(out)
+    assert len(meta_b["history"]["loss"]) == 4 and meta_a["history"] == meta_b["history"]
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+
+
+@pytest.mark.parametrize("given, recorded", [(("--hidden", "9"), "--hidden 12"),
+                                             (("--optimizer", "sgd"), "--optimizer adam"),
+                                             (("--lr", "0.02"), "--lr 0.01"),
+                                             (("--label-smoothing", "0"), "--label-smoothing 0.05")])
+def test_resume_with_a_different_option_names_it_and_both_values(tmp_path, capsys, given, recorded):
+    checkpoint = tmp_path / "ck.npz"
+    assert run(capsys, "train", *RUN, "--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.npz"))[0] == 0
+    with pytest.raises(SystemExit) as info:
+        main(["train", *given, "--resume", str(checkpoint), "--out", str(tmp_path / "n.npz"), "--no-progress"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"made with {recorded}" in err and f"this run gives {' '.join(given)}" in err, err
+    assert "does not fit this network" in err and "Traceback" not in err
+    # the same values, given again, are fine (and --epochs may set a new total)
+    code, stdout, _ = run(capsys, "train", "--hidden", "12", "--optimizer", "adam", "--epochs", "5",
+                          "--resume", str(checkpoint), "--out", str(tmp_path / "n.npz"), "--no-progress")
+    assert code == 0 and "5 epochs" in stdout
+    assert len(load_npz(tmp_path / "n.npz")[1]["history"]["loss"]) == 5
+
+
+def test_resume_help_says_how_given_options_are_treated(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "options not given are taken from the checkpoint" in help_text
+    assert "must equal the checkpoint's" in help_text
+
+
+def test_resume_checks_the_options_a_checkpoint_records(tmp_path, capsys):
+    from nn_from_scratch.serialization import load_arrays, save_arrays
+    checkpoint = tmp_path / "ck.npz"
+    assert run(capsys, "train", *RUN, "--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.npz"))[0] == 0
+    arrays, metadata = load_arrays(checkpoint)
+    for dest, bad in (("hidden", "12,x"), ("optimizer", "magic"), ("lr", -1.0), ("hidden", {"a": 1})):
+        hostile = dict(metadata, command_line=dict(metadata["command_line"], **{dest: bad}))
+        save_arrays(tmp_path / "hostile.npz", arrays, hostile)
+        with pytest.raises(SystemExit) as info:
+            main(["train", "--resume", str(tmp_path / "hostile.npz"), "--no-progress"])
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert "records --" in err and "not a valid value" in err and "Traceback" not in err

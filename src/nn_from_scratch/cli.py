@@ -34,7 +34,7 @@ from .losses import CrossEntropyLoss, LocalizationLoss
 from .metrics import mean_iou
 from .models import build_model
 from .network import CheckpointError, NeuralNetwork, TrainingDiverged, TrainingInterrupted
-from .serialization import check_model_path, load_model_state, save_model
+from .serialization import check_model_path, load_arrays, load_model_state, save_model
 
 __all__ = ["main", "build_parser", "localization_data_config"]
 
@@ -48,6 +48,17 @@ LOCALIZE_DEFAULTS = {"canvas": 32, "train_samples": 15000, "test_samples": 1000,
 #: Options that only ``--task localize`` reads (argparse dest -> option).
 LOCALIZE_ONLY = {"canvas": "--canvas", "train_samples": "--train-samples", "test_samples": "--test-samples",
                  "box_weight": "--box-weight", "box_loss": "--box-loss"}
+#: Defaults of ``train`` options that depend on nothing else (argparse leaves them None: given or not is known).
+TRAIN_DEFAULTS = {"task": "classify", "dataset": "digits", "hidden": DEFAULT_HIDDEN, "batch_size": 32, "lr": 3e-3,
+                  "schedule": "cosine", "label_smoothing": 0.1, "optimizer": "adam", "seed": 0}
+#: The options that make a training run (argparse dest -> option); a checkpoint written by ``train`` records them.
+RUN_OPTIONS = {"task": "--task", "dataset": "--dataset", "model": "--model", "hidden": "--hidden",
+               "channels": "--channels", "batch_size": "--batch-size", "lr": "--lr", "schedule": "--schedule",
+               "label_smoothing": "--label-smoothing", "optimizer": "--optimizer", "seed": "--seed",
+               "dtype": "--dtype", **LOCALIZE_ONLY}
+#: Taken from the checkpoint when not given, and free to differ (a new total of epochs, a moved folder).
+RESUME_DEFAULTS = {"epochs": "--epochs", "out": "--out", "data_dir": "--data-dir"}
+COMMAND_LINE_KEY = "command_line"
 LOCALIZATION_DATA_SEED = 0
 DIGIT_CLASSES = 10
 PREDICTION_GRID = 16
@@ -109,7 +120,8 @@ _hidden_sizes = _sizes("--hidden", "128,64", none_means_empty=True)
 
 def _add_data_options(parser: argparse.ArgumentParser, default: Optional[str]) -> None:
     parser.add_argument("--dataset", choices=("digits", "mnist"), default=default,
-                        help="the embedded 8x8 digits, or MNIST/Fashion-MNIST IDX files from --data-dir")
+                        help="the embedded 8x8 digits (the default for train), or MNIST/Fashion-MNIST IDX files "
+                             "from --data-dir")
     parser.add_argument("--data-dir", type=Path, help="folder with the IDX files (train-images-idx3-ubyte[.gz], ...)")
 
 
@@ -118,11 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a classifier or a localizer and save its weights")
-    train.add_argument("--task", choices=("classify", "localize"), default="classify",
+    train.add_argument("--task", choices=("classify", "localize"), default=None,
                        help="classify images (default), or localize: predict the class and the box of a digit "
                             "placed on a larger canvas")
-    _add_data_options(train, "digits")
-    train.add_argument("--hidden", type=_hidden_sizes, default=DEFAULT_HIDDEN,
+    _add_data_options(train, None)
+    train.add_argument("--hidden", type=_hidden_sizes, default=None,
                        help="hidden layer sizes (default 128,64; none for an MLP without hidden layer); the CNN and "
                             "the localizer use the first one")
     train.add_argument("--model", choices=("mlp", "cnn"), default=None,
@@ -134,14 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=_positive(int, "--epochs"), default=None,
                        help="passes over the training data (default 40 for the MLP, 20 for the CNN, "
                             "5 for the localizer)")
-    train.add_argument("--batch-size", type=_positive(int, "--batch-size"), default=32)
-    train.add_argument("--lr", type=_positive(float, "--lr"), default=3e-3, help="learning rate (default 3e-3)")
-    train.add_argument("--schedule", choices=("cosine", "constant"), default="cosine",
+    train.add_argument("--batch-size", type=_positive(int, "--batch-size"), default=None, help="(default 32)")
+    train.add_argument("--lr", type=_positive(float, "--lr"), default=None, help="learning rate (default 3e-3)")
+    train.add_argument("--schedule", choices=("cosine", "constant"), default=None,
                        help="learning-rate schedule over the epochs (default cosine annealing to 0)")
-    train.add_argument("--label-smoothing", type=float, default=0.1,
+    train.add_argument("--label-smoothing", type=float, default=None,
                        help="cross-entropy label smoothing, also of the localizer's class term (default 0.1)")
-    train.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam")
-    train.add_argument("--seed", type=int, default=0, help="seed for the weights and the batch order")
+    train.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default=None, help="(default adam)")
+    train.add_argument("--seed", type=int, default=None, help="seed for the weights and the batch order (default 0)")
     train.add_argument("--dtype", choices=("float32", "float64"), default=None,
                        help="float64 (default for classify) or float32 (default for localize, about 4x faster)")
     train.add_argument("--out", type=Path, default=None,
@@ -210,8 +222,11 @@ def _add_checkpoint_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--checkpoint-every", type=_positive(int, "--checkpoint-every"), default=1, metavar="N",
                        help="epochs between checkpoints (default 1)")
     group.add_argument("--resume", type=Path, default=None, metavar="PATH",
-                       help="continue from a checkpoint, with the options of the run that wrote it; "
-                            "the result is bit for bit that of an uninterrupted run")
+                       help="finish the run that wrote this checkpoint: its training options not given are taken "
+                            "from the checkpoint (--epochs, --out and --data-dir too); one given must equal the "
+                            "checkpoint's, except --epochs, which sets a new total; --checkpoint, "
+                            "--checkpoint-every and --no-progress are free. The result is bit for bit that of an "
+                            "uninterrupted run")
 
 
 def default_checkpoint(out: Path) -> Path:
@@ -257,13 +272,16 @@ def _describe_model(config: Dict[str, Any]) -> str:
 
 
 def _resolve_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    """Check the options against each other and fill in the defaults that depend on the task and the model."""
+    """Check the options against each other and fill in the defaults, some of which depend on the task and model."""
+    for dest, default in TRAIN_DEFAULTS.items():
+        if getattr(args, dest) is None:
+            setattr(args, dest, default)
     if args.seed < 0:
         parser.error(f"--seed must be non-negative, got {args.seed}")
     if not 0.0 <= args.label_smoothing <= 1.0:
         parser.error(f"--label-smoothing must lie in [0, 1], got {args.label_smoothing}")
     if args.task == "localize":
-        if args.model is not None:
+        if args.model not in (None, "localizer"):  # "localizer": as a checkpoint records it
             parser.error(f"--model {args.model} is for --task classify; --task localize always trains the localizer")
         if args.dataset != "digits":
             parser.error(f"--task localize places the embedded digits on canvases; --dataset {args.dataset} "
@@ -293,7 +311,87 @@ def _resolve_options(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         args.epochs = DEFAULT_EPOCHS[args.model]
 
 
+class _RunNetwork(NeuralNetwork):
+    """A NeuralNetwork whose checkpoints also record the command line's run options, for ``--resume``."""
+
+    def __init__(self, *args: Any, run_options: Dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.run_options = run_options
+
+    def _capture(self, *args: Any, **kwargs: Any) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
+        arrays, metadata = super()._capture(*args, **kwargs)
+        metadata[COMMAND_LINE_KEY] = dict(self.run_options)
+        return arrays, metadata
+
+
+def _run_options(args: argparse.Namespace, out: Path) -> Dict[str, Any]:
+    """The resolved run options as JSON (sizes as lists, paths as text), as a checkpoint records them."""
+    options: Dict[str, Any] = {}
+    for dest in [*RUN_OPTIONS, *RESUME_DEFAULTS]:
+        value = out if dest == "out" else getattr(args, dest)
+        options[dest] = list(value) if isinstance(value, tuple) else str(value) if isinstance(value, Path) else value
+    return options
+
+
+def _show(value: Any) -> str:
+    """An option's value as it is written on the command line."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value)) if value else "none"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _recorded_value(action: argparse.Action, value: Any, path: Path, parser: argparse.ArgumentParser) -> Any:
+    """A value the checkpoint records, checked as if it were given on the command line (the file is not trusted)."""
+    text = _show(value) if isinstance(value, (list, tuple, int, float, str)) and not isinstance(value, bool) else None
+    if action.dest == "model" and value == "localizer":
+        return value  # the localizer is recorded as the model of --task localize
+    try:
+        if text is None:
+            raise ValueError(f"{value!r} is not an option's value")
+        parsed = action.type(text) if action.type is not None else text
+        if action.choices is not None and parsed not in action.choices:
+            raise ValueError(f"{parsed!r} is not one of {sorted(action.choices)}")
+    except (argparse.ArgumentTypeError, ValueError, TypeError) as error:
+        parser.error(f"--resume: {path} records {action.option_strings[0]} {text!r}, not a valid value: {error}")
+    return parsed
+
+
+def _take_options_from_checkpoint(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """With --resume: fill in the options not given from the checkpoint; refuse given ones that differ."""
+    path = args.resume
+    if not path.is_file():
+        parser.error(f"--resume: no checkpoint at {path}")
+    try:
+        _, metadata = load_arrays(path)
+    except (OSError, ValueError, ImportError) as error:
+        parser.error(f"--resume: {error}")
+    total = metadata.get("epochs")  # the epochs the interrupted run asked for, as fit records them
+    if args.epochs is None and type(total) is int and total > 0:
+        args.epochs = total
+    recorded = metadata.get(COMMAND_LINE_KEY)
+    if not isinstance(recorded, dict):
+        return  # written by fit() itself or by an older version: the options given must describe the run
+    actions = {action.dest: action for action in parser._actions}
+    for dest, option in RUN_OPTIONS.items():
+        if recorded.get(dest) is None:
+            continue
+        saved, given = _recorded_value(actions[dest], recorded[dest], path, parser), getattr(args, dest)
+        if given is None:
+            setattr(args, dest, saved)
+        elif given != saved:
+            parser.error(f"--resume: {path} does not fit this network: it was made with {option} "
+                         f"{_show(saved)}, this run gives {option} {_show(given)}; "
+                         f"leave {option} out to take the checkpoint's")
+    if args.epochs is None and type(recorded.get("epochs")) is int:
+        args.epochs = recorded["epochs"]
+    for dest in ("out", "data_dir"):
+        if getattr(args, dest) is None and isinstance(recorded.get(dest), str):
+            setattr(args, dest, Path(recorded[dest]))
+
+
 def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.resume is not None:
+        _take_options_from_checkpoint(args, parser)
     _resolve_options(args, parser)
     keep_freed_memory()  # this process only trains: fresh pages every step would cost up to half its time
     dtype = np.dtype(args.dtype)
@@ -323,13 +421,11 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             check_model_path(path)
         except (ValueError, ImportError, OSError) as error:
             parser.error(f"{option}: {error}")
-    if args.resume is not None and not args.resume.is_file():
-        parser.error(f"--resume: no checkpoint at {args.resume}")
     rng = np.random.default_rng(args.seed)
     model = build_model(config, rng=rng)
     optimizer = OPTIMIZERS[args.optimizer](model.parameters(), lr=args.lr)
     scheduler = optim.CosineAnnealingLR(optimizer, T_max=args.epochs) if args.schedule == "cosine" else None
-    network = NeuralNetwork(model, loss, optimizer, scheduler)
+    network = _RunNetwork(model, loss, optimizer, scheduler, run_options=_run_options(args, out))
     if localize:
         what = (f"{args.dataset} placed on {args.canvas}x{args.canvas} canvases: {len(X_train)} train / "
                 f"{len(X_test)} test canvases, loss cross-entropy + {args.box_weight:g} x {args.box_loss}")
@@ -469,20 +565,50 @@ def _save_elsewhere(out: Path, model: Any, metadata: Dict[str, Any], error: OSEr
 
 
 def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    # The file is untrusted: its directory and metadata are read and checked first (every field, and the
+    # tensors' names, shapes and dtypes against the model the metadata describe); only then are the data read,
+    # at most what that model holds, and the model built.
+    from .datasets.localization import validate_localization_settings
+    from .models import validate_config
+    from .network import CHECKPOINT_FORMAT
+    from .serialization import load_layout
+
     try:
-        state, metadata = load_model_state(args.weights)
-        config = metadata["model"]
+        layout, metadata = load_layout(args.weights)
+        if metadata.get("format") == CHECKPOINT_FORMAT:
+            raise ValueError("it is a training checkpoint, not a weights file: evaluate needs the weights file that "
+                             "train saved (its --out); to continue training from this checkpoint, run the same "
+                             f"train command with --resume {args.weights}")
+        if "model" not in metadata:
+            raise ValueError("it has no metadata describing its model, which evaluate needs to rebuild it (train "
+                             "saves it with the weights); load this file in Python with load_model instead")
+        validate_config(metadata["model"], layout)
+        state, metadata = load_model_state(args.weights, max_bytes=sum(info.nbytes for info in layout.values()))
+        config = validate_config(metadata.get("model"), state)  # the copy read with the data, checked again
+        dtype = np.dtype(config["dtype"])
+        localize = config["kind"] == "localizer"
+        if metadata.get("dataset", "digits") not in ("digits", "mnist"):
+            raise ValueError(f"its 'dataset' {metadata.get('dataset')!r:.60} is neither 'digits' nor 'mnist'")
+        if localize:
+            data_config: Dict[str, Any] = validate_localization_settings(metadata.get("data"))
+            if data_config["canvas"] != config["image_size"]:
+                raise ValueError(f"its canvas setting 'canvas' {data_config['canvas']} differs from the model's "
+                                 f"'image_size' {config['image_size']}")
+            data_config["render_train"] = False  # the test canvases alone, drawn as if after the training ones
+            settings = metadata.get("loss", {})
+            if not isinstance(settings, dict):
+                raise ValueError(f"its 'loss' settings must be a dict, got {type(settings).__name__}")
+            for key in ("box_weight", "label_smoothing"):
+                value = settings.get(key, 0.0)
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise ValueError(f"its loss setting {key!r} must be a number, got {type(value).__name__}")
+            if not isinstance(settings.get("box_loss", "smooth_l1"), str):
+                raise ValueError("its loss setting 'box_loss' must be a string")
+            loss: Any = LocalizationLoss(config["classes"], box_weight=float(settings.get("box_weight", 1.0)),
+                                         box_loss=settings.get("box_loss", "smooth_l1"),
+                                         label_smoothing=float(settings.get("label_smoothing", 0.0)))
         model = build_model(config, rng=0)
         model.load_state_dict(state)
-        dtype = np.dtype(config.get("dtype", "float64"))
-        localize = config.get("kind") == "localizer"
-        if localize:
-            data_config = {key: int(metadata["data"][key])
-                           for key in ("n_train", "n_test", "canvas", "min_size", "max_size", "seed")}
-            settings = metadata.get("loss", {})
-            loss: Any = LocalizationLoss(int(config["classes"]), box_weight=float(settings.get("box_weight", 1.0)),
-                                         box_loss=str(settings.get("box_loss", "smooth_l1")),
-                                         label_smoothing=float(settings.get("label_smoothing", 0.0)))
     except (FileNotFoundError, ValueError, KeyError, TypeError, ImportError, AttributeError) as error:
         parser.error(f"cannot load {args.weights}: {error}")
     if localize:
