@@ -30,6 +30,8 @@ from nn_from_scratch.serialization import load_model_state, safetensors_availabl
 
 IDX_EXAMPLES = 300
 MODEL_FILE_EXAMPLES = 200
+#: Mutations of files written here that must either be refused or load exactly what was saved.
+INTACT_EXAMPLES = 1500
 CHECKPOINT_EXAMPLES = 60
 PEAK_LIMIT = 8 << 20  # bytes
 
@@ -38,7 +40,7 @@ FUZZ = dict(deadline=2000, derandomize=True, database=None, phases=[Phase.explic
                                    HealthCheck.data_too_large])
 
 
-def mutations(seed: bytes) -> st.SearchStrategy:
+def mutations(seed: bytes, random_bytes: bool = True) -> st.SearchStrategy:
     """``seed`` truncated, extended, with bytes flipped or overwritten, or spliced; or random bytes."""
     def mutate(ops):
         data = bytearray(seed)
@@ -57,7 +59,8 @@ def mutations(seed: bytes) -> st.SearchStrategy:
         return bytes(data)
 
     op = st.tuples(st.sampled_from(["flip", "set", "cut", "insert", "big"]), st.integers(0, 10**6), st.integers(0, 255))
-    return st.one_of(st.lists(op, min_size=1, max_size=4).map(mutate), st.binary(max_size=300))
+    mutated = st.lists(op, min_size=1, max_size=4).map(mutate)
+    return st.one_of(mutated, st.binary(max_size=300)) if random_bytes else mutated
 
 
 def reader_refuses_clearly(read):
@@ -123,14 +126,20 @@ def test_read_idx_gzip_bomb_stops_at_the_declared_size():
 
 
 # --------------------------------------------------------------------------- model files
+SEED_METADATA = {"history": {"loss": [0.5]}}
+
+
+def seed_model():
+    return Sequential(Linear(3, 2, rng=0, dtype=np.float32), BatchNorm1d(2, dtype=np.float32))
+
+
 def model_seed_files(tmp_path_factory):
     directory = tmp_path_factory.mktemp("seeds")
-    model = Sequential(Linear(3, 2, rng=0, dtype=np.float32), BatchNorm1d(2, dtype=np.float32))
     seeds = {}
     for suffix in (".npz", ".safetensors"):
         if suffix == ".safetensors" and not safetensors_available():
             continue
-        path = save_model(directory / f"m{suffix}", model, {"history": {"loss": [0.5]}})
+        path = save_model(directory / f"m{suffix}", seed_model(), SEED_METADATA)
         seeds[suffix] = path.read_bytes()
     return seeds
 
@@ -157,6 +166,29 @@ def test_model_file_loader_on_mutated_bytes(seeds, fuzz_dir, data):
         state, metadata = result
         assert isinstance(metadata, dict)
         assert all(isinstance(k, str) and isinstance(v, np.ndarray) and v.dtype.kind in "biuf" for k, v in state.items())
+
+
+def assert_intact(state, metadata):
+    """What loaded is exactly what was saved: the same names, dtypes, shapes, bytes and metadata."""
+    expected = seed_model().state_dict()
+    assert sorted(state) == sorted(expected)
+    for name, value in expected.items():
+        assert state[name].dtype == value.dtype and state[name].shape == value.shape, name
+        assert state[name].tobytes() == value.tobytes(), name
+    assert metadata == SEED_METADATA
+
+
+@settings(max_examples=INTACT_EXAMPLES, **FUZZ)
+@given(data=st.data())
+def test_a_mutated_file_written_here_is_refused_or_loads_exactly_what_was_saved(seeds, fuzz_dir, data):
+    """A file that says it was written here verifies or is refused: no mutation loads other tensors or metadata."""
+    suffix = data.draw(st.sampled_from(sorted(seeds)))
+    blob = data.draw(mutations(seeds[suffix], random_bytes=False))
+    path = fuzz_dir / f"intact{suffix}"
+    path.write_bytes(blob)
+    result = reader_refuses_clearly(lambda: load_model_state(path))
+    if result is not None:
+        assert_intact(*result)
 
 
 def test_safetensors_header_claiming_a_trillion_items_allocates_nothing(tmp_path):

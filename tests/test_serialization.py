@@ -257,12 +257,21 @@ def safetensors_file(path, header, data=b""):
     ({"w": {"dtype": "X9", "shape": [1], "data_offsets": [0, 4]}}, bytes(4), "unsupported dtype 'X9'"),
     ({"w": {"dtype": "F32", "shape": [1]}}, bytes(4), "expected an entry with dtype, shape and data_offsets"),
     ({"__metadata__": {"a": 1}}, b"", "__metadata__ must map strings to strings"),
-    ({"__metadata__": {"nn_from_scratch": "{not json"}}, b"", "metadata is not valid JSON"),
+    ({"__metadata__": {"nn_from_scratch": "{not json"}}, b"", "says it was written by nn_from_scratch, but its "
+                                                                "header has no SHA-256 digest"),
 ])
 def test_lying_safetensors_headers_are_refused_before_loading(tmp_path, header, data, message):
     pytest.importorskip("safetensors")
     with pytest.raises(ValueError, match=message):
         load_model_state(safetensors_file(tmp_path / "m.safetensors", header, data))
+
+
+def test_metadata_that_is_not_json_is_refused_even_with_a_matching_digest(tmp_path):
+    pytest.importorskip("safetensors")
+    text = "{not json"
+    strings = {"format": "np", "nn_from_scratch": text, "nn_from_scratch.sha256": serialization._digest({}, text)}
+    with pytest.raises(ValueError, match="metadata is not valid JSON"):
+        load_model_state(safetensors_file(tmp_path / "m.safetensors", {"__metadata__": strings}))
 
 
 def test_duplicate_safetensors_keys_are_refused(tmp_path):
@@ -363,8 +372,8 @@ def test_a_write_that_fails_part_way_keeps_the_old_file(tmp_path, suffix, monkey
     path = save_model(tmp_path / f"model{suffix}", trained_model(seed=0), {"version": "old"})
     old_bytes = path.read_bytes()
     budget = int(fraction * len(old_bytes))
-    original = serialization._open_temporary
-    monkeypatch.setattr(serialization, "_open_temporary", lambda fd: FailingFile(original(fd), budget, error))
+    original = os.fdopen  # the file object the save writes through, wrapped to fail as a full disk does
+    monkeypatch.setattr(serialization.os, "fdopen", lambda fd, *args: FailingFile(original(fd, *args), budget, error))
     with pytest.raises(type(error)):
         save_model(path, trained_model(seed=1), {"version": "new"})
     assert path.read_bytes() == old_bytes
