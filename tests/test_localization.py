@@ -120,3 +120,56 @@ def test_localization_loss_label_smoothing_and_split(rng, torch):
         loss.split(prediction[:, :13])
     with pytest.raises(ValueError, match="label_smoothing must lie in"):
         LocalizationLoss(10, label_smoothing=1.5)
+
+
+# ------------------------------------------------------------------ the test canvases alone
+@pytest.mark.parametrize("n_train, n_test, canvas, min_size, max_size, seed", [
+    (200, 50, 32, 12, 24, 0), (1, 1, 16, 6, 12, 3), (0, 7, 8, 3, 6, 11), (333, 20, 20, 8, 15, 123456),
+    (57, 0, 32, 12, 24, 2),
+])
+def test_test_canvases_alone_are_bit_identical_to_the_full_split(n_train, n_test, canvas, min_size, max_size, seed):
+    settings = dict(canvas=canvas, min_size=min_size, max_size=max_size, seed=seed)
+    full = load_localization(n_train, n_test, **settings)
+    alone = load_localization(n_train, n_test, **settings, render_train=False)
+    for name in ("X_test", "labels_test", "boxes_test"):
+        a, b = getattr(full, name), getattr(alone, name)
+        assert a.dtype == b.dtype and a.shape == b.shape, name
+        assert a.tobytes() == b.tobytes(), name
+    assert alone.X_train.shape == (0, 1, canvas, canvas) and alone.labels_train.shape == (0,)
+    assert alone.boxes_train.shape == (0, 4)
+
+
+def test_test_canvases_alone_do_not_render_the_training_canvases():
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        load_localization(20_000, 4, canvas=32, render_train=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 12 << 20  # the training canvases alone would be 160 MB of float64
+
+
+def test_test_canvases_alone_validate_the_sizes_too():
+    with pytest.raises(ValueError, match="min_size <= max_size <= canvas"):
+        load_localization(5, 5, canvas=10, min_size=12, max_size=24, render_train=False)
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"n_train": True}, "n_train"), ({"n_train": -1}, "n_train"), ({"n_train": 10**9}, "n_train"),
+    ({"n_test": 2.0}, "n_test"), ({"n_test": 0}, "n_test"), ({"canvas": 10**5}, "canvas"),
+    ({"seed": "0"}, "seed"), ({"seed": -3}, "seed"), ({"min_size": [1]}, "min_size"), ({"max_size": None}, "max_size"),
+    ({"extra": 1}, "extra"), ({"n_test": 100_000, "canvas": 1024}, "pixels"),
+])
+def test_localization_settings_are_validated(changes, field):
+    from nn_from_scratch.datasets.localization import validate_localization_settings
+
+    good = {"n_train": 100, "n_test": 10, "canvas": 32, "min_size": 12, "max_size": 24, "seed": 0}
+    assert validate_localization_settings(good) == good
+    with pytest.raises(ValueError, match=field):
+        validate_localization_settings(dict(good, **changes))
+    missing = dict(good)
+    del missing["seed"]
+    with pytest.raises(ValueError, match="seed"):
+        validate_localization_settings(missing)
