@@ -137,5 +137,5 @@ def test_sympy_jacobian_stacks_rows():
 
 def test_sympy_jacobian_without_sympy_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "sympy", None)
-    with pytest.raises(ImportError, match=r"nn_from_scratch\[symbolic\]"):
+    with pytest.raises(ImportError, match=r'sympy_jacobian needs sympy.*pip install sympy \(or pip install "\.\[symbolic\]"'):
         sympy_jacobian(lambda s: s, np.ones(2))
