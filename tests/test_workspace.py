@@ -9,7 +9,7 @@ import numpy as np
 from nn_from_scratch import Sequential
 from nn_from_scratch.gradcheck import check_node
 from nn_from_scratch.nodes import Conv2d, ReLU
-from nn_from_scratch.nodes.workspace import Workspace
+from nn_from_scratch.engine.workspace import Workspace
 
 
 class Holder:
@@ -106,3 +106,9 @@ def test_copies_and_pickles_of_a_workspace_are_empty():
         assert twin.take((1000,), np.float64) is not a
     assert len(pickle.dumps(workspace)) < 200  # not the 8000 bytes it holds
     assert workspace.take((1000,), np.float64) is a  # the original keeps its arrays
+
+
+def test_the_old_import_path_is_the_engine_workspace():
+    from nn_from_scratch.nodes import workspace as old
+
+    assert old.Workspace is Workspace
