@@ -43,14 +43,14 @@ def watch(model) -> List[Tuple[str, str, np.dtype]]:
             seen.extend([(_name, "input", x.dtype), (_name, "output", y.dtype)])
             return y
 
-        def backward(g, ctx, input_grad=True, _name=name, _inner=node._backward_ctx):
+        def backward(g, ctx, input_grad=True, _name=name, _inner=node._backward):
             dx = _inner(g, ctx, input_grad)
             seen.append((_name, "output gradient", g.dtype))
             if dx is not None:
                 seen.append((_name, "input gradient", dx.dtype))
             return dx
 
-        node._forward, node._backward_ctx = forward, backward
+        node._forward, node._backward = forward, backward
     return seen
 
 

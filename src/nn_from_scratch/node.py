@@ -182,7 +182,7 @@ class Node:
         """
         ctx = self._require_ctx("backward")
         g = self._prepare_output_grad(dL_dy, ctx.y)
-        dx = self._backward_ctx(g, ctx, input_grad=bool(input_grad))
+        dx = self._backward(g, ctx, bool(input_grad))
         if reset_after:
             self.reset()
         return dx
@@ -234,6 +234,24 @@ class Node:
     def _check_input(self, x: np.ndarray) -> None:
         """Raise ``ValueError`` for inputs this node cannot take (beyond ``input_shape``)."""
 
+    def _backward(self, g: np.ndarray, ctx: Context, input_grad: bool) -> Optional[np.ndarray]:
+        """The fused backward step: accumulate the parameter gradients, then return the input gradient.
+
+        Default: ``_accumulate_grads(g, ctx)`` then ``_vjp(g, ctx)`` when ``input_grad`` (else None).
+        A layer whose two gradients share work (Conv2d, BatchNorm) overrides this one hook.
+        """
+        self._accumulate_grads(g, ctx)
+        return self._vjp(g, ctx) if input_grad else None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        legacy = vars(cls).get("_backward_ctx")
+        if legacy is not None and "_backward" not in vars(cls):
+            # transitional: a class written against the old private name keeps working until it moves
+            def _backward(self: "Node", g: np.ndarray, ctx: Context, input_grad: bool) -> Optional[np.ndarray]:
+                return legacy(self, g, ctx, input_grad)
+            cls._backward = _backward  # type: ignore[method-assign]
+
     # ------------------------------------------------------------ machinery
     def _run(self, x: np.ndarray, update_state: bool, **extra: Any) -> Context:
         ctx = Context(x=x, update_state=update_state, thread=threading.get_ident(), **extra)
@@ -241,9 +259,8 @@ class Node:
         return ctx
 
     def _backward_ctx(self, g: np.ndarray, ctx: Context, input_grad: bool = True) -> Optional[np.ndarray]:
-        """Accumulate the parameter gradients, then return the input gradient (None unless ``input_grad``)."""
-        self._accumulate_grads(g, ctx)
-        return self._vjp(g, ctx) if input_grad else None
+        """Transitional: the default of ``_backward`` under its old private name (the losses still call it)."""
+        return Node._backward(self, g, ctx, input_grad)
 
     def has_parameters(self) -> bool:
         """Whether this node or one of its children holds a trainable Parameter."""
@@ -306,10 +323,29 @@ class Node:
     def parameters(self) -> List[Parameter]:
         return [p for _, p in self.named_parameters()]
 
+    def register_buffer(self, name: str, value: Optional[np.ndarray]) -> None:
+        """Declare non-trainable state saved with the model (as torch's ``register_buffer``).
+
+        The array becomes the attribute ``name`` and is listed by :meth:`named_buffers`
+        (so :meth:`state_dict` saves it); a buffer set to None is kept out of both, as in torch.
+        """
+        if not isinstance(name, str) or not name.isidentifier() or "." in name:
+            raise ValueError(f"a buffer name must be a Python identifier, got {name!r}")
+        if value is not None and not isinstance(value, np.ndarray):
+            raise TypeError(f"buffer {name!r} must be a numpy array or None, got {type(value).__name__}")
+        names = self.__dict__.setdefault("_buffers", [])
+        if name not in names:
+            names.append(name)
+        setattr(self, name, value)
+
     def named_buffers(self, prefix: str = "") -> Iterator[Tuple[str, np.ndarray]]:
-        """Non-trainable state saved with the model (running statistics)."""
-        for name in getattr(self, "_buffer_names", ()):
-            yield prefix + name, getattr(self, name)
+        """Non-trainable state saved with the model (running statistics), declared by :meth:`register_buffer`."""
+        names = list(vars(self).get("_buffers", ()))
+        names += [n for n in getattr(self, "_buffer_names", ()) if n not in names]  # transitional: the old declaration
+        for name in names:
+            value = getattr(self, name)
+            if value is not None:
+                yield prefix + name, value
         for name, child in self.children():
             yield from child.named_buffers(f"{prefix}{name}.")
 

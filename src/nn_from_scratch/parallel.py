@@ -70,9 +70,9 @@ class Parallel(Node):
                 total = dx if total is None else total + dx
         return total
 
-    def _backward_ctx(self, g: np.ndarray, ctx: Context, input_grad: bool = True) -> Optional[np.ndarray]:
+    def _backward(self, g: np.ndarray, ctx: Context, input_grad: bool) -> Optional[np.ndarray]:
         return self._sum_over_branches(
-            g, ctx, lambda branch, part, step: branch._backward_ctx(part, step, input_grad=input_grad))
+            g, ctx, lambda branch, part, step: branch._backward(part, step, input_grad))
 
     def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
         """Input gradient only; parameter gradients are left untouched."""

@@ -73,14 +73,14 @@ class Sequential(Node):
             h = step.y
         return h
 
-    def _backward_ctx(self, g: np.ndarray, ctx: Context, input_grad: bool = True) -> Optional[np.ndarray]:
+    def _backward(self, g: np.ndarray, ctx: Context, input_grad: bool) -> Optional[np.ndarray]:
         # Without the input gradient the pass stops at the first node with parameters,
         # which gives its parameter gradients but not its own input gradient.
         stop = 0 if input_grad else next((i for i, node in enumerate(self.nodes) if node.has_parameters()),
                                          len(self.nodes))
         for i in range(len(self.nodes) - 1, stop - 1, -1):
             node, step = self.nodes[i], ctx.steps[i]
-            g = node._backward_ctx(node._prepare_output_grad(g, step.y), step, input_grad=input_grad or i > stop)
+            g = node._backward(node._prepare_output_grad(g, step.y), step, input_grad=input_grad or i > stop)
         return g if input_grad else None
 
     def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:

@@ -291,13 +291,17 @@ class Conv2d(Node):
         return col2im(dcols, shape, *self._geometry())
 
     def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
-        return self._backward_ctx(g, ctx, input_grad=True, parameter_grads=False)
+        return self._backward_pass(g, ctx, input_grad=True, parameter_grads=False)
 
     def _accumulate_grads(self, g: np.ndarray, ctx: Context) -> None:
-        self._backward_ctx(g, ctx, input_grad=False)
+        self._backward_pass(g, ctx, input_grad=False, parameter_grads=True)
 
-    def _backward_ctx(self, g: np.ndarray, ctx: Context, input_grad: bool = True,
-                      parameter_grads: bool = True) -> Optional[np.ndarray]:
+    def _backward(self, g: np.ndarray, ctx: Context, input_grad: bool) -> Optional[np.ndarray]:
+        """The parameter and input gradients in one pass over the columns (they share the widened ``g``)."""
+        return self._backward_pass(g, ctx, input_grad=input_grad, parameter_grads=True)
+
+    def _backward_pass(self, g: np.ndarray, ctx: Context, input_grad: bool,
+                       parameter_grads: bool) -> Optional[np.ndarray]:
         g = g if g.ndim == 4 else g[np.newaxis]
         backward = self._backward_wide if ctx.wide is not None else self._backward_strided
         dx = backward(g, ctx, input_grad, parameter_grads)

@@ -145,7 +145,6 @@ class _BatchNorm(Node):
     input layouts it accepts (``_layouts``).
     """
 
-    _buffer_names: Tuple[str, ...] = ("running_mean", "running_var", "num_batches_tracked")
     _layouts: Tuple[str, ...] = ()  # accepted input shapes, "(N, C, ...)" with C written as {c}
 
     def __init__(
@@ -181,13 +180,10 @@ class _BatchNorm(Node):
         if self.affine:
             self.weight = Parameter(np.ones(self.num_features, dtype=dtype))
             self.bias = Parameter(np.zeros(self.num_features, dtype=dtype))
-        if self.track_running_stats:
-            self.running_mean = np.zeros(self.num_features, dtype=dtype)
-            self.running_var = np.ones(self.num_features, dtype=dtype)
-            self.num_batches_tracked = np.array(0, dtype=np.int64)
-        else:
-            self._buffer_names = ()  # torch keeps no buffers then
-            self.running_mean = self.running_var = self.num_batches_tracked = None
+        tracked = self.track_running_stats  # without running statistics the buffers are None (torch keeps none)
+        self.register_buffer("running_mean", np.zeros(self.num_features, dtype=dtype) if tracked else None)
+        self.register_buffer("running_var", np.ones(self.num_features, dtype=dtype) if tracked else None)
+        self.register_buffer("num_batches_tracked", np.array(0, dtype=np.int64) if tracked else None)
 
     def reset_running_stats(self) -> None:
         """Running mean 0, running variance 1, no batches tracked (in place, as torch)."""
@@ -303,10 +299,10 @@ class _BatchNorm(Node):
             self.weight.grad += sum_gx
             self.bias.grad += sum_g
 
-    def _backward_ctx(self, g: np.ndarray, ctx: Context, input_grad: bool = True) -> Optional[np.ndarray]:
+    def _backward(self, g: np.ndarray, ctx: Context, input_grad: bool) -> Optional[np.ndarray]:
         """``_accumulate_grads`` then ``_vjp``, computing the per-channel sums they share once."""
         if not (self.affine and ctx.batch_stats):
-            return super()._backward_ctx(g, ctx, input_grad)
+            return super()._backward(g, ctx, input_grad)
         gf, sum_g, sum_gx = self._grad_sums(g, ctx)
         self.weight.grad += sum_gx
         self.bias.grad += sum_g
