@@ -157,6 +157,18 @@ def test_data_dir_that_is_a_file_says_so(tmp_path, capsys):
     assert f"{afile} is a file, not a folder" in err and "not found" not in err
 
 
+def test_out_that_cannot_be_written_is_refused_before_training(capsys, monkeypatch):
+    trained = []
+    monkeypatch.setattr(cli.NeuralNetwork, "fit", lambda *a, **k: trained.append(1) or {})
+    for option in ("--out", "--checkpoint"):
+        with pytest.raises(SystemExit) as info:
+            main(["train", "--epochs", "1", "--no-progress", option, "/proc/nn_from_scratch_test/x.npz"])
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert f"{option}: " in err and "/proc/nn_from_scratch_test" in err and "Traceback" not in err
+    assert trained == []
+
+
 def test_weights_that_fail_to_save_after_training_go_to_a_fallback(tmp_path, capsys, monkeypatch):
     out = tmp_path / "gone" / "m.npz"
     real_save = cli.save_model

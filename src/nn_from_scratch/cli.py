@@ -146,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=_positive(int, "--epochs"), default=None,
                        help="passes over the training data (default 40 for the MLP, 20 for the CNN, "
                             "5 for the localizer)")
-    train.add_argument("--batch-size", type=_positive(int, "--batch-size"), default=None, help="(default 32)")
+    train.add_argument("--batch-size", type=_positive(int, "--batch-size"), default=None,
+                       help="samples per optimizer step (default 32)")
     train.add_argument("--lr", type=_positive(float, "--lr"), default=None, help="learning rate (default 3e-3)")
     train.add_argument("--schedule", choices=("cosine", "constant"), default=None,
                        help="learning-rate schedule over the epochs (default cosine annealing to 0)")
