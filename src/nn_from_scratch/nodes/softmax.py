@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional, Tuple, TypeVar
 import numpy as np
 
 from ..node import Context, RowwiseNode
-from ..rowblocks import for_row_blocks
+from ..engine.rowblocks import for_row_blocks
 from .activations import half_in_float32
 
 Function = TypeVar("Function", bound=Callable[..., Any])
@@ -71,7 +71,7 @@ def _rows(a: np.ndarray) -> np.ndarray:
 def _rowwise(x: np.ndarray, block: Callable[..., None], *others: np.ndarray, outputs: int = 1) -> Tuple[np.ndarray, ...]:
     """Run ``block(x_rows, *other_rows, *out_rows)`` over cache-sized row blocks; new arrays of ``x``'s shape.
 
-    See :mod:`nn_from_scratch.rowblocks`: each row goes through the same
+    See :mod:`nn_from_scratch.engine.rowblocks`: each row goes through the same
     NumPy calls whatever block it lands in, so blocking changes no bits.
     """
     dtype = np.result_type(x, *others)
