@@ -1,9 +1,11 @@
 """Trainable parameters: a value and the gradient that backward accumulates into it."""
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
+
+Source = Union[np.ndarray, Callable[..., np.ndarray]]
 
 
 class Parameter:
@@ -14,10 +16,22 @@ class Parameter:
     (the torch convention), so gradients from several backward passes sum
     until :meth:`zero_grad` is called, usually through an optimizer.
 
-    After :meth:`zero_grad` the gradient is zero and marked so: the first
-    :meth:`accumulate` then writes its result straight into the ``grad``
-    array (a matrix product lands there with no temporary and no addition).
-    Reading ``grad`` clears the mark, so changes made through it are kept.
+    Every layer adds its gradients the same way, with :meth:`accumulate`::
+
+        self.bias.accumulate(dL_db)                  # grad += dL_db, an array the layer has computed
+        self.weight.accumulate(np.matmul, G.T, X)    # grad += G.T @ X, by an op that takes out=
+
+    Right after :meth:`zero_grad` the gradient is a *fresh zero*, and the
+    first :meth:`accumulate` writes its result straight into ``grad`` (a
+    matrix product lands there with no temporary and no addition); every
+    later one adds.
+
+    Reading ``grad`` has no side effect.  A change made in place to the
+    array between :meth:`zero_grad` and the first :meth:`accumulate` after
+    it must be made through :meth:`edit_grad` (``p.edit_grad()[...] = saved``),
+    which ends the fresh zero so that the next :meth:`accumulate` adds to
+    what was written instead of writing over it.  Assigning a new array
+    (``p.grad = array``) ends it too.
     """
 
     def __init__(self, value: np.ndarray, name: Optional[str] = None) -> None:
@@ -28,32 +42,50 @@ class Parameter:
             )
         self.value: np.ndarray = value
         self._grad: np.ndarray = np.zeros_like(value)
-        self._grad_is_zero = False  # True: _grad is zero and untouched since zero_grad
+        self._fresh_zero = False  # True from zero_grad until the next accumulate, edit_grad or assignment
         self.name = name
 
     @property
     def grad(self) -> np.ndarray:
-        """The accumulated gradient, same shape and dtype as ``value``."""
-        self._grad_is_zero = False  # the caller may change it in place: accumulate must add from now on
+        """The accumulated gradient, same shape and dtype as ``value`` (change it in place through :meth:`edit_grad`)."""
         return self._grad
 
     @grad.setter
     def grad(self, new: np.ndarray) -> None:
         """Replace the gradient array itself, as for a plain attribute (optimizers check its shape and dtype)."""
         self._grad = new
-        self._grad_is_zero = False
+        self._fresh_zero = False
 
-    def accumulate(self, op: Callable[..., np.ndarray], *args: Any, **kwargs: Any) -> None:
-        """``grad += op(*args, **kwargs)``, for an ``op`` that takes ``out=`` (``np.matmul``, ``np.sum``, ...).
+    def edit_grad(self) -> np.ndarray:
+        """The gradient array, to change in place: the next :meth:`accumulate` adds to what is written into it."""
+        self._fresh_zero = False
+        return self._grad
 
-        Right after :meth:`zero_grad` the result is written into ``grad`` by
-        ``op`` itself; otherwise it is computed and added.
+    def accumulate(self, source: Source, *args: Any, **kwargs: Any) -> None:
+        """Add a gradient into ``grad``: ``accumulate(array)``, or ``accumulate(op, *args, **kwargs)``.
+
+        ``accumulate(array)`` is ``grad += array`` (broadcast and cast as
+        NumPy's ``+=`` does); ``accumulate(op, *args, **kwargs)`` is
+        ``grad += op(*args, **kwargs)`` for an ``op`` that takes ``out=``
+        (``np.matmul``, ``np.sum``, ...).  Right after :meth:`zero_grad` the
+        array is copied into ``grad``, or ``op`` writes its result there
+        itself, instead of being added.  ``grad`` may have any memory layout
+        (Fortran order included).
         """
-        if self._grad_is_zero:
-            op(*args, out=self._grad, **kwargs)
-            self._grad_is_zero = False
+        if callable(source):
+            if self._fresh_zero:
+                source(*args, out=self._grad, **kwargs)
+            else:
+                self._grad += source(*args, **kwargs)
         else:
-            self._grad += op(*args, **kwargs)
+            if args or kwargs:
+                raise TypeError("Parameter.accumulate(array) takes no further arguments; "
+                                "to compute the gradient, pass accumulate(op, *args, **kwargs)")
+            if self._fresh_zero:
+                np.copyto(self._grad, source, casting="same_kind")
+            else:
+                self._grad += source
+        self._fresh_zero = False
 
     @property
     def shape(self) -> tuple:
@@ -70,7 +102,7 @@ class Parameter:
     def zero_grad(self) -> None:
         """Set the accumulated gradient back to zero, in place (arrays held from ``grad`` see the zeros)."""
         self._grad.fill(0)
-        self._grad_is_zero = True
+        self._fresh_zero = True
 
     def __repr__(self) -> str:
         label = f" {self.name!r}" if self.name else ""

@@ -296,16 +296,16 @@ class _BatchNorm(Node):
     def _accumulate_grads(self, g: np.ndarray, ctx: Context) -> None:
         if self.affine:
             _, sum_g, sum_gx = self._grad_sums(g, ctx)
-            self.weight.grad += sum_gx
-            self.bias.grad += sum_g
+            self.weight.accumulate(sum_gx)
+            self.bias.accumulate(sum_g)
 
     def _backward(self, g: np.ndarray, ctx: Context, input_grad: bool) -> Optional[np.ndarray]:
         """``_accumulate_grads`` then ``_vjp``, computing the per-channel sums they share once."""
         if not (self.affine and ctx.batch_stats):
             return super()._backward(g, ctx, input_grad)
         gf, sum_g, sum_gx = self._grad_sums(g, ctx)
-        self.weight.grad += sum_gx
-        self.bias.grad += sum_g
+        self.weight.accumulate(sum_gx)
+        self.bias.accumulate(sum_g)
         return self._input_grad(gf, sum_g, sum_gx, ctx) if input_grad else None
 
     def _jacobian(self, ctx: Context) -> np.ndarray:
