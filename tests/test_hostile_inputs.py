@@ -734,7 +734,7 @@ def check_loss_value(spec, name, loss, reduction, x_seen, t_valid, value, torch,
         assert value.shape == lead + x_seen.shape, f"{name}.jacobian: shape {value.shape}"
         assert value.dtype == x_seen.dtype
         return
-    if reduction == "none" and (op == "evaluate" or spec.per_sample(x_seen.shape) != ()):
+    if reduction == "none" and (op in ("evaluate", "value") or spec.per_sample(x_seen.shape) != ()):
         assert is_array(value) and value.shape == spec.per_sample(x_seen.shape), \
             f"{name}.{op}(reduction='none'): {type(value).__name__} {getattr(value, 'shape', value)}"
         assert value.dtype == x_seen.dtype
@@ -773,17 +773,17 @@ def test_loss_hostile_inputs(name, torch):
         reduction = data.draw(st.sampled_from(spec.reductions))
         a, b = spec.make(reduction), spec.make(reduction)
         pending = None
-        for op in data.draw(st.lists(st.sampled_from(["forward", "forward", "evaluate", "jacobian", "backward"]),
-                                     min_size=1, max_size=3)):
+        ops = st.sampled_from(["forward", "forward", "value", "evaluate", "jacobian", "backward"])
+        for op in data.draw(st.lists(ops, min_size=1, max_size=3)):
             if op == "backward":
-                if a._ctx is None:
+                if a.pending is None:
                     continue
-                g = data.draw(hostile(st.just(a._ctx.y.shape)))
+                g = data.draw(hostile(st.just(a.pending.y.shape)))
                 outcome = guarded(lambda: a.backward(g, reset_after=False), g)
                 if not outcome.ok:
                     continue
                 dx = outcome.value
-                assert is_array(dx) and dx.shape == a._ctx.x.shape and dx.dtype == a._ctx.x.dtype
+                assert is_array(dx) and dx.shape == a.pending.x.shape and dx.dtype == a.pending.x.dtype
                 assert_same(b.backward(g, reset_after=False), dx, f"{name}.backward on the twin")
                 g_seen = as_reference_array(g)
                 if (pending is not None and spec.torch is not None and g_seen is not None and g_seen.dtype.kind == "f"

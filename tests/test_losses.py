@@ -11,9 +11,11 @@ from nn_from_scratch.losses import (
     REDUCTIONS,
     BCEWithLogitsLoss,
     CrossEntropyLoss,
+    LocalizationLoss,
     Loss,
     MSELoss,
     NLLLoss,
+    SmoothL1Loss,
     SoftMaxLoss,
 )
 from nn_from_scratch.nodes import LogSoftMax
@@ -481,3 +483,166 @@ def test_probabilities_are_the_losses_links(rng, torch):
     assert CrossEntropyLoss().probabilities(x.astype(np.float32)).dtype == np.float32
     with pytest.raises(TypeError, match="MSELoss has no probability link"):
         MSELoss().probabilities(x)
+
+
+# --------------------------------------------- a criterion, not a layer
+PUBLIC_NAMES = ["BCEWithLogitsLoss", "CrossEntropyLoss", "LocalizationLoss", "Loss", "MSELoss", "NLLLoss",
+                "REDUCTIONS", "SmoothL1Loss", "SoftMaxLoss"]
+EVERY_LOSS = {
+    "CrossEntropyLoss": lambda r="mean": CrossEntropyLoss(r, label_smoothing=0.1),
+    "NLLLoss": lambda r="mean": NLLLoss(r),
+    "SoftMaxLoss": lambda r="mean": SoftMaxLoss(r),
+    "MSELoss": lambda r="mean": MSELoss(r),
+    "SmoothL1Loss": lambda r="mean": SmoothL1Loss(r, beta=0.5),
+    "BCEWithLogitsLoss": lambda r="mean": BCEWithLogitsLoss(r),
+    "LocalizationLoss": lambda r="mean": LocalizationLoss(3),
+}
+
+
+def test_every_public_name_of_losses_still_imports():
+    import importlib
+
+    import nn_from_scratch.losses as losses
+
+    for name in PUBLIC_NAMES:
+        assert name in losses.__all__ and getattr(losses, name) is not None, name
+    namespace: dict = {}
+    exec("from nn_from_scratch.losses import *", namespace)  # noqa: S102 - the star import a user may write
+    assert set(PUBLIC_NAMES) <= set(namespace)
+    homes = {"base": ["Loss", "REDUCTIONS"], "classification": ["CrossEntropyLoss", "NLLLoss", "SoftMaxLoss"],
+             "regression": ["MSELoss", "SmoothL1Loss", "BCEWithLogitsLoss"], "localization": ["LocalizationLoss"]}
+    for module, names in homes.items():
+        home = importlib.import_module(f"nn_from_scratch.losses.{module}")
+        for name in names:
+            assert getattr(home, name) is getattr(losses, name), f"losses.{module}.{name}"
+
+
+def test_every_public_loss_is_covered_here():
+    import nn_from_scratch.losses as losses
+
+    classes = [n for n in losses.__all__ if isinstance(getattr(losses, n), type) and issubclass(getattr(losses, n), Loss)]
+    assert sorted(set(classes) - {"Loss"}) == sorted(EVERY_LOSS)
+
+
+@pytest.mark.parametrize("name", sorted(EVERY_LOSS))
+def test_a_loss_is_a_criterion_not_a_node(name):
+    from nn_from_scratch.node import Node
+
+    loss = EVERY_LOSS[name]()
+    assert isinstance(loss, Loss)
+    assert not isinstance(loss, Node) and not issubclass(type(loss), Node)
+    assert loss.parameters() == [] and list(loss.named_parameters()) == []
+
+
+# ---------------------------------------------------- the context calls
+@pytest.mark.parametrize("make, x, t", ALL_LOSSES)
+def test_the_context_calls_give_the_faces_numbers_and_keep_nothing(make, x, t):
+    loss = make()
+    ctx = loss.run(x, t)
+    assert loss.pending is None  # run keeps nothing
+    np.testing.assert_array_equal(ctx.y, loss.value(x, t))
+    np.testing.assert_array_equal(loss.value(x, t), loss.evaluate(x, t))
+    assert loss.pending is None  # neither does value
+    dx, scaled, jac = loss.backward_from(ctx), loss.vjp_from(ctx, 2.0), loss.jacobian_from(ctx)
+    value = loss.forward(x, t)
+    assert loss.pending is not None and value == float(ctx.y)
+    np.testing.assert_array_equal(loss.jacobian(), jac)
+    np.testing.assert_array_equal(loss.backward(reset_after=False), dx)
+    np.testing.assert_array_equal(loss.backward(2.0), scaled)
+    assert loss.pending is None
+    with pytest.raises(ValueError, match=r"dL_dy must have the output's shape \(\), got \(2,\)"):
+        loss.backward_from(ctx, np.ones(2))
+
+
+def test_value_without_a_target_needs_a_kept_pass():
+    loss = CrossEntropyLoss()
+    with pytest.raises(RuntimeError, match=r"CrossEntropyLoss.value: forward must run first"):
+        loss.value(X)
+
+
+# ------------------------------------------------ the trainer interface
+CLASSIFIERS = ["CrossEntropyLoss", "NLLLoss", "SoftMaxLoss", "BCEWithLogitsLoss"]
+REGRESSORS = ["MSELoss", "SmoothL1Loss"]
+
+
+def _half_right(output, rng):
+    """Index targets of which exactly the first half are the output's argmax (computed by torch)."""
+    import torch
+
+    best = torch.argmax(torch.from_numpy(output), dim=-1).numpy()
+    n, c = output.shape
+    wrong = (best + rng.integers(1, c, n)) % c
+    return best, np.where(np.arange(n) < n // 2, best, wrong)
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_classification_losses_predict_and_score_by_the_argmax(name, rng, torch):
+    loss = EVERY_LOSS[name]("sum")
+    assert loss.reduction == "sum"
+    output = rng.standard_normal((8, 5))
+    best, labels = _half_right(output, rng)
+    np.testing.assert_array_equal(loss.predict_classes(output), best)
+    if name != "BCEWithLogitsLoss":  # BCE's targets are rows of the output's shape
+        assert loss.count_correct(output, labels) == 4
+    if name != "NLLLoss":  # NLLLoss takes class indices only
+        rows = np.eye(5)[labels] * 0.6 + 0.4 / 5  # probability rows whose argmax is the label
+        assert loss.count_correct(output, rows) == 4
+    assert loss.count_correct(output[:, :1], labels * 0) is None  # one score per sample: no class to pick
+    with pytest.raises(ValueError, match=r"count_correct: target must be class indices of shape \(8,\)"):
+        loss.count_correct(output, labels[:5])
+
+
+def test_classification_losses_predict_over_the_class_axis(rng):
+    output = rng.standard_normal((4, 3, 2))  # a class score per position: the class axis is 1
+    loss = CrossEntropyLoss()
+    np.testing.assert_array_equal(loss.predict_classes(output), output.argmax(axis=1))
+    assert loss.count_correct(output, output.argmax(axis=1)) is None  # not (N, C): no accuracy per sample
+    np.testing.assert_array_equal(loss.predict_classes(output[0, :, 0]), output[0, :, 0].argmax())
+
+
+@pytest.mark.parametrize("name", REGRESSORS)
+def test_regression_losses_have_no_classes(name, rng):
+    loss = EVERY_LOSS[name]("none")
+    assert loss.reduction == "none"
+    output = rng.standard_normal((8, 5))
+    with pytest.raises(TypeError, match=f"{name} has no classes"):
+        loss.predict_classes(output)
+    assert loss.count_correct(output, output) is None
+
+
+def test_the_localization_loss_scores_its_logits(rng):
+    loss = EVERY_LOSS["LocalizationLoss"]()
+    assert loss.reduction == "mean"
+    output = np.hstack([rng.standard_normal((8, 3)), np.full((8, 4), 50.0)])  # boxes above every logit
+    best, labels = _half_right(output[:, :3], rng)
+    np.testing.assert_array_equal(loss.predict_classes(output), best)
+    assert loss.count_correct(output, np.column_stack([labels, rng.random((8, 4))])) == 4
+
+
+def test_a_new_loss_gets_the_trainer_defaults_of_a_loss_without_classes(rng):
+    class Absolute(Loss):
+        def _prepare_target(self, target, prediction):
+            return np.asarray(target, dtype=prediction.dtype)
+
+        def _forward(self, x, ctx):
+            ctx.diff = x - ctx.target
+            return self._reduce(np.abs(ctx.diff))
+
+        def _vjp(self, g, ctx):
+            return self._reduction_grad(g, ctx, ctx.diff.shape) * np.sign(ctx.diff)
+
+    loss = Absolute()
+    output = rng.standard_normal((4, 3))
+    assert loss.reduction == "mean" and loss.count_correct(output, output) is None
+    with pytest.raises(TypeError, match="Absolute has no classes"):
+        loss.predict_classes(output)
+    np.testing.assert_allclose(loss.forward(output, np.zeros((4, 3))), np.abs(output).mean(), rtol=1e-15, atol=0)
+    np.testing.assert_array_equal(loss.backward(reset_after=False), np.sign(output) / 12)
+    np.testing.assert_array_equal(loss.jacobian(), np.sign(output) / 12)  # built from _vjp
+
+    class NoDerivative(Loss):
+        def _prepare_target(self, target, prediction):
+            return target
+
+    with pytest.raises(TypeError, match="NoDerivative must define _vjp"):
+        NoDerivative()

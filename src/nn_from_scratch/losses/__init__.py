@@ -1,4 +1,4 @@
-"""Losses: Nodes of the prediction with the target held fixed."""
+"""Losses: criteria of a prediction and a target (see :mod:`.base`); not layers, they end a model."""
 from .base import REDUCTIONS, Loss
 from .classification import CrossEntropyLoss, NLLLoss, SoftMaxLoss
 from .localization import LocalizationLoss

@@ -52,6 +52,7 @@ class _ClassificationLoss(Loss):
     """Shared machinery: the class axis, target validation, the per-sample upstream gradient."""
 
     _accepts_probabilities = True
+    _has_classes = True
 
     def _check_input(self, x: np.ndarray) -> None:
         if x.ndim == 0 or x.shape[_class_axis(x)] == 0:
@@ -138,6 +139,11 @@ class _ClassificationLoss(Loss):
                 f"{prediction.shape[:axis] + prediction.shape[axis + 1:]})"
             )
         return t.astype(prediction.dtype, copy=False)
+
+    def predict_classes(self, output: Any) -> np.ndarray:
+        """Predicted class indices: the argmax over the class axis (the last axis of ``(N, C)`` scores)."""
+        x = self._prepare_input(output)
+        return np.argmax(x, axis=_class_axis(x))
 
     def _sample_weights(self, g: np.ndarray, ctx: Context) -> np.ndarray:
         """dL/d(per-sample loss) with a trailing class axis of length 1, shape ``per_sample + (1,)``."""

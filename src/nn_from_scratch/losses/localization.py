@@ -35,6 +35,8 @@ class LocalizationLoss(Loss):
     different counts, so a per-sample 'none' would be ambiguous.
     """
 
+    _has_classes = True
+
     def __init__(self, num_classes: int, *, class_weight: float = 1.0, box_weight: float = 1.0,
                  box_loss: str = "smooth_l1", beta: float = 0.05, label_smoothing: float = 0.0) -> None:
         super().__init__("mean")
@@ -69,12 +71,11 @@ class LocalizationLoss(Loss):
             raise ValueError("LocalizationLoss: the first target column holds class indices and must be whole numbers")
         return t
 
-    def _split(self, x: np.ndarray, t: np.ndarray, update_state: bool):
+    def _split(self, x: np.ndarray, t: np.ndarray, update_state: bool) -> Tuple[Context, Context]:
+        """The passes of the two sub-losses, through their public ``run``."""
         logits, boxes = x[:, : self.num_classes], x[:, self.num_classes:]
-        labels = t[:, 0].astype(np.int64)
-        class_ctx = self.classification._run(
-            logits, update_state, target=self.classification._prepare_target(labels, logits))
-        box_ctx = self.box._run(boxes, update_state, target=self.box._prepare_target(t[:, 1:], boxes))
+        class_ctx = self.classification.run(logits, t[:, 0].astype(np.int64), update_state=update_state)
+        box_ctx = self.box.run(boxes, t[:, 1:], update_state=update_state)
         return class_ctx, box_ctx
 
     def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
@@ -85,8 +86,8 @@ class LocalizationLoss(Loss):
     def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
         class_ctx, box_ctx = ctx.parts
         dx = np.empty_like(ctx.x)
-        dx[:, : self.num_classes] = self.classification._vjp(g * self.class_weight, class_ctx)
-        dx[:, self.num_classes:] = self.box._vjp(g * self.box_weight, box_ctx)
+        dx[:, : self.num_classes] = self.classification.vjp_from(class_ctx, g * self.class_weight)
+        dx[:, self.num_classes:] = self.box.vjp_from(box_ctx, g * self.box_weight)
         return dx
 
     def probabilities(self, prediction: Any) -> np.ndarray:

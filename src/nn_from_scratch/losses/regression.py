@@ -103,7 +103,12 @@ class BCEWithLogitsLoss(Loss):
 
     ``pos_weight`` is a non-negative number or array broadcast against the
     prediction (one weight per class on the last axis, as in PyTorch).
+
+    For the trainer it is a classifier over the last axis (the argmax of
+    ``(N, C)`` logits against the argmax of the target rows).
     """
+
+    _has_classes = True
 
     def __init__(self, reduction: str = "mean", pos_weight: Optional[Any] = None) -> None:
         super().__init__(reduction)
