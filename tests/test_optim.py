@@ -655,3 +655,54 @@ def test_scheduler_base_and_exports():
     assert math.isclose(
         CosineAnnealingLR(SGD([Parameter(np.ones(1))], lr=0.4), T_max=4).lr_at(2), 0.2
     )
+
+
+@pytest.mark.parametrize("cls, kwargs", [(SGD, dict(lr=0.1, momentum=0.9, nesterov=True)), (Adam, dict(lr=0.1)),
+                                         (RMSProp, dict(lr=0.01, centered=True, momentum=0.5))], ids=str)
+def test_optimizer_temporaries_come_from_the_engine_workspace(monkeypatch, rng, cls, kwargs):
+    """One scratch pool for the library: the update's temporaries are taken from an engine Workspace and
+    given back after each parameter, so after the first step no new scratch array is made."""
+    from nn_from_scratch.engine.workspace import Workspace
+
+    taken, given = [], []
+    take, give = Workspace.take, Workspace.give
+
+    def counted_take(self, shape, dtype):
+        array = take(self, shape, dtype)
+        taken.append((tuple(shape), np.dtype(dtype), id(array)))
+        return array
+
+    def counted_give(self, array):
+        given.append(id(array))
+        return give(self, array)
+
+    monkeypatch.setattr(Workspace, "take", counted_take)
+    monkeypatch.setattr(Workspace, "give", counted_give)
+    params = [Parameter(rng.standard_normal((3, 4))), Parameter(rng.standard_normal(5)),
+              Parameter(rng.standard_normal((2, 2)).astype(np.float32))]
+    twins = [Parameter(p.value) for p in params]
+    opt = cls(params, **kwargs)
+    assert isinstance(opt._workspace, Workspace)
+    grads = [[rng.standard_normal(p.shape).astype(p.dtype) for p in params] for _ in range(3)]
+    for step, step_grads in enumerate(grads):
+        for p, g in zip(params, step_grads):
+            p.grad = g.copy()
+        before = len(taken)
+        opt.step()
+        assert len(taken) > before
+        assert sorted(given[-(len(taken) - before):]) == sorted(i for _, _, i in taken[before:])  # all given back
+        if step == 0:
+            first_ids = {i for _, _, i in taken}
+        else:
+            assert {i for _, _, i in taken[before:]} <= first_ids  # reused, nothing new
+    assert {(shape, dtype) for shape, dtype, _ in taken} == {((12,), np.dtype(np.float64)), ((4,), np.dtype(np.float32))}
+    # reused scratch holds stale numbers: the same steps with fresh NaN-filled scratch give the same bits
+    monkeypatch.setattr(Workspace, "take", lambda self, shape, dtype: np.full(shape, np.nan, dtype))
+    plain = cls(twins, **kwargs)
+    for step_grads in grads:
+        for p, g in zip(twins, step_grads):
+            p.grad = g.copy()
+        plain.step()
+    for p, q in zip(params, twins):
+        assert p.value.dtype == q.value.dtype
+        np.testing.assert_array_equal(p.value, q.value)

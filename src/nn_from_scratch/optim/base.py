@@ -8,8 +8,10 @@ with PyTorch to rounding, and everything is computed in the parameter's own
 dtype (a float32 parameter stays float32 and is never upcast).
 
 Each step runs on every mini-batch, so the updates use in-place ufuncs with
-``out=`` and two reusable scratch buffers per dtype instead of allocating
-temporaries.
+``out=`` and two scratch buffers per dtype instead of allocating
+temporaries.  The scratch buffers come from the engine's scratch memory (a
+:class:`~nn_from_scratch.engine.workspace.Workspace`, the pool the
+convolution uses) and go back to it after each parameter's update.
 
 :meth:`Optimizer.state_dict` / :meth:`Optimizer.load_state_dict` capture the
 hyper-parameters (including the current learning rate, which schedulers
@@ -25,6 +27,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+from ..engine.workspace import Workspace
 from ..parameter import Parameter
 
 __all__ = ["Optimizer"]
@@ -171,7 +174,9 @@ class Optimizer:
         self._apply_hyperparameters(hyper)
         self.state: List[Dict[str, Any]] = [{} for _ in self.params]
         self.step_count: int = 0
-        self._scratch_pool: Dict[np.dtype, List[np.ndarray]] = {}
+        self._workspace = Workspace(keep=4)  # scratch for the updates (copies and pickles of it are empty)
+        self._scratch_sizes: Dict[np.dtype, int] = {}  # per dtype: the size of its largest parameter
+        self._scratch_taken: List[np.ndarray] = []  # taken from the workspace for the update under way
 
     # -- hyper-parameters ---------------------------------------------------
     @property
@@ -226,29 +231,36 @@ class Optimizer:
                     f"of shape {p.value.shape}, dtype {p.value.dtype}"
                 )
         for p, state in zip(self.params, self.state):
-            self._update(p, state)
+            try:
+                self._update(p, state)
+            finally:
+                self._give_back_scratch()
         self.step_count += 1
 
     def _update(self, p: Parameter, state: Dict[str, Any]) -> None:  # pragma: no cover
         raise NotImplementedError(f"{type(self).__name__} must implement _update")
 
     def _scratch(self, like: np.ndarray, count: int = 2) -> List[np.ndarray]:
-        """``count`` scratch arrays shaped and typed like ``like``, reused across steps.
+        """``count`` scratch arrays shaped and typed like ``like``, with arbitrary contents, for one update.
 
-        One flat buffer per (dtype, slot), as large as the largest parameter of
-        that dtype, so the optimizer never allocates temporaries per step.
+        Views of flat arrays from the engine workspace, as large as the
+        largest parameter of that dtype (so every parameter of a dtype shares
+        the same few arrays, and no step after the first allocates any);
+        :meth:`step` gives them back once the parameter is updated.
         """
-        dtype = like.dtype
-        n = like.size
-        pool = self._scratch_pool.get(dtype)
-        if pool is None or len(pool) < count or pool[0].size < n:
-            size = max(
-                [n] + [p.value.size for p in self.params if p.value.dtype == dtype]
-            )
-            slots = max(count, len(pool) if pool else 0)
-            pool = [np.empty(size, dtype=dtype) for _ in range(slots)]
-            self._scratch_pool[dtype] = pool
-        return [buf[:n].reshape(like.shape) for buf in pool[:count]]
+        dtype, n = like.dtype, like.size
+        size = self._scratch_sizes.get(dtype, -1)
+        if size < n:
+            size = max([n] + [p.value.size for p in self.params if p.value.dtype == dtype])
+            self._scratch_sizes[dtype] = size
+        arrays = [self._workspace.take((size,), dtype) for _ in range(count)]
+        self._scratch_taken.extend(arrays)
+        return [a[:n].reshape(like.shape) for a in arrays]
+
+    def _give_back_scratch(self) -> None:
+        """Return the scratch arrays of the update just done to the workspace."""
+        while self._scratch_taken:
+            self._workspace.give(self._scratch_taken.pop())
 
     def _effective_grad(
         self, p: Parameter, weight_decay: float, maximize: bool, out: np.ndarray
