@@ -66,6 +66,9 @@ def test_a_mean_loss_over_more_than_65504_elements(torch, index):
     value = loss.forward(x, t)
     grad = loss.backward()
     assert grad.dtype == F16 and loss.evaluate(x, t).dtype == F16
+    ctx = loss.run(x, t)  # the context calls take the same float32 pass
+    assert ctx.y.dtype == F16 and float(ctx.y) == value and loss.value(x, t).dtype == F16
+    np.testing.assert_array_equal(loss.backward_from(ctx), grad)
     x64 = x.astype(np.float64)
     t64 = t.astype(np.float64) if t.dtype.kind == "f" else t
     reference = type(loss).__new__(type(loss))

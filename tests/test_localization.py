@@ -6,7 +6,7 @@ import pytest
 
 from nn_from_scratch.datasets import load_localization, place_digits
 from nn_from_scratch.gradcheck import assert_gradients
-from nn_from_scratch.losses import LocalizationLoss, SmoothL1Loss
+from nn_from_scratch.losses import CrossEntropyLoss, LocalizationLoss, SmoothL1Loss
 from nn_from_scratch.metrics import box_iou, mean_iou
 
 
@@ -74,6 +74,19 @@ def test_localization_loss(rng, torch):
     np.testing.assert_allclose(loss.backward(), tx.grad.numpy(), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(loss.probabilities(prediction).sum(axis=1), np.ones(5), rtol=1e-12, atol=1e-12)
     assert loss.count_correct(prediction, target) == int(np.sum(prediction[:, :10].argmax(1) == target[:, 0]))
+
+
+def test_localization_loss_is_its_two_losses_weighted(rng):
+    prediction = rng.standard_normal((5, 14))
+    target = np.column_stack([rng.integers(0, 10, 5), rng.random((5, 4))])
+    loss = LocalizationLoss(10, class_weight=0.5, box_weight=2.0)
+    value, dx = loss.forward(prediction, target), loss.backward()
+    assert loss.classification.pending is None and loss.box.pending is None  # their passes live in the localizer's
+    ce, box = CrossEntropyLoss(), SmoothL1Loss(beta=0.05)
+    expected = 0.5 * ce.forward(prediction[:, :10], target[:, 0].astype(int)) + 2.0 * box.forward(prediction[:, 10:],
+                                                                                                  target[:, 1:])
+    np.testing.assert_allclose(value, expected, rtol=1e-15, atol=0)
+    np.testing.assert_allclose(dx, np.hstack([0.5 * ce.backward(), 2.0 * box.backward()]), rtol=1e-15, atol=0)
 
 
 def test_localization_loss_errors(rng):
