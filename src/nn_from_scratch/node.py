@@ -1,40 +1,71 @@
 r"""The Node contract: every layer, activation and container is a Node.
 
-A node maps an input array :math:`x` to an output :math:`y = f(x)` and has
-three faces:
+A node maps its input :math:`x` to an output :math:`y = f(x)`.
 
+Faces (what a user calls)
+-------------------------
 ``forward(x)``
-    returns :math:`y` and keeps what ``backward`` needs (the *context*).
-``backward(dL_dy, reset_after=True)``
+    returns :math:`y` and keeps what ``backward`` needs (the *pending* context).
+``backward(dL_dy, reset_after=True, *, input_grad=True)``
     returns the vector-Jacobian product
     :math:`\frac{\partial L}{\partial x_j} = \sum_i \frac{\partial L}{\partial y_i}\,
     \frac{\partial y_i}{\partial x_j}`, that is :math:`J^\top g`, with the shape
     of :math:`x`, and *adds* the gradients of the node's parameters into their
-    ``.grad`` (they accumulate until ``zero_grad()``).
+    ``.grad`` (they accumulate until ``zero_grad()``); ``input_grad=False``
+    skips :math:`J^\top g` and returns None.
 ``jacobian(x=None)``
-    returns the dense Jacobian of shape ``y.shape + x.shape`` with
+    the dense Jacobian of shape ``y.shape + x.shape`` with
     ``J[i..., j...]`` :math:`= \partial y_i / \partial x_j` (the layout of
-    ``torch.autograd.functional.jacobian``).
+    ``torch.autograd.functional.jacobian``), at the pending pass or at ``x``.
+``evaluate(x)``
+    :math:`f(x)`, keeping nothing and changing no state.  ``reset()`` drops the pending pass.
 
-Writing a node
---------------
+Context calls (what containers, losses, the trainer and gradcheck use)
+----------------------------------------------------------------------
+A caller that keeps its own passes (a container keeps one per child) never
+touches a child's private methods; it uses::
+
+    ctx = node.run(*inputs, update_state=True)   # checked inputs -> a new Context: ctx.inputs, ctx.x, ctx.y
+    dx  = node.backward_from(ctx, dL_dy, input_grad=True)  # adds parameter gradients, returns dL/dx
+    dx  = node.vjp_from(ctx, dL_dy)              # dL/dx only, parameters untouched
+    J   = node.jacobian_from(ctx)                # y.shape + x.shape
+    node.pending                                 # the Context of the last forward, or None (read-only)
+
+``update_state=False`` leaves the node as it was (no running statistics, no
+random draw kept).  A node may take ``k`` inputs (``num_inputs``) and give
+several outputs: ``run(a, b)`` calls ``_forward(a, b, ctx)``; the gradients
+and Jacobians then come as tuples, one per input (a single array when
+``k = 1``), a Jacobian block per (output, input) pair with shape
+``y_o.shape + x_i.shape`` (outputs outer, inputs inner); several outputs come
+as a tuple ``y`` and take a tuple ``dL_dy``.  An input listed in
+``constant_inputs`` (an index array, a mask) is taken as given and gets None.
+
+Writing a node (the hooks)
+--------------------------
 Subclass :class:`Node` and define ``_forward(self, x, ctx)``, which returns
-``y`` and may store on ``ctx`` anything the derivative needs (``ctx.x`` and
-``ctx.y`` are filled in for you).  Then define one or both of the two
+``y`` and may store on ``ctx`` anything the derivative needs (``ctx.x``,
+``ctx.inputs`` and ``ctx.y`` are filled in for you).  Then define one or both
 derivative faces; the base class derives the missing one:
 
-* ``_jacobian(self, ctx)`` -- the dense Jacobian.  With only this, ``backward``
-  computes :math:`J^\top g` by contracting ``g`` against it (correct, but
-  it builds the whole matrix: fine for teaching, slow for training).
-* ``_vjp(self, g, ctx)`` -- the fast vector-Jacobian product.  With only
-  this, ``jacobian()`` is built one output coordinate at a time from
-  :math:`J^\top e_i`.
+* ``_jacobian(self, ctx)`` -- the dense Jacobian :math:`J`.  With only this,
+  the VJP is :math:`J^\top g` by contracting ``g`` against it (correct, but it
+  builds the whole matrix: fine for teaching, slow for training).
+* ``_vjp(self, g, ctx)`` -- the fast vector-Jacobian product :math:`J^\top g`.
+  With only this, ``J`` is built one output coordinate at a time,
+  :math:`J_{i\cdot} = J^\top e_i`.
 
-Nodes with parameters also define ``_accumulate_grads(self, g, ctx)``, which
-adds :math:`\partial L/\partial\theta` into each ``Parameter.grad``: input
-gradients and parameter gradients are kept apart, as in Torch7's ``nn``.
-:class:`RowwiseNode` and :class:`ElementwiseNode` are shortcuts for functions
-applied to each row of the last axis, or to each element.
+A node with parameters also defines ``_accumulate_grads(self, g, ctx)``, which
+adds :math:`\partial L/\partial\theta = (\partial y/\partial\theta)^\top g`
+into each ``Parameter.grad``: input and parameter gradients are kept apart,
+as in Torch7's ``nn``.  A layer whose two gradients share work (Conv2d,
+BatchNorm) overrides the one fused hook ``_backward(self, g, ctx, input_grad)``
+(default: ``_accumulate_grads`` then ``_vjp`` when ``input_grad``, else None).
+``_check_input(self, *inputs)`` raises ``ValueError`` for inputs the node
+cannot take; state saved with the model is declared with
+``self.register_buffer(name, array)``.  :class:`RowwiseNode` and
+:class:`ElementwiseNode` are shortcuts for functions applied to each row of
+the last axis, or to each element.  A layer defines hooks only: the faces and
+the context calls above are the base class's.
 
 Threads
 -------
@@ -42,12 +73,17 @@ A node keeps one pending pass, from ``forward`` to ``backward``, and it
 belongs to the thread that ran the forward.  While that thread runs, a
 ``forward``, ``backward`` or ``jacobian()`` from another thread raises
 :class:`ConcurrentUseError` rather than mix two threads' passes: train one
-copy of a model (``copy.deepcopy``) per thread.  ``evaluate(x)`` and
-``jacobian(x)`` keep no pass and may run in several threads at once.
+copy of a model (``copy.deepcopy``) per thread.  ``evaluate(x)``,
+``jacobian(x)`` and the context calls keep no pass and may run in several
+threads at once.
+
+Losses are not nodes: a loss is a :class:`Criterion`, a function of a
+prediction and a target, which containers refuse.
 """
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from types import SimpleNamespace
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -57,7 +93,7 @@ from .parameter import Parameter
 
 ShapeLike = Union[None, int, Sequence[Optional[int]]]
 
-__all__ = ["ConcurrentUseError", "Context", "Node", "RowwiseNode", "ElementwiseNode", "as_float_array"]
+__all__ = ["ConcurrentUseError", "Context", "Criterion", "Node", "RowwiseNode", "ElementwiseNode", "as_float_array"]
 
 
 class ConcurrentUseError(RuntimeError):
@@ -71,15 +107,17 @@ class ConcurrentUseError(RuntimeError):
 class Context(SimpleNamespace):
     """What one forward pass leaves for its backward pass.
 
-    ``x`` and ``y`` are always set; ``update_state`` says whether this pass may
-    change the node (running statistics): false for ``jacobian(x)`` and
-    ``evaluate(x)``, which must leave the node as it was.  ``thread`` is the
-    identifier of the thread that made the pass; a copy or pickle leaves it
-    out (None: any thread may use the copy).
+    ``inputs`` (a tuple), ``x`` (its first entry) and ``y`` are always set;
+    ``update_state`` says whether this pass may change the node (running
+    statistics): false for ``jacobian(x)`` and ``evaluate(x)``, which must
+    leave the node as it was.  ``thread`` is the identifier of the thread
+    that made the pass; a copy or pickle leaves it out (None: any thread may
+    use the copy).
     """
 
     x: np.ndarray
-    y: np.ndarray
+    inputs: Tuple[np.ndarray, ...]
+    y: Any
     update_state: bool
     thread: Optional[int] = None
 
@@ -134,10 +172,26 @@ def _overrides(node: "Node", name: str, base: type) -> bool:
     return getattr(type(node), name) is not getattr(base, name)
 
 
+def _parts(value: Any, count: int) -> Tuple[Any, ...]:
+    """``value`` as a tuple of ``count`` parts: a single value when ``count`` is 1, else a tuple of that length."""
+    return (value,) if count == 1 else tuple(value)
+
+
+def _packed(parts: Sequence[Any]) -> Any:
+    """The inverse of :func:`_parts`: one part alone, several as a tuple."""
+    return parts[0] if len(parts) == 1 else tuple(parts)
+
+
+def _outputs(ctx: Context) -> Tuple[np.ndarray, ...]:
+    return ctx.y if isinstance(ctx.y, tuple) else (ctx.y,)
+
+
 class Node:
     """Abstract base class of all layers; see the module docstring for the contract."""
 
     _derivative_hooks: Tuple[str, ...] = ("_jacobian", "_vjp")
+    num_inputs: int = 1  # how many inputs ``run``/``forward`` take (``_forward(a, b, ctx)`` for 2)
+    constant_inputs: Tuple[int, ...] = ()  # inputs taken as given (indices, masks): no gradient, None
 
     def __init__(self, input_shape: ShapeLike = None) -> None:
         base = next(c for c in type(self).__mro__ if "_derivative_hooks" in vars(c))
@@ -150,8 +204,17 @@ class Node:
         self.training = True
         self._ctx: Optional[Context] = None
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        legacy = vars(cls).get("_backward_ctx")
+        if legacy is not None and "_backward" not in vars(cls):
+            # transitional: a class written against the old private name keeps working until it moves
+            def _backward(self: "Node", g: Any, ctx: Context, input_grad: bool) -> Any:
+                return legacy(self, g, ctx, input_grad)
+            cls._backward = _backward  # type: ignore[method-assign]
+
     # ------------------------------------------------------------------ faces
-    def forward(self, x: Any) -> np.ndarray:
+    def forward(self, x: Any, *more: Any) -> Any:
         """Compute ``y = f(x)`` and keep what ``backward`` needs.
 
         The kept pass belongs to the calling thread: while that thread runs,
@@ -163,14 +226,14 @@ class Node:
         pending = self._ctx
         if pending is not None and pending.thread is not None and pending.thread != threading.get_ident():
             self._check_owner(pending, "forward")
-        ctx = self._run(self._prepare_input(x), update_state=True)
+        ctx = self.run(x, *more)
         self._ctx = ctx
         return ctx.y
 
-    def __call__(self, x: Any) -> np.ndarray:
-        return self.forward(x)
+    def __call__(self, x: Any, *more: Any) -> Any:
+        return self.forward(x, *more)
 
-    def backward(self, dL_dy: Any, reset_after: bool = True, *, input_grad: bool = True) -> Optional[np.ndarray]:
+    def backward(self, dL_dy: Any, reset_after: bool = True, *, input_grad: bool = True) -> Any:
         """Return ``dL/dx`` = Jᵀ·dL_dy for the last forward, and accumulate parameter gradients.
 
         ``reset_after=False`` keeps the cached forward so that backward can
@@ -180,61 +243,117 @@ class Node:
         at its first node with parameters, which saves that node's input
         gradient (for a first Linear layer, a third of its work).
         """
-        ctx = self._require_ctx("backward")
-        g = self._prepare_output_grad(dL_dy, ctx.y)
-        dx = self._backward(g, ctx, bool(input_grad))
+        dx = self.backward_from(self._require_ctx("backward"), dL_dy, input_grad=input_grad)
         if reset_after:
             self.reset()
         return dx
 
-    def jacobian(self, x: Any = None) -> np.ndarray:
+    def jacobian(self, x: Any = None, *more: Any) -> Any:
         """The dense Jacobian ``dy/dx`` of shape ``y.shape + x.shape``.
 
         With ``x`` omitted it is taken at the cached forward pass (the same
         dropout mask, the same batch statistics).  A pending backward is never
         disturbed.
         """
-        if x is None:
-            ctx = self._require_ctx("jacobian")
-        else:
-            ctx = self._run(self._prepare_input(x), update_state=False)
-        return self._jacobian(ctx)
+        if x is None and not more:
+            return self.jacobian_from(self._require_ctx("jacobian"))
+        return self.jacobian_from(self.run(x, *more, update_state=False))
 
-    def evaluate(self, x: Any) -> np.ndarray:
+    def evaluate(self, x: Any, *more: Any) -> Any:
         """``f(x)`` without caching it and without changing the node's state."""
-        return self._run(self._prepare_input(x), update_state=False).y
+        return self.run(x, *more, update_state=False).y
 
     def reset(self) -> None:
         """Forget the cached forward pass."""
         self._ctx = None
 
+    # --------------------------------------------------------- context calls
+    def run(self, *inputs: Any, update_state: bool = True) -> Context:
+        """Check and convert the inputs, then run the forward pass into a new :class:`Context`.
+
+        The node's pending pass is left alone: the caller keeps the context
+        (``ctx.inputs``, ``ctx.x`` = ``ctx.inputs[0]``, ``ctx.y``) and hands it
+        back to :meth:`backward_from`, :meth:`vjp_from` or :meth:`jacobian_from`.
+        ``update_state=False`` leaves the node as it was.  Bad inputs raise
+        ``ValueError`` (``TypeError`` for the wrong number of inputs or non-numbers).
+        """
+        if len(inputs) != self.num_inputs:
+            raise TypeError(
+                f"{type(self).__name__} takes {self.num_inputs} input{'' if self.num_inputs == 1 else 's'}, "
+                f"got {len(inputs)}"
+            )
+        if self.num_inputs == 1:
+            return self._run(self._prepare_input(inputs[0]), bool(update_state))
+        xs = tuple(
+            np.asarray(value) if i in self.constant_inputs else as_float_array(value, f"input {i}")
+            for i, value in enumerate(inputs)
+        )
+        self._check_shape(xs[0])
+        self._check_input(*xs)
+        ctx = Context(inputs=xs, x=xs[0], update_state=bool(update_state), thread=threading.get_ident())
+        ctx.y = self._forward(*xs, ctx)
+        return ctx
+
+    def backward_from(self, ctx: Context, dL_dy: Any, *, input_grad: bool = True) -> Any:
+        """Add the parameter gradients of the pass ``ctx`` into ``.grad`` and return the input gradient.
+
+        ``dL_dy`` is checked against ``ctx.y`` (its shape; a tuple for several
+        outputs).  Returns ``dL/dx`` (a tuple, one per input, when there are
+        several), or None when ``input_grad`` is false.
+        """
+        return self._backward(self._prepare_output_grad(dL_dy, ctx.y), ctx, bool(input_grad))
+
+    def vjp_from(self, ctx: Context, dL_dy: Any) -> Any:
+        """The input gradient ``Jᵀ dL_dy`` of the pass ``ctx``; parameter gradients are left untouched."""
+        return self._vjp(self._prepare_output_grad(dL_dy, ctx.y), ctx)
+
+    def jacobian_from(self, ctx: Context) -> Any:
+        """The dense Jacobian of the pass ``ctx``, ``y.shape + x.shape`` (a tuple per input when there are several)."""
+        return self._jacobian(ctx)
+
+    @property
+    def pending(self) -> Optional[Context]:
+        """The Context kept by the last ``forward`` (None when there is none); read-only."""
+        return self._ctx
+
     # ------------------------------------------------------ extension points
-    def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
+    def _forward(self, x: np.ndarray, ctx: Context) -> Any:
         raise NotImplementedError
 
-    def _jacobian(self, ctx: Context) -> np.ndarray:
-        """Default: build J row by row from the VJP, ``J[i] = Jᵀ e_i``."""
-        y, x = ctx.y, ctx.x
-        rows = np.empty((y.size,) + x.shape, dtype=np.result_type(x, y))
-        basis = np.zeros(y.size, dtype=y.dtype)
-        for i in range(y.size):
-            basis[i] = 1
-            rows[i] = self._vjp(basis.reshape(y.shape), ctx)
-            basis[i] = 0
-        return rows.reshape(y.shape + x.shape)
+    def _jacobian(self, ctx: Context) -> Any:
+        """Default: build J row by row from the VJP, ``J[i] = Jᵀ e_i`` (per output, per input)."""
+        xs, ys = ctx.inputs, _outputs(ctx)
+        blocks = []
+        for o, y in enumerate(ys):
+            rows = [None if i in self.constant_inputs else np.empty((y.size,) + x.shape, dtype=np.result_type(x, y))
+                    for i, x in enumerate(xs)]
+            basis = np.zeros(y.size, dtype=y.dtype)
+            g = [basis.reshape(y.shape) if p == o else np.zeros_like(other) for p, other in enumerate(ys)]
+            for r in range(y.size):
+                basis[r] = 1
+                for row, part in zip(rows, _parts(self._vjp(_packed(g), ctx), len(xs))):
+                    if row is not None:
+                        row[r] = 0 if part is None else part
+                basis[r] = 0
+            blocks.append(_packed([None if row is None else row.reshape(y.shape + x.shape)
+                                   for row, x in zip(rows, xs)]))
+        return _packed(blocks)
 
-    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
-        """Default: contract ``g`` against the dense Jacobian."""
-        jac = self._jacobian(ctx)
-        return np.tensordot(g, jac, axes=g.ndim).astype(ctx.x.dtype, copy=False)
+    def _vjp(self, g: Any, ctx: Context) -> Any:
+        """Default: contract ``g`` against the dense Jacobian, ``Σ_o g_o · J[o][i]`` for each input i."""
+        xs, ys = ctx.inputs, _outputs(ctx)
+        jac = [_parts(block, len(xs)) for block in _parts(self._jacobian(ctx), len(ys))]
+        gs = _parts(g, len(ys))
+        dx: List[Optional[np.ndarray]] = []
+        for i, x in enumerate(xs):
+            terms = [np.tensordot(gs[o], jac[o][i], axes=gs[o].ndim) for o in range(len(ys)) if jac[o][i] is not None]
+            dx.append(None if not terms else sum(terms[1:], terms[0]).astype(x.dtype, copy=False))
+        return _packed(dx)
 
-    def _accumulate_grads(self, g: np.ndarray, ctx: Context) -> None:
+    def _accumulate_grads(self, g: Any, ctx: Context) -> None:
         """Add ``dL/dθ`` into each parameter's ``.grad``; nothing to do without parameters."""
 
-    def _check_input(self, x: np.ndarray) -> None:
-        """Raise ``ValueError`` for inputs this node cannot take (beyond ``input_shape``)."""
-
-    def _backward(self, g: np.ndarray, ctx: Context, input_grad: bool) -> Optional[np.ndarray]:
+    def _backward(self, g: Any, ctx: Context, input_grad: bool) -> Any:
         """The fused backward step: accumulate the parameter gradients, then return the input gradient.
 
         Default: ``_accumulate_grads(g, ctx)`` then ``_vjp(g, ctx)`` when ``input_grad`` (else None).
@@ -243,18 +362,13 @@ class Node:
         self._accumulate_grads(g, ctx)
         return self._vjp(g, ctx) if input_grad else None
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        legacy = vars(cls).get("_backward_ctx")
-        if legacy is not None and "_backward" not in vars(cls):
-            # transitional: a class written against the old private name keeps working until it moves
-            def _backward(self: "Node", g: np.ndarray, ctx: Context, input_grad: bool) -> Optional[np.ndarray]:
-                return legacy(self, g, ctx, input_grad)
-            cls._backward = _backward  # type: ignore[method-assign]
+    def _check_input(self, x: np.ndarray, *more: np.ndarray) -> None:
+        """Raise ``ValueError`` for inputs this node cannot take (beyond ``input_shape``)."""
 
     # ------------------------------------------------------------ machinery
     def _run(self, x: np.ndarray, update_state: bool, **extra: Any) -> Context:
-        ctx = Context(x=x, update_state=update_state, thread=threading.get_ident(), **extra)
+        """One checked input into a new Context (``run`` for one input; the losses still call it)."""
+        ctx = Context(inputs=(x,), x=x, update_state=update_state, thread=threading.get_ident(), **extra)
         ctx.y = self._forward(x, ctx)
         return ctx
 
@@ -266,8 +380,7 @@ class Node:
         """Whether this node or one of its children holds a trainable Parameter."""
         return next(self.named_parameters(), None) is not None
 
-    def _prepare_input(self, x: Any) -> np.ndarray:
-        x = as_float_array(x, "x")
+    def _check_shape(self, x: np.ndarray) -> None:
         expected = self.input_shape
         if expected is not None and (
             x.ndim != len(expected) or any(e is not None and e != d for e, d in zip(expected, x.shape))
@@ -276,10 +389,21 @@ class Node:
             raise ValueError(
                 f"{type(self).__name__} expects input of shape {shown}, got {x.shape}"
             )
+
+    def _prepare_input(self, x: Any) -> np.ndarray:
+        x = as_float_array(x, "x")
+        self._check_shape(x)
         self._check_input(x)
         return x
 
-    def _prepare_output_grad(self, dL_dy: Any, y: np.ndarray) -> np.ndarray:
+    def _prepare_output_grad(self, dL_dy: Any, y: Any) -> Any:
+        if isinstance(y, tuple):  # several outputs: one gradient each, None for an output the loss ignores
+            if not isinstance(dL_dy, (tuple, list)) or len(dL_dy) != len(y):
+                raise ValueError(
+                    f"{type(self).__name__}.backward: dL_dy must be a tuple of {len(y)} gradients, one per output"
+                )
+            return tuple(np.zeros_like(out) if part is None else self._prepare_output_grad(part, out)
+                         for part, out in zip(dL_dy, y))
         g = as_float_array(dL_dy, "dL_dy")
         if g.shape != y.shape:
             raise ValueError(
@@ -459,3 +583,48 @@ class ElementwiseNode(Node):
         full = np.zeros((d.size, d.size), dtype=d.dtype)
         np.fill_diagonal(full, d.ravel())
         return full.reshape(d.shape + d.shape)
+
+
+class Criterion(ABC):
+    r"""A loss: a function :math:`L(\hat y, t)` of a prediction and a target, not a layer.
+
+    A criterion ends a model rather than sitting inside one, so the
+    containers refuse it.  The faces: ``forward(prediction, target)`` (keeps
+    the pass), ``backward(dL_dy=1.0, reset_after=True)`` returning
+    :math:`\partial L/\partial\hat y` (scaled by ``dL_dy``), and
+    ``value(prediction, target)`` (no pass kept).  The context calls mirror
+    :class:`Node`'s: ``run(prediction, target, update_state=True)``,
+    ``backward_from(ctx, dL_dy=1.0)``, ``vjp_from`` and ``jacobian_from``
+    (:math:`\partial L/\partial\hat y` with shape ``loss.shape + prediction.shape``).
+    """
+
+    @abstractmethod
+    def forward(self, prediction: Any, target: Any) -> Any:
+        """The loss of ``prediction`` against ``target``; keeps the pass for ``backward``."""
+
+    def __call__(self, prediction: Any, target: Any) -> Any:
+        return self.forward(prediction, target)
+
+    @abstractmethod
+    def backward(self, dL_dy: Any = 1.0, reset_after: bool = True) -> np.ndarray:
+        """``dL/dprediction`` for the last forward, scaled by ``dL_dy``."""
+
+    @abstractmethod
+    def value(self, prediction: Any, target: Any = None) -> Any:
+        """The loss without keeping a pass or changing any state."""
+
+    @abstractmethod
+    def run(self, prediction: Any, target: Any, *, update_state: bool = True) -> Context:
+        """Check the prediction and target, and compute the loss into a new Context."""
+
+    @abstractmethod
+    def backward_from(self, ctx: Context, dL_dy: Any = 1.0) -> np.ndarray:
+        """``dL/dprediction`` for the pass ``ctx``, scaled by ``dL_dy``."""
+
+    def vjp_from(self, ctx: Context, dL_dy: Any = 1.0) -> np.ndarray:
+        """The same as :meth:`backward_from`: a criterion has no parameters to leave untouched."""
+        return self.backward_from(ctx, dL_dy)
+
+    @abstractmethod
+    def jacobian_from(self, ctx: Context) -> np.ndarray:
+        """The derivative of the loss value(s) of the pass ``ctx`` with respect to the prediction."""

@@ -5,7 +5,8 @@ from typing import Callable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from .node import Context, Node
+from ..node import Context, Node
+from .sequential import check_layer
 
 __all__ = ["Parallel"]
 
@@ -30,8 +31,7 @@ class Parallel(Node):
         if not branches:
             raise ValueError("Parallel needs at least one branch")
         for i, branch in enumerate(branches):
-            if not isinstance(branch, Node):
-                raise TypeError(f"Parallel takes Nodes, got {type(branch).__name__} at position {i}")
+            check_layer("Parallel", branch, i)
         self.branches: List[Node] = list(branches)
 
     def children(self) -> List[Tuple[str, Node]]:
@@ -47,7 +47,7 @@ class Parallel(Node):
         return self.branches[index]
 
     def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
-        ctx.steps = [branch._run(branch._prepare_input(x), ctx.update_state) for branch in self.branches]
+        ctx.steps = [branch.run(x, update_state=ctx.update_state) for branch in self.branches]
         outputs = [step.y for step in ctx.steps]
         lead = {out.shape[:-1] for out in outputs}
         if len(lead) != 1 or any(out.ndim == 0 for out in outputs):
@@ -64,22 +64,21 @@ class Parallel(Node):
         offsets = np.cumsum([0] + ctx.sizes)
         total = None
         for branch, step, start, stop in zip(self.branches, ctx.steps, offsets[:-1], offsets[1:]):
-            part = branch._prepare_output_grad(g[..., start:stop], step.y)
-            dx = face(branch, part, step)
+            dx = face(branch, g[..., start:stop], step)
             if dx is not None:
                 total = dx if total is None else total + dx
         return total
 
     def _backward(self, g: np.ndarray, ctx: Context, input_grad: bool) -> Optional[np.ndarray]:
         return self._sum_over_branches(
-            g, ctx, lambda branch, part, step: branch._backward(part, step, input_grad))
+            g, ctx, lambda branch, part, step: branch.backward_from(step, part, input_grad=input_grad))
 
     def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
         """Input gradient only; parameter gradients are left untouched."""
-        return self._sum_over_branches(g, ctx, lambda branch, part, step: branch._vjp(part, step))
+        return self._sum_over_branches(g, ctx, lambda branch, part, step: branch.vjp_from(step, part))
 
     def _jacobian(self, ctx: Context) -> np.ndarray:
-        blocks = [branch._jacobian(step) for branch, step in zip(self.branches, ctx.steps)]
+        blocks = [branch.jacobian_from(step) for branch, step in zip(self.branches, ctx.steps)]
         return np.concatenate(blocks, axis=ctx.y.ndim - 1)
 
     def extra_repr(self) -> str:

@@ -1,13 +1,25 @@
 r"""Sequential: a chain of nodes that is itself a node, its Jacobian the chain rule made visible."""
 from __future__ import annotations
 
-from typing import Iterator, List, Optional, Sequence, Tuple, Union, overload
+from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union, overload
 
 import numpy as np
 
-from .node import Context, Node
+from ..node import Context, Criterion, Node
 
-__all__ = ["Sequential"]
+__all__ = ["Sequential", "check_layer"]
+
+
+def check_layer(container: str, node: Any, position: Optional[int] = None) -> None:
+    """Raise ``TypeError`` unless ``node`` can be a layer of ``container``: a Node, and not a loss."""
+    where = "" if position is None else f" at position {position}"
+    if isinstance(node, Criterion):
+        raise TypeError(
+            f"{container}: {type(node).__name__}{where} is a loss, not a layer: give it to NeuralNetwork, "
+            "or call it on the model's output"
+        )
+    if not isinstance(node, Node):
+        raise TypeError(f"{container} takes Nodes, got {type(node).__name__}{where}")
 
 
 class Sequential(Node):
@@ -32,8 +44,7 @@ class Sequential(Node):
         if len(nodes) == 1 and isinstance(nodes[0], (list, tuple)):
             nodes = tuple(nodes[0])
         for i, node in enumerate(nodes):
-            if not isinstance(node, Node):
-                raise TypeError(f"Sequential takes Nodes, got {type(node).__name__} at position {i}")
+            check_layer("Sequential", node, i)
         self.nodes: List[Node] = list(nodes)
 
     # ------------------------------------------------------------- container
@@ -41,8 +52,8 @@ class Sequential(Node):
         return [(str(i), node) for i, node in enumerate(self.nodes)]
 
     def append(self, node: Node) -> "Sequential":
-        if not isinstance(node, Node):
-            raise TypeError(f"Sequential takes Nodes, got {type(node).__name__}")
+        """Add ``node`` at the end of the chain; returns the Sequential."""
+        check_layer("Sequential", node)
         self.nodes.append(node)
         return self
 
@@ -68,7 +79,7 @@ class Sequential(Node):
         ctx.steps = []
         h = x
         for node in self.nodes:
-            step = node._run(node._prepare_input(h), ctx.update_state)
+            step = node.run(h, update_state=ctx.update_state)
             ctx.steps.append(step)
             h = step.y
         return h
@@ -80,19 +91,19 @@ class Sequential(Node):
                                          len(self.nodes))
         for i in range(len(self.nodes) - 1, stop - 1, -1):
             node, step = self.nodes[i], ctx.steps[i]
-            g = node._backward(node._prepare_output_grad(g, step.y), step, input_grad=input_grad or i > stop)
+            g = node.backward_from(step, g, input_grad=input_grad or i > stop)
         return g if input_grad else None
 
     def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
         """Input gradient only; parameter gradients are left untouched."""
         for node, step in zip(reversed(self.nodes), reversed(ctx.steps)):
-            g = node._vjp(node._prepare_output_grad(g, step.y), step)
+            g = node.vjp_from(step, g)
         return g
 
     def _jacobian(self, ctx: Context) -> np.ndarray:
         jac = None
         for node, step in zip(self.nodes, ctx.steps):
-            local = node._jacobian(step)
+            local = node.jacobian_from(step)
             jac = local if jac is None else np.tensordot(local, jac, axes=step.x.ndim)
         if jac is None:  # an empty Sequential is the identity
             return np.eye(ctx.x.size, dtype=ctx.x.dtype).reshape(ctx.x.shape * 2)
@@ -149,7 +160,7 @@ class Sequential(Node):
                     count = len(node.children())
                     name = f"{type(node).__name__}({count} node{'' if count == 1 else 's'})"
                 try:
-                    step = node._run(node._prepare_input(h), update_state=False)
+                    step = node.run(h, update_state=False)
                 except (ValueError, TypeError) as error:
                     raise ValueError(
                         f"Sequential.summary: layer {i}, {name}, cannot take input of shape {shown(h.shape)}: {error}"

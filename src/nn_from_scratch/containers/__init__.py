@@ -1,0 +1,9 @@
+"""Containers: nodes made of nodes, written only against the public contract of :mod:`nn_from_scratch.node`.
+
+Each child's pass is kept by the container (``child.run``, ``child.backward_from``,
+``child.vjp_from``, ``child.jacobian_from``), never through a child's private methods.
+"""
+from .parallel import Parallel
+from .sequential import Sequential, check_layer
+
+__all__ = ["Parallel", "Sequential", "check_layer"]
