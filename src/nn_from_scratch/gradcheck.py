@@ -13,12 +13,12 @@ value.  :func:`sympy_jacobian` adds a fourth, symbolic view (optional SymPy).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from . import extras
-from .node import Node, as_float_array
+from .node import Criterion, Node, as_float_array
 
 __all__ = [
     "Comparison",
@@ -102,6 +102,25 @@ class GradcheckReport:
     __str__ = __repr__
 
 
+def _runner(node: Any, target: Any) -> Callable[..., Any]:
+    """``run`` with the state left alone: the node's own for a layer, with ``target`` held fixed for a loss."""
+    if target is None and not isinstance(node, Criterion):
+        return lambda *xs: node.run(*xs, update_state=False)
+    return lambda x: node.run(x, target, update_state=False)
+
+
+def _inputs_of(node: Any, x: Any) -> Tuple[np.ndarray, ...]:
+    """The inputs in float64: ``x`` itself for one input, a sequence of ``num_inputs`` arrays for several."""
+    count = getattr(node, "num_inputs", 1)
+    if count == 1:
+        return (np.array(as_float_array(x), dtype=np.float64),)
+    if not isinstance(x, (tuple, list)) or len(x) != count:
+        raise ValueError(f"{type(node).__name__} takes {count} inputs: give x as a tuple of {count} arrays")
+    constant = getattr(node, "constant_inputs", ())
+    return tuple(np.asarray(v) if i in constant else np.array(as_float_array(v, f"input {i}"), dtype=np.float64)
+                 for i, v in enumerate(x))
+
+
 def check_node(
     node: Node,
     x: Any,
@@ -116,68 +135,85 @@ def check_node(
 ) -> GradcheckReport:
     r"""Check a node's backward, its Jacobian and finite differences against each other, in float64.
 
-    ``dL_dy`` defaults to a random upstream gradient drawn from ``rng``.
-    Comparisons: ``backward(g)`` against :math:`J^\top g` from ``jacobian()``;
-    ``jacobian()`` against :func:`numerical_jacobian` of ``node.evaluate``;
-    and, with ``parameters=True``, each parameter's accumulated gradient
-    against finite differences of :math:`\langle g, f(x)\rangle`.  The node's
-    cached forward pass and its parameters' gradients are restored afterwards.
-    For a loss, pass ``target``: it is held fixed while the prediction ``x``
-    varies.
-    A stochastic node (dropout in training mode) must be put in eval mode or
-    checked with a fixed mask.
+    ``dL_dy`` defaults to a random upstream gradient drawn from ``rng`` (a
+    tuple, one per output, for a node with several outputs).  For every
+    input :math:`x_i` (``x`` is a tuple of them for a node with several
+    inputs): ``backward_from`` against :math:`\sum_o g_o \cdot J_{o,i}` from
+    ``jacobian_from``, and each Jacobian block against
+    :func:`numerical_jacobian`; with ``parameters=True``, each parameter's
+    accumulated gradient against finite differences of
+    :math:`\sum_o\langle g_o, f_o(x)angle`.  Only the context calls are
+    used, with ``update_state=False``: the node's pending pass and state are
+    untouched and its parameters' gradients are restored afterwards.  For a
+    loss (a :class:`~nn_from_scratch.node.Criterion`), pass ``target``: it is
+    held fixed while the prediction ``x`` varies.  A stochastic node (dropout
+    in training mode) must be put in eval mode or checked with a fixed mask.
     """
     rng = np.random.default_rng(0) if rng is None else rng
-    x = np.array(as_float_array(x), dtype=np.float64)
+    run = _runner(node, target)
+    xs = _inputs_of(node, x) if target is None else _inputs_of(None, x)
+    constant = getattr(node, "constant_inputs", ())
     report = GradcheckReport(node=repr(node), atol=atol, rtol=rtol)
-    saved_ctx = node._ctx
-    params = list(node.named_parameters())
+    params = list(node.named_parameters()) if hasattr(node, "named_parameters") else []
     saved_grads = [p.grad.copy() for _, p in params]
-    if target is None:
-        forward, evaluate = node.forward, node.evaluate
-    else:
-        def forward(v: np.ndarray) -> Any:
-            return node.forward(v, target)
-
-        def evaluate(v: np.ndarray) -> Any:
-            return node.evaluate(v, target)
-
     try:
-        y = np.asarray(forward(x))
-        g = rng.standard_normal(y.shape) if dL_dy is None else np.asarray(as_float_array(dL_dy), dtype=np.float64)
+        ctx = run(*xs)
+        several = isinstance(ctx.y, tuple)
+        ys = ctx.y if several else (np.asarray(ctx.y),)
+        if dL_dy is None:
+            gs = tuple(rng.standard_normal(np.shape(y)) for y in ys)
+        else:
+            gs = tuple(np.asarray(as_float_array(g, "dL_dy"), dtype=np.float64)
+                       for g in (dL_dy if several else (dL_dy,)))
+        g = gs if several else gs[0]
         for _, p in params:
             p.zero_grad()
-        dx = node.backward(g, reset_after=False)
+        dxs = node.backward_from(ctx, g)
         param_grads = [p.grad.copy() for _, p in params]
-        jac = node.jacobian()
-        expected_dx = np.tensordot(g, jac, axes=g.ndim)
-        report.comparisons.append(Comparison.of("backward vs Jᵀg", dx, expected_dx, atol, rtol))
-        numeric = numerical_jacobian(evaluate, x, eps)
-        report.comparisons.append(Comparison.of("jacobian vs finite diff.", jac, numeric, atol, rtol))
+        jac = node.jacobian_from(ctx)
+        dxs = (dxs,) if len(xs) == 1 else tuple(dxs)
+        blocks = [(block,) if len(xs) == 1 else tuple(block) for block in (jac if several else (jac,))]
+        for i, xi in enumerate(xs):
+            if i in constant:
+                continue
+            which = "" if len(xs) == 1 else f" (input {i})"
+            expected_dx = sum(np.tensordot(gs[o], blocks[o][i], axes=gs[o].ndim) for o in range(len(ys)))
+            report.comparisons.append(Comparison.of(f"backward vs Jᵀg{which}", dxs[i], expected_dx, atol, rtol))
+            for o in range(len(ys)):
+                output = "" if len(ys) == 1 else f" of output {o}"
+
+                def f(v: np.ndarray, i: int = i, o: int = o) -> Any:
+                    y = run(*xs[:i], v, *xs[i + 1:]).y
+                    return y[o] if several else y
+
+                numeric = numerical_jacobian(f, xi, eps)
+                report.comparisons.append(
+                    Comparison.of(f"jacobian{output}{which} vs finite diff.", blocks[o][i], numeric, atol, rtol))
         if parameters:
+            def pairing() -> float:
+                y = run(*xs).y
+                return float(sum(np.sum(go * np.asarray(yo)) for go, yo in zip(gs, y if several else (y,))))
+
             for (name, p), grad in zip(params, param_grads):
-                numeric_grad = _numerical_parameter_grad(evaluate, p, x, g, eps)
+                numeric_grad = _numerical_parameter_grad(pairing, p, eps)
                 report.comparisons.append(Comparison.of(f"d/d {name} vs finite diff.", grad, numeric_grad, atol, rtol))
     finally:
-        node._ctx = saved_ctx
         for (_, p), grad in zip(params, saved_grads):
             p.grad[...] = grad
     return report
 
 
-def _numerical_parameter_grad(
-    evaluate: Callable[[np.ndarray], Any], param: Any, x: np.ndarray, g: np.ndarray, eps: float
-) -> np.ndarray:
-    """Finite differences of ``<g, f(x)>`` with respect to one parameter, restoring its value exactly."""
+def _numerical_parameter_grad(pairing: Callable[[], float], param: Any, eps: float) -> np.ndarray:
+    """Finite differences of ``pairing()`` (``<g, f(x)>``) with respect to one parameter, restoring its value exactly."""
     original = param.value.copy()
     flat = param.value.reshape(-1)
     grad = np.empty(param.value.size, dtype=np.float64)
     try:
         for j in range(flat.size):
             flat[j] = original.flat[j] + eps
-            plus = float(np.sum(g * evaluate(x)))
+            plus = pairing()
             flat[j] = original.flat[j] - eps
-            minus = float(np.sum(g * evaluate(x)))
+            minus = pairing()
             flat[j] = original.flat[j]
             grad[j] = (plus - minus) / (2 * eps)
     finally:
@@ -208,29 +244,26 @@ def compare(
     (:class:`~nn_from_scratch.symbolic.SymbolicNode`).  ``x`` is taken in
     float64; ``dL_dy`` defaults to a standard normal upstream gradient (seed 0).
     ``node_b`` is the reference: relative errors are measured against it.
-    Both nodes' cached forward passes and their parameters' gradients are
-    restored afterwards.  Shapes that differ raise ``ValueError``.
+    Only the context calls are used: both nodes' pending passes stay as they
+    were, and their parameters' gradients are restored afterwards.  Shapes that differ raise ``ValueError``.
     """
-    x = np.array(as_float_array(x), dtype=np.float64)
+    xs = _inputs_of(node_a, x)
     report = GradcheckReport(node=f"{node_a!r} against {node_b!r}", atol=atol, rtol=rtol)
-    nodes = (node_a, node_b)
-    saved_ctx = [node._ctx for node in nodes]
-    params = [p for node in nodes for p in node.parameters()]
+    params = [p for node in (node_a, node_b) for p in node.parameters()]
     saved_grads = [p.grad.copy() for p in params]
     try:
-        y_a, y_b = np.asarray(node_a.forward(x)), np.asarray(node_b.forward(x))
-        report.comparisons.append(Comparison.of("forward", y_a, y_b, atol, rtol))
+        ctx_a, ctx_b = node_a.run(*xs, update_state=False), node_b.run(*xs, update_state=False)
+        report.comparisons.append(Comparison.of("forward", ctx_a.y, ctx_b.y, atol, rtol))
         if dL_dy is None:
-            g = np.random.default_rng(0).standard_normal(y_b.shape)
+            g = np.random.default_rng(0).standard_normal(np.shape(ctx_b.y))
         else:
             g = np.asarray(as_float_array(dL_dy, "dL_dy"), dtype=np.float64)
-        dx_a = node_a.backward(g, reset_after=False)
-        dx_b = node_b.backward(g, reset_after=False)
+        dx_a = node_a.backward_from(ctx_a, g)
+        dx_b = node_b.backward_from(ctx_b, g)
         report.comparisons.append(Comparison.of("backward", dx_a, dx_b, atol, rtol))
-        report.comparisons.append(Comparison.of("jacobian", node_a.jacobian(), node_b.jacobian(), atol, rtol))
+        jac_a, jac_b = node_a.jacobian_from(ctx_a), node_b.jacobian_from(ctx_b)
+        report.comparisons.append(Comparison.of("jacobian", jac_a, jac_b, atol, rtol))
     finally:
-        for node, ctx in zip(nodes, saved_ctx):
-            node._ctx = ctx
         for p, grad in zip(params, saved_grads):
             p.grad[...] = grad
     return report
