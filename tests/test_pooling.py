@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from nn_from_scratch import Sequential
+from nn_from_scratch import Sequential, engine
 from nn_from_scratch.gradcheck import assert_gradients
 from nn_from_scratch.node import Node
 from nn_from_scratch.nodes import Flatten
@@ -24,6 +24,15 @@ STRIDES = [1, 2, (1, 2)]
 PADDINGS = [0, 1]
 GRID = list(itertools.product(KERNELS, STRIDES, PADDINGS))
 GRID_IDS = [f"k{k[0]}x{k[1]}-s{s}-p{p}" for k, s, p in GRID]
+
+
+@pytest.fixture(params=["fast", "textbook"])
+def engine_path(request):
+    """Run the test with the fast engine on, and again on the textbook paths (see nn_from_scratch.engine)."""
+    previous = engine.fast_enabled()
+    engine.set_fast(request.param == "fast")
+    yield request.param
+    engine.set_fast(previous)
 
 # (name, our node factory, torch function factory)
 POOLS = {
@@ -59,7 +68,7 @@ def torch_reference(torch, fn, x, g):
 # ======================================================= gradients (float64)
 @pytest.mark.parametrize("pool", list(POOLS))
 @pytest.mark.parametrize("kernel, stride, padding", GRID, ids=GRID_IDS)
-def test_pool_gradients(rng, pool, kernel, stride, padding):
+def test_pool_gradients(engine_path, rng, pool, kernel, stride, padding):
     node = POOLS[pool][0](kernel, stride, padding)
     x = distinct(rng, (2, 2, 5, 6))
     report = assert_gradients(node, x, atol=1e-7, rtol=1e-6)
@@ -69,7 +78,7 @@ def test_pool_gradients(rng, pool, kernel, stride, padding):
 # ====================================================== torch oracle (float64)
 @pytest.mark.parametrize("pool", list(POOLS))
 @pytest.mark.parametrize("kernel, stride, padding", GRID, ids=GRID_IDS)
-def test_pool_agrees_with_torch(torch, rng, pool, kernel, stride, padding):
+def test_pool_agrees_with_torch(engine_path, torch, rng, pool, kernel, stride, padding):
     ours, theirs = POOLS[pool]
     node = ours(kernel, stride, padding)
     fn = theirs(torch.nn.functional, kernel, stride, padding)
@@ -84,7 +93,7 @@ def test_pool_agrees_with_torch(torch, rng, pool, kernel, stride, padding):
 
 
 @pytest.mark.parametrize("kernel, stride, padding", GRID, ids=GRID_IDS)
-def test_maxpool_ties_go_to_the_first_maximum_like_torch(torch, rng, kernel, stride, padding):
+def test_maxpool_ties_go_to_the_first_maximum_like_torch(engine_path, torch, rng, kernel, stride, padding):
     # three values only: nearly every window has tied maxima, overlapping windows share them
     x = rng.integers(0, 3, size=(2, 3, 7, 8)).astype(np.float64)
     node = MaxPool2d(kernel, stride, padding)
@@ -112,7 +121,7 @@ def test_maxpool_tie_rule_by_hand():
     np.testing.assert_array_equal(dx, expected)
 
 
-def test_maxpool_overlapping_windows_accumulate_into_a_shared_maximum(rng):
+def test_maxpool_overlapping_windows_accumulate_into_a_shared_maximum(engine_path, rng):
     x = distinct(rng, (1, 1, 5, 5))
     x[0, 0, 2, 2] = 100.0  # the maximum of all nine 3x3 windows
     node = MaxPool2d(3, stride=1)
@@ -126,7 +135,7 @@ def test_maxpool_overlapping_windows_accumulate_into_a_shared_maximum(rng):
 
 
 @pytest.mark.parametrize("kernel, stride, padding", [((2, 2), 2, 0), ((3, 3), 1, 1), ((2, 3), (1, 2), 1)])
-def test_maxpool_nan_and_infinities_like_torch(torch, rng, kernel, stride, padding):
+def test_maxpool_nan_and_infinities_like_torch(engine_path, torch, rng, kernel, stride, padding):
     x = rng.standard_normal((2, 2, 6, 7))
     x[0, 0, 1, 1] = x[0, 0, 1, 2] = np.nan  # two NaN in one window: torch takes the last
     x[0, 1, :3, :3] = -np.inf  # windows of -inf only (and padding): the first real entry
@@ -142,7 +151,7 @@ def test_maxpool_nan_and_infinities_like_torch(torch, rng, kernel, stride, paddi
     np.testing.assert_allclose(dx, dx_ref, **TOL)
 
 
-def test_avgpool_divisor_override_like_torch(torch, rng):
+def test_avgpool_divisor_override_like_torch(engine_path, torch, rng):
     x = rng.standard_normal((2, 3, 6, 6))
     node = AvgPool2d(3, 2, 1, divisor_override=5)
     y = node.forward(x)
@@ -156,7 +165,7 @@ def test_avgpool_divisor_override_like_torch(torch, rng):
 
 
 @pytest.mark.parametrize("kernel, stride", [((2, 2), (3, 3)), ((2, 3), (3, 2))])
-def test_pools_with_stride_larger_than_kernel_leave_gaps_at_zero(torch, rng, kernel, stride):
+def test_pools_with_stride_larger_than_kernel_leave_gaps_at_zero(engine_path, torch, rng, kernel, stride):
     x = rng.standard_normal((2, 2, 8, 9))
     for ours, fn in [
         (MaxPool2d(kernel, stride), lambda t: torch.nn.functional.max_pool2d(t, kernel, stride)),
@@ -218,7 +227,7 @@ def test_adaptive_output_is_never_the_input_itself(rng):
      AdaptiveAvgPool2d((2, 3)), GlobalAvgPool2d()],
     ids=repr,
 )
-def test_jacobian_has_torch_layout_and_matches_the_vjp(rng, node):
+def test_jacobian_has_torch_layout_and_matches_the_vjp(engine_path, rng, node):
     x = distinct(rng, (2, 2, 4, 5))
     y = node.forward(x)
     jac = node.jacobian()
@@ -234,7 +243,7 @@ def test_jacobian_has_torch_layout_and_matches_the_vjp(rng, node):
     np.testing.assert_allclose(node.jacobian(x), jac, rtol=0, atol=0)
 
 
-def test_maxpool_jacobian_is_a_selection_matrix(rng):
+def test_maxpool_jacobian_is_a_selection_matrix(engine_path, rng):
     x = distinct(rng, (1, 2, 4, 4))
     jac = MaxPool2d(2).jacobian(x).reshape(8, 32)
     np.testing.assert_array_equal(jac.sum(axis=1), np.ones(8))
@@ -247,7 +256,7 @@ def test_maxpool_jacobian_is_a_selection_matrix(rng):
     [lambda: MaxPool2d(2), lambda: MaxPool2d(3, 1, 1), lambda: AvgPool2d(2), lambda: AvgPool2d(3, 2, 1, False),
      lambda: AdaptiveAvgPool2d((2, 3)), lambda: GlobalAvgPool2d()],
 )
-def test_float32_stays_float32(rng, make):
+def test_float32_stays_float32(engine_path, rng, make):
     x64 = distinct(rng, (2, 3, 6, 7), spacing=0.01)
     x32 = x64.astype(np.float32)
     node, reference = make(), make()
@@ -338,7 +347,7 @@ def test_pools_have_no_parameters_or_state_and_a_repr():
 
 
 # ============================================================= in a network
-def test_batchnorm_pool_flatten_network_agrees_with_torch(torch, rng):
+def test_batchnorm_pool_flatten_network_agrees_with_torch(engine_path, torch, rng):
     model = Sequential(BatchNorm2d(3), MaxPool2d(2), AvgPool2d(3, 1, 1), GlobalAvgPool2d(), Flatten())
     reference = torch.nn.Sequential(
         torch.nn.BatchNorm2d(3), torch.nn.MaxPool2d(2), torch.nn.AvgPool2d(3, 1, 1),
@@ -361,7 +370,7 @@ EMPTY_POOLS = [(name, kernel, stride, padding) for name in POOLS for kernel, str
 
 @pytest.mark.parametrize("pool, kernel, stride, padding", EMPTY_POOLS,
                          ids=[f"{e[0]}-{GRID_IDS[j % len(GRID)]}" for j, e in enumerate(EMPTY_POOLS)])
-def test_windowed_pools_take_an_empty_batch_like_torch(torch, pool, kernel, stride, padding):
+def test_windowed_pools_take_an_empty_batch_like_torch(engine_path, torch, pool, kernel, stride, padding):
     import torch.nn.functional as F
 
     make, reference = POOLS[pool]

@@ -20,7 +20,9 @@ Jacobian is block-diagonal over
 ``(n, c)``.  Nothing here loops over samples or pixels in Python: the loops
 run over the :math:`k_h k_w` kernel offsets :math:`(a, b)`, and for each the
 entries :math:`x_{n, c, i s_h + a, j s_w + b}` of the (padded) input form one
-strided view of shape ``(N, C, H_out, W_out)``.
+strided view of shape ``(N, C, H_out, W_out)``.  The views and the backward
+scatter (col2im by parts) come from :mod:`nn_from_scratch.nodes.windows`, the
+window helper that Conv2d uses too.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..node import Context, Node
+from .windows import pad, scatter, windows
 
 __all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "GlobalAvgPool2d", "MaxPool2d"]
 
@@ -92,64 +95,17 @@ class _Pool2d(Node):
     def _geometry(self, x: np.ndarray) -> Tuple[int, int]:
         return self.output_size(x.shape[2], x.shape[3])
 
-    def _pad(self, x: np.ndarray, value: float) -> np.ndarray:
-        ph, pw = self.padding
-        if ph == 0 and pw == 0:
-            return x
-        n, c, h, w = x.shape
-        padded = np.full((n, c, h + 2 * ph, w + 2 * pw), value, dtype=x.dtype)
-        padded[:, :, ph:ph + h, pw:pw + w] = x
-        return padded
-
-    def _crop(self, padded: np.ndarray, shape: Tuple[int, ...]) -> np.ndarray:
-        ph, pw = self.padding
-        if ph == 0 and pw == 0:
-            return padded
-        return np.ascontiguousarray(padded[:, :, ph:ph + shape[2], pw:pw + shape[3]])
-
-    def _windows(self, array: np.ndarray, out: Tuple[int, int]) -> Iterator[Tuple[int, np.ndarray]]:
-        """Per kernel offset ``k = a k_w + b`` (row-major), the view of ``array[:, :, i s_h + a, j s_w + b]``."""
-        (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        oh, ow = out
+    def _windows(self, padded: np.ndarray, out: Tuple[int, int]) -> Iterator[Tuple[int, np.ndarray]]:
+        """Per kernel offset ``k = a k_w + b`` (row-major), its view ``padded[:, :, i s_h + a, j s_w + b]``."""
+        kh, kw = self.kernel_size
+        view = windows(padded, self.kernel_size, self.stride, (1, 1), out)
         for a in range(kh):
             for b in range(kw):
-                yield a * kw + b, array[:, :, a:a + sh * (oh - 1) + 1:sh, b:b + sw * (ow - 1) + 1:sw]
+                yield a * kw + b, view[:, :, a, b]
 
-    def _scatter(
-        self, x_shape: Tuple[int, ...], out: Tuple[int, int], dtype: Any,
-        part: Callable[[int], np.ndarray],
-    ) -> np.ndarray:
-        r"""The input gradient :math:`\sum_k` (``part(k)`` placed at kernel offset ``k``'s strided view), cropped.
-
-        ``part(k)`` is the ``(N, C, H_out, W_out)`` contribution of offset
-        ``k = a k_w + b``, to be added at rows :math:`i s_h + a` and columns
-        :math:`j s_w + b` of the padded gradient.  Offsets with the same
-        :math:`(a \bmod s_h, b \bmod s_w)` land on the same strided lattice,
-        shifted by whole output rows/columns: their parts are summed in a
-        dense buffer (additions along contiguous rows), and the buffer is
-        written into the lattice once.  Without overlap (stride ≥ kernel)
-        each lattice holds one offset and its part is written straight in.
-        """
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        oh, ow = out
-        n, c, height, width = x_shape[0], x_shape[1], x_shape[2] + 2 * ph, x_shape[3] + 2 * pw
-        tiled = (sh, sw) == (kh, kw) and oh * kh == height and ow * kw == width
-        dxp = (np.empty if tiled else np.zeros)((n, c, height, width), dtype=dtype)
-        for ri in range(min(sh, kh)):
-            for rj in range(min(sw, kw)):
-                rows, cols = range(ri, kh, sh), range(rj, kw, sw)
-                lattice = dxp[:, :, ri:ri + sh * (oh + len(rows) - 2) + 1:sh,
-                              rj:rj + sw * (ow + len(cols) - 2) + 1:sw]
-                if len(rows) == len(cols) == 1:
-                    lattice[...] = part(ri * kw + rj)
-                    continue
-                dense = lattice if (sh, sw) == (1, 1) else np.zeros(lattice.shape, dtype=dtype)
-                for u, a in enumerate(rows):
-                    for v, b in enumerate(cols):
-                        dense[:, :, u:u + oh, v:v + ow] += part(a * kw + b)
-                if dense is not lattice:
-                    lattice[...] = dense
-        return self._crop(dxp, x_shape)
+    def _scatter(self, x_shape: Tuple[int, ...], dtype: Any, part: Callable[[int], np.ndarray]) -> np.ndarray:
+        """The input gradient from offset ``k``'s part ``part(k)``: col2im by parts (:func:`.windows.scatter`)."""
+        return scatter(part, x_shape, self.kernel_size, self.stride, self.padding, (1, 1), dtype)
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -192,7 +148,7 @@ class MaxPool2d(_Pool2d):
 
     def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
         out = self._geometry(x)
-        xp = self._pad(x, -np.inf)
+        xp = pad(x, self.padding, -np.inf)
         count = self.kernel_size[0] * self.kernel_size[1]
         shape = x.shape[:2] + out
         index_type = np.min_scalar_type(count - 1).type
@@ -245,7 +201,7 @@ class MaxPool2d(_Pool2d):
             np.equal(ctx.arg, k, out=mask)
             return np.multiply(g, mask, out=masked)
 
-        return self._scatter(ctx.x.shape, ctx.y.shape[2:], g.dtype, part)
+        return self._scatter(ctx.x.shape, g.dtype, part)
 
     def argmax_index(self, ctx: Optional[Context] = None) -> np.ndarray:
         """Per output ``(n, c, i, j)`` of the cached forward pass, the flat index into ``x[n, c]`` of its argmax."""
@@ -323,7 +279,7 @@ class AvgPool2d(_Pool2d):
     def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
         out = self._geometry(x)
         total: Optional[np.ndarray] = None
-        for _, view in self._windows(self._pad(x, 0.0), out):
+        for _, view in self._windows(pad(x, self.padding, 0.0), out):
             if total is None:
                 total = view.copy()
             else:
@@ -334,7 +290,7 @@ class AvgPool2d(_Pool2d):
 
     def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
         scaled = g / ctx.divisor
-        return self._scatter(ctx.x.shape, ctx.y.shape[2:], g.dtype, lambda k: scaled)
+        return self._scatter(ctx.x.shape, g.dtype, lambda k: scaled)
 
     def extra_repr(self) -> str:
         text = f"{super().extra_repr()}, count_include_pad={self.count_include_pad}"
