@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from nn_from_scratch.gradcheck import assert_gradients
+from nn_from_scratch import engine
 from nn_from_scratch.nodes.convolution import Conv2d
 
 KERNELS = [(1, 1), (3, 3), (2, 3), (3, 2)]
@@ -20,13 +21,22 @@ GRADCHECK_SHAPE = (2, 2, 5, 6)  # N, C_in, H, W; C_out = 3
 ORACLE_SHAPE = (3, 3, 7, 6)  # N, C_in, H, W; C_out = 4
 
 
+@pytest.fixture(params=["fast", "textbook"])
+def engine_path(request):
+    """Run the test with the fast engine on, and again on the textbook paths (see nn_from_scratch.engine)."""
+    previous = engine.fast_enabled()
+    engine.set_fast(request.param == "fast")
+    yield request.param
+    engine.set_fast(previous)
+
+
 def grid_id(config):
     kernel, stride, padding, dilation = config
     return f"k{kernel}-s{stride}-p{padding}-d{dilation}".replace(" ", "")
 
 
 @pytest.mark.parametrize("config", GRID, ids=grid_id)
-def test_gradcheck_inputs_and_parameters(rng, config):
+def test_gradcheck_inputs_and_parameters(engine_path, rng, config):
     kernel, stride, padding, dilation = config
     layer = Conv2d(2, 3, kernel, stride, padding, dilation, rng=1)
     report = assert_gradients(layer, rng.standard_normal(GRADCHECK_SHAPE), rng=rng)
@@ -55,7 +65,7 @@ def torch_reference(torch, x, weight, bias, g, stride, padding, dilation):
 
 
 @pytest.mark.parametrize("config", GRID, ids=grid_id)
-def test_matches_torch_conv2d(torch, rng, config):
+def test_matches_torch_conv2d(engine_path, torch, rng, config):
     kernel, stride, padding, dilation = config
     layer = Conv2d(3, 4, kernel, stride, padding, dilation, rng=2)
     x = rng.standard_normal(ORACLE_SHAPE)
@@ -72,7 +82,7 @@ def test_matches_torch_conv2d(torch, rng, config):
     np.testing.assert_allclose(layer.bias.grad, ref_db, rtol=1e-10, atol=1e-10)
 
 
-def test_without_bias(torch, rng):
+def test_without_bias(engine_path, torch, rng):
     layer = Conv2d(2, 3, 3, stride=2, padding=1, bias=False, rng=0)
     assert layer.bias is None and list(layer.state_dict()) == ["weight"]
     x = rng.standard_normal((2, 2, 7, 5))
@@ -86,7 +96,7 @@ def test_without_bias(torch, rng):
     assert_gradients(Conv2d(2, 1, 2, bias=False, rng=0), rng.standard_normal((1, 2, 3, 4)))
 
 
-def test_jacobian_from_the_base_class_matches_torch(torch, rng):
+def test_jacobian_from_the_base_class_matches_torch(engine_path, torch, rng):
     layer = Conv2d(2, 2, (2, 3), stride=(2, 1), padding=(1, 0), dilation=(1, 2), rng=4)
     x = rng.standard_normal((2, 2, 4, 6))
     jac = layer.jacobian(x)
@@ -102,7 +112,7 @@ def test_jacobian_from_the_base_class_matches_torch(torch, rng):
     np.testing.assert_array_equal(jac[0, :, :, :, 1], np.zeros(jac[0, :, :, :, 1].shape))
 
 
-def test_unbatched_input_like_torch(torch, rng):
+def test_unbatched_input_like_torch(engine_path, torch, rng):
     layer = Conv2d(2, 3, 3, padding=1, rng=5)
     x = rng.standard_normal((2, 4, 5))
     y = layer.forward(x)
@@ -117,7 +127,7 @@ def test_unbatched_input_like_torch(torch, rng):
     assert layer.jacobian(x).shape == (3, 4, 5, 2, 4, 5)
 
 
-def test_float32_stays_float32(torch, rng):
+def test_float32_stays_float32(engine_path, torch, rng):
     layer = Conv2d(3, 4, 3, stride=(1, 2), padding=1, rng=0, dtype=np.float32)
     assert layer.weight.dtype == np.float32 and layer.bias.dtype == np.float32
     x = rng.standard_normal((2, 3, 6, 7)).astype(np.float32)
@@ -142,7 +152,7 @@ def test_float32_stays_float32(torch, rng):
     np.testing.assert_allclose(layer.bias.grad, ref_db, rtol=1e-5, atol=1e-5)
 
 
-def test_float32_layer_casts_float64_input(rng):
+def test_float32_layer_casts_float64_input(engine_path, rng):
     layer = Conv2d(1, 2, 2, rng=0, dtype=np.float32)
     x = rng.standard_normal((1, 1, 3, 3))
     y = layer.forward(x)
@@ -151,7 +161,7 @@ def test_float32_layer_casts_float64_input(rng):
     assert dx.dtype == np.float64 and layer.weight.grad.dtype == np.float32  # dx answers in the input's dtype
 
 
-def test_parameter_gradients_accumulate_until_zero_grad(rng):
+def test_parameter_gradients_accumulate_until_zero_grad(engine_path, rng):
     layer = Conv2d(2, 3, 3, stride=2, padding=1, rng=0)
     x = rng.standard_normal((2, 2, 5, 5))
     y = layer.forward(x)
@@ -172,7 +182,7 @@ def test_parameter_gradients_accumulate_until_zero_grad(rng):
     np.testing.assert_array_equal(layer.bias.grad, np.zeros(3))
 
 
-def test_jacobian_does_not_touch_parameter_gradients(rng):
+def test_jacobian_does_not_touch_parameter_gradients(engine_path, rng):
     layer = Conv2d(1, 2, 2, rng=0)
     layer.forward(rng.standard_normal((1, 1, 3, 3)))
     layer.jacobian()
@@ -263,7 +273,7 @@ def test_bad_dtype():
         Conv2d(1, 1, 1, dtype=np.int32)
 
 
-def test_empty_batch():
+def test_empty_batch(engine_path):
     layer = Conv2d(2, 3, 3, padding=1, rng=0)
     y = layer.forward(np.zeros((0, 2, 4, 4)))
     assert y.shape == (0, 3, 4, 4)
@@ -282,7 +292,7 @@ def test_output_size_and_repr():
     )
 
 
-def test_weight_gradient_lands_in_a_gradient_array_of_any_layout(rng):
+def test_weight_gradient_lands_in_a_gradient_array_of_any_layout(engine_path, rng):
     x, g = rng.standard_normal((2, 2, 5, 5)), rng.standard_normal((2, 3, 5, 5))
     reference, layer = Conv2d(2, 3, 3, padding=1, rng=0), Conv2d(2, 3, 3, padding=1, rng=0)
     layer.weight.grad = np.asfortranarray(np.zeros(layer.weight.shape))
@@ -299,17 +309,17 @@ def test_weight_gradient_lands_in_a_gradient_array_of_any_layout(rng):
 def test_stride_one_in_blocks_of_samples_matches_torch(torch, rng, monkeypatch, block_samples, config, keep):
     """Stride 1 works through blocks of samples: one per sample, blocks with a shorter last one, one for all;
     the weight gradient uses the forward pass's columns when they are small, else rebuilds them."""
-    from nn_from_scratch.nodes import convolution, im2col
+    from nn_from_scratch.engine import convolution
 
     monkeypatch.setattr(convolution, "KEEP_COLUMNS_BYTES", 1 << 30 if keep else 0)
     kernel, padding = config
     layer = Conv2d(3, 4, kernel, 1, padding, 2 if kernel == (3, 2) else 1, rng=2)
     x = rng.standard_normal((5, 3, 7, 6))
-    probe = im2col.WideColumns(x.shape, layer.kernel_size, layer.padding, layer.dilation)
-    monkeypatch.setattr(im2col, "COLUMN_BLOCK_BYTES", block_samples * probe.rows * probe.segment * x.itemsize)
+    probe = convolution.WideColumns(x.shape, layer.kernel_size, layer.padding, layer.dilation)
+    monkeypatch.setattr(convolution, "COLUMN_BLOCK_BYTES", block_samples * probe.rows * probe.segment * x.itemsize)
     y = layer.forward(x)
-    assert len(layer._ctx.wide.blocks()) == -(-5 // block_samples)
-    assert (layer._ctx.columns is not None) == keep
+    assert len(layer._ctx.fast.wide.blocks()) == -(-5 // block_samples)
+    assert (layer._ctx.fast.columns is not None) == keep
     g = rng.standard_normal(y.shape)
     dx = layer.backward(g)
     ref_y, ref_dx, ref_dw, ref_db = torch_reference(
@@ -335,14 +345,14 @@ def test_stride_one_in_blocks_of_samples_matches_torch(torch, rng, monkeypatch, 
 @pytest.mark.parametrize("keep", [True, False], ids=["columns kept", "columns rebuilt"])
 @pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("padding, dilation", [(1, 1), (0, 1), (2, 1), (1, 2)])
-def test_non_finite_input_and_weight_spread_like_torch(torch, rng, monkeypatch, value, padding, dilation, keep):
+def test_non_finite_input_and_weight_spread_like_torch(engine_path, torch, rng, monkeypatch, value, padding, dilation, keep):
     """A NaN or infinity reaches exactly the outputs and gradients that torch's reach, wherever it sits.
 
     The stride-1 columns have scratch columns that read padding and the
     neighbouring images; they must not carry the value into other taps'
     weight gradients (0 * Inf = NaN), nor into other images' input gradients.
     """
-    from nn_from_scratch.nodes import convolution
+    from nn_from_scratch.engine import convolution
 
     monkeypatch.setattr(convolution, "KEEP_COLUMNS_BYTES", 1 << 30 if keep else 0)
     layer = Conv2d(3, 2, 3, 1, padding, dilation, rng=0)
@@ -373,7 +383,7 @@ COPY_CONFIGS = [((3, 3), 1, 1, 1), ((3, 3), 1, 0, 1), ((2, 3), 1, (1, 2), 1), ((
 @pytest.mark.parametrize("keep", [True, False], ids=["columns kept", "columns rebuilt"])
 @pytest.mark.parametrize("how", ["deepcopy", "pickle"])
 @pytest.mark.parametrize("config", COPY_CONFIGS, ids=lambda c: f"k{c[0]}-s{c[1]}-p{c[2]}-d{c[3]}".replace(" ", ""))
-def test_a_copy_made_between_forward_and_backward_gives_torchs_gradients(torch, rng, monkeypatch, config, how, keep):
+def test_a_copy_made_between_forward_and_backward_gives_torchs_gradients(engine_path, torch, rng, monkeypatch, config, how, keep):
     """The pending forward pass travels with a deep copy or a pickle and stays valid in both nodes.
 
     The stride-1 backward pass reads the padded input's buffer past the end of
@@ -383,7 +393,7 @@ def test_a_copy_made_between_forward_and_backward_gives_torchs_gradients(torch, 
     import copy
     import pickle
 
-    from nn_from_scratch.nodes import convolution
+    from nn_from_scratch.engine import convolution
 
     monkeypatch.setattr(convolution, "KEEP_COLUMNS_BYTES", 1 << 30 if keep else 0)
     kernel, stride, padding, dilation = config
@@ -412,7 +422,7 @@ def _small_cnn():
 
 
 @pytest.mark.parametrize("how", ["pickle", "deepcopy"])
-def test_a_trained_cnn_copies_and_pickles_without_its_scratch_memory(rng, how):
+def test_a_trained_cnn_copies_and_pickles_without_its_scratch_memory(engine_path, rng, how):
     """Workspaces hold the last batch's padded inputs and columns: scratch, left out of copies and pickles."""
     import copy
     import pickle
@@ -439,7 +449,7 @@ def test_a_trained_cnn_copies_and_pickles_without_its_scratch_memory(rng, how):
 
 
 @pytest.mark.parametrize("config", GRID, ids=grid_id)
-def test_an_empty_batch_has_torchs_shapes_and_zero_gradients(torch, config):
+def test_an_empty_batch_has_torchs_shapes_and_zero_gradients(engine_path, torch, config):
     """Every stride, padding and dilation takes a batch of no images, as torch does: forward, backward, jacobian."""
     kernel, stride, padding, dilation = config
     layer = Conv2d(3, 4, kernel, stride, padding, dilation, rng=2)

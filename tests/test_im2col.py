@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nn_from_scratch.nodes.im2col import as_pair, col2im, conv_output_size, im2col
+from nn_from_scratch.nodes.windows import as_pair, col2im, conv_output_size, im2col
 
 
 def naive_im2col(x, kernel, stride, padding, dilation, fill_value=0.0):
@@ -202,7 +202,7 @@ def test_bad_shapes():
 @pytest.mark.parametrize("block_samples", [1, 2, 3])
 def test_wide_columns_agree_with_im2col_and_col2im_is_their_adjoint(rng, hw, kernel, padding, dilation,
                                                                     block_samples):
-    from nn_from_scratch.nodes.im2col import WideColumns
+    from nn_from_scratch.engine.convolution import WideColumns
 
     x = rng.standard_normal((3, 2) + hw)
     probe = WideColumns(x.shape, kernel, padding, dilation)

@@ -1,49 +1,51 @@
-r"""The 2-d convolution layer, with torch.nn.Conv2d's semantics, weight layout and default initialisation."""
+r"""The 2-d convolution layer, with torch.nn.Conv2d's semantics, weight layout and default initialisation.
+
+The math, as the layer computes it on its textbook path (any stride), with
+``cols = im2col(x)`` (sample :math:`n`: the matrix :math:`X_n` of shape
+``(C_in*kh*kw, H_out*W_out)``, one receptive field per column; see
+:mod:`nn_from_scratch.nodes.windows`), :math:`\bar W` = ``W.reshape(C_out, -1)``
+and :math:`G_n = \partial L/\partial Y_n`:
+
+.. math::
+    Y_n = \bar W X_n + b\,\mathbf 1^\top,
+    \qquad
+    \frac{\partial L}{\partial \bar W} = \sum_n G_n X_n^\top,
+    \qquad
+    \frac{\partial L}{\partial b} = \sum_{n, i, j} G_{n, :, i, j},
+    \qquad
+    \frac{\partial L}{\partial X_n} = \bar W^\top G_n
+    \ \text{ then }\ \frac{\partial L}{\partial x} = \text{col2im}\Big(\frac{\partial L}{\partial X}\Big).
+
+:meth:`Conv2d._forward_textbook` and :meth:`Conv2d._backward_textbook` are
+these lines in code.  With the fast engine on
+(:func:`nn_from_scratch.engine.fast_enabled`, the default), stride 1 runs
+:mod:`nn_from_scratch.engine.convolution` instead: the same products on a
+faster layout of the columns, equal up to rounding (see
+:mod:`nn_from_scratch.engine` for the tolerance).
+"""
 from __future__ import annotations
 
 from typing import Any, Optional, Tuple
 
 import numpy as np
 
+from .. import engine
+from ..engine import convolution as fast
+from ..engine.workspace import Workspace
 from ..node import Context, Node
 from ..parameter import Parameter
 from ..random import as_generator
-from .im2col import Pair, WideColumns, as_pair, col2im, conv_output_size, im2col
 from .linear import Initializer, init_weight
-from .workspace import Workspace
+from .windows import Pair, as_pair, col2im, conv_output_size, im2col
 
 __all__ = ["Conv2d"]
 
 
-_PRODUCT_CHUNK = 8192
-
-KEEP_COLUMNS_BYTES = 1 << 23
-"""Stride 1: a batch's columns up to this size are kept from the forward pass for the weight gradient;
-larger ones are rebuilt block by block in the backward pass, where they are used at once, in cache
-(rebuilding the 2 and 4 MB of columns of the benchmark's small CNN cost about 4% of its step)."""
-
-
-def _weight_product(cols: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """``cols @ g.T``: the ``(C*kh*kw, O)`` weight gradient of one block, summed over its columns.
-
-    Both operands are long along the batch-times-pixels axis, which is
-    summed over.  BLAS handles such a product badly when the result is
-    small (a 9 x 8 result from 53760 columns took 0.47 ms whole and 0.11 ms
-    as a sum over chunks of 8192 columns; larger results ran as fast either
-    way), and computes ``cols @ g.T`` a fifth faster than ``g @ cols.T``.
-    """
-    product = np.matmul(cols[:, :_PRODUCT_CHUNK], g[:, :_PRODUCT_CHUNK].T)
-    for start in range(_PRODUCT_CHUNK, cols.shape[1], _PRODUCT_CHUNK):
-        stop = start + _PRODUCT_CHUNK
-        product += np.matmul(cols[:, start:stop], g[:, start:stop].T)
-    return product
-
-
-def _as_weight(product: np.ndarray, shape: Tuple[int, ...], out: Optional[np.ndarray] = None) -> np.ndarray:
-    """A ``(C*kh*kw, O)`` product as an ``(O, C, kh, kw)`` weight gradient, into ``out`` when given (for Parameter.accumulate)."""
+def _same(value: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+    """``value`` itself, or copied into ``out`` (for :meth:`Parameter.accumulate`, which may pass the gradient)."""
     if out is None:
-        return product.T.reshape(shape)
-    out[...] = product.T.reshape(shape)  # ``out`` may be any layout: assign, never write through a reshape
+        return value
+    out[...] = value  # ``out`` may be any layout: assign, never write through a reshape
     return out
 
 
@@ -83,12 +85,14 @@ class Conv2d(Node):
     :math:`X_n` = ``im2col(x)[n]`` of shape ``(C_in*kh*kw, H_out*W_out)`` and
     :math:`\bar W` = ``W.reshape(C_out, -1)``: :math:`Y_n = \bar W X_n + b\,\mathbf 1^\top`,
     :math:`\partial L/\partial X_n = \bar W^\top G_n` (then ``col2im``) and
-    :math:`\partial L/\partial \bar W = \sum_n G_n X_n^\top`; this is how the
-    layer computes.  With stride 1 it works through blocks of a few samples,
-    building each block's columns from the padded input (kept for the
-    backward pass) and using them at once, in cache; other strides keep the
-    whole batch's columns from the forward pass for the weight gradient.
-    See :mod:`nn_from_scratch.nodes.im2col` for the layouts.
+    :math:`\partial L/\partial \bar W = \sum_n G_n X_n^\top`, i.e. ``y = W·cols + b``,
+    ``dW = Σ_n G_n·cols_nᵀ``, ``db = Σ G``, ``dcols = Wᵀ·G`` then ``col2im``:
+    :meth:`_forward_textbook` and :meth:`_backward_textbook`, the path at
+    every stride when the engine is off.  With the engine on, stride 1 calls
+    :mod:`nn_from_scratch.engine.convolution` (blocks of a few samples on
+    wide columns, used at once, in cache); a forward pass records the path
+    it took, and its backward pass follows it.  See
+    :mod:`nn_from_scratch.nodes.windows` for the layout of the columns.
 
     ``kernel_size``, ``stride``, ``padding`` and ``dilation`` are ints or
     ``(h, w)`` pairs.  Only zero padding and ``groups=1`` are supported.
@@ -130,7 +134,7 @@ class Conv2d(Node):
             raise TypeError(f"dtype must be a floating type, got {dtype}")
         super().__init__()
         self._workspace = Workspace()
-        self._wide: Optional[Tuple[Any, WideColumns]] = None  # the geometry of the last stride-1 input, by its key
+        self._wide: Optional[Tuple[Any, fast.WideColumns]] = None  # the engine's layout for the last stride-1 input, by its key
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         kh, kw = self.kernel_size
         shape = (self.out_channels, self.in_channels, kh, kw)
@@ -169,143 +173,82 @@ class Conv2d(Node):
     def _geometry(self) -> Tuple[Tuple[int, int], Tuple[int, int], Tuple[int, int], Tuple[int, int]]:
         return self.kernel_size, self.stride, self.padding, self.dilation
 
+    def _weight_matrix(self) -> np.ndarray:
+        return self.weight.value.reshape(self.out_channels, -1)  # W̄: (O, C*kh*kw)
+
+    # ------------------------------------------------------------ the textbook path: the math, at any stride
+    def _forward_textbook(self, images: np.ndarray, ctx: Context) -> np.ndarray:
+        """``y = W·cols + b``: one matrix product per sample, ``(O, C*kh*kw) @ (C*kh*kw, L)``."""
+        n = images.shape[0]
+        cols = im2col(images, *self._geometry())  # (N, C, kh, kw, H_out, W_out)
+        ho, wo = cols.shape[-2:]
+        ctx.cols = cols.reshape(n, self._weight_matrix().shape[1], ho * wo)  # X_n: (N, C*kh*kw, L), free (N may be 0)
+        y = np.matmul(self._weight_matrix(), ctx.cols).reshape(n, self.out_channels, ho, wo)  # W·cols, NCHW
+        if self.bias is not None:
+            y += self.bias.value[:, np.newaxis, np.newaxis]  # + b
+        return y
+
+    def _backward_textbook(self, g: np.ndarray, ctx: Context, input_grad: bool,
+                           parameter_grads: bool) -> Optional[np.ndarray]:
+        """``dW = Σ_n G_n·cols_nᵀ``, ``db = Σ G``, ``dcols = Wᵀ·G`` then ``col2im``."""
+        G = g.reshape(ctx.cols.shape[0], self.out_channels, ctx.cols.shape[2])  # G_n: (N, O, L), like ctx.cols
+        if parameter_grads:
+            # dW = Σ_n G_n·cols_nᵀ, computed as Σ_n (cols_n·G_nᵀ)ᵀ: one BLAS product per sample, then a sum over the
+            # small (N, C*kh*kw, O) stack (measured faster than G_n·cols_nᵀ, whose output is the wide-and-short one)
+            per_sample = np.matmul(ctx.cols, G.transpose(0, 2, 1))
+            self.weight.accumulate(np.sum, per_sample.T.reshape(self.weight.shape + (G.shape[0],)), axis=-1)
+            if self.bias is not None:
+                self.bias.accumulate(np.sum, G, axis=(0, 2))  # db = Σ G
+        if not input_grad:
+            return None
+        dcols = np.matmul(self._weight_matrix().T, G)  # dcols = Wᵀ·G: (N, C*kh*kw, L)
+        return col2im(dcols, (G.shape[0],) + ctx.x.shape[-3:], *self._geometry())  # added back onto the pixels
+
+    # ------------------------------------------------------------ choosing the path
     def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
         images = x if x.ndim == 4 else x[np.newaxis]
         images = images.astype(self.dtype, copy=False)
-        if self.stride == (1, 1):  # wide columns, in blocks of samples (see nodes/im2col.py)
-            y = self._forward_wide(images, ctx)
+        if self.stride == (1, 1) and engine.fast_enabled():
+            bias = None if self.bias is None else self.bias.value
+            y, ctx.fast = fast.forward(images, self.weight.value, bias, self._wide_columns(images))
         else:
-            ctx.wide = None
-            n = images.shape[0]
-            cols = im2col(images, *self._geometry())  # (N, C, kh, kw, H_out, W_out)
-            ho, wo = cols.shape[-2:]
-            ctx.cols = cols.reshape(n, self._weight_matrix().shape[1], ho * wo)  # (N, C*kh*kw, L), free (N may be 0)
-            y = np.matmul(self._weight_matrix(), ctx.cols).reshape(n, self.out_channels, ho, wo)  # NCHW
-            if self.bias is not None:
-                y += self.bias.value[:, np.newaxis, np.newaxis]
+            ctx.fast = None  # the backward pass follows the path of its forward pass
+            y = self._forward_textbook(images, ctx)
         return y if x.ndim == 4 else y[0]
 
-    def _weight_matrix(self) -> np.ndarray:
-        return self.weight.value.reshape(self.out_channels, -1)  # (O, C*kh*kw)
-
-    def _forward_wide(self, images: np.ndarray, ctx: Context) -> np.ndarray:
-        """Stride 1: the columns of each block of samples go straight into one matrix product."""
-        workspace = self._workspace
+    def _wide_columns(self, images: np.ndarray) -> fast.WideColumns:
+        """The engine's layout for this input shape, built once per shape, not on every pass."""
         key = (images.shape, self.dtype, self.kernel_size, self.padding, self.dilation)
         cached = self._wide  # read once: another thread's pass (evaluate) may replace it meanwhile
-        if cached is None or cached[0] != key:  # built once per input shape, not on every pass
-            cached = self._wide = (key, WideColumns(images.shape, self.kernel_size, self.padding, self.dilation,
-                                                    workspace, self.dtype))
-        wide = ctx.wide = cached[1]
-        ctx.padded = wide.pad(images)  # all that the backward pass needs of the input: the whole flat buffer,
-        wide.lend(ctx.padded, ctx)  # so that a copy or pickle of the context holds what its backward reads
-        weight = self._weight_matrix()
-        if self.bias is not None:  # (O, C*kh*kw + 1): the bias is the product's last column, met by a row of ones
-            weight = np.concatenate((weight, self.bias.value[:, np.newaxis]), axis=1)
-        blocks, block_size = wide.blocks(), self._columns_size(wide)
-        if len(blocks) * block_size * self.dtype.itemsize <= KEEP_COLUMNS_BYTES:  # small: keep them all
-            ctx.columns = workspace.take((len(blocks) * block_size,), self.dtype)
-            workspace.lend(ctx.columns, ctx)
-            cols = None
+        if cached is None or cached[0] != key:
+            cached = self._wide = (key, fast.WideColumns(images.shape, self.kernel_size, self.padding, self.dilation,
+                                                         self._workspace, self.dtype))
+        return cached[1]
+
+    def _backward_pass(self, g: np.ndarray, ctx: Context, input_grad: bool,
+                       parameter_grads: bool) -> Optional[np.ndarray]:
+        """Parameter gradients added into ``.grad``, the input gradient returned, on the forward pass's path."""
+        g = g if g.ndim == 4 else g[np.newaxis]
+        if ctx.fast is None:
+            dx = self._backward_textbook(g, ctx, input_grad, parameter_grads)
         else:
-            ctx.columns, cols = None, workspace.take((block_size,), self.dtype)
-        product = wide.buffer(self.out_channels, self.dtype)
-        y = np.empty((images.shape[0], self.out_channels) + wide.out, dtype=self.dtype)
-        for i, samples in enumerate(blocks):
-            buffer = cols if ctx.columns is None else ctx.columns[i * block_size:(i + 1) * block_size]
-            block = self._columns(wide, ctx.padded, samples, buffer)
-            wide.crop(np.matmul(weight, block, out=wide.matrix(product, self.out_channels, block.shape[1])), samples, y)
-        if cols is not None:
-            workspace.give(cols)
-        workspace.give(product)
-        return y
+            dx, dweight, dbias = fast.backward(g, ctx.fast, self.weight.value, input_grad=input_grad,
+                                               parameter_grads=parameter_grads)
+            if dweight is not None:
+                self.weight.accumulate(_same, dweight)
+            if dbias is not None:
+                self.bias.accumulate(_same, dbias)
+        return None if dx is None else dx.reshape(ctx.x.shape).astype(ctx.x.dtype, copy=False)
 
-    def _column_rows(self, wide: WideColumns) -> int:
-        """Rows of a block's columns: one per kernel tap, and the row of ones when there is a bias."""
-        return wide.rows + (self.bias is not None)
-
-    def _columns_size(self, wide: WideColumns) -> int:
-        """Numbers in a buffer for one block's columns."""
-        return self._column_rows(wide) * wide.block * wide.segment
-
-    def _columns(self, wide: WideColumns, padded: np.ndarray, samples: slice, buffer: np.ndarray) -> np.ndarray:
-        """A block's columns and, with a bias, a last row of ones: the forward product then adds the bias,
-        and the weight-gradient product yields the bias gradient (saving a broadcast pass and a reduction)."""
-        block = wide.im2col(padded, samples, buffer)
-        if self.bias is None:
-            return block
-        with_ones = wide.matrix(buffer, self._column_rows(wide), block.shape[1])  # the block's rows, then one more
-        with_ones[-1] = 1
-        return with_ones
-
-    def _backward_wide(self, g: np.ndarray, ctx: Context, input_grad: bool, parameter_grads: bool) -> Optional[np.ndarray]:
-        """Stride 1, block by block: widen the output gradient, then the weight gradient from the block's
-        columns (kept, or rebuilt from the padded input) and the input gradient by col2im, while all are in cache."""
-        wide, workspace, dtype = ctx.wide, self._workspace, self.dtype
-        g_wide = wide.buffer(self.out_channels, dtype)
-        block_size = self._columns_size(wide)
-        cols = workspace.take((block_size,), dtype) if parameter_grads and ctx.columns is None else None
-        dcols = wide.buffer(wide.rows, dtype) if input_grad else None
-        offset_major = WideColumns.offset_major(self.weight.value) if input_grad else None
-        dx = np.empty(wide.input_shape, dtype=dtype) if input_grad else None
-        product: Optional[np.ndarray] = None  # the (C*kh*kw [+ 1], O) weight [and bias] gradient so far
-        # a NaN or infinity would turn 0 * Inf in a scratch column into NaN: clear the scratch columns then
-        exact_cols = parameter_grads and not np.isfinite(ctx.padded).all()
-        exact_dcols = dcols is not None and not np.isfinite(offset_major).all()
-        for i, samples in enumerate(wide.blocks()):
-            block = wide.widen(g, samples, g_wide)
-            if parameter_grads:
-                if ctx.columns is None:
-                    columns = self._columns(wide, ctx.padded, samples, cols)
-                else:  # the forward pass's, with the row of ones when there is a bias
-                    columns = wide.matrix(ctx.columns[i * block_size:(i + 1) * block_size],
-                                          self._column_rows(wide), block.shape[1])
-                part = _weight_product(wide.clear_scratch(columns) if exact_cols else columns, block)
-                product = part if product is None else np.add(product, part, out=product)
-            if dcols is not None:  # rows in offset-major order: contiguous slabs for col2im
-                spread = np.matmul(offset_major, block, out=wide.matrix(dcols, wide.rows, block.shape[1]))
-                wide.col2im(wide.clear_scratch(spread) if exact_dcols else spread, samples, dx)
-        for buffer in (g_wide, cols, dcols):
-            if buffer is not None:
-                workspace.give(buffer)
-        if product is not None:
-            self.weight.accumulate(_as_weight, product[:wide.rows], self.weight.shape)
-            if self.bias is not None:
-                self.bias.accumulate(np.positive, product[wide.rows])  # np.positive copies, into ``out`` when given
-        return dx
-
-    def _backward_strided(self, g: np.ndarray, ctx: Context, input_grad: bool, parameter_grads: bool) -> Optional[np.ndarray]:
-        """Any stride: the whole batch's columns from the forward pass, one product per sample."""
-        g3 = g.reshape(ctx.cols.shape[0], self.out_channels, ctx.cols.shape[2])  # (N, O, L), like ctx.cols
-        if parameter_grads:
-            # (sum_n X_n G_n^T)^T: one BLAS product per sample, then a sum over the small (N, C*kh*kw, C_out)
-            # stack (measured faster than G_n X_n^T, whose output is the wide-and-short one)
-            per_sample = np.matmul(ctx.cols, g3.transpose(0, 2, 1))
-            self.weight.accumulate(np.sum, per_sample.T.reshape(self.weight.shape + (g3.shape[0],)), axis=-1)
-            if self.bias is not None:
-                self.bias.accumulate(np.sum, g3, axis=(0, 2))
-        if not input_grad:
-            return None
-        dcols = np.matmul(self._weight_matrix().T, g3)  # (N, C*kh*kw, L)
-        shape = ctx.x.shape if ctx.x.ndim == 4 else (1,) + ctx.x.shape
-        return col2im(dcols, shape, *self._geometry())
+    def _backward(self, g: np.ndarray, ctx: Context, input_grad: bool) -> Optional[np.ndarray]:
+        """The parameter and input gradients in one pass over the columns (they share the widened ``g``)."""
+        return self._backward_pass(g, ctx, input_grad=input_grad, parameter_grads=True)
 
     def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
         return self._backward_pass(g, ctx, input_grad=True, parameter_grads=False)
 
     def _accumulate_grads(self, g: np.ndarray, ctx: Context) -> None:
         self._backward_pass(g, ctx, input_grad=False, parameter_grads=True)
-
-    def _backward(self, g: np.ndarray, ctx: Context, input_grad: bool) -> Optional[np.ndarray]:
-        """The parameter and input gradients in one pass over the columns (they share the widened ``g``)."""
-        return self._backward_pass(g, ctx, input_grad=input_grad, parameter_grads=True)
-
-    def _backward_pass(self, g: np.ndarray, ctx: Context, input_grad: bool,
-                       parameter_grads: bool) -> Optional[np.ndarray]:
-        g = g if g.ndim == 4 else g[np.newaxis]
-        backward = self._backward_wide if ctx.wide is not None else self._backward_strided
-        dx = backward(g, ctx, input_grad, parameter_grads)
-        return None if dx is None else dx.reshape(ctx.x.shape).astype(ctx.x.dtype, copy=False)
 
     def extra_repr(self) -> str:
         """torch's form: the channels, the kernel, and the other settings only where they differ from the defaults."""
