@@ -526,11 +526,12 @@ def test_every_public_loss_is_covered_here():
 
 @pytest.mark.parametrize("name", sorted(EVERY_LOSS))
 def test_a_loss_is_a_criterion_not_a_node(name):
-    from nn_from_scratch.node import Node
+    from nn_from_scratch.node import Criterion, Node
 
     loss = EVERY_LOSS[name]()
     assert isinstance(loss, Loss)
     assert not isinstance(loss, Node) and not issubclass(type(loss), Node)
+    assert isinstance(loss, Criterion)  # the contract's name for "a loss": what the containers refuse
     assert loss.parameters() == [] and list(loss.named_parameters()) == []
 
 
@@ -646,3 +647,34 @@ def test_a_new_loss_gets_the_trainer_defaults_of_a_loss_without_classes(rng):
 
     with pytest.raises(TypeError, match="NoDerivative must define _vjp"):
         NoDerivative()
+@pytest.mark.parametrize("name", sorted(EVERY_LOSS))
+def test_sequential_refuses_a_loss(name):
+    from nn_from_scratch import Sequential
+    from nn_from_scratch.nodes import Linear
+
+    with pytest.raises(TypeError, match="is a loss, not a layer"):
+        Sequential(Linear(3, 4, rng=0), EVERY_LOSS[name]())
+
+
+# --------------------------------------------- composed through public calls
+def test_losses_call_no_private_method_of_another_object():
+    """Losses compose nodes and other losses through run / vjp_from / value only (their own hooks aside)."""
+    import ast
+    import pathlib
+
+    import nn_from_scratch.losses as losses
+
+    found = []
+    for path in sorted(pathlib.Path(losses.__file__).parent.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+                owner = node.value  # the losses' own: self, cls, the Loss base class, type(self), super()
+                own = isinstance(owner, ast.Name) and owner.id in ("self", "cls", "Loss")
+                own = own or (isinstance(owner, ast.Call) and isinstance(owner.func, ast.Name)
+                              and owner.func.id in ("super", "type"))
+                if not own:
+                    found.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
+            if isinstance(node, ast.ImportFrom) and node.level != 1:  # from outside the losses package
+                found += [f"{path.name}:{node.lineno}: imports {a.name}" for a in node.names if a.name.startswith("_")]
+    assert not found, "private names of other objects used in losses/: " + "; ".join(found)

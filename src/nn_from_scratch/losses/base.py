@@ -22,7 +22,7 @@ from typing import Any, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
-from ..node import ConcurrentUseError, Context, as_float_array
+from ..node import ConcurrentUseError, Context, Criterion, as_float_array
 from ..parameter import Parameter
 
 __all__ = ["Loss", "REDUCTIONS"]
@@ -30,8 +30,8 @@ __all__ = ["Loss", "REDUCTIONS"]
 REDUCTIONS = ("mean", "sum", "none")
 
 
-class Loss:
-    """Base class of losses: a criterion ``L(prediction, target)``.
+class Loss(Criterion):
+    """Base class of losses: a :class:`~nn_from_scratch.node.Criterion` ``L(prediction, target)``, not a Node.
 
     The faces, as for a layer but with the target as a second argument:
 
@@ -51,8 +51,8 @@ class Loss:
 
     The context calls, as for a node (see :mod:`nn_from_scratch.node`):
     ``ctx = run(prediction, target, update_state=True)``,
-    ``backward_from(ctx, dL_dy=1.0)``, ``vjp_from(ctx, dL_dy=1.0)`` (the same:
-    a loss has no parameters), ``jacobian_from(ctx)`` and the read-only
+    ``backward_from(ctx, dL_dy=1.0)``, ``vjp_from(ctx, dL_dy=1.0)`` (Criterion's:
+    the same, a loss has no parameters), ``jacobian_from(ctx)`` and the read-only
     ``pending`` (the pass kept by the last ``forward``, or None).
 
     **The interface the trainer uses** (``NeuralNetwork`` asks the loss how
@@ -107,10 +107,6 @@ class Loss:
         ctx = self.run(prediction, target, update_state=True)
         self._ctx = ctx
         return float(ctx.y) if ctx.y.ndim == 0 else ctx.y
-
-    def __call__(self, prediction: Any, target: Any) -> Union[float, np.ndarray]:
-        """The same as :meth:`forward`."""
-        return self.forward(prediction, target)
 
     def backward(self, dL_dy: Any = 1.0, reset_after: bool = True) -> np.ndarray:
         """``dL/dprediction`` of the last forward; ``dL_dy`` scales it (1 for a loss at the end of the graph).
@@ -199,7 +195,7 @@ class Loss:
         return int(np.count_nonzero(self.predict_classes(scores) == labels))
 
     # ------------------------------------------------------- context calls
-    def run(self, prediction: Any, target: Any, update_state: bool = True) -> Context:
+    def run(self, prediction: Any, target: Any, *, update_state: bool = True) -> Context:
         """Check and convert both inputs, and compute the loss into a new Context (``ctx.y``); keeps nothing.
 
         The context holds ``x`` (the prediction), ``target`` (converted) and
@@ -225,10 +221,6 @@ class Loss:
         if inner is None:
             return self._vjp(g, ctx)
         return self._vjp(g.astype(np.float32), inner).astype(ctx.x.dtype)  # the upstream gradient joins it
-
-    def vjp_from(self, ctx: Context, dL_dy: Any = 1.0) -> np.ndarray:
-        """The same as :meth:`backward_from`: a loss has no parameters."""
-        return self.backward_from(ctx, dL_dy)
 
     def jacobian_from(self, ctx: Context) -> np.ndarray:
         """The dense Jacobian of the pass ``ctx``, shape ``ctx.y.shape + ctx.x.shape``."""

@@ -305,7 +305,7 @@ class SoftMaxLoss(_ClassificationLoss):
     def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
         z = _to_last(x, x.ndim)
         # the NormalizedSoftMax forward pass, kept whole for its backward; it leaves that node untouched
-        ctx.inner = self._normalized._run(z, update_state=ctx.update_state)
+        ctx.inner = self._normalized.run(z, update_state=ctx.update_state)
         y = ctx.inner.y  # every entry >= e^-2 / C > 0, so the logarithm is safe
         t = ctx.target
         if t.dtype.kind == "f":
@@ -326,4 +326,4 @@ class SoftMaxLoss(_ClassificationLoss):
             index = t[..., None]
             dl_dy = np.zeros_like(y)
             np.put_along_axis(dl_dy, index, -w / np.take_along_axis(y, index, axis=-1), axis=-1)
-        return _from_last(self._normalized._vjp(dl_dy, ctx.inner), ctx.x.ndim)
+        return _from_last(self._normalized.vjp_from(ctx.inner, dl_dy), ctx.x.ndim)
