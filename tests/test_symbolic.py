@@ -212,11 +212,11 @@ def test_max_in_a_formula_compiles_to_numpy():
 def test_compare_catches_different_nodes_and_restores_state(points):
     a, b = SoftMax(), SymbolicNode(log_softmax_formula, 5)
     b.forward(points[:1])
-    saved = b._ctx
+    saved = b.pending
     report = compare(a, b, points)
     assert not report.ok
     assert "FAILED" in repr(report)
-    assert a._ctx is None and b._ctx is saved
+    assert a.pending is None and b.pending is saved
     with pytest.raises(ValueError, match="shapes differ"):
         compare(SoftMax(), SymbolicNode(lambda x: [x[0]], 5), points)
 
@@ -311,3 +311,11 @@ def test_the_tutorial_code_blocks_run_in_order(tmp_path, monkeypatch, capsys):
     namespace = {"__name__": "__tutorial__"}
     for index, block in enumerate(DOC_BLOCKS, 1):
         exec(compile(block, f"docs/write-your-own-node.md block {index}", "exec"), namespace)
+    # the container of section 5, written only against the public contract, passes gradcheck
+    # on a fresh inner model too, and its Jacobian is the product of its children's
+    Repeat = namespace["Repeat"]
+    inner = Sequential(Linear(2, 2, rng=5), Tanh())
+    x = np.random.default_rng(3).standard_normal((3, 2))
+    assert_gradients(Repeat(inner, 2), x)
+    twice = Sequential(inner, inner)  # the same child twice: the same function and weight gradient
+    np.testing.assert_allclose(Repeat(inner, 2).jacobian(x), twice.jacobian(x), rtol=1e-12, atol=1e-14)
