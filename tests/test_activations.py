@@ -12,7 +12,7 @@ from hypothesis.extra import numpy as hnp
 
 from nn_from_scratch.gradcheck import assert_gradients
 from nn_from_scratch.nodes import ELU, GELU, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
-from nn_from_scratch.nodes.activations import erf, erfc
+from nn_from_scratch.nodes.special import erf, erfc
 
 # name -> (our node, the torch function applied to a tensor)
 CASES = {
@@ -251,7 +251,7 @@ def test_branch_free_forms_give_the_values_of_the_two_branch_definitions(rng, dt
 def test_erf_and_erfc_pick_each_region_exactly(rng, dtype):
     """erf and erfc evaluate every region on clamped arguments and pick without branches: the result is,
     bit for bit, each region's formula on its own elements (zero signs included)."""
-    from nn_from_scratch.nodes.activations import _ERF_THRESHOLD, _erf_small, _erfc_positive
+    from nn_from_scratch.nodes.special import _ERF_THRESHOLD, _erf_small, _erfc_positive
 
     x = np.concatenate([SPECIAL, [0.46875, -0.46875, 4.0, -4.0, 4.5, -4.5, 27.0, -27.0],
                         rng.standard_normal(3000) * 4]).astype(dtype)

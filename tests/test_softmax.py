@@ -238,3 +238,97 @@ def test_rows_wider_than_the_float_range_give_exact_results_without_warnings(rng
         np.testing.assert_array_equal(softmax(np.array([[-3e38, 3e38]], dtype=np.float32)), [[0, 1]])
         loss = CrossEntropyLoss(reduction="none").forward(x, np.array([1, 1]))
         np.testing.assert_allclose(loss, [0.0, np.log(2)], rtol=1e-15, atol=0)
+
+
+# ------------------------------------------------------------------ the engine switch
+@pytest.fixture
+def fast_engine():
+    """The engine on for one test (even under NN_FROM_SCRATCH_TEXTBOOK=1), the previous setting restored after."""
+    from nn_from_scratch import engine
+
+    before = engine.fast_enabled()
+    engine.set_fast(True)
+    yield
+    engine.set_fast(before)
+
+
+def _softmax_inputs(rng, dtype):
+    big = (rng.standard_normal((3000, 300)) * 4).astype(dtype)  # several row blocks, on threads
+    wide = np.array([[-1e308, 0.0, 1e308], [1.0, np.inf, 2.0], [np.nan, 1.0, 0.0], [-np.inf, -np.inf, 3.0]])
+    cases = [big, rng.standard_normal((6, 8, 5)).astype(dtype).transpose(1, 0, 2), np.asarray(SEED_X, dtype)]
+    if dtype == np.float64:
+        cases.append(wide)
+    return cases
+
+
+def _every_result(x, g):
+    from nn_from_scratch.nodes.softmax import log_softmax, softmax, softmax_vjp, softmax_with_log_normalizer
+
+    results = [softmax(x), log_softmax(x), *log_softmax(x, return_softmax=True),
+               *softmax_with_log_normalizer(x, shifted_mean=True), softmax_vjp(softmax(x), g)]
+    for node_type in (SoftMax, LogSoftMax, NormalizedSoftMax):
+        node = node_type()
+        results += [node.forward(x), node.backward(g)]
+    return results
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_the_textbook_and_fast_paths_give_the_same_bits(rng, monkeypatch, fast_engine, dtype):
+    """engine.textbook() runs the softmax family's plain whole-array formulas, the engine its row blocks:
+    every row goes through the same NumPy calls, so outputs and gradients agree bit for bit."""
+    from nn_from_scratch import engine
+    from nn_from_scratch.engine import softmax as blocked
+
+    calls = []
+    for name in ("softmax", "log_softmax", "softmax_vjp", "softmax_with_log_normalizer"):
+        original = getattr(blocked, name)
+        monkeypatch.setattr(blocked, name, lambda *a, _f=original, _n=name, **k: (calls.append(_n), _f(*a, **k))[1])
+    for x in _softmax_inputs(rng, dtype):
+        g = rng.standard_normal(x.shape).astype(dtype)
+        with np.errstate(invalid="ignore"):  # the rows with NaN and infinities
+            calls.clear()
+            fast = _every_result(x, g)
+            assert {"softmax", "log_softmax", "softmax_vjp", "softmax_with_log_normalizer"} <= set(calls)
+            calls.clear()
+            with engine.textbook():
+                plain = _every_result(x, g)
+            assert calls == []  # the textbook path never enters the engine
+        for a, b in zip(fast, plain):
+            assert a.dtype == b.dtype == dtype and a.shape == b.shape
+            np.testing.assert_array_equal(a, b)
+            assert a.tobytes() == b.tobytes()  # the same bits, signs of zeros and NaN payloads included
+
+
+def test_the_textbook_path_keeps_the_edge_cases_of_the_functions(fast_engine):
+    from nn_from_scratch import engine
+    from nn_from_scratch.nodes.softmax import log_softmax, softmax, softmax_with_log_normalizer
+
+    for x in (np.zeros((0, 4)), np.zeros((3, 0)), np.float64(2.0)):
+        fast = (softmax(x), log_softmax(x))
+        with engine.textbook():
+            plain = (softmax(x), log_softmax(x))
+        for a, b in zip(fast, plain):
+            assert a.shape == b.shape == np.shape(x)
+            np.testing.assert_array_equal(a, b)
+    with engine.textbook(), pytest.raises(ValueError, match="at least one entry"):
+        softmax_with_log_normalizer(np.zeros((3, 0)))
+
+
+def test_a_backward_pass_follows_the_path_of_its_forward_pass(rng, monkeypatch, fast_engine):
+    from nn_from_scratch import engine
+    from nn_from_scratch.engine import softmax as blocked
+
+    x, g = rng.standard_normal((4, 5)), rng.standard_normal((4, 5))
+    node = SoftMax()
+    with engine.textbook():
+        node.forward(x)
+    monkeypatch.setattr(blocked, "softmax_vjp", lambda *a: pytest.fail("the textbook pass went to the engine"))
+    np.testing.assert_allclose(node.backward(g), node_vjp_reference(x, g), rtol=1e-13, atol=1e-15)
+
+
+def node_vjp_reference(x, g):
+    """J^T g from the dense row Jacobians diag(y) - y y^T."""
+    y = np.exp(x - x.max(axis=-1, keepdims=True))
+    y /= y.sum(axis=-1, keepdims=True)
+    jac = np.einsum("ni,ij->nij", y, np.eye(x.shape[-1])) - y[:, :, None] * y[:, None, :]
+    return np.einsum("nij,ni->nj", jac, g)

@@ -1,5 +1,14 @@
 r"""The softmax family: SoftMax, NormalizedSoftMax and LogSoftMax, row-wise over the last axis.
 
+Each node states its formulas on the *textbook path*, in plain NumPy over
+the whole array.  With the fast engine on (the default, see
+:mod:`nn_from_scratch.engine`) the same formulas run in cache-sized blocks
+of rows on a few threads (:mod:`nn_from_scratch.engine.softmax`); each row
+goes through the same NumPy calls either way, so the two paths give the
+same bits.  The public functions (:func:`softmax`, :func:`log_softmax`,
+:func:`softmax_vjp`, :func:`softmax_with_log_normalizer`) take the same two
+paths.
+
 Every function and node keeps its input's dtype, but float16 is computed in
 float32 and rounded once, as torch's CPU kernels do: a float16 row sum
 overflows past 65504 (a row of 70 000 equal logits would give all zeros).
@@ -12,101 +21,55 @@ and no warning is raised for it.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Optional, Tuple, TypeVar
+from typing import Any, Callable, Tuple, TypeVar
 
 import numpy as np
 
+from ..engine import fast_enabled
+from ..engine import softmax as blocked
+from ..engine.softmax import row_dot, row_sum
 from ..node import Context, RowwiseNode
-from ..engine.rowblocks import for_row_blocks
-from .activations import half_in_float32
+from .float16 import float32_for_half, half_in_float32
 
 Function = TypeVar("Function", bound=Callable[..., Any])
-
-
-def _float32_for_half(function: Function) -> Function:
-    """Run ``function`` in float32 when its first argument is float16; round its array result(s) to float16."""
-    @functools.wraps(function)
-    def wrapper(x: np.ndarray, *args: Any, **kwargs: Any) -> Any:
-        if x.dtype != np.float16:
-            return function(x, *args, **kwargs)
-        args = tuple(a.astype(np.float32) if isinstance(a, np.ndarray) and a.dtype == np.float16 else a for a in args)
-        result = function(x.astype(np.float32), *args, **kwargs)
-        if isinstance(result, tuple):
-            return tuple(r.astype(np.float16) for r in result)
-        return result.astype(np.float16)
-    return wrapper  # type: ignore[return-value]
 
 __all__ = ["SoftMax", "NormalizedSoftMax", "LogSoftMax", "softmax", "softmax_vjp", "log_softmax",
            "softmax_with_log_normalizer"]
 
 
-def _row_dot_einsum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.einsum("...i,...i->...", a, b)
+def row_max(x: np.ndarray) -> np.ndarray:
+    """The maximum of each row (the last axis), kept as an axis of length one; ``-inf`` for a row without entries."""
+    if x.shape[-1] == 0:
+        return np.full(x.shape[:-1] + (1,), -np.inf, dtype=x.dtype)
+    return x.max(axis=-1, keepdims=True)
 
 
-row_dot: Callable[[np.ndarray, np.ndarray], np.ndarray] = getattr(np, "vecdot", _row_dot_einsum)
-r""":math:`\sum_i a_{\dots i} b_{\dots i}` over the last axis (``np.vecdot`` where NumPy has it: twice as fast as einsum)."""
+def _row_function(function: Function) -> Function:
+    """float16 computed in float32 (:func:`float32_for_half`), and the arrays as the engine's row blocks see them:
+    C-contiguous, at least 1-d (a 0-d array is a row of one entry), so that both paths sum each row the same way."""
+    @functools.wraps(function)
+    def wrapper(x: np.ndarray, *args: Any, **kwargs: Any) -> Any:
+        shape = np.shape(x)
+        rows = [np.ascontiguousarray(a).reshape(np.shape(a) or (1,)) if isinstance(a, (np.ndarray, np.generic)) else a
+                for a in (x, *args)]
+        result = function(*rows, **kwargs)
+        if shape:
+            return result
+        return tuple(r.reshape(()) for r in result) if isinstance(result, tuple) else result.reshape(())
+    return float32_for_half(wrapper)  # type: ignore[return-value]
 
 
-def row_sum(a: np.ndarray) -> np.ndarray:
-    """Sums over the last axis, kept as an axis of length one.
-
-    For float32 and float64 a row dot product with ones (BLAS, one row at a
-    time, so a row's sum never depends on the rows around it): ``np.sum``
-    over rows of a thousand numbers pays a per-row overhead that makes it
-    almost three times slower (measured 63 us against 172 us on 1024 x 1024
-    float32).  The entries summed here are exponentials, all positive, so
-    the order of the additions cancels nothing away.
-    """
-    if a.dtype.type in (np.float32, np.float64):
-        return row_dot(a, np.ones(a.shape[-1], dtype=a.dtype))[..., np.newaxis]
-    return a.sum(axis=-1, keepdims=True)
-
-
-def _rows(a: np.ndarray) -> np.ndarray:
-    """``a`` as a C-contiguous ``(rows, n)`` matrix (a view when it already is one)."""
-    return np.ascontiguousarray(a).reshape(-1, a.shape[-1]) if a.ndim else a.reshape(1, 1)
-
-
-def _rowwise(x: np.ndarray, block: Callable[..., None], *others: np.ndarray, outputs: int = 1) -> Tuple[np.ndarray, ...]:
-    """Run ``block(x_rows, *other_rows, *out_rows)`` over cache-sized row blocks; new arrays of ``x``'s shape.
-
-    See :mod:`nn_from_scratch.engine.rowblocks`: each row goes through the same
-    NumPy calls whatever block it lands in, so blocking changes no bits.
-    """
-    dtype = np.result_type(x, *others)
-    outs = tuple(np.empty(x.shape, dtype=dtype) for _ in range(outputs))
-    if x.size:
-        sources = [_rows(a) for a in (x,) + others]
-        targets = [o.reshape(sources[0].shape) for o in outs]
-        for_row_blocks(lambda s: block(*(a[s] for a in sources), *(o[s] for o in targets)),
-                       sources[0].shape[0], sources[0].shape[1] * dtype.itemsize)
-    return outs
-
-
-def _softmax_block(x: np.ndarray, out: np.ndarray) -> None:
-    np.subtract(x, x.max(axis=-1, keepdims=True), out=out)
-    np.exp(out, out=out)
-    out /= row_sum(out)
-
-
-@_float32_for_half
+@_row_function
 def softmax(x: np.ndarray) -> np.ndarray:
     r"""Stable softmax over the last axis: :math:`e^{x_i - \max x} / \sum_k e^{x_k - \max x}`."""
+    if fast_enabled():
+        return blocked.softmax(x)
     with np.errstate(over="ignore"):  # x - max x = -inf for rows wider than the float range: e^-inf = 0 is right
-        return _rowwise(x, _softmax_block)[0]
+        e = np.exp(x - row_max(x))
+    return e / row_sum(e)
 
 
-def _log_softmax_block(x: np.ndarray, log_p: np.ndarray, p: Optional[np.ndarray] = None) -> None:
-    np.subtract(x, x.max(axis=-1, keepdims=True), out=log_p)
-    exponentials = np.exp(log_p, out=p)
-    total = row_sum(exponentials)
-    log_p -= np.log(total)
-    if p is not None:
-        p /= total
-
-
-@_float32_for_half
+@_row_function
 def log_softmax(x: np.ndarray, *, return_softmax: bool = False):
     r"""Stable log-softmax over the last axis, by log-sum-exp.
 
@@ -116,13 +79,16 @@ def log_softmax(x: np.ndarray, *, return_softmax: bool = False):
     ``(log_softmax(x), softmax(x))``, the softmax taken from the same
     exponentials (one ``exp`` pass for both).
     """
-    with np.errstate(over="ignore"):  # x - max x = -inf for rows wider than the float range, as in softmax
-        if return_softmax:
-            return _rowwise(x, _log_softmax_block, outputs=2)
-        return _rowwise(x, _log_softmax_block)[0]
+    if fast_enabled():
+        return blocked.log_softmax(x, return_softmax=return_softmax)
+    with np.errstate(over="ignore", divide="ignore"):  # as in softmax; log 0 only for rows without entries
+        shifted = x - row_max(x)
+        e = np.exp(shifted)
+        total = row_sum(e)
+        log_p = shifted - np.log(total)
+    return (log_p, e / total) if return_softmax else log_p
 
 
-@_float32_for_half
 def softmax_with_log_normalizer(x: np.ndarray, *, shifted_mean: bool = False) -> Tuple[np.ndarray, ...]:
     r"""``(p, m, log_total)`` per row of ``x``, and the mean of :math:`x - m` when ``shifted_mean``.
 
@@ -133,40 +99,28 @@ def softmax_with_log_normalizer(x: np.ndarray, *, shifted_mean: bool = False) ->
     """
     if x.ndim == 0 or x.shape[-1] == 0:
         raise ValueError(f"softmax_with_log_normalizer needs rows of at least one entry, got shape {x.shape}")
-    lead = x.shape[:-1] + (1,)
-    p = np.empty(x.shape, dtype=x.dtype)
-    stats = [np.empty(lead, dtype=x.dtype) for _ in range(3 if shifted_mean else 2)]
-    if x.size:
-        rows = _rows(x)
-        p_rows = p.reshape(rows.shape)
-        stat_rows = [a.reshape(-1, 1) for a in stats]
-
-        def block(s: slice) -> None:
-            xs, ps = rows[s], p_rows[s]
-            np.max(xs, axis=-1, keepdims=True, out=stat_rows[0][s])
-            np.subtract(xs, stat_rows[0][s], out=ps)
-            if shifted_mean:
-                np.mean(ps, axis=-1, keepdims=True, out=stat_rows[2][s])
-            np.exp(ps, out=ps)
-            total = row_sum(ps)
-            np.log(total, out=stat_rows[1][s])
-            ps /= total
-
-        with np.errstate(over="ignore"):  # x - max x = -inf for rows wider than the float range, as in softmax
-            for_row_blocks(block, rows.shape[0], rows.shape[1] * x.dtype.itemsize)
-    return (p, *stats)
+    return _softmax_with_log_normalizer(x, shifted_mean=shifted_mean)
 
 
-def _softmax_vjp_block(y: np.ndarray, g: np.ndarray, out: np.ndarray) -> None:
-    dot = row_dot(y, g)[..., None]
-    np.subtract(g, dot, out=out)
-    out *= y
+@_row_function
+def _softmax_with_log_normalizer(x: np.ndarray, *, shifted_mean: bool) -> Tuple[np.ndarray, ...]:
+    if fast_enabled():
+        return blocked.softmax_with_log_normalizer(x, shifted_mean=shifted_mean)
+    m = row_max(x)
+    with np.errstate(over="ignore"):  # x - max x = -inf for rows wider than the float range, as in softmax
+        shifted = x - m
+        e = np.exp(shifted)
+    total = row_sum(e)
+    stats = (m, np.log(total)) + ((shifted.mean(axis=-1, keepdims=True),) if shifted_mean else ())
+    return (e / total, *stats)
 
 
-@_float32_for_half
+@_row_function
 def softmax_vjp(y: np.ndarray, g: np.ndarray) -> np.ndarray:
     r""":math:`J^\top g = y \odot (g - \langle y, g\rangle)` for ``y = softmax(x)``, row by row."""
-    return _rowwise(y, _softmax_vjp_block, g)[0]
+    if fast_enabled():
+        return blocked.softmax_vjp(y, g)
+    return y * (g - row_dot(y, g)[..., None])
 
 
 def softmax_row_jacobian(y: np.ndarray) -> np.ndarray:
@@ -195,10 +149,17 @@ class SoftMax(RowwiseNode):
     """
 
     def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
-        return softmax(x)
+        ctx.fast = fast_enabled()  # the backward pass takes the same path
+        if ctx.fast:
+            return blocked.softmax(x)  # the same formula in cache-sized row blocks, on threads: the same bits
+        with np.errstate(over="ignore"):  # x - max x = -inf for rows wider than the float range: e^-inf = 0
+            e = np.exp(x - row_max(x))  # y = e^(x - max x) / sum_k e^(x_k - max x)
+        return e / row_sum(e)
 
     def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
-        return softmax_vjp(ctx.y, g)
+        if ctx.fast:
+            return blocked.softmax_vjp(ctx.y, g)  # the same formula in row blocks, on threads: the same bits
+        return ctx.y * (g - row_dot(ctx.y, g)[..., None])  # dx = y ⊙ (g - <y, g>)
 
     def _row_jacobian(self, ctx: Context) -> np.ndarray:
         return softmax_row_jacobian(ctx.y)
@@ -281,10 +242,14 @@ class LogSoftMax(RowwiseNode):
     """
 
     def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
-        return log_softmax(x)
+        if fast_enabled():
+            return blocked.log_softmax(x)  # the same formula in cache-sized row blocks, on threads: the same bits
+        with np.errstate(over="ignore"):  # x - max x = -inf for rows wider than the float range, as in SoftMax
+            shifted = x - row_max(x)  # y = (x - max x) - log sum_k e^(x_k - max x)
+            return shifted - np.log(row_sum(np.exp(shifted)))
 
     def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
-        return g - np.exp(ctx.y) * g.sum(axis=-1, keepdims=True)
+        return g - np.exp(ctx.y) * g.sum(axis=-1, keepdims=True)  # dx = g - softmax(x) * sum(g), softmax(x) = e^y
 
     def _row_jacobian(self, ctx: Context) -> np.ndarray:
         p = np.exp(ctx.y)
