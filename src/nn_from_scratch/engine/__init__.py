@@ -14,9 +14,12 @@ What runs on the fast paths (engine on, the default):
 * ``Conv2d`` with stride 1: :mod:`.convolution`, the wide-column
   convolution (flat images sharing their padding, processed in cache-sized
   blocks of samples, the bias folded into the matrix product, scratch
-  arrays reused through a :class:`~.workspace.Workspace`).
+  arrays reused through a :class:`~.workspace.Workspace`);
+* the softmax family (``SoftMax``, ``LogSoftMax`` and the public softmax
+  functions): :mod:`.softmax`, cache-sized blocks of rows on the threads of
+  :mod:`.rowblocks`.
 
-Everything else (Conv2d at other strides, the pools) has one path, the
+Everything else (Conv2d at other strides, the pools, ...) has one path, the
 textbook one, whichever way the switch is set.
 
 The switch is process-wide (like torch's ``torch.backends`` flags), read
@@ -29,14 +32,15 @@ pass took.  It is set by
   (``1``/``true``/``yes``/``on`` for the textbook paths, ``0``/``false``/``no``/``off`` or empty for the
   engine; any other value is refused with a ``ValueError`` naming the variable).
 
-Numbers: the two paths compute the same sums in a different order (the fast
-convolution adds the bias inside the matrix product and sums the weight
-gradient over blocks of samples), so they agree to rounding, not bit for
-bit: every output and gradient within 100 machine epsilons of its largest
-magnitude (``2.2e-14`` of it in float64, ``1.2e-5`` in float32; measured, at
-most 8), which ``tests/test_engine.py`` checks on outputs and all
-gradients.  Each path on its own is deterministic: the same inputs and
-settings give the same bits.
+Numbers.  The softmax family gives the same bits on both paths (each row
+goes through the same NumPy calls).  The convolution computes the same sums
+in a different order (the fast one adds the bias inside the matrix product
+and sums the weight gradient over blocks of samples), so its two paths agree
+to rounding, not bit for bit: every output and gradient within 100 machine
+epsilons of its largest magnitude (``2.2e-14`` of it in float64, ``1.2e-5``
+in float32; measured, at most 8), which ``tests/test_engine.py`` checks on
+outputs and all gradients.  Each path on its own is deterministic: the same
+inputs and settings give the same bits.
 """
 from __future__ import annotations
 
