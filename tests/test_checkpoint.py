@@ -105,7 +105,7 @@ def test_checkpoint_every(tmp_path, data, monkeypatch):
         written.append(metadata["epoch"])
         return original(path, arrays, metadata)
 
-    monkeypatch.setattr("nn_from_scratch.network.save_arrays", spy)
+    monkeypatch.setattr("nn_from_scratch.training.trainer.save_arrays", spy)
     fit(make_network(epochs=7), data, epochs=7, checkpoint=tmp_path / "c.npz", checkpoint_every=3)
     assert written == [3, 6, 7]
     written.clear()
@@ -217,11 +217,11 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path, data, monkey
     path = tmp_path / "run.npz"
     fit(make_network(), data, epochs=1, checkpoint=path)
     good = path.read_bytes()
-    original = serialization._open_temporary
+    original = os.fdopen
 
-    class Full:
-        def __init__(self, fd):
-            self.handle = original(fd)
+    class Full:  # the file a save writes through, on a disk that fills up at the first write
+        def __init__(self, handle):
+            self.handle = handle
 
         def write(self, chunk):
             self.handle.write(bytes(chunk)[:10])
@@ -236,7 +236,7 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path, data, monkey
         def __exit__(self, *exc):
             self.handle.close()
 
-    monkeypatch.setattr(serialization, "_open_temporary", Full)
+    monkeypatch.setattr(os, "fdopen", lambda fd, *args, **kwargs: Full(original(fd, *args, **kwargs)))
     with pytest.raises(OSError, match="No space left"):
         fit(make_network(), data, epochs=2, checkpoint=path)
     assert path.read_bytes() == good
@@ -600,3 +600,53 @@ def test_cli_safetensors_weights_evaluate(tmp_path, capsys):
     assert code == 0 and f"weights saved to {out}" in stdout
     code, stdout, _ = run(capsys, "evaluate", "--weights", str(out))
     assert code == 0 and "test accuracy" in stdout
+
+
+# ------------------------------------------------------------------ recorded metadata
+def test_checkpoint_metadata_is_recorded_and_read_back(tmp_path, data, suffix):
+    from nn_from_scratch.training import read_checkpoint, read_checkpoint_metadata
+    path = tmp_path / f"run{suffix}"
+    recorded = {"command_line": {"lr": 0.01, "hidden": [12]}, "note": "first run"}
+    history = fit(make_network(), data, epochs=2, checkpoint=path, checkpoint_metadata=recorded)
+    assert read_checkpoint_metadata(path) == recorded
+    info = read_checkpoint(path)
+    assert (info.epoch, info.epochs, info.history, info.metadata) == (2, 2, history, recorded)
+    # a checkpoint written without it records nothing
+    fit(make_network(), data, epochs=1, checkpoint=tmp_path / f"plain{suffix}")
+    assert read_checkpoint_metadata(tmp_path / f"plain{suffix}") == {}
+
+
+@pytest.mark.parametrize("bad, message", [(["not", "a", "mapping"], "mapping with string keys"),
+                                          ({1: "x"}, "mapping with string keys"),
+                                          ({"a": object()}, "JSON-serialisable")])
+def test_checkpoint_metadata_that_cannot_be_recorded_is_refused_before_training(tmp_path, data, bad, message):
+    network = make_network()
+    before = {k: v.copy() for k, v in network.model.state_dict().items()}
+    with pytest.raises(TypeError, match=message):
+        fit(network, data, epochs=1, checkpoint=tmp_path / "run.npz", checkpoint_metadata=bad)
+    for key, value in network.model.state_dict().items():
+        np.testing.assert_array_equal(value, before[key])
+    assert not (tmp_path / "run.npz").exists()
+
+
+def test_read_checkpoint_metadata_refuses_what_is_not_a_checkpoint(tmp_path, data):
+    from nn_from_scratch.training import read_checkpoint_metadata
+    model_file = save_model(tmp_path / "weights.npz", make_network().model)
+    with pytest.raises(CheckpointError, match="not a training checkpoint"):
+        read_checkpoint_metadata(model_file)
+    path = tmp_path / "run.npz"
+    fit(make_network(), data, epochs=1, checkpoint=path, checkpoint_metadata={"a": 1})
+    arrays, metadata = load_arrays(path)
+    for field, value in (("checkpoint_metadata", ["a", 1]), ("epoch", -1), ("history", "none")):
+        serialization.save_arrays(tmp_path / "bad.npz", arrays, dict(metadata, **{field: value}))
+        with pytest.raises(CheckpointError, match="is not a usable checkpoint"):
+            read_checkpoint_metadata(tmp_path / "bad.npz")
+    with pytest.raises(FileNotFoundError):
+        read_checkpoint_metadata(tmp_path / "missing.npz")
+    # the trainer refuses a malformed record on resume too, and changes nothing
+    serialization.save_arrays(tmp_path / "bad.npz", arrays, dict(metadata, checkpoint_metadata=["a", 1]))
+    network = make_network()
+    before = network.optimizer.state_dict()["step_count"]
+    with pytest.raises(CheckpointError, match="'checkpoint_metadata' must be a JSON object"):
+        fit(network, data, epochs=2, resume=tmp_path / "bad.npz")
+    assert network.optimizer.state_dict()["step_count"] == before

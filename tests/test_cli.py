@@ -325,7 +325,9 @@ def test_resume_checks_the_options_a_checkpoint_records(tmp_path, capsys):
     assert run(capsys, "train", *RUN, "--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.npz"))[0] == 0
     arrays, metadata = load_arrays(checkpoint)
     for dest, bad in (("hidden", "12,x"), ("optimizer", "magic"), ("lr", -1.0), ("hidden", {"a": 1})):
-        hostile = dict(metadata, command_line=dict(metadata["command_line"], **{dest: bad}))
+        recorded = metadata["checkpoint_metadata"]  # what train gave fit(checkpoint_metadata=...)
+        hostile = dict(metadata, checkpoint_metadata=dict(recorded, command_line=dict(recorded["command_line"],
+                                                                                        **{dest: bad})))
         save_arrays(tmp_path / "hostile.npz", arrays, hostile)
         with pytest.raises(SystemExit) as info:
             main(["train", "--resume", str(tmp_path / "hostile.npz"), "--no-progress"])

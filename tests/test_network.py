@@ -1,6 +1,8 @@
 """NeuralNetwork: training that learns, reproducibility, divergence, and a full training run against torch."""
 from __future__ import annotations
 
+import io
+import re
 import sys
 
 import numpy as np
@@ -265,4 +267,36 @@ def test_epochs_must_be_a_positive_integer(rng, epochs):
     with pytest.raises(ValueError, match="epochs=None stands for the epochs of the run being resumed; it needs resume="):
         network.fit(X, y, epochs=None, progress=False)
     for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[key])
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("mode", [True, "epochs", False])
+def test_fit_progress_takes_three_values(digits, monkeypatch, mode):
+    """True: a live bar on a terminal and a summary per epoch; 'epochs': the summaries only; False: nothing."""
+    X_train, y_train, _, _ = digits
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    make_network().fit(X_train[:64], y_train[:64], epochs=2, batch_size=32, rng=0, progress=mode)
+    text = terminal.getvalue()
+    summaries = [line for line in text.replace("\r", "\n").splitlines() if re.match(r"epoch \d/2 loss ", line)]
+    if mode is False:
+        assert text == ""
+    else:
+        assert len(summaries) == 2, text
+    assert ("\r" in text) == (mode is True), text  # only the live bar redraws its line
+
+
+@pytest.mark.parametrize("mode", ["bar", 2, None])
+def test_fit_refuses_other_progress_values_before_training(digits, mode):
+    X_train, y_train, _, _ = digits
+    network = make_network()
+    before = {k: v.copy() for k, v in network.model.state_dict().items()}
+    with pytest.raises(ValueError, match="progress must be True, False or 'epochs'"):
+        network.fit(X_train[:64], y_train[:64], epochs=1, batch_size=32, rng=0, progress=mode)
+    for key, value in network.model.state_dict().items():
         np.testing.assert_array_equal(value, before[key])

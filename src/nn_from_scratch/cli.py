@@ -33,8 +33,8 @@ from .datasets import load_digits, load_localization, load_mnist
 from .losses import CrossEntropyLoss, LocalizationLoss
 from .metrics import mean_iou
 from .models import build_model
-from .network import CheckpointError, NeuralNetwork, TrainingDiverged, TrainingInterrupted
-from .serialization import check_model_path, load_arrays, load_model_state, save_model
+from .serialization import check_model_path, load_model_state, save_model
+from .training import CheckpointError, NeuralNetwork, TrainingDiverged, TrainingInterrupted, read_checkpoint
 
 __all__ = ["main", "build_parser", "localization_data_config"]
 
@@ -312,19 +312,6 @@ def _resolve_options(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         args.epochs = DEFAULT_EPOCHS[args.model]
 
 
-class _RunNetwork(NeuralNetwork):
-    """A NeuralNetwork whose checkpoints also record the command line's run options, for ``--resume``."""
-
-    def __init__(self, *args: Any, run_options: Dict[str, Any], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.run_options = run_options
-
-    def _capture(self, *args: Any, **kwargs: Any) -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
-        arrays, metadata = super()._capture(*args, **kwargs)
-        metadata[COMMAND_LINE_KEY] = dict(self.run_options)
-        return arrays, metadata
-
-
 def _run_options(args: argparse.Namespace, out: Path) -> Dict[str, Any]:
     """The resolved run options as JSON (sizes as lists, paths as text), as a checkpoint records them."""
     options: Dict[str, Any] = {}
@@ -363,13 +350,12 @@ def _take_options_from_checkpoint(args: argparse.Namespace, parser: argparse.Arg
     if not path.is_file():
         parser.error(f"--resume: no checkpoint at {path}")
     try:
-        _, metadata = load_arrays(path)
+        info = read_checkpoint(path)
     except (OSError, ValueError, ImportError) as error:
         parser.error(f"--resume: {error}")
-    total = metadata.get("epochs")  # the epochs the interrupted run asked for, as fit records them
-    if args.epochs is None and type(total) is int and total > 0:
-        args.epochs = total
-    recorded = metadata.get(COMMAND_LINE_KEY)
+    if args.epochs is None and info.epochs is not None:  # the epochs the interrupted run asked for
+        args.epochs = info.epochs
+    recorded = info.metadata.get(COMMAND_LINE_KEY)
     if not isinstance(recorded, dict):
         return  # written by fit() itself or by an older version: the options given must describe the run
     actions = {action.dest: action for action in parser._actions}
@@ -426,7 +412,7 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     model = build_model(config, rng=rng)
     optimizer = OPTIMIZERS[args.optimizer](model.parameters(), lr=args.lr)
     scheduler = optim.CosineAnnealingLR(optimizer, T_max=args.epochs) if args.schedule == "cosine" else None
-    network = _RunNetwork(model, loss, optimizer, scheduler, run_options=_run_options(args, out))
+    network = NeuralNetwork(model, loss, optimizer, scheduler)
     if localize:
         what = (f"{args.dataset} placed on {args.canvas}x{args.canvas} canvases: {len(X_train)} train / "
                 f"{len(X_test)} test canvases, loss cross-entropy + {args.box_weight:g} x {args.box_loss}")
@@ -442,7 +428,7 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
                               validation_data=(X_test, y_test), rng=rng,
                               progress="epochs" if args.no_progress else True,
                               checkpoint=checkpoint, checkpoint_every=args.checkpoint_every if args.checkpoint else None,
-                              resume=args.resume)
+                              resume=args.resume, checkpoint_metadata={COMMAND_LINE_KEY: _run_options(args, out)})
     except TrainingDiverged as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -571,7 +557,7 @@ def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     # at most what that model holds, and the model built.
     from .datasets.localization import validate_localization_settings
     from .models import validate_config
-    from .network import CHECKPOINT_FORMAT
+    from .training import CHECKPOINT_FORMAT
     from .serialization import load_layout
 
     try:

@@ -16,9 +16,15 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, TextIO, Union
+from typing import Any, Callable, Dict, List, Literal, Optional, TextIO, Union
 
-__all__ = ["ProgressBar", "REDRAW_INTERVAL_S", "format_duration", "summary_lines"]
+__all__ = ["PROGRESS_MODES", "ProgressBar", "ProgressMode", "REDRAW_INTERVAL_S", "check_progress_mode",
+           "format_duration", "summary_lines"]
+
+#: What ``fit(progress=...)`` and ``ProgressBar(enabled=...)`` take: ``True`` (a live bar on a terminal and a
+#: summary line per epoch), ``"epochs"`` (the summary lines only, also on a terminal) or ``False`` (nothing).
+ProgressMode = Union[bool, Literal["epochs"]]
+PROGRESS_MODES = (True, False, "epochs")
 
 #: Least time between two redraws of the live bar (at most ten a second).
 REDRAW_INTERVAL_S = 0.1
@@ -76,6 +82,12 @@ def summary_lines(description: str, stats: Dict[str, float], seconds: float, rat
     return lines
 
 
+def check_progress_mode(mode: Any, name: str = "progress") -> None:
+    """Refuse anything but the three :data:`PROGRESS_MODES` (``True``, ``False``, ``"epochs"``) with ``ValueError``."""
+    if mode not in PROGRESS_MODES:
+        raise ValueError(f"{name} must be True, False or 'epochs', got {mode!r}")
+
+
 class ProgressBar:
     """One bar per epoch: ``update(samples=n, loss=...)`` once per batch, ``close(**stats)`` at the end.
 
@@ -86,10 +98,9 @@ class ProgressBar:
     (seconds, default ``time.perf_counter``) is there for tests.
     """
 
-    def __init__(self, total: int, description: str, *, enabled: Union[bool, str] = True,
+    def __init__(self, total: int, description: str, *, enabled: ProgressMode = True,
                  stream: Optional[TextIO] = None, clock: Callable[[], float] = time.perf_counter) -> None:
-        if enabled not in (True, False, "epochs"):
-            raise ValueError(f"enabled must be True, False or 'epochs', got {enabled!r}")
+        check_progress_mode(enabled, "enabled")
         self.total, self.description = total, description
         self.enabled = enabled is not False
         self.stream = sys.stderr if stream is None else stream

@@ -1,0 +1,27 @@
+"""The random generators a model owns (Dropout's ``rng``), found by walking its nodes.
+
+A checkpoint saves the state of each of them, under the names given here,
+so that a resumed run draws the same masks as one that was never stopped.
+"""
+from __future__ import annotations
+
+from typing import Iterator, Tuple
+
+import numpy as np
+
+from ..node import Node
+
+__all__ = ["node_generators"]
+
+
+def node_generators(model: Node, prefix: str = "") -> Iterator[Tuple[str, np.random.Generator]]:
+    """``(name, generator)`` for every ``numpy.random.Generator`` a node of ``model`` keeps as an attribute.
+
+    Names are the node's path as in ``state_dict`` keys plus the attribute:
+    ``"2.rng"`` for the ``rng`` of a Dropout at index 2 of a Sequential.
+    """
+    for attribute, value in sorted(vars(model).items()):
+        if isinstance(value, np.random.Generator):
+            yield prefix + attribute, value
+    for name, child in model.children():
+        yield from node_generators(child, f"{prefix}{name}.")

@@ -1,0 +1,375 @@
+"""NeuralNetwork: a model, a loss and an optimizer, with fit (checkpoints and exact resume), predict and evaluate.
+
+The loss decides how outputs are scored and read as classes, through the
+interface every :class:`~nn_from_scratch.losses.Loss` has:
+``count_correct(output, target)`` (None: no notion of a correct class),
+``predict_classes(output)`` and ``reduction``.  The checkpoint format lives
+in :mod:`nn_from_scratch.training.checkpoint`.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+
+import numpy as np
+
+from ..datasets.batching import iterate_minibatches, num_batches
+from ..losses import Loss
+from ..node import Node, as_float_array
+from ..random import as_generator
+from ..serialization import check_model_path, save_arrays
+from .checkpoint import capture_checkpoint, check_checkpoint_metadata, restore_checkpoint
+from .progress import ProgressBar, ProgressMode, check_progress_mode
+
+__all__ = ["NeuralNetwork", "TrainingDiverged", "TrainingInterrupted"]
+
+History = Dict[str, List[float]]
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or a gradient stopped being finite; the weights of the last finite step are kept."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training was interrupted (Ctrl-C); the state after the last finished epoch is in ``checkpoint``.
+
+    ``epoch`` is the number of finished epochs saved there, ``interrupted_epoch``
+    the epoch that was running.  Resume with ``fit(..., resume=checkpoint)``.
+    """
+
+    def __init__(self, checkpoint: Path, epoch: int, interrupted_epoch: int) -> None:
+        self.checkpoint, self.epoch, self.interrupted_epoch = Path(checkpoint), epoch, interrupted_epoch
+        super().__init__(
+            f"training interrupted during epoch {interrupted_epoch}; the state after epoch {epoch} is saved in "
+            f"{checkpoint}; continue with fit(..., resume={str(checkpoint)!r})"
+        )
+
+
+@dataclass
+class _Run:
+    """The settings of one ``fit``: the data, how they are batched, how long, and where the progress goes."""
+
+    X: np.ndarray
+    y: np.ndarray
+    batch_size: int
+    shuffle: bool
+    generator: np.random.Generator
+    validation_data: Optional[Tuple[np.ndarray, np.ndarray]]
+    epochs: int
+    batches: int
+    progress: ProgressMode
+
+    def minibatches(self):
+        return iterate_minibatches(self.X, self.y, self.batch_size, shuffle=self.shuffle, rng=self.generator)
+
+
+class _Checkpoints:
+    """When and where a ``fit`` writes checkpoints, and the state after the last finished epoch (for Ctrl-C)."""
+
+    def __init__(self, network: "NeuralNetwork", path: Optional[Path], every: Optional[int],
+                 fit_info: Dict[str, Any], metadata: Optional[Dict[str, Any]]) -> None:
+        self.network, self.path, self.every, self.fit_info, self.metadata = network, path, every, fit_info, metadata
+        self.snapshot: Optional[Tuple[Dict[str, np.ndarray], Dict[str, Any]]] = None
+        self.saved: Optional[int] = None
+
+    def capture(self, epoch: int, run: _Run, history: History) -> None:
+        if self.path is not None:
+            self.snapshot = capture_checkpoint(self.network, epoch, run.epochs, history, run.generator,
+                                               self.fit_info, self.metadata)
+
+    def after_epoch(self, epoch: int, run: _Run, history: History) -> None:
+        self.capture(epoch, run, history)
+        if self.path is not None and self.every is not None and (epoch % self.every == 0 or epoch == run.epochs):
+            save_arrays(self.path, *self.snapshot)
+            self.saved = epoch
+
+    def interrupted(self, epoch: int) -> Optional[TrainingInterrupted]:
+        """Save the last finished epoch (unless saved already) and say so; None without a checkpoint path."""
+        if self.path is None or self.snapshot is None:
+            return None
+        kept = self.snapshot[1]["epoch"]
+        if self.saved != kept:
+            save_arrays(self.path, *self.snapshot)
+        return TrainingInterrupted(self.path, kept, epoch)
+
+
+class NeuralNetwork:
+    """Train and use a model: ``NeuralNetwork(model, loss, optimizer, scheduler=None)``.
+
+    ``fit`` runs mini-batch training and returns the history, a dict of
+    per-epoch lists: ``loss`` and ``accuracy`` on the training batches, and
+    ``val_loss`` and ``val_accuracy`` when ``validation_data`` is given.
+    Accuracy is the share of samples whose predicted class is the true one,
+    as the loss's ``count_correct(output, target)`` counts them (for
+    :class:`~nn_from_scratch.losses.LocalizationLoss`, whose output holds
+    class logits *and* a box, from the logits); a loss that answers None
+    (regression losses such as MSE) gives no accuracy.  The
+    scheduler, if any, steps once per epoch.  ``fit(checkpoint=..., resume=...)``
+    saves and restores the whole training state for an exact resume.
+    """
+
+    def __init__(self, model: Node, loss: Loss, optimizer: Any, scheduler: Any = None) -> None:
+        if not isinstance(model, Node):
+            raise TypeError(f"model must be a Node, got {type(model).__name__}")
+        if not isinstance(loss, Loss):
+            raise TypeError(f"loss must be a Loss, got {type(loss).__name__}")
+        self.model, self.loss, self.optimizer, self.scheduler = model, loss, optimizer, scheduler
+
+    # --------------------------------------------------------------- training
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        epochs: Optional[int] = 10,
+        batch_size: int = 32,
+        validation_data: Optional[Tuple[Any, Any]] = None,
+        shuffle: bool = True,
+        rng: Any = None,
+        progress: ProgressMode = True,
+        *,
+        checkpoint: Optional[PathLike] = None,
+        checkpoint_every: Optional[int] = 1,
+        resume: Optional[PathLike] = None,
+        checkpoint_metadata: Optional[Mapping[str, Any]] = None,
+    ) -> History:
+        """Train until ``epochs`` epochs are done and return the history of all of them.
+
+        ``epochs`` counts from the start of the run, so it must be a positive
+        integer (0 would train nothing: it is refused with ``ValueError``).
+        With ``resume``, ``epochs=None`` means the epochs the checkpoint's run
+        asked for (checkpoints record it), so an interrupted run finishes as
+        it was meant to; a resumed run that is already done trains nothing.
+
+        ``rng`` (a Generator or a seed) orders the batches; the same seed,
+        model and data give the same history bit for bit.  ``progress`` is
+        ``True`` (a live bar per epoch on a terminal, then its summary line;
+        on a log or a pipe the summary lines only), ``"epochs"`` (the summary
+        lines only, also on a terminal) or ``False`` (nothing); anything else
+        is refused with ``ValueError`` before training.  A non-finite loss
+        or gradient stops training with :class:`TrainingDiverged`, naming the
+        epoch and batch, before the optimizer takes the bad step: the weights
+        and the buffers (BatchNorm's running statistics, whatever a node keeps
+        in ``named_buffers``) are those of the last finite step.
+
+        Checkpoints (one ``.npz`` or ``.safetensors`` file, by its suffix,
+        written atomically) hold the model's parameters and buffers, the
+        optimizer's and the scheduler's state, the state of the shuffling
+        generator and of every generator a node owns (Dropout's), the
+        number of finished epochs, the epochs the run asked for and the history
+        (the format: :mod:`nn_from_scratch.training.checkpoint`):
+
+        * ``checkpoint=PATH`` writes one after every ``checkpoint_every``
+          epochs and after the last; ``checkpoint_every=None`` writes one
+          only when training is interrupted.  A ``KeyboardInterrupt`` (Ctrl-C)
+          during training saves the state at the end of the last finished
+          epoch to ``PATH`` and raises :class:`TrainingInterrupted` (a
+          ``KeyboardInterrupt``) saying how to resume.
+        * ``checkpoint_metadata`` (a JSON-serialisable mapping with string
+          keys, checked before training) is recorded in every checkpoint
+          written; :func:`~nn_from_scratch.training.read_checkpoint_metadata`
+          reads it back (the command line keeps its options there).
+        * ``resume=PATH`` restores all of it into this network (whose model,
+          optimizer and scheduler must be built as for the original run) and
+          trains on from the saved epoch up to ``epochs``: the weights and the
+          history are bit for bit those of a run that was never stopped.  The
+          same data, ``batch_size`` and ``shuffle`` are required; a file that
+          does not fit raises :class:`CheckpointError` (a ``ValueError``) and
+          changes nothing: not the model, the optimizer, the scheduler, nor
+          any generator (the ``rng`` passed in included).
+        """
+        X, y = self._check_data(X, y, "X", "y")
+        _check_fit_options(epochs, resume, checkpoint_every, progress)
+        if validation_data is not None:
+            validation_data = self._check_data(*validation_data, "validation X", "validation y")
+        batches = num_batches(len(X), batch_size)
+        fit_info = {"batch_size": int(batch_size), "shuffle": bool(shuffle), "samples": int(len(X))}
+        if checkpoint is not None:
+            checkpoint = Path(checkpoint)
+            check_model_path(checkpoint)  # an unknown suffix or a missing package fails now, not after an epoch
+        if checkpoint_metadata is not None:
+            checkpoint_metadata = check_checkpoint_metadata(checkpoint_metadata)
+        generator, done, history = as_generator(rng), 0, {}
+        if resume is not None:
+            generator, done, history, epochs = restore_checkpoint(self, resume, rng, generator, fit_info, epochs)
+        run = _Run(X, y, batch_size, shuffle, generator, validation_data, int(epochs), batches, progress)
+        checkpoints = _Checkpoints(self, checkpoint, checkpoint_every, fit_info, checkpoint_metadata)
+        checkpoints.capture(done, run, history)
+        epoch = done
+        try:
+            for epoch in range(done + 1, run.epochs + 1):
+                self._train_epoch(run, epoch, history)
+                checkpoints.after_epoch(epoch, run, history)
+        except KeyboardInterrupt:
+            interrupted = checkpoints.interrupted(epoch)
+            if interrupted is None:
+                raise
+            raise interrupted from None
+        return history
+
+    def _train_epoch(self, run: _Run, epoch: int, history: History) -> None:
+        self.model.train()
+        bar = ProgressBar(run.batches, f"epoch {epoch}/{run.epochs}", enabled=run.progress)
+        try:
+            stats = self._train_batches(run, epoch, bar)
+        except BaseException:
+            bar.close()
+            raise
+        if run.validation_data is not None:
+            for key, value in self.evaluate(*run.validation_data).items():
+                stats["val_" + key] = value
+        for key, value in stats.items():
+            history.setdefault(key, []).append(value)
+        bar.close(**stats)
+        if self.scheduler is not None:
+            self.scheduler.step()
+
+    def _train_batches(self, run: _Run, epoch: int, bar: ProgressBar) -> Dict[str, float]:
+        """One pass over the training batches: the mean loss and, for a classifier, the accuracy."""
+        score = _Score()
+        buffers = _Buffers(self.model)
+        for index, (xb, yb) in enumerate(run.minibatches(), 1):
+            output, loss = self._step(xb, yb, buffers, epoch, index)
+            score.add(loss * len(xb), self.loss.count_correct(output, yb), len(xb))
+            bar.update(samples=len(xb), loss=loss)
+        return score.result()
+
+    def _step(self, xb: np.ndarray, yb: np.ndarray, buffers: "_Buffers", epoch: int,
+              index: int) -> Tuple[np.ndarray, float]:
+        """One optimizer step on a batch, unless the loss or a gradient is not finite: ``(output, loss)``."""
+        buffers.keep()  # the forward pass may update them (running statistics) before the loss is known
+        output = self.model.forward(xb)
+        loss = self.loss.forward(output, yb)
+        if not math.isfinite(loss):
+            buffers.restore()
+            raise self._diverged(f"the loss became {loss}", epoch, index)
+        self.optimizer.zero_grad()
+        self.model.backward(self.loss.backward(), input_grad=False)  # the data needs no gradient
+        if not all(_all_finite(p.grad) for p in self.model.parameters()):
+            buffers.restore()
+            raise self._diverged("a gradient stopped being finite", epoch, index)
+        self.optimizer.step()
+        return output, loss
+
+    def _diverged(self, what: str, epoch: int, batch: int) -> TrainingDiverged:
+        lr = getattr(self.optimizer, "lr", None)
+        hint = f" (now {lr:g})" if isinstance(lr, float) else ""
+        return TrainingDiverged(
+            f"training diverged: {what} at epoch {epoch}, batch {batch}; "
+            f"try a smaller learning rate{hint}. The weights of the last finite step are kept."
+        )
+
+    # -------------------------------------------------------------- inference
+    def predict_proba(self, X: Any, batch_size: int = 1024) -> np.ndarray:
+        """Class probabilities: the model's output passed through the loss's link (softmax for cross-entropy)."""
+        return self.loss.probabilities(self.predict_output(X, batch_size))
+
+    def predict(self, X: Any, batch_size: int = 1024) -> np.ndarray:
+        """Predicted class indices, as the loss's ``predict_classes(output)`` reads them (TypeError without classes)."""
+        return np.asarray(self.loss.predict_classes(self.predict_output(X, batch_size)))
+
+    def evaluate(self, X: Any, y: Any, batch_size: int = 1024) -> Dict[str, float]:
+        """Mean loss (and accuracy for classifiers) over ``(X, y)``, in eval mode."""
+        X, y = self._check_data(X, y, "X", "y")
+        was_training = self.model.training
+        self.model.eval()
+        score = _Score()
+        per_batch = self.loss.reduction == "mean"  # a batch's mean counts once per sample
+        try:
+            for xb, yb in iterate_minibatches(X, y, batch_size, shuffle=False):
+                output = self.model.evaluate(xb)
+                total = float(np.sum(self.loss.value(output, yb))) * (len(xb) if per_batch else 1)
+                score.add(total, self.loss.count_correct(output, yb), len(xb))
+        finally:
+            self.model.train(was_training)
+        return score.result()
+
+    def predict_output(self, X: Any, batch_size: int = 1024) -> np.ndarray:
+        """The model's raw output on ``X`` in eval mode, in batches (for a localizer: logits and box per row)."""
+        X = as_float_array(X, "X")
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            parts = [self.model.evaluate(xb) for xb in iterate_minibatches(X, None, batch_size, shuffle=False)]
+        finally:
+            self.model.train(was_training)
+        return np.concatenate(parts) if parts else self.model.evaluate(X)
+
+    @staticmethod
+    def _check_data(X: Any, y: Any, x_name: str, y_name: str) -> Tuple[np.ndarray, np.ndarray]:
+        X = as_float_array(X, x_name)
+        y = np.asarray(y)
+        if X.ndim == 0 or y.ndim == 0 or len(X) != len(y):
+            raise ValueError(
+                f"{x_name} and {y_name} must have the same number of samples, got shapes {X.shape} and {y.shape}"
+            )
+        if len(X) == 0:
+            raise ValueError(f"{x_name} is empty")
+        return X, y
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
+
+
+def _check_fit_options(epochs: Any, resume: Any, checkpoint_every: Any, progress: Any) -> None:
+    """Refuse bad ``fit`` options with ``ValueError`` before anything is trained or loaded."""
+    if epochs is None:
+        if resume is None:
+            raise ValueError("epochs=None stands for the epochs of the run being resumed; it needs resume=")
+    elif not _is_count(epochs):
+        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    if checkpoint_every is not None and not _is_count(checkpoint_every):
+        raise ValueError(f"checkpoint_every must be a positive integer or None, got {checkpoint_every!r}")
+    check_progress_mode(progress)
+
+
+class _Score:
+    """Running sums of a pass: the summed loss, the correct predictions and the samples."""
+
+    def __init__(self) -> None:
+        self.loss, self.correct, self.count, self.classifier = 0.0, 0, 0, False
+
+    def add(self, loss: float, hits: Optional[int], count: int) -> None:
+        self.loss += loss
+        self.classifier = hits is not None  # the loss says per batch; the last batch decides, as before
+        self.correct += int(hits or 0)
+        self.count += count
+
+    def result(self) -> Dict[str, float]:
+        result = {"loss": self.loss / max(self.count, 1)}
+        if self.classifier:
+            result["accuracy"] = self.correct / max(self.count, 1)
+        return result
+
+
+class _Buffers:
+    """Copies of a model's buffers from before a training step, to put back when the step diverges.
+
+    Buffers are updated in place (``load_state_dict`` writes them so too),
+    so the live arrays are looked up once per epoch and each step costs one
+    ``copyto`` per buffer; a model without buffers pays nothing.
+    """
+
+    def __init__(self, model: Node) -> None:
+        self.pairs = [(np.array(live, copy=True), live) for _, live in model.named_buffers()]
+
+    def keep(self) -> None:
+        for saved, live in self.pairs:
+            np.copyto(saved, live)
+
+    def restore(self) -> None:
+        for saved, live in self.pairs:
+            np.copyto(live, saved)
+
+
+def _all_finite(a: np.ndarray) -> bool:
+    """Whether every entry is finite, summed in float32 at least: a float16 sum overflows on finite entries.
+
+    Any NaN or infinity makes the sum non-finite; a finite float32/float64
+    array can overflow only beyond 3e38 (a real divergence), float16 beyond 65504.
+    """
+    return math.isfinite(float(np.sum(a, dtype=np.result_type(a.dtype, np.float32))))
