@@ -64,7 +64,9 @@ class Linear(RowwiseNode):
         \frac{\partial L}{\partial W} = G^\top x, \qquad
         \frac{\partial L}{\partial b} = \sum_n G_{n,:}.
 
-    Parameter gradients are *added* into ``weight.grad`` and ``bias.grad``.
+    Parameter gradients are *added* into ``weight.grad`` and ``bias.grad``
+    with :meth:`~nn_from_scratch.parameter.Parameter.accumulate` (right after
+    ``zero_grad`` the product :math:`G^\top x` is written straight into ``weight.grad``).
     The layer computes in its own dtype (``dtype=np.float32`` for a float32
     model); inputs are cast to it.  ``init`` picks the initial weights (see
     :func:`init_weight`), ``rng`` a ``numpy.random.Generator`` or a seed.

@@ -118,7 +118,7 @@ class _BatchNorm(Node):
 
     and, in both modes, :math:`\partial L/\partial\gamma = \sum g \odot \hat x`,
     :math:`\partial L/\partial\beta = \sum g` (added into ``weight.grad`` and
-    ``bias.grad``).  In eval mode the running statistics stand in for
+    ``bias.grad`` with :meth:`~nn_from_scratch.parameter.Parameter.accumulate`).  In eval mode the running statistics stand in for
     :math:`\mu, \sigma^2`, which are then constants: :math:`J = \operatorname{diag}(\gamma s)`.
 
     Running statistics (as torch): at each training forward pass,
