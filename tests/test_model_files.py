@@ -437,7 +437,7 @@ def test_check_model_path_refuses_a_directory_it_cannot_write(tmp_path, monkeypa
             raise PermissionError(13, "Permission denied", os.fspath(path))
         return real_open(path, flags, *args, **kwargs)
 
-    monkeypatch.setattr(serialization.os, "open", refuse)  # root ignores chmod, so the refusal is simulated
+    monkeypatch.setattr(os, "open", refuse)  # root ignores chmod, so the refusal is simulated
     with pytest.raises(ValueError, match=r"cannot write .*readonly.*Permission denied"):
         check_model_path(directory / "m.npz")
     monkeypatch.undo()
@@ -466,7 +466,7 @@ def test_the_full_disk_case_needs_no_seam_in_production_code(tmp_path, monkeypat
         def __exit__(self, *exc):
             self.handle.close()
 
-    monkeypatch.setattr(serialization.os, "fdopen", lambda fd, *a, **k: Full(real_fdopen(fd, *a, **k)))
+    monkeypatch.setattr(os, "fdopen", lambda fd, *a, **k: Full(real_fdopen(fd, *a, **k)))
     with pytest.raises(OSError, match="No space left"):
         atomic_write(path, lambda handle: handle.write(b"new data"))
     monkeypatch.undo()

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from nn_from_scratch import serialization
+from nn_from_scratch.files.safetensors_format import _digest
 from nn_from_scratch.nodes import BatchNorm1d, Linear, ReLU
 from nn_from_scratch.optim import Adam
 from nn_from_scratch.sequential import Sequential
@@ -269,7 +270,7 @@ def test_lying_safetensors_headers_are_refused_before_loading(tmp_path, header, 
 def test_metadata_that_is_not_json_is_refused_even_with_a_matching_digest(tmp_path):
     pytest.importorskip("safetensors")
     text = "{not json"
-    strings = {"format": "np", "nn_from_scratch": text, "nn_from_scratch.sha256": serialization._digest({}, text)}
+    strings = {"format": "np", "nn_from_scratch": text, "nn_from_scratch.sha256": _digest({}, text)}
     with pytest.raises(ValueError, match="metadata is not valid JSON"):
         load_model_state(safetensors_file(tmp_path / "m.safetensors", {"__metadata__": strings}))
 
@@ -373,7 +374,7 @@ def test_a_write_that_fails_part_way_keeps_the_old_file(tmp_path, suffix, monkey
     old_bytes = path.read_bytes()
     budget = int(fraction * len(old_bytes))
     original = os.fdopen  # the file object the save writes through, wrapped to fail as a full disk does
-    monkeypatch.setattr(serialization.os, "fdopen", lambda fd, *args: FailingFile(original(fd, *args), budget, error))
+    monkeypatch.setattr(os, "fdopen", lambda fd, *args: FailingFile(original(fd, *args), budget, error))
     with pytest.raises(type(error)):
         save_model(path, trained_model(seed=1), {"version": "new"})
     assert path.read_bytes() == old_bytes
@@ -389,7 +390,7 @@ def test_a_full_disk_at_fsync_keeps_the_old_file(tmp_path, suffix, monkeypatch):
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(serialization.os, "fsync", full)
+    monkeypatch.setattr(os, "fsync", full)
     with pytest.raises(OSError, match="No space left"):
         save_model(path, trained_model(seed=1))
     monkeypatch.undo()
@@ -430,3 +431,16 @@ def test_flatten_state_refuses_what_json_cannot_hold():
         flatten_state({"a": {1, 2}})
     with pytest.raises(ValueError, match="array 'x' that the file does not hold"):
         unflatten_state({"__array__": "x"}, {})
+
+
+def test_the_old_import_paths_reach_the_moved_code():
+    """serialization, network and progress are kept as thin re-exports of files/ and training/."""
+    from nn_from_scratch import files, network, progress, training
+    from nn_from_scratch.training import checkpoint, trainer
+    for name in serialization.__all__:
+        assert getattr(serialization, name) is getattr(files, name), name
+    assert serialization.SAFETENSORS_DIGEST_KEY == "nn_from_scratch.sha256"
+    assert network.NeuralNetwork is trainer.NeuralNetwork is training.NeuralNetwork
+    assert network.CheckpointError is checkpoint.CheckpointError
+    assert network.CHECKPOINT_FORMAT == checkpoint.CHECKPOINT_FORMAT
+    assert progress is training.progress

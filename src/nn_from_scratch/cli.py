@@ -33,7 +33,7 @@ from .datasets import load_digits, load_localization, load_mnist
 from .losses import CrossEntropyLoss, LocalizationLoss
 from .metrics import mean_iou
 from .models import build_model
-from .serialization import check_model_path, load_model_state, save_model
+from .files import check_model_path, load_model_state, save_model
 from .training import CheckpointError, NeuralNetwork, TrainingDiverged, TrainingInterrupted, read_checkpoint
 
 __all__ = ["main", "build_parser", "localization_data_config"]
@@ -558,7 +558,7 @@ def _evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .datasets.localization import validate_localization_settings
     from .models import validate_config
     from .training import CHECKPOINT_FORMAT
-    from .serialization import load_layout
+    from .files import load_layout
 
     try:
         layout, metadata = load_layout(args.weights)

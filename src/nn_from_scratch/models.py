@@ -14,10 +14,10 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from .nodes import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sigmoid
-from .parallel import Parallel
+from .containers import Parallel
 from .random import as_generator
-from .sequential import Sequential
-from .serialization import ArrayInfo, fit_problems, name_list
+from .containers import Sequential
+from .files import ArrayInfo, fit_problems, name_list
 
 __all__ = ["mlp", "cnn", "localizer", "build_model", "validate_config", "parameter_shapes", "MAX_PARAMETERS",
            "MAX_WIDTH", "MAX_IMAGE_SIZE", "MAX_LAYERS", "MODEL_DTYPES"]
@@ -155,8 +155,8 @@ def validate_config(config: Any, state: Optional[Mapping[str, Any]] = None) -> D
     have at most ``MAX_LAYERS`` entries; ``dtype`` is one of ``MODEL_DTYPES``
     (default ``"float64"``); no other field is present; and the parameter
     count is at most ``MAX_PARAMETERS``.  Given ``state`` (a state dict, or
-    the :class:`~nn_from_scratch.serialization.ArrayInfo` entries of
-    :func:`~nn_from_scratch.serialization.load_layout`), the names, shapes
+    the :class:`~nn_from_scratch.files.ArrayInfo` entries of
+    :func:`~nn_from_scratch.files.load_layout`), the names, shapes
     and dtypes the configuration implies must be exactly those in it.
 
     Returns a new dict with every field, plain Python ints and lists;

@@ -27,8 +27,8 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
-from ..serialization import load_arrays, load_layout
-from ..serialization import flatten_state, unflatten_state
+from ..files.model_files import load_arrays, load_layout
+from ..files.state_tree import flatten_state, unflatten_state
 from ..node import Node
 from ..random import check_generator_state, generator_from_state
 from .generators import node_generators

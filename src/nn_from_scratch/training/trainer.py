@@ -20,7 +20,7 @@ from ..datasets.batching import iterate_minibatches, num_batches
 from ..losses import Loss
 from ..node import Node, as_float_array
 from ..random import as_generator
-from ..serialization import check_model_path, save_arrays
+from ..files.model_files import check_model_path, save_arrays
 from .checkpoint import capture_checkpoint, check_checkpoint_metadata, restore_checkpoint
 from .progress import ProgressBar, ProgressMode, check_progress_mode
 
