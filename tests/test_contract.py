@@ -362,3 +362,39 @@ def test_containers_and_gradcheck_use_only_the_public_contract(path):
         and not (isinstance(node.value, ast.Call) and getattr(node.value.func, "id", None) == "super")
     ]
     assert offending == []
+
+
+# ------------------------------------------------------------ buffers
+class Counter(Node):
+    """The identity, counting its training passes in a buffer declared with register_buffer."""
+
+    def __init__(self, track: bool = True) -> None:
+        super().__init__()
+        self.register_buffer("passes", np.zeros((), dtype=np.int64) if track else None)
+
+    def _forward(self, x, ctx):
+        if ctx.update_state and self.passes is not None:
+            self.passes += 1
+        return x
+
+    def _vjp(self, g, ctx):
+        return g
+
+
+def test_register_buffer_declares_state_saved_with_the_model(rng):
+    model = Sequential(Counter(), Linear(2, 2, rng=rng), Counter(track=False))
+    model.forward(np.ones((1, 2)))
+    model.evaluate(np.ones((1, 2)))
+    assert [name for name, _ in model.named_buffers()] == ["0.passes"]  # a None buffer is not saved, as torch
+    state = model.state_dict()
+    assert int(state["0.passes"]) == 1
+    twin = Sequential(Counter(), Linear(2, 2, rng=rng), Counter(track=False))
+    twin.load_state_dict(state)
+    assert int(twin[0].passes) == 1
+    assert [name for name, _ in BatchNorm1d(3).named_buffers()] == ["running_mean", "running_var",
+                                                                   "num_batches_tracked"]
+    assert list(BatchNorm1d(3, track_running_stats=False).named_buffers()) == []
+    with pytest.raises(ValueError, match="identifier"):
+        Counter().register_buffer("a.b", np.zeros(1))
+    with pytest.raises(TypeError, match="numpy array or None"):
+        Counter().register_buffer("b", [1.0])

@@ -61,7 +61,7 @@ def test_summary_leaves_the_model_state_unchanged():
     model = Sequential(Linear(5, 8, rng=0), bn, dropout, inner)
     model.forward(np.random.default_rng(0).standard_normal((6, 5)))  # a pending forward pass
     model.backward(np.ones((6, 4)), reset_after=False)
-    cached = model._ctx
+    cached = model.pending
     inner.eval()  # mixed modes must come back as they were
     before = snapshot(model)
     rng_state = dropout.rng.bit_generator.state
@@ -80,7 +80,7 @@ def test_summary_leaves_the_model_state_unchanged():
         np.testing.assert_array_equal(before[key], after[key], err_msg=key)
     assert int(bn.num_batches_tracked) == 1
     assert dropout.rng.bit_generator.state == rng_state
-    assert model._ctx is cached and all(node._ctx is None for node in (bn, dropout, inner))
+    assert model.pending is cached and all(node.pending is None for node in (bn, dropout, inner))
     assert model.training and bn.training and dropout.training and not inner.training
     assert not inner.nodes[0].training
     for p, g in zip(model.parameters(), grads):

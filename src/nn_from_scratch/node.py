@@ -204,15 +204,6 @@ class Node:
         self.training = True
         self._ctx: Optional[Context] = None
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        legacy = vars(cls).get("_backward_ctx")
-        if legacy is not None and "_backward" not in vars(cls):
-            # transitional: a class written against the old private name keeps working until it moves
-            def _backward(self: "Node", g: Any, ctx: Context, input_grad: bool) -> Any:
-                return legacy(self, g, ctx, input_grad)
-            cls._backward = _backward  # type: ignore[method-assign]
-
     # ------------------------------------------------------------------ faces
     def forward(self, x: Any, *more: Any) -> Any:
         """Compute ``y = f(x)`` and keep what ``backward`` needs.
@@ -367,14 +358,10 @@ class Node:
 
     # ------------------------------------------------------------ machinery
     def _run(self, x: np.ndarray, update_state: bool, **extra: Any) -> Context:
-        """One checked input into a new Context (``run`` for one input; the losses still call it)."""
+        """One checked input into a new Context (``run`` for one input)."""
         ctx = Context(inputs=(x,), x=x, update_state=update_state, thread=threading.get_ident(), **extra)
         ctx.y = self._forward(x, ctx)
         return ctx
-
-    def _backward_ctx(self, g: np.ndarray, ctx: Context, input_grad: bool = True) -> Optional[np.ndarray]:
-        """Transitional: the default of ``_backward`` under its old private name (the losses still call it)."""
-        return Node._backward(self, g, ctx, input_grad)
 
     def has_parameters(self) -> bool:
         """Whether this node or one of its children holds a trainable Parameter."""
