@@ -63,7 +63,7 @@ the copy that crops them.
 """
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -85,15 +85,8 @@ larger ones are rebuilt block by block in the backward pass, where they are used
 
 _PRODUCT_CHUNK = 8192
 
-Pair = Union[int, Sequence[int]]
-
-
-def _pair(value: Pair) -> Tuple[int, int]:
-    """An int or a pair of ints as a pair (the layer has checked them)."""
-    if isinstance(value, (int, np.integer)):
-        return int(value), int(value)
-    first, second = value
-    return int(first), int(second)
+#: (height, width) settings, already checked and normalised by the layer.
+Pair = Tuple[int, int]
 
 
 def _output_size(input_shape: Tuple[int, ...], kernel: Tuple[int, int], padding: Tuple[int, int],
@@ -129,12 +122,12 @@ class WideColumns:
     the block and C-contiguous.
     """
 
-    def __init__(self, input_shape: Sequence[int], kernel_size: Pair, padding: Pair = 0, dilation: Pair = 1,
+    def __init__(self, input_shape: Sequence[int], kernel_size: Pair, padding: Pair = (0, 0), dilation: Pair = (1, 1),
                  workspace: Optional[Workspace] = None, dtype: Any = np.float64,
                  block_bytes: Optional[int] = None) -> None:
         self.workspace = workspace if workspace is not None else Workspace(keep=0)
         self.input_shape = tuple(int(d) for d in input_shape)
-        (kh, kw), (ph, pw), (dh, dw) = _pair(kernel_size), _pair(padding), _pair(dilation)
+        (kh, kw), (ph, pw), (dh, dw) = kernel_size, padding, dilation
         ho, wo = _output_size(self.input_shape, (kh, kw), (ph, pw), (dh, dw))
         n, c, h, w = self.input_shape
         self.kernel, self.padding, self.out = (kh, kw), (ph, pw), (ho, wo)

@@ -35,7 +35,7 @@ from ..engine.workspace import Workspace
 from ..node import Context, Node
 from ..parameter import Parameter
 from ..random import as_generator
-from .linear import Initializer, init_weight
+from .linear import Initializer, float_dtype, init_weight, positive_sizes
 from .windows import Pair, as_pair, col2im, conv_output_size, im2col
 
 __all__ = ["Conv2d"]
@@ -122,20 +122,16 @@ class Conv2d(Node):
         rng: Any = None,
         dtype: Any = np.float64,
     ) -> None:
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        channels = positive_sizes(in_channels=in_channels, out_channels=out_channels)
         self.kernel_size = as_pair("kernel_size", kernel_size, 1)
         self.stride = as_pair("stride", stride, 1)
         self.padding = as_pair("padding", padding, 0)
         self.dilation = as_pair("dilation", dilation, 1)
-        dtype = np.dtype(dtype)
-        if dtype.kind != "f":
-            raise TypeError(f"dtype must be a floating type, got {dtype}")
+        dtype = float_dtype(dtype)
         super().__init__()
         self._workspace = Workspace()
         self._wide: Optional[Tuple[Any, fast.WideColumns]] = None  # the engine's layout for the last stride-1 input, by its key
-        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.in_channels, self.out_channels = channels
         kh, kw = self.kernel_size
         shape = (self.out_channels, self.in_channels, kh, kw)
         weight, bias_value = init_weight(

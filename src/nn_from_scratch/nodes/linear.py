@@ -10,10 +10,26 @@ from ..node import Context, RowwiseNode
 from ..parameter import Parameter
 from ..random import as_generator
 
-__all__ = ["Linear", "init_weight"]
+__all__ = ["Linear", "float_dtype", "init_weight", "positive_sizes"]
 
 Initializer = Union[str, Callable[[Tuple[int, ...], np.random.Generator], np.ndarray]]
 INITS = ("torch", "he", "xavier", "zeros")
+
+
+def positive_sizes(**sizes: Any) -> Tuple[int, ...]:
+    """The layer sizes given by keyword (``in_features=3, ...``) as ints, or ``ValueError`` naming the bad one."""
+    for name, value in sizes.items():
+        if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return tuple(int(value) for value in sizes.values())
+
+
+def float_dtype(dtype: Any) -> np.dtype:
+    """``dtype`` as a NumPy floating dtype, or ``TypeError``: a layer computes in a floating type."""
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        raise TypeError(f"dtype must be a floating type, got {dtype}")
+    return dtype
 
 
 def init_weight(
@@ -82,14 +98,9 @@ class Linear(RowwiseNode):
         rng: Any = None,
         dtype: Any = np.float64,
     ) -> None:
-        for name, value in (("in_features", in_features), ("out_features", out_features)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        dtype = np.dtype(dtype)
-        if dtype.kind != "f":
-            raise TypeError(f"dtype must be a floating type, got {dtype}")
+        self.in_features, self.out_features = positive_sizes(in_features=in_features, out_features=out_features)
+        dtype = float_dtype(dtype)
         super().__init__()
-        self.in_features, self.out_features = int(in_features), int(out_features)
         weight, bias_value = init_weight(
             init, (self.out_features, self.in_features), self.in_features, self.out_features, as_generator(rng)
         )
