@@ -84,76 +84,16 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from types import SimpleNamespace
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from .context import ConcurrentUseError, Context, KeepsPass, as_float_array, output_grad
 from .parameter import Parameter
 
 ShapeLike = Union[None, int, Sequence[Optional[int]]]
 
 __all__ = ["ConcurrentUseError", "Context", "Criterion", "Node", "RowwiseNode", "ElementwiseNode", "as_float_array"]
-
-
-class ConcurrentUseError(RuntimeError):
-    """A node's cached forward pass was used, or replaced, by a thread other than the live one that made it.
-
-    A node keeps one pending pass (``forward`` until ``backward``), so a
-    model trains in one thread at a time; see :meth:`Node.forward`.
-    """
-
-
-class Context(SimpleNamespace):
-    """What one forward pass leaves for its backward pass.
-
-    ``inputs`` (a tuple), ``x`` (its first entry) and ``y`` are always set;
-    ``update_state`` says whether this pass may change the node (running
-    statistics): false for ``jacobian(x)`` and ``evaluate(x)``, which must
-    leave the node as it was.  ``thread`` is the identifier of the thread
-    that made the pass; a copy or pickle leaves it out (None: any thread may
-    use the copy).
-    """
-
-    x: np.ndarray
-    inputs: Tuple[np.ndarray, ...]
-    y: Any
-    update_state: bool
-    thread: Optional[int] = None
-
-    def __reduce__(self) -> Tuple[type, Tuple[()], Dict[str, Any]]:
-        state = dict(vars(self))
-        state.pop("thread", None)  # a thread identifier means nothing in a copy, or in another process
-        return type(self), (), state
-
-
-def _thread_is_running(ident: int) -> bool:
-    """Whether the Python thread ``ident`` is alive (asked only when a pass comes from another thread)."""
-    return any(thread.ident == ident for thread in threading.enumerate())
-
-
-def as_float_array(value: Any, name: str = "x") -> np.ndarray:
-    """Return ``value`` as a real floating-point array without copying when possible.
-
-    Floating arrays keep their dtype (in native byte order); booleans and
-    integers become float64.  Anything else (strings, objects, complex
-    numbers) raises ``TypeError``.
-    """
-    if isinstance(value, np.ndarray):
-        array = value
-    else:
-        try:
-            array = np.asarray(value)
-        except ValueError as error:  # ragged nested lists
-            raise ValueError(f"{name} must be a rectangular array, got {type(value).__name__}: {error}") from None
-    kind = array.dtype.kind
-    if kind == "f":
-        if not array.dtype.isnative:  # big-endian data (from a file): compute, and answer, in native order
-            return array.astype(array.dtype.newbyteorder("="))
-        return array
-    if kind in "biu":
-        return array.astype(np.float64)
-    raise TypeError(f"{name} must hold real numbers (float, int or bool), got dtype {array.dtype}")
 
 
 def _normalize_shape(shape: ShapeLike) -> Optional[Tuple[Optional[int], ...]]:
@@ -186,7 +126,7 @@ def _outputs(ctx: Context) -> Tuple[np.ndarray, ...]:
     return ctx.y if isinstance(ctx.y, tuple) else (ctx.y,)
 
 
-class Node:
+class Node(KeepsPass):
     """Abstract base class of all layers; see the module docstring for the contract."""
 
     _derivative_hooks: Tuple[str, ...] = ("_jacobian", "_vjp")
@@ -214,12 +154,7 @@ class Node:
         (train one copy of a model per thread).  ``evaluate`` and
         ``jacobian(x)`` keep no pass and may run in several threads at once.
         """
-        pending = self._ctx
-        if pending is not None and pending.thread is not None and pending.thread != threading.get_ident():
-            self._check_owner(pending, "forward")
-        ctx = self.run(x, *more)
-        self._ctx = ctx
-        return ctx.y
+        return self._keep(lambda: self.run(x, *more)).y
 
     def __call__(self, x: Any, *more: Any) -> Any:
         return self.forward(x, *more)
@@ -253,10 +188,6 @@ class Node:
     def evaluate(self, x: Any, *more: Any) -> Any:
         """``f(x)`` without caching it and without changing the node's state."""
         return self.run(x, *more, update_state=False).y
-
-    def reset(self) -> None:
-        """Forget the cached forward pass."""
-        self._ctx = None
 
     # --------------------------------------------------------- context calls
     def run(self, *inputs: Any, update_state: bool = True) -> Context:
@@ -301,11 +232,6 @@ class Node:
     def jacobian_from(self, ctx: Context) -> Any:
         """The dense Jacobian of the pass ``ctx``, ``y.shape + x.shape`` (a tuple per input when there are several)."""
         return self._jacobian(ctx)
-
-    @property
-    def pending(self) -> Optional[Context]:
-        """The Context kept by the last ``forward`` (None when there is none); read-only."""
-        return self._ctx
 
     # ------------------------------------------------------ extension points
     def _forward(self, x: np.ndarray, ctx: Context) -> Any:
@@ -384,40 +310,7 @@ class Node:
         return x
 
     def _prepare_output_grad(self, dL_dy: Any, y: Any) -> Any:
-        if isinstance(y, tuple):  # several outputs: one gradient each, None for an output the loss ignores
-            if not isinstance(dL_dy, (tuple, list)) or len(dL_dy) != len(y):
-                raise ValueError(
-                    f"{type(self).__name__}.backward: dL_dy must be a tuple of {len(y)} gradients, one per output"
-                )
-            return tuple(np.zeros_like(out) if part is None else self._prepare_output_grad(part, out)
-                         for part, out in zip(dL_dy, y))
-        g = as_float_array(dL_dy, "dL_dy")
-        if g.shape != y.shape:
-            raise ValueError(
-                f"{type(self).__name__}.backward: dL_dy must have the output's shape {y.shape}, got {g.shape}"
-            )
-        return g.astype(y.dtype, copy=False)
-
-    def _require_ctx(self, what: str) -> Context:
-        ctx = self._ctx
-        if ctx is None:
-            raise RuntimeError(
-                f"{type(self).__name__}.{what}: forward must run first "
-                "(there is no cached forward pass; backward(..., reset_after=True) drops it)"
-            )
-        if ctx.thread is not None and ctx.thread != threading.get_ident():
-            self._check_owner(ctx, what)
-        return ctx
-
-    def _check_owner(self, ctx: Context, what: str) -> None:
-        """Raise ConcurrentUseError when the thread that made ``ctx`` (not this one) is still running."""
-        if _thread_is_running(ctx.thread):
-            raise ConcurrentUseError(
-                f"{type(self).__name__}.{what}: the cached forward pass belongs to another thread, which is still "
-                "running; a node keeps one pass, so forward and backward must come from one thread at a time. "
-                "Train one copy of the model per thread (copy.deepcopy), or use evaluate(), which keeps no pass, "
-                "for inference from several threads"
-            )
+        return output_grad(dL_dy, y, type(self).__name__)
 
     # ------------------------------------------------- parameters and modes
     def children(self) -> List[Tuple[str, "Node"]]:
@@ -513,66 +406,7 @@ class Node:
         return f"{type(self).__name__}({self.extra_repr()})"
 
 
-class RowwiseNode(Node):
-    r"""A node applied independently to each row of the last axis, ``(..., n) -> (..., m)``.
-
-    Instead of the dense Jacobian a subclass may define ``_row_jacobian(ctx)``,
-    returning the per-row Jacobians :math:`\partial y_{r,i}/\partial x_{r,j}`
-    stacked as ``(..., m, n)``; the full Jacobian is then block-diagonal.
-    """
-
-    _derivative_hooks = ("_row_jacobian", "_jacobian", "_vjp")
-
-    def _row_jacobian(self, ctx: Context) -> np.ndarray:
-        raise NotImplementedError
-
-    def _check_input(self, x: np.ndarray) -> None:
-        if x.ndim == 0 or x.shape[-1] == 0:
-            raise ValueError(
-                f"{type(self).__name__} works on rows of the last axis and needs shape (..., n) with n >= 1, got {x.shape}"
-            )
-
-    def _jacobian(self, ctx: Context) -> np.ndarray:
-        if not _overrides(self, "_row_jacobian", RowwiseNode):
-            return super()._jacobian(ctx)
-        blocks = self._row_jacobian(ctx)
-        lead = ctx.x.shape[:-1]
-        rows = int(np.prod(lead))
-        m, n = blocks.shape[-2:]
-        full = np.zeros((rows, m, rows, n), dtype=blocks.dtype)
-        index = np.arange(rows)
-        full[index, :, index, :] = blocks.reshape(rows, m, n)
-        return full.reshape(lead + (m,) + lead + (n,))
-
-    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
-        if not _overrides(self, "_row_jacobian", RowwiseNode):
-            return super()._vjp(g, ctx)
-        return np.einsum("...i,...ij->...j", g, self._row_jacobian(ctx))
-
-
-class ElementwiseNode(Node):
-    r"""A node applied to each element, :math:`y_k = f(x_k)`.
-
-    A subclass defines ``_forward`` and ``_derivative(ctx)``, the elementwise
-    :math:`f'(x)`; the VJP is :math:`g \odot f'(x)` and the Jacobian is diagonal.
-    """
-
-    _derivative_hooks = ("_derivative", "_jacobian", "_vjp")
-
-    def _derivative(self, ctx: Context) -> np.ndarray:
-        raise NotImplementedError
-
-    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
-        return g * self._derivative(ctx)
-
-    def _jacobian(self, ctx: Context) -> np.ndarray:
-        d = np.asarray(self._derivative(ctx))
-        full = np.zeros((d.size, d.size), dtype=d.dtype)
-        np.fill_diagonal(full, d.ravel())
-        return full.reshape(d.shape + d.shape)
-
-
-class Criterion(ABC):
+class Criterion(KeepsPass, ABC):
     r"""A loss: a function :math:`L(\hat y, t)` of a prediction and a target, not a layer.
 
     A criterion ends a model rather than sitting inside one, so the
@@ -584,6 +418,8 @@ class Criterion(ABC):
     ``backward_from(ctx, dL_dy=1.0)``, ``vjp_from`` and ``jacobian_from``
     (:math:`\partial L/\partial\hat y` with shape ``loss.shape + prediction.shape``).
     """
+
+    _kind = "loss"
 
     @abstractmethod
     def forward(self, prediction: Any, target: Any) -> Any:
@@ -615,3 +451,6 @@ class Criterion(ABC):
     @abstractmethod
     def jacobian_from(self, ctx: Context) -> np.ndarray:
         """The derivative of the loss value(s) of the pass ``ctx`` with respect to the prediction."""
+
+
+from .node_shortcuts import ElementwiseNode, RowwiseNode  # noqa: E402  (they build on Node)

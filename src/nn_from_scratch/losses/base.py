@@ -22,7 +22,8 @@ from typing import Any, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
-from ..node import ConcurrentUseError, Context, Criterion, as_float_array
+from ..context import Context, as_float_array, output_grad
+from ..node import Criterion
 from ..parameter import Parameter
 
 __all__ = ["Loss", "REDUCTIONS"]
@@ -101,11 +102,7 @@ class Loss(Criterion):
     # ------------------------------------------------------------------ faces
     def forward(self, prediction: Any, target: Any) -> Union[float, np.ndarray]:
         """The loss of ``prediction`` against ``target``; keeps both for ``backward``."""
-        pending = self._ctx
-        if pending is not None:
-            self._check_owner(pending, "forward")
-        ctx = self.run(prediction, target, update_state=True)
-        self._ctx = ctx
+        ctx = self._keep(lambda: self.run(prediction, target, update_state=True))
         return float(ctx.y) if ctx.y.ndim == 0 else ctx.y
 
     def backward(self, dL_dy: Any = 1.0, reset_after: bool = True) -> np.ndarray:
@@ -140,15 +137,6 @@ class Loss(Criterion):
     def evaluate(self, prediction: Any, target: Any = None) -> np.ndarray:
         """The same as :meth:`value`, kept for compatibility."""
         return self.value(prediction, target)
-
-    def reset(self) -> None:
-        """Forget the kept pass."""
-        self._ctx = None
-
-    @property
-    def pending(self) -> Optional[Context]:
-        """The pass kept by the last ``forward`` (None after ``backward(reset_after=True)``)."""
-        return self._ctx
 
     def probabilities(self, prediction: Any) -> np.ndarray:
         """The prediction through the loss's link (softmax for cross-entropy, sigmoid for BCE with logits).
@@ -272,34 +260,10 @@ class Loss(Criterion):
         return x
 
     def _prepare_output_grad(self, dL_dy: Any, y: np.ndarray) -> np.ndarray:
-        g = as_float_array(dL_dy, "dL_dy")
-        if g.shape != y.shape:
-            raise ValueError(
-                f"{type(self).__name__}.backward: dL_dy must have the output's shape {y.shape}, got {g.shape}"
-            )
-        return g.astype(y.dtype, copy=False)
+        return output_grad(dL_dy, y, type(self).__name__)
 
     def _target_or_kept(self, target: Any, what: str) -> Any:
         return self._require_ctx(what).target if target is None else target
-
-    def _require_ctx(self, what: str) -> Context:
-        ctx = self._ctx
-        if ctx is None:
-            raise RuntimeError(
-                f"{type(self).__name__}.{what}: forward must run first "
-                "(there is no kept forward pass; backward(..., reset_after=True) drops it)"
-            )
-        self._check_owner(ctx, what)
-        return ctx
-
-    def _check_owner(self, ctx: Context, what: str) -> None:
-        """Raise ConcurrentUseError when the thread that made ``ctx`` (not this one) is still running."""
-        if ctx.thread is not None and ctx.thread != threading.get_ident() and _thread_is_running(ctx.thread):
-            raise ConcurrentUseError(
-                f"{type(self).__name__}.{what}: the kept forward pass belongs to another thread, which is still "
-                "running; a loss keeps one pass, so forward and backward must come from one thread at a time. "
-                "Use one loss (and one copy of the model) per thread, or value(), which keeps no pass"
-            )
 
     def _reduce(self, per_sample: np.ndarray) -> np.ndarray:
         """Apply the reduction to per-sample losses."""
@@ -322,11 +286,6 @@ class Loss(Criterion):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
-
-
-def _thread_is_running(ident: int) -> bool:
-    """Whether the Python thread ``ident`` is alive (asked only when a pass comes from another thread)."""
-    return any(thread.ident == ident for thread in threading.enumerate())
 
 
 def as_float_target(target: Any, prediction: np.ndarray, name: str = "target") -> np.ndarray:

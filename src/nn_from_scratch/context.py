@@ -1,0 +1,147 @@
+"""What a forward pass leaves for its backward pass, and the one pending pass a node or a loss keeps.
+
+:class:`Context` is the record of one pass (its inputs, its output and what
+the derivative needs).  :class:`KeepsPass` is the small piece shared by
+:class:`~nn_from_scratch.node.Node` and :class:`~nn_from_scratch.node.Criterion`:
+``forward`` keeps one pass until ``backward`` (or ``reset``) drops it, and the
+pass belongs to the thread that made it, so two threads never mix their passes
+(:class:`ConcurrentUseError`).  :func:`as_float_array` and :func:`output_grad`
+check what comes in.
+"""
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import numpy as np
+
+__all__ = ["ConcurrentUseError", "Context", "KeepsPass", "as_float_array", "output_grad"]
+
+
+class ConcurrentUseError(RuntimeError):
+    """A node's cached forward pass was used, or replaced, by a thread other than the live one that made it.
+
+    A node keeps one pending pass (``forward`` until ``backward``), so a
+    model trains in one thread at a time; see :meth:`Node.forward`.
+    """
+
+
+class Context(SimpleNamespace):
+    """What one forward pass leaves for its backward pass.
+
+    ``inputs`` (a tuple), ``x`` (its first entry) and ``y`` are always set;
+    ``update_state`` says whether this pass may change the node (running
+    statistics): false for ``jacobian(x)`` and ``evaluate(x)``, which must
+    leave the node as it was.  ``thread`` is the identifier of the thread
+    that made the pass; a copy or pickle leaves it out (None: any thread may
+    use the copy).
+    """
+
+    x: np.ndarray
+    inputs: Tuple[np.ndarray, ...]
+    y: Any
+    update_state: bool
+    thread: Optional[int] = None
+
+    def __reduce__(self) -> Tuple[type, Tuple[()], Dict[str, Any]]:
+        state = dict(vars(self))
+        state.pop("thread", None)  # a thread identifier means nothing in a copy, or in another process
+        return type(self), (), state
+
+
+def as_float_array(value: Any, name: str = "x") -> np.ndarray:
+    """Return ``value`` as a real floating-point array without copying when possible.
+
+    Floating arrays keep their dtype (in native byte order); booleans and
+    integers become float64.  Anything else (strings, objects, complex
+    numbers) raises ``TypeError``.
+    """
+    if isinstance(value, np.ndarray):
+        array = value
+    else:
+        try:
+            array = np.asarray(value)
+        except ValueError as error:  # ragged nested lists
+            raise ValueError(f"{name} must be a rectangular array, got {type(value).__name__}: {error}") from None
+    kind = array.dtype.kind
+    if kind == "f":
+        if not array.dtype.isnative:  # big-endian data (from a file): compute, and answer, in native order
+            return array.astype(array.dtype.newbyteorder("="))
+        return array
+    if kind in "biu":
+        return array.astype(np.float64)
+    raise TypeError(f"{name} must hold real numbers (float, int or bool), got dtype {array.dtype}")
+
+
+def output_grad(dL_dy: Any, y: Any, who: str) -> Any:
+    """``dL_dy`` checked against the output ``y`` and cast to its dtype (a tuple of them for several outputs).
+
+    For several outputs a None stands for a zero gradient (an output the loss
+    ignores).  ``who`` names the caller in the error message.
+    """
+    if isinstance(y, tuple):
+        if not isinstance(dL_dy, (tuple, list)) or len(dL_dy) != len(y):
+            raise ValueError(f"{who}.backward: dL_dy must be a tuple of {len(y)} gradients, one per output")
+        return tuple(np.zeros_like(out) if part is None else output_grad(part, out, who)
+                     for part, out in zip(dL_dy, y))
+    g = as_float_array(dL_dy, "dL_dy")
+    if g.shape != y.shape:
+        raise ValueError(f"{who}.backward: dL_dy must have the output's shape {y.shape}, got {g.shape}")
+    return g.astype(y.dtype, copy=False)
+
+
+def _thread_is_running(ident: int) -> bool:
+    """Whether the Python thread ``ident`` is alive (asked only when a pass comes from another thread)."""
+    return any(thread.ident == ident for thread in threading.enumerate())
+
+
+class KeepsPass:
+    """One pending pass, kept from ``forward`` to ``backward``, owned by the thread that made it.
+
+    ``pending`` is the kept Context (read-only), ``reset()`` drops it.  A
+    subclass keeps a pass with ``self._keep(make)`` and reads it back with
+    ``self._require_ctx(what)``; both raise :class:`ConcurrentUseError` when
+    the pass belongs to another thread that is still running.
+    """
+
+    _ctx: Optional[Context] = None
+    _kind = "node"  # how error messages name the holder: "a node keeps one pass"
+
+    @property
+    def pending(self) -> Optional[Context]:
+        """The Context kept by the last ``forward`` (None when there is none); read-only."""
+        return self._ctx
+
+    def reset(self) -> None:
+        """Forget the kept forward pass."""
+        self._ctx = None
+
+    def _keep(self, make: Callable[[], Context]) -> Context:
+        """Make a pass with ``make()`` and keep it, unless another live thread's pass is pending."""
+        pending = self._ctx
+        if pending is not None:
+            self._check_owner(pending, "forward")
+        ctx = make()
+        self._ctx = ctx
+        return ctx
+
+    def _require_ctx(self, what: str) -> Context:
+        ctx = self._ctx
+        if ctx is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.{what}: forward must run first "
+                "(there is no kept forward pass; backward(..., reset_after=True) drops it)"
+            )
+        self._check_owner(ctx, what)
+        return ctx
+
+    def _check_owner(self, ctx: Context, what: str) -> None:
+        """Raise ConcurrentUseError when the thread that made ``ctx`` (not this one) is still running."""
+        if ctx.thread is not None and ctx.thread != threading.get_ident() and _thread_is_running(ctx.thread):
+            raise ConcurrentUseError(
+                f"{type(self).__name__}.{what}: the kept forward pass belongs to another thread, which is still "
+                f"running; a {self._kind} keeps one pass, so forward and backward must come from one thread at a "
+                "time. Train one copy of the model per thread (copy.deepcopy), or use evaluate(), which keeps no "
+                "pass, for inference from several threads"
+            )
