@@ -199,7 +199,7 @@ def check_node(
                 report.comparisons.append(Comparison.of(f"d/d {name} vs finite diff.", grad, numeric_grad, atol, rtol))
     finally:
         for (_, p), grad in zip(params, saved_grads):
-            p.grad[...] = grad
+            p.edit_grad()[...] = grad
     return report
 
 
@@ -265,7 +265,7 @@ def compare(
         report.comparisons.append(Comparison.of("jacobian", jac_a, jac_b, atol, rtol))
     finally:
         for p, grad in zip(params, saved_grads):
-            p.grad[...] = grad
+            p.edit_grad()[...] = grad
     return report
 
 

@@ -346,7 +346,7 @@ class SymbolicNode(RowwiseNode):
         values = self._call(self._param_grad_fn, ctx.x, g)
         for (parameter, index, _), value in zip(self._flat_params, values):
             total = np.broadcast_to(np.asarray(value, dtype=np.float64), lead).sum()
-            parameter.grad[index] += total
+            parameter.edit_grad()[index] += total
 
     # ------------------------------------------------------------ inspection
     def formula(self) -> Any:
