@@ -171,7 +171,7 @@ def test_out_that_cannot_be_written_is_refused_before_training(capsys, monkeypat
 
 def test_weights_that_fail_to_save_after_training_go_to_a_fallback(tmp_path, capsys, monkeypatch):
     out = tmp_path / "gone" / "m.npz"
-    real_save = cli.save_model
+    real_save = cli.common.save_model  # the one save of the weights, shared by the tasks
     calls = []
 
     def save_once_failing(path, *args, **kwargs):
@@ -180,7 +180,7 @@ def test_weights_that_fail_to_save_after_training_go_to_a_fallback(tmp_path, cap
             raise OSError(28, "No space left on device")
         return real_save(path, *args, **kwargs)
 
-    monkeypatch.setattr(cli, "save_model", save_once_failing)
+    monkeypatch.setattr(cli.common, "save_model", save_once_failing)
     monkeypatch.chdir(tmp_path)
     code, stdout, err = run(capsys, "train", "--hidden", "8", "--epochs", "2", "--no-progress", "--out", str(out))
     assert code == 1

@@ -11,6 +11,7 @@ import pytest
 
 from nn_from_scratch import cli
 from nn_from_scratch.cli import localization_data_config, main
+from nn_from_scratch.cli.options import resolve_options
 from nn_from_scratch.datasets import load_localization
 from nn_from_scratch.metrics import mean_iou
 from nn_from_scratch.models import build_model
@@ -121,7 +122,7 @@ def test_localize_checkpoint_and_resume_match_an_uninterrupted_run(tmp_path, cap
 def _resolved(*argv: str) -> argparse.Namespace:
     parser = cli.build_parser()
     args = parser.parse_args(["train", *argv])
-    cli._resolve_options(args, args.subparser)
+    resolve_options(args, args.subparser)
     return args
 
 

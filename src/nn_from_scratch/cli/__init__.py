@@ -1,0 +1,69 @@
+r"""The command line: ``nn-from-scratch train`` and ``nn-from-scratch evaluate``.
+
+``train --task classify`` (the default) trains an MLP or a CNN on the
+embedded 8x8 digits or on MNIST IDX files (:mod:`.classify`).
+``train --task localize`` trains a localizer, which predicts the class and
+the box of a digit placed on a larger canvas (:mod:`.localize`).  Both save
+the weights with the metadata that ``evaluate`` (:mod:`.evaluate`) needs to
+rebuild the model and its test data.  The options are in :mod:`.options`,
+``--resume`` in :mod:`.resume`, and what every task shares in :mod:`.common`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .. import viz  # noqa: F401  (tests replace viz.save_figure through this name)
+from ..engine.allocator import keep_freed_memory
+from ..training import NeuralNetwork  # noqa: F401  (the trainer the command line uses)
+from .classify import Classify
+from .common import chance_level_warning, load_data
+from .evaluate import evaluate
+from .localize import Localize, localization_data_config
+from .options import add_data_options, add_train_options, resolve_options
+from .resume import default_checkpoint, resume_command, take_options_from_checkpoint
+from . import common
+
+__all__ = ["build_parser", "chance_level_warning", "default_checkpoint", "load_data", "localization_data_config",
+           "main", "resume_command"]
+
+#: The tasks of ``train --task``.
+TASKS = {"classify": Classify, "localize": Localize}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``nn-from-scratch``: the ``train`` and ``evaluate`` commands and their options."""
+    parser = argparse.ArgumentParser(prog="nn-from-scratch",
+                                     description="Train and evaluate networks built with nn_from_scratch.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="train a classifier or a localizer and save its weights")
+    add_train_options(train)
+    train.set_defaults(handler=_train, subparser=train)
+    evaluation = commands.add_parser("evaluate", help="reload saved weights and report test accuracy")
+    evaluation.add_argument("--weights", type=Path, required=True, help="a .npz or .safetensors written by 'train'")
+    add_data_options(evaluation, None)
+    evaluation.set_defaults(handler=evaluate, subparser=evaluation)
+    return parser
+
+
+def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.resume is not None:
+        take_options_from_checkpoint(args, parser)
+    resolve_options(args, parser)
+    keep_freed_memory()  # this process only trains: fresh pages every step would cost up to half its time
+    return common.train(args, parser, TASKS[args.task]())
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line on ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.argv = argv
+    try:
+        return args.handler(args, args.subparser)
+    except KeyboardInterrupt:  # outside training (loading data, saving): nothing to keep
+        print("\ninterrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,252 @@
+"""What ``train`` does for every task: build the network, fit it, report, save the weights and the pictures.
+
+A task (:mod:`.classify`, :mod:`.localize`) supplies what differs: its data
+and loss (:class:`TaskData`), its model config, its report of the test
+results and its extra pictures; :func:`train` drives the run with it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+
+from .. import extras, optim, viz
+from ..datasets import load_digits, load_mnist
+from ..files import check_model_path, save_model
+from ..losses import Loss
+from ..models import build_model
+from ..training import CheckpointError, NeuralNetwork, TrainingDiverged, TrainingInterrupted
+from .options import COMMAND_LINE_KEY, OPTIMIZERS
+from .resume import default_checkpoint, resume_command, run_options
+
+__all__ = ["Task", "TaskData", "chance_level_warning", "describe_model", "load_data", "save_weights", "train"]
+
+History = Dict[str, List[float]]
+
+
+@dataclass
+class TaskData:
+    """A task's data and loss: the splits, the test labels (for the chance-level hint), the classes, a description."""
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    labels_test: np.ndarray
+    classes: int
+    loss: Loss
+    what: str  # what the data are, as train prints it
+
+
+class Task:
+    """The part of ``train`` that differs between tasks; see :mod:`.classify` and :mod:`.localize`."""
+
+    #: Whether the training loss is a cross-entropy over the classes (the chance-level hint reads it so).
+    cross_entropy = True
+
+    def load(self, args: argparse.Namespace, parser: argparse.ArgumentParser, dtype: np.dtype) -> TaskData:
+        raise NotImplementedError
+
+    def model_config(self, args: argparse.Namespace, data: TaskData) -> Dict[str, Any]:
+        """The JSON-able description of the model to build (saved with the weights so 'evaluate' can rebuild it)."""
+        raise NotImplementedError
+
+    def report(self, network: NeuralNetwork, data: TaskData, history: History, seconds: float,
+               args: argparse.Namespace) -> Dict[str, Any]:
+        """Print the test results; return what the weights' metadata records beyond the common fields."""
+        raise NotImplementedError
+
+    def pictures(self, network: NeuralNetwork, data: TaskData, out: Path) -> None:
+        """Save the task's pictures beyond the training curves (none by default)."""
+
+
+def load_data(dataset: str, data_dir: Optional[Path], parser: argparse.ArgumentParser,
+              flatten: bool = True) -> Tuple[np.ndarray, ...]:
+    """Train and test arrays for a dataset name (images as NCHW when not ``flatten``), errors as command-line errors."""
+    if dataset == "digits":
+        return tuple(load_digits(flatten=flatten))
+    if data_dir is None:
+        parser.error("--dataset mnist needs --data-dir, the folder with the IDX files")
+    try:
+        X_train, y_train = load_mnist(data_dir, "train", flatten=flatten)
+        X_test, y_test = load_mnist(data_dir, "test", flatten=flatten)
+    except (OSError, ValueError) as error:
+        parser.error(str(error))
+    return X_train, y_train, X_test, y_test
+
+
+def describe_model(config: Dict[str, Any]) -> str:
+    """The model a config describes, in words, as train prints it."""
+    if config["kind"] == "localizer":
+        return (f"a localizer (conv {config['channels']} channels, dense {config['hidden']}, a class head and a "
+                "box head)")
+    if config["kind"] == "cnn":
+        return (f"a CNN (conv {config['channels']} channels, dense {config['hidden']}) on "
+                f"{config['in_channels']}x{config['image_size']}x{config['image_size']} images")
+    layers = " -> ".join(str(n) for n in [config["in_features"], *config["hidden"], config["classes"]])
+    return f"an MLP {layers}"
+
+
+def train(args: argparse.Namespace, parser: argparse.ArgumentParser, task: Task) -> int:
+    """Run ``train`` with resolved options for ``task``: the exit status (0, 1 after an error, 130 on Ctrl-C)."""
+    data = task.load(args, parser, np.dtype(args.dtype))
+    _check_stages(args, data.X_train, parser)
+    config = task.model_config(args, data)
+    out = args.out or Path("runs") / f"{args.dataset}-{config['kind']}.npz"
+    checkpoint = args.checkpoint or default_checkpoint(out)
+    for path, option in ((out, "--out"), (checkpoint, "--checkpoint")):
+        try:
+            check_model_path(path)
+        except (ValueError, ImportError, OSError) as error:
+            parser.error(f"{option}: {error}")
+    network, rng = build_network(args, config, data.loss)
+    print(f"training {describe_model(config)} on {data.what}, {args.optimizer} lr={args.lr:g} ({args.schedule}), "
+          f"batch {args.batch_size}, {args.epochs} epochs, seed {args.seed}, {args.dtype}")
+    if args.resume is not None:
+        print(f"resuming from {args.resume}")
+    start = time.perf_counter()
+    history = _fit(network, rng, data, args, parser, (checkpoint, out))
+    if isinstance(history, int):
+        return history
+    if not history:
+        parser.error(f"--resume: {args.resume} has no finished epoch and --epochs leaves nothing to train")
+    accuracy = history["val_accuracy"][-1]
+    metadata: Dict[str, Any] = {"model": config, "task": args.task, "dataset": args.dataset, "history": history,
+                                "seed": args.seed, "optimizer": args.optimizer, "lr": args.lr,
+                                "batch_size": args.batch_size}
+    metadata.update(task.report(network, data, history, time.perf_counter() - start, args))
+    warning = chance_level_warning(accuracy, data.labels_test, data.classes, history, args.optimizer, args.lr,
+                                   cross_entropy=task.cross_entropy)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.checkpoint is not None:
+        print(f"checkpoint saved to {args.checkpoint}")
+    if not save_weights(out, network.model, metadata):
+        return 1
+    if not viz.available():
+        print(f"no PNG saved: matplotlib is not installed ({extras.install_hint('matplotlib')})")
+        return 0
+    curves = viz.plot_history(history, validation_label="test",  # fit's validation data is the test split
+                              title=f"{describe_model(config)} on {args.dataset}, {args.optimizer} lr={args.lr:g}")
+    print(f"training curves saved to {viz.save_figure(curves, f'{out.stem}.png', out.parent)}")
+    task.pictures(network, data, out)
+    return 0
+
+
+def _check_stages(args: argparse.Namespace, X_train: np.ndarray, parser: argparse.ArgumentParser) -> None:
+    """Refuse more max-pool stages than the images can be halved."""
+    if args.model != "mlp" and X_train.shape[-1] // 2 ** len(args.channels) < 1:
+        parser.error(f"--channels {','.join(map(str, args.channels))}: {len(args.channels)} max-pool stages halve "
+                     f"the {X_train.shape[-1]}x{X_train.shape[-1]} images to nothing; use at most "
+                     f"{int(np.log2(X_train.shape[-1]))} stages")
+
+
+def build_network(args: argparse.Namespace, config: Dict[str, Any],
+                  loss: Loss) -> Tuple[NeuralNetwork, np.random.Generator]:
+    """The model of ``config``, the --optimizer at --lr and the --schedule, with ``loss``; and the --seed generator.
+
+    The generator drew the weights; the batch order continues it.
+    """
+    rng = np.random.default_rng(args.seed)
+    model = build_model(config, rng=rng)
+    optimizer = OPTIMIZERS[args.optimizer](model.parameters(), lr=args.lr)
+    scheduler = optim.CosineAnnealingLR(optimizer, T_max=args.epochs) if args.schedule == "cosine" else None
+    return NeuralNetwork(model, loss, optimizer, scheduler), rng
+
+
+def _fit(network: NeuralNetwork, rng: np.random.Generator, data: TaskData, args: argparse.Namespace,
+         parser: argparse.ArgumentParser, paths: Tuple[Path, Path]) -> Union[History, int]:
+    """Fit with checkpoints at ``paths[0]`` that record the run's options (``paths[1]``: --out).
+
+    Returns the history, or the exit status after a divergence or a Ctrl-C.
+    """
+    checkpoint, out = paths
+    try:
+        return network.fit(data.X_train, data.y_train, epochs=args.epochs, batch_size=args.batch_size,
+                           validation_data=(data.X_test, data.y_test), rng=rng,
+                           progress="epochs" if args.no_progress else True, checkpoint=checkpoint,
+                           checkpoint_every=args.checkpoint_every if args.checkpoint else None, resume=args.resume,
+                           checkpoint_metadata={COMMAND_LINE_KEY: run_options(args, out)})
+    except TrainingDiverged as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except CheckpointError as error:
+        parser.error(f"--resume: {error}")
+    except TrainingInterrupted as interrupt:
+        print(f"\ninterrupted during epoch {interrupt.interrupted_epoch}: the training state after epoch "
+              f"{interrupt.epoch} is saved in {interrupt.checkpoint}", file=sys.stderr)
+        print(f"resume with: {resume_command(getattr(args, 'argv', []), interrupt.checkpoint)}", file=sys.stderr)
+        return 130
+
+
+def save_weights(out: Path, model: Any, metadata: Dict[str, Any]) -> bool:
+    """Save the weights to ``out`` and say so; when that fails, keep them elsewhere and say where (False)."""
+    try:
+        save_model(out, model, metadata)
+    except OSError as error:
+        _save_elsewhere(out, model, metadata, error)
+        return False
+    print(f"weights saved to {out}")
+    return True
+
+
+#: A test accuracy within this much of chance level (the share of the most frequent class) gets a warning.
+CHANCE_MARGIN = 0.05
+#: Learning rates that train the default models here, suggested when a run ends at chance level.
+TYPICAL_LR = {"sgd": 0.1, "adam": 3e-3, "adamw": 3e-3, "rmsprop": 1e-3}
+
+
+def chance_level_warning(accuracy: float, labels: np.ndarray, classes: int, history: Dict[str, List[float]],
+                         optimizer: str, lr: float, cross_entropy: bool = True) -> Optional[str]:
+    """A warning with a hint when ``accuracy`` is within :data:`CHANCE_MARGIN` of guessing, else None.
+
+    Chance level is the share of the most frequent test label (what always
+    answering that class scores; 1/classes for balanced data).  The hint
+    compares the learning rate with :data:`TYPICAL_LR` and reads the
+    training loss: a cross-entropy that ends above 1.5 ln(classes), worse
+    than a uniform guess, means the steps overshoot.
+    """
+    counts = np.bincount(np.asarray(labels, dtype=np.int64).ravel(), minlength=classes)
+    chance = float(counts.max() / max(counts.sum(), 1))
+    if accuracy > chance + CHANCE_MARGIN:
+        return None
+    typical = TYPICAL_LR.get(optimizer, 3e-3)
+    losses = history.get("loss", [])
+    uniform = float(np.log(classes))
+    overshoot = bool(losses) and (not np.isfinite(losses[-1]) or (cross_entropy and losses[-1] > 1.5 * uniform))
+    if losses and overshoot:
+        seen = f"the training loss ended at {losses[-1]:.4g}, worse than the {uniform:.2f} of a uniform guess; "
+    elif losses:
+        seen = f"the training loss went from {losses[0]:.4g} to {losses[-1]:.4g}; "
+    else:
+        seen = ""
+    if lr > 3 * typical or overshoot:
+        advice = f"the learning rate {lr:g} may be too high for {optimizer}; try --lr {min(typical, lr / 10):g}"
+    elif lr < typical / 3:
+        advice = f"the learning rate {lr:g} may be too low for {optimizer}; try --lr {typical:g}"
+    else:
+        advice = f"the learning rate {lr:g} is a usual one for {optimizer}; try more --epochs or more data"
+    return f"test accuracy {accuracy:.2f} is chance level for {classes} classes ({chance:.2f}): {seen}{advice}"
+
+
+def _save_elsewhere(out: Path, model: Any, metadata: Dict[str, Any], error: OSError) -> None:
+    """Keep the trained weights when ``out`` failed after training: a new file here, else in the temp folder."""
+    for folder in (Path.cwd(), Path(tempfile.gettempdir())):
+        try:
+            handle, name = tempfile.mkstemp(prefix=f"{out.stem}-unsaved-", suffix=out.suffix, dir=folder)
+            os.close(handle)  # the unique name is reserved; the atomic save replaces the empty file
+            fallback = save_model(name, model, metadata)
+        except OSError:
+            continue
+        print(f"error: cannot save the weights to {out}: {error}; saved them to {fallback} instead",
+              file=sys.stderr)
+        return
+    print(f"error: cannot save the weights to {out} ({error}), nor in {Path.cwd()} or {tempfile.gettempdir()}: "
+          "the trained weights are lost", file=sys.stderr)

@@ -1,0 +1,228 @@
+"""The command line's options: argument types, defaults, the shared option groups, and resolving the defaults.
+
+The defaults of ``train`` that depend on nothing else are in
+:data:`TRAIN_DEFAULTS`; argparse leaves every option None, so that whether it
+was given is known (``--resume`` takes the options not given from the
+checkpoint), and :func:`resolve_options` fills in the rest, some of which
+depend on the task and the model.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Optional, Tuple
+
+import numpy as np
+
+from .. import optim
+
+__all__ = ["OPTIMIZERS", "RUN_OPTIONS", "TRAIN_DEFAULTS", "add_checkpoint_options", "add_data_options",
+           "add_localize_options", "add_train_options", "resolve_options"]
+
+#: The optimizers of --optimizer.
+OPTIMIZERS = {"adam": optim.Adam, "adamw": optim.AdamW, "sgd": optim.SGD, "rmsprop": optim.RMSProp}
+DEFAULT_HIDDEN = (128, 64)
+DEFAULT_CHANNELS = {"cnn": (16, 32), "localizer": (16, 32, 32)}
+DEFAULT_EPOCHS = {"mlp": 40, "cnn": 20, "localizer": 5}
+#: float32 for the localizer is about four times faster; the classifiers default to float64.
+DEFAULT_DTYPE = {"classify": "float64", "localize": "float32"}
+#: Defaults of ``train --task localize`` (chosen so that the run takes about a minute on two cores).
+LOCALIZE_DEFAULTS = {"canvas": 32, "train_samples": 15000, "test_samples": 1000, "box_weight": 10.0,
+                     "box_loss": "smooth_l1"}
+#: Options that only ``--task localize`` reads (argparse dest -> option).
+LOCALIZE_ONLY = {"canvas": "--canvas", "train_samples": "--train-samples", "test_samples": "--test-samples",
+                 "box_weight": "--box-weight", "box_loss": "--box-loss"}
+#: Defaults of ``train`` options that depend on nothing else (argparse leaves them None: given or not is known).
+TRAIN_DEFAULTS = {"task": "classify", "dataset": "digits", "hidden": DEFAULT_HIDDEN, "batch_size": 32, "lr": 3e-3,
+                  "schedule": "cosine", "label_smoothing": 0.1, "optimizer": "adam", "seed": 0}
+#: The options that make a training run (argparse dest -> option); a checkpoint written by ``train`` records them.
+RUN_OPTIONS = {"task": "--task", "dataset": "--dataset", "model": "--model", "hidden": "--hidden",
+               "channels": "--channels", "batch_size": "--batch-size", "lr": "--lr", "schedule": "--schedule",
+               "label_smoothing": "--label-smoothing", "optimizer": "--optimizer", "seed": "--seed",
+               "dtype": "--dtype", **LOCALIZE_ONLY}
+#: Taken from the checkpoint when not given, and free to differ (a new total of epochs, a moved folder).
+RESUME_DEFAULTS = {"epochs": "--epochs", "out": "--out", "data_dir": "--data-dir"}
+COMMAND_LINE_KEY = "command_line"
+
+
+def _positive(kind: type, what: str):
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a {kind.__name__}, got {text!r}") from None
+        if not value > 0 or (kind is float and not np.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"{what} must be positive, got {text!r}")
+        return value
+
+    return parse
+
+
+def _non_negative_float(what: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be a float, got {text!r}") from None
+        if not (np.isfinite(value) and value >= 0):
+            raise argparse.ArgumentTypeError(f"{what} must be a finite number >= 0, got {text!r}")
+        return value
+
+    return parse
+
+
+def _sizes(option: str, example: str, none_means_empty: bool):
+    """A parser for comma-separated positive sizes such as ``16,32,32``.
+
+    An empty text is refused (it is too easily a shell variable that was not
+    set); with ``none_means_empty`` the word ``none`` asks for no sizes.
+    """
+    def parse(text: str) -> Tuple[int, ...]:
+        if none_means_empty and text.strip().lower() == "none":
+            return ()
+        try:
+            sizes = tuple(int(part) for part in text.split(",") if part.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{option} takes sizes separated by commas, like {example}; got {text!r}") from None
+        if not sizes:
+            alternative = " (or none, for no hidden layer)" if none_means_empty else ""
+            raise argparse.ArgumentTypeError(f"{option} needs a size, like {example}{alternative}; got {text!r}")
+        if any(size < 1 for size in sizes):
+            raise argparse.ArgumentTypeError(f"{option} sizes must be positive, got {text!r}")
+        return sizes
+
+    return parse
+
+
+_channel_sizes = _sizes("--channels", "16,32,32", none_means_empty=False)
+_hidden_sizes = _sizes("--hidden", "128,64", none_means_empty=True)
+
+
+def add_data_options(parser: argparse.ArgumentParser, default: Optional[str]) -> None:
+    """--dataset and --data-dir, shared by train and evaluate (``default``: the --dataset default)."""
+    parser.add_argument("--dataset", choices=("digits", "mnist"), default=default,
+                        help="the embedded 8x8 digits (the default for train), or MNIST/Fashion-MNIST IDX files "
+                             "from --data-dir")
+    parser.add_argument("--data-dir", type=Path, help="folder with the IDX files (train-images-idx3-ubyte[.gz], ...)")
+
+
+def add_train_options(train: argparse.ArgumentParser) -> None:
+    """The options of ``train``: the task, data, model, optimisation and output; localisation; checkpoints."""
+    train.add_argument("--task", choices=("classify", "localize"), default=None,
+                       help="classify images (default), or localize: predict the class and the box of a digit "
+                            "placed on a larger canvas")
+    add_data_options(train, None)
+    train.add_argument("--hidden", type=_hidden_sizes, default=None,
+                       help="hidden layer sizes (default 128,64; none for an MLP without hidden layer); the CNN and "
+                            "the localizer use the first one")
+    train.add_argument("--model", choices=("mlp", "cnn"), default=None,
+                       help="for --task classify: an MLP on flat pixels (default), or a CNN (3x3 conv + max-pool "
+                            "blocks) on images; --task localize always trains the localizer")
+    train.add_argument("--channels", type=_channel_sizes, default=None,
+                       help="conv channels per 3x3 conv + max-pool block (default 16,32 for the CNN, "
+                            "16,32,32 for the localizer)")
+    train.add_argument("--epochs", type=_positive(int, "--epochs"), default=None,
+                       help="passes over the training data (default 40 for the MLP, 20 for the CNN, "
+                            "5 for the localizer)")
+    train.add_argument("--batch-size", type=_positive(int, "--batch-size"), default=None,
+                       help="samples per optimizer step (default 32)")
+    train.add_argument("--lr", type=_positive(float, "--lr"), default=None, help="learning rate (default 3e-3)")
+    train.add_argument("--schedule", choices=("cosine", "constant"), default=None,
+                       help="learning-rate schedule over the epochs (default cosine annealing to 0)")
+    train.add_argument("--label-smoothing", type=float, default=None,
+                       help="cross-entropy label smoothing, also of the localizer's class term (default 0.1)")
+    train.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default=None, help="(default adam)")
+    train.add_argument("--seed", type=int, default=None, help="seed for the weights and the batch order (default 0)")
+    train.add_argument("--dtype", choices=("float32", "float64"), default=None,
+                       help="float64 (default for classify) or float32 (default for localize, about 4x faster)")
+    train.add_argument("--out", type=Path, default=None,
+                       help="where to save the weights, .npz or .safetensors "
+                            "(default runs/<dataset>-<mlp|cnn|localizer>.npz)")
+    train.add_argument("--no-progress", action="store_true",
+                       help="no live progress bar, only the summary line of each finished epoch")
+    add_localize_options(train)
+    add_checkpoint_options(train)
+
+
+def add_localize_options(parser: argparse.ArgumentParser) -> None:
+    """The options that only ``train --task localize`` reads."""
+    group = parser.add_argument_group("localisation (--task localize only)")
+    d = LOCALIZE_DEFAULTS
+    group.add_argument("--canvas", type=_positive(int, "--canvas"), default=None,
+                       help=f"side of the square canvas in pixels (default {d['canvas']}); digits take 3/8 to 3/4 of it")
+    group.add_argument("--train-samples", type=_positive(int, "--train-samples"), default=None, metavar="N",
+                       help=f"training canvases (default {d['train_samples']})")
+    group.add_argument("--test-samples", type=_positive(int, "--test-samples"), default=None, metavar="N",
+                       help=f"held-out canvases, drawn from the digits' test split (default {d['test_samples']})")
+    group.add_argument("--box-weight", type=_non_negative_float("--box-weight"), default=None,
+                       help=f"weight of the box term of the loss, the class term having weight 1 "
+                            f"(default {d['box_weight']:g})")
+    group.add_argument("--box-loss", choices=("smooth_l1", "mse"), default=None,
+                       help="box regression loss (default smooth_l1)")
+
+
+def add_checkpoint_options(parser: argparse.ArgumentParser) -> None:
+    """--checkpoint, --checkpoint-every and --resume."""
+    group = parser.add_argument_group("checkpoints")
+    group.add_argument("--checkpoint", type=Path, default=None,
+                       help="save the whole training state here (.npz or .safetensors) every --checkpoint-every "
+                            "epochs and on Ctrl-C; without it, Ctrl-C saves to <out>-checkpoint.<suffix> next to --out")
+    group.add_argument("--checkpoint-every", type=_positive(int, "--checkpoint-every"), default=1, metavar="N",
+                       help="epochs between checkpoints (default 1)")
+    group.add_argument("--resume", type=Path, default=None, metavar="PATH",
+                       help="finish the run that wrote this checkpoint: its training options not given are taken "
+                            "from the checkpoint (--epochs, --out and --data-dir too); one given must equal the "
+                            "checkpoint's, except --epochs, which sets a new total; --checkpoint, "
+                            "--checkpoint-every and --no-progress are free. The result is bit for bit that of an "
+                            "uninterrupted run")
+
+
+def resolve_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """Check the options against each other and fill in the defaults, some of which depend on the task and model."""
+    for dest, default in TRAIN_DEFAULTS.items():
+        if getattr(args, dest) is None:
+            setattr(args, dest, default)
+    if args.seed < 0:
+        parser.error(f"--seed must be non-negative, got {args.seed}")
+    if not 0.0 <= args.label_smoothing <= 1.0:
+        parser.error(f"--label-smoothing must lie in [0, 1], got {args.label_smoothing}")
+    _TASK_OPTIONS[args.task](args, parser)
+    if args.model != "mlp" and args.channels is None:
+        args.channels = DEFAULT_CHANNELS[args.model]
+    if args.model != "mlp" and not args.hidden:
+        parser.error(f"--hidden needs a size for the dense layer of the {args.model}, got none")
+    if args.dtype is None:
+        args.dtype = DEFAULT_DTYPE[args.task]
+    if args.epochs is None:
+        args.epochs = DEFAULT_EPOCHS[args.model]
+
+
+def _resolve_localize_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """--task localize: the localizer on digit canvases, the canvas options' defaults, a canvas the stages fit."""
+    if args.model not in (None, "localizer"):  # "localizer": as a checkpoint records it
+        parser.error(f"--model {args.model} is for --task classify; --task localize always trains the localizer")
+    if args.dataset != "digits":
+        parser.error(f"--task localize places the embedded digits on canvases; --dataset {args.dataset} "
+                     "is for --task classify")
+    args.model = "localizer"
+    for dest, default in LOCALIZE_DEFAULTS.items():
+        if getattr(args, dest) is None:
+            setattr(args, dest, default)
+    stages = len(args.channels or DEFAULT_CHANNELS["localizer"])
+    if args.canvas < max(8, 2 ** stages):
+        parser.error(f"--canvas must be at least {max(8, 2 ** stages)} for {stages} max-pool stages, "
+                     f"got {args.canvas}")
+
+
+def _resolve_classify_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """--task classify: no localisation options; the MLP by default, which has no --channels."""
+    given = [option for dest, option in LOCALIZE_ONLY.items() if getattr(args, dest) is not None]
+    if given:
+        parser.error(f"{', '.join(given)} only apply to --task localize")
+    args.model = args.model or "mlp"
+    if args.model == "mlp" and args.channels is not None:
+        parser.error("--channels applies to --model cnn and --task localize, not to the MLP")
+
+
+_TASK_OPTIONS = {"classify": _resolve_classify_options, "localize": _resolve_localize_options}
