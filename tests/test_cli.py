@@ -334,3 +334,13 @@ def test_resume_checks_the_options_a_checkpoint_records(tmp_path, capsys):
         assert info.value.code == 2
         err = capsys.readouterr().err
         assert "records --" in err and "not a valid value" in err and "Traceback" not in err
+
+
+def test_resume_from_a_weights_file_says_it_is_not_a_checkpoint(tmp_path, capsys):
+    weights = tmp_path / "m.npz"
+    assert run(capsys, "train", *RUN, "--epochs", "1", "--out", str(weights))[0] == 0
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--resume", str(weights), "--no-progress"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--resume:" in err and "not a training checkpoint" in err and "Traceback" not in err
