@@ -1,0 +1,116 @@
+"""The import rules of docs/architecture.md, checked on the source: each folder imports only what lies below it.
+
+The rules are read from the code's own import statements (``ast``), so a new
+import that breaks the layering fails here with the file and the import named.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Dict, Iterator, Set, Tuple
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "nn_from_scratch"
+CORE = {"context", "parameter", "random", "extras"}
+CONTRACT = CORE | {"node", "node_shortcuts"}
+
+#: room -> the rooms it may import (besides itself). A room is a top-level module or folder of the package.
+ALLOWED: Dict[str, Set[str]] = {
+    "engine": set(),
+    "context": set(), "parameter": set(), "random": set(), "extras": set(),
+    "node": {"context", "parameter", "node_shortcuts"},
+    "node_shortcuts": {"context", "node"},
+    "nodes": CONTRACT | {"engine"},
+    "containers": CONTRACT,
+    "losses": CONTRACT | {"nodes", "engine"},
+    "optim": {"parameter", "engine"},
+    "files": {"extras"},
+    "datasets": {"random", "files"},
+    "metrics": CONTRACT,
+    "gradcheck": CONTRACT,
+    "symbolic": CONTRACT | {"nodes"},
+    "viz": CONTRACT,
+    "models": CONTRACT | {"nodes", "containers", "files"},
+    "training": CONTRACT | {"losses", "files", "datasets", "engine"},
+}
+#: Old module paths kept for users' imports: each only re-exports its new home.
+SHIMS = {"network": "training", "serialization": "files", "sequential": "containers", "parallel": "containers",
+         "rowblocks": "engine", "allocator": "engine", "progress": "training"}
+#: The command line and the package's front door may import anything.
+FREE = {"cli", "__main__", "__init__"}
+
+
+def _room(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__" and len(parts) > 1:
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _imports(path: Path) -> Iterator[Tuple[int, str]]:
+    """(line, imported module) for every import of the package's own modules in ``path``."""
+    module = _module_name(path)
+    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if not target.startswith("nn_from_scratch"):
+                continue
+            if node.module is None or target == "nn_from_scratch":  # from . import engine, extras
+                for alias in node.names:
+                    yield node.lineno, f"{target}.{alias.name}"
+            else:
+                yield node.lineno, target
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("nn_from_scratch"):
+                    yield node.lineno, alias.name
+
+
+SOURCES = sorted(PACKAGE.rglob("*.py"))
+
+
+def test_every_room_has_a_rule():
+    rooms = {_room(_module_name(path)) for path in SOURCES}
+    unruled = sorted(rooms - set(ALLOWED) - set(SHIMS) - FREE)
+    assert unruled == [], f"add an import rule for {unruled} to ALLOWED and to docs/architecture.md"
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_imports_follow_the_layering(path):
+    room = _room(_module_name(path))
+    if room in FREE:
+        return
+    allowed = {room} | ({SHIMS[room]} if room in SHIMS else ALLOWED[room])
+    broken = [f"line {line}: imports {target}" for line, target in _imports(path)
+              if target != "nn_from_scratch" and _room(target) not in allowed]
+    assert broken == [], f"{path.relative_to(PACKAGE)} ({room}) may import only {sorted(allowed)}: {broken}"
+
+
+@pytest.mark.parametrize("name", sorted(SHIMS))
+def test_old_module_paths_only_re_export(name):
+    path = PACKAGE / f"{name}.py"
+    tree = ast.parse(path.read_text())
+    defined = [node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))]
+    assert defined == [], f"{name}.py should only re-export {SHIMS[name]}/, but defines {defined}"
+
+
+def test_the_rules_catch_a_forbidden_import(tmp_path, monkeypatch):
+    """The checker itself: an engine module that imports a layer is reported."""
+    fake = tmp_path / "nn_from_scratch" / "engine"
+    fake.mkdir(parents=True)
+    (fake / "bad.py").write_text("from ..nodes import Linear\nfrom . import workspace\n")
+    monkeypatch.setattr(__import__(__name__), "PACKAGE", tmp_path / "nn_from_scratch")
+    found = list(_imports(fake / "bad.py"))
+    assert [target for _, target in found] == ["nn_from_scratch.nodes", "nn_from_scratch.engine.workspace"]
+    assert [_room(target) for _, target in found] == ["nodes", "engine"]
