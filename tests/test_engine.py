@@ -34,7 +34,7 @@ def _fast_in_fresh_process(value):
         env[engine.ENVIRONMENT_VARIABLE] = value
     code = ("import numpy as np; from nn_from_scratch import engine; from nn_from_scratch.nodes import Conv2d\n"
             "layer = Conv2d(1, 1, 3, padding=1, rng=0); layer.forward(np.ones((1, 1, 4, 4)))\n"
-            "print(engine.fast_enabled(), layer._ctx.fast is not None)")
+            "print(engine.fast_enabled(), layer.pending.fast is not None)")
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -126,7 +126,7 @@ def _pass(layer, x, g, *, fast_on, stride_one=True):
     engine.set_fast(fast_on)
     layer.zero_grad()
     y = layer.forward(x)
-    assert (layer._ctx.fast is not None) == (fast_on and stride_one)  # the path really taken
+    assert (layer.pending.fast is not None) == (fast_on and stride_one)  # the path really taken
     dx = layer.backward(g)
     grads = [p.grad.copy() for p in layer.parameters()]
     return [y, dx] + grads

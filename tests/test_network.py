@@ -184,11 +184,9 @@ def test_a_loss_count_correct_of_none_means_no_accuracy(rng):
 class CountingNode(Node):
     """The identity, counting the training passes in a buffer (a node with state of its own, not BatchNorm)."""
 
-    _buffer_names = ("passes",)
-
     def __init__(self):
         super().__init__()
-        self.passes = np.zeros((), dtype=np.int64)
+        self.register_buffer("passes", np.zeros((), dtype=np.int64))
 
     def _forward(self, x, ctx):
         if ctx.update_state and self.training:

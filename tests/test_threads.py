@@ -221,7 +221,7 @@ def test_a_backward_after_another_thread_replaced_the_pass_raises(rng):
         model.forward(xb)  # cached; then the other thread's pass replaces it
         gate.gate.set()
         for _ in range(HANG_GUARD_S * 100):  # until the other forward has finished
-            if model._ctx.x is not xb:
+            if model.pending.x is not xb:
                 break
             finish.wait(0.01)
         with pytest.raises(ConcurrentUseError, match="Sequential.backward: .* another thread"):
@@ -285,7 +285,7 @@ def test_a_copy_of_a_pending_model_belongs_to_no_thread(rng):
     x, g = rng.standard_normal((3, 1, 8, 8)), rng.standard_normal((3, 3))
     model.forward(x)  # this thread, still running, owns the pass
     for twin in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
-        assert twin._ctx.thread is None
+        assert twin.pending.thread is None
         dx = run_in_thread(twin.backward, g)
         np.testing.assert_array_equal(dx, model.backward(g, reset_after=False))
     model.reset()

@@ -45,7 +45,7 @@ def test_plot_jacobian_of_a_batch_is_a_centred_heatmap(tmp_path, rng):
     assert "input" in heatmap.get_xlabel() and "output" in heatmap.get_ylabel()
     assert [t.get_text() for t in heatmap.get_xticklabels()][:2] == ["0,0", "0,1"]
     assert len(heatmap.texts) == 64  # small matrices are annotated
-    assert node._ctx is None  # the node is left as it was
+    assert node.pending is None  # the node is left as it was
 
 
 def test_plot_jacobian_of_a_network_and_of_a_constant_zero_jacobian(tmp_path, rng):

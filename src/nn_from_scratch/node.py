@@ -344,9 +344,7 @@ class Node(KeepsPass):
 
     def named_buffers(self, prefix: str = "") -> Iterator[Tuple[str, np.ndarray]]:
         """Non-trainable state saved with the model (running statistics), declared by :meth:`register_buffer`."""
-        names = list(vars(self).get("_buffers", ()))
-        names += [n for n in getattr(self, "_buffer_names", ()) if n not in names]  # transitional: the old declaration
-        for name in names:
+        for name in vars(self).get("_buffers", ()):
             value = getattr(self, name)
             if value is not None:
                 yield prefix + name, value
