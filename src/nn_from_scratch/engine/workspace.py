@@ -36,7 +36,9 @@ class Workspace:
 
     def take(self, shape: Tuple[int, ...], dtype: Any) -> np.ndarray:
         """A C-contiguous array of ``shape`` and ``dtype`` with arbitrary contents, now the caller's."""
-        key = (tuple(int(d) for d in shape), np.dtype(dtype))
+        if type(shape) is not tuple:  # callers on hot paths pass tuples of ints: no conversion for them
+            shape = tuple(int(d) for d in shape)
+        key = (shape, np.dtype(dtype))
         free = self._free.get(key)
         if free:
             try:

@@ -176,7 +176,7 @@ class Optimizer:
         self.step_count: int = 0
         self._workspace = Workspace(keep=4)  # scratch for the updates (copies and pickles of it are empty)
         self._scratch_sizes: Dict[np.dtype, int] = {}  # per dtype: the size of its largest parameter
-        self._scratch_taken: List[np.ndarray] = []  # taken from the workspace for the update under way
+        self._scratch_taken: Dict[np.dtype, List[np.ndarray]] = {}  # per dtype: taken for the step under way
 
     # -- hyper-parameters ---------------------------------------------------
     @property
@@ -230,11 +230,11 @@ class Optimizer:
                     f"{type(self).__name__}.step: parameter {i} has a gradient of {described}; expected an array "
                     f"of shape {p.value.shape}, dtype {p.value.dtype}"
                 )
-        for p, state in zip(self.params, self.state):
-            try:
+        try:
+            for p, state in zip(self.params, self.state):
                 self._update(p, state)
-            finally:
-                self._give_back_scratch()
+        finally:
+            self._give_back_scratch()
         self.step_count += 1
 
     def _update(self, p: Parameter, state: Dict[str, Any]) -> None:  # pragma: no cover
@@ -246,21 +246,28 @@ class Optimizer:
         Views of flat arrays from the engine workspace, as large as the
         largest parameter of that dtype (so every parameter of a dtype shares
         the same few arrays, and no step after the first allocates any);
-        :meth:`step` gives them back once the parameter is updated.
+        The parameters of one step share them (each update is done before the
+        next begins); :meth:`step` gives them back when the step is over.
         """
         dtype, n = like.dtype, like.size
         size = self._scratch_sizes.get(dtype, -1)
         if size < n:
             size = max([n] + [p.value.size for p in self.params if p.value.dtype == dtype])
             self._scratch_sizes[dtype] = size
-        arrays = [self._workspace.take((size,), dtype) for _ in range(count)]
-        self._scratch_taken.extend(arrays)
-        return [a[:n].reshape(like.shape) for a in arrays]
+        taken = self._scratch_taken.setdefault(dtype, [])
+        if taken and taken[0].size < size:  # a larger parameter of this dtype appeared: take larger arrays
+            self._give_back_scratch()
+            taken = self._scratch_taken.setdefault(dtype, [])
+        while len(taken) < count:
+            taken.append(self._workspace.take((size,), dtype))
+        return [a[:n].reshape(like.shape) for a in taken[:count]]
 
     def _give_back_scratch(self) -> None:
-        """Return the scratch arrays of the update just done to the workspace."""
-        while self._scratch_taken:
-            self._workspace.give(self._scratch_taken.pop())
+        """Return the scratch arrays of the step just done to the workspace."""
+        for taken in self._scratch_taken.values():
+            while taken:
+                self._workspace.give(taken.pop())
+        self._scratch_taken.clear()
 
     def _effective_grad(
         self, p: Parameter, weight_decay: float, maximize: bool, out: np.ndarray
