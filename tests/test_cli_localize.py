@@ -82,7 +82,7 @@ def test_localize_without_matplotlib_says_the_png_was_skipped(tmp_path, capsys, 
     code, stdout, _ = run(capsys, "train", *TINY, "--epochs", "1", "--out", str(tmp_path / "loc.npz"))
     assert code == 0
     skipped = [line for line in stdout.splitlines() if "PNG" in line]
-    assert skipped == ['no PNG saved: matplotlib is not installed (pip install matplotlib (or pip install ".[plot]" from a checkout of this project))']
+    assert skipped == ['no PNG saved: matplotlib is not installed; pip install matplotlib (or pip install ".[plot]" from a checkout of this project)']
     assert sorted(p.name for p in tmp_path.iterdir()) == ["loc.npz"]
 
 

@@ -131,7 +131,7 @@ def train(args: argparse.Namespace, parser: argparse.ArgumentParser, task: Task)
     if not save_weights(out, network.model, metadata):
         return 1
     if not viz.available():
-        print(f"no PNG saved: matplotlib is not installed ({extras.install_hint('matplotlib')})")
+        print(f"no PNG saved: matplotlib is not installed; {extras.install_hint('matplotlib')}")
         return 0
     curves = viz.plot_history(history, validation_label="test",  # fit's validation data is the test split
                               title=f"{describe_model(config)} on {args.dataset}, {args.optimizer} lr={args.lr:g}")
