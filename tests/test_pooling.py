@@ -301,24 +301,27 @@ def test_pools_reject_a_kernel_larger_than_the_padded_input(torch, cls):
 
 @pytest.mark.parametrize("cls", [MaxPool2d, AvgPool2d])
 def test_pools_reject_bad_geometry(torch, cls):
-    with pytest.raises(ValueError, match="stride must be positive, got 0"):
+    with pytest.raises(ValueError, match="stride must be a positive integer or a pair of positive integers, got 0"):
         cls(2, stride=0)
-    with pytest.raises(ValueError, match=r"stride must be positive, got \(1, -1\)"):
+    with pytest.raises(ValueError, match=r"stride must be a positive integer or a pair of positive integers, "
+                                         r"got \(1, -1\)"):
         cls(2, stride=(1, -1))
-    with pytest.raises(ValueError, match="kernel_size must be positive, got 0"):
+    with pytest.raises(ValueError, match="kernel_size must be a positive integer or a pair of positive integers, "
+                                         "got 0"):
         cls(0)
-    with pytest.raises(ValueError, match="padding must be non-negative, got -1"):
+    with pytest.raises(ValueError, match="padding must be a non-negative integer or a pair of non-negative integers, got -1"):
         cls(2, padding=-1)
     with pytest.raises(ValueError, match=r"padding should be at most half of kernel size, got padding=\(2, 2\) "
                                          r"and kernel_size=\(3, 3\)"):
         cls(3, padding=2)
     with pytest.raises(RuntimeError, match="pad should be"):
         torch.nn.functional.max_pool2d(torch.zeros(1, 1, 8, 8), 3, padding=2)
-    with pytest.raises(TypeError, match="kernel_size must be an integer or a pair of integers"):
+    # the same rule and message as Conv2d's settings (one helper, nodes.windows.as_pair)
+    with pytest.raises(ValueError, match="kernel_size must be a positive integer or a pair of positive integers"):
         cls((2, 2, 2))
-    with pytest.raises(TypeError, match="kernel_size must be an integer or a pair of integers"):
+    with pytest.raises(ValueError, match="kernel_size must be a positive integer or a pair of positive integers"):
         cls(2.0)
-    with pytest.raises(TypeError, match="stride must be an integer or a pair of integers"):
+    with pytest.raises(ValueError, match="stride must be a positive integer or a pair of positive integers"):
         cls(2, stride=True)
 
 

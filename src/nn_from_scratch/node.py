@@ -83,7 +83,6 @@ prediction and a target, which containers refuse.
 from __future__ import annotations
 
 import threading
-from abc import ABC, abstractmethod
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -404,51 +403,5 @@ class Node(KeepsPass):
         return f"{type(self).__name__}({self.extra_repr()})"
 
 
-class Criterion(KeepsPass, ABC):
-    r"""A loss: a function :math:`L(\hat y, t)` of a prediction and a target, not a layer.
-
-    A criterion ends a model rather than sitting inside one, so the
-    containers refuse it.  The faces: ``forward(prediction, target)`` (keeps
-    the pass), ``backward(dL_dy=1.0, reset_after=True)`` returning
-    :math:`\partial L/\partial\hat y` (scaled by ``dL_dy``), and
-    ``value(prediction, target)`` (no pass kept).  The context calls mirror
-    :class:`Node`'s: ``run(prediction, target, update_state=True)``,
-    ``backward_from(ctx, dL_dy=1.0)``, ``vjp_from`` and ``jacobian_from``
-    (:math:`\partial L/\partial\hat y` with shape ``loss.shape + prediction.shape``).
-    """
-
-    _kind = "loss"
-
-    @abstractmethod
-    def forward(self, prediction: Any, target: Any) -> Any:
-        """The loss of ``prediction`` against ``target``; keeps the pass for ``backward``."""
-
-    def __call__(self, prediction: Any, target: Any) -> Any:
-        return self.forward(prediction, target)
-
-    @abstractmethod
-    def backward(self, dL_dy: Any = 1.0, reset_after: bool = True) -> np.ndarray:
-        """``dL/dprediction`` for the last forward, scaled by ``dL_dy``."""
-
-    @abstractmethod
-    def value(self, prediction: Any, target: Any = None) -> Any:
-        """The loss without keeping a pass or changing any state."""
-
-    @abstractmethod
-    def run(self, prediction: Any, target: Any, *, update_state: bool = True) -> Context:
-        """Check the prediction and target, and compute the loss into a new Context."""
-
-    @abstractmethod
-    def backward_from(self, ctx: Context, dL_dy: Any = 1.0) -> np.ndarray:
-        """``dL/dprediction`` for the pass ``ctx``, scaled by ``dL_dy``."""
-
-    def vjp_from(self, ctx: Context, dL_dy: Any = 1.0) -> np.ndarray:
-        """The same as :meth:`backward_from`: a criterion has no parameters to leave untouched."""
-        return self.backward_from(ctx, dL_dy)
-
-    @abstractmethod
-    def jacobian_from(self, ctx: Context) -> np.ndarray:
-        """The derivative of the loss value(s) of the pass ``ctx`` with respect to the prediction."""
-
-
+from .criterion import Criterion  # noqa: E402  (the loss protocol; containers refuse it)
 from .node_shortcuts import ElementwiseNode, RowwiseNode  # noqa: E402  (they build on Node)

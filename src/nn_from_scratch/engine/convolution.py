@@ -85,8 +85,6 @@ larger ones are rebuilt block by block in the backward pass, where they are used
 
 _PRODUCT_CHUNK = 8192
 
-#: (height, width) settings, already checked and normalised by the layer.
-Pair = Tuple[int, int]
 
 
 def _output_size(input_shape: Tuple[int, ...], kernel: Tuple[int, int], padding: Tuple[int, int],
@@ -122,7 +120,8 @@ class WideColumns:
     the block and C-contiguous.
     """
 
-    def __init__(self, input_shape: Sequence[int], kernel_size: Pair, padding: Pair = (0, 0), dilation: Pair = (1, 1),
+    def __init__(self, input_shape: Sequence[int], kernel_size: Tuple[int, int], padding: Tuple[int, int] = (0, 0),
+                 dilation: Tuple[int, int] = (1, 1),
                  workspace: Optional[Workspace] = None, dtype: Any = np.float64,
                  block_bytes: Optional[int] = None) -> None:
         self.workspace = workspace if workspace is not None else Workspace(keep=0)

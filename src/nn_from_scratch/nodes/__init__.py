@@ -3,7 +3,8 @@ from ..node import Context, ElementwiseNode, Node, RowwiseNode
 from .activations import ELU, GELU, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
 from .convolution import Conv2d
 from .linear import Linear
-from .pooling import AdaptiveAvgPool2d, AvgPool2d, GlobalAvgPool2d, MaxPool2d
+from .adaptive_pooling import AdaptiveAvgPool2d, GlobalAvgPool2d
+from .pooling import AvgPool2d, MaxPool2d
 from .regularization import BatchNorm1d, BatchNorm2d, Dropout
 from .shape import Flatten, Reshape, Vectorization
 from .softmax import LogSoftMax, NormalizedSoftMax, SoftMax

@@ -65,7 +65,7 @@ from typing import Any, Callable, Dict, List, Sequence, Tuple, Union
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-__all__ = ["Pair", "as_pair", "col2im", "conv_output_size", "im2col", "pad", "scatter", "windows"]
+__all__ = ["Pair", "as_pair", "check_images", "col2im", "conv_output_size", "im2col", "pad", "scatter", "windows"]
 
 Pair = Union[int, Sequence[int]]
 Pairs = Tuple[int, int]
@@ -284,3 +284,11 @@ def scatter(
     if ph == 0 and pw == 0:
         return dxp
     return np.ascontiguousarray(dxp[:, :, ph:ph + input_shape[2], pw:pw + input_shape[3]])
+
+
+def check_images(node: Any, x: np.ndarray) -> None:
+    """Refuse anything but a 4-d ``(N, C, H, W)`` batch, naming the node."""
+    if x.ndim != 4:
+        raise ValueError(
+            f"{type(node).__name__} expects 4-d input (N, C, H, W), got {x.ndim}-d input of shape {x.shape}"
+        )
