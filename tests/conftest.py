@@ -1,4 +1,4 @@
-"""Shared fixtures: the PyTorch oracle and seeded random generators."""
+"""Shared fixtures: the PyTorch oracle, seeded random generators, both model-file formats, both engine paths."""
 from __future__ import annotations
 
 import os
@@ -25,6 +25,35 @@ def torch():
         pytest.skip(message)
     torch_module.set_num_threads(1)
     return torch_module
+
+
+#: The model-file formats, by suffix.
+SUFFIXES = [".npz", ".safetensors"]
+
+
+@pytest.fixture(params=SUFFIXES)
+def suffix(request):
+    """Each model-file format; ``.safetensors`` needs the safetensors extra (required in CI, as the oracle is)."""
+    if request.param == ".safetensors":
+        try:
+            import safetensors  # noqa: F401
+        except ImportError:  # pragma: no cover - depends on the machine
+            message = "the safetensors extra is not installed (pip install safetensors)"
+            if REQUIRE_ORACLE:
+                pytest.fail(message + " (NN_FROM_SCRATCH_REQUIRE_ORACLE=1 is set)")
+            pytest.skip(message)
+    return request.param
+
+
+@pytest.fixture(params=["fast", "textbook"])
+def engine_path(request):
+    """Run the test with the fast engine on, and again on the textbook paths (see nn_from_scratch.engine)."""
+    from nn_from_scratch import engine
+
+    previous = engine.fast_enabled()
+    engine.set_fast(request.param == "fast")
+    yield request.param
+    engine.set_fast(previous)
 
 
 @pytest.fixture

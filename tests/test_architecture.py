@@ -38,6 +38,8 @@ ALLOWED: Dict[str, Set[str]] = {
 #: Old module paths kept for users' imports: each only re-exports its new home.
 SHIMS = {"network": "training", "serialization": "files", "sequential": "containers", "parallel": "containers",
          "rowblocks": "engine", "allocator": "engine", "progress": "training"}
+#: Old paths inside a room, re-exporting a neighbour (path relative to the package -> where the code lives).
+INNER_SHIMS = {"nodes/im2col.py": "nodes/windows.py and engine/convolution.py", "nodes/workspace.py": "engine/workspace.py"}
 #: The command line and the package's front door may import anything.
 FREE = {"cli", "__main__", "__init__"}
 
@@ -98,12 +100,12 @@ def test_imports_follow_the_layering(path):
     assert broken == [], f"{path.relative_to(PACKAGE)} ({room}) may import only {sorted(allowed)}: {broken}"
 
 
-@pytest.mark.parametrize("name", sorted(SHIMS))
-def test_old_module_paths_only_re_export(name):
-    path = PACKAGE / f"{name}.py"
-    tree = ast.parse(path.read_text())
+@pytest.mark.parametrize("relative, home", sorted({**{f"{n}.py": f"{h}/" for n, h in SHIMS.items()},
+                                                     **INNER_SHIMS}.items()))
+def test_old_module_paths_only_re_export(relative, home):
+    tree = ast.parse((PACKAGE / relative).read_text())
     defined = [node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))]
-    assert defined == [], f"{name}.py should only re-export {SHIMS[name]}/, but defines {defined}"
+    assert defined == [], f"{relative} should only re-export {home}, but defines {defined}"
 
 
 def test_the_rules_catch_a_forbidden_import(tmp_path, monkeypatch):

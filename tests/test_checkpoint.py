@@ -17,14 +17,6 @@ from nn_from_scratch.nodes import BatchNorm1d, Dropout, Linear, ReLU
 from nn_from_scratch.optim import SGD, Adam, CosineAnnealingLR, RMSProp
 from nn_from_scratch.serialization import load_arrays, load_model_state, save_model
 
-SUFFIXES = [".npz", ".safetensors"]
-
-
-@pytest.fixture(params=SUFFIXES)
-def suffix(request):
-    if request.param == ".safetensors":
-        pytest.importorskip("safetensors", reason="the safetensors extra is not installed")
-    return request.param
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from nn_from_scratch.gradcheck import assert_gradients
-from nn_from_scratch import engine
+
 from nn_from_scratch.nodes.convolution import Conv2d
 
 KERNELS = [(1, 1), (3, 3), (2, 3), (3, 2)]
@@ -19,15 +19,6 @@ GRID = list(itertools.product(KERNELS, STRIDES, PADDINGS, DILATIONS))
 # every dilated kernel (at most 2*(3-1)+1 = 5 wide) fits in these images, with or without padding
 GRADCHECK_SHAPE = (2, 2, 5, 6)  # N, C_in, H, W; C_out = 3
 ORACLE_SHAPE = (3, 3, 7, 6)  # N, C_in, H, W; C_out = 4
-
-
-@pytest.fixture(params=["fast", "textbook"])
-def engine_path(request):
-    """Run the test with the fast engine on, and again on the textbook paths (see nn_from_scratch.engine)."""
-    previous = engine.fast_enabled()
-    engine.set_fast(request.param == "fast")
-    yield request.param
-    engine.set_fast(previous)
 
 
 def grid_id(config):

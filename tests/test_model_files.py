@@ -42,14 +42,6 @@ from nn_from_scratch.serialization import (
 )
 
 MiB = 1 << 20
-SUFFIXES = [".npz", ".safetensors"]
-
-
-@pytest.fixture(params=SUFFIXES)
-def suffix(request):
-    if request.param == ".safetensors":
-        pytest.importorskip("safetensors", reason="the safetensors extra is not installed")
-    return request.param
 
 
 def peak_while(call) -> int:

@@ -289,7 +289,7 @@ def test_fit_progress_takes_three_values(digits, monkeypatch, mode):
     assert ("\r" in text) == (mode is True), text  # only the live bar redraws its line
 
 
-@pytest.mark.parametrize("mode", ["bar", 2, None])
+@pytest.mark.parametrize("mode", ["bar", 2, None, 0, 1, 0.0, np.True_])  # 0 == False and 1 == True, but are not them
 def test_fit_refuses_other_progress_values_before_training(digits, mode):
     X_train, y_train, _, _ = digits
     network = make_network()

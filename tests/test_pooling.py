@@ -25,15 +25,6 @@ PADDINGS = [0, 1]
 GRID = list(itertools.product(KERNELS, STRIDES, PADDINGS))
 GRID_IDS = [f"k{k[0]}x{k[1]}-s{s}-p{p}" for k, s, p in GRID]
 
-
-@pytest.fixture(params=["fast", "textbook"])
-def engine_path(request):
-    """Run the test with the fast engine on, and again on the textbook paths (see nn_from_scratch.engine)."""
-    previous = engine.fast_enabled()
-    engine.set_fast(request.param == "fast")
-    yield request.param
-    engine.set_fast(previous)
-
 # (name, our node factory, torch function factory)
 POOLS = {
     "max": (

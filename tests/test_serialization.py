@@ -30,13 +30,6 @@ from nn_from_scratch.serialization import (
 SUFFIXES = [".npz", ".safetensors"]
 
 
-@pytest.fixture(params=SUFFIXES)
-def suffix(request):
-    if request.param == ".safetensors":
-        pytest.importorskip("safetensors", reason="the safetensors extra is not installed")
-    return request.param
-
-
 def make_model(seed=0, dtype=np.float32):
     """Linear -> BatchNorm1d -> ReLU -> Linear: parameters, float buffers and a 0-d int64 buffer."""
     return Sequential(Linear(5, 4, rng=seed, dtype=dtype), BatchNorm1d(4, dtype=dtype), ReLU(),

@@ -142,7 +142,7 @@ def check_node(
     ``jacobian_from``, and each Jacobian block against
     :func:`numerical_jacobian`; with ``parameters=True``, each parameter's
     accumulated gradient against finite differences of
-    :math:`\sum_o\langle g_o, f_o(x)angle`.  Only the context calls are
+    :math:`\sum_o\langle g_o, f_o(x)\rangle`.  Only the context calls are
     used, with ``update_state=False``: the node's pending pass and state are
     untouched and its parameters' gradients are restored afterwards.  For a
     loss (a :class:`~nn_from_scratch.node.Criterion`), pass ``target``: it is

@@ -87,6 +87,14 @@ _PRODUCT_CHUNK = 8192
 
 
 
+def _pair(value: Any) -> Tuple[int, int]:
+    """An int or a (height, width) pair as a pair of ints (the layer has already checked its settings)."""
+    if isinstance(value, (int, np.integer)):
+        return int(value), int(value)
+    first, second = value
+    return int(first), int(second)
+
+
 def _output_size(input_shape: Tuple[int, ...], kernel: Tuple[int, int], padding: Tuple[int, int],
                  dilation: Tuple[int, int]) -> Tuple[int, int]:
     """``(H_out, W_out)`` at stride 1; ``ValueError`` when the dilated kernel is larger than the padded input."""
@@ -120,13 +128,12 @@ class WideColumns:
     the block and C-contiguous.
     """
 
-    def __init__(self, input_shape: Sequence[int], kernel_size: Tuple[int, int], padding: Tuple[int, int] = (0, 0),
-                 dilation: Tuple[int, int] = (1, 1),
+    def __init__(self, input_shape: Sequence[int], kernel_size: Any, padding: Any = 0, dilation: Any = 1,
                  workspace: Optional[Workspace] = None, dtype: Any = np.float64,
                  block_bytes: Optional[int] = None) -> None:
         self.workspace = workspace if workspace is not None else Workspace(keep=0)
         self.input_shape = tuple(int(d) for d in input_shape)
-        (kh, kw), (ph, pw), (dh, dw) = kernel_size, padding, dilation
+        (kh, kw), (ph, pw), (dh, dw) = _pair(kernel_size), _pair(padding), _pair(dilation)
         ho, wo = _output_size(self.input_shape, (kh, kw), (ph, pw), (dh, dw))
         n, c, h, w = self.input_shape
         self.kernel, self.padding, self.out = (kh, kw), (ph, pw), (ho, wo)

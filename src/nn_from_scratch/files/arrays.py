@@ -112,10 +112,6 @@ def _require_file(path: Path) -> int:
     return path.stat().st_size
 
 
-def _native(array: np.ndarray) -> np.ndarray:
-    """A writable, C-contiguous, native-byte-order array owning its data."""
-    return np.array(array, dtype=array.dtype.newbyteorder("="), order="C", copy=True)
-
 
 class ArrayInfo(NamedTuple):
     """What a file declares about one array, before its data are read."""

@@ -29,8 +29,7 @@ from ..node import Context, ElementwiseNode
 from .float16 import half_in_float32
 from .special import erf, erfc, pick
 
-__all__ = ["ELU", "GELU", "LeakyReLU", "ReLU", "Sigmoid", "Softplus", "Tanh", "erf", "erfc", "half_in_float32",
-           "sigmoid"]
+__all__ = ["ELU", "GELU", "LeakyReLU", "ReLU", "Sigmoid", "Softplus", "Tanh", "erf", "erfc", "sigmoid"]
 
 
 class ReLU(ElementwiseNode):
@@ -272,16 +271,6 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     nonnegative = np.asarray(x >= 0).astype(x.dtype)  # an array even for 0-d x, to write into
     numerator = np.maximum(e, nonnegative, out=nonnegative)  # 1 where x >= 0, else e (NaN stays NaN)
     return numerator / (x.dtype.type(1) + e)
-
-
-
-def _check_real(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value
 
 
 def _check_real(name: str, value: Any) -> float:

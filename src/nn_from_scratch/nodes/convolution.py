@@ -41,13 +41,6 @@ from .windows import Pair, as_pair, col2im, conv_output_size, im2col
 __all__ = ["Conv2d"]
 
 
-def _same(value: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
-    """``value`` itself, or copied into ``out`` (for :meth:`Parameter.accumulate`, which may pass the gradient)."""
-    if out is None:
-        return value
-    out[...] = value  # ``out`` may be any layout: assign, never write through a reshape
-    return out
-
 
 class Conv2d(Node):
     r"""2-d convolution (cross-correlation, as in deep learning) of ``(N, C_in, H, W)`` images.
@@ -231,9 +224,9 @@ class Conv2d(Node):
             dx, dweight, dbias = fast.backward(g, ctx.fast, self.weight.value, input_grad=input_grad,
                                                parameter_grads=parameter_grads)
             if dweight is not None:
-                self.weight.accumulate(_same, dweight)
+                self.weight.accumulate(dweight)
             if dbias is not None:
-                self.bias.accumulate(_same, dbias)
+                self.bias.accumulate(dbias)
         return None if dx is None else dx.reshape(ctx.x.shape).astype(ctx.x.dtype, copy=False)
 
     def _backward(self, g: np.ndarray, ctx: Context, input_grad: bool) -> Optional[np.ndarray]:

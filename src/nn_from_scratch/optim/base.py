@@ -11,7 +11,7 @@ Each step runs on every mini-batch, so the updates use in-place ufuncs with
 ``out=`` and two scratch buffers per dtype instead of allocating
 temporaries.  The scratch buffers come from the engine's scratch memory (a
 :class:`~nn_from_scratch.engine.workspace.Workspace`, the pool the
-convolution uses) and go back to it after each parameter's update.
+convolution uses); one step's parameters share them, and they go back when the step is over.
 
 :meth:`Optimizer.state_dict` / :meth:`Optimizer.load_state_dict` capture the
 hyper-parameters (including the current learning rate, which schedulers
@@ -245,7 +245,7 @@ class Optimizer:
 
         Views of flat arrays from the engine workspace, as large as the
         largest parameter of that dtype (so every parameter of a dtype shares
-        the same few arrays, and no step after the first allocates any);
+        the same few arrays, and no step after the first allocates any).
         The parameters of one step share them (each update is done before the
         next begins); :meth:`step` gives them back when the step is over.
         """

@@ -84,7 +84,7 @@ def summary_lines(description: str, stats: Dict[str, float], seconds: float, rat
 
 def check_progress_mode(mode: Any, name: str = "progress") -> None:
     """Refuse anything but the three :data:`PROGRESS_MODES` (``True``, ``False``, ``"epochs"``) with ``ValueError``."""
-    if mode not in PROGRESS_MODES:
+    if not (mode is True or mode is False or (isinstance(mode, str) and mode == "epochs")):  # 0 == False: no
         raise ValueError(f"{name} must be True, False or 'epochs', got {mode!r}")
 
 
