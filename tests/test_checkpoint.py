@@ -1,7 +1,6 @@
 """Checkpoints: exact resume (Adam, cosine schedule, shuffling, Dropout), Ctrl-C, refusals, and the command line."""
 from __future__ import annotations
 
-import errno
 import os
 import shlex
 
@@ -16,6 +15,8 @@ from nn_from_scratch.network import CheckpointError, TrainingInterrupted, node_g
 from nn_from_scratch.nodes import BatchNorm1d, Dropout, Linear, ReLU
 from nn_from_scratch.optim import SGD, Adam, CosineAnnealingLR, RMSProp
 from nn_from_scratch.serialization import load_arrays, load_model_state, save_model
+
+from file_helpers import fill_the_disk
 
 
 
@@ -209,26 +210,7 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path, data, monkey
     path = tmp_path / "run.npz"
     fit(make_network(), data, epochs=1, checkpoint=path)
     good = path.read_bytes()
-    original = os.fdopen
-
-    class Full:  # the file a save writes through, on a disk that fills up at the first write
-        def __init__(self, handle):
-            self.handle = handle
-
-        def write(self, chunk):
-            self.handle.write(bytes(chunk)[:10])
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-        def __getattr__(self, name):
-            return getattr(self.handle, name)
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.handle.close()
-
-    monkeypatch.setattr(os, "fdopen", lambda fd, *args, **kwargs: Full(original(fd, *args, **kwargs)))
+    fill_the_disk(monkeypatch, budget=10)  # the disk fills up at the first write
     with pytest.raises(OSError, match="No space left"):
         fit(make_network(), data, epochs=2, checkpoint=path)
     assert path.read_bytes() == good

@@ -14,7 +14,6 @@ from __future__ import annotations
 import gzip
 import json
 import struct
-import tracemalloc
 import zipfile
 
 import numpy as np
@@ -30,6 +29,8 @@ from nn_from_scratch.network import CheckpointError
 from nn_from_scratch.nodes import BatchNorm1d, Dropout, Linear
 from nn_from_scratch.optim import Adam
 from nn_from_scratch.serialization import load_model_state, safetensors_available, save_model
+
+from file_helpers import peak_while
 
 IDX_EXAMPLES = 300
 MODEL_FILE_EXAMPLES = 200
@@ -77,14 +78,7 @@ def reader_refuses_clearly(read):
         return None
 
 
-def peak_while(call) -> int:
-    tracemalloc.start()
-    try:
-        call()
-    finally:
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-    return peak
+
 
 
 # --------------------------------------------------------------------------- IDX

@@ -27,6 +27,8 @@ from nn_from_scratch.serialization import (
     unflatten_state,
 )
 
+from file_helpers import fill_the_disk
+
 SUFFIXES = [".npz", ".safetensors"]
 
 
@@ -329,33 +331,6 @@ def test_npz_members_that_are_not_arrays(tmp_path):
 
 
 # ------------------------------------------------------------------ atomic writes
-class FailingFile:
-    """A file object that writes ``budget`` bytes, then fails as a full disk does."""
-
-    def __init__(self, handle, budget, error):
-        self.handle, self.budget, self.error = handle, budget, error
-        self.written = 0
-
-    def write(self, data):
-        data = bytes(data)
-        room = self.budget - self.written
-        if len(data) > room:
-            self.handle.write(data[:max(room, 0)])
-            self.written += max(room, 0)
-            raise self.error
-        self.written += len(data)
-        return self.handle.write(data)
-
-    def __getattr__(self, name):
-        return getattr(self.handle, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.handle.close()
-
-
 def leftover_files(directory):
     return sorted(name for name in os.listdir(directory) if name.startswith("."))
 
@@ -366,8 +341,7 @@ def test_a_write_that_fails_part_way_keeps_the_old_file(tmp_path, suffix, monkey
     path = save_model(tmp_path / f"model{suffix}", trained_model(seed=0), {"version": "old"})
     old_bytes = path.read_bytes()
     budget = int(fraction * len(old_bytes))
-    original = os.fdopen  # the file object the save writes through, wrapped to fail as a full disk does
-    monkeypatch.setattr(os, "fdopen", lambda fd, *args: FailingFile(original(fd, *args), budget, error))
+    fill_the_disk(monkeypatch, budget, error)  # the file object the save writes through fails part way
     with pytest.raises(type(error)):
         save_model(path, trained_model(seed=1), {"version": "new"})
     assert path.read_bytes() == old_bytes
