@@ -1,12 +1,23 @@
 """Shared fixtures: the PyTorch oracle, seeded random generators, both model-file formats, both engine paths."""
 from __future__ import annotations
 
+import importlib
 import os
 
 import numpy as np
 import pytest
 
 REQUIRE_ORACLE = os.environ.get("NN_FROM_SCRATCH_REQUIRE_ORACLE") == "1"
+
+
+def required(module: str, message: str):
+    """Import ``module`` for a test; without it the test skips, or fails where CI sets NN_FROM_SCRATCH_REQUIRE_ORACLE=1."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:  # pragma: no cover - depends on the machine
+        if REQUIRE_ORACLE:
+            pytest.fail(message + " (NN_FROM_SCRATCH_REQUIRE_ORACLE=1 is set)")
+        pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
@@ -16,13 +27,7 @@ def torch():
     Skips the test when torch is not installed, unless the environment sets
     NN_FROM_SCRATCH_REQUIRE_ORACLE=1 (CI does), in which case it fails.
     """
-    try:
-        import torch as torch_module
-    except ImportError:  # pragma: no cover - depends on the machine
-        message = "torch is not installed; the PyTorch oracle tests need torch==2.13.0"
-        if REQUIRE_ORACLE:
-            pytest.fail(message + " (NN_FROM_SCRATCH_REQUIRE_ORACLE=1 is set)")
-        pytest.skip(message)
+    torch_module = required("torch", "torch is not installed; the PyTorch oracle tests need torch==2.13.0")
     torch_module.set_num_threads(1)
     return torch_module
 
@@ -35,13 +40,7 @@ SUFFIXES = [".npz", ".safetensors"]
 def suffix(request):
     """Each model-file format; ``.safetensors`` needs the safetensors extra (required in CI, as the oracle is)."""
     if request.param == ".safetensors":
-        try:
-            import safetensors  # noqa: F401
-        except ImportError:  # pragma: no cover - depends on the machine
-            message = "the safetensors extra is not installed (pip install safetensors)"
-            if REQUIRE_ORACLE:
-                pytest.fail(message + " (NN_FROM_SCRATCH_REQUIRE_ORACLE=1 is set)")
-            pytest.skip(message)
+        required("safetensors", "the safetensors extra is not installed (pip install safetensors)")
     return request.param
 
 

@@ -422,15 +422,21 @@ def mutated_checkpoints(arrays, metadata, count, seed):
         yield what, new_arrays, new_metadata
 
 
-@pytest.mark.parametrize("kind", BIT_GENERATORS)
-def test_fuzzed_checkpoints_are_refused_whole_or_resumed(tmp_path, kind):
-    """Each mutated checkpoint is either refused with CheckpointError, leaving every piece of state
-    bit-identical, or resumed; no other error, and nothing half loaded."""
+def checkpointed_run(tmp_path, kind):
+    """Data, and the checkpoint of one epoch of ``small_network(kind)`` shuffled by a ``kind`` generator."""
     r = np.random.default_rng(0)
     X, y = r.standard_normal((16, 4)), r.integers(0, 3, 16)
     path = tmp_path / "run.npz"
     small_network(kind).fit(X, y, epochs=1, batch_size=8, rng=np.random.Generator(getattr(np.random, kind)(7)),
                             progress=False, checkpoint=path)
+    return X, y, path
+
+
+@pytest.mark.parametrize("kind", BIT_GENERATORS)
+def test_fuzzed_checkpoints_are_refused_whole_or_resumed(tmp_path, kind):
+    """Each mutated checkpoint is either refused with CheckpointError, leaving every piece of state
+    bit-identical, or resumed; no other error, and nothing half loaded."""
+    X, y, path = checkpointed_run(tmp_path, kind)
     arrays, metadata = load_arrays(path)
     assert metadata["rng"]["shuffle"]["bit_generator"] == kind
     network = small_network(kind)
@@ -476,11 +482,7 @@ def test_fuzzed_checkpoints_are_refused_whole_or_resumed(tmp_path, kind):
     ("Philox", ("bit_generator",), "PCG64"),
 ])
 def test_out_of_range_generator_states_are_refused_and_change_nothing(tmp_path, kind, where, value):
-    r = np.random.default_rng(0)
-    X, y = r.standard_normal((16, 4)), r.integers(0, 3, 16)
-    path = tmp_path / "run.npz"
-    small_network(kind).fit(X, y, epochs=1, batch_size=8, rng=np.random.Generator(getattr(np.random, kind)(7)),
-                            progress=False, checkpoint=path)
+    X, y, path = checkpointed_run(tmp_path, kind)
     arrays, metadata = load_arrays(path)
     for key in ("shuffle", "node/3.rng"):
         arrays2, metadata2 = dict(arrays), __import__("copy").deepcopy(metadata)

@@ -3,6 +3,7 @@ and inference from several threads at once."""
 from __future__ import annotations
 
 import sys
+import contextlib
 import threading
 
 import numpy as np
@@ -93,16 +94,13 @@ def small_model():
     return Sequential(Conv2d(1, 4, 3, padding=1, rng=0), ReLU(), MaxPool2d(2), Flatten(), Linear(4 * 4 * 4, 3, rng=1))
 
 
-def test_backward_from_another_thread_than_the_forward_raises(rng):
-    model = small_model()
-    x, g = rng.standard_normal((2, 1, 8, 8)), rng.standard_normal((2, 3))
-    run_in_thread(model.forward, x)
-    # the pass belongs to a thread that has ended: it can no longer race, so it may be taken over
-    assert model.backward(g).shape == x.shape
+@contextlib.contextmanager
+def held_by_another_thread(forward):
+    """Run ``forward()`` in a second thread that stays alive (so its kept pass is live) until the block ends."""
     hold, done = threading.Event(), threading.Event()
 
     def forward_and_wait():
-        model.forward(x)
+        forward()
         hold.set()
         done.wait(timeout=HANG_GUARD_S)
 
@@ -110,6 +108,19 @@ def test_backward_from_another_thread_than_the_forward_raises(rng):
     owner.start()
     try:
         assert hold.wait(timeout=HANG_GUARD_S)
+        yield
+    finally:
+        done.set()
+        owner.join(timeout=HANG_GUARD_S)
+
+
+def test_backward_from_another_thread_than_the_forward_raises(rng):
+    model = small_model()
+    x, g = rng.standard_normal((2, 1, 8, 8)), rng.standard_normal((2, 3))
+    run_in_thread(model.forward, x)
+    # the pass belongs to a thread that has ended: it can no longer race, so it may be taken over
+    assert model.backward(g).shape == x.shape
+    with held_by_another_thread(lambda: model.forward(x)):
         before = [p.grad.copy() for p in model.parameters()]
         with pytest.raises(ConcurrentUseError, match="Sequential.backward: .* another thread"):
             model.backward(g)
@@ -120,31 +131,15 @@ def test_backward_from_another_thread_than_the_forward_raises(rng):
         for p, grad in zip(model.parameters(), before):  # a refused call changes nothing
             np.testing.assert_array_equal(p.grad, grad)
         assert model.evaluate(x).shape == (2, 3)  # inference keeps no pass: always allowed
-    finally:
-        done.set()
-        owner.join(timeout=HANG_GUARD_S)
     model.forward(x)  # the owner has ended
     model.backward(g)
 
 
 def test_a_loss_refuses_a_backward_for_another_threads_forward(rng):
     loss = CrossEntropyLoss()
-    hold, done = threading.Event(), threading.Event()
-
-    def forward_and_wait():
-        loss.forward(rng.standard_normal((4, 3)), np.array([0, 1, 2, 0]))
-        hold.set()
-        done.wait(timeout=HANG_GUARD_S)
-
-    owner = threading.Thread(target=forward_and_wait)
-    owner.start()
-    try:
-        assert hold.wait(timeout=HANG_GUARD_S)
+    with held_by_another_thread(lambda: loss.forward(rng.standard_normal((4, 3)), np.array([0, 1, 2, 0]))):
         with pytest.raises(ConcurrentUseError, match="another thread"):
             loss.backward()
-    finally:
-        done.set()
-        owner.join(timeout=HANG_GUARD_S)
 
 
 class Gate(Node):
