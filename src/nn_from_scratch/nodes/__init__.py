@@ -1,5 +1,6 @@
 """All layers of the library, each a :class:`~nn_from_scratch.node.Node`."""
 from ..node import Context, ElementwiseNode, Node, RowwiseNode
+from .arithmetic import Add, Divide, Identity, Multiply, Scale, Subtract
 from .activations import ELU, GELU, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
 from .convolution import Conv2d
 from .linear import Linear
@@ -10,6 +11,12 @@ from .shape import Flatten, Reshape, Vectorization
 from .softmax import LogSoftMax, NormalizedSoftMax, SoftMax
 
 __all__ = [
+    "Add",
+    "Divide",
+    "Identity",
+    "Multiply",
+    "Scale",
+    "Subtract",
     "AdaptiveAvgPool2d",
     "AvgPool2d",
     "BatchNorm1d",

@@ -1,0 +1,283 @@
+r"""Arithmetic nodes: Add, Subtract, Multiply, Divide (several inputs, broadcast), Scale and Identity.
+
+The binary nodes broadcast their inputs as NumPy and torch do: the shapes
+are aligned on the right and a size-1 (or missing) axis is stretched.  A
+broadcast input is *used* several times, so its gradient is the sum of the
+output gradients over every place it was used: :func:`sum_to_shape` sums
+``g`` over the added leading axes and over each stretched axis,
+
+.. math::
+    \frac{\partial L}{\partial a_j} = \sum_{i \,:\, \operatorname{bcast}(i) = j}
+        g_i \, \frac{\partial y_i}{\partial a_{\operatorname{bcast}(i)}} .
+
+Each node states its local partial derivatives :math:`\partial y_i/\partial x_k`
+at one output element; the Jacobian block of input :math:`k`, of shape
+``y.shape + x_k.shape``, is that partial times the broadcast identity
+:math:`\delta_{\operatorname{bcast}(i), j}`.
+
+Dtypes follow torch: the inputs with at least one axis decide the result
+dtype (``np.result_type`` of them), so a float32 array plus a Python number
+(a 0-d input) stays float32; each input gets its gradient in its own dtype.
+float16 sums its broadcast gradients in float32 and rounds once.  No node
+here warns: ``1 / 0`` gives ``inf`` and ``0 / 0`` gives ``nan``, as in torch,
+silently.
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Any, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..node import Context, Node
+from .float16 import half_in_float32
+
+__all__ = ["Add", "Divide", "Identity", "Multiply", "Scale", "Subtract", "broadcast_shape", "sum_to_shape"]
+
+_HALF = np.dtype(np.float16)
+Partial = Union[int, float, np.ndarray]
+
+
+def broadcast_shape(who: str, *shapes: Tuple[int, ...]) -> Tuple[int, ...]:
+    """The broadcast shape of ``shapes``; ``ValueError`` naming every shape when they cannot be broadcast."""
+    try:
+        return tuple(np.broadcast_shapes(*shapes))
+    except ValueError:
+        shown = ", ".join(str(tuple(s)) for s in shapes)
+        raise ValueError(f"{who}: input shapes {shown} cannot be broadcast together") from None
+
+
+def sum_to_shape(g: np.ndarray, shape: Tuple[int, ...], dtype: Any = None) -> np.ndarray:
+    """``g`` summed back to ``shape``, the shape it was broadcast from (over added and stretched axes).
+
+    The result has ``dtype`` (default ``g.dtype``); float16 is summed in float32 and rounded once.
+    """
+    dtype = g.dtype if dtype is None else np.dtype(dtype)
+    shape = tuple(shape)
+    if g.shape == shape:
+        return g.astype(dtype, copy=False)
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1)
+    accumulate = np.float32 if g.dtype == _HALF else g.dtype
+    total = g.sum(axis=axes, dtype=accumulate).reshape(shape)
+    with np.errstate(over="ignore"):  # a sum past float16's range is inf, as in torch, without a warning
+        return total.astype(dtype, copy=False)
+
+
+def result_dtype(inputs: Sequence[np.ndarray]) -> np.dtype:
+    """torch's rule for the output dtype: arrays with axes decide; 0-d inputs only when all are 0-d."""
+    shaped = [x.dtype for x in inputs if x.ndim > 0]
+    return np.result_type(*(shaped or [x.dtype for x in inputs]))
+
+
+def broadcast_identity(x_shape: Tuple[int, ...], y_shape: Tuple[int, ...], dtype: Any) -> np.ndarray:
+    r"""The Jacobian of broadcasting ``x`` to ``y_shape``: ``J[i..., j...]`` :math:`= \delta_{\operatorname{bcast}(i), j}`."""
+    size = int(np.prod(x_shape, dtype=np.int64))
+    eye = np.eye(size, dtype=dtype).reshape((1,) * (len(y_shape) - len(x_shape)) + tuple(x_shape) + tuple(x_shape))
+    return np.broadcast_to(eye, tuple(y_shape) + tuple(x_shape))
+
+
+class _Broadcasting(Node):
+    """Shared machinery of the broadcasting nodes: a subclass gives ``_compute`` and ``_partials``.
+
+    ``_partials(ctx)`` returns, per input, ``∂y/∂x_k`` at each output element
+    (an array broadcastable to ``y``, or the Python int 1 or -1); the VJP is
+    ``sum_to_shape(g · ∂y/∂x_k, x_k.shape)`` and the Jacobian block is the
+    partial times :func:`broadcast_identity`.
+    """
+
+    num_inputs = 2
+
+    def _compute(self, *xs: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _partials(self, ctx: Context) -> Tuple[Partial, ...]:
+        raise NotImplementedError
+
+    def _check_input(self, *xs: np.ndarray) -> None:
+        broadcast_shape(type(self).__name__, *(x.shape for x in xs))
+
+    def _forward(self, *args: Any) -> np.ndarray:
+        *xs, ctx = args
+        dtype = result_dtype(xs)
+        work = np.float32 if dtype == _HALF else dtype  # float16 computed in float32, rounded once
+        ctx.operands = tuple(x.astype(work, copy=False) for x in xs)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            ctx.y_work = np.asarray(self._compute(*ctx.operands), dtype=work)
+        return ctx.y_work.astype(dtype, copy=False)
+
+    def _vjp(self, g: np.ndarray, ctx: Context) -> Tuple[np.ndarray, ...]:
+        work = ctx.y_work.dtype
+        g = g.astype(work, copy=False)
+        grads = []
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            for x, d in zip(ctx.inputs, self._partials(ctx)):
+                if type(d) is int:  # the partial 1 or -1: no product to form
+                    local = g if d == 1 else -g
+                else:
+                    local = g * d
+                grads.append(sum_to_shape(local, x.shape, x.dtype))
+        return tuple(grads)
+
+    def _jacobian(self, ctx: Context) -> Tuple[np.ndarray, ...]:
+        y_shape = ctx.y.shape
+        blocks = []
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            for x, d in zip(ctx.inputs, self._partials(ctx)):
+                dtype = np.result_type(x.dtype, ctx.y.dtype)
+                eye = broadcast_identity(x.shape, y_shape, ctx.y_work.dtype)
+                d = np.broadcast_to(np.asarray(d, dtype=ctx.y_work.dtype), y_shape)
+                blocks.append((eye * d.reshape(y_shape + (1,) * x.ndim)).astype(dtype, copy=False))
+        return tuple(blocks)
+
+
+class Add(_Broadcasting):
+    r"""The sum of its inputs, broadcast: ``Add()(a, b)`` is ``a + b``; ``Add(num_inputs=3)(a, b, c)`` is ``a + b + c``.
+
+    .. math::
+        y = \sum_k x_k, \qquad \frac{\partial y_i}{\partial x_{k,\operatorname{bcast}(i)}} = 1, \qquad
+        \frac{\partial L}{\partial x_k} = \operatorname{sum\_to\_shape}(g, x_k.\text{shape}).
+    """
+
+    def __init__(self, num_inputs: int = 2) -> None:
+        super().__init__()
+        if isinstance(num_inputs, bool) or not isinstance(num_inputs, (int, np.integer)):
+            raise TypeError(f"Add: num_inputs must be an integer, got {num_inputs!r}")
+        if num_inputs < 2:
+            raise ValueError(f"Add: num_inputs must be at least 2, got {num_inputs}")
+        self.num_inputs = int(num_inputs)
+
+    def _compute(self, *xs: np.ndarray) -> np.ndarray:
+        total = xs[0] + xs[1]
+        for x in xs[2:]:
+            total = total + x  # not +=: a later input may broadcast the sum to a larger shape
+        return total
+
+    def _partials(self, ctx: Context) -> Tuple[Partial, ...]:
+        return (1,) * self.num_inputs
+
+    def extra_repr(self) -> str:
+        return "" if self.num_inputs == 2 else f"num_inputs={self.num_inputs}"
+
+
+class Subtract(_Broadcasting):
+    r"""The difference ``a - b``, broadcast.
+
+    .. math::
+        y = a - b, \qquad \frac{\partial y}{\partial a} = 1, \quad \frac{\partial y}{\partial b} = -1, \qquad
+        \frac{\partial L}{\partial a} = \operatorname{sum\_to\_shape}(g), \quad
+        \frac{\partial L}{\partial b} = -\operatorname{sum\_to\_shape}(g).
+    """
+
+    def _compute(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return a - b
+
+    def _partials(self, ctx: Context) -> Tuple[Partial, ...]:
+        return (1, -1)
+
+
+class Multiply(_Broadcasting):
+    r"""The elementwise product ``a * b``, broadcast.
+
+    .. math::
+        y = a \odot b, \qquad \frac{\partial y}{\partial a} = b, \quad \frac{\partial y}{\partial b} = a, \qquad
+        \frac{\partial L}{\partial a} = \operatorname{sum\_to\_shape}(g \odot b), \quad
+        \frac{\partial L}{\partial b} = \operatorname{sum\_to\_shape}(g \odot a).
+    """
+
+    def _compute(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return a * b
+
+    def _partials(self, ctx: Context) -> Tuple[Partial, ...]:
+        a, b = ctx.operands
+        return (b, a)
+
+
+class Divide(_Broadcasting):
+    r"""The elementwise quotient ``a / b``, broadcast.
+
+    .. math::
+        y = a / b, \qquad \frac{\partial y}{\partial a} = \frac{1}{b}, \quad
+        \frac{\partial y}{\partial b} = -\frac{a}{b^2} = -\frac{y}{b}, \qquad
+        \frac{\partial L}{\partial a} = \operatorname{sum\_to\_shape}(g / b), \quad
+        \frac{\partial L}{\partial b} = -\operatorname{sum\_to\_shape}(g \odot y / b).
+
+    :math:`-y/b` is used rather than :math:`-a/b^2`, as torch does: :math:`b^2`
+    overflows (or underflows to 0) long before :math:`y/b` does.  A zero
+    divisor gives what IEEE arithmetic and torch give, without a warning:
+    ``a / 0`` is ``±inf`` (``nan`` for ``0 / 0``), and the gradients there are
+    ``±inf`` or ``nan`` in the same way.
+    """
+
+    def _compute(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return a / b
+
+    def _partials(self, ctx: Context) -> Tuple[Partial, ...]:
+        b = ctx.operands[1]
+        return (1 / b, -(ctx.y_work / b))
+
+    def _vjp(self, g: np.ndarray, ctx: Context) -> Tuple[np.ndarray, ...]:
+        (a, b), y = ctx.inputs, ctx.y_work
+        divisor = ctx.operands[1]
+        g = g.astype(y.dtype, copy=False)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            da = g / divisor
+            db = -g * (y / divisor)
+        return sum_to_shape(da, a.shape, a.dtype), sum_to_shape(db, b.shape, b.dtype)
+
+
+def _check_constant(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"Scale: the factor must be a real number, got {value!r}")
+    if not np.isfinite(value):
+        raise ValueError(f"Scale: the factor must be finite, got {value!r}")
+    return float(value)
+
+
+@half_in_float32
+class Scale(Node):
+    r"""Multiplication by a constant :math:`c` (not trained): ``Scale(0.5)(x)`` is ``0.5 * x``.
+
+    .. math::
+        y = c\,x, \qquad \frac{\partial y_i}{\partial x_j} = c\,\delta_{ij}, \qquad J^\top g = c\,g.
+
+    The factor is taken in the input's dtype (float16 is computed in float32
+    with the factor in float32, as torch does, and rounded once).
+    """
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = _check_constant(factor)
+
+    def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return x * x.dtype.type(self.factor)
+
+    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
+        with np.errstate(over="ignore", invalid="ignore"):
+            return g * g.dtype.type(self.factor)
+
+    def _jacobian(self, ctx: Context) -> np.ndarray:
+        x = ctx.x
+        return (np.eye(x.size, dtype=x.dtype) * x.dtype.type(self.factor)).reshape(x.shape + x.shape)
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor!r}"
+
+
+class Identity(Node):
+    r"""The identity, as ``torch.nn.Identity``: the output is the input array itself.
+
+    .. math::
+        y = x, \qquad \frac{\partial y_i}{\partial x_j} = \delta_{ij}, \qquad J^\top g = g.
+    """
+
+    def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
+        return x
+
+    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
+        return g
+
+    def _jacobian(self, ctx: Context) -> np.ndarray:
+        x = ctx.x
+        return np.eye(x.size, dtype=x.dtype).reshape(x.shape + x.shape)
