@@ -4,6 +4,7 @@ Each child's pass is kept by the container (``child.run``, ``child.backward_from
 ``child.vjp_from``, ``child.jacobian_from``), never through a child's private methods.
 """
 from .parallel import Parallel
+from .residual import Residual
 from .sequential import Sequential, check_layer
 
-__all__ = ["Parallel", "Sequential", "check_layer"]
+__all__ = ["Parallel", "Residual", "Sequential", "check_layer"]

@@ -1,0 +1,141 @@
+r"""Residual: a branch added back onto its input, ``y = x + f(x)``, the building block of a ResNet."""
+from __future__ import annotations
+
+from typing import List, Optional, Set, Tuple
+
+import numpy as np
+
+from ..node import Context, Node
+from .sequential import check_layer
+
+__all__ = ["Residual"]
+
+#: How many input shapes a Residual remembers as checked before it forgets them all (a bound on memory).
+_CHECKED_SHAPES = 64
+
+
+def _identity_jacobian(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """The Jacobian of ``x -> x``: the identity of shape ``x.shape + x.shape``."""
+    return np.eye(x.size, dtype=dtype).reshape(x.shape * 2)
+
+
+def _indented(node: Node) -> str:
+    """``repr(node)`` with its inner lines indented one level, for a nested listing."""
+    return repr(node).replace("\n", "\n  ")
+
+
+class Residual(Node):
+    r"""A residual connection: the branch ``f`` added to the input, or to a ``shortcut`` of it.
+
+    .. math::
+        s = x + f(x) \quad\text{or}\quad s = \text{shortcut}(x) + f(x), \qquad
+        y = s \quad\text{or}\quad y = \text{after}(s).
+
+    The input fans out to both paths, so their gradients add:
+
+    .. math::
+        \frac{\partial s}{\partial x} = I + J_f \quad(\text{or } J_\text{shortcut} + J_f), \qquad
+        \frac{\partial L}{\partial x} = J_f^\top g + g \quad(\text{or } J_f^\top g + J_\text{shortcut}^\top g),
+
+    with :math:`g = \partial L/\partial s` (:math:`J_\text{after}^\top` of the
+    upstream gradient when there is an ``after`` node).  The identity term is
+    why deep residual networks train: however small :math:`J_f` becomes, the
+    product of the blocks' Jacobians keeps a direct path with singular values
+    near 1.  ``backward(..., input_grad=False)`` still gives the parameter
+    gradients of both paths (and of ``after``).
+
+    ``shortcut`` is any node whose output has the shape of ``f``'s, typically
+    a projection where the block changes the shape (ResNet's 1x1 ``Conv2d``
+    with stride 2 and a ``BatchNorm2d``).  ``after`` is applied to the sum,
+    e.g. ResNet's ReLU: it is part of the block, so a torch module written the
+    same way (attributes ``f``, ``shortcut`` and ``after``,
+    ``forward = after(shortcut(x) + f(x))``) has the same state-dict keys:
+    ``f.<name>``, ``shortcut.<name>`` and ``after.<name>``.  A parameter-free
+    ``after`` adds no keys, so ``Residual(f, after=ReLU())`` and torch's
+    ``Sequential`` of its pieces differ only in where the pieces sit.
+
+    The two paths must give outputs of the same shape; otherwise a
+    ``ValueError`` names both shapes.  The first time a Residual sees an
+    input shape in a pass that updates state, it runs the paths once without
+    updating state to check that, so a rejected input leaves the running
+    statistics and random streams of both paths as they were.
+    """
+
+    def __init__(self, f: Node, shortcut: Optional[Node] = None, *, after: Optional[Node] = None) -> None:
+        super().__init__()
+        check_layer("Residual", f)
+        if shortcut is not None:
+            check_layer("Residual", shortcut)
+        if after is not None:
+            check_layer("Residual", after)
+        self.f = f
+        self.shortcut = shortcut
+        self.after = after
+        self._checked: Set[Tuple[int, ...]] = set()
+
+    def children(self) -> List[Tuple[str, Node]]:
+        named = [("f", self.f), ("shortcut", self.shortcut), ("after", self.after)]
+        return [(name, node) for name, node in named if node is not None]
+
+    # ------------------------------------------------------------------ faces
+    def _pass(self, x: np.ndarray, ctx: Context, update_state: bool) -> np.ndarray:
+        """Run the paths into ``ctx`` and return ``after(shortcut(x) + f(x))``; ``ValueError`` when the shapes differ."""
+        ctx.f_step = self.f.run(x, update_state=update_state)
+        ctx.shortcut_step = None if self.shortcut is None else self.shortcut.run(x, update_state=update_state)
+        branch = np.asarray(ctx.f_step.y)
+        skip = x if ctx.shortcut_step is None else np.asarray(ctx.shortcut_step.y)
+        if branch.shape != skip.shape:
+            path = "the input" if self.shortcut is None else "the shortcut's output"
+            raise ValueError(
+                f"Residual: the branch f gives shape {branch.shape} but {path} has shape {skip.shape}; "
+                "the two must agree (give a shortcut that maps the input to the branch's shape)"
+            )
+        total = skip + branch
+        ctx.after_step = None if self.after is None else self.after.run(total, update_state=update_state)
+        return total if ctx.after_step is None else ctx.after_step.y
+
+    def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
+        if ctx.update_state and x.shape not in self._checked:
+            # A first pass that changes nothing checks the shapes, so a rejected input leaves the state alone.
+            self._pass(x, Context(inputs=(x,), x=x, update_state=False, thread=ctx.thread), False)
+            if len(self._checked) >= _CHECKED_SHAPES:
+                self._checked.clear()
+            self._checked.add(x.shape)
+        return self._pass(x, ctx, ctx.update_state)
+
+    def _through_after(self, g: np.ndarray, ctx: Context, parameters: bool) -> np.ndarray:
+        """``∂L/∂s`` from the upstream gradient, back through ``after`` (adding its parameter gradients if asked)."""
+        if ctx.after_step is None:
+            return g
+        if parameters:
+            return self.after.backward_from(ctx.after_step, g)
+        return self.after.vjp_from(ctx.after_step, g)
+
+    def _backward(self, g: np.ndarray, ctx: Context, input_grad: bool) -> Optional[np.ndarray]:
+        g = self._through_after(g, ctx, parameters=True)
+        dx = self.f.backward_from(ctx.f_step, g, input_grad=input_grad)
+        skip = g if ctx.shortcut_step is None else self.shortcut.backward_from(
+            ctx.shortcut_step, g, input_grad=input_grad)
+        if not input_grad:
+            return None
+        return (dx + skip).astype(ctx.x.dtype, copy=False)
+
+    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
+        """Input gradient only; parameter gradients are left untouched."""
+        g = self._through_after(g, ctx, parameters=False)
+        skip = g if ctx.shortcut_step is None else self.shortcut.vjp_from(ctx.shortcut_step, g)
+        return (self.f.vjp_from(ctx.f_step, g) + skip).astype(ctx.x.dtype, copy=False)
+
+    def _jacobian(self, ctx: Context) -> np.ndarray:
+        x = ctx.x
+        branch = np.asarray(self.f.jacobian_from(ctx.f_step))
+        if ctx.shortcut_step is None:
+            jac = branch + _identity_jacobian(x, branch.dtype)
+        else:
+            jac = branch + np.asarray(self.shortcut.jacobian_from(ctx.shortcut_step))
+        if ctx.after_step is not None:
+            jac = np.tensordot(self.after.jacobian_from(ctx.after_step), jac, axes=ctx.after_step.x.ndim)
+        return jac
+
+    def extra_repr(self) -> str:
+        return "\n" + "\n".join(f"  ({name}): {_indented(node)}" for name, node in self.children()) + "\n"
