@@ -8,14 +8,32 @@
 * :func:`load_localization`: digits scaled and placed on a canvas, with
   their boxes, for single-object localisation.
 * :func:`iterate_minibatches` and :func:`num_batches`: mini-batch iteration.
+* :func:`read_mnist`: the same files as uint8 images, to convert per batch with
+  a :class:`BatchPipeline` (augmentation: :class:`RandomCrop`,
+  :class:`HorizontalFlip`, :class:`RandomErasing`; :class:`Normalize` with
+  :func:`image_statistics`).
+* :func:`find_image_dataset`, :data:`CLASS_NAMES` and :func:`holdout`: where
+  Fashion-MNIST and MNIST are, their class names, a validation split.
 """
+from .augment import BatchPipeline, HorizontalFlip, Normalize, RandomCrop, RandomErasing, image_statistics
 from .batching import iterate_minibatches, num_batches
 from .digits import DatasetSplit, load_digits
 from .localization import LocalizationSplit, load_localization, place_digits
-from .mnist import load_mnist, read_idx
+from .images import CLASS_NAMES, find_image_dataset, holdout
+from .mnist import load_mnist, read_idx, read_mnist
 
 __all__ = [
+    "BatchPipeline",
+    "CLASS_NAMES",
     "DatasetSplit",
+    "HorizontalFlip",
+    "Normalize",
+    "RandomCrop",
+    "RandomErasing",
+    "find_image_dataset",
+    "holdout",
+    "image_statistics",
+    "read_mnist",
     "LocalizationSplit",
     "iterate_minibatches",
     "load_digits",

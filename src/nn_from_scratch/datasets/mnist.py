@@ -24,7 +24,7 @@ import numpy as np
 
 from .digits import _as_float_dtype, _check_bool
 
-__all__ = ["load_mnist", "read_idx"]
+__all__ = ["load_mnist", "read_idx", "read_mnist"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -217,46 +217,21 @@ def _find_idx_file(directory: Path, stem: str, idx_suffix: str) -> Path:
     raise FileNotFoundError(f"no IDX file for {stem!r}; tried:\n  {listing}")
 
 
-def load_mnist(
-    directory: PathLike,
-    kind: str = "train",
-    *,
-    flatten: bool = True,
-    dtype: Any = np.float64,
-) -> Tuple[np.ndarray, np.ndarray]:
-    """Load MNIST (or Fashion-MNIST, or any same-layout set) from IDX files.
+def read_mnist(directory: PathLike, kind: str = "train") -> Tuple[np.ndarray, np.ndarray]:
+    """The images and labels of one MNIST-layout split as they are stored: uint8 pixels, no float copy.
 
-    Looks in ``directory`` for ``train-images-idx3-ubyte`` and
-    ``train-labels-idx1-ubyte`` (``kind="train"``) or ``t10k-images-idx3-ubyte``
-    and ``t10k-labels-idx1-ubyte`` (``kind="test"``). For each, the first of
-    these that exists is used: the raw name, the name plus ``.gz``, and the same
-    two with ``.idx3-ubyte``/``.idx1-ubyte`` after a dot instead of a dash.
-
-    Args:
-        directory: folder holding the files.
-        kind: ``"train"`` or ``"test"``.
-        flatten: if True, ``X`` has shape ``(N, rows * cols)``; if False,
-            ``(N, 1, rows, cols)`` (NCHW).
-        dtype: floating dtype of ``X``.
-
-    Returns:
-        ``(X, y)``: ``X`` the pixels divided by 255 (values in [0, 1]), ``y``
-        the labels as int64.
+    Finds the files as :func:`load_mnist` does and checks them the same way;
+    returns ``(images, labels)``: ``images`` of shape ``(N, rows, cols)`` and
+    dtype uint8 (0 to 255), ``labels`` int64.  At 60000 28x28 images this is
+    47 MB where a float64 copy would be 376 MB: convert batch by batch (see
+    :class:`~nn_from_scratch.datasets.BatchPipeline`).
 
     Raises:
-        FileNotFoundError: if ``directory`` or a file is missing (the message
-            lists every path tried).
-        NotADirectoryError: if ``directory`` is a file.
-        ValueError: for an invalid ``kind``, a malformed IDX file (see
-            :func:`read_idx`), images that are not 3-D uint8, labels that are
-            not 1-D uint8, or different numbers of images and labels.
-        TypeError: for a non-bool ``flatten`` or a non-floating ``dtype``.
+        the errors of :func:`load_mnist` (FileNotFoundError, NotADirectoryError, ValueError).
     """
     prefixes = {"train": "train", "test": "t10k"}
     if kind not in prefixes:
         raise ValueError(f"kind must be 'train' or 'test', got {kind!r}")
-    flatten = _check_bool("flatten", flatten)
-    float_dtype = _as_float_dtype(dtype)
     folder = Path(directory)
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(f"{folder} is a file, not a folder: give the folder that holds the MNIST IDX files")
@@ -281,7 +256,52 @@ def load_mnist(
             f"{images_path.name} holds {images.shape[0]} images but "
             f"{labels_path.name} holds {labels.shape[0]} labels; expected equal counts"
         )
+    return images, labels.astype(np.int64)
+
+
+def load_mnist(
+    directory: PathLike,
+    kind: str = "train",
+    *,
+    flatten: bool = True,
+    dtype: Any = np.float64,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Load MNIST (or Fashion-MNIST, or any same-layout set) from IDX files.
+
+    Looks in ``directory`` for ``train-images-idx3-ubyte`` and
+    ``train-labels-idx1-ubyte`` (``kind="train"``) or ``t10k-images-idx3-ubyte``
+    and ``t10k-labels-idx1-ubyte`` (``kind="test"``). For each, the first of
+    these that exists is used: the raw name, the name plus ``.gz``, and the same
+    two with ``.idx3-ubyte``/``.idx1-ubyte`` after a dot instead of a dash.
+    The whole split is converted to ``dtype`` here; :func:`read_mnist` keeps
+    the uint8 pixels instead.
+
+    Args:
+        directory: folder holding the files.
+        kind: ``"train"`` or ``"test"``.
+        flatten: if True, ``X`` has shape ``(N, rows * cols)``; if False,
+            ``(N, 1, rows, cols)`` (NCHW).
+        dtype: floating dtype of ``X``.
+
+    Returns:
+        ``(X, y)``: ``X`` the pixels divided by 255 (values in [0, 1]), ``y``
+        the labels as int64.
+
+    Raises:
+        FileNotFoundError: if ``directory`` or a file is missing (the message
+            lists every path tried).
+        NotADirectoryError: if ``directory`` is a file.
+        ValueError: for an invalid ``kind``, a malformed IDX file (see
+            :func:`read_idx`), images that are not 3-D uint8, labels that are
+            not 1-D uint8, or different numbers of images and labels.
+        TypeError: for a non-bool ``flatten`` or a non-floating ``dtype``.
+    """
+    if kind not in ("train", "test"):
+        raise ValueError(f"kind must be 'train' or 'test', got {kind!r}")
+    flatten = _check_bool("flatten", flatten)
+    float_dtype = _as_float_dtype(dtype)
+    images, labels = read_mnist(directory, kind)
     n, rows, cols = images.shape
     X = images.astype(float_dtype).reshape((n, rows * cols) if flatten else (n, 1, rows, cols))
     X /= 255
-    return X, labels.astype(np.int64)
+    return X, labels
