@@ -15,10 +15,10 @@ from .checkpoint import (
 )
 from .generators import node_generators
 from .progress import PROGRESS_MODES, ProgressMode
-from .trainer import NeuralNetwork, TrainingDiverged, TrainingInterrupted
+from .trainer import EarlyStop, NeuralNetwork, TrainingDiverged, TrainingInterrupted, best_weights_path
 
 __all__ = [
     "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "CheckpointError", "CheckpointInfo", "NeuralNetwork",
     "PROGRESS_MODES", "ProgressMode", "TrainingDiverged", "TrainingInterrupted", "node_generators",
-    "read_checkpoint", "read_checkpoint_metadata",
+    "read_checkpoint", "read_checkpoint_metadata", "EarlyStop", "best_weights_path",
 ]

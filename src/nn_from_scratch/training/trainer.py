@@ -12,7 +12,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
@@ -20,14 +20,35 @@ from ..datasets.batching import iterate_minibatches, num_batches
 from ..losses import Loss
 from ..node import Node, as_float_array
 from ..random import as_generator
-from ..files.model_files import check_model_path, save_arrays
-from .checkpoint import capture_checkpoint, check_checkpoint_metadata, restore_checkpoint
+from ..files.model_files import check_model_path, load_arrays, save_arrays
+from .checkpoint import (CheckpointError, _state_mismatch, capture_checkpoint, check_checkpoint_metadata,
+                         read_checkpoint, restore_checkpoint)
 from .progress import ProgressBar, ProgressMode, check_progress_mode
 
-__all__ = ["NeuralNetwork", "TrainingDiverged", "TrainingInterrupted"]
+__all__ = ["BEST_WEIGHTS_FORMAT", "EarlyStop", "NeuralNetwork", "TrainingDiverged", "TrainingInterrupted",
+           "best_weights_path"]
 
 History = Dict[str, List[float]]
 PathLike = Union[str, "os.PathLike[str]"]
+#: ``transform(batch, rng)``: a drawn batch made ready for the model (rng: the run's Generator, None to evaluate).
+Transform = Callable[..., np.ndarray]
+#: The format field of the file that keeps the best weights beside a checkpoint (early stopping).
+BEST_WEIGHTS_FORMAT = "nn_from_scratch.best_weights"
+
+
+class EarlyStop(NamedTuple):
+    """How early stopping ended a ``fit``: the best epoch (whose weights the model holds now) and its val_loss."""
+
+    best_epoch: int  #: the epoch with the lowest validation loss (the first, on ties)
+    best_val_loss: float
+    last_epoch: int  #: the last epoch trained (in this run or the one resumed)
+    stopped: bool  #: whether it stopped before the epochs asked for, ``patience`` epochs without a better val_loss
+
+
+def best_weights_path(checkpoint: PathLike) -> Path:
+    """Where early stopping keeps the best weights beside ``checkpoint``: ``<stem>-best<suffix>``."""
+    path = Path(checkpoint)
+    return path.with_name(f"{path.stem}-best{path.suffix}")
 
 
 class TrainingDiverged(RuntimeError):
@@ -62,30 +83,131 @@ class _Run:
     epochs: int
     batches: int
     progress: ProgressMode
+    transform: Optional[Transform] = None
 
     def minibatches(self):
-        return iterate_minibatches(self.X, self.y, self.batch_size, shuffle=self.shuffle, rng=self.generator)
+        batches = iterate_minibatches(self.X, self.y, self.batch_size, shuffle=self.shuffle, rng=self.generator)
+        if self.transform is None:
+            return batches
+        return ((self.transform(xb, self.generator), yb) for xb, yb in batches)
+
+
+class _EarlyStopping:
+    """Early stopping on the validation loss: the best epoch, a copy of its state, and its file beside a checkpoint.
+
+    The best epoch and the epochs since are read from the history, so a
+    resumed run continues the count; the best weights themselves are kept
+    in memory and, when a checkpoint is written after a worse epoch, in
+    :func:`best_weights_path` of it (a checkpoint of the best epoch holds them itself).
+    """
+
+    def __init__(self, network: "NeuralNetwork", patience: int, checkpoint: Optional[Path]) -> None:
+        self.network, self.patience = network, patience
+        self.path = None if checkpoint is None else best_weights_path(checkpoint)
+        self.best_epoch, self.best_loss = 0, math.inf
+        self.state: Optional[Dict[str, np.ndarray]] = None
+        self.on_disk: Optional[int] = None  # the epoch whose weights the file holds
+        self.pending: Optional[Dict[str, np.ndarray]] = None  # read from the file before a resume
+
+    @staticmethod
+    def _best(history: Mapping[str, List[float]]) -> Tuple[int, float]:
+        losses = history.get("val_loss", [])
+        best_epoch, best_loss = 0, math.inf
+        for epoch, loss in enumerate(losses, 1):
+            if loss < best_loss:  # a NaN is never better
+                best_epoch, best_loss = epoch, float(loss)
+        return best_epoch, best_loss
+
+    def check_resume(self, resume: PathLike) -> None:
+        """Before anything is restored: the best weights a resumed run needs are there and fit the model."""
+        info = read_checkpoint(resume)
+        best_epoch, _ = self._best(info.history)
+        if info.epoch and "val_loss" not in info.history:
+            raise CheckpointError(f"{resume} was written without validation data; early stopping needs its val_loss")
+        if best_epoch in (0, info.epoch):
+            return  # nothing trained yet, or the checkpoint's own weights are the best
+        where = self.path if self.path is not None else best_weights_path(resume)
+        if not where.is_file():
+            raise CheckpointError(f"early stopping needs the weights of epoch {best_epoch}, the best of {resume}, "
+                                  f"kept in {where}, which is missing; resume without early stopping instead")
+        try:
+            arrays, metadata = load_arrays(where)
+        except ValueError as error:
+            raise CheckpointError(f"{where}: {error}") from None
+        if metadata.get("format") != BEST_WEIGHTS_FORMAT or metadata.get("epoch") != best_epoch:
+            raise CheckpointError(f"{where} does not hold the weights of epoch {best_epoch}, the best of {resume} "
+                                  f"(it says format {metadata.get('format')!r}, epoch {metadata.get('epoch')!r})")
+        state = {name[len("model/"):]: value for name, value in arrays.items() if name.startswith("model/")}
+        problem = _state_mismatch(self.network.model, state) or ("" if len(state) == len(arrays) else "extra arrays")
+        if problem:
+            raise CheckpointError(f"{where} does not fit this network: {problem}")
+        self.pending = state
+        if where == self.path:
+            self.on_disk = best_epoch
+
+    def start(self, history: History, done: int) -> None:
+        """After a resume (or at the start): the best so far from the history; its weights when they are these."""
+        self.best_epoch, self.best_loss = self._best(history)
+        if self.best_epoch and self.best_epoch == done:
+            self.state = self.network.model.state_dict()
+        elif self.best_epoch:
+            self.state = self.pending
+        self.pending = None
+
+    def after_epoch(self, epoch: int, history: History) -> None:
+        loss = history["val_loss"][-1]
+        if loss < self.best_loss:
+            self.best_epoch, self.best_loss = epoch, float(loss)
+            self.state = self.network.model.state_dict()
+
+    def done(self, epoch: int) -> bool:
+        """Whether ``patience`` epochs have passed since the best one."""
+        return self.best_epoch > 0 and epoch - self.best_epoch >= self.patience
+
+    def keep_on_disk(self, saved_epoch: int) -> None:
+        """A checkpoint of ``saved_epoch`` was just written: keep the best weights beside it if they are others."""
+        if self.path is None or self.state is None or self.best_epoch == saved_epoch or self.on_disk == self.best_epoch:
+            return
+        arrays = {"model/" + name: value for name, value in self.state.items()}
+        save_arrays(self.path, arrays, {"format": BEST_WEIGHTS_FORMAT, "epoch": self.best_epoch,
+                                        "val_loss": self.best_loss})
+        self.on_disk = self.best_epoch
+
+    def finish(self, last_epoch: int, stopped: bool) -> EarlyStop:
+        """Put the best weights back into the model (parameters and buffers)."""
+        if self.state is not None and self.best_epoch != last_epoch:
+            self.network.model.load_state_dict(self.state)
+        return EarlyStop(self.best_epoch, self.best_loss, last_epoch, stopped)
 
 
 class _Checkpoints:
     """When and where a ``fit`` writes checkpoints, and the state after the last finished epoch (for Ctrl-C)."""
 
     def __init__(self, network: "NeuralNetwork", path: Optional[Path], every: Optional[int],
-                 fit_info: Dict[str, Any], metadata: Optional[Dict[str, Any]]) -> None:
+                 fit_info: Dict[str, Any], metadata: Optional[Dict[str, Any]],
+                 stopper: Optional[_EarlyStopping] = None) -> None:
         self.network, self.path, self.every, self.fit_info, self.metadata = network, path, every, fit_info, metadata
         self.snapshot: Optional[Tuple[Dict[str, np.ndarray], Dict[str, Any]]] = None
         self.saved: Optional[int] = None
+        self.stopper = stopper
+
+    def _save(self) -> None:
+        # the best weights first: a checkpoint on disk never names a best epoch whose weights are not kept
+        if self.stopper is not None:
+            self.stopper.keep_on_disk(self.snapshot[1]["epoch"])
+        save_arrays(self.path, *self.snapshot)
+        self.saved = self.snapshot[1]["epoch"]
 
     def capture(self, epoch: int, run: _Run, history: History) -> None:
         if self.path is not None:
             self.snapshot = capture_checkpoint(self.network, epoch, run.epochs, history, run.generator,
                                                self.fit_info, self.metadata)
 
-    def after_epoch(self, epoch: int, run: _Run, history: History) -> None:
+    def after_epoch(self, epoch: int, run: _Run, history: History, last: bool = False) -> None:
         self.capture(epoch, run, history)
-        if self.path is not None and self.every is not None and (epoch % self.every == 0 or epoch == run.epochs):
-            save_arrays(self.path, *self.snapshot)
-            self.saved = epoch
+        if self.path is not None and self.every is not None and (epoch % self.every == 0 or epoch == run.epochs
+                                                                 or last):
+            self._save()
 
     def interrupted(self, epoch: int) -> Optional[TrainingInterrupted]:
         """Save the last finished epoch (unless saved already) and say so; None without a checkpoint path."""
@@ -93,7 +215,7 @@ class _Checkpoints:
             return None
         kept = self.snapshot[1]["epoch"]
         if self.saved != kept:
-            save_arrays(self.path, *self.snapshot)
+            self._save()
         return TrainingInterrupted(self.path, kept, epoch)
 
 
@@ -118,6 +240,8 @@ class NeuralNetwork:
         if not isinstance(loss, Loss):
             raise TypeError(f"loss must be a Loss, got {type(loss).__name__}")
         self.model, self.loss, self.optimizer, self.scheduler = model, loss, optimizer, scheduler
+        #: How early stopping ended the last ``fit`` (None: that fit had no early stopping).
+        self.early_stop: Optional[EarlyStop] = None
 
     # --------------------------------------------------------------- training
     def fit(
@@ -135,6 +259,8 @@ class NeuralNetwork:
         checkpoint_every: Optional[int] = 1,
         resume: Optional[PathLike] = None,
         checkpoint_metadata: Optional[Mapping[str, Any]] = None,
+        transform: Optional[Transform] = None,
+        early_stopping: Optional[int] = None,
     ) -> History:
         """Train until ``epochs`` epochs are done and return the history of all of them.
 
@@ -180,11 +306,40 @@ class NeuralNetwork:
           does not fit raises :class:`CheckpointError` (a ``ValueError``) and
           changes nothing: not the model, the optimizer, the scheduler, nor
           any generator (the ``rng`` passed in included).
+
+        ``transform`` (a :class:`~nn_from_scratch.datasets.BatchPipeline` or
+        any callable ``transform(batch, rng)``) makes each drawn batch ready
+        for the model: ``X`` (and the validation X) may then be kept as they
+        are stored, uint8 images say, and each batch is converted when it is
+        drawn, never the whole set.  Training batches get the run's
+        generator as ``rng`` (augmentation draws from it, so a checkpoint
+        keeps its state and a seed repeats it), validation batches
+        ``rng=None``.  Without it, ``X`` is converted to a float array once,
+        as before.
+
+        ``early_stopping=PATIENCE`` (needs ``validation_data``) stops after
+        ``PATIENCE`` epochs without a lower validation loss than the best
+        epoch's, and at the end (stopped or not) puts the weights and
+        buffers of the best epoch back into the model; ``self.early_stop``
+        (an :class:`EarlyStop`) tells which epoch that was.  The history
+        keeps every epoch trained.  With ``checkpoint``, the best weights
+        are kept beside it in :func:`best_weights_path` whenever a checkpoint
+        is written after a worse epoch, so a resumed run (with the same
+        ``early_stopping``) stops and restores as an uninterrupted one; a
+        resume whose best weights are missing is refused with
+        :class:`CheckpointError` before anything changes.
         """
-        X, y = self._check_data(X, y, "X", "y")
+        X, y = self._check_data(X, y, "X", "y", transform)
         _check_fit_options(epochs, resume, checkpoint_every, progress)
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform must be callable as transform(batch, rng), got {type(transform).__name__}")
         if validation_data is not None:
-            validation_data = self._check_data(*validation_data, "validation X", "validation y")
+            validation_data = self._check_data(*validation_data, "validation X", "validation y", transform)
+        if early_stopping is not None:
+            if not _is_count(early_stopping):
+                raise ValueError(f"early_stopping is a patience in epochs, a positive integer; got {early_stopping!r}")
+            if validation_data is None:
+                raise ValueError("early_stopping watches the validation loss: it needs validation_data")
         batches = num_batches(len(X), batch_size)
         fit_info = {"batch_size": int(batch_size), "shuffle": bool(shuffle), "samples": int(len(X))}
         if checkpoint is not None:
@@ -192,22 +347,36 @@ class NeuralNetwork:
             check_model_path(checkpoint)  # an unknown suffix or a missing package fails now, not after an epoch
         if checkpoint_metadata is not None:
             checkpoint_metadata = check_checkpoint_metadata(checkpoint_metadata)
+        stopper = None if early_stopping is None else _EarlyStopping(self, int(early_stopping), checkpoint)
+        if stopper is not None and resume is not None:
+            stopper.check_resume(resume)  # before restore_checkpoint changes anything
         generator, done, history = as_generator(rng), 0, {}
         if resume is not None:
             generator, done, history, epochs = restore_checkpoint(self, resume, rng, generator, fit_info, epochs)
-        run = _Run(X, y, batch_size, shuffle, generator, validation_data, int(epochs), batches, progress)
-        checkpoints = _Checkpoints(self, checkpoint, checkpoint_every, fit_info, checkpoint_metadata)
+        self.early_stop = None
+        run = _Run(X, y, batch_size, shuffle, generator, validation_data, int(epochs), batches, progress, transform)
+        checkpoints = _Checkpoints(self, checkpoint, checkpoint_every, fit_info, checkpoint_metadata, stopper)
         checkpoints.capture(done, run, history)
-        epoch = done
+        if stopper is not None:
+            stopper.start(history, done)
+        epoch, stopped = done, stopper is not None and stopper.done(done)
         try:
             for epoch in range(done + 1, run.epochs + 1):
+                if stopped:
+                    break
                 self._train_epoch(run, epoch, history)
-                checkpoints.after_epoch(epoch, run, history)
+                if stopper is not None:
+                    stopper.after_epoch(epoch, history)
+                    stopped = stopper.done(epoch)
+                checkpoints.after_epoch(epoch, run, history, last=stopped)
         except KeyboardInterrupt:
             interrupted = checkpoints.interrupted(epoch)
             if interrupted is None:
                 raise
             raise interrupted from None
+        if stopper is not None:
+            trained = len(history.get("val_loss", []))
+            self.early_stop = stopper.finish(trained, stopped and trained < run.epochs)
         return history
 
     def _train_epoch(self, run: _Run, epoch: int, history: History) -> None:
@@ -219,7 +388,7 @@ class NeuralNetwork:
             bar.close()
             raise
         if run.validation_data is not None:
-            for key, value in self.evaluate(*run.validation_data).items():
+            for key, value in self.evaluate(*run.validation_data, transform=run.transform).items():
                 stats["val_" + key] = value
         for key, value in stats.items():
             history.setdefault(key, []).append(value)
@@ -263,44 +432,61 @@ class NeuralNetwork:
         )
 
     # -------------------------------------------------------------- inference
-    def predict_proba(self, X: Any, batch_size: int = 1024) -> np.ndarray:
+    def predict_proba(self, X: Any, batch_size: int = 1024, *, transform: Optional[Transform] = None) -> np.ndarray:
         """Class probabilities: the model's output passed through the loss's link (softmax for cross-entropy)."""
-        return self.loss.probabilities(self.predict_output(X, batch_size))
+        return self.loss.probabilities(self.predict_output(X, batch_size, transform=transform))
 
-    def predict(self, X: Any, batch_size: int = 1024) -> np.ndarray:
+    def predict(self, X: Any, batch_size: int = 1024, *, transform: Optional[Transform] = None) -> np.ndarray:
         """Predicted class indices, as the loss's ``predict_classes(output)`` reads them (TypeError without classes)."""
-        return np.asarray(self.loss.predict_classes(self.predict_output(X, batch_size)))
+        return np.asarray(self.loss.predict_classes(self.predict_output(X, batch_size, transform=transform)))
 
-    def evaluate(self, X: Any, y: Any, batch_size: int = 1024) -> Dict[str, float]:
-        """Mean loss (and accuracy for classifiers) over ``(X, y)``, in eval mode."""
-        X, y = self._check_data(X, y, "X", "y")
+    def evaluate(self, X: Any, y: Any, batch_size: int = 1024, *,
+                 transform: Optional[Transform] = None) -> Dict[str, float]:
+        """Mean loss (and accuracy for classifiers) over ``(X, y)``, in eval mode.
+
+        ``transform(batch)`` (called with ``rng=None``: no augmentation), if
+        given, makes each batch of ``X`` ready for the model, as in ``fit``.
+        """
+        X, y = self._check_data(X, y, "X", "y", transform)
         was_training = self.model.training
         self.model.eval()
         score = _Score()
         per_batch = self.loss.reduction == "mean"  # a batch's mean counts once per sample
         try:
             for xb, yb in iterate_minibatches(X, y, batch_size, shuffle=False):
-                output = self.model.evaluate(xb)
+                output = self.model.evaluate(xb if transform is None else transform(xb, None))
                 total = float(np.sum(self.loss.value(output, yb))) * (len(xb) if per_batch else 1)
                 score.add(total, self.loss.count_correct(output, yb), len(xb))
         finally:
             self.model.train(was_training)
         return score.result()
 
-    def predict_output(self, X: Any, batch_size: int = 1024) -> np.ndarray:
-        """The model's raw output on ``X`` in eval mode, in batches (for a localizer: logits and box per row)."""
-        X = as_float_array(X, "X")
+    def predict_output(self, X: Any, batch_size: int = 1024, *,
+                       transform: Optional[Transform] = None) -> np.ndarray:
+        """The model's raw output on ``X`` in eval mode, in batches (for a localizer: logits and box per row).
+
+        ``transform(batch)`` (``rng=None``), if given, makes each batch ready for the model, as in ``fit``.
+        """
+        if transform is None:
+            X = as_float_array(X, "X")
+        else:
+            X = np.asarray(X)
         was_training = self.model.training
         self.model.eval()
         try:
-            parts = [self.model.evaluate(xb) for xb in iterate_minibatches(X, None, batch_size, shuffle=False)]
+            parts = [self.model.evaluate(xb if transform is None else transform(xb, None))
+                     for xb in iterate_minibatches(X, None, batch_size, shuffle=False)]
         finally:
             self.model.train(was_training)
-        return np.concatenate(parts) if parts else self.model.evaluate(X)
+        if parts:
+            return np.concatenate(parts)
+        return self.model.evaluate(X if transform is None else transform(X, None))
 
     @staticmethod
-    def _check_data(X: Any, y: Any, x_name: str, y_name: str) -> Tuple[np.ndarray, np.ndarray]:
-        X = as_float_array(X, x_name)
+    def _check_data(X: Any, y: Any, x_name: str, y_name: str,
+                    transform: Optional[Transform] = None) -> Tuple[np.ndarray, np.ndarray]:
+        # with a transform the data stay as stored (uint8 images): each batch is converted when drawn
+        X = as_float_array(X, x_name) if transform is None else np.asarray(X)
         y = np.asarray(y)
         if X.ndim == 0 or y.ndim == 0 or len(X) != len(y):
             raise ValueError(
