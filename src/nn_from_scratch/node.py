@@ -125,6 +125,16 @@ def _outputs(ctx: Context) -> Tuple[np.ndarray, ...]:
     return ctx.y if isinstance(ctx.y, tuple) else (ctx.y,)
 
 
+def _per_output(value: Any, ctx: Context) -> Tuple[Any, ...]:
+    """``value`` (a gradient or Jacobian) as one part per output: a tuple ``y``, even of one part, has a tuple."""
+    return tuple(value) if isinstance(ctx.y, tuple) else (value,)
+
+
+def _packed_outputs(parts: Sequence[Any], ctx: Context) -> Any:
+    """The inverse of :func:`_per_output`: a tuple when ``y`` is a tuple (even of one output), else the one part."""
+    return tuple(parts) if isinstance(ctx.y, tuple) else parts[0]
+
+
 class Node(KeepsPass):
     """Abstract base class of all layers; see the module docstring for the contract."""
 
@@ -247,19 +257,19 @@ class Node(KeepsPass):
             g = [basis.reshape(y.shape) if p == o else np.zeros_like(other) for p, other in enumerate(ys)]
             for r in range(y.size):
                 basis[r] = 1
-                for row, part in zip(rows, _parts(self._vjp(_packed(g), ctx), len(xs))):
+                for row, part in zip(rows, _parts(self._vjp(_packed_outputs(g, ctx), ctx), len(xs))):
                     if row is not None:
                         row[r] = 0 if part is None else part
                 basis[r] = 0
             blocks.append(_packed([None if row is None else row.reshape(y.shape + x.shape)
                                    for row, x in zip(rows, xs)]))
-        return _packed(blocks)
+        return _packed_outputs(blocks, ctx)
 
     def _vjp(self, g: Any, ctx: Context) -> Any:
         """Default: contract ``g`` against the dense Jacobian, ``Σ_o g_o · J[o][i]`` for each input i."""
         xs, ys = ctx.inputs, _outputs(ctx)
-        jac = [_parts(block, len(xs)) for block in _parts(self._jacobian(ctx), len(ys))]
-        gs = _parts(g, len(ys))
+        jac = [_parts(block, len(xs)) for block in _per_output(self._jacobian(ctx), ctx)]
+        gs = _per_output(g, ctx)
         dx: List[Optional[np.ndarray]] = []
         for i, x in enumerate(xs):
             terms = [np.tensordot(gs[o], jac[o][i], axes=gs[o].ndim) for o in range(len(ys)) if jac[o][i] is not None]

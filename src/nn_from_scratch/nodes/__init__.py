@@ -2,6 +2,7 @@
 from ..node import Context, ElementwiseNode, Node, RowwiseNode
 from .arithmetic import Add, Divide, Identity, Multiply, Scale, Subtract
 from .activations import ELU, GELU, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
+from .combine import Chunk, Concat, Split, Stack
 from .convolution import Conv2d
 from .linear import Linear
 from .adaptive_pooling import AdaptiveAvgPool2d, GlobalAvgPool2d
@@ -12,10 +13,14 @@ from .softmax import LogSoftMax, NormalizedSoftMax, SoftMax
 
 __all__ = [
     "Add",
+    "Chunk",
+    "Concat",
     "Divide",
     "Identity",
     "Multiply",
     "Scale",
+    "Split",
+    "Stack",
     "Subtract",
     "AdaptiveAvgPool2d",
     "AvgPool2d",

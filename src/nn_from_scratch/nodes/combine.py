@@ -1,0 +1,255 @@
+r"""Nodes that join inputs or cut one input into parts: Concat, Stack (k inputs), Split, Chunk (several outputs).
+
+They only move entries, so every derivative is a selection: the gradient of
+a joined input is its slice of ``g``, the gradient of a cut input is the
+parts' gradients put back side by side.  Each Jacobian block is an identity
+placed where the entries went.
+
+``Concat`` and ``Stack`` take a fixed number of inputs, ``num_inputs``
+(default 2), given at construction as the Node contract asks; their output
+dtype is the promotion of the inputs' (torch's ``cat`` and ``stack`` do the
+same) and each input gets its gradient back in its own dtype.
+
+``Split`` and ``Chunk`` give a tuple of outputs (always a tuple, even of one
+part) and take a tuple of output gradients in ``backward``.  An entry may be
+None for a part that got no gradient (a part nothing used): it counts as
+zero, as torch treats an unused output.  The parts are views of the input,
+as torch's are.
+
+Axes may be negative (counted from the end); an axis out of range raises
+``ValueError`` naming the input's shape, an axis that is not an integer
+raises ``TypeError`` at construction.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, List, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..node import Context, Node
+from .arithmetic import result_dtype
+
+__all__ = ["Chunk", "Concat", "Split", "Stack", "check_axis", "normalize_axis"]
+
+
+def check_axis(who: str, axis: Any, name: str = "axis") -> int:
+    """``axis`` as an int; ``TypeError`` for anything that is not an integer (a bool included)."""
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"{who}: {name} must be an integer, got {axis!r}")
+    return int(axis)
+
+
+def normalize_axis(who: str, axis: int, ndim: int, shape: Tuple[int, ...]) -> int:
+    """``axis`` in ``[0, ndim)`` from ``[-ndim, ndim)``; ``ValueError`` naming the shape otherwise."""
+    if not -ndim <= axis < ndim:
+        raise ValueError(
+            f"{who}: axis {axis} is out of range for input of shape {shape} "
+            f"(expected a value in [{-ndim}, {ndim - 1}])" if ndim else
+            f"{who}: an input of shape () has no axis {axis}; give arrays with at least one axis"
+        )
+    return axis % ndim
+
+
+def _check_count(who: str, num_inputs: Any) -> int:
+    if isinstance(num_inputs, bool) or not isinstance(num_inputs, (int, np.integer)):
+        raise TypeError(f"{who}: num_inputs must be an integer, got {num_inputs!r}")
+    if num_inputs < 1:
+        raise ValueError(f"{who}: num_inputs must be at least 1, got {num_inputs}")
+    return int(num_inputs)
+
+
+def _placed_identity(x_shape: Tuple[int, ...], y_shape: Tuple[int, ...], where: Tuple[Any, ...],
+                     dtype: Any) -> np.ndarray:
+    """The Jacobian of a node that copies ``x`` into ``y[where]``: zeros, with an identity at ``where``."""
+    jac = np.zeros(tuple(y_shape) + tuple(x_shape), dtype=dtype)
+    jac[where] = np.eye(math.prod(x_shape), dtype=dtype).reshape(tuple(x_shape) + tuple(x_shape))
+    return jac
+
+
+def _packed(parts: Sequence[Any]) -> Any:
+    return parts[0] if len(parts) == 1 else tuple(parts)
+
+
+class Concat(Node):
+    r"""Join ``num_inputs`` arrays along an existing ``axis``, as ``torch.cat``: ``Concat(axis=1)(a, b)``.
+
+    The inputs must agree in every axis but ``axis``.  With :math:`o_k` the
+    offset of input :math:`k` along the axis,
+
+    .. math::
+        y[\dots, o_k + j, \dots] = x_k[\dots, j, \dots], \qquad
+        \frac{\partial L}{\partial x_k} = g[\dots, o_k : o_k + n_k, \dots].
+    """
+
+    def __init__(self, axis: int = 0, num_inputs: int = 2) -> None:
+        super().__init__()
+        self.axis = check_axis("Concat", axis)
+        self.num_inputs = _check_count("Concat", num_inputs)
+
+    def _check_input(self, *xs: np.ndarray) -> None:
+        first = xs[0]
+        axis = normalize_axis("Concat", self.axis, first.ndim, first.shape)
+        for x in xs[1:]:
+            if x.ndim != first.ndim or any(a != b for k, (a, b) in enumerate(zip(x.shape, first.shape)) if k != axis):
+                shown = ", ".join(str(v.shape) for v in xs)
+                raise ValueError(f"Concat(axis={self.axis}): input shapes {shown} must agree in every axis but {axis}")
+
+    def _forward(self, *args: Any) -> np.ndarray:
+        *xs, ctx = args
+        ctx.axis = self.axis % xs[0].ndim
+        ctx.bounds = np.cumsum([0] + [x.shape[ctx.axis] for x in xs])
+        return np.concatenate(xs, axis=ctx.axis, dtype=result_dtype(xs))
+
+    def _slice(self, ctx: Context, k: int) -> Tuple[Any, ...]:
+        where: List[Any] = [slice(None)] * ctx.y.ndim
+        where[ctx.axis] = slice(int(ctx.bounds[k]), int(ctx.bounds[k + 1]))
+        return tuple(where)
+
+    def _vjp(self, g: np.ndarray, ctx: Context) -> Any:
+        return _packed([g[self._slice(ctx, k)].astype(x.dtype, copy=False) for k, x in enumerate(ctx.inputs)])
+
+    def _jacobian(self, ctx: Context) -> Any:
+        return _packed([_placed_identity(x.shape, ctx.y.shape, self._slice(ctx, k), np.result_type(x, ctx.y))
+                        for k, x in enumerate(ctx.inputs)])
+
+    def extra_repr(self) -> str:
+        return f"axis={self.axis}, num_inputs={self.num_inputs}"
+
+
+class Stack(Node):
+    r"""Join ``num_inputs`` arrays of one shape along a new ``axis``, as ``torch.stack``: ``Stack(axis=0)(a, b)``.
+
+    ``axis`` counts in the output, so it lies in ``[-(d+1), d]`` for
+    :math:`d`-dimensional inputs.
+
+    .. math::
+        y[\dots, k, \dots] = x_k, \qquad \frac{\partial L}{\partial x_k} = g[\dots, k, \dots].
+    """
+
+    def __init__(self, axis: int = 0, num_inputs: int = 2) -> None:
+        super().__init__()
+        self.axis = check_axis("Stack", axis)
+        self.num_inputs = _check_count("Stack", num_inputs)
+
+    def _check_input(self, *xs: np.ndarray) -> None:
+        first = xs[0]
+        normalize_axis("Stack", self.axis, first.ndim + 1, first.shape)
+        if any(x.shape != first.shape for x in xs[1:]):
+            shown = ", ".join(str(v.shape) for v in xs)
+            raise ValueError(f"Stack: input shapes {shown} must all be equal")
+
+    def _forward(self, *args: Any) -> np.ndarray:
+        *xs, ctx = args
+        ctx.axis = self.axis % (xs[0].ndim + 1)
+        return np.stack(xs, axis=ctx.axis, dtype=result_dtype(xs))
+
+    def _slice(self, ctx: Context, k: int) -> Tuple[Any, ...]:
+        where: List[Any] = [slice(None)] * ctx.y.ndim
+        where[ctx.axis] = k
+        return tuple(where)
+
+    def _vjp(self, g: np.ndarray, ctx: Context) -> Any:
+        return _packed([g[self._slice(ctx, k)].astype(x.dtype, copy=False) for k, x in enumerate(ctx.inputs)])
+
+    def _jacobian(self, ctx: Context) -> Any:
+        return _packed([_placed_identity(x.shape, ctx.y.shape, self._slice(ctx, k), np.result_type(x, ctx.y))
+                        for k, x in enumerate(ctx.inputs)])
+
+    def extra_repr(self) -> str:
+        return f"axis={self.axis}, num_inputs={self.num_inputs}"
+
+
+SizesArg = Union[int, Sequence[int]]
+
+
+class Split(Node):
+    r"""Cut one input along ``axis`` into parts, as ``torch.split``: a tuple of outputs.
+
+    ``sizes`` is either one part size (``Split(2)`` cuts 5 rows into 2, 2, 1:
+    the last part takes the rest) or the list of every part's size, which
+    must add up to the input's size along the axis (0 allowed).  With
+    :math:`o_p` the offset of part :math:`p`,
+
+    .. math::
+        y_p = x[\dots, o_p : o_p + n_p, \dots], \qquad
+        \frac{\partial L}{\partial x} = \operatorname{concat}(g_0, g_1, \dots)
+        \quad (g_p = 0 \text{ for a part given None}).
+    """
+
+    def __init__(self, sizes: SizesArg, axis: int = 0) -> None:
+        super().__init__()
+        if isinstance(sizes, (int, np.integer)) and not isinstance(sizes, bool):
+            if sizes < 1:
+                raise ValueError(f"Split: a part size must be positive, got {sizes}")
+            self.sizes: Union[int, Tuple[int, ...]] = int(sizes)
+        else:
+            if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) or not sizes:
+                raise TypeError(f"Split: sizes must be a positive integer or a non-empty sequence of them, got {sizes!r}")
+            parts = tuple(check_axis("Split", s, "every part size") for s in sizes)
+            if any(s < 0 for s in parts):
+                raise ValueError(f"Split: part sizes must not be negative, got {parts}")
+            self.sizes = parts
+        self.axis = check_axis(type(self).__name__, axis)
+
+    def _part_sizes(self, n: int) -> Tuple[int, ...]:
+        if isinstance(self.sizes, int):
+            size = self.sizes
+            return (size,) * (n // size) + ((n % size,) if n % size or n == 0 else ())
+        return self.sizes
+
+    def _check_input(self, x: np.ndarray) -> None:
+        axis = normalize_axis(type(self).__name__, self.axis, x.ndim, x.shape)
+        sizes = self._part_sizes(x.shape[axis])
+        if sum(sizes) != x.shape[axis]:
+            raise ValueError(
+                f"{type(self).__name__}: part sizes {sizes} add up to {sum(sizes)}, but the input of shape "
+                f"{x.shape} has {x.shape[axis]} entries along axis {self.axis}"
+            )
+
+    def _forward(self, x: np.ndarray, ctx: Context) -> Tuple[np.ndarray, ...]:
+        ctx.axis = self.axis % x.ndim
+        ctx.bounds = np.cumsum((0,) + self._part_sizes(x.shape[ctx.axis]))
+        return tuple(x[self._slice(ctx, p)] for p in range(len(ctx.bounds) - 1))
+
+    def _slice(self, ctx: Context, p: int) -> Tuple[Any, ...]:
+        where: List[Any] = [slice(None)] * ctx.x.ndim
+        where[ctx.axis] = slice(int(ctx.bounds[p]), int(ctx.bounds[p + 1]))
+        return tuple(where)
+
+    def _vjp(self, g: Tuple[np.ndarray, ...], ctx: Context) -> np.ndarray:
+        return np.concatenate(g, axis=ctx.axis).astype(ctx.x.dtype, copy=False)
+
+    def _jacobian(self, ctx: Context) -> Tuple[np.ndarray, ...]:
+        x = ctx.x
+        eye = np.eye(x.size, dtype=x.dtype).reshape(x.shape + x.shape)
+        return tuple(np.ascontiguousarray(eye[self._slice(ctx, p)]) for p in range(len(ctx.y)))
+
+    def extra_repr(self) -> str:
+        return f"sizes={self.sizes}, axis={self.axis}"
+
+
+class Chunk(Split):
+    r"""Cut one input along ``axis`` into ``chunks`` parts of equal size, as ``torch.chunk``.
+
+    Each part has :math:`\lceil n / \text{chunks} \rceil` entries along the
+    axis and the last takes the rest, so, as in torch, there may be *fewer*
+    than ``chunks`` parts (6 entries in 4 chunks give 3 parts of 2); an empty
+    axis gives ``chunks`` empty parts.  The derivative is :class:`Split`'s.
+    """
+
+    def __init__(self, chunks: int, axis: int = 0) -> None:
+        chunks = check_axis("Chunk", chunks, "chunks")
+        if chunks < 1:
+            raise ValueError(f"Chunk: chunks must be positive, got {chunks}")
+        super().__init__(1, axis)
+        self.chunks = chunks
+
+    def _part_sizes(self, n: int) -> Tuple[int, ...]:
+        if n == 0:
+            return (0,) * self.chunks
+        size = -(-n // self.chunks)
+        return (size,) * (n // size) + ((n % size,) if n % size else ())
+
+    def extra_repr(self) -> str:
+        return f"chunks={self.chunks}, axis={self.axis}"
