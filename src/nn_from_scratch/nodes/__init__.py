@@ -5,8 +5,10 @@ from .activations import ELU, GELU, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
 from .combine import Chunk, Concat, Split, Stack
 from .convolution import Conv2d
 from .linear import Linear
+from .matmul import MatMul
 from .adaptive_pooling import AdaptiveAvgPool2d, GlobalAvgPool2d
 from .pooling import AvgPool2d, MaxPool2d
+from .reduction import Mean, Sum
 from .regularization import BatchNorm1d, BatchNorm2d, Dropout
 from .shape import Flatten, Reshape, Vectorization
 from .softmax import LogSoftMax, NormalizedSoftMax, SoftMax
@@ -17,11 +19,14 @@ __all__ = [
     "Concat",
     "Divide",
     "Identity",
+    "MatMul",
+    "Mean",
     "Multiply",
     "Scale",
     "Split",
     "Stack",
     "Subtract",
+    "Sum",
     "AdaptiveAvgPool2d",
     "AvgPool2d",
     "BatchNorm1d",

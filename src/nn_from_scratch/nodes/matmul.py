@@ -1,0 +1,90 @@
+r"""MatMul: the matrix product of two inputs with ``torch.matmul``'s (and ``np.matmul``'s) rules.
+
+* both 1-D: the dot product, a 0-d output;
+* 2-D by 2-D: the matrix product ``(n, k) @ (k, m) -> (n, m)``;
+* a 1-D first input is a row ``(1, k)`` whose axis is then removed, a 1-D
+  second input a column ``(k, 1)`` likewise;
+* more axes: a batch of matrices, the batch axes (all but the last two)
+  broadcast against each other.
+
+With both inputs seen as (batches of) matrices, :math:`Y = A B`:
+
+.. math::
+    Y_{\dots ij} = \sum_k A_{\dots ik} B_{\dots kj}, \qquad
+    \frac{\partial L}{\partial A} = G B^\top, \qquad
+    \frac{\partial L}{\partial B} = A^\top G,
+
+each summed over the batch axes its input was broadcast along
+(:func:`~nn_from_scratch.nodes.arithmetic.sum_to_shape`), then given the
+input's own shape back.  float16 is multiplied and accumulated in float32
+and rounded once; inputs of two dtypes are promoted (torch refuses them)
+and each gets its gradient in its own dtype.
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+
+from ..node import Context, Node
+from .arithmetic import broadcast_shape, sum_to_shape
+
+__all__ = ["MatMul"]
+
+_HALF = np.dtype(np.float16)
+
+
+def _as_matrices(a_shape: Tuple[int, ...], b_shape: Tuple[int, ...]) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+    """The shapes of ``a`` and ``b`` as (batches of) matrices: a 1-D ``a`` is a row, a 1-D ``b`` a column."""
+    return ((1,) + a_shape if len(a_shape) == 1 else a_shape), (b_shape + (1,) if len(b_shape) == 1 else b_shape)
+
+
+class MatMul(Node):
+    r"""The matrix product ``a @ b`` with ``torch.matmul``'s rules for 1-D, 2-D and batched inputs.
+
+    .. math::
+        Y = A B, \qquad \frac{\partial L}{\partial A} = G B^\top, \qquad \frac{\partial L}{\partial B} = A^\top G
+
+    (a 1-D input is a row or a column, batch axes broadcast, and each
+    gradient is summed back over the batch axes its input was broadcast
+    along).  Inputs that do not fit raise ``ValueError`` naming both shapes.
+    The dense Jacobian is the base class's, built from the VJP one output
+    entry at a time.
+    """
+
+    num_inputs = 2
+
+    def _check_input(self, a: np.ndarray, b: np.ndarray) -> None:
+        if a.ndim == 0 or b.ndim == 0:
+            raise ValueError(f"MatMul: both inputs need at least one axis, got shapes {a.shape} and {b.shape}")
+        ma, mb = _as_matrices(a.shape, b.shape)
+        if ma[-1] != mb[-2]:
+            raise ValueError(
+                f"MatMul: shapes {a.shape} and {b.shape} do not fit: the first has {ma[-1]} columns, "
+                f"the second {mb[-2]} rows"
+            )
+        try:
+            np.broadcast_shapes(ma[:-2], mb[:-2])
+        except ValueError:
+            raise ValueError(
+                f"MatMul: the batch axes of shapes {a.shape} and {b.shape}, {ma[:-2]} and {mb[:-2]}, "
+                "cannot be broadcast together"
+            ) from None
+
+    def _forward(self, a: np.ndarray, b: np.ndarray, ctx: Context) -> np.ndarray:
+        dtype = np.result_type(a, b)
+        work = np.float32 if dtype == _HALF else dtype  # float16 multiplied and summed in float32
+        ctx.operands = (a.astype(work, copy=False), b.astype(work, copy=False))
+        return np.asarray(np.matmul(*ctx.operands)).astype(dtype, copy=False)
+
+    def _vjp(self, g: np.ndarray, ctx: Context) -> Tuple[np.ndarray, np.ndarray]:
+        (a, b), (x_a, x_b) = ctx.operands, ctx.inputs
+        shape_a, shape_b = _as_matrices(a.shape, b.shape)
+        A, B = a.reshape(shape_a), b.reshape(shape_b)
+        batch = broadcast_shape("MatMul", shape_a[:-2], shape_b[:-2])
+        G = g.astype(a.dtype, copy=False).reshape(batch + (shape_a[-2], shape_b[-1]))
+        dA = np.matmul(G, np.swapaxes(B, -1, -2))
+        dB = np.matmul(np.swapaxes(A, -1, -2), G)
+        da = sum_to_shape(dA, shape_a, x_a.dtype).reshape(x_a.shape)
+        db = sum_to_shape(dB, shape_b, x_b.dtype).reshape(x_b.shape)
+        return da, db
