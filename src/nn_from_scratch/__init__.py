@@ -10,7 +10,7 @@ Modules: :mod:`~nn_from_scratch.nodes` (layers), :mod:`~nn_from_scratch.losses`,
 containers in :mod:`~nn_from_scratch.containers`, the contract in :mod:`~nn_from_scratch.node`.
 """
 from . import nodes as _nodes
-from .containers import Parallel, Residual, Sequential
+from .containers import Graph, Input, Parallel, Residual, Sequential
 from .network import NeuralNetwork, TrainingDiverged
 from .node import Context, Criterion, ElementwiseNode, Node, RowwiseNode
 from .nodes import *  # noqa: F401,F403  (the layers; their names are listed once, in nodes.__all__)
@@ -20,5 +20,6 @@ __version__ = "0.1.0"
 
 __all__ = sorted(
     set(_nodes.__all__)
-    | {"Criterion", "NeuralNetwork", "Parallel", "Parameter", "Residual", "Sequential", "TrainingDiverged"}
+    | {"Criterion", "Graph", "Input", "NeuralNetwork", "Parallel", "Parameter", "Residual", "Sequential",
+       "TrainingDiverged"}
 )

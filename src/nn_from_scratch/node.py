@@ -92,7 +92,8 @@ from .parameter import Parameter
 
 ShapeLike = Union[None, int, Sequence[Optional[int]]]
 
-__all__ = ["ConcurrentUseError", "Context", "Criterion", "Node", "RowwiseNode", "ElementwiseNode", "as_float_array"]
+__all__ = ["ConcurrentUseError", "Context", "Criterion", "GraphValue", "Node", "RowwiseNode", "ElementwiseNode",
+           "as_float_array"]
 
 
 def _normalize_shape(shape: ShapeLike) -> Optional[Tuple[Optional[int], ...]]:
@@ -135,6 +136,20 @@ def _packed_outputs(parts: Sequence[Any], ctx: Context) -> Any:
     return tuple(parts) if isinstance(ctx.y, tuple) else parts[0]
 
 
+class GraphValue:
+    """A value of a graph under construction: a node called on one records the call instead of computing.
+
+    The placeholders of the functional Graph (``containers/graph.py``)
+    subclass it; :meth:`Node.__call__` hands the call to :meth:`apply`.
+    """
+
+    __slots__ = ()
+
+    def apply(self, node: "Node", inputs: Tuple[Any, ...], name: Optional[str]) -> Any:
+        """Record ``node(*inputs)`` and return the placeholder(s) of its output."""
+        raise NotImplementedError
+
+
 class Node(KeepsPass):
     """Abstract base class of all layers; see the module docstring for the contract."""
 
@@ -165,7 +180,21 @@ class Node(KeepsPass):
         """
         return self._keep(lambda: self.run(x, *more)).y
 
-    def __call__(self, x: Any, *more: Any) -> Any:
+    def __call__(self, x: Any, *more: Any, name: Optional[str] = None) -> Any:
+        """``forward(x, ...)`` on arrays; on graph placeholders, the call is recorded instead of computed.
+
+        Called on a :class:`GraphValue` (``containers.graph.Input(...)`` and
+        what a node called on one returns), the node computes nothing and
+        returns the placeholder of its output (a tuple of them for several
+        outputs), from which ``Graph(inputs=..., outputs=...)`` is built.
+        ``name`` names the node in that graph (its ``state_dict`` prefix) and
+        is taken only with placeholders.
+        """
+        if isinstance(x, GraphValue) or (more and any(isinstance(value, GraphValue) for value in more)):
+            first = next(value for value in (x,) + more if isinstance(value, GraphValue))
+            return first.apply(self, (x,) + more, name)
+        if name is not None:
+            raise TypeError(f"{type(self).__name__}: name= is taken only when the node is called on graph placeholders")
         return self.forward(x, *more)
 
     def backward(self, dL_dy: Any, reset_after: bool = True, *, input_grad: bool = True) -> Any:
@@ -326,14 +355,39 @@ class Node(KeepsPass):
         """Named sub-nodes; containers override this."""
         return []
 
+    def named_nodes(self, prefix: str = "") -> Iterator[Tuple[str, "Node"]]:
+        """``(path, node)`` for this node and every node below it, depth first (``path`` ends in a dot, or is empty).
+
+        A node reached along two paths (shared by two containers) comes once
+        per path.  Walked without recursion; a container that contains itself
+        raises ``ValueError``.
+        """
+        stack: List[Tuple[str, Node, frozenset]] = [(prefix, self, frozenset())]
+        while stack:
+            path, node, above = stack.pop()
+            yield path, node
+            inside = above | {id(node)}
+            for name, child in reversed(node.children()):
+                if id(child) in inside:
+                    raise ValueError(f"{type(child).__name__} at {path}{name} contains itself (a cycle of containers)")
+                stack.append((f"{path}{name}.", child, inside))
+
     def named_parameters(self, prefix: str = "") -> Iterator[Tuple[str, Parameter]]:
-        for name, value in vars(self).items():
-            if isinstance(value, Parameter):
-                yield prefix + name, value
-        for name, child in self.children():
-            yield from child.named_parameters(f"{prefix}{name}.")
+        """``(name, Parameter)`` for each trainable array, each Parameter once (first name wins, as in torch).
+
+        A node used twice, or a weight tied between two layers, is one
+        Parameter listed under the first name it is reached by, so
+        ``parameters()``, ``state_dict()`` and an optimizer see it once.
+        """
+        seen = set()
+        for path, node in self.named_nodes(prefix):
+            for name, value in vars(node).items():
+                if isinstance(value, Parameter) and id(value) not in seen:
+                    seen.add(id(value))
+                    yield path + name, value
 
     def parameters(self) -> List[Parameter]:
+        """The distinct trainable Parameters, in the order of :meth:`named_parameters`."""
         return [p for _, p in self.named_parameters()]
 
     def register_buffer(self, name: str, value: Optional[np.ndarray]) -> None:
@@ -352,13 +406,17 @@ class Node(KeepsPass):
         setattr(self, name, value)
 
     def named_buffers(self, prefix: str = "") -> Iterator[Tuple[str, np.ndarray]]:
-        """Non-trainable state saved with the model (running statistics), declared by :meth:`register_buffer`."""
-        for name in vars(self).get("_buffers", ()):
-            value = getattr(self, name)
-            if value is not None:
-                yield prefix + name, value
-        for name, child in self.children():
-            yield from child.named_buffers(f"{prefix}{name}.")
+        """Non-trainable state saved with the model (running statistics), declared by :meth:`register_buffer`.
+
+        Each array once, under the first name it is reached by (a node used twice has one set of buffers).
+        """
+        seen = set()
+        for path, node in self.named_nodes(prefix):
+            for name in vars(node).get("_buffers", ()):
+                value = getattr(node, name)
+                if value is not None and id(value) not in seen:
+                    seen.add(id(value))
+                    yield path + name, value
 
     def zero_grad(self) -> None:
         for p in self.parameters():

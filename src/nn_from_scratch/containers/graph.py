@@ -1,0 +1,530 @@
+r"""Graph: a functional model, built by calling nodes on placeholders (Keras' functional models, Torch7's nngraph).
+
+::
+
+    x = Input(64)                       # one sample's shape; the batch axis is implicit
+    h = Linear(64, 64)(x)               # a node called on a placeholder records the call
+    y = Add()(ReLU()(h), x)
+    model = Graph(inputs=x, outputs=y)  # a Node: forward, backward, jacobian, state_dict
+
+The graph is a directed acyclic graph of *uses*: a node called twice is one
+node (one set of parameters, listed once) used twice, each use with its own
+Context from ``run``.  With :math:`v_s` the value in slot :math:`s` and
+:math:`f_k` the node of use :math:`k`,
+
+.. math::
+    v_{\text{out}(k)} = f_k\big(v_{\text{in}(k)}\big) \text{ in topological order}, \qquad
+    \frac{\partial L}{\partial v_s} = \sum_{k:\ s \in \text{in}(k)} J_{k,s}^\top\,
+        \frac{\partial L}{\partial v_{\text{out}(k)}},
+
+so a value used by several nodes (fan-out) gets the sum of their gradients,
+and a shared node's parameter gradient is the sum over its uses.  The
+Jacobian is the chain rule over the graph, the sum over all paths from an
+input to an output.  Forward, backward and the Jacobian walk a flat plan (no
+recursion), so a chain of thousands of nodes runs.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+import threading
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..node import Context, GraphValue, Node
+from .sequential import check_layer
+
+__all__ = ["Graph", "Input", "Placeholder"]
+
+_serials = itertools.count()  # creation order of placeholders: always a topological order
+_serials_lock = threading.Lock()
+_TRIAL_BATCHES = (2, 3)  # the batch sizes of the trial forward (2 and up: BatchNorm refuses a batch of 1)
+
+
+def _next_serial() -> int:
+    with _serials_lock:
+        return next(_serials)
+
+
+def _shown(shape: Tuple[Optional[int], ...]) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _check_name(name: Any, what: str) -> str:
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"{what} must be a Python identifier (it becomes a state_dict prefix), got {name!r}")
+    return name
+
+
+class _Use:
+    """One call of a node on placeholders: the node, its input placeholders, the name given at the call."""
+
+    __slots__ = ("node", "inputs", "name", "serial", "made")
+
+    def __init__(self, node: Node, inputs: Tuple["Placeholder", ...], name: Optional[str]) -> None:
+        self.node, self.inputs, self.name, self.serial = node, inputs, name, _next_serial()
+        self.made: Tuple[Placeholder, ...] = ()  # the placeholders of its outputs
+
+
+class Placeholder(GraphValue):
+    """A value of a graph under construction: an :func:`Input`, or the output of a node called on placeholders.
+
+    ``shape`` is the value's shape with ``None`` for the batch axis (and any
+    axis that follows the batch size); ``dtype`` its dtype.  Calling a node
+    on placeholders returns a new placeholder and computes nothing but a
+    trial forward on zeros, which finds the output shape and refuses, naming
+    the node, inputs it cannot take.
+    """
+
+    __slots__ = ("use", "index", "shape", "dtype", "name", "serial")
+
+    def __init__(self, shape: Tuple[Optional[int], ...], dtype: np.dtype, use: Optional[_Use] = None,
+                 index: Optional[int] = None, name: Optional[str] = None) -> None:
+        self.shape, self.dtype, self.use, self.index, self.name = shape, dtype, use, index, name
+        self.serial = _next_serial()
+
+    @property
+    def is_input(self) -> bool:
+        """Whether this is an :func:`Input` (not the output of a node)."""
+        return self.use is None
+
+    def apply(self, node: Node, inputs: Tuple[Any, ...], name: Optional[str]) -> Union["Placeholder", Tuple["Placeholder", ...]]:
+        """Record ``node(*inputs)``: a trial forward on zeros gives the output shape(s); returns their placeholder(s)."""
+        check_layer("Graph", node)
+        for i, value in enumerate(inputs):
+            if not isinstance(value, Placeholder):
+                raise TypeError(
+                    f"{node!r} was called on placeholders and on a {type(value).__name__} (input {i}): in a graph "
+                    "every input of a node is a placeholder (make a constant an Input of the graph)"
+                )
+        if name is not None:
+            _check_name(name, "a node's name")
+        use = _Use(node, tuple(inputs), name)
+        shapes, dtypes, multi = _trial(node, use.inputs)
+        use.made = tuple(Placeholder(shape, dtype, use, index if multi else None)
+                         for index, (shape, dtype) in enumerate(zip(shapes, dtypes)))
+        return use.made if multi else use.made[0]
+
+    def __repr__(self) -> str:
+        if self.use is None:
+            return f"Input({_shown(self.shape[1:])}{'' if self.name is None else f', name={self.name!r}'})"
+        made = f"{type(self.use.node).__name__}" + ("" if self.index is None else f"[{self.index}]")
+        return f"Placeholder(output of {made}, shape={_shown(self.shape)})"
+
+
+def Input(shape: Union[int, Sequence[int]], *, name: Optional[str] = None, dtype: Any = np.float64) -> Placeholder:
+    """The placeholder of a graph input: ``shape`` is one sample's shape, without the batch axis.
+
+    The batch axis comes first and may have any size; every other size is
+    fixed (a graph is built for one sample shape, so that each node's input
+    is checked when the graph is built).  ``dtype`` is the input's dtype in
+    the trial forward; ``name`` labels the input in the summary and errors.
+    """
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        shape = (int(shape),)
+    try:
+        sizes = tuple(shape)
+    except TypeError:
+        raise TypeError(f"Input: shape must be an int or a tuple of ints, got {shape!r}") from None
+    for d in sizes:
+        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
+            raise ValueError(f"Input: shape must hold positive ints (one sample, without the batch axis), got {shape!r}")
+    if name is not None:
+        _check_name(name, "an Input's name")
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "fiub":
+        raise TypeError(f"Input: dtype must be a real numeric type, got {dtype}")
+    return Placeholder((None,) + tuple(int(d) for d in sizes), dtype, name=name)
+
+
+def _trial(node: Node, inputs: Tuple[Placeholder, ...]
+           ) -> Tuple[List[Tuple[Optional[int], ...]], List[np.dtype], bool]:
+    """Run ``node`` on zeros of the inputs' shapes, at two batch sizes, with ``update_state=False``.
+
+    Returns the output shapes, their dtypes and whether the node gives
+    several outputs (a tuple); an axis whose size follows the batch size is
+    ``None``.  A node that cannot take the inputs raises its error again
+    with the node and the shapes named.  The node is left as it was.
+    """
+    runs = []
+    for batch in _TRIAL_BATCHES:
+        arrays = [np.zeros(tuple(batch if d is None else d for d in p.shape), dtype=p.dtype) for p in inputs]
+        try:
+            with np.errstate(all="ignore"):
+                y = node.run(*arrays, update_state=False).y
+        except (ValueError, TypeError) as error:
+            shapes = ", ".join(_shown(p.shape) for p in inputs)
+            raise type(error)(f"Graph: {node!r} cannot take input of shape {shapes}: {error}") from None
+        runs.append(y if isinstance(y, tuple) else (y,))
+        multi = isinstance(y, tuple)
+    shapes = []
+    for first, second in zip(*runs):
+        if first.shape == second.shape:
+            shapes.append(tuple(first.shape))
+        else:
+            shapes.append(tuple(None if a != b else a for a, b in zip(first.shape, second.shape)))
+    return shapes, [out.dtype for out in runs[0]], multi
+
+
+def _default_name(node: Node) -> str:
+    """``linear`` for Linear, ``batch_norm1d`` for BatchNorm1d (Keras' rule): the stem of a default node name."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", type(node).__name__).lower()
+
+
+def _listed(value: Any, what: str) -> List[Placeholder]:
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not items:
+        raise ValueError(f"Graph: {what} must name at least one placeholder")
+    for item in items:
+        if not isinstance(item, Placeholder):
+            raise TypeError(f"Graph: {what} must be placeholders (Input(...) and what nodes called on them return), "
+                            f"got {type(item).__name__}")
+    return items
+
+
+class Graph(Node):
+    r"""A functional model: the nodes and wiring recorded by calling nodes on placeholders, as one Node.
+
+    ``Graph(inputs=x, outputs=y)`` or ``Graph(inputs=[a, b], outputs=[y1, y2])``;
+    with several inputs ``forward(a, b)`` takes them in order, with several
+    outputs it returns a tuple and ``backward`` takes a tuple (None for an
+    output the loss ignores).  The graph holds the nodes on a path from the
+    inputs to the outputs; a node called on the placeholders but not on such
+    a path (a branch that leads to no output) is not part of it, so several
+    graphs can share one set of placeholders (an encoder and its autoencoder).
+
+    **Names.**  Each distinct node has a name, its prefix in ``state_dict``
+    (``"linear_0.weight"``): the one given at the call (``Linear(4, 4)(x,
+    name="encoder")``) or in ``names={"encoder": node}``, else its type's
+    stem and a count in the order of first use (``linear_0``, ``linear_1``,
+    ``re_lu_0``).  A torch module with those attribute names loads the state dict.
+
+    **Refused when the graph is built** (``ValueError`` naming the node or
+    input): an output placeholder that does not come from the inputs (it
+    needs an Input that is not listed: a placeholder of another graph), an
+    input no output uses, inputs that are not Inputs or are listed twice, a
+    node with two names or a name given to two nodes.  A node that cannot
+    take its input shape is refused at the call that records it.  A cycle
+    cannot be built from placeholders (each refers to earlier ones only); a
+    container made to contain itself afterwards is refused by
+    :meth:`~nn_from_scratch.node.Node.named_nodes`.
+
+    ``input_grad=False`` computes only the gradients that lead to a node
+    with parameters.  ``jacobian()`` gives blocks ``y_o.shape + x_i.shape``
+    (outputs outer, inputs inner, as the contract says).
+    """
+
+    def __init__(self, inputs: Union[Placeholder, Sequence[Placeholder]],
+                 outputs: Union[Placeholder, Sequence[Placeholder]], *,
+                 names: Optional[Mapping[str, Node]] = None) -> None:
+        super().__init__()
+        input_list, output_list = _listed(inputs, "inputs"), _listed(outputs, "outputs")
+        slot_of: Dict[int, int] = {}
+        for i, p in enumerate(input_list):
+            if not p.is_input:
+                raise ValueError(f"Graph: input {i} is the output of {p.use.node!r}, not an Input placeholder")
+            if id(p) in slot_of:
+                raise ValueError(f"Graph: input {i} ({p!r}) is listed twice")
+            slot_of[id(p)] = i
+        uses = self._collect(output_list, slot_of)
+        reached = {id(p) for use in uses for p in use.inputs} | {id(p) for p in output_list}
+        for i, p in enumerate(input_list):
+            if id(p) not in reached:
+                raise ValueError(f"Graph: input {i} ({p!r}) is not used by any output")
+        node_names = self._name_nodes(uses, names)
+
+        # The flat plan: slots 0..k-1 are the inputs, then the outputs of each use in topological order.
+        self._nodes: List[Node] = list(node_names)
+        self._names: List[str] = list(node_names.values())
+        index_of = {id(node): k for k, node in enumerate(self._nodes)}
+        shapes: List[Tuple[Optional[int], ...]] = [p.shape for p in input_list]
+        labels: List[str] = [p.name or f"input_{i}" for i, p in enumerate(input_list)]
+        self._plan: List[Tuple[int, Tuple[int, ...], Tuple[int, ...]]] = []
+        outputs_of: Dict[int, List[int]] = {}
+        times_used: Dict[int, int] = {}
+        self._use_labels: List[str] = []
+        for use in uses:
+            ins = []
+            for p in use.inputs:
+                ins.append(slot_of[id(p)] if p.is_input else outputs_of[id(p.use)][p.index or 0])
+            count = len(use.made)
+            outs = list(range(len(shapes), len(shapes) + count))
+            outputs_of[id(use)] = outs
+            times_used[id(use.node)] = times_used.get(id(use.node), 0) + 1
+            node_name = node_names[use.node]
+            if times_used[id(use.node)] > 1:  # a later use of a shared node: linear_0#2
+                node_name = f"{node_name}#{times_used[id(use.node)]}"
+            self._use_labels.append(node_name)
+            for p in use.made:
+                shapes.append(p.shape)
+                labels.append(node_name if p.index is None else f"{node_name}[{p.index}]")
+            self._plan.append((index_of[id(use.node)], tuple(ins), tuple(outs)))
+        self._multi_output = [use.made[0].index is not None for use in uses]
+        self._output_slots = tuple(slot_of[id(p)] if p.is_input else outputs_of[id(p.use)][p.index or 0]
+                                   for p in output_list)
+        self._slot_shapes, self._slot_labels = shapes, labels
+        self.num_inputs = len(input_list)
+        self.num_outputs = len(output_list)
+        self.input_shapes = tuple(p.shape for p in input_list)
+        # An input is constant (no gradient, None) when every use of it is a constant input of its node.
+        used_as_variable = set(self._output_slots)
+        for node_index, ins, _ in self._plan:
+            constant = self._nodes[node_index].constant_inputs
+            used_as_variable.update(s for j, s in enumerate(ins) if j not in constant)
+        self.constant_inputs = tuple(i for i in range(self.num_inputs) if i not in used_as_variable)
+
+    # ---------------------------------------------------------- building
+    @staticmethod
+    def _collect(outputs: List[Placeholder], slot_of: Dict[int, int]) -> List[_Use]:
+        """The uses on a path to an output, in topological order (creation order), found without recursion."""
+        found: Dict[int, _Use] = {}
+        stack: List[Tuple[Placeholder, Optional[_Use]]] = [(p, None) for p in outputs]
+        while stack:
+            p, consumer = stack.pop()
+            if p.is_input:
+                if id(p) not in slot_of:
+                    who = "an output of the graph" if consumer is None else f"{consumer.node!r}"
+                    raise ValueError(
+                        f"Graph: {who} depends on {p!r}, which is not among the graph's inputs "
+                        "(a placeholder of another graph, or an input left out of inputs=)"
+                    )
+                continue
+            if id(p.use) not in found:
+                found[id(p.use)] = p.use
+                stack.extend((q, p.use) for q in p.use.inputs)
+        return sorted(found.values(), key=lambda use: use.serial)
+
+    @staticmethod
+    def _name_nodes(uses: List[_Use], names: Optional[Mapping[str, Node]]) -> Dict[Node, str]:
+        """Each distinct node's name: given (at the call or in ``names``), else ``<type>_<count>`` by first use."""
+        given: Dict[int, str] = {}
+        owner: Dict[str, Node] = {}
+
+        def give(node: Node, name: str) -> None:
+            if id(node) in given and given[id(node)] != name:
+                raise ValueError(f"Graph: {node!r} is given two names, {given[id(node)]!r} and {name!r}")
+            if name in owner and owner[name] is not node:
+                raise ValueError(f"Graph: the name {name!r} is given to two nodes, {owner[name]!r} and {node!r}")
+            given[id(node)], owner[name] = name, node
+
+        in_graph = {id(use.node) for use in uses}
+        for name, node in (names or {}).items():
+            _check_name(name, "a node's name")
+            if not isinstance(node, Node) or id(node) not in in_graph:
+                raise ValueError(f"Graph: names={{{name!r}: {node!r}}} names a node that is not in the graph")
+            give(node, name)
+        for use in uses:
+            if use.name is not None:
+                give(use.node, use.name)
+        result: Dict[Node, str] = {}
+        counts: Dict[str, int] = {}
+        for use in uses:
+            node = use.node
+            if node in result:
+                continue
+            if id(node) in given:
+                result[node] = given[id(node)]
+                continue
+            stem = _default_name(node)
+            while True:
+                candidate = f"{stem}_{counts.get(stem, 0)}"
+                counts[stem] = counts.get(stem, 0) + 1
+                if candidate not in owner:
+                    break
+            owner[candidate] = node
+            result[node] = candidate
+        return result
+
+    # ---------------------------------------------------------- container
+    def children(self) -> List[Tuple[str, Node]]:
+        return list(zip(self._names, self._nodes))
+
+    @property
+    def names(self) -> List[str]:
+        """The nodes' names, in order of first use (the prefixes of ``state_dict`` keys)."""
+        return list(self._names)
+
+    def __getitem__(self, name: str) -> Node:
+        """The node called ``name``."""
+        try:
+            return self._nodes[self._names.index(name)]
+        except ValueError:
+            raise KeyError(f"Graph has no node named {name!r}; its nodes are {self._names}") from None
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self._nodes)
+
+    # ---------------------------------------------------------- the passes
+    def _check_input(self, *xs: np.ndarray) -> None:
+        for i, (x, shape) in enumerate(zip(xs, self.input_shapes)):
+            if x.ndim != len(shape) or any(e is not None and e != d for e, d in zip(shape, x.shape)):
+                raise ValueError(
+                    f"Graph input {i} ({self._slot_labels[i]}) must have shape {_shown(shape)} "
+                    f"(None: any batch size), got {x.shape}"
+                )
+
+    def _forward(self, *args: Any) -> Any:
+        *xs, ctx = args
+        values: List[Any] = list(xs) + [None] * (len(self._slot_shapes) - len(xs))
+        steps = []
+        for (node_index, ins, outs), multi in zip(self._plan, self._multi_output):
+            step = self._nodes[node_index].run(*[values[s] for s in ins], update_state=ctx.update_state)
+            steps.append(step)
+            if multi:
+                if not isinstance(step.y, tuple) or len(step.y) != len(outs):
+                    raise ValueError(f"Graph: {self._names[node_index]} gave {type(step.y).__name__} outputs where "
+                                     f"{len(outs)} were recorded when the graph was built")
+                for s, y in zip(outs, step.y):
+                    values[s] = y
+            else:
+                values[outs[0]] = step.y
+        ctx.steps = steps
+        ys = [values[s] for s in self._output_slots]
+        return ys[0] if len(ys) == 1 else tuple(ys)
+
+    def _wanting(self) -> List[bool]:
+        """Per slot: whether its gradient leads to a node with parameters (what ``input_grad=False`` computes)."""
+        has = [node.has_parameters() for node in self._nodes]
+        wants = [False] * len(self._slot_shapes)
+        for node_index, ins, outs in self._plan:
+            w = has[node_index] or any(wants[s] for s in ins)
+            for s in outs:
+                wants[s] = w
+        return wants
+
+    def _reverse(self, g: Any, ctx: Context, input_grad: bool, parameters: bool) -> Any:
+        """The backward walk in reverse topological order; gradients of a value used several times are summed."""
+        grads: List[Optional[np.ndarray]] = [None] * len(self._slot_shapes)
+
+        def add(slot: int, part: np.ndarray) -> None:
+            grads[slot] = part if grads[slot] is None else grads[slot] + part
+
+        for slot, part in zip(self._output_slots, g if self.num_outputs > 1 else (g,)):
+            if part is not None:
+                add(slot, part)
+        wants = None if input_grad else self._wanting()
+        for k in range(len(self._plan) - 1, -1, -1):
+            node_index, ins, outs = self._plan[k]
+            parts = [grads[s] for s in outs]
+            if all(part is None for part in parts):
+                continue  # no gradient reaches this use: its contributions are zero
+            for s in outs:
+                grads[s] = None
+            node, step = self._nodes[node_index], ctx.steps[k]
+            gy = tuple(parts) if self._multi_output[k] else parts[0]
+            need = input_grad or any(wants[s] for s in ins)
+            if parameters:
+                dx = node.backward_from(step, gy, input_grad=need)
+            elif need:
+                dx = node.vjp_from(step, gy)
+            else:
+                dx = None
+            if dx is None:
+                continue
+            for s, part in zip(ins, dx if len(ins) > 1 else (dx,)):
+                if part is not None:
+                    add(s, part)
+        if not input_grad:
+            return None
+        result = [None if i in self.constant_inputs else (grads[i] if grads[i] is not None else np.zeros_like(x))
+                  for i, x in enumerate(ctx.inputs)]
+        return result[0] if len(result) == 1 else tuple(result)
+
+    def _backward(self, g: Any, ctx: Context, input_grad: bool) -> Any:
+        return self._reverse(g, ctx, input_grad, parameters=True)
+
+    def _vjp(self, g: Any, ctx: Context) -> Any:
+        """Input gradient only; parameter gradients are left untouched."""
+        return self._reverse(g, ctx, True, parameters=False)
+
+    def _jacobian(self, ctx: Context) -> Any:
+        """The chain rule over the graph: ``J[s] = Σ_j J_local[j] · J[in_j]`` in topological order, per input."""
+        local: Dict[int, List[Tuple[Any, ...]]] = {}
+        blocks: List[List[Optional[np.ndarray]]] = [[None] * self.num_inputs for _ in range(self.num_outputs)]
+        values = list(ctx.inputs) + [None] * (len(self._slot_shapes) - self.num_inputs)
+        for k, (_, _, outs) in enumerate(self._plan):
+            y = ctx.steps[k].y
+            for s, out in zip(outs, y if self._multi_output[k] else (y,)):
+                values[s] = out
+        for i, x in enumerate(ctx.inputs):
+            if i in self.constant_inputs:
+                continue
+            jac: List[Optional[np.ndarray]] = [None] * len(values)
+            jac[i] = np.eye(x.size, dtype=x.dtype).reshape(x.shape * 2)
+            for k, (node_index, ins, outs) in enumerate(self._plan):
+                if all(jac[s] is None for s in ins):
+                    continue
+                if k not in local:
+                    step = ctx.steps[k]
+                    raw = self._nodes[node_index].jacobian_from(step)
+                    local[k] = [block if len(ins) > 1 else (block,)
+                                for block in (raw if len(outs) > 1 else (raw,))]
+                for o, s in enumerate(outs):
+                    total = None
+                    for j, source in enumerate(ins):
+                        part, upstream = local[k][o][j], jac[source]
+                        if part is None or upstream is None:
+                            continue
+                        term = np.tensordot(part, upstream, axes=np.ndim(values[source]))
+                        total = term if total is None else total + term
+                    jac[s] = total
+            for o, s in enumerate(self._output_slots):
+                y = values[s]
+                blocks[o][i] = jac[s] if jac[s] is not None else np.zeros(y.shape + x.shape, dtype=y.dtype)
+        rows = [row[0] if self.num_inputs == 1 else tuple(row) for row in blocks]
+        return rows[0] if self.num_outputs == 1 else tuple(rows)
+
+    # ---------------------------------------------------------- reading it
+    def summary(self) -> str:
+        """A table of the graph: each use of a node with its name, its inputs, its output shape and parameter count.
+
+        Shapes come from the trial forward made when the graph was built
+        (``None``: any batch size); nothing runs and the model is unchanged.
+        A node used again is marked ``(again)`` and its parameters are
+        counted at its first use only.  Returns the table as a string.
+        """
+        rows = [(self._slot_labels[i], "Input", "", _shown(self._slot_shapes[i]), "0")
+                for i in range(self.num_inputs)]
+        counted = set()
+        trainable = buffers = 0
+        for (node_index, ins, outs), name in zip(self._plan, self._use_labels):
+            node = self._nodes[node_index]
+            kind = type(node).__name__
+            if node_index in counted:
+                kind, count = kind + " (again)", 0
+            else:
+                counted.add(node_index)
+                t = sum(p.size for p in node.parameters())
+                b = sum(int(np.size(v)) for _, v in node.named_buffers() if np.asarray(v).dtype.kind == "f")
+                trainable, buffers, count = trainable + t, buffers + b, t + b
+            shape = ", ".join(_shown(self._slot_shapes[s]) for s in outs)
+            rows.append((name, kind, ", ".join(self._slot_labels[s] for s in ins), shape, f"{count:,}"))
+        header = ("Name", "Node", "Inputs", "Output shape", "Param #")
+        widths = [max(len(r[c]) for r in rows + [header]) for c in range(5)]
+
+        def line(r: Sequence[str]) -> str:
+            return "  ".join(f"{v:>{w}}" if c == 4 else f"{v:<{w}}" for c, (v, w) in enumerate(zip(r, widths))).rstrip()
+
+        rule = sum(widths) + 8
+        outputs = ", ".join(self._slot_labels[s] for s in self._output_slots)
+        text = [f"Graph summary, outputs: {outputs}", "=" * rule, line(header), "-" * rule]
+        text += [line(r) for r in rows]
+        text += ["=" * rule, f"Total params: {trainable + buffers:,}", f"Trainable params: {trainable:,}",
+                 f"Non-trainable params: {buffers:,}"]
+        return "\n".join(text)
+
+    def extra_repr(self) -> str:
+        lines, shown = [], set()
+        for node_index, ins, outs in self._plan:
+            made = ", ".join(self._slot_labels[s] for s in outs)
+            args = ", ".join(self._slot_labels[s] for s in ins)
+            what = "" if node_index in shown else f"  # {self._nodes[node_index]!r}"
+            shown.add(node_index)
+            lines.append(f"  {made} = {self._names[node_index]}({args}){what}")
+        inputs = ", ".join(self._slot_labels[:self.num_inputs])
+        outputs = ", ".join(self._slot_labels[s] for s in self._output_slots)
+        return f"inputs=[{inputs}], outputs=[{outputs}]\n" + "\n".join(lines) + "\n"
