@@ -86,6 +86,21 @@ class Linear(RowwiseNode):
     The layer computes in its own dtype (``dtype=np.float32`` for a float32
     model); inputs are cast to it.  ``init`` picks the initial weights (see
     :func:`init_weight`), ``rng`` a ``numpy.random.Generator`` or a seed.
+
+    **Tied weights.**  ``weight=`` takes an existing :class:`Parameter`
+    (another layer's) instead of drawing one: both layers then hold the one
+    Parameter, its gradient is the sum of both layers' contributions, and a
+    model lists it once.  With ``transpose_weight=True`` the layer uses its
+    transpose, :math:`W = P^\top` for the given :math:`P` of shape
+    ``(in_features, out_features)`` -- the decoder of an autoencoder that
+    reuses ``encoder.weight``:
+
+    .. math::
+        y = x P + b, \qquad \frac{\partial L}{\partial x} = G P^\top, \qquad
+        \frac{\partial L}{\partial P} = x^\top G.
+
+    The layer's dtype is then the Parameter's; its bias is its own.
+    :meth:`tied_to` reads the sizes off the Parameter.
     """
 
     def __init__(
@@ -96,19 +111,60 @@ class Linear(RowwiseNode):
         *,
         init: Initializer = "torch",
         rng: Any = None,
-        dtype: Any = np.float64,
+        dtype: Any = None,
+        weight: Optional[Parameter] = None,
+        transpose_weight: bool = False,
     ) -> None:
         self.in_features, self.out_features = positive_sizes(in_features=in_features, out_features=out_features)
-        dtype = float_dtype(dtype)
+        if not isinstance(transpose_weight, (bool, np.bool_)):
+            raise TypeError(f"transpose_weight must be a bool, got {transpose_weight!r}")
+        self.transpose_weight = bool(transpose_weight)
+        if weight is not None:
+            if not isinstance(weight, Parameter):
+                raise TypeError(f"weight must be a Parameter (to tie it to another layer's), got {type(weight).__name__}")
+            expected = (self.in_features, self.out_features) if self.transpose_weight else (
+                self.out_features, self.in_features)
+            if weight.shape != expected:
+                raise ValueError(
+                    f"Linear({self.in_features}, {self.out_features}, transpose_weight={self.transpose_weight}) "
+                    f"needs a weight of shape {expected}, got {weight.shape}"
+                )
+            if dtype is not None and float_dtype(dtype) != weight.dtype:
+                raise ValueError(f"dtype {np.dtype(dtype)} differs from the tied weight's dtype {weight.dtype}")
+            dtype = weight.dtype
+        elif self.transpose_weight:
+            raise ValueError("transpose_weight=True needs weight= (the Parameter whose transpose the layer uses)")
+        dtype = float_dtype(np.float64 if dtype is None else dtype)
         super().__init__()
-        weight, bias_value = init_weight(
+        drawn, bias_value = init_weight(
             init, (self.out_features, self.in_features), self.in_features, self.out_features, as_generator(rng)
         )
-        self.weight = Parameter(weight.astype(dtype))
+        self.weight = weight if weight is not None else Parameter(drawn.astype(dtype))
         self.bias: Optional[Parameter] = None
         if bias:
             initial = np.zeros(self.out_features) if bias_value is None else bias_value
             self.bias = Parameter(initial.astype(dtype))
+
+    @classmethod
+    def tied_to(cls, weight: Parameter, *, transpose: bool = False, bias: bool = True, init: Initializer = "torch",
+                rng: Any = None) -> "Linear":
+        """A Linear layer that uses ``weight`` (another layer's Parameter), or its transpose.
+
+        ``Linear.tied_to(encoder.weight, transpose=True)`` maps the encoder's
+        output size back to its input size with :math:`W = P^\top`; the
+        sizes come from the Parameter's shape.  ``init`` and ``rng`` draw the
+        bias only.
+        """
+        if not isinstance(weight, Parameter) or weight.value.ndim != 2:
+            raise TypeError(f"Linear.tied_to needs a 2-d Parameter, got {weight!r}")
+        rows, cols = weight.shape
+        in_features, out_features = (rows, cols) if transpose else (cols, rows)
+        return cls(in_features, out_features, bias, init=init, rng=rng, weight=weight, transpose_weight=transpose)
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """The matrix :math:`W` of shape ``(out_features, in_features)`` the layer applies (a view of the Parameter)."""
+        return self.weight.value.T if self.transpose_weight else self.weight.value
 
     @property
     def dtype(self) -> np.dtype:
@@ -122,24 +178,28 @@ class Linear(RowwiseNode):
 
     def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
         x2 = x.astype(self.dtype, copy=False).reshape(-1, self.in_features)
-        y = x2 @ self.weight.value.T
+        y = x2 @ self.matrix.T
         if self.bias is not None:
             y += self.bias.value
         ctx.x2 = x2
         return y.reshape(x.shape[:-1] + (self.out_features,))
 
     def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
-        dx = g.reshape(-1, self.out_features) @ self.weight.value
+        dx = g.reshape(-1, self.out_features) @ self.matrix
         return dx.reshape(ctx.x.shape).astype(ctx.x.dtype, copy=False)
 
     def _accumulate_grads(self, g: np.ndarray, ctx: Context) -> None:
         g2 = g.reshape(-1, self.out_features)
-        self.weight.accumulate(np.matmul, g2.T, ctx.x2)
+        if self.transpose_weight:
+            self.weight.accumulate(np.matmul, ctx.x2.T, g2)
+        else:
+            self.weight.accumulate(np.matmul, g2.T, ctx.x2)
         if self.bias is not None:
             self.bias.accumulate(np.sum, g2, axis=0)
 
     def _row_jacobian(self, ctx: Context) -> np.ndarray:
-        return np.broadcast_to(self.weight.value, ctx.x.shape[:-1] + self.weight.shape)
+        return np.broadcast_to(self.matrix, ctx.x.shape[:-1] + (self.out_features, self.in_features))
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        tied = ", transpose_weight=True" if self.transpose_weight else ""
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}{tied}"

@@ -129,7 +129,10 @@ def _as_parameter_list(params: Iterable[Parameter]) -> List[Parameter]:
                 f"optimizer params must be Parameter objects, got {type(p).__name__} at index {i}"
             )
         if id(p) in seen:
-            raise ValueError(f"parameter at index {i} ({p!r}) appears more than once in params")
+            raise ValueError(
+                f"parameter at index {i} ({p!r}) appears more than once in params; model.parameters() lists a "
+                "shared or tied Parameter once (torch only warns here, then updates it twice per step)"
+            )
         seen.add(id(p))
     return params
 
