@@ -139,3 +139,149 @@ def test_sympy_jacobian_without_sympy_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "sympy", None)
     with pytest.raises(ImportError, match=r'sympy_jacobian needs sympy.*pip install sympy \(or pip install "\.\[symbolic\]"'):
         sympy_jacobian(lambda s: s, np.ones(2))
+
+
+# ------------------------------------------------- several inputs, several outputs
+from nn_from_scratch import Parameter  # noqa: E402
+from nn_from_scratch.gradcheck import compare  # noqa: E402
+from nn_from_scratch.nodes import Add, Concat, Multiply, Split  # noqa: E402
+
+
+class WrongSecondInput(Multiply):
+    """d/db taken as g * b instead of g * a: input 0 right, input 1 wrong (the Jacobian is still right)."""
+
+    def _vjp(self, g, ctx):
+        a, b = ctx.operands
+        return g * b, g * b
+
+
+class WrongSecondInputByVJP(Node):
+    """Only a VJP, wrong for input 1: the Jacobian (built from it) disagrees with finite differences."""
+
+    num_inputs = 2
+
+    def _forward(self, a, b, ctx):
+        return a * b
+
+    def _vjp(self, g, ctx):
+        a, b = ctx.inputs
+        return g * b, g * b
+
+
+class SwappedParts(Split):
+    """The parts' gradients put back in the wrong order."""
+
+    def _vjp(self, g, ctx):
+        return np.concatenate(g[::-1], axis=ctx.axis)
+
+
+class NoGradientForInput1(Node):
+    num_inputs = 2
+
+    def _forward(self, a, b, ctx):
+        return a + b
+
+    def _vjp(self, g, ctx):
+        return g, None
+
+    def _jacobian(self, ctx):
+        eye = np.eye(ctx.y.size).reshape(ctx.y.shape * 2)
+        return eye, eye
+
+
+class Masked(Node):
+    """y = w ⊙ a ⊙ mask + b, with the mask a constant input and w a parameter."""
+
+    num_inputs = 3
+    constant_inputs = (2,)
+
+    def __init__(self, n):
+        super().__init__()
+        self.w = Parameter(np.linspace(0.5, 1.5, n))
+
+    def _forward(self, a, b, mask, ctx):
+        return self.w.value * a * mask + b
+
+    def _vjp(self, g, ctx):
+        a, b, mask = ctx.inputs
+        return g * self.w.value * mask, g, None
+
+    def _accumulate_grads(self, g, ctx):
+        a, b, mask = ctx.inputs
+        self.w.accumulate(np.sum(g * a * mask, axis=0))
+
+
+def failed(report):
+    return [c.name for c in report.comparisons if not c.ok]
+
+
+def test_a_wrong_gradient_of_one_input_fails_and_is_named(rng):
+    x = (rng.standard_normal((3, 2)), rng.standard_normal((3, 2)))
+    assert check_node(Multiply(), x).ok
+    assert failed(check_node(WrongSecondInput(), x)) == ["backward vs Jᵀg (input 1)"]
+    assert failed(check_node(WrongSecondInputByVJP(), x)) == ["jacobian (input 1) vs finite diff."]
+    with pytest.raises(AssertionError, match=r"input 1"):
+        assert_gradients(WrongSecondInput(), x)
+
+
+def test_a_wrong_gradient_of_a_broadcast_input_fails(rng):
+    class NotSummed(Add):
+        def _vjp(self, g, ctx):
+            return g, g[:1]  # the broadcast input's gradient taken from one row instead of summed
+
+    x = (rng.standard_normal((3, 2)), rng.standard_normal((1, 2)))
+    assert check_node(Add(), x).ok
+    assert "backward vs Jᵀg (input 1)" in failed(check_node(NotSummed(), x))
+
+
+def test_a_wrong_multi_output_node_fails(rng):
+    x = rng.standard_normal((4, 3))
+    assert check_node(Split([1, 3]), x).ok
+    assert failed(check_node(SwappedParts([1, 3]), x)) == ["backward vs Jᵀg"]
+
+
+def test_every_input_output_pair_and_parameter_is_checked(rng):
+    report = check_node(Concat(axis=0, num_inputs=3), tuple(rng.standard_normal((k, 2)) for k in (1, 2, 3)))
+    assert report.ok
+    names = [c.name for c in report.comparisons]
+    for i in range(3):
+        assert f"backward vs Jᵀg (input {i})" in names and f"jacobian (input {i}) vs finite diff." in names
+    names = [c.name for c in check_node(Split([2, 1, 1]), rng.standard_normal(4)).comparisons]
+    assert [n for n in names if n.startswith("jacobian")] == [f"jacobian of output {o} vs finite diff." for o in range(3)]
+
+
+def test_a_constant_input_is_skipped_and_a_parameter_is_checked(rng):
+    node = Masked(3)
+    x = (rng.standard_normal((2, 3)), rng.standard_normal((2, 3)), np.array([[1, 0, 1], [0, 1, 1]]))
+    report = assert_gradients(node, x)
+    names = [c.name for c in report.comparisons]
+    assert "d/d w vs finite diff." in names
+    assert not any("(input 2)" in n for n in names)
+    assert any("(input 1)" in n for n in names)
+
+
+def test_a_missing_gradient_for_an_input_that_needs_one_fails(rng):
+    report = check_node(NoGradientForInput1(), (rng.standard_normal(3), rng.standard_normal(3)))
+    assert failed(report) == ["backward vs Jᵀg (input 1)"]
+
+
+def test_an_output_given_no_gradient_is_taken_as_zero(rng):
+    x = rng.standard_normal(4)
+    assert check_node(Split([1, 3]), x, (None, rng.standard_normal(3))).ok
+    assert check_node(Split([1, 3]), x, [rng.standard_normal(1), None]).ok
+
+
+def test_inputs_given_in_the_wrong_number_are_refused(rng):
+    with pytest.raises(ValueError, match="takes 2 inputs"):
+        check_node(Add(), rng.standard_normal(3))
+    with pytest.raises(ValueError, match="takes 2 inputs"):
+        check_node(Add(), (rng.standard_normal(3),))
+
+
+def test_compare_takes_several_inputs_and_outputs(rng):
+    x = (rng.standard_normal((3, 2)), rng.standard_normal((3, 2)))
+    assert compare(Multiply(), Multiply(), x).ok
+    report = compare(WrongSecondInput(), Multiply(), x)
+    assert [c.name for c in report.comparisons if not c.ok] == ["backward (input 1)"]
+    assert compare(Split([1, 2]), Split([1, 2]), rng.standard_normal(3)).ok
+    assert not compare(SwappedParts([1, 2]), Split([1, 2]), rng.standard_normal(3)).ok

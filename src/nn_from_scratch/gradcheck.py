@@ -160,25 +160,22 @@ def check_node(
         ctx = run(*xs)
         several = isinstance(ctx.y, tuple)
         ys = ctx.y if several else (np.asarray(ctx.y),)
-        if dL_dy is None:
-            gs = tuple(rng.standard_normal(np.shape(y)) for y in ys)
-        else:
-            gs = tuple(np.asarray(as_float_array(g, "dL_dy"), dtype=np.float64)
-                       for g in (dL_dy if several else (dL_dy,)))
+        gs = _output_grads(dL_dy, ys, several, rng)
         g = gs if several else gs[0]
         for _, p in params:
             p.zero_grad()
-        dxs = node.backward_from(ctx, g)
+        dxs = _per_input(node.backward_from(ctx, g), len(xs), "backward_from")
         param_grads = [p.grad.copy() for _, p in params]
         jac = node.jacobian_from(ctx)
-        dxs = (dxs,) if len(xs) == 1 else tuple(dxs)
-        blocks = [(block,) if len(xs) == 1 else tuple(block) for block in (jac if several else (jac,))]
+        blocks = [_per_input(block, len(xs), "jacobian_from") for block in (jac if several else (jac,))]
+        if len(blocks) != len(ys):
+            raise ValueError(f"{type(node).__name__}.jacobian_from gave {len(blocks)} blocks for {len(ys)} outputs")
         for i, xi in enumerate(xs):
             if i in constant:
                 continue
             which = "" if len(xs) == 1 else f" (input {i})"
             expected_dx = sum(np.tensordot(gs[o], blocks[o][i], axes=gs[o].ndim) for o in range(len(ys)))
-            report.comparisons.append(Comparison.of(f"backward vs Jᵀg{which}", dxs[i], expected_dx, atol, rtol))
+            report.comparisons.append(_compare_gradient(f"backward vs Jᵀg{which}", dxs[i], expected_dx, atol, rtol))
             for o in range(len(ys)):
                 output = "" if len(ys) == 1 else f" of output {o}"
 
@@ -201,6 +198,34 @@ def check_node(
         for (_, p), grad in zip(params, saved_grads):
             p.edit_grad()[...] = grad
     return report
+
+
+def _output_grads(dL_dy: Any, ys: Sequence[np.ndarray], several: bool,
+                  rng: np.random.Generator) -> Tuple[np.ndarray, ...]:
+    """The upstream gradients in float64, one per output: random when not given, a given None taken as zero."""
+    if dL_dy is None:
+        return tuple(rng.standard_normal(np.shape(y)) for y in ys)
+    given = dL_dy if several else (dL_dy,)
+    if several and (not isinstance(dL_dy, (tuple, list)) or len(dL_dy) != len(ys)):
+        raise ValueError(f"dL_dy must be a tuple of {len(ys)} gradients, one per output (None for zero)")
+    return tuple(np.zeros(np.shape(y)) if g is None else np.asarray(as_float_array(g, "dL_dy"), dtype=np.float64)
+                 for g, y in zip(given, ys))
+
+
+def _per_input(value: Any, count: int, what: str) -> Tuple[Any, ...]:
+    """A gradient or Jacobian of the contract (one array for one input, a tuple for several) as a tuple."""
+    if count == 1:
+        return (value,)
+    if not isinstance(value, (tuple, list)) or len(value) != count:
+        raise ValueError(f"{what} must give a tuple of {count} parts, one per input, got {type(value).__name__}")
+    return tuple(value)
+
+
+def _compare_gradient(name: str, actual: Any, expected: np.ndarray, atol: float, rtol: float) -> Comparison:
+    """:meth:`Comparison.of`, with a missing gradient (None) for an input that has one counted as a failure."""
+    if actual is None:
+        return Comparison(name, float("inf"), float("inf"), False)
+    return Comparison.of(name, actual, expected, atol, rtol)
 
 
 def _numerical_parameter_grad(pairing: Callable[[], float], param: Any, eps: float) -> np.ndarray:
@@ -246,6 +271,9 @@ def compare(
     ``node_b`` is the reference: relative errors are measured against it.
     Only the context calls are used: both nodes' pending passes stay as they
     were, and their parameters' gradients are restored afterwards.  Shapes that differ raise ``ValueError``.
+    For several inputs (``x`` a tuple) or outputs, each output, each input's
+    gradient and each Jacobian block is its own comparison, named by its
+    input and output; an output's ``dL_dy`` may be None (zero).
     """
     xs = _inputs_of(node_a, x)
     report = GradcheckReport(node=f"{node_a!r} against {node_b!r}", atol=atol, rtol=rtol)
@@ -253,16 +281,32 @@ def compare(
     saved_grads = [p.grad.copy() for p in params]
     try:
         ctx_a, ctx_b = node_a.run(*xs, update_state=False), node_b.run(*xs, update_state=False)
-        report.comparisons.append(Comparison.of("forward", ctx_a.y, ctx_b.y, atol, rtol))
-        if dL_dy is None:
-            g = np.random.default_rng(0).standard_normal(np.shape(ctx_b.y))
-        else:
-            g = np.asarray(as_float_array(dL_dy, "dL_dy"), dtype=np.float64)
-        dx_a = node_a.backward_from(ctx_a, g)
-        dx_b = node_b.backward_from(ctx_b, g)
-        report.comparisons.append(Comparison.of("backward", dx_a, dx_b, atol, rtol))
-        jac_a, jac_b = node_a.jacobian_from(ctx_a), node_b.jacobian_from(ctx_b)
-        report.comparisons.append(Comparison.of("jacobian", jac_a, jac_b, atol, rtol))
+        several = isinstance(ctx_b.y, tuple)
+        ys_a = ctx_a.y if several and isinstance(ctx_a.y, tuple) else (ctx_a.y,)
+        ys_b = ctx_b.y if several else (ctx_b.y,)
+        if len(ys_a) != len(ys_b):
+            raise ValueError(f"the nodes give {len(ys_a)} and {len(ys_b)} outputs")
+        for o, (y_a, y_b) in enumerate(zip(ys_a, ys_b)):
+            report.comparisons.append(Comparison.of("forward" + (f" (output {o})" if several else ""), y_a, y_b,
+                                                    atol, rtol))
+        gs = _output_grads(dL_dy, ys_b, several, np.random.default_rng(0))
+        g = gs if several else gs[0]
+        count = len(xs)
+        dx_a = _per_input(node_a.backward_from(ctx_a, g), count, "backward_from")
+        dx_b = _per_input(node_b.backward_from(ctx_b, g), count, "backward_from")
+        jac_a = node_a.jacobian_from(ctx_a)
+        jac_b = node_b.jacobian_from(ctx_b)
+        blocks_a = [_per_input(j, count, "jacobian_from") for j in (jac_a if several else (jac_a,))]
+        blocks_b = [_per_input(j, count, "jacobian_from") for j in (jac_b if several else (jac_b,))]
+        for i in range(count):
+            which = "" if count == 1 else f" (input {i})"
+            if dx_b[i] is not None or dx_a[i] is not None:
+                report.comparisons.append(_compare_gradient(f"backward{which}", dx_a[i], dx_b[i], atol, rtol))
+            for o in range(len(ys_b)):
+                if blocks_b[o][i] is not None or blocks_a[o][i] is not None:
+                    output = f" of output {o}" if several else ""
+                    report.comparisons.append(
+                        _compare_gradient(f"jacobian{output}{which}", blocks_a[o][i], blocks_b[o][i], atol, rtol))
     finally:
         for p, grad in zip(params, saved_grads):
             p.edit_grad()[...] = grad
