@@ -196,6 +196,21 @@ def test_float32_stays_float32(rng):
     assert model.backward(np.ones_like(out)).dtype == np.float32
 
 
+def test_float16_stays_float16_and_follows_float64(rng):
+    def build(dtype):
+        x = Input(4, dtype=dtype)
+        encoder = Linear(4, 4, rng=0, dtype=dtype)
+        h = Add()(encoder(x), x)
+        return Graph(x, Linear.tied_to(encoder.weight, transpose=True, rng=1)(Tanh()(h)))
+    half, full = build(np.float16), build(np.float64)
+    data, g = rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
+    out = half.forward(data.astype(np.float16))
+    dx = half.backward(g.astype(np.float16))
+    assert out.dtype == dx.dtype == np.float16 and all(p.grad.dtype == np.float16 for p in half.parameters())
+    np.testing.assert_allclose(out, full.forward(data), rtol=1e-2, atol=1e-2)
+    np.testing.assert_allclose(dx, full.backward(g), rtol=1e-2, atol=1e-2)
+
+
 # ---------------------------------------------------------------- refused when built
 def test_shape_mismatches_are_refused_at_the_call_naming_the_node():
     x = Input(3)
@@ -381,3 +396,17 @@ def test_deepcopy_keeps_sharing_inside_the_copy(rng):
     assert len(twin.parameters()) == 4
     data = rng.standard_normal((2, 4))
     np.testing.assert_array_equal(twin.evaluate(data), model.evaluate(data))
+
+
+def test_the_graphs_page_code_runs_in_order(tmp_path, monkeypatch, capsys):
+    import re
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parent.parent / "docs" / "graphs.md"
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S)
+    assert len(blocks) >= 5
+    monkeypatch.chdir(tmp_path)
+    namespace = {"__name__": "__graphs_page__"}
+    for index, block in enumerate(blocks, 1):
+        exec(compile(block, f"docs/graphs.md block {index}", "exec"), namespace)
+    assert "Graph summary" in capsys.readouterr().out

@@ -28,7 +28,7 @@ from __future__ import annotations
 import itertools
 import re
 import threading
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -89,8 +89,9 @@ class Placeholder(GraphValue):
         """Whether this is an :func:`Input` (not the output of a node)."""
         return self.use is None
 
-    def apply(self, node: Node, inputs: Tuple[Any, ...], name: Optional[str]) -> Union["Placeholder", Tuple["Placeholder", ...]]:
-        """Record ``node(*inputs)``: a trial forward on zeros gives the output shape(s); returns their placeholder(s)."""
+    def apply(self, node: Node, inputs: Tuple[Any, ...], name: Optional[str]
+              ) -> Union["Placeholder", Tuple["Placeholder", ...]]:
+        """Record ``node(*inputs)``: a trial forward on zeros gives the output shape(s); returns their placeholders."""
         check_layer("Graph", node)
         for i, value in enumerate(inputs):
             if not isinstance(value, Placeholder):
@@ -129,7 +130,7 @@ def Input(shape: Union[int, Sequence[int]], *, name: Optional[str] = None, dtype
         raise TypeError(f"Input: shape must be an int or a tuple of ints, got {shape!r}") from None
     for d in sizes:
         if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
-            raise ValueError(f"Input: shape must hold positive ints (one sample, without the batch axis), got {shape!r}")
+            raise ValueError(f"Input: shape must hold positive ints (one sample, no batch axis), got {shape!r}")
     if name is not None:
         _check_name(name, "an Input's name")
     dtype = np.dtype(dtype)

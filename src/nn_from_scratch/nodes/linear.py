@@ -121,7 +121,7 @@ class Linear(RowwiseNode):
         self.transpose_weight = bool(transpose_weight)
         if weight is not None:
             if not isinstance(weight, Parameter):
-                raise TypeError(f"weight must be a Parameter (to tie it to another layer's), got {type(weight).__name__}")
+                raise TypeError(f"weight must be a Parameter (another layer's, to tie), got {type(weight).__name__}")
             expected = (self.in_features, self.out_features) if self.transpose_weight else (
                 self.out_features, self.in_features)
             if weight.shape != expected:
