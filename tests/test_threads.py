@@ -79,7 +79,7 @@ def test_a_thread_count_changed_in_the_middle_of_a_call_is_not_seen_by_it(thread
     """``set_num_threads(1)`` from another thread landing between two reads of the count gave ThreadPoolExecutor(0)."""
     threads(3)
     answers = iter([3])  # the first read sees 3; any later read sees the new count, 1
-    monkeypatch.setattr(rowblocks, "num_threads", lambda: next(answers, 1))
+    monkeypatch.setattr(rowblocks, "active_threads", lambda: next(answers, 1))
     hits = np.zeros(4096, dtype=int)
 
     def work(s):

@@ -19,6 +19,11 @@ What runs on the fast paths (engine on, the default):
   functions): :mod:`.softmax`, cache-sized blocks of rows on the threads of
   :mod:`.rowblocks`.
 
+How many threads the BLAS and the row blocks use is decided in one place,
+:mod:`.threads` (a ceiling set by ``set_num_threads`` or
+``NN_FROM_SCRATCH_NUM_THREADS``, and a guard that drops to one thread when
+the machine is too busy for a second one to help).
+
 Everything else (Conv2d at other strides, the pools, ...) has one path, the
 textbook one, whichever way the switch is set.
 

@@ -17,18 +17,21 @@ the result is the same bit for bit with any number of threads.  This is a
 loop over blocks of many rows, not over samples: each call is still one
 vectorised NumPy operation over its block.
 
-The number of threads is :func:`num_threads`: the ``NN_FROM_SCRATCH_NUM_THREADS``
-environment variable when set, else the number of cores this process may use,
-at most 4; :func:`set_num_threads` changes it.
+The number of threads comes from the thread policy (:mod:`.threads`): at
+most its ceiling (:func:`num_threads`: the ``NN_FROM_SCRATCH_NUM_THREADS``
+environment variable when set, else the number of cores this process may
+use, at most 4; :func:`set_num_threads` changes it), and one while its
+starvation guard sees a busy machine.
 """
 from __future__ import annotations
 
-import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List
 
-__all__ = ["BLOCK_BYTES", "PARALLEL_BYTES", "for_row_blocks", "num_threads", "set_num_threads"]
+from . import threads as _policy
+
+__all__ = ["BLOCK_BYTES", "PARALLEL_BYTES", "active_threads", "for_row_blocks", "num_threads", "set_num_threads"]
 
 BLOCK_BYTES = 1 << 22
 """Bytes of one input array per block: a block stays in the shared cache between passes, and blocks are
@@ -39,42 +42,29 @@ PARALLEL_BYTES = 1 << 21
 """Arrays smaller than this run in the calling thread (starting threads would cost more than it saves)."""
 
 _lock = threading.Lock()
-_threads: Optional[int] = None
 _pools: Dict[int, ThreadPoolExecutor] = {}
 _in_worker = threading.local()  # set in pool threads: work they start runs inline, never queued behind itself
 
 
 def _default_threads() -> int:
-    variable = os.environ.get("NN_FROM_SCRATCH_NUM_THREADS")
-    if variable:
-        try:
-            value = int(variable)
-        except ValueError:
-            raise ValueError(f"NN_FROM_SCRATCH_NUM_THREADS must be a positive integer, got {variable!r}") from None
-        if value < 1:
-            raise ValueError(f"NN_FROM_SCRATCH_NUM_THREADS must be a positive integer, got {variable!r}")
-        return value
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, 4))
+    """The count before :func:`set_num_threads`: the thread policy's default ceiling (see :mod:`.threads`)."""
+    return _policy.default_ceiling()
 
 
 def num_threads() -> int:
-    """How many threads row-wise work may use."""
-    global _threads
-    if _threads is None:
-        _threads = _default_threads()
-    return _threads
+    """The most threads row-wise work may use: the thread policy's ceiling (the guard may run fewer)."""
+    return _policy.ceiling()
 
 
 def set_num_threads(count: int) -> None:
-    """Use ``count`` threads (a positive integer) for row-wise work from now on."""
-    global _threads
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ValueError(f"the number of threads must be a positive integer, got {count!r}")
-    _threads = count
+    """Use at most ``count`` threads (a positive integer) from now on: the ceiling of :mod:`.threads`, which the
+    BLAS follows too."""
+    _policy.set_num_threads(count)
+
+
+def active_threads() -> int:
+    """The threads row-wise work uses now: the ceiling, or one while the starvation guard holds."""
+    return _policy.active_threads()
 
 
 def _executor(size: int) -> ThreadPoolExecutor:
@@ -97,9 +87,10 @@ def for_row_blocks(work: Callable[[slice], None], rows: int, row_bytes: int, blo
     """
     if rows <= 0:
         return
+    _policy.tick()
     block = max(1, block_bytes // max(1, row_bytes))
     slices = [slice(start, min(start + block, rows)) for start in range(0, rows, block)]
-    count = num_threads()  # read once: set_num_threads from another thread must not change it halfway
+    count = active_threads()  # read once: set_num_threads from another thread must not change it halfway
     threads = min(count, len(slices))
     if threads == 1 or rows * row_bytes < PARALLEL_BYTES or getattr(_in_worker, "active", False):
         for s in slices:

@@ -1,0 +1,412 @@
+r"""The thread policy: how many threads the BLAS and the row-block pool may use, decided in one place.
+
+Two kinds of threads do the library's parallel work: the BLAS's own (every
+matrix product: Linear, Conv2d) and the row-block pool of :mod:`.rowblocks`
+(the softmax family).  On an idle machine a second thread makes the large
+products up to twice as fast; on a *busy* one it makes them slower than one
+thread: when another process takes a core, one of our threads is
+descheduled and the others spin or wait for it (measured on 2 cores with one
+other CPU-bound process: an epoch of the default CNN took 6.1 s with two
+threads, 2.9 s with one).  The policy here:
+
+* **A ceiling.** :func:`set_num_threads` (``nn_from_scratch.set_num_threads``,
+  ``nn-from-scratch train --threads N``) or the environment variable
+  ``NN_FROM_SCRATCH_NUM_THREADS`` sets the most threads the BLAS and the pool
+  may use; by default it is the number of cores this process may run on, at
+  most 4.  The variable reaches the BLAS unless the BLAS's own variable
+  (``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``) is set:
+  then that one, the more specific setting, decides the BLAS's count.
+  :func:`set_num_threads`, called at run time, sets both.
+* **A starvation guard** (:class:`StarvationGuard`).  Every training step
+  passes through :func:`tick` (the optimizers' and Conv2d's scratch memory,
+  the row blocks).  About every :data:`WINDOW_S` seconds it reads how long
+  the calling thread waited for a core (Linux's ``/proc/thread-self/schedstat``;
+  elsewhere, how much less CPU time than wall time it got).  When the
+  thread waited for a core more than :data:`WAITED_SHARE` of the time, the
+  machine is starved: both kinds of threads drop to one, for a hold of
+  :data:`HOLD_S` seconds, after which one window runs at the ceiling again
+  to see whether the machine is free; each failed probe doubles the hold
+  (up to :data:`MAX_HOLD_S`).  ``NN_FROM_SCRATCH_THREAD_GUARD=0`` turns it
+  off.  The guard leaves the BLAS alone when the BLAS's own variable is set.
+* **Small products on one thread.** :func:`blas_threads_for` says how many
+  threads a product of a given size should have (one below
+  :data:`SMALL_PRODUCT_FLOPS`, where a second thread costs more than it
+  saves) and :func:`limited_blas` applies it around a call.
+
+The BLAS is steered through threadpoolctl (``pip install threadpoolctl``,
+the ``threads`` extra), imported only when a count must change.  Without
+it, the ceiling and the guard reach the row-block pool only, and the BLAS
+keeps the count its own variables gave it (set ``OPENBLAS_NUM_THREADS``
+before Python starts); :func:`blas_controllable` tells which.
+
+Numbers.  The row-block pool never changes a result.  OpenBLAS gives the
+same bits for any number of threads from two up, but one thread sums some
+products in another order (products whose inner dimension exceeds 448 and
+is not a multiple of 32, such as a Linear layer with 784 inputs: measured
+with OpenBLAS 0.3.31 on SkylakeX).  So a run is bit-identical to another
+with the same seed when the BLAS either always or never ran on one thread:
+pin the ceiling (``--threads 1``), or the BLAS's own variable, or turn the
+guard off.  A run in which the guard fired may differ from an idle run in
+the last bits of such products.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import threading
+import time
+from typing import Any, Iterator, List, Optional, Tuple
+
+import numpy  # noqa: F401  (loads the BLAS, so that threadpoolctl finds it)
+
+__all__ = [
+    "BLAS_VARIABLES", "CPU_SHARE", "ENVIRONMENT_VARIABLE", "GUARD_VARIABLE", "HOLD_S", "IDLE_GAP_S", "MAX_HOLD_S",
+    "SMALL_PRODUCT_FLOPS", "WAITED_SHARE", "WINDOW_S", "StarvationGuard", "active_threads", "blas_controllable",
+    "blas_pinned", "blas_threads", "blas_threads_for", "ceiling", "default_ceiling", "guard", "guard_enabled",
+    "limited_blas", "observe", "set_guard", "set_num_threads", "tick",
+]
+
+ENVIRONMENT_VARIABLE = "NN_FROM_SCRATCH_NUM_THREADS"
+"""The ceiling on threads, for the row-block pool and (unless its own variable is set) the BLAS."""
+
+GUARD_VARIABLE = "NN_FROM_SCRATCH_THREAD_GUARD"
+"""``0``/``false``/``no``/``off`` turns the starvation guard off."""
+
+BLAS_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS")
+"""The BLAS's own thread variables: when one is set, it decides the BLAS's thread count."""
+
+WINDOW_S = 0.25
+"""Seconds of work over which the guard measures the share of time spent waiting for a core."""
+
+IDLE_GAP_S = 1.0
+"""A gap longer than this between two ticks is a pause (the program did other things), not a measurement."""
+
+WAITED_SHARE = 0.15
+"""A thread that waited for a core more than this share of a window is starved (idle machine: under 0.02;
+three runnable threads on two cores: about a third)."""
+
+CPU_SHARE = 0.75
+"""Without the kernel's run-queue figures: a thread that got less CPU time than this share of a window is starved."""
+
+HOLD_S = 10.0
+"""Seconds on one thread after starvation is seen, before the ceiling is tried again."""
+
+MAX_HOLD_S = 160.0
+"""The longest hold: a probe that finds the machine still starved doubles the hold up to this."""
+
+SMALL_PRODUCT_FLOPS = 4e6
+"""Products of fewer floating-point operations (2 m k n) run on one BLAS thread (measured on 2 cores: a
+64x256x64 product took 0.028 ms on one thread and 0.038 ms on two; a 32x512x256 one, 8.4 MFLOP, still gained)."""
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _ceiling_from_environment() -> Optional[int]:
+    raw = os.environ.get(ENVIRONMENT_VARIABLE)
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{ENVIRONMENT_VARIABLE} must be a positive integer, got {raw!r}") from None
+    if value < 1:
+        raise ValueError(f"{ENVIRONMENT_VARIABLE} must be a positive integer, got {raw!r}")
+    return value
+
+
+def default_ceiling() -> int:
+    """The ceiling before :func:`set_num_threads`: ``NN_FROM_SCRATCH_NUM_THREADS``, else the usable cores, at most 4."""
+    value = _ceiling_from_environment()
+    return value if value is not None else max(1, min(_cores(), 4))
+
+
+def _guard_from_environment() -> bool:
+    raw = os.environ.get(GUARD_VARIABLE, "")
+    value = raw.strip().lower()
+    if value in _TRUE or value == "":
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"{GUARD_VARIABLE} must be one of {', '.join(_TRUE + _FALSE)}, got {raw!r}")
+
+
+def blas_pinned() -> bool:
+    """True when one of the BLAS's own variables (``OPENBLAS_NUM_THREADS``, ...) is set: it then decides the BLAS's count."""
+    return any(os.environ.get(name) for name in BLAS_VARIABLES)
+
+
+# ------------------------------------------------------------------ the starvation guard
+class StarvationGuard:
+    """Decides, from a thread's clock readings, whether the machine is starved; the thread count follows.
+
+    Feed it with :meth:`observe` (``now``: wall-clock seconds, ``cpu``: the
+    thread's CPU seconds, ``waited``: its seconds waiting for a core, or None
+    where the kernel does not say), all cumulative; :meth:`threads` gives the
+    count to use under a ceiling.  Pure logic on the numbers it is given, so
+    tests can inject them.  States: *full* (the ceiling), *held* (one thread
+    until the hold ends), *probing* (the ceiling for one window, to see
+    whether the machine is free again).
+    """
+
+    def __init__(self, window_s: float = WINDOW_S, idle_gap_s: float = IDLE_GAP_S, waited_share: float = WAITED_SHARE,
+                 cpu_share: float = CPU_SHARE, hold_s: float = HOLD_S, max_hold_s: float = MAX_HOLD_S) -> None:
+        self.window_s, self.idle_gap_s = window_s, idle_gap_s
+        self.waited_share, self.cpu_share = waited_share, cpu_share
+        self.base_hold_s, self.max_hold_s = hold_s, max_hold_s
+        self.hold_s = hold_s
+        self.state = "full"
+        self.until = -math.inf  # end of the hold
+        self.starved_windows = 0
+        self._start: Optional[Tuple[float, float, Optional[float]]] = None  # (now, cpu, waited) at the window start
+        self._last = -math.inf  # wall time of the last observation
+
+    def due(self, now: float) -> bool:
+        """Whether :meth:`observe` has anything to do at ``now`` (cheap: callers read the clocks only then)."""
+        return (self._start is None or now - self._start[0] >= self.window_s or now - self._last > self.idle_gap_s
+                or (self.state == "held" and now >= self.until))
+
+    def starved(self, wall: float, cpu: float, waited: Optional[float]) -> bool:
+        """The verdict on one window of ``wall`` seconds in which the thread ran ``cpu`` and waited ``waited`` seconds."""
+        if waited is not None:
+            return waited > self.waited_share * wall
+        return cpu < self.cpu_share * wall
+
+    def observe(self, now: float, cpu: float, waited: Optional[float]) -> None:
+        """Take one reading of the thread's clocks; close the window when it is long enough."""
+        reading = (now, cpu, waited)
+        paused = now - self._last > self.idle_gap_s
+        self._last = now
+        if self.state == "held":
+            if now < self.until:
+                self._start = reading  # windows on one thread say nothing about the ceiling
+                return
+            self.state = "probing"
+            self._start = reading
+            return
+        if self._start is None or paused:
+            self._start = reading  # a pause is not a measurement: start afresh
+            return
+        start_now, start_cpu, start_waited = self._start
+        wall = now - start_now
+        if wall < self.window_s:
+            return
+        waited_s = None if waited is None or start_waited is None else waited - start_waited
+        verdict = self.starved(wall, cpu - start_cpu, waited_s)
+        self._start = reading
+        if verdict:
+            self.starved_windows += 1
+            if self.state == "probing":
+                self.hold_s = min(2 * self.hold_s, self.max_hold_s)
+            self.state, self.until = "held", now + self.hold_s
+        elif self.state == "probing":
+            self.state, self.hold_s = "full", self.base_hold_s
+
+    def threads(self, ceiling: int) -> int:
+        """The thread count under ``ceiling`` in the current state: 1 while held."""
+        return 1 if self.state == "held" else ceiling
+
+
+# ------------------------------------------------------------------ the BLAS through threadpoolctl
+class _Blas:
+    """The BLAS libraries' thread controls (threadpoolctl's), found once, on the first change."""
+
+    def __init__(self) -> None:
+        self._controllers: Optional[List[Any]] = None
+        self.original: Optional[int] = None  # the BLAS's own count when first seen
+        self.applied: Optional[int] = None  # what this module last set, None before the first change
+
+    def controllers(self) -> List[Any]:
+        if self._controllers is None:
+            try:
+                from threadpoolctl import ThreadpoolController
+            except ImportError:
+                self._controllers = []
+            else:
+                self._controllers = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
+            found = [c.get_num_threads() for c in self._controllers]
+            self.original = min(found) if found else None
+        return self._controllers
+
+    def get(self) -> Optional[int]:
+        found = [c.get_num_threads() for c in self.controllers()]
+        return min(found) if found else None
+
+    def set(self, count: int) -> None:
+        if count == self.applied:
+            return
+        for controller in self.controllers():
+            controller.set_num_threads(count)
+        self.applied = count
+
+
+_lock = threading.RLock()
+_blas = _Blas()
+_ceiling: Optional[int] = None
+_explicit = False  # the ceiling came from set_num_threads or the environment variable
+_owns_blas = False  # this module decides the BLAS's count (set_num_threads, or the variable with no BLAS variable)
+_guard_enabled = _guard_from_environment()
+_guard = StarvationGuard()
+_active = 0  # the count in force (0: not decided yet)
+
+
+def ceiling() -> int:
+    """The most threads the row-block pool (and, unless its own variable is set, the BLAS) may use."""
+    global _ceiling, _explicit, _owns_blas
+    if _ceiling is None:
+        with _lock:
+            if _ceiling is None:
+                from_environment = _ceiling_from_environment()
+                _explicit = from_environment is not None
+                _owns_blas = not blas_pinned()
+                _ceiling = default_ceiling()
+                if _explicit and _owns_blas:
+                    _blas.set(_ceiling)
+    return _ceiling
+
+
+def set_num_threads(count: int) -> None:
+    """Use at most ``count`` threads (a positive integer) from now on, in the BLAS and in the row-block pool.
+
+    Process-wide; overrides ``NN_FROM_SCRATCH_NUM_THREADS`` and the BLAS's own
+    variables.  The starvation guard may still drop to one thread on a busy
+    machine.  The BLAS follows when threadpoolctl is installed
+    (:func:`blas_controllable`).
+    """
+    global _ceiling, _explicit, _owns_blas, _active
+    count = _positive_int("the number of threads", count)
+    with _lock:
+        _ceiling, _explicit, _owns_blas = count, True, True
+        _active = 0
+        _update(_guard.threads(count) if _guard_enabled else count)
+
+
+def _blas_count(count: int) -> int:
+    """The BLAS's count for ``count`` pool threads: one is one; the full count is the ceiling, or the BLAS's
+    own count where no ceiling was set (the default ceiling, at most 4, is the pool's, not the BLAS's)."""
+    if count == 1 or _explicit or _blas.original is None:
+        return count
+    return _blas.original
+
+
+def _update(count: int) -> None:
+    """Put ``count`` in force: the pool's count, and the BLAS's where this module decides it."""
+    global _active
+    _active = count
+    if _owns_blas:
+        _blas.controllers()
+        _blas.set(_blas_count(count))
+
+
+def blas_controllable() -> bool:
+    """True when this module can change the BLAS's thread count (threadpoolctl installed and a BLAS found)."""
+    return bool(_blas.controllers())
+
+
+def blas_threads() -> Optional[int]:
+    """The BLAS's thread count now (None without threadpoolctl)."""
+    return _blas.get()
+
+
+def active_threads() -> int:
+    """The thread count in force now: the ceiling, or 1 while the guard holds."""
+    return _active or ceiling()
+
+
+def guard() -> StarvationGuard:
+    """The process's starvation guard (for inspection; its decisions take effect at the next :func:`tick`)."""
+    return _guard
+
+
+def guard_enabled() -> bool:
+    """Whether the starvation guard is on."""
+    return _guard_enabled
+
+
+def set_guard(enabled: bool) -> None:
+    """Turn the starvation guard on or off (off: the ceiling always); ``NN_FROM_SCRATCH_THREAD_GUARD`` sets the start."""
+    global _guard_enabled, _guard
+    if not isinstance(enabled, bool):
+        raise TypeError(f"set_guard takes True or False, got {enabled!r}")
+    with _lock:
+        _guard_enabled = enabled
+        _guard = StarvationGuard()
+        top = ceiling()
+        if _active not in (0, top):
+            _update(top)
+
+
+def _waited_seconds() -> Optional[float]:
+    """Seconds the calling thread has waited for a core (Linux's schedstat), or None where it cannot be read."""
+    try:
+        with open("/proc/thread-self/schedstat", "rb") as stat:
+            return int(stat.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def observe(now: float, cpu: float, waited: Optional[float]) -> int:
+    """Give the guard one reading of a thread's clocks (see :meth:`StarvationGuard.observe`) and put its
+    decision in force; returns the thread count now.  :func:`tick` calls it with the real clocks."""
+    with _lock:
+        top = ceiling()
+        _guard.observe(now, cpu, waited)
+        count = _guard.threads(top) if _guard_enabled else top
+        if count != active_threads() or _active == 0:
+            _update(count)
+        return count
+
+
+def tick() -> None:
+    """Let the guard see the time pass: called once per step by the hot paths (mostly one clock read)."""
+    if not _guard_enabled or (_ceiling if _ceiling is not None else ceiling()) == 1:
+        return
+    now = time.perf_counter()
+    if _guard.due(now):
+        observe(now, time.thread_time(), _waited_seconds())
+
+
+def blas_threads_for(flops: float) -> int:
+    """Threads for one matrix product of ``flops`` operations (2 m k n): 1 for small ones, else :func:`active_threads`."""
+    return 1 if flops < SMALL_PRODUCT_FLOPS else active_threads()
+
+
+@contextlib.contextmanager
+def limited_blas(flops: float) -> Iterator[int]:
+    """Run the block's products on :func:`blas_threads_for` ``(flops)`` BLAS threads; the count before comes back after.
+
+    Does nothing where this module does not decide the BLAS's count (a BLAS
+    variable set, or no threadpoolctl).  Yields the count.
+    """
+    wanted = blas_threads_for(flops)
+    ceiling()  # decides whether this module owns the BLAS's count
+    if not _owns_blas or not blas_controllable():
+        yield wanted
+        return
+    before = _blas.applied if _blas.applied is not None else _blas.get()
+    if wanted == before:
+        yield wanted
+        return
+    _blas.set(wanted)
+    try:
+        yield wanted
+    finally:
+        _blas.set(before)
+
+
+if _ceiling_from_environment() is not None:
+    ceiling()  # the variable's ceiling reaches the BLAS before the first product

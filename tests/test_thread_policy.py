@@ -1,0 +1,257 @@
+"""The thread policy (engine/threads.py): the starvation guard's decisions on injected clock readings, the
+ceiling reaching the BLAS and the row-block pool inside a training step, and what stays bit-identical."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import nn_from_scratch
+from nn_from_scratch.engine import rowblocks, threads
+from nn_from_scratch.engine.threads import StarvationGuard
+
+threadpoolctl = pytest.importorskip("threadpoolctl")
+
+HANG_GUARD_S = 30 * 60  # a hang guard only: a busy machine must not fail the test
+
+
+def blas_counts():
+    return [info["num_threads"] for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"]
+
+
+@pytest.fixture
+def policy():
+    """Restore the ceiling, the guard and the BLAS's count after a test."""
+    ceiling, enabled, blas = threads.ceiling(), threads.guard_enabled(), blas_counts()
+    yield threads
+    threads.set_guard(enabled)
+    threads.set_num_threads(ceiling)
+    threadpoolctl.threadpool_limits(min(blas), user_api="blas") if blas else None
+
+
+# --------------------------------------------------------------- the guard's logic, on injected readings
+def feed(guard, start, seconds, waited_share=0.0, cpu_share=1.0, step=0.01, waited=True):
+    """Readings every ``step`` seconds from ``start`` for ``seconds``, the thread waiting ``waited_share`` of the
+    time for a core and running ``cpu_share`` of it; cumulative clocks start at 0.  Returns the end time."""
+    t = start
+    while t < start + seconds - 1e-12:
+        t += step
+        guard.observe(t, cpu_share * t, waited_share * t if waited else None)
+    return t
+
+
+def test_an_idle_machine_keeps_the_ceiling():
+    guard = StarvationGuard()
+    feed(guard, 0.0, 5.0, waited_share=0.01)
+    assert guard.state == "full" and guard.threads(4) == 4 and guard.starved_windows == 0
+
+
+def test_a_starved_window_drops_to_one_thread_for_the_hold():
+    guard = StarvationGuard(hold_s=10.0)
+    t = feed(guard, 0.0, 1.0, waited_share=0.3)  # three runnable threads on two cores: a third of the time waiting
+    assert guard.state == "held" and guard.threads(2) == 1
+    t = feed(guard, t, 8.0, waited_share=0.0)  # on one thread the machine looks fine: the hold still runs
+    assert guard.threads(2) == 1
+
+
+def test_the_probe_after_the_hold_returns_to_the_ceiling_when_the_machine_is_free():
+    guard = StarvationGuard(hold_s=10.0)
+    t = feed(guard, 0.0, 0.5, waited_share=0.3)
+    until = guard.until
+    t = feed(guard, t, until - t + 0.01, waited_share=0.3)
+    assert guard.state == "probing" and guard.threads(2) == 2  # one window at the ceiling
+    feed(guard, t, 1.0, waited_share=0.01)
+    assert guard.state == "full" and guard.hold_s == 10.0
+
+
+def test_each_failed_probe_doubles_the_hold_up_to_the_longest():
+    guard = StarvationGuard(hold_s=10.0, max_hold_s=40.0)
+    t = feed(guard, 0.0, 0.5, waited_share=0.5)
+    holds = []
+    for _ in range(4):
+        t = feed(guard, t, guard.until - t + 0.01, waited_share=0.5)  # the hold ends: probing
+        assert guard.state == "probing"
+        t = feed(guard, t, 0.5, waited_share=0.5)  # the probe finds the machine still starved
+        assert guard.state == "held"
+        holds.append(guard.hold_s)
+    assert holds == [20.0, 40.0, 40.0, 40.0]
+
+
+def test_a_pause_between_steps_is_not_taken_for_starvation():
+    """A thread that stops calling for a while (the program does something else) waits for no core and runs no
+    CPU; without run-queue figures that would read as starvation."""
+    guard = StarvationGuard()
+    feed(guard, 0.0, 0.1, waited=False)
+    guard.observe(30.0, 0.1, None)  # 30 s later, having used no CPU in between
+    feed(guard, 30.0, 2.0, waited=False)
+    assert guard.state == "full"
+
+
+def test_without_run_queue_figures_the_cpu_share_decides():
+    starved, fine = StarvationGuard(), StarvationGuard()
+    feed(starved, 0.0, 1.0, cpu_share=0.5, waited=False)
+    feed(fine, 0.0, 1.0, cpu_share=0.95, waited=False)
+    assert starved.threads(2) == 1 and fine.threads(2) == 2
+
+
+def test_the_verdict_thresholds():
+    guard = StarvationGuard(waited_share=0.15, cpu_share=0.75)
+    assert guard.starved(1.0, 0.7, 0.2) and not guard.starved(1.0, 0.7, 0.1)  # run-queue figures win when known
+    assert guard.starved(1.0, 0.7, None) and not guard.starved(1.0, 0.8, None)
+
+
+# --------------------------------------------------------------- the decisions reach the pool and the BLAS
+def test_the_guard_decision_reaches_the_pool_and_the_blas(policy):
+    if not threads.blas_controllable():
+        pytest.skip("no BLAS that threadpoolctl can steer")
+    policy.set_num_threads(2)
+    policy.set_guard(True)  # a fresh guard
+    t = 1000.0
+    for _ in range(30):  # 0.3 s of readings, waiting for a core 40% of the time
+        t += 0.01
+        policy.observe(t, t, 0.4 * t)
+    assert rowblocks.active_threads() == 1 and blas_counts() == [1]
+    assert rowblocks.num_threads() == 2  # the ceiling is unchanged
+    t = policy.guard().until + 0.01
+    policy.observe(t, t, 0.0)  # the hold is over: the probe runs at the ceiling
+    assert rowblocks.active_threads() == 2 and blas_counts() == [2]
+
+
+def test_turning_the_guard_off_brings_the_ceiling_back(policy):
+    policy.set_num_threads(2)
+    policy.set_guard(True)
+    t = 0.0
+    for _ in range(30):
+        t += 0.01
+        policy.observe(t, t, 0.5 * t)
+    assert policy.active_threads() == 1
+    policy.set_guard(False)
+    assert policy.active_threads() == 2
+    policy.observe(t + 0.5, t + 0.5, 0.5 * t + 0.5)  # starved readings change nothing now
+    assert policy.active_threads() == 2
+
+
+def test_the_pool_never_uses_more_threads_than_the_ceiling(policy):
+    for ceiling in (1, 2, 3):
+        policy.set_num_threads(ceiling)
+        names = set()
+        lock = threading.Lock()
+
+        def work(s):
+            with lock:
+                names.add(threading.current_thread().name)
+
+        rowblocks.for_row_blocks(work, 4096, row_bytes=4096, block_bytes=1 << 16)  # 64 blocks, 16 MiB
+        assert 1 <= len(names) <= ceiling
+
+
+def test_set_num_threads_sets_the_blas_and_refuses_bad_counts(policy):
+    if not threads.blas_controllable():
+        pytest.skip("no BLAS that threadpoolctl can steer")
+    policy.set_guard(False)
+    nn_from_scratch.set_num_threads(1)
+    assert blas_counts() == [1] and rowblocks.num_threads() == 1
+    nn_from_scratch.set_num_threads(2)
+    assert blas_counts() == [2]
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="positive integer"):
+            nn_from_scratch.set_num_threads(bad)
+    assert blas_counts() == [2] and rowblocks.num_threads() == 2  # a refused call changes nothing
+
+
+def test_small_products_run_on_one_blas_thread(policy):
+    if not threads.blas_controllable():
+        pytest.skip("no BLAS that threadpoolctl can steer")
+    policy.set_guard(False)
+    policy.set_num_threads(2)
+    with policy.limited_blas(2 * 64 * 256 * 64) as count:
+        assert count == 1 and blas_counts() == [1]
+    assert blas_counts() == [2]
+    with policy.limited_blas(2 * 1024 * 784 * 512) as count:
+        assert count == 2 and blas_counts() == [2]
+
+
+def test_the_guard_variable_is_checked(monkeypatch):
+    monkeypatch.setenv(threads.GUARD_VARIABLE, "sometimes")
+    with pytest.raises(ValueError, match=threads.GUARD_VARIABLE):
+        threads._guard_from_environment()
+    monkeypatch.setenv(threads.GUARD_VARIABLE, "0")
+    assert threads._guard_from_environment() is False
+
+
+# --------------------------------------------------------------- in fresh processes: what a step sees
+# A training step whose first layer records the BLAS's thread count while the step runs, and the pool's count.
+CHILD = r"""
+import hashlib, sys
+import numpy as np
+import nn_from_scratch
+from threadpoolctl import threadpool_info
+from nn_from_scratch import NeuralNetwork, Node, Sequential
+from nn_from_scratch.engine import rowblocks
+from nn_from_scratch.losses import CrossEntropyLoss
+from nn_from_scratch.nodes import Linear, ReLU
+from nn_from_scratch.optim import Adam
+
+seen = []
+
+class Spy(Node):
+    def _forward(self, x, ctx):
+        seen.append(min(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"))
+        return x
+    def _vjp(self, g, ctx):
+        return g
+
+if len(sys.argv) > 1:
+    nn_from_scratch.set_num_threads(int(sys.argv[1]))
+rng = np.random.default_rng(0)
+X = rng.standard_normal((512, 784))
+y = rng.integers(0, 10, 512)
+model = Sequential(Spy(), Linear(784, 200, rng=1), ReLU(), Linear(200, 10, rng=2))
+NeuralNetwork(model, CrossEntropyLoss(), Adam(model.parameters(), lr=1e-3)).fit(
+    X, y, epochs=2, batch_size=128, rng=0, progress=False)
+digest = hashlib.sha256(b"".join(np.ascontiguousarray(v).tobytes() for _, v in sorted(model.state_dict().items())))
+print(max(seen), rowblocks.num_threads(), digest.hexdigest())
+"""
+
+
+def run_child(env_update, *args):
+    env = {k: v for k, v in os.environ.items()
+           if k not in threads.BLAS_VARIABLES + (threads.ENVIRONMENT_VARIABLE, threads.GUARD_VARIABLE)}
+    env.update(env_update)
+    done = subprocess.run([sys.executable, "-c", CHILD, *args], env=env, capture_output=True, text=True,
+                          timeout=HANG_GUARD_S)
+    assert done.returncode == 0, done.stderr
+    blas, pool, digest = done.stdout.split()
+    return int(blas), int(pool), digest
+
+
+def test_the_variable_is_the_ceiling_of_the_blas_inside_a_step():
+    assert run_child({threads.ENVIRONMENT_VARIABLE: "1"})[:2] == (1, 1)
+
+
+def test_set_num_threads_is_the_ceiling_of_the_blas_inside_a_step():
+    assert run_child({threads.GUARD_VARIABLE: "0"}, "1")[:2] == (1, 1)
+    # set at run time, it overrides the BLAS's own variable too
+    assert run_child({threads.GUARD_VARIABLE: "0", "OPENBLAS_NUM_THREADS": "2"}, "1")[:2] == (1, 1)
+
+
+def test_the_blas_variable_decides_the_blas_count_over_ours():
+    blas, pool, _ = run_child({threads.ENVIRONMENT_VARIABLE: "1", "OPENBLAS_NUM_THREADS": "2",
+                               "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"})
+    assert (blas, pool) == (2, 1)
+
+
+def test_ceilings_from_two_up_give_the_same_bits():
+    """OpenBLAS sums every product the same way on two threads or more; one thread may differ (documented)."""
+    if not any(i.get("internal_api") == "openblas" for i in threadpoolctl.threadpool_info()):
+        pytest.skip("the promise is OpenBLAS's")
+    two = run_child({threads.ENVIRONMENT_VARIABLE: "2", threads.GUARD_VARIABLE: "0"})
+    three = run_child({threads.ENVIRONMENT_VARIABLE: "3", threads.GUARD_VARIABLE: "0"})
+    assert two[0] == 2 and three[0] == 3
+    assert two[2] == three[2]
+    one = run_child({threads.ENVIRONMENT_VARIABLE: "1"})
+    assert run_child({threads.ENVIRONMENT_VARIABLE: "1"})[2] == one[2]  # one thread: the same bits every time
