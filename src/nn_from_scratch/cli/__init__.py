@@ -17,6 +17,7 @@ from typing import Optional, Sequence
 
 from .. import viz  # noqa: F401  (tests replace viz.save_figure through this name)
 from ..engine.allocator import keep_freed_memory
+from ..engine.threads import set_num_threads
 from ..training import NeuralNetwork  # noqa: F401  (the trainer the command line uses)
 from .classify import Classify
 from .common import chance_level_warning, load_data
@@ -53,6 +54,8 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         take_options_from_checkpoint(args, parser)
     resolve_options(args, parser)
     keep_freed_memory()  # this process only trains: fresh pages every step would cost up to half its time
+    if args.threads is not None:
+        set_num_threads(args.threads)  # the ceiling for the BLAS and the row blocks (engine/threads.py)
     return common.train(args, parser, TASKS[args.task]())
 
 

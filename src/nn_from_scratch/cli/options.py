@@ -141,6 +141,10 @@ def add_train_options(train: argparse.ArgumentParser) -> None:
                             "(default runs/<dataset>-<mlp|cnn|localizer>.npz)")
     train.add_argument("--no-progress", action="store_true",
                        help="no live progress bar, only the summary line of each finished epoch")
+    train.add_argument("--threads", type=_positive(int, "--threads"), default=None, metavar="N",
+                       help="at most N threads for the matrix products and the row blocks (default: "
+                            "NN_FROM_SCRATCH_NUM_THREADS, else the cores, at most 4); one while the machine is too "
+                            "busy for more to help. --threads 1 gives the same bits whatever the load")
     add_localize_options(train)
     add_checkpoint_options(train)
 
