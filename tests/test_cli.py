@@ -344,3 +344,135 @@ def test_resume_from_a_weights_file_says_it_is_not_a_checkpoint(tmp_path, capsys
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert "--resume:" in err and "not a training checkpoint" in err and "Traceback" not in err
+
+
+# ------------------------------------------- image datasets: defaults, validation, pictures
+def write_idx_set(folder, rng, train=120, test=40, size=28):
+    """A small MNIST-layout set whose label is the brighter half of the image (learnable, unlike noise)."""
+    for kind, n in (("train", train), ("t10k", test)):
+        images = rng.integers(0, 256, size=(n, size, size), dtype=np.uint8)
+        labels = (images[:, : size // 2].mean(axis=(1, 2)) > images[:, size // 2:].mean(axis=(1, 2)))
+        (folder / f"{kind}-images-idx3-ubyte.gz").write_bytes(gzip.compress(make_idx(images)))
+        (folder / f"{kind}-labels-idx1-ubyte").write_bytes(make_idx(labels.astype(np.uint8)))
+    return folder
+
+
+def resolved(*argv):
+    from nn_from_scratch.cli.options import resolve_options
+
+    parser = cli.build_parser()
+    args = parser.parse_args(["train", *argv])
+    resolve_options(args, args.subparser)
+    return args
+
+
+def test_each_dataset_has_its_defaults_and_the_digits_keep_theirs():
+    digits = resolved()
+    assert (digits.batch_size, digits.dtype, digits.epochs, digits.hidden, digits.validation) == \
+        (32, "float64", 40, (128, 64), None)
+    assert resolved("--model", "cnn").epochs == 20
+    for dataset in ("fashion-mnist", "mnist"):
+        args = resolved("--dataset", dataset)
+        assert (args.batch_size, args.dtype, args.epochs, args.hidden) == (128, "float32", 30, (256, 128))
+        assert resolved("--dataset", dataset, "--model", "cnn").epochs == 12
+    assert resolved("--dataset", "fashion-mnist", "--augment").augment == "crop,flip,erase"
+    assert resolved("--dataset", "mnist", "--augment").augment == "crop,erase"  # digits are not mirror images
+    assert resolved("--dataset", "mnist", "--augment", "erase,crop").augment == "crop,erase"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--early-stopping", "3"], "no validation split"),
+    (["--dataset", "mnist", "--validation", "0", "--early-stopping", "3"], "needs --validation N with N > 0"),
+    (["--augment", "rotate"], "--augment takes steps from crop,flip,erase"),
+    (["--model", "resnet"], "--model resnet is for the 28x28 images"),
+    (["--task", "localize", "--validation", "10"], "only apply to --task classify"),
+])
+def test_bad_model_selection_options_are_argparse_errors(capsys, argv, message):
+    with pytest.raises(SystemExit) as info:
+        main(["train", *argv, "--no-progress"])
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_mnist_without_data_dir_says_there_is_no_debian_package(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--dataset", "mnist"])
+    err = capsys.readouterr().err
+    assert "needs --data-dir" in err and "Debian has no MNIST package" in err
+
+
+def test_an_image_run_holds_out_validation_reports_the_test_split_once_and_saves_pictures(
+        tmp_path, capsys, rng, monkeypatch):
+    pytest.importorskip("matplotlib")
+    figures = {}
+
+    def keep(figure, name, folder):
+        figures[name] = figure
+        return tmp_path / name
+
+    monkeypatch.setattr(cli.viz, "save_figure", keep)
+    folder = write_idx_set(tmp_path, rng)
+    out = tmp_path / "m.npz"
+    code, stdout, err = run(capsys, "train", "--dataset", "mnist", "--data-dir", str(folder), "--epochs", "3",
+                            "--hidden", "16", "--validation", "20", "--early-stopping", "1", "--no-progress",
+                            "--out", str(out))
+    assert code == 0
+    assert "mnist: 120 train / 40 test samples (100 training + 20 validation)" in stdout
+    assert "batch 128" in stdout and "float32" in stdout
+    assert re.search(r"^epoch 1/3 loss .* val_loss .* val_acc .*/s$", err, flags=re.M)
+    assert "early stopping:" in stdout and "on 40 test images" in stdout
+    state, metadata = load_npz(out)
+    assert metadata["validation"] == 20 and set(metadata["normalization"]) == {"mean", "std"}
+    assert all(v.dtype == np.float32 for v in state.values())
+    assert {"m.png", "m-confusion.png"} <= set(figures)
+    assert [t.get_text() for t in figures["m.png"].axes[0].get_legend().get_texts()] == ["train", "validation"]
+    code, stdout, _ = run(capsys, "evaluate", "--weights", str(out), "--data-dir", str(folder))
+    reported = float(re.search(r"test accuracy (\d\.\d+)", stdout).group(1))
+    np.testing.assert_allclose(reported, metadata["test_accuracy"], rtol=0, atol=1e-4)
+
+
+def test_the_confusion_matrix_counts_true_rows_and_predicted_columns():
+    from nn_from_scratch.viz import confusion_matrix, worst_mistakes
+
+    counts = confusion_matrix([0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 0, 2], 3)
+    assert counts.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 2]]
+    proba = np.array([[0.9, 0.1], [0.2, 0.8], [0.4, 0.6], [0.7, 0.3]])
+    assert worst_mistakes([1, 1, 0, 0], proba, 5).tolist() == [0, 2]  # the 0.9 mistake before the 0.6 one
+    with pytest.raises(ValueError):
+        confusion_matrix([0, 3], [0, 1], 3)
+
+
+def test_resnet_with_augmentation_starts_trains_saves_and_evaluates(tmp_path, capsys, rng):
+    from nn_from_scratch import models
+
+    if not hasattr(models, "resnet"):  # pragma: no cover - until models.resnet is there
+        pytest.skip("models.resnet is not in this version")
+    folder = write_idx_set(tmp_path, rng, train=40, test=16)
+    out = tmp_path / "r.npz"
+    code, stdout, _ = run(capsys, "train", "--dataset", "mnist", "--data-dir", str(folder), "--model", "resnet",
+                          "--augment", "--epochs", "1", "--batch-size", "16", "--validation", "8", "--no-progress",
+                          "--out", str(out))
+    assert code == 0, stdout
+    assert "a ResNet (channels [16, 32, 64], blocks [1, 1, 1]) on 1x28x28 images" in stdout
+    _, metadata = load_npz(out)
+    assert metadata["model"]["kind"] == "resnet" and metadata["augment"] == "crop,erase"
+    code, stdout, _ = run(capsys, "evaluate", "--weights", str(out), "--data-dir", str(folder))
+    assert code == 0
+    np.testing.assert_allclose(accuracy_in(stdout), metadata["test_accuracy"], rtol=0, atol=1e-4)
+
+
+def test_resume_takes_augmentation_and_validation_from_the_checkpoint(tmp_path, capsys, rng, monkeypatch):
+    folder = write_idx_set(tmp_path, rng)
+    options = ("--dataset", "mnist", "--data-dir", str(folder), "--hidden", "8", "--epochs", "3", "--batch-size",
+               "25", "--augment", "--validation", "20", "--early-stopping", "5", "--no-progress")
+    straight = tmp_path / "straight.npz"
+    assert run(capsys, "train", *options, "--out", str(straight))[0] == 0
+    out, checkpoint = tmp_path / "stopped.npz", tmp_path / "stopped-checkpoint.npz"
+    interrupt_adam_at(monkeypatch, 4 + 2)  # in epoch 2 of 3 (4 batches an epoch)
+    code, _, _ = run(capsys, "train", *options, "--out", str(out))
+    assert code == 130 and checkpoint.is_file()
+    monkeypatch.undo()
+    code, stdout, _ = run(capsys, "train", "--resume", str(checkpoint), "--no-progress")
+    assert code == 0, stdout
+    assert load_npz(out)[1]["history"] == load_npz(straight)[1]["history"]
+    assert load_npz(out)[1]["augment"] == "crop,erase"

@@ -412,3 +412,54 @@ def test_minibatches_empty_and_num_batches():
         num_batches(-1, 5)
     with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
         num_batches(5, 0)
+
+
+# ------------------------------------------------ uint8 images, image datasets, holdout
+def test_read_mnist_keeps_the_uint8_pixels_that_load_mnist_scales(tmp_path, rng):
+    from nn_from_scratch.datasets import read_mnist
+
+    images = rng.integers(0, 256, size=(7, 5, 4), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=7, dtype=np.uint8)
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(make_idx(images))
+    (tmp_path / "train-labels-idx1-ubyte").write_bytes(make_idx(labels))
+    X, y = read_mnist(tmp_path, "train")
+    assert X.dtype == np.uint8 and X.shape == (7, 5, 4) and np.array_equal(X, images)
+    assert y.dtype == np.int64 and np.array_equal(y, labels)
+    X_float, _ = load_mnist(tmp_path, "train")
+    np.testing.assert_allclose(X_float, images.reshape(7, 20) / 255, rtol=0, atol=0)
+
+
+def test_image_datasets_say_how_to_get_their_files(tmp_path):
+    from nn_from_scratch.datasets import find_image_dataset
+
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        find_image_dataset("fashion-mnist", tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="lacks train-images-idx3-ubyte") as info:
+        find_image_dataset("fashion-mnist", tmp_path)
+    assert "apt-get install dataset-fashion-mnist" in str(info.value)
+    with pytest.raises(FileNotFoundError, match="needs --data-dir") as info:
+        find_image_dataset("mnist")
+    assert "Debian has no MNIST package" in str(info.value) and "http" not in str(info.value)
+    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte.gz"):
+        (tmp_path / stem).write_bytes(b"")
+    assert find_image_dataset("mnist", tmp_path) == tmp_path  # the files are read (and checked) later
+    with pytest.raises(ValueError, match="unknown image dataset"):
+        find_image_dataset("cifar")
+
+
+def test_holdout_splits_off_a_seeded_disjoint_validation_set():
+    from nn_from_scratch.datasets import holdout
+
+    X = np.arange(100, dtype=np.uint8).reshape(50, 2)
+    y = np.arange(50)
+    X_train, y_train, X_valid, y_valid = holdout(X, y, 10)
+    assert X_train.dtype == np.uint8 and len(X_train) == 40 and len(X_valid) == 10
+    assert sorted(np.concatenate([y_train, y_valid]).tolist()) == list(range(50))
+    assert np.array_equal(X_train[:, 0] // 2, y_train) and np.array_equal(X_valid[:, 0] // 2, y_valid)
+    assert np.all(np.diff(y_train) > 0) and np.all(np.diff(y_valid) > 0)  # the original order is kept
+    assert np.array_equal(holdout(X, y, 10)[3], y_valid) and not np.array_equal(holdout(X, y, 10, rng=1)[3], y_valid)
+    with pytest.raises(ValueError, match="needs at least 51"):
+        holdout(X, y, 50)
+    with pytest.raises(TypeError):
+        holdout(X, y, 2.0)

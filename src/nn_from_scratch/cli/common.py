@@ -11,14 +11,14 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from .. import extras, optim, viz
-from ..datasets import load_digits, load_mnist
+from ..datasets import find_image_dataset, load_digits, read_mnist
 from ..files import check_model_path, save_model
 from ..losses import Loss
 from ..models import build_model
@@ -26,7 +26,8 @@ from ..training import CheckpointError, NeuralNetwork, TrainingDiverged, Trainin
 from .options import COMMAND_LINE_KEY, OPTIMIZERS
 from .resume import default_checkpoint, resume_command, run_options
 
-__all__ = ["Task", "TaskData", "chance_level_warning", "describe_model", "load_data", "save_weights", "train"]
+__all__ = ["Task", "TaskData", "chance_level_warning", "describe_model", "early_stopping_line", "load_data",
+           "save_weights", "train"]
 
 History = Dict[str, List[float]]
 
@@ -43,6 +44,13 @@ class TaskData:
     classes: int
     loss: Loss
     what: str  # what the data are, as train prints it
+    #: makes each drawn batch ready for the model (``fit(transform=...)``); None: the arrays are ready
+    transform: Optional[Callable[..., np.ndarray]] = None
+    #: a validation split held out of the training data; None: the test split is scored every epoch
+    validation: Optional[Tuple[np.ndarray, np.ndarray]] = None
+    class_names: Sequence[str] = field(default_factory=tuple)
+    #: recorded with the weights (the normalisation, the split), for 'evaluate'
+    record: Dict[str, Any] = field(default_factory=dict)
 
 
 class Task:
@@ -69,17 +77,24 @@ class Task:
 
 def load_data(dataset: str, data_dir: Optional[Path], parser: argparse.ArgumentParser,
               flatten: bool = True) -> Tuple[np.ndarray, ...]:
-    """Train and test arrays for a dataset name (images as NCHW when not ``flatten``), errors as command-line errors."""
+    """Train and test arrays for a dataset name (images as NCHW when not ``flatten``), errors as command-line errors.
+
+    The digits come as float arrays; the IDX image sets as their uint8 pixels
+    (``(N, rows * cols)`` or ``(N, 1, rows, cols)``, views of what was read),
+    to be converted batch by batch.
+    """
     if dataset == "digits":
         return tuple(load_digits(flatten=flatten))
-    if data_dir is None:
-        parser.error("--dataset mnist needs --data-dir, the folder with the IDX files")
     try:
-        X_train, y_train = load_mnist(data_dir, "train", flatten=flatten)
-        X_test, y_test = load_mnist(data_dir, "test", flatten=flatten)
+        folder = find_image_dataset(dataset, data_dir)
+        X_train, y_train = read_mnist(folder, "train")
+        X_test, y_test = read_mnist(folder, "test")
     except (OSError, ValueError) as error:
         parser.error(str(error))
-    return X_train, y_train, X_test, y_test
+    if X_train.shape[1:] != X_test.shape[1:]:
+        parser.error(f"{dataset}: the training images are {X_train.shape[1:]}, the test images {X_test.shape[1:]}")
+    shape = (-1, X_train.shape[1] * X_train.shape[2]) if flatten else (-1, 1, *X_train.shape[1:])
+    return X_train.reshape(shape), y_train, X_test.reshape(shape), y_test
 
 
 def describe_model(config: Dict[str, Any]) -> str:
@@ -87,6 +102,9 @@ def describe_model(config: Dict[str, Any]) -> str:
     if config["kind"] == "localizer":
         return (f"a localizer (conv {config['channels']} channels, dense {config['hidden']}, a class head and a "
                 "box head)")
+    if config["kind"] == "resnet":
+        return (f"a ResNet (channels {config['channels']}, blocks {config['blocks']}) on "
+                f"{'x'.join(str(d) for d in config['input_shape'])} images")
     if config["kind"] == "cnn":
         return (f"a CNN (conv {config['channels']} channels, dense {config['hidden']}) on "
                 f"{config['in_channels']}x{config['image_size']}x{config['image_size']} images")
@@ -117,11 +135,13 @@ def train(args: argparse.Namespace, parser: argparse.ArgumentParser, task: Task)
         return history
     if not history:
         parser.error(f"--resume: {args.resume} has no finished epoch and --epochs leaves nothing to train")
-    accuracy = history["val_accuracy"][-1]
+    if network.early_stop is not None:
+        print(early_stopping_line(network.early_stop, args.early_stopping))
     metadata: Dict[str, Any] = {"model": config, "task": args.task, "dataset": args.dataset, "history": history,
                                 "seed": args.seed, "optimizer": args.optimizer, "lr": args.lr,
-                                "batch_size": args.batch_size}
+                                "batch_size": args.batch_size, **data.record}
     metadata.update(task.report(network, data, history, time.perf_counter() - start, args))
+    accuracy = metadata.get("test_accuracy", history["val_accuracy"][-1])
     warning = chance_level_warning(accuracy, data.labels_test, data.classes, history, args.optimizer, args.lr,
                                    cross_entropy=task.cross_entropy)
     if warning:
@@ -133,16 +153,28 @@ def train(args: argparse.Namespace, parser: argparse.ArgumentParser, task: Task)
     if not viz.available():
         print(f"no PNG saved: matplotlib is not installed; {extras.install_hint('matplotlib')}")
         return 0
-    curves = viz.plot_history(history, validation_label="test",  # fit's validation data is the test split
+    curves = viz.plot_history(history, validation_label="test" if data.validation is None else "validation",
                               title=f"{describe_model(config)} on {args.dataset}, {args.optimizer} lr={args.lr:g}")
     print(f"training curves saved to {viz.save_figure(curves, f'{out.stem}.png', out.parent)}")
     task.pictures(network, data, out)
     return 0
 
 
+def early_stopping_line(stop: Any, patience: int) -> str:
+    """What early stopping did, as train prints it: when it stopped, and whose weights the model now holds."""
+    if stop.stopped:
+        what = (f"early stopping: no lower validation loss for {patience} epochs after epoch {stop.best_epoch}; "
+                f"stopped after epoch {stop.last_epoch}")
+    else:
+        what = f"early stopping: all {stop.last_epoch} epochs trained"
+    if stop.best_epoch == stop.last_epoch:
+        return f"{what}; the last epoch has the lowest validation loss ({stop.best_val_loss:.4f}), its weights are kept"
+    return f"{what}; restored the weights of epoch {stop.best_epoch} (validation loss {stop.best_val_loss:.4f})"
+
+
 def _check_stages(args: argparse.Namespace, X_train: np.ndarray, parser: argparse.ArgumentParser) -> None:
     """Refuse more max-pool stages than the images can be halved."""
-    if args.model != "mlp" and X_train.shape[-1] // 2 ** len(args.channels) < 1:
+    if args.model not in ("mlp", "resnet") and X_train.shape[-1] // 2 ** len(args.channels) < 1:
         parser.error(f"--channels {','.join(map(str, args.channels))}: {len(args.channels)} max-pool stages halve "
                      f"the {X_train.shape[-1]}x{X_train.shape[-1]} images to nothing; use at most "
                      f"{int(np.log2(X_train.shape[-1]))} stages")
@@ -169,8 +201,10 @@ def _fit(network: NeuralNetwork, rng: np.random.Generator, data: TaskData, args:
     """
     checkpoint, out = paths
     try:
+        validation = data.validation if data.validation is not None else (data.X_test, data.y_test)
         return network.fit(data.X_train, data.y_train, epochs=args.epochs, batch_size=args.batch_size,
-                           validation_data=(data.X_test, data.y_test), rng=rng,
+                           validation_data=validation, rng=rng, transform=data.transform,
+                           early_stopping=getattr(args, "early_stopping", None),
                            progress="epochs" if args.no_progress else True, checkpoint=checkpoint,
                            checkpoint_every=args.checkpoint_every if args.checkpoint else None, resume=args.resume,
                            checkpoint_metadata={COMMAND_LINE_KEY: run_options(args, out)})

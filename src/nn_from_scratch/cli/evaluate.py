@@ -17,11 +17,13 @@ from ..models import build_model, validate_config
 from ..training import CHECKPOINT_FORMAT
 from .classify import ClassifierEvaluation
 from .localize import LocalizerEvaluation
+from .options import DATASETS
 
 __all__ = ["evaluate"]
 
 #: How each kind of model is evaluated.
-EVALUATIONS = {"mlp": ClassifierEvaluation, "cnn": ClassifierEvaluation, "localizer": LocalizerEvaluation}
+EVALUATIONS = {"mlp": ClassifierEvaluation, "cnn": ClassifierEvaluation, "resnet": ClassifierEvaluation,
+               "localizer": LocalizerEvaluation}
 
 
 def evaluate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -49,6 +51,6 @@ def _read_weights(path: Path) -> Tuple[Dict[str, Any], Dict[str, Any], Dict[str,
     validate_config(metadata["model"], layout)
     state, metadata = load_model_state(path, max_bytes=sum(info.nbytes for info in layout.values()))
     config = validate_config(metadata.get("model"), state)  # the copy read with the data, checked again
-    if metadata.get("dataset", "digits") not in ("digits", "mnist"):
-        raise ValueError(f"its 'dataset' {metadata.get('dataset')!r:.60} is neither 'digits' nor 'mnist'")
+    if metadata.get("dataset", "digits") not in DATASETS:
+        raise ValueError(f"its 'dataset' {metadata.get('dataset')!r:.60} is none of {', '.join(DATASETS)}")
     return state, metadata, config

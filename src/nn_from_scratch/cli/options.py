@@ -22,13 +22,27 @@ __all__ = ["OPTIMIZERS", "RUN_OPTIONS", "TRAIN_DEFAULTS", "add_checkpoint_option
 #: The optimizers of --optimizer.
 OPTIMIZERS = {"adam": optim.Adam, "adamw": optim.AdamW, "sgd": optim.SGD, "rmsprop": optim.RMSProp}
 DEFAULT_HIDDEN = (128, 64)
-DEFAULT_CHANNELS = {"cnn": (16, 32), "localizer": (16, 32, 32)}
+DEFAULT_CHANNELS = {"cnn": (16, 32), "localizer": (16, 32, 32), "resnet": (16, 32, 64)}
 DEFAULT_EPOCHS = {"mlp": 40, "cnn": 20, "localizer": 5}
+#: The datasets of --dataset: the embedded digits and the 28x28 IDX image sets.
+DATASETS = ("digits", "mnist", "fashion-mnist")
+#: Defaults of the 28x28 image datasets (60000 training images), chosen so a first run takes minutes on two
+#: cores: float32, batches of 128 (products large enough to be efficient), the epochs each model is worth.
+IMAGE_DEFAULTS = {"hidden": (256, 128), "batch_size": 128, "dtype": "float32"}
+IMAGE_EPOCHS = {"mlp": 30, "cnn": 12, "resnet": 10}
+#: The validation split of the image datasets: a twelfth of the training images, at most this many.
+IMAGE_VALIDATION = 5000
+#: The augmentation steps of --augment, in the order they are applied, and each dataset's choice for a bare --augment.
+AUGMENT_STEPS = ("crop", "flip", "erase")
+DEFAULT_AUGMENT = {"digits": "crop", "mnist": "crop,erase", "fashion-mnist": "crop,flip,erase"}
 #: float32 for the localizer is about four times faster; the classifiers default to float64.
 DEFAULT_DTYPE = {"classify": "float64", "localize": "float32"}
 #: Defaults of ``train --task localize`` (chosen so that the run takes about a minute on two cores).
 LOCALIZE_DEFAULTS = {"canvas": 32, "train_samples": 15000, "test_samples": 1000, "box_weight": 10.0,
                      "box_loss": "smooth_l1"}
+#: Options that only ``--task classify`` reads (argparse dest -> option).
+CLASSIFY_ONLY = {"validation": "--validation", "augment": "--augment", "early_stopping": "--early-stopping",
+                 "train_limit": "--train-limit", "test_limit": "--test-limit"}
 #: Options that only ``--task localize`` reads (argparse dest -> option).
 LOCALIZE_ONLY = {"canvas": "--canvas", "train_samples": "--train-samples", "test_samples": "--test-samples",
                  "box_weight": "--box-weight", "box_loss": "--box-loss"}
@@ -39,7 +53,9 @@ TRAIN_DEFAULTS = {"task": "classify", "dataset": "digits", "hidden": DEFAULT_HID
 RUN_OPTIONS = {"task": "--task", "dataset": "--dataset", "model": "--model", "hidden": "--hidden",
                "channels": "--channels", "batch_size": "--batch-size", "lr": "--lr", "schedule": "--schedule",
                "label_smoothing": "--label-smoothing", "optimizer": "--optimizer", "seed": "--seed",
-               "dtype": "--dtype", **LOCALIZE_ONLY}
+               "dtype": "--dtype", "validation": "--validation", "augment": "--augment",
+               "early_stopping": "--early-stopping", "train_limit": "--train-limit", "test_limit": "--test-limit",
+               **LOCALIZE_ONLY}
 #: Taken from the checkpoint when not given, and free to differ (a new total of epochs, a moved folder).
 RESUME_DEFAULTS = {"epochs": "--epochs", "out": "--out", "data_dir": "--data-dir"}
 COMMAND_LINE_KEY = "command_line"
@@ -96,14 +112,41 @@ def _sizes(option: str, example: str, none_means_empty: bool):
 
 
 _channel_sizes = _sizes("--channels", "16,32,32", none_means_empty=False)
+
+
+def _count(what: str):
+    """A parser for an integer >= 0."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be an int, got {text!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{what} must be >= 0, got {text!r}")
+        return value
+
+    return parse
+
+
+def _augment_steps(text: str) -> str:
+    """``crop,flip,erase`` (any of them, in any order; ``none`` for none), written back in the order applied."""
+    if text.strip().lower() in ("none", "default"):  # default: a bare --augment, the dataset's steps
+        return text.strip().lower()
+    steps = {part.strip().lower() for part in text.split(",") if part.strip()}
+    unknown = sorted(steps - set(AUGMENT_STEPS))
+    if not steps or unknown:
+        raise argparse.ArgumentTypeError(f"--augment takes steps from {','.join(AUGMENT_STEPS)} separated by "
+                                         f"commas (or none); got {text!r}")
+    return ",".join(step for step in AUGMENT_STEPS if step in steps)
 _hidden_sizes = _sizes("--hidden", "128,64", none_means_empty=True)
 
 
 def add_data_options(parser: argparse.ArgumentParser, default: Optional[str]) -> None:
     """--dataset and --data-dir, shared by train and evaluate (``default``: the --dataset default)."""
-    parser.add_argument("--dataset", choices=("digits", "mnist"), default=default,
-                        help="the embedded 8x8 digits (the default for train), or MNIST/Fashion-MNIST IDX files "
-                             "from --data-dir")
+    parser.add_argument("--dataset", choices=DATASETS, default=default,
+                        help="the embedded 8x8 digits (the default for train), or 28x28 IDX images: "
+                             "fashion-mnist (found where 'apt-get install dataset-fashion-mnist' puts it, else "
+                             "--data-dir) or mnist (from --data-dir)")
     parser.add_argument("--data-dir", type=Path, help="folder with the IDX files (train-images-idx3-ubyte[.gz], ...)")
 
 
@@ -116,17 +159,19 @@ def add_train_options(train: argparse.ArgumentParser) -> None:
     train.add_argument("--hidden", type=_hidden_sizes, default=None,
                        help="hidden layer sizes (default 128,64; none for an MLP without hidden layer); the CNN and "
                             "the localizer use the first one")
-    train.add_argument("--model", choices=("mlp", "cnn"), default=None,
-                       help="for --task classify: an MLP on flat pixels (default), or a CNN (3x3 conv + max-pool "
-                            "blocks) on images; --task localize always trains the localizer")
+    train.add_argument("--model", choices=("mlp", "cnn", "resnet"), default=None,
+                       help="for --task classify: an MLP on flat pixels (default), a CNN (3x3 conv + max-pool "
+                            "blocks) on images, or a small ResNet (one basic block per --channels entry, default "
+                            "16,32,64; mnist and fashion-mnist); --task localize always trains the localizer")
     train.add_argument("--channels", type=_channel_sizes, default=None,
                        help="conv channels per 3x3 conv + max-pool block (default 16,32 for the CNN, "
                             "16,32,32 for the localizer)")
     train.add_argument("--epochs", type=_positive(int, "--epochs"), default=None,
-                       help="passes over the training data (default 40 for the MLP, 20 for the CNN, "
-                            "5 for the localizer)")
+                       help="passes over the training data (digits: default 40 for the MLP, 20 for the CNN, "
+                            "5 for the localizer; mnist and fashion-mnist: 30 for the MLP, 12 for the CNN, "
+                            "10 for the ResNet)")
     train.add_argument("--batch-size", type=_positive(int, "--batch-size"), default=None,
-                       help="samples per optimizer step (default 32)")
+                       help="samples per optimizer step (default 32 for digits, 128 for mnist and fashion-mnist)")
     train.add_argument("--lr", type=_positive(float, "--lr"), default=None, help="learning rate (default 3e-3)")
     train.add_argument("--schedule", choices=("cosine", "constant"), default=None,
                        help="learning-rate schedule over the epochs (default cosine annealing to 0)")
@@ -135,7 +180,8 @@ def add_train_options(train: argparse.ArgumentParser) -> None:
     train.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default=None, help="(default adam)")
     train.add_argument("--seed", type=int, default=None, help="seed for the weights and the batch order (default 0)")
     train.add_argument("--dtype", choices=("float32", "float64"), default=None,
-                       help="float64 (default for classify) or float32 (default for localize, about 4x faster)")
+                       help="float64 (default for the digits) or float32 (default for mnist, fashion-mnist and "
+                            "localize, about 4x faster)")
     train.add_argument("--out", type=Path, default=None,
                        help="where to save the weights, .npz or .safetensors "
                             "(default runs/<dataset>-<mlp|cnn|localizer>.npz)")
@@ -145,8 +191,31 @@ def add_train_options(train: argparse.ArgumentParser) -> None:
                        help="at most N threads for the matrix products and the row blocks (default: "
                             "NN_FROM_SCRATCH_NUM_THREADS, else the cores, at most 4); one while the machine is too "
                             "busy for more to help. --threads 1 gives the same bits whatever the load")
+    add_model_selection_options(train)
     add_localize_options(train)
     add_checkpoint_options(train)
+
+
+def add_model_selection_options(parser: argparse.ArgumentParser) -> None:
+    """--validation, --early-stopping, --augment, --train-limit and --test-limit (--task classify)."""
+    group = parser.add_argument_group("validation, augmentation and data size (--task classify)")
+    group.add_argument("--validation", type=_count("--validation"), default=None, metavar="N",
+                       help=f"hold N random training images out (the same ones whatever --seed) to score every "
+                            f"epoch and to choose the weights on; the test split is then scored once, at the end. "
+                            f"Default for mnist and fashion-mnist: a twelfth of the training images, at most "
+                            f"{IMAGE_VALIDATION}; for the digits 0: no split, the test split is scored every epoch")
+    group.add_argument("--early-stopping", type=_positive(int, "--early-stopping"), default=None, metavar="PATIENCE",
+                       help="stop after PATIENCE epochs without a lower validation loss, and keep the weights of the "
+                            "best epoch (needs a --validation split)")
+    group.add_argument("--augment", type=_augment_steps, nargs="?", const="default", default=None, metavar="STEPS",
+                       help="augment the training batches: crop (shift by up to 2 pixels, 1 for the digits), flip "
+                            "(mirror left-right), erase (random erasing); alone, the dataset's choice: "
+                            f"{'; '.join(f'{k} {v}' for k, v in DEFAULT_AUGMENT.items())}")
+    group.add_argument("--train-limit", type=_positive(int, "--train-limit"), default=None, metavar="N",
+                       help="use only the first N training images (the validation split is taken from them): "
+                            "for a quick try")
+    group.add_argument("--test-limit", type=_positive(int, "--test-limit"), default=None, metavar="N",
+                       help="score only the first N test images")
 
 
 def add_localize_options(parser: argparse.ArgumentParser) -> None:
@@ -184,6 +253,12 @@ def add_checkpoint_options(parser: argparse.ArgumentParser) -> None:
 
 def resolve_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """Check the options against each other and fill in the defaults, some of which depend on the task and model."""
+    if args.dataset is None:
+        args.dataset = TRAIN_DEFAULTS["dataset"]
+    if args.dataset != "digits":
+        for dest, default in IMAGE_DEFAULTS.items():
+            if getattr(args, dest) is None:
+                setattr(args, dest, default)
     for dest, default in TRAIN_DEFAULTS.items():
         if getattr(args, dest) is None:
             setattr(args, dest, default)
@@ -199,11 +274,14 @@ def resolve_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -
     if args.dtype is None:
         args.dtype = DEFAULT_DTYPE[args.task]
     if args.epochs is None:
-        args.epochs = DEFAULT_EPOCHS[args.model]
+        args.epochs = (IMAGE_EPOCHS if args.dataset != "digits" else DEFAULT_EPOCHS)[args.model]
 
 
 def _resolve_localize_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """--task localize: the localizer on digit canvases, the canvas options' defaults, a canvas the stages fit."""
+    given = [option for dest, option in CLASSIFY_ONLY.items() if getattr(args, dest) is not None]
+    if given:
+        parser.error(f"{', '.join(given)} only apply to --task classify")
     if args.model not in (None, "localizer"):  # "localizer": as a checkpoint records it
         parser.error(f"--model {args.model} is for --task classify; --task localize always trains the localizer")
     if args.dataset != "digits":
@@ -227,6 +305,18 @@ def _resolve_classify_options(args: argparse.Namespace, parser: argparse.Argumen
     args.model = args.model or "mlp"
     if args.model == "mlp" and args.channels is not None:
         parser.error("--channels applies to --model cnn and --task localize, not to the MLP")
+    if args.model == "resnet" and args.dataset == "digits":
+        parser.error("--model resnet is for the 28x28 images of --dataset mnist or fashion-mnist; the 8x8 digits "
+                     "are too small for its stages")
+    if args.model == "resnet" and args.hidden is None:
+        args.hidden = DEFAULT_HIDDEN  # unused by the ResNet, whose classifier follows the pooled channels
+    if args.augment == "default":
+        args.augment = DEFAULT_AUGMENT[args.dataset]
+    if args.early_stopping is not None and args.validation == 0:
+        parser.error("--early-stopping watches the validation loss: it needs --validation N with N > 0")
+    if args.early_stopping is not None and args.validation is None and args.dataset == "digits":
+        parser.error("--early-stopping watches the validation loss: the digits have no validation split unless "
+                     "--validation N is given (the test split is not used to choose the weights)")
 
 
 _TASK_OPTIONS = {"classify": _resolve_classify_options, "localize": _resolve_localize_options}
