@@ -3,6 +3,16 @@
 Usage::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/run.py [--quick] [--threads 2]
+        [--load K] [--fashion N] [--memory]
+
+``--load K`` measures the MLP, the LeNet-like CNN and the end-to-end row
+again with K bounded CPU-bound background processes running
+(benchmarks/load.py), next to the idle figures.  ``--fashion N`` (default
+10000, 0 to skip) is the end-to-end row: one epoch of the command line's
+default CNN on N Fashion-MNIST images (benchmarks/fashion.py), ours with the
+thread policy, ours on one thread, and torch at its threads, alternated.
+``--memory`` reports the peak memory of a training step, each library in a
+fresh process (benchmarks/memory.py).
 
 Each workload is built in both libraries with the same shapes and the same
 float32 weights; one step of each is checked to compute the same numbers,
@@ -23,6 +33,8 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Tuple
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the benchmarks' own modules (load, fashion, memory)
 
 from nn_from_scratch import Sequential
 from nn_from_scratch.allocator import keep_freed_memory
@@ -239,6 +251,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
+    parser.add_argument("--load", type=int, default=0, metavar="K",
+                        help="also measure with K CPU-bound background processes (default 0: idle only)")
+    parser.add_argument("--fashion", type=int, default=10000, metavar="N",
+                        help="Fashion-MNIST training images of the end-to-end row (0: skip it)")
+    parser.add_argument("--memory", action="store_true", help="peak memory of a training step, per library")
+    parser.add_argument("--only-load", action="store_true", help="skip the idle table (the load figures only)")
     args = parser.parse_args(argv)
     try:
         import torch
@@ -271,14 +289,90 @@ def main(argv=None) -> int:
     print(header)
     print("-" * len(header))
     results: Dict[str, float] = {}
-    for build in builders:
+    for build in ([] if args.only_load else builders):
         workload = build()
         ours, theirs, ratio = time_alternately(workload, rounds, block, warmup)
         share = f"{workload.flops / ours / 1e9 / peak:>9.0%}" if workload.flops else f"{'':>9}"
         print(f"{workload.name:<44} {ours * 1e3:>9.2f} {theirs * 1e3:>9.2f} {ratio:>10.2f} "
               f"{workload.samples / ours:>11.0f} {share:>10}")
         results[workload.name] = ratio
+    if args.load:
+        from load import BackgroundLoad
+        print(f"\nunder load: {args.load} CPU-bound background process(es) on {os.cpu_count()} cores "
+              f"(ours: the thread policy; ours 1t: set_num_threads(1))")
+        header = f"{'workload':<44} {'idle o/t':>9} {'load o/t':>9} {'load/1t':>8} {'ours ms':>9} {'torch ms':>9}"
+        print(header)
+        print("-" * len(header))
+        for build in builders[:4]:
+            workload = build()
+            _, _, idle_ratio = time_alternately(workload, rounds, block, warmup)
+            with BackgroundLoad(args.load):
+                ours, theirs, ratio = time_alternately(workload, rounds, block, warmup)
+                single = single_threaded(workload)
+                one, _, _ = time_alternately(single, rounds, block, warmup)
+            print(f"{workload.name:<44} {idle_ratio:>9.2f} {ratio:>9.2f} {ours / one:>8.2f} "
+                  f"{ours * 1e3:>9.2f} {theirs * 1e3:>9.2f}")
+    if args.fashion:
+        fashion_row(torch, args.fashion, args.load, 1 if args.quick else 2)
+    if args.memory:
+        from memory import report_memory
+        report_memory()
     return 0
+
+
+def single_threaded(workload: Workload) -> Workload:
+    """The workload with ours on one thread (the thread policy's ceiling set to 1 around each call)."""
+    from nn_from_scratch.engine import threads
+
+    def ours():
+        before = threads.ceiling()
+        threads.set_num_threads(1)
+        try:
+            return workload.ours()
+        finally:
+            threads.set_num_threads(before)
+
+    return Workload(workload.name, workload.samples, ours, workload.torch, workload.flops)
+
+
+def fashion_row(torch, samples: int, load: int, rounds: int) -> None:
+    """One epoch of the default CNN, idle and (with ``load``) under load: ours, ours on one thread, torch."""
+    from fashion import FASHION, fashion_epochs
+    from load import BackgroundLoad
+    from nn_from_scratch.engine import threads
+
+    if not FASHION.is_dir():
+        print(f"\n(no Fashion-MNIST in {FASHION}: the end-to-end row is skipped)")
+        return
+    runs = fashion_epochs(torch, samples)
+    ceiling = threads.ceiling()
+
+    def ours_one():
+        threads.set_num_threads(1)
+        try:
+            return runs["ours"]()
+        finally:
+            threads.set_num_threads(ceiling)
+
+    print(f"\nend to end: one epoch of models.cnn (16, 32 channels, dense 256, float32, Adam, batch 128) on "
+          f"{samples} Fashion-MNIST images, then the 10000 test images; median of {rounds} alternated rounds")
+    header = (f"{'setting':<22} {'ours s':>7} {'ours 1t s':>9} {'torch s':>8} {'ours/torch':>10} {'ours/1t':>8} "
+              f"{'acc ours':>9} {'acc torch':>9}")
+    print(header)
+    print("-" * len(header))
+    for k in ([0, load] if load else [0]):
+        times: Dict[str, List[float]] = {"ours": [], "one": [], "torch": []}
+        accuracy: Dict[str, float] = {}
+        with BackgroundLoad(k):
+            for _ in range(rounds):
+                for name, run in (("ours", runs["ours"]), ("one", ours_one), ("torch", runs["torch"])):
+                    time.sleep(PAUSE_S)
+                    seconds, accuracy[name] = run()
+                    times[name].append(seconds)
+        ours, one, theirs = (statistics.median(times[n]) for n in ("ours", "one", "torch"))
+        setting = "idle" if k == 0 else f"{k} background proc."
+        print(f"{setting:<22} {ours:>7.2f} {one:>9.2f} {theirs:>8.2f} {ours / theirs:>10.2f} {ours / one:>8.2f} "
+              f"{accuracy['ours']:>9.4f} {accuracy['torch']:>9.4f}")
 
 
 if __name__ == "__main__":
