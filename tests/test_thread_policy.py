@@ -255,3 +255,20 @@ def test_ceilings_from_two_up_give_the_same_bits():
     assert two[2] == three[2]
     one = run_child({threads.ENVIRONMENT_VARIABLE: "1"})
     assert run_child({threads.ENVIRONMENT_VARIABLE: "1"})[2] == one[2]  # one thread: the same bits every time
+
+
+# --------------------------------------------------------------- the command line
+def test_train_threads_sets_the_ceiling_and_refuses_non_positive_counts(monkeypatch, tmp_path, capsys, policy):
+    from nn_from_scratch import cli
+
+    seen = []
+    monkeypatch.setattr(cli, "set_num_threads", seen.append)
+    monkeypatch.setattr(cli.common, "train", lambda args, parser, task: 0)  # the option, not a whole run
+    assert cli.main(["train", "--threads", "1", "--out", str(tmp_path / "w.npz")]) == 0
+    assert seen == [1]
+    assert cli.main(["train", "--out", str(tmp_path / "w.npz")]) == 0
+    assert seen == [1]  # not given: the default ceiling stands
+    for bad in ("0", "-2", "two"):
+        with pytest.raises(SystemExit):
+            cli.main(["train", "--threads", bad])
+        assert "--threads" in capsys.readouterr().err
