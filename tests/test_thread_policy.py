@@ -272,3 +272,22 @@ def test_train_threads_sets_the_ceiling_and_refuses_non_positive_counts(monkeypa
         with pytest.raises(SystemExit):
             cli.main(["train", "--threads", bad])
         assert "--threads" in capsys.readouterr().err
+
+
+def test_without_threadpoolctl_the_policy_reaches_the_pool_only(monkeypatch):
+    """The documented fallback: no BLAS control, no error; the pool still follows the ceiling."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_threadpoolctl(name, *args, **kwargs):
+        if name == "threadpoolctl":
+            raise ImportError("threadpoolctl is not installed")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_threadpoolctl)
+    blas = threads._Blas()
+    assert blas.controllers() == [] and blas.get() is None
+    blas.set(1)  # nothing to steer: a no-op
+    monkeypatch.setattr(threads, "_blas", blas)
+    assert not threads.blas_controllable() and threads.blas_threads() is None
