@@ -148,7 +148,11 @@ def test_a_5000_node_chain_runs_without_recursion(rng):
         expected = np.tanh(expected)
     np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-15)
     dx = model.backward(np.ones_like(y))
-    assert dx.shape == data.shape and np.all(np.isfinite(dx))
+    expected_dx, h = np.ones_like(data), data
+    for _ in range(5000):  # the chain rule one tanh at a time: dx = prod(1 - tanh(h)^2)
+        h = np.tanh(h)
+        expected_dx *= 1 - h ** 2
+    np.testing.assert_allclose(dx, expected_dx, rtol=1e-10, atol=0)
     copied = pickle.loads(pickle.dumps(model))
     np.testing.assert_array_equal(copied.evaluate(data), y)
 
@@ -277,6 +281,25 @@ def test_a_container_made_to_contain_itself_is_refused():
     chain.append(model)  # only a mutation after building can make a cycle
     with pytest.raises(ValueError, match="contains itself"):
         model.parameters()
+
+
+def test_a_container_that_contains_itself_is_refused_when_called_on_placeholders():
+    x = Input(3)
+    chain = Sequential(Tanh())
+    model = Graph(x, chain(x))
+    chain.append(model)
+    with pytest.raises(ValueError, match=r"Sequential called on placeholders is a cycle: Sequential at "
+                                         r"1\.sequential_0 contains itself"):
+        chain(Input(3))  # the cycle is refused at the call, before a trial forward runs it forever
+
+
+def test_summary_counts_a_tied_weight_once():
+    x = Input(5)
+    encoder = Linear(5, 3, rng=0)
+    model = Graph(x, Linear.tied_to(encoder.weight, transpose=True)(Tanh()(encoder(x))))
+    assert sum(p.size for p in model.parameters()) == 23
+    text = model.summary()
+    assert "Total params: 23" in text and "Trainable params: 23" in text
 
 
 def test_run_checks_every_input_shape(rng):

@@ -137,3 +137,29 @@ def test_a_graph_autoencoder_with_a_tied_decoder(torch, rng):
     model = Graph(x, Linear.tied_to(encoder.weight, transpose=True, rng=1)(code, name="decoder"))
     assert sorted(model.state_dict()) == ["decoder.bias", "encoder.bias", "encoder.weight"]
     assert_gradients(model, rng.standard_normal((3, 5)), rng=rng)
+
+
+# ---------------------------------------------------------------- every container lists a shared Parameter once
+def test_every_container_lists_a_parameter_shared_across_containers_once(rng):
+    from nn_from_scratch import Parallel, Residual
+    layer = Linear(4, 4, rng=0)
+    tied = Linear(4, 4, rng=1, weight=layer.weight)  # another node on the same weight
+    inner = Residual(Sequential(tied, Tanh()))
+    model = Sequential(layer, inner, Parallel(Sequential(layer), Residual(layer)))
+    assert list(dict(model.named_parameters())) == ["0.weight", "0.bias", "1.f.0.bias"]
+    assert len(model.parameters()) == 3 and len(inner.parameters()) == 2
+    assert_gradients(model, rng.standard_normal((2, 4)), rng=rng)
+    SGD(model.parameters(), lr=0.1)  # an optimizer takes the list: no Parameter appears twice
+
+
+def test_a_batch_norm_used_twice_in_train_mode_updates_its_statistics_twice_as_torch(torch, rng):
+    norm = BatchNorm1d(3, momentum=0.3)
+    x = Input(3)
+    model = Graph(x, norm(Tanh()(norm(x))))
+    data = 2.0 * rng.standard_normal((5, 3)) + 1.0
+    reference = torch.nn.BatchNorm1d(3, momentum=0.3).double()
+    ty = reference(torch.tanh(reference(torch.tensor(data))))
+    np.testing.assert_allclose(model.forward(data), ty.detach().numpy(), rtol=1e-10, atol=1e-10)
+    assert int(norm.num_batches_tracked) == int(reference.num_batches_tracked) == 2
+    np.testing.assert_allclose(norm.running_mean, reference.running_mean.numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(norm.running_var, reference.running_var.numpy(), rtol=1e-10, atol=1e-10)

@@ -69,7 +69,7 @@ def test_summary_leaves_the_model_state_unchanged():
 
     text = model.summary((1, 5))  # a batch of one would fail batch statistics in training mode
 
-    assert "BatchNorm1d(8" in text and "Sequential(2 nodes)" in text
+    assert "BatchNorm1d(8" in text and "Sequential(Linear, ReLU)" in text
     rows = table_rows(text)
     assert rows[1].endswith("32")  # BatchNorm1d: weight, bias (trainable) + running mean, var
     assert "Total params: 116" in text  # (5*8+8) + (2*8 + 16) + (8*4+4)
@@ -93,3 +93,26 @@ def test_summary_names_the_layer_that_does_not_fit():
         model.summary((2, 4))
     with pytest.raises(ValueError, match="None is allowed for the batch axis only"):
         model.summary((2, None))
+
+
+def test_a_shared_layer_and_a_tied_weight_are_counted_once():
+    layer = Linear(3, 3, rng=0)
+    text = Sequential(layer, ReLU(), layer).summary((None, 3))
+    rows = table_rows(text)
+    assert rows[0].endswith(" 12") and rows[2].endswith(" 0")  # counted at its first row only
+    assert "Total params: 12" in text and "Trainable params: 12" in text
+    encoder = Linear(5, 3, rng=1)
+    decoder = Linear.tied_to(encoder.weight, transpose=True)
+    model = Sequential(encoder, ReLU(), decoder)
+    text = model.summary((None, 5))
+    assert sum(p.size for p in model.parameters()) == 23
+    assert table_rows(text)[2].endswith(" 5")  # the decoder's own bias; its weight is the encoder's
+    assert "Total params: 23" in text and "Trainable params: 23" in text
+
+
+def test_a_residual_block_is_shown_with_its_paths():
+    from nn_from_scratch import Residual
+    block = Residual(Sequential(Linear(4, 6, rng=0), ReLU(), Linear(6, 4, rng=1)), Linear(4, 4, rng=2), after=ReLU())
+    rows = table_rows(Sequential(block, Linear(4, 2, rng=3)).summary((None, 4)))
+    assert "Residual(f=Sequential(Linear, ReLU, Linear), shortcut=Linear, after=ReLU)" in rows[0]
+    assert rows[0].endswith(f" {30 + 28 + 20}") and "(None, 4)" in rows[0]

@@ -25,148 +25,16 @@ recursion), so a chain of thousands of nodes runs.
 """
 from __future__ import annotations
 
-import itertools
 import re
-import threading
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 
-from ..node import Context, GraphValue, Node
-from .sequential import check_layer
+from ..node import Context, Node
+from .placeholders import Input, Placeholder, Use, check_name, shown
+from .summary import count_once, render_table
 
 __all__ = ["Graph", "Input", "Placeholder"]
-
-_serials = itertools.count()  # creation order of placeholders: always a topological order
-_serials_lock = threading.Lock()
-_TRIAL_BATCHES = (2, 3)  # the batch sizes of the trial forward (2 and up: BatchNorm refuses a batch of 1)
-
-
-def _next_serial() -> int:
-    with _serials_lock:
-        return next(_serials)
-
-
-def _shown(shape: Tuple[Optional[int], ...]) -> str:
-    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
-
-
-def _check_name(name: Any, what: str) -> str:
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ValueError(f"{what} must be a Python identifier (it becomes a state_dict prefix), got {name!r}")
-    return name
-
-
-class _Use:
-    """One call of a node on placeholders: the node, its input placeholders, the name given at the call."""
-
-    __slots__ = ("node", "inputs", "name", "serial", "made")
-
-    def __init__(self, node: Node, inputs: Tuple["Placeholder", ...], name: Optional[str]) -> None:
-        self.node, self.inputs, self.name, self.serial = node, inputs, name, _next_serial()
-        self.made: Tuple[Placeholder, ...] = ()  # the placeholders of its outputs
-
-
-class Placeholder(GraphValue):
-    """A value of a graph under construction: an :func:`Input`, or the output of a node called on placeholders.
-
-    ``shape`` is the value's shape with ``None`` for the batch axis (and any
-    axis that follows the batch size); ``dtype`` its dtype.  Calling a node
-    on placeholders returns a new placeholder and computes nothing but a
-    trial forward on zeros, which finds the output shape and refuses, naming
-    the node, inputs it cannot take.
-    """
-
-    __slots__ = ("use", "index", "shape", "dtype", "name", "serial")
-
-    def __init__(self, shape: Tuple[Optional[int], ...], dtype: np.dtype, use: Optional[_Use] = None,
-                 index: Optional[int] = None, name: Optional[str] = None) -> None:
-        self.shape, self.dtype, self.use, self.index, self.name = shape, dtype, use, index, name
-        self.serial = _next_serial()
-
-    @property
-    def is_input(self) -> bool:
-        """Whether this is an :func:`Input` (not the output of a node)."""
-        return self.use is None
-
-    def apply(self, node: Node, inputs: Tuple[Any, ...], name: Optional[str]
-              ) -> Union["Placeholder", Tuple["Placeholder", ...]]:
-        """Record ``node(*inputs)``: a trial forward on zeros gives the output shape(s); returns their placeholders."""
-        check_layer("Graph", node)
-        for i, value in enumerate(inputs):
-            if not isinstance(value, Placeholder):
-                raise TypeError(
-                    f"{node!r} was called on placeholders and on a {type(value).__name__} (input {i}): in a graph "
-                    "every input of a node is a placeholder (make a constant an Input of the graph)"
-                )
-        if name is not None:
-            _check_name(name, "a node's name")
-        use = _Use(node, tuple(inputs), name)
-        shapes, dtypes, multi = _trial(node, use.inputs)
-        use.made = tuple(Placeholder(shape, dtype, use, index if multi else None)
-                         for index, (shape, dtype) in enumerate(zip(shapes, dtypes)))
-        return use.made if multi else use.made[0]
-
-    def __repr__(self) -> str:
-        if self.use is None:
-            return f"Input({_shown(self.shape[1:])}{'' if self.name is None else f', name={self.name!r}'})"
-        made = f"{type(self.use.node).__name__}" + ("" if self.index is None else f"[{self.index}]")
-        return f"Placeholder(output of {made}, shape={_shown(self.shape)})"
-
-
-def Input(shape: Union[int, Sequence[int]], *, name: Optional[str] = None, dtype: Any = np.float64) -> Placeholder:
-    """The placeholder of a graph input: ``shape`` is one sample's shape, without the batch axis.
-
-    The batch axis comes first and may have any size; every other size is
-    fixed (a graph is built for one sample shape, so that each node's input
-    is checked when the graph is built).  ``dtype`` is the input's dtype in
-    the trial forward; ``name`` labels the input in the summary and errors.
-    """
-    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
-        shape = (int(shape),)
-    try:
-        sizes = tuple(shape)
-    except TypeError:
-        raise TypeError(f"Input: shape must be an int or a tuple of ints, got {shape!r}") from None
-    for d in sizes:
-        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
-            raise ValueError(f"Input: shape must hold positive ints (one sample, no batch axis), got {shape!r}")
-    if name is not None:
-        _check_name(name, "an Input's name")
-    dtype = np.dtype(dtype)
-    if dtype.kind not in "fiub":
-        raise TypeError(f"Input: dtype must be a real numeric type, got {dtype}")
-    return Placeholder((None,) + tuple(int(d) for d in sizes), dtype, name=name)
-
-
-def _trial(node: Node, inputs: Tuple[Placeholder, ...]
-           ) -> Tuple[List[Tuple[Optional[int], ...]], List[np.dtype], bool]:
-    """Run ``node`` on zeros of the inputs' shapes, at two batch sizes, with ``update_state=False``.
-
-    Returns the output shapes, their dtypes and whether the node gives
-    several outputs (a tuple); an axis whose size follows the batch size is
-    ``None``.  A node that cannot take the inputs raises its error again
-    with the node and the shapes named.  The node is left as it was.
-    """
-    runs = []
-    for batch in _TRIAL_BATCHES:
-        arrays = [np.zeros(tuple(batch if d is None else d for d in p.shape), dtype=p.dtype) for p in inputs]
-        try:
-            with np.errstate(all="ignore"):
-                y = node.run(*arrays, update_state=False).y
-        except (ValueError, TypeError) as error:
-            shapes = ", ".join(_shown(p.shape) for p in inputs)
-            raise type(error)(f"Graph: {node!r} cannot take input of shape {shapes}: {error}") from None
-        runs.append(y if isinstance(y, tuple) else (y,))
-        multi = isinstance(y, tuple)
-    shapes = []
-    for first, second in zip(*runs):
-        if first.shape == second.shape:
-            shapes.append(tuple(first.shape))
-        else:
-            shapes.append(tuple(None if a != b else a for a, b in zip(first.shape, second.shape)))
-    return shapes, [out.dtype for out in runs[0]], multi
-
 
 def _default_name(node: Node) -> str:
     """``linear`` for Linear, ``batch_norm1d`` for BatchNorm1d (Keras' rule): the stem of a default node name."""
@@ -277,10 +145,10 @@ class Graph(Node):
 
     # ---------------------------------------------------------- building
     @staticmethod
-    def _collect(outputs: List[Placeholder], slot_of: Dict[int, int]) -> List[_Use]:
+    def _collect(outputs: List[Placeholder], slot_of: Dict[int, int]) -> List[Use]:
         """The uses on a path to an output, in topological order (creation order), found without recursion."""
-        found: Dict[int, _Use] = {}
-        stack: List[Tuple[Placeholder, Optional[_Use]]] = [(p, None) for p in outputs]
+        found: Dict[int, Use] = {}
+        stack: List[Tuple[Placeholder, Optional[Use]]] = [(p, None) for p in outputs]
         while stack:
             p, consumer = stack.pop()
             if p.is_input:
@@ -297,7 +165,7 @@ class Graph(Node):
         return sorted(found.values(), key=lambda use: use.serial)
 
     @staticmethod
-    def _name_nodes(uses: List[_Use], names: Optional[Mapping[str, Node]]) -> Dict[Node, str]:
+    def _name_nodes(uses: List[Use], names: Optional[Mapping[str, Node]]) -> Dict[Node, str]:
         """Each distinct node's name: given (at the call or in ``names``), else ``<type>_<count>`` by first use."""
         given: Dict[int, str] = {}
         owner: Dict[str, Node] = {}
@@ -311,7 +179,7 @@ class Graph(Node):
 
         in_graph = {id(use.node) for use in uses}
         for name, node in (names or {}).items():
-            _check_name(name, "a node's name")
+            check_name(name, "a node's name")
             if not isinstance(node, Node) or id(node) not in in_graph:
                 raise ValueError(f"Graph: names={{{name!r}: {node!r}}} names a node that is not in the graph")
             give(node, name)
@@ -364,7 +232,7 @@ class Graph(Node):
         for i, (x, shape) in enumerate(zip(xs, self.input_shapes)):
             if x.ndim != len(shape) or any(e is not None and e != d for e, d in zip(shape, x.shape)):
                 raise ValueError(
-                    f"Graph input {i} ({self._slot_labels[i]}) must have shape {_shown(shape)} "
+                    f"Graph input {i} ({self._slot_labels[i]}) must have shape {shown(shape)} "
                     f"(None: any batch size), got {x.shape}"
                 )
 
@@ -485,46 +353,34 @@ class Graph(Node):
 
         Shapes come from the trial forward made when the graph was built
         (``None``: any batch size); nothing runs and the model is unchanged.
-        A node used again is marked ``(again)`` and its parameters are
-        counted at its first use only.  Returns the table as a string.
+        A node used again is marked ``(again)``; each Parameter (a shared
+        node's, a tied weight) is counted at the first row that holds it, so
+        the totals are those of :meth:`parameters`.  Returns the table as a string.
         """
-        rows = [(self._slot_labels[i], "Input", "", _shown(self._slot_shapes[i]), "0")
+        rows = [(self._slot_labels[i], "Input", "", shown(self._slot_shapes[i]), "0")
                 for i in range(self.num_inputs)]
-        counted = set()
+        counted: Set[int] = set()
+        seen: Set[int] = set()
         trainable = buffers = 0
         for (node_index, ins, outs), name in zip(self._plan, self._use_labels):
             node = self._nodes[node_index]
-            kind = type(node).__name__
-            if node_index in counted:
-                kind, count = kind + " (again)", 0
-            else:
-                counted.add(node_index)
-                t = sum(p.size for p in node.parameters())
-                b = sum(int(np.size(v)) for _, v in node.named_buffers() if np.asarray(v).dtype.kind == "f")
-                trainable, buffers, count = trainable + t, buffers + b, t + b
-            shape = ", ".join(_shown(self._slot_shapes[s]) for s in outs)
-            rows.append((name, kind, ", ".join(self._slot_labels[s] for s in ins), shape, f"{count:,}"))
-        header = ("Name", "Node", "Inputs", "Output shape", "Param #")
-        widths = [max(len(r[c]) for r in rows + [header]) for c in range(5)]
-
-        def line(r: Sequence[str]) -> str:
-            return "  ".join(f"{v:>{w}}" if c == 4 else f"{v:<{w}}" for c, (v, w) in enumerate(zip(r, widths))).rstrip()
-
-        rule = sum(widths) + 8
+            kind = type(node).__name__ + (" (again)" if node_index in counted else "")
+            counted.add(node_index)
+            t, b = count_once(node, seen)
+            trainable, buffers = trainable + t, buffers + b
+            shape = ", ".join(shown(self._slot_shapes[s]) for s in outs)
+            rows.append((name, kind, ", ".join(self._slot_labels[s] for s in ins), shape, f"{t + b:,}"))
         outputs = ", ".join(self._slot_labels[s] for s in self._output_slots)
-        text = [f"Graph summary, outputs: {outputs}", "=" * rule, line(header), "-" * rule]
-        text += [line(r) for r in rows]
-        text += ["=" * rule, f"Total params: {trainable + buffers:,}", f"Trainable params: {trainable:,}",
-                 f"Non-trainable params: {buffers:,}"]
-        return "\n".join(text)
+        return render_table(f"Graph summary, outputs: {outputs}", ("Name", "Node", "Inputs", "Output shape", "Param #"),
+                            rows, trainable, buffers)
 
     def extra_repr(self) -> str:
-        lines, shown = [], set()
+        lines, described = [], set()
         for node_index, ins, outs in self._plan:
             made = ", ".join(self._slot_labels[s] for s in outs)
             args = ", ".join(self._slot_labels[s] for s in ins)
-            what = "" if node_index in shown else f"  # {self._nodes[node_index]!r}"
-            shown.add(node_index)
+            what = "" if node_index in described else f"  # {self._nodes[node_index]!r}"
+            described.add(node_index)
             lines.append(f"  {made} = {self._names[node_index]}({args}){what}")
         inputs = ", ".join(self._slot_labels[:self.num_inputs])
         outputs = ", ".join(self._slot_labels[s] for s in self._output_slots)

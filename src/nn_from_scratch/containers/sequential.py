@@ -1,11 +1,12 @@
 r"""Sequential: a chain of nodes that is itself a node, its Jacobian the chain rule made visible."""
 from __future__ import annotations
 
-from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union, overload
+from typing import Any, Iterator, List, Optional, Sequence, Set, Tuple, Union, overload
 
 import numpy as np
 
 from ..node import Context, Criterion, Node
+from .summary import brief, count_once, render_table
 
 __all__ = ["Sequential", "check_layer"]
 
@@ -123,7 +124,11 @@ class Sequential(Node):
         ``Param #`` counts each layer's parameters and its floating buffers
         (running statistics), which Keras calls non-trainable parameters; the
         footer gives the total, the trainable (the :class:`Parameter` values)
-        and the non-trainable counts.  Returns the table as a string.
+        and the non-trainable counts.  A Parameter shared by two layers (a
+        layer used twice, a tied weight) is counted at its first layer only,
+        so the totals are those of :meth:`parameters`.  A container is shown
+        in one line with its paths (``Residual(f=Sequential(Linear, ReLU),
+        after=ReLU)``).  Returns the table as a string.
         """
         if isinstance(input_shape, (int, np.integer)) and not isinstance(input_shape, bool):
             input_shape = (int(input_shape),)
@@ -151,14 +156,15 @@ class Sequential(Node):
 
         modes = [(node, node.training) for node in walk(self)]
         self.eval()
-        rows: List[Tuple[str, str, str, int, int]] = []
+        rows: List[Tuple[str, ...]] = []
+        seen: Set[int] = set()
+        trainable_total = buffer_total = 0
         try:
             h = np.zeros(run_shape)
             for i, node in enumerate(self.nodes):
                 name = repr(node)
                 if "\n" in name:
-                    count = len(node.children())
-                    name = f"{type(node).__name__}({count} node{'' if count == 1 else 's'})"
+                    name = brief(node)
                 try:
                     step = node.run(h, update_state=False)
                 except (ValueError, TypeError) as error:
@@ -166,35 +172,14 @@ class Sequential(Node):
                         f"Sequential.summary: layer {i}, {name}, cannot take input of shape {shown(h.shape)}: {error}"
                     ) from None
                 h = np.asarray(step.y)
-                trainable = sum(p.size for p in node.parameters())
-                buffers = sum(
-                    int(np.size(b)) for _, b in node.named_buffers() if np.asarray(b).dtype.kind == "f"
-                )
-                rows.append((str(i), name, shown(h.shape), trainable, buffers))
+                trainable, buffers = count_once(node, seen)
+                trainable_total, buffer_total = trainable_total + trainable, buffer_total + buffers
+                rows.append((str(i), name, shown(h.shape), f"{trainable + buffers:,}"))
         finally:
             for node, mode in modes:
                 node.training = mode
-
-        header = ("#", "Layer", "Output shape", "Param #")
-        cells = [(i, name, out, f"{t + b:,}") for i, name, out, t, b in rows]
-        widths = [max([len(header[k])] + [len(c[k]) for c in cells]) for k in range(4)]
-
-        def line(values: Sequence[str]) -> str:
-            return (f"{values[0]:<{widths[0]}}  {values[1]:<{widths[1]}}  "
-                    f"{values[2]:<{widths[2]}}  {values[3]:>{widths[3]}}").rstrip()
-
-        rule = sum(widths) + 6
-        trainable_total = sum(t for *_, t, _ in rows)
-        buffer_total = sum(b for *_, b in rows)
-        text = [f"Sequential summary, input shape {shown(run_shape)}", "=" * rule, line(header), "-" * rule]
-        text += [line(c) for c in cells]
-        text += [
-            "=" * rule,
-            f"Total params: {trainable_total + buffer_total:,}",
-            f"Trainable params: {trainable_total:,}",
-            f"Non-trainable params: {buffer_total:,}",
-        ]
-        return "\n".join(text)
+        return render_table(f"Sequential summary, input shape {shown(run_shape)}", ("#", "Layer", "Output shape",
+                            "Param #"), rows, trainable_total, buffer_total)
 
     def extra_repr(self) -> str:
         if not self.nodes:

@@ -1,0 +1,160 @@
+r"""Recording a graph: placeholders, the calls of nodes on them, and the trial forward that finds each shape.
+
+``Input(shape)`` makes the placeholder of a graph input.  A node called on
+placeholders (``Node.__call__`` hands the call to :meth:`Placeholder.apply`)
+computes nothing: it records a *use* (the node, its input placeholders, the
+name given at the call), runs once on zeros to learn its output shape and
+dtype, and returns the placeholder(s) of its output.
+:class:`~nn_from_scratch.containers.graph.Graph` then turns the uses that
+lead to its outputs into a flat plan.  Each placeholder refers only to
+earlier ones, so the recorded calls cannot form a cycle.
+"""
+from __future__ import annotations
+
+import itertools
+import threading
+from typing import Any, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..node import GraphValue, Node
+from .sequential import check_layer
+
+__all__ = ["Input", "Placeholder", "check_name", "shown"]
+
+_serials = itertools.count()  # creation order of placeholders: always a topological order
+_serials_lock = threading.Lock()
+_TRIAL_BATCHES = (2, 3)  # the batch sizes of the trial forward (2 and up: BatchNorm refuses a batch of 1)
+
+
+def _next_serial() -> int:
+    with _serials_lock:
+        return next(_serials)
+
+
+def shown(shape: Tuple[Optional[int], ...]) -> str:
+    """A shape as Python writes a tuple, ``None`` for any size: ``(None, 4)``."""
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def check_name(name: Any, what: str) -> str:
+    """``name`` if it is a Python identifier (a ``state_dict`` prefix), else ``ValueError`` naming ``what``."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"{what} must be a Python identifier (it becomes a state_dict prefix), got {name!r}")
+    return name
+
+
+class Use:
+    """One call of a node on placeholders: the node, its input placeholders, the name given at the call."""
+
+    __slots__ = ("node", "inputs", "name", "serial", "made")
+
+    def __init__(self, node: Node, inputs: Tuple["Placeholder", ...], name: Optional[str]) -> None:
+        self.node, self.inputs, self.name, self.serial = node, inputs, name, _next_serial()
+        self.made: Tuple[Placeholder, ...] = ()  # the placeholders of its outputs
+
+
+class Placeholder(GraphValue):
+    """A value of a graph under construction: an :func:`Input`, or the output of a node called on placeholders.
+
+    ``shape`` is the value's shape with ``None`` for the batch axis (and any
+    axis that follows the batch size); ``dtype`` its dtype.  Calling a node
+    on placeholders returns a new placeholder and computes nothing but a
+    trial forward on zeros, which finds the output shape and refuses, naming
+    the node, inputs it cannot take.
+    """
+
+    __slots__ = ("use", "index", "shape", "dtype", "name", "serial")
+
+    def __init__(self, shape: Tuple[Optional[int], ...], dtype: np.dtype, use: Optional[Use] = None,
+                 index: Optional[int] = None, name: Optional[str] = None) -> None:
+        self.shape, self.dtype, self.use, self.index, self.name = shape, dtype, use, index, name
+        self.serial = _next_serial()
+
+    @property
+    def is_input(self) -> bool:
+        """Whether this is an :func:`Input` (not the output of a node)."""
+        return self.use is None
+
+    def apply(self, node: Node, inputs: Tuple[Any, ...], name: Optional[str]
+              ) -> Union["Placeholder", Tuple["Placeholder", ...]]:
+        """Record ``node(*inputs)``: a trial forward on zeros gives the output shape(s); returns their placeholders."""
+        check_layer("Graph", node)
+        try:  # a container made to contain itself would run forever: refused here, before the trial forward
+            for _ in node.named_nodes():
+                pass
+        except ValueError as error:
+            raise ValueError(f"Graph: the {type(node).__name__} called on placeholders is a cycle: {error}") from None
+        for i, value in enumerate(inputs):
+            if not isinstance(value, Placeholder):
+                raise TypeError(
+                    f"{node!r} was called on placeholders and on a {type(value).__name__} (input {i}): in a graph "
+                    "every input of a node is a placeholder (make a constant an Input of the graph)"
+                )
+        if name is not None:
+            check_name(name, "a node's name")
+        use = Use(node, tuple(inputs), name)
+        shapes, dtypes, multi = _trial(node, use.inputs)
+        use.made = tuple(Placeholder(shape, dtype, use, index if multi else None)
+                         for index, (shape, dtype) in enumerate(zip(shapes, dtypes)))
+        return use.made if multi else use.made[0]
+
+    def __repr__(self) -> str:
+        if self.use is None:
+            return f"Input({shown(self.shape[1:])}{'' if self.name is None else f', name={self.name!r}'})"
+        made = f"{type(self.use.node).__name__}" + ("" if self.index is None else f"[{self.index}]")
+        return f"Placeholder(output of {made}, shape={shown(self.shape)})"
+
+
+def Input(shape: Union[int, Sequence[int]], *, name: Optional[str] = None, dtype: Any = np.float64) -> Placeholder:
+    """The placeholder of a graph input: ``shape`` is one sample's shape, without the batch axis.
+
+    The batch axis comes first and may have any size; every other size is
+    fixed (a graph is built for one sample shape, so that each node's input
+    is checked when the graph is built).  ``dtype`` is the input's dtype in
+    the trial forward; ``name`` labels the input in the summary and errors.
+    """
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        shape = (int(shape),)
+    try:
+        sizes = tuple(shape)
+    except TypeError:
+        raise TypeError(f"Input: shape must be an int or a tuple of ints, got {shape!r}") from None
+    for d in sizes:
+        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
+            raise ValueError(f"Input: shape must hold positive ints (one sample, no batch axis), got {shape!r}")
+    if name is not None:
+        check_name(name, "an Input's name")
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "fiub":
+        raise TypeError(f"Input: dtype must be a real numeric type, got {dtype}")
+    return Placeholder((None,) + tuple(int(d) for d in sizes), dtype, name=name)
+
+
+def _trial(node: Node, inputs: Tuple[Placeholder, ...]
+           ) -> Tuple[List[Tuple[Optional[int], ...]], List[np.dtype], bool]:
+    """Run ``node`` on zeros of the inputs' shapes, at two batch sizes, with ``update_state=False``.
+
+    Returns the output shapes, their dtypes and whether the node gives
+    several outputs (a tuple); an axis whose size follows the batch size is
+    ``None``.  A node that cannot take the inputs raises its error again
+    with the node and the shapes named.  The node is left as it was.
+    """
+    runs = []
+    for batch in _TRIAL_BATCHES:
+        arrays = [np.zeros(tuple(batch if d is None else d for d in p.shape), dtype=p.dtype) for p in inputs]
+        try:
+            with np.errstate(all="ignore"):
+                y = node.run(*arrays, update_state=False).y
+        except (ValueError, TypeError) as error:
+            shapes = ", ".join(shown(p.shape) for p in inputs)
+            raise type(error)(f"Graph: {node!r} cannot take input of shape {shapes}: {error}") from None
+        runs.append(y if isinstance(y, tuple) else (y,))
+        multi = isinstance(y, tuple)
+    shapes = []
+    for first, second in zip(*runs):
+        if first.shape == second.shape:
+            shapes.append(tuple(first.shape))
+        else:
+            shapes.append(tuple(None if a != b else a for a, b in zip(first.shape, second.shape)))
+    return shapes, [out.dtype for out in runs[0]], multi
