@@ -14,8 +14,12 @@ from nn_from_scratch.nodes.softmax import log_softmax, row_dot, row_sum, softmax
 @pytest.fixture
 def threads():
     """Set the thread count for one test and restore it afterwards."""
-    before = rowblocks.num_threads()
+    from nn_from_scratch.engine import threads as policy
+
+    before, guarded = rowblocks.num_threads(), policy.guard_enabled()
+    policy.set_guard(False)  # a busy machine must not drop the pool to one thread in the middle of a test
     yield rowblocks.set_num_threads
+    policy.set_guard(guarded)
     rowblocks.set_num_threads(before)
 
 

@@ -29,8 +29,12 @@ def switch_often():
 @pytest.fixture
 def threads():
     """Set the row-block thread count for one test and restore it afterwards."""
-    before = rowblocks.num_threads()
+    from nn_from_scratch.engine import threads as policy
+
+    before, guarded = rowblocks.num_threads(), policy.guard_enabled()
+    policy.set_guard(False)  # a busy machine must not drop the pool to one thread in the middle of a test
     yield rowblocks.set_num_threads
+    policy.set_guard(guarded)
     rowblocks.set_num_threads(before)
 
 
