@@ -25,56 +25,18 @@ silently.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Sequence, Tuple, Union
+from typing import Any, Tuple, Union
 
 import numpy as np
 
 from ..node import Context, Node
+from .arguments import check_count
+from .broadcasting import broadcast_identity, broadcast_shape, result_dtype, sum_to_shape, work_dtype
 from .float16 import half_in_float32
 
-__all__ = ["Add", "Divide", "Identity", "Multiply", "Scale", "Subtract", "broadcast_shape", "sum_to_shape"]
+__all__ = ["Add", "Divide", "Identity", "Multiply", "Scale", "Subtract"]
 
-_HALF = np.dtype(np.float16)
 Partial = Union[int, float, np.ndarray]
-
-
-def broadcast_shape(who: str, *shapes: Tuple[int, ...]) -> Tuple[int, ...]:
-    """The broadcast shape of ``shapes``; ``ValueError`` naming every shape when they cannot be broadcast."""
-    try:
-        return tuple(np.broadcast_shapes(*shapes))
-    except ValueError:
-        shown = ", ".join(str(tuple(s)) for s in shapes)
-        raise ValueError(f"{who}: input shapes {shown} cannot be broadcast together") from None
-
-
-def sum_to_shape(g: np.ndarray, shape: Tuple[int, ...], dtype: Any = None) -> np.ndarray:
-    """``g`` summed back to ``shape``, the shape it was broadcast from (over added and stretched axes).
-
-    The result has ``dtype`` (default ``g.dtype``); float16 is summed in float32 and rounded once.
-    """
-    dtype = g.dtype if dtype is None else np.dtype(dtype)
-    shape = tuple(shape)
-    if g.shape == shape:
-        return g.astype(dtype, copy=False)
-    lead = g.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(lead + i for i, n in enumerate(shape) if n == 1 and g.shape[lead + i] != 1)
-    accumulate = np.float32 if g.dtype == _HALF else g.dtype
-    total = g.sum(axis=axes, dtype=accumulate).reshape(shape)
-    with np.errstate(over="ignore"):  # a sum past float16's range is inf, as in torch, without a warning
-        return total.astype(dtype, copy=False)
-
-
-def result_dtype(inputs: Sequence[np.ndarray]) -> np.dtype:
-    """torch's rule for the output dtype: arrays with axes decide; 0-d inputs only when all are 0-d."""
-    shaped = [x.dtype for x in inputs if x.ndim > 0]
-    return np.result_type(*(shaped or [x.dtype for x in inputs]))
-
-
-def broadcast_identity(x_shape: Tuple[int, ...], y_shape: Tuple[int, ...], dtype: Any) -> np.ndarray:
-    r"""The Jacobian of broadcasting ``x`` to ``y_shape``: ``J[i..., j...]`` :math:`= \delta_{\operatorname{bcast}(i), j}`."""
-    size = int(np.prod(x_shape, dtype=np.int64))
-    eye = np.eye(size, dtype=dtype).reshape((1,) * (len(y_shape) - len(x_shape)) + tuple(x_shape) + tuple(x_shape))
-    return np.broadcast_to(eye, tuple(y_shape) + tuple(x_shape))
 
 
 class _Broadcasting(Node):
@@ -100,7 +62,7 @@ class _Broadcasting(Node):
     def _forward(self, *args: Any) -> np.ndarray:
         *xs, ctx = args
         dtype = result_dtype(xs)
-        work = np.float32 if dtype == _HALF else dtype  # float16 computed in float32, rounded once
+        work = work_dtype(dtype)  # float16 computed in float32, rounded once
         ctx.operands = tuple(x.astype(work, copy=False) for x in xs)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             ctx.y_work = np.asarray(self._compute(*ctx.operands), dtype=work)
@@ -141,11 +103,7 @@ class Add(_Broadcasting):
 
     def __init__(self, num_inputs: int = 2) -> None:
         super().__init__()
-        if isinstance(num_inputs, bool) or not isinstance(num_inputs, (int, np.integer)):
-            raise TypeError(f"Add: num_inputs must be an integer, got {num_inputs!r}")
-        if num_inputs < 2:
-            raise ValueError(f"Add: num_inputs must be at least 2, got {num_inputs}")
-        self.num_inputs = int(num_inputs)
+        self.num_inputs = check_count("Add", num_inputs, 2)
 
     def _compute(self, *xs: np.ndarray) -> np.ndarray:
         total = xs[0] + xs[1]

@@ -28,35 +28,10 @@ from typing import Any, List, Sequence, Tuple, Union
 import numpy as np
 
 from ..node import Context, Node
-from .arithmetic import result_dtype
+from .arguments import check_axis, check_count, normalize_axis
+from .broadcasting import result_dtype
 
-__all__ = ["Chunk", "Concat", "Split", "Stack", "check_axis", "normalize_axis"]
-
-
-def check_axis(who: str, axis: Any, name: str = "axis") -> int:
-    """``axis`` as an int; ``TypeError`` for anything that is not an integer (a bool included)."""
-    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
-        raise TypeError(f"{who}: {name} must be an integer, got {axis!r}")
-    return int(axis)
-
-
-def normalize_axis(who: str, axis: int, ndim: int, shape: Tuple[int, ...]) -> int:
-    """``axis`` in ``[0, ndim)`` from ``[-ndim, ndim)``; ``ValueError`` naming the shape otherwise."""
-    if not -ndim <= axis < ndim:
-        raise ValueError(
-            f"{who}: axis {axis} is out of range for input of shape {shape} "
-            f"(expected a value in [{-ndim}, {ndim - 1}])" if ndim else
-            f"{who}: an input of shape () has no axis {axis}; give arrays with at least one axis"
-        )
-    return axis % ndim
-
-
-def _check_count(who: str, num_inputs: Any) -> int:
-    if isinstance(num_inputs, bool) or not isinstance(num_inputs, (int, np.integer)):
-        raise TypeError(f"{who}: num_inputs must be an integer, got {num_inputs!r}")
-    if num_inputs < 1:
-        raise ValueError(f"{who}: num_inputs must be at least 1, got {num_inputs}")
-    return int(num_inputs)
+__all__ = ["Chunk", "Concat", "Split", "Stack"]
 
 
 def _placed_identity(x_shape: Tuple[int, ...], y_shape: Tuple[int, ...], where: Tuple[Any, ...],
@@ -67,11 +42,34 @@ def _placed_identity(x_shape: Tuple[int, ...], y_shape: Tuple[int, ...], where: 
     return jac
 
 
-def _packed(parts: Sequence[Any]) -> Any:
-    return parts[0] if len(parts) == 1 else tuple(parts)
+class _Join(Node):
+    """What Concat and Stack share: ``axis`` and ``num_inputs``, and each input's gradient as its slice of ``g``.
+
+    A subclass gives ``_slice(ctx, k)``, where input ``k`` sits in the output.
+    """
+
+    def __init__(self, axis: int = 0, num_inputs: int = 2) -> None:
+        super().__init__()
+        self.axis = check_axis(type(self).__name__, axis)
+        self.num_inputs = check_count(type(self).__name__, num_inputs, 1)
+
+    def _slice(self, ctx: Context, k: int) -> Tuple[Any, ...]:
+        raise NotImplementedError
+
+    def _vjp(self, g: np.ndarray, ctx: Context) -> Any:
+        parts = [g[self._slice(ctx, k)].astype(x.dtype, copy=False) for k, x in enumerate(ctx.inputs)]
+        return parts[0] if len(parts) == 1 else tuple(parts)
+
+    def _jacobian(self, ctx: Context) -> Any:
+        blocks = [_placed_identity(x.shape, ctx.y.shape, self._slice(ctx, k), np.result_type(x, ctx.y))
+                  for k, x in enumerate(ctx.inputs)]
+        return blocks[0] if len(blocks) == 1 else tuple(blocks)
+
+    def extra_repr(self) -> str:
+        return f"axis={self.axis}, num_inputs={self.num_inputs}"
 
 
-class Concat(Node):
+class Concat(_Join):
     r"""Join ``num_inputs`` arrays along an existing ``axis``, as ``torch.cat``: ``Concat(axis=1)(a, b)``.
 
     The inputs must agree in every axis but ``axis``.  With :math:`o_k` the
@@ -81,11 +79,6 @@ class Concat(Node):
         y[\dots, o_k + j, \dots] = x_k[\dots, j, \dots], \qquad
         \frac{\partial L}{\partial x_k} = g[\dots, o_k : o_k + n_k, \dots].
     """
-
-    def __init__(self, axis: int = 0, num_inputs: int = 2) -> None:
-        super().__init__()
-        self.axis = check_axis("Concat", axis)
-        self.num_inputs = _check_count("Concat", num_inputs)
 
     def _check_input(self, *xs: np.ndarray) -> None:
         first = xs[0]
@@ -106,18 +99,8 @@ class Concat(Node):
         where[ctx.axis] = slice(int(ctx.bounds[k]), int(ctx.bounds[k + 1]))
         return tuple(where)
 
-    def _vjp(self, g: np.ndarray, ctx: Context) -> Any:
-        return _packed([g[self._slice(ctx, k)].astype(x.dtype, copy=False) for k, x in enumerate(ctx.inputs)])
 
-    def _jacobian(self, ctx: Context) -> Any:
-        return _packed([_placed_identity(x.shape, ctx.y.shape, self._slice(ctx, k), np.result_type(x, ctx.y))
-                        for k, x in enumerate(ctx.inputs)])
-
-    def extra_repr(self) -> str:
-        return f"axis={self.axis}, num_inputs={self.num_inputs}"
-
-
-class Stack(Node):
+class Stack(_Join):
     r"""Join ``num_inputs`` arrays of one shape along a new ``axis``, as ``torch.stack``: ``Stack(axis=0)(a, b)``.
 
     ``axis`` counts in the output, so it lies in ``[-(d+1), d]`` for
@@ -126,11 +109,6 @@ class Stack(Node):
     .. math::
         y[\dots, k, \dots] = x_k, \qquad \frac{\partial L}{\partial x_k} = g[\dots, k, \dots].
     """
-
-    def __init__(self, axis: int = 0, num_inputs: int = 2) -> None:
-        super().__init__()
-        self.axis = check_axis("Stack", axis)
-        self.num_inputs = _check_count("Stack", num_inputs)
 
     def _check_input(self, *xs: np.ndarray) -> None:
         first = xs[0]
@@ -148,16 +126,6 @@ class Stack(Node):
         where: List[Any] = [slice(None)] * ctx.y.ndim
         where[ctx.axis] = k
         return tuple(where)
-
-    def _vjp(self, g: np.ndarray, ctx: Context) -> Any:
-        return _packed([g[self._slice(ctx, k)].astype(x.dtype, copy=False) for k, x in enumerate(ctx.inputs)])
-
-    def _jacobian(self, ctx: Context) -> Any:
-        return _packed([_placed_identity(x.shape, ctx.y.shape, self._slice(ctx, k), np.result_type(x, ctx.y))
-                        for k, x in enumerate(ctx.inputs)])
-
-    def extra_repr(self) -> str:
-        return f"axis={self.axis}, num_inputs={self.num_inputs}"
 
 
 SizesArg = Union[int, Sequence[int]]

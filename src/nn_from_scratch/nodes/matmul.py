@@ -15,7 +15,7 @@ With both inputs seen as (batches of) matrices, :math:`Y = A B`:
     \frac{\partial L}{\partial B} = A^\top G,
 
 each summed over the batch axes its input was broadcast along
-(:func:`~nn_from_scratch.nodes.arithmetic.sum_to_shape`), then given the
+(:func:`~nn_from_scratch.nodes.broadcasting.sum_to_shape`), then given the
 input's own shape back.  float16 is multiplied and accumulated in float32
 and rounded once; inputs of two dtypes are promoted (torch refuses them)
 and each gets its gradient in its own dtype.
@@ -27,11 +27,9 @@ from typing import Tuple
 import numpy as np
 
 from ..node import Context, Node
-from .arithmetic import broadcast_shape, sum_to_shape
+from .broadcasting import broadcast_shape, sum_to_shape, work_dtype
 
 __all__ = ["MatMul"]
-
-_HALF = np.dtype(np.float16)
 
 
 def _as_matrices(a_shape: Tuple[int, ...], b_shape: Tuple[int, ...]) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
@@ -73,7 +71,7 @@ class MatMul(Node):
 
     def _forward(self, a: np.ndarray, b: np.ndarray, ctx: Context) -> np.ndarray:
         dtype = np.result_type(a, b)
-        work = np.float32 if dtype == _HALF else dtype  # float16 multiplied and summed in float32
+        work = work_dtype(dtype)  # float16 multiplied and summed in float32
         ctx.operands = (a.astype(work, copy=False), b.astype(work, copy=False))
         return np.asarray(np.matmul(*ctx.operands)).astype(dtype, copy=False)
 

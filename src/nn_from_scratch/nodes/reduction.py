@@ -18,33 +18,15 @@ entries is ``nan``, silently, as in torch.
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, Tuple
 
 import numpy as np
 
 from ..node import Context, Node
-from .combine import check_axis, normalize_axis
+from .arguments import AxisArg, check_axes, normalize_axis
+from .broadcasting import work_dtype
 
 __all__ = ["Mean", "Sum"]
-
-_HALF = np.dtype(np.float16)
-AxisArg = Union[None, int, Sequence[int]]
-
-
-def _check_axes(who: str, axis: AxisArg) -> Optional[Tuple[int, ...]]:
-    if axis is None:
-        return None
-    if isinstance(axis, (int, np.integer)) and not isinstance(axis, bool):
-        return (int(axis),)
-    if isinstance(axis, (str, bytes)) or not isinstance(axis, Sequence):
-        raise TypeError(f"{who}: axis must be None, an integer or a tuple of integers, got {axis!r}")
-    axes = tuple(check_axis(who, a) for a in axis)
-    if not axes:
-        raise ValueError(f"{who}: axis=() is ambiguous (NumPy reduces no axis, torch every axis); "
-                         "give axis=None for every axis")
-    if len(set(axes)) != len(axes):
-        raise ValueError(f"{who}: axis {axes} repeats an axis")
-    return axes
 
 
 class _Reduction(Node):
@@ -52,7 +34,7 @@ class _Reduction(Node):
 
     def __init__(self, axis: AxisArg = None, keepdims: bool = False) -> None:
         super().__init__()
-        self.axis = _check_axes(type(self).__name__, axis)
+        self.axis = check_axes(type(self).__name__, axis)
         if not isinstance(keepdims, (bool, np.bool_)):
             raise TypeError(f"{type(self).__name__}: keepdims must be True or False, got {keepdims!r}")
         self.keepdims = bool(keepdims)
@@ -79,7 +61,7 @@ class _Reduction(Node):
 
     def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
         ctx.axes = self._axes(x)
-        accumulate = np.float32 if x.dtype == _HALF else x.dtype
+        accumulate = work_dtype(x.dtype)
         y = np.asarray(self._reduce(x, ctx.axes, accumulate))
         with np.errstate(over="ignore"):  # a float16 result past 65504 is inf, as in torch
             return y.astype(x.dtype, copy=False)
@@ -92,7 +74,7 @@ class _Reduction(Node):
     def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
         x = ctx.x
         if self.divides:
-            work = np.dtype(np.float32) if x.dtype == _HALF else x.dtype
+            work = work_dtype(x.dtype)
             with np.errstate(divide="ignore", invalid="ignore"):  # no entries: n = 0
                 g = (g.astype(work, copy=False) / work.type(self._count(x, ctx.axes))).astype(x.dtype, copy=False)
         dx = np.empty(x.shape, dtype=x.dtype)
@@ -101,7 +83,7 @@ class _Reduction(Node):
 
     def _jacobian(self, ctx: Context) -> np.ndarray:
         x, y = ctx.x, ctx.y
-        dtype = np.dtype(np.float32) if x.dtype == _HALF else x.dtype
+        dtype = work_dtype(x.dtype)
         eye = np.eye(y.size, dtype=dtype)
         if self.divides:
             with np.errstate(divide="ignore", invalid="ignore"):
