@@ -13,13 +13,14 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "nn_from_scratch"
 CORE = {"context", "parameter", "random", "extras"}
-CONTRACT = CORE | {"node", "node_shortcuts", "criterion"}
+CONTRACT = CORE | {"node", "node_tree", "node_shortcuts", "criterion"}
 
 #: room -> the rooms it may import (besides itself). A room is a top-level module or folder of the package.
 ALLOWED: Dict[str, Set[str]] = {
     "engine": set(),
     "context": set(), "parameter": set(), "random": set(), "extras": set(),
-    "node": {"context", "parameter", "node_shortcuts", "criterion"},
+    "node": {"context", "parameter", "node_tree", "node_shortcuts", "criterion"},
+    "node_tree": {"parameter"},
     "criterion": {"context"},
     "node_shortcuts": {"context", "node"},
     "nodes": CONTRACT | {"engine"},

@@ -79,16 +79,20 @@ threads at once.
 
 Losses are not nodes: a loss is a :class:`Criterion`, a function of a
 prediction and a target, which containers refuse.
+
+The tree a node heads (``children``, ``named_nodes``, ``named_parameters``,
+``parameters``, buffers, ``state_dict``, ``train``/``eval``) is
+:class:`~nn_from_scratch.node_tree.NodeTree`, which every Node is.
 """
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from .context import ConcurrentUseError, Context, KeepsPass, as_float_array, output_grad
-from .parameter import Parameter
+from .node_tree import NodeTree
 
 ShapeLike = Union[None, int, Sequence[Optional[int]]]
 
@@ -150,7 +154,7 @@ class GraphValue:
         raise NotImplementedError
 
 
-class Node(KeepsPass):
+class Node(KeepsPass, NodeTree):
     """Abstract base class of all layers; see the module docstring for the contract."""
 
     _derivative_hooks: Tuple[str, ...] = ("_jacobian", "_vjp")
@@ -327,10 +331,6 @@ class Node(KeepsPass):
         ctx.y = self._forward(x, ctx)
         return ctx
 
-    def has_parameters(self) -> bool:
-        """Whether this node or one of its children holds a trainable Parameter."""
-        return next(self.named_parameters(), None) is not None
-
     def _check_shape(self, x: np.ndarray) -> None:
         expected = self.input_shape
         if expected is not None and (
@@ -349,120 +349,6 @@ class Node(KeepsPass):
 
     def _prepare_output_grad(self, dL_dy: Any, y: Any) -> Any:
         return output_grad(dL_dy, y, type(self).__name__)
-
-    # ------------------------------------------------- parameters and modes
-    def children(self) -> List[Tuple[str, "Node"]]:
-        """Named sub-nodes; containers override this."""
-        return []
-
-    def named_nodes(self, prefix: str = "") -> Iterator[Tuple[str, "Node"]]:
-        """``(path, node)`` for this node and every node below it, depth first (``path`` ends in a dot, or is empty).
-
-        A node reached along two paths (shared by two containers) comes once
-        per path.  Walked without recursion; a container that contains itself
-        raises ``ValueError``.
-        """
-        stack: List[Tuple[str, Node, frozenset]] = [(prefix, self, frozenset())]
-        while stack:
-            path, node, above = stack.pop()
-            yield path, node
-            inside = above | {id(node)}
-            for name, child in reversed(node.children()):
-                if id(child) in inside:
-                    raise ValueError(f"{type(child).__name__} at {path}{name} contains itself (a cycle of containers)")
-                stack.append((f"{path}{name}.", child, inside))
-
-    def named_parameters(self, prefix: str = "") -> Iterator[Tuple[str, Parameter]]:
-        """``(name, Parameter)`` for each trainable array, each Parameter once (first name wins, as in torch).
-
-        A node used twice, or a weight tied between two layers, is one
-        Parameter listed under the first name it is reached by, so
-        ``parameters()``, ``state_dict()`` and an optimizer see it once.
-        """
-        seen = set()
-        for path, node in self.named_nodes(prefix):
-            for name, value in vars(node).items():
-                if isinstance(value, Parameter) and id(value) not in seen:
-                    seen.add(id(value))
-                    yield path + name, value
-
-    def parameters(self) -> List[Parameter]:
-        """The distinct trainable Parameters, in the order of :meth:`named_parameters`."""
-        return [p for _, p in self.named_parameters()]
-
-    def register_buffer(self, name: str, value: Optional[np.ndarray]) -> None:
-        """Declare non-trainable state saved with the model (as torch's ``register_buffer``).
-
-        The array becomes the attribute ``name`` and is listed by :meth:`named_buffers`
-        (so :meth:`state_dict` saves it); a buffer set to None is kept out of both, as in torch.
-        """
-        if not isinstance(name, str) or not name.isidentifier() or "." in name:
-            raise ValueError(f"a buffer name must be a Python identifier, got {name!r}")
-        if value is not None and not isinstance(value, np.ndarray):
-            raise TypeError(f"buffer {name!r} must be a numpy array or None, got {type(value).__name__}")
-        names = self.__dict__.setdefault("_buffers", [])
-        if name not in names:
-            names.append(name)
-        setattr(self, name, value)
-
-    def named_buffers(self, prefix: str = "") -> Iterator[Tuple[str, np.ndarray]]:
-        """Non-trainable state saved with the model (running statistics), declared by :meth:`register_buffer`.
-
-        Each array once, under the first name it is reached by (a node used twice has one set of buffers).
-        """
-        seen = set()
-        for path, node in self.named_nodes(prefix):
-            for name in vars(node).get("_buffers", ()):
-                value = getattr(node, name)
-                if value is not None and id(value) not in seen:
-                    seen.add(id(value))
-                    yield path + name, value
-
-    def zero_grad(self) -> None:
-        for p in self.parameters():
-            p.zero_grad()
-
-    def train(self, mode: bool = True) -> "Node":
-        self.training = bool(mode)
-        for _, child in self.children():
-            child.train(mode)
-        return self
-
-    def eval(self) -> "Node":
-        return self.train(False)
-
-    def state_dict(self) -> Dict[str, np.ndarray]:
-        """Copies of all parameters and buffers under torch-compatible keys."""
-        state = {name: p.value.copy() for name, p in self.named_parameters()}
-        state.update({name: np.array(b, copy=True) for name, b in self.named_buffers()})
-        return state
-
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
-        """Load parameters and buffers; every key, shape and dtype is checked before anything changes."""
-        targets: Dict[str, np.ndarray] = {name: p.value for name, p in self.named_parameters()}
-        targets.update(dict(self.named_buffers()))
-        missing = sorted(set(targets) - set(state))
-        unexpected = sorted(set(state) - set(targets))
-        problems = []
-        if missing:
-            problems.append(f"missing keys {missing}")
-        if unexpected:
-            problems.append(f"unexpected keys {unexpected}")
-        arrays = {}
-        for name, target in targets.items():
-            if name not in state:
-                continue
-            value = np.asarray(state[name])
-            if value.shape != target.shape:
-                problems.append(f"{name!r}: expected shape {target.shape}, got {value.shape}")
-            elif value.dtype != target.dtype:
-                problems.append(f"{name!r}: expected dtype {target.dtype}, got {value.dtype}")
-            else:
-                arrays[name] = value
-        if problems:
-            raise ValueError(f"{type(self).__name__}.load_state_dict: " + "; ".join(problems))
-        for name, target in targets.items():
-            target[...] = arrays[name]
 
     def extra_repr(self) -> str:
         return "" if self.input_shape is None else f"input_shape={self.input_shape}"
