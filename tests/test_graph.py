@@ -13,7 +13,7 @@ from nn_from_scratch.datasets import load_digits
 from nn_from_scratch.gradcheck import assert_gradients, numerical_jacobian
 from nn_from_scratch.losses import CrossEntropyLoss
 from nn_from_scratch.network import node_generators
-from nn_from_scratch.nodes import Add, BatchNorm1d, Dropout, Linear, Multiply, ReLU, Tanh
+from nn_from_scratch.nodes import Add, BatchNorm1d, Dropout, Identity, Linear, Multiply, ReLU, Tanh
 from nn_from_scratch.optim import Adam
 from nn_from_scratch.serialization import load_model, save_model
 
@@ -128,6 +128,38 @@ def test_input_grad_false_gives_the_same_parameter_gradients_and_skips_the_first
         np.testing.assert_allclose(p.grad, saved, rtol=1e-15, atol=1e-15)
 
 
+def test_backward_follows_the_last_forward_and_reset_after_false_adds_each_call(rng):
+    model, shared = residual_graph()
+    first, last, g = rng.standard_normal((3, 4)), rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
+    model.forward(last)
+    expected_dx = model.backward(g)
+    expected = [p.grad.copy() for p in model.parameters()]
+    model.zero_grad()
+    model.forward(first)
+    model.forward(last)  # a second forward before backward replaces the kept pass
+    np.testing.assert_array_equal(model.backward(g, reset_after=False), expected_dx)
+    np.testing.assert_array_equal(model.backward(g, reset_after=False), expected_dx)
+    for p, once in zip(model.parameters(), expected):
+        np.testing.assert_allclose(p.grad, 2 * once, rtol=1e-15, atol=0)  # two backward calls add twice
+    assert model.pending is not None
+    model.backward(g)
+    assert model.pending is None
+
+
+def test_input_grad_false_with_a_parameter_free_first_node_and_the_upstream_gradient_left_as_given(rng):
+    x = Input(4)
+    y = Linear(4, 2, rng=0)(Tanh()(x))
+    model = Graph(x, Add()(y, Identity()(y)))
+    data, g = rng.standard_normal((3, 4)), rng.standard_normal((3, 2))
+    kept = g.copy()
+    model.forward(data)
+    assert model.backward(g, input_grad=False) is None
+    np.testing.assert_array_equal(g, kept)  # Add hands g on as it is; nothing downstream writes into it
+    layer = model["linear_0"]
+    np.testing.assert_allclose(layer.bias.grad, 2 * g.sum(axis=0), rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(layer.weight.grad, 2 * g.T @ np.tanh(data), rtol=1e-14, atol=1e-14)
+
+
 def test_vjp_from_leaves_parameter_gradients_alone(rng):
     model, shared = residual_graph()
     ctx = model.run(rng.standard_normal((2, 4)))
@@ -166,6 +198,14 @@ def test_a_graph_is_a_node_inside_a_graph_and_in_a_sequential(rng):
     assert list(dict(outer.named_parameters())) == ["graph_0.linear_0.weight", "graph_0.linear_0.bias",
                                                     "graph_0.linear_1.weight", "graph_0.linear_1.bias"]
     assert_gradients(Sequential(outer, ReLU()), data + 2.0, rng=rng)
+
+
+def test_a_graph_inside_a_sequential_inside_a_graph(rng):
+    inner, _ = residual_graph()
+    x = Input(4)
+    outer = Graph(x, Add()(Sequential(inner, Tanh())(x), x))
+    assert list(dict(outer.named_parameters()))[0] == "sequential_0.0.linear_0.weight"
+    assert_gradients(outer, rng.standard_normal((2, 4)), rng=rng)
 
 
 def test_modes_reach_every_node_and_the_trial_forward_changes_nothing():
@@ -417,6 +457,8 @@ def test_deepcopy_keeps_sharing_inside_the_copy(rng):
     model, _ = residual_graph()
     twin = copy.deepcopy(model)
     assert len(twin.parameters()) == 4
+    assert not {id(p) for p in twin.parameters()} & {id(p) for p in model.parameters()}
+    assert_gradients(twin, rng.standard_normal((2, 4)), rng=rng)  # the copy's shared node still sums both uses
     data = rng.standard_normal((2, 4))
     np.testing.assert_array_equal(twin.evaluate(data), model.evaluate(data))
 
