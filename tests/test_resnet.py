@@ -90,11 +90,8 @@ def test_initialisation_follows_torchvision(rng):
 
 
 def leaves(node):
-    children = node.children()
-    if not children:
-        yield node
-    for _, child in children:
-        yield from leaves(child)
+    """The layers at the bottom of the model's tree, in order (the library's own walk)."""
+    return [child for _, child in node.named_nodes() if not child.children()]
 
 
 # ---------------------------------------------------------------- the torch oracle and finite differences
