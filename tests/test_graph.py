@@ -302,11 +302,30 @@ def test_arrays_and_placeholders_do_not_mix_and_outputs_must_be_placeholders(rng
         Graph(x, rng.standard_normal((2, 3)))
 
 
-def test_a_dangling_branch_is_not_part_of_the_graph_and_subgraphs_share_placeholders(rng):
+def test_a_dangling_branch_is_refused_naming_its_node(rng):
+    x = Input(4)
+    h = Tanh()(Linear(4, 4, rng=0)(x))
+    Linear(4, 3, rng=1)(h, name="forgotten")  # its result is never used
+    with pytest.raises(ValueError, match=r"Linear\(in_features=4, out_features=3.*\(named 'forgotten'\) is "
+                                         r"computed from .* reaches no output \(a dangling branch\)"):
+        Graph(x, h)
+    assert Graph(x, h, allow_dangling=True).names == ["linear_0", "tanh_0"]
+    with pytest.raises(TypeError, match="allow_dangling"):
+        Graph(x, h, allow_dangling="yes")
+
+
+def test_a_call_that_mixes_in_another_graphs_input_is_not_dangling_here(rng):
+    x, other = Input(3), Input(3)
+    h = Tanh()(x)
+    Add()(h, other)  # belongs to a graph over both inputs, not to one over x alone
+    assert Graph(x, h).names == ["tanh_0"]
+
+
+def test_a_dangling_branch_left_out_lets_subgraphs_share_placeholders(rng):
     x = Input(4)
     code = Linear(4, 2, rng=0)(x, name="encoder")
     decoded = Linear(2, 4, rng=1)(code, name="decoder")
-    encoder, autoencoder = Graph(x, code), Graph(x, decoded)
+    encoder, autoencoder = Graph(x, code, allow_dangling=True), Graph(x, decoded)
     assert encoder.names == ["encoder"] and autoencoder.names == ["encoder", "decoder"]
     assert encoder["encoder"] is autoencoder["encoder"]
     data = rng.standard_normal((3, 4))

@@ -59,9 +59,11 @@ class Graph(Node):
     with several inputs ``forward(a, b)`` takes them in order, with several
     outputs it returns a tuple and ``backward`` takes a tuple (None for an
     output the loss ignores).  The graph holds the nodes on a path from the
-    inputs to the outputs; a node called on the placeholders but not on such
-    a path (a branch that leads to no output) is not part of it, so several
-    graphs can share one set of placeholders (an encoder and its autoencoder).
+    inputs to the outputs.  A node computed from the graph's inputs but on no
+    such path (a *dangling* branch: a result left unused) is refused, naming
+    the node, since it is most often a mistake; ``allow_dangling=True``
+    leaves such branches out instead, so that several graphs can share one
+    set of placeholders (an encoder built from its autoencoder's calls).
 
     **Names.**  Each distinct node has a name, its prefix in ``state_dict``
     (``"linear_0.weight"``): the one given at the call (``Linear(4, 4)(x,
@@ -72,8 +74,9 @@ class Graph(Node):
     **Refused when the graph is built** (``ValueError`` naming the node or
     input): an output placeholder that does not come from the inputs (it
     needs an Input that is not listed: a placeholder of another graph), an
-    input no output uses, inputs that are not Inputs or are listed twice, a
-    node with two names or a name given to two nodes.  A node that cannot
+    input no output uses, a dangling branch (unless ``allow_dangling``),
+    inputs that are not Inputs or are listed twice, a node with two names or
+    a name given to two nodes.  A node that cannot
     take its input shape is refused at the call that records it.  A cycle
     cannot be built from placeholders (each refers to earlier ones only); a
     container made to contain itself afterwards is refused by
@@ -86,8 +89,10 @@ class Graph(Node):
 
     def __init__(self, inputs: Union[Placeholder, Sequence[Placeholder]],
                  outputs: Union[Placeholder, Sequence[Placeholder]], *,
-                 names: Optional[Mapping[str, Node]] = None) -> None:
+                 names: Optional[Mapping[str, Node]] = None, allow_dangling: bool = False) -> None:
         super().__init__()
+        if not isinstance(allow_dangling, bool):
+            raise TypeError(f"Graph: allow_dangling must be True or False, got {allow_dangling!r}")
         input_list, output_list = _listed(inputs, "inputs"), _listed(outputs, "outputs")
         slot_of: Dict[int, int] = {}
         for i, p in enumerate(input_list):
@@ -102,6 +107,8 @@ class Graph(Node):
             if id(p) not in reached:
                 raise ValueError(f"Graph: input {i} ({p!r}) is not used by any output")
         node_names = self._name_nodes(uses, names)
+        if not allow_dangling:
+            self._refuse_dangling(input_list, uses)
 
         # The flat plan: slots 0..k-1 are the inputs, then the outputs of each use in topological order.
         self._nodes: List[Node] = list(node_names)
@@ -163,6 +170,21 @@ class Graph(Node):
                 found[id(p.use)] = p.use
                 stack.extend((q, p.use) for q in p.use.inputs)
         return sorted(found.values(), key=lambda use: use.serial)
+
+    @staticmethod
+    def _refuse_dangling(inputs: List[Placeholder], uses: List[Use]) -> None:
+        """``ValueError`` for a recorded call computed from the graph's values only that reaches no output."""
+        values = {id(p) for p in inputs} | {id(p) for use in uses for p in use.made}
+        in_graph = {id(use) for use in uses}
+        for value in list(inputs) + [p for use in uses for p in use.made]:
+            for use in value.consumers:
+                if id(use) not in in_graph and all(id(q) in values for q in use.inputs):
+                    raise ValueError(
+                        f"Graph: {use.node!r}{'' if use.name is None else f' (named {use.name!r})'} is computed "
+                        f"from {value!r} but its result reaches no output (a dangling branch): use its result, "
+                        "or pass allow_dangling=True to leave it out (as for an encoder built from its "
+                        "autoencoder's calls)"
+                    )
 
     @staticmethod
     def _name_nodes(uses: List[Use], names: Optional[Mapping[str, Node]]) -> Dict[Node, str]:

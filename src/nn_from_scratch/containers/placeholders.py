@@ -64,12 +64,13 @@ class Placeholder(GraphValue):
     the node, inputs it cannot take.
     """
 
-    __slots__ = ("use", "index", "shape", "dtype", "name", "serial")
+    __slots__ = ("use", "index", "shape", "dtype", "name", "serial", "consumers")
 
     def __init__(self, shape: Tuple[Optional[int], ...], dtype: np.dtype, use: Optional[Use] = None,
                  index: Optional[int] = None, name: Optional[str] = None) -> None:
         self.shape, self.dtype, self.use, self.index, self.name = shape, dtype, use, index, name
         self.serial = _next_serial()
+        self.consumers: List[Use] = []  # the recorded calls that take this value (a Graph finds dangling ones)
 
     @property
     def is_input(self) -> bool:
@@ -97,6 +98,9 @@ class Placeholder(GraphValue):
         shapes, dtypes, multi = _trial(node, use.inputs)
         use.made = tuple(Placeholder(shape, dtype, use, index if multi else None)
                          for index, (shape, dtype) in enumerate(zip(shapes, dtypes)))
+        for value in use.inputs:
+            if not any(other is use for other in value.consumers):
+                value.consumers.append(use)
         return use.made if multi else use.made[0]
 
     def __repr__(self) -> str:
