@@ -188,3 +188,32 @@ def test_uint8_data_are_never_copied_to_float_whole():
                                       validation_data=(X, y)))
     # a float32 copy of X alone would be 1.6 MB; batches of 64 (and the evaluation's of 1024) are far less
     assert peak < X.size * 4 // 2
+
+
+def test_a_float32_run_never_hands_the_model_a_float64_batch():
+    """Training, validation and prediction batches all reach the model as the pipeline's float32."""
+    X, y = data()
+    net = network(np.float32)
+    seen = []
+    for name in ("forward", "evaluate"):
+        original = getattr(net.model, name)
+
+        def spy(x, *more, _original=original):
+            seen.append(np.asarray(x).dtype)
+            return _original(x, *more)
+
+        setattr(net.model, name, spy)  # the instance's own attribute: the trainer calls these two
+    transform = BatchPipeline(np.float32, [RandomCrop(2), HorizontalFlip(), RandomErasing(value=128)],
+                              Normalize(0.5, 0.3), image_shape=(1, 10, 10), flatten=True)
+    net.fit(X, y, epochs=2, batch_size=32, rng=0, progress=False, transform=transform, validation_data=(X, y))
+    net.predict(X, transform=transform)
+    assert len(seen) > 6 and set(seen) == {np.dtype(np.float32)}
+
+
+@pytest.mark.parametrize("value", [300, -1, 0.5])
+def test_erasing_refuses_a_value_the_stored_pixels_cannot_hold(value):
+    """uint8 pixels hold 0..255: 300 would wrap to 44 and 0.5 become 0, silently."""
+    with pytest.raises(ValueError, match="cannot be stored as uint8"):
+        RandomErasing(1.0, value=value)(images(), np.random.default_rng(0))
+    out = RandomErasing(1.0, value=value)(images().astype(np.float32), np.random.default_rng(0))
+    assert out.dtype == np.float32 and np.float32(value) in out

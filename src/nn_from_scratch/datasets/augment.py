@@ -125,9 +125,14 @@ class RandomErasing:
         self.scale, self.ratio, self.value = (low, high), (r_low, r_high), float(value)
 
     def __call__(self, batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """A new batch with one rectangle of the chosen images set to ``value`` (cast to the batch's dtype)."""
+        """A new batch with one rectangle of the chosen images set to ``value`` (in the batch's dtype).
+
+        ``value`` must be one the batch's dtype holds exactly (a whole number
+        from 0 to 255 for uint8 pixels); anything else is a ``ValueError``.
+        """
         _check_images(batch, "RandomErasing")
         rng = _check_generator(rng, "RandomErasing")
+        fill = _fill_value(self.value, batch.dtype)  # checked before anything is drawn
         n, _, height, width = batch.shape
         draws = rng.random((5, n))
         erase = draws[0] < self.p
@@ -142,11 +147,20 @@ class RandomErasing:
         inside_rows = (rows >= top[:, None]) & (rows < (top + h)[:, None])  # (N, H)
         inside_cols = (cols >= left[:, None]) & (cols < (left + w)[:, None])  # (N, W)
         mask = erase[:, None, None] & inside_rows[:, :, None] & inside_cols[:, None, :]
-        fill = np.asarray(self.value).astype(batch.dtype)
         return np.where(mask[:, None], fill, batch)
 
     def __repr__(self) -> str:
         return f"RandomErasing(p={self.p:g}, scale={self.scale}, ratio={self.ratio}, value={self.value:g})"
+
+
+def _fill_value(value: float, dtype: np.dtype) -> np.ndarray:
+    """``value`` as a 0-d array of ``dtype``; ValueError when an integer dtype cannot hold it exactly (300 in uint8)."""
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        if value != int(value) or not info.min <= value <= info.max:
+            raise ValueError(f"RandomErasing's value {value:g} cannot be stored as {np.dtype(dtype).name} "
+                             f"(whole numbers {info.min} to {info.max}): give it in the stored pixels' units")
+    return np.asarray(value).astype(dtype)
 
 
 def image_statistics(images: Any, scale: float = 255.0, chunk: int = 4096) -> Tuple[float, float]:
