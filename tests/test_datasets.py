@@ -463,3 +463,29 @@ def test_holdout_splits_off_a_seeded_disjoint_validation_set():
         holdout(X, y, 50)
     with pytest.raises(TypeError):
         holdout(X, y, 2.0)
+
+
+def test_a_named_image_dataset_checks_the_image_size_and_the_labels(tmp_path, rng):
+    """--dataset mnist on a folder of 10x10 images, or of labels past 9, is refused naming the file."""
+    from nn_from_scratch.datasets import load_image_dataset, read_mnist
+
+    def write(size, labels):
+        for kind, n in (("train", 12), ("t10k", 6)):
+            (tmp_path / f"{kind}-images-idx3-ubyte").write_bytes(
+                make_idx(rng.integers(0, 256, size=(n, size, size), dtype=np.uint8)))
+            (tmp_path / f"{kind}-labels-idx1-ubyte").write_bytes(make_idx(np.arange(n, dtype=np.uint8) % labels))
+
+    write(10, 10)
+    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte: mnist images are 28x28 pixels; it holds 10x10"):
+        load_image_dataset("mnist", tmp_path)
+    X, _ = read_mnist(tmp_path, "train", image_shape=(10, 10), classes=10)  # the reader itself takes any size
+    assert X.shape == (12, 10, 10)
+    with pytest.raises(ValueError, match=r"t10k-images-idx3-ubyte: .* 8x8 pixels; it holds 10x10"):
+        read_mnist(tmp_path, "test", image_shape=(8, 8))
+    write(28, 12)
+    with pytest.raises(ValueError, match=r"train-labels-idx1-ubyte: fashion-mnist has labels 0 to 9; it holds 11"):
+        load_image_dataset("fashion-mnist", tmp_path)
+    write(28, 10)
+    X_train, y_train, X_test, y_test = load_image_dataset("mnist", tmp_path)
+    assert X_train.shape == (12, 28, 28) and X_train.dtype == np.uint8 and X_test.shape == (6, 28, 28)
+    assert y_train.max() == 9 and y_test.dtype == np.int64

@@ -12,14 +12,15 @@
   a :class:`BatchPipeline` (augmentation: :class:`RandomCrop`,
   :class:`HorizontalFlip`, :class:`RandomErasing`; :class:`Normalize` with
   :func:`image_statistics`).
-* :func:`find_image_dataset`, :data:`CLASS_NAMES` and :func:`holdout`: where
-  Fashion-MNIST and MNIST are, their class names, a validation split.
+* :func:`find_image_dataset`, :func:`load_image_dataset`, :data:`CLASS_NAMES`
+  and :func:`holdout`: where Fashion-MNIST and MNIST are, their files read
+  and checked (28x28 images, labels 0 to 9), their class names, a validation split.
 """
 from .augment import BatchPipeline, HorizontalFlip, Normalize, RandomCrop, RandomErasing, image_statistics
 from .batching import iterate_minibatches, num_batches
 from .digits import DatasetSplit, load_digits
 from .localization import LocalizationSplit, load_localization, place_digits
-from .images import CLASS_NAMES, find_image_dataset, holdout
+from .images import CLASS_NAMES, find_image_dataset, holdout, load_image_dataset
 from .mnist import load_mnist, read_idx, read_mnist
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "RandomErasing",
     "find_image_dataset",
     "holdout",
+    "load_image_dataset",
     "image_statistics",
     "read_mnist",
     "LocalizationSplit",

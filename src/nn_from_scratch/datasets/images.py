@@ -17,8 +17,10 @@ from typing import Any, Dict, Optional, Tuple, Union
 import numpy as np
 
 from ..random import as_generator
+from .mnist import read_mnist
 
-__all__ = ["CLASS_NAMES", "DEBIAN_FASHION_MNIST", "IMAGE_DATASETS", "find_image_dataset", "holdout"]
+__all__ = ["CLASS_NAMES", "DEBIAN_FASHION_MNIST", "IMAGE_DATASETS", "IMAGE_SHAPES", "find_image_dataset", "holdout",
+           "load_image_dataset"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -33,6 +35,8 @@ CLASS_NAMES: Dict[str, Tuple[str, ...]] = {
     "mnist": tuple(str(digit) for digit in range(10)),
     "digits": tuple(str(digit) for digit in range(10)),
 }
+#: The size of the images of each IDX dataset, ``(rows, cols)``: a folder of other images is not that dataset.
+IMAGE_SHAPES: Dict[str, Tuple[int, int]] = {"fashion-mnist": (28, 28), "mnist": (28, 28)}
 _FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 _HOW_TO_GET = {
     "fashion-mnist": ("install Debian's package with 'apt-get install dataset-fashion-mnist' (it puts them in "
@@ -72,6 +76,27 @@ def find_image_dataset(name: str, data_dir: Optional[PathLike] = None) -> Path:
     else:
         problem = f"{folder} does not exist"
     raise FileNotFoundError(f"{name} IDX files not found: {problem}; {_HOW_TO_GET[name]}")
+
+
+def load_image_dataset(name: str, data_dir: Optional[PathLike] = None
+                       ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(X_train, y_train, X_test, y_test)`` of dataset ``name`` as stored: uint8 images ``(N, rows, cols)``.
+
+    The folder is found by :func:`find_image_dataset`; both splits are read
+    by :func:`~nn_from_scratch.datasets.read_mnist` and must hold images of
+    the dataset's size (:data:`IMAGE_SHAPES`) and labels of its classes
+    (:data:`CLASS_NAMES`).
+
+    Raises:
+        FileNotFoundError: as :func:`find_image_dataset` (the message says how to get the files).
+        ValueError: an unknown name, a malformed or corrupt file, images of
+            another size or labels past the last class (each naming the file).
+    """
+    folder = find_image_dataset(name, data_dir)
+    expected = {"image_shape": IMAGE_SHAPES[name], "classes": len(CLASS_NAMES[name]), "name": name}
+    X_train, y_train = read_mnist(folder, "train", **expected)
+    X_test, y_test = read_mnist(folder, "test", **expected)
+    return X_train, y_train, X_test, y_test
 
 
 def holdout(X: Any, y: Any, count: int, rng: Any = 0) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

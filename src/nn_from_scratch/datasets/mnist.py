@@ -217,7 +217,8 @@ def _find_idx_file(directory: Path, stem: str, idx_suffix: str) -> Path:
     raise FileNotFoundError(f"no IDX file for {stem!r}; tried:\n  {listing}")
 
 
-def read_mnist(directory: PathLike, kind: str = "train") -> Tuple[np.ndarray, np.ndarray]:
+def read_mnist(directory: PathLike, kind: str = "train", *, image_shape: Optional[Tuple[int, int]] = None,
+               classes: Optional[int] = None, name: str = "the dataset") -> Tuple[np.ndarray, np.ndarray]:
     """The images and labels of one MNIST-layout split as they are stored: uint8 pixels, no float copy.
 
     Finds the files as :func:`load_mnist` does and checks them the same way;
@@ -225,6 +226,11 @@ def read_mnist(directory: PathLike, kind: str = "train") -> Tuple[np.ndarray, np
     dtype uint8 (0 to 255), ``labels`` int64.  At 60000 28x28 images this is
     47 MB where a float64 copy would be 376 MB: convert batch by batch (see
     :class:`~nn_from_scratch.datasets.BatchPipeline`).
+
+    ``image_shape`` ``(rows, cols)`` and ``classes``, when given, are what
+    the files must hold (``name`` names the dataset in the message): images
+    of another size, or a label outside ``0..classes-1``, are a ValueError
+    naming the file, before a model is built on the wrong data.
 
     Raises:
         the errors of :func:`load_mnist` (FileNotFoundError, NotADirectoryError, ValueError).
@@ -256,6 +262,12 @@ def read_mnist(directory: PathLike, kind: str = "train") -> Tuple[np.ndarray, np
             f"{images_path.name} holds {images.shape[0]} images but "
             f"{labels_path.name} holds {labels.shape[0]} labels; expected equal counts"
         )
+    if image_shape is not None and images.shape[1:] != tuple(image_shape):
+        rows, cols = image_shape
+        raise ValueError(f"{images_path}: {name} images are {rows}x{cols} pixels; it holds "
+                         f"{images.shape[1]}x{images.shape[2]}")
+    if classes is not None and len(labels) and int(labels.max()) >= classes:
+        raise ValueError(f"{labels_path}: {name} has labels 0 to {classes - 1}; it holds {int(labels.max())}")
     return images, labels.astype(np.int64)
 
 
