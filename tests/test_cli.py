@@ -476,3 +476,112 @@ def test_resume_takes_augmentation_and_validation_from_the_checkpoint(tmp_path, 
     assert code == 0, stdout
     assert load_npz(out)[1]["history"] == load_npz(straight)[1]["history"]
     assert load_npz(out)[1]["augment"] == "crop,erase"
+
+
+# ------------------------------------------- image datasets: what a hostile reviewer tries
+def test_early_stopping_never_watches_the_test_split(tmp_path, capsys, rng):
+    """A training set too small for the default split (a twelfth of 11 is 0) must not stop on the test loss."""
+    folder = write_idx_set(tmp_path, rng)
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--dataset", "mnist", "--data-dir", str(folder), "--train-limit", "11", "--early-stopping",
+              "1", "--epochs", "2", "--hidden", "8", "--no-progress", "--out", str(tmp_path / "m.npz")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--early-stopping watches the validation loss" in err and "--validation N" in err
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_the_first_line_says_whether_the_batches_are_augmented(tmp_path, capsys, rng):
+    folder = write_idx_set(tmp_path, rng)
+    options = ("train", "--dataset", "mnist", "--data-dir", str(folder), "--epochs", "1", "--hidden", "8",
+               "--no-progress")
+    first = run(capsys, *options, "--augment", "--out", str(tmp_path / "a.npz"))[1].splitlines()[0]
+    assert "augmentation crop (up to 2 pixels), erase" in first
+    first = run(capsys, *options, "--out", str(tmp_path / "b.npz"))[1].splitlines()[0]
+    assert "no augmentation" in first
+
+
+def test_the_printed_resume_command_resumes_an_augmented_early_stopped_run_bit_for_bit(tmp_path, capsys, rng,
+                                                                                        monkeypatch):
+    """The resume line repeats the bare --augment; the run then ends as the uninterrupted one, weights included."""
+    import shlex
+
+    folder = write_idx_set(tmp_path, rng, train=150)
+    options = ("train", "--dataset", "mnist", "--data-dir", str(folder), "--hidden", "16", "--epochs", "12",
+               "--batch-size", "25", "--lr", "0.03", "--augment", "--validation", "50", "--early-stopping", "2",
+               "--no-progress")
+    straight = tmp_path / "straight.npz"
+    code, stdout, _ = run(capsys, *options, "--out", str(straight))
+    assert code == 0 and "restored the weights of epoch" in stdout  # it stopped on a worse epoch
+    stopped_after = len(load_npz(straight)[1]["history"]["loss"])
+    assert stopped_after < 12
+    out = tmp_path / "stopped.npz"
+    interrupt_adam_at(monkeypatch, 4 * (stopped_after - 1) + 2)  # in the last epoch the straight run trained
+    code, _, err = run(capsys, *options, "--out", str(out))
+    assert code == 130
+    monkeypatch.undo()
+    command = shlex.split(re.search(r"^resume with: (.*)$", err, flags=re.M).group(1))
+    assert command[0] == "nn-from-scratch" and "--augment" in command
+    code, stdout, _ = run(capsys, *command[1:])
+    assert code == 0, stdout
+    (a, meta_a), (b, meta_b) = load_npz(straight), load_npz(out)
+    assert meta_a["history"] == meta_b["history"] and meta_b["augment"] == "crop,erase"
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+
+
+@pytest.mark.parametrize("model", ["cnn", "resnet"])
+def test_evaluate_makes_the_batches_as_training_did(tmp_path, capsys, rng, model):
+    """A CNN and a ResNet trained on uint8 images: evaluate applies the recorded normalisation (not pixels/255)."""
+    folder = write_idx_set(tmp_path, rng, train=60, test=30)
+    out = tmp_path / f"{model}.npz"
+    code, _, _ = run(capsys, "train", "--dataset", "mnist", "--data-dir", str(folder), "--model", model,
+                     "--channels", "4,8", "--hidden", "8", "--epochs", "1", "--batch-size", "20", "--validation",
+                     "10", "--no-progress", "--out", str(out))
+    assert code == 0
+    state, metadata = load_npz(out)
+    mean, std = metadata["normalization"]["mean"], metadata["normalization"]["std"]
+    from nn_from_scratch.datasets import read_mnist
+
+    X_test, y_test = read_mnist(folder, "test")
+    trained = build_model(metadata["model"], rng=0)
+    trained.load_state_dict(state)
+    trained.eval()  # batch normalisation on its running statistics
+    expected = (X_test[:, None].astype(np.float64) / 255 - mean) / std  # normalised by hand, in float64
+    proba = trained.evaluate(expected.astype(np.float32))
+    accuracy = float(np.mean(proba.argmax(axis=1) == y_test))
+    code, stdout, _ = run(capsys, "evaluate", "--weights", str(out), "--data-dir", str(folder))
+    assert code == 0
+    np.testing.assert_allclose(accuracy_in(stdout), accuracy, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(accuracy_in(stdout), metadata["test_accuracy"], rtol=0, atol=1e-4)
+
+
+def test_evaluate_on_images_of_another_size_says_which_sizes(tmp_path, capsys, rng):
+    folder = write_idx_set(tmp_path, rng, train=40, test=10)
+    out = tmp_path / "cnn.npz"
+    assert run(capsys, "train", "--dataset", "mnist", "--data-dir", str(folder), "--model", "cnn", "--channels",
+               "4", "--hidden", "8", "--epochs", "1", "--validation", "8", "--no-progress", "--out", str(out))[0] == 0
+    with pytest.raises(SystemExit) as info:
+        main(["evaluate", "--weights", str(out), "--dataset", "digits"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "trained on 1x28x28 images" in err and "1x8x8" in err
+
+
+@pytest.mark.parametrize("size, labels, message", [
+    (10, 2, "mnist images are 28x28 pixels"),
+    (28, 11, "labels 0 to 9"),
+])
+def test_a_data_dir_with_files_of_the_wrong_size_is_a_clear_error(tmp_path, capsys, rng, size, labels, message):
+    for kind, n in (("train", 30), ("t10k", 10)):
+        (tmp_path / f"{kind}-images-idx3-ubyte").write_bytes(
+            make_idx(rng.integers(0, 256, size=(n, size, size), dtype=np.uint8)))
+        (tmp_path / f"{kind}-labels-idx1-ubyte").write_bytes(
+            make_idx(np.arange(n, dtype=np.uint8) % labels))
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--dataset", "mnist", "--data-dir", str(tmp_path), "--epochs", "1", "--no-progress",
+              "--out", str(tmp_path / "m.npz")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "train-" in err and "Traceback" not in err

@@ -25,10 +25,31 @@ from ..training import NeuralNetwork
 from .common import Task, TaskData, load_data
 from .options import IMAGE_VALIDATION
 
-__all__ = ["Classify", "ClassifierEvaluation", "make_pipeline"]
+__all__ = ["Classify", "ClassifierEvaluation", "describe_augmentation", "make_pipeline"]
 
 #: How many of the most confident mistakes the grid shows.
 WORST_MISTAKES = 24
+
+
+def augment_steps(augment: Optional[str]) -> List[str]:
+    """The step names of a resolved --augment (``crop,erase``; None or ``none``: no step)."""
+    return [] if augment in (None, "none") else augment.split(",")
+
+
+def crop_padding(image_shape: Any) -> int:
+    """How far the crop shifts: 2 pixels, 1 on images smaller than 16 pixels (the 8x8 digits)."""
+    return 2 if min(image_shape[1:]) >= 16 else 1
+
+
+def describe_augmentation(augment: Optional[str], image_shape: Any) -> str:
+    """The augmentation of a run in words, as the first line of train says it."""
+    steps = augment_steps(augment)
+    if not steps:
+        return "no augmentation"
+    padding = crop_padding(image_shape)
+    words = {"crop": f"crop (up to {padding} pixel{'' if padding == 1 else 's'})", "flip": "flip (p 0.5)",
+             "erase": "erase (p 0.5)"}
+    return "augmentation " + ", ".join(words[step] for step in steps)
 
 
 def make_pipeline(dtype: Any, image_shape: Any, flatten: bool, normalization: Optional[Dict[str, float]],
@@ -38,9 +59,8 @@ def make_pipeline(dtype: Any, image_shape: Any, flatten: bool, normalization: Op
     The crop shifts by up to 2 pixels (1 on images smaller than 16 pixels);
     erasing fills with ``fill``, the training images' mean pixel.
     """
-    steps = [] if augment in (None, "none") else augment.split(",")
-    side = min(image_shape[1:])
-    chosen = {"crop": RandomCrop(2 if side >= 16 else 1), "flip": HorizontalFlip(0.5),
+    steps = augment_steps(augment)
+    chosen = {"crop": RandomCrop(crop_padding(image_shape)), "flip": HorizontalFlip(0.5),
               "erase": RandomErasing(0.5, value=fill)}
     normalize = None if normalization is None else Normalize(normalization["mean"], normalization["std"])
     return BatchPipeline(dtype, [chosen[step] for step in steps], normalize, image_shape=image_shape,
@@ -80,14 +100,16 @@ class Classify(Task):
             if validation is not None:
                 validation = (validation[0].astype(dtype, copy=False), validation[1])
         transform = None
-        if images or args.augment not in (None, "none"):
-            side = math.isqrt(X_train[0].size)
-            transform = make_pipeline(dtype, (1, side, side), args.model == "mlp", normalization, args.augment, fill)
+        side = math.isqrt(X_train[0].size)  # square images: the digits' 8x8, the IDX sets' 28x28 (checked)
+        image_shape = (1, side, side)
+        if images or augment_steps(args.augment):
+            transform = make_pipeline(dtype, image_shape, args.model == "mlp", normalization, args.augment, fill)
         split = f" ({len(X_train)} training + {len(validation[0])} validation)" if validation is not None else ""
         return TaskData(X_train, y_train, X_test, y_test, y_test, classes,
                         CrossEntropyLoss(label_smoothing=args.label_smoothing),
                         f"{args.dataset}: {total} train / {len(X_test)} test samples{split}", transform=transform,
-                        validation=validation, class_names=CLASS_NAMES.get(args.dataset, ()), record=record)
+                        validation=validation, class_names=CLASS_NAMES.get(args.dataset, ()), record=record,
+                        augmentation=describe_augmentation(args.augment, image_shape))
 
     def model_config(self, args: argparse.Namespace, data: TaskData) -> Dict[str, Any]:
         shape = tuple(int(d) for d in data.X_train.shape[1:])
@@ -147,6 +169,16 @@ def _normalization(metadata: Dict[str, Any]) -> Optional[Dict[str, float]]:
     return {"mean": float(mean), "std": float(std)}
 
 
+def _input_shape(config: Dict[str, Any]) -> Optional[tuple]:
+    """The ``(C, H, W)`` of the images a classifier's config takes (an MLP's square inputs as ``(1, s, s)``)."""
+    if config.get("kind") == "resnet":
+        return tuple(int(d) for d in config["input_shape"])
+    if config.get("kind") == "cnn":
+        return (int(config["in_channels"]), int(config["image_size"]), int(config["image_size"]))
+    side = math.isqrt(int(config.get("in_features", 0)))
+    return (1, side, side) if side * side == config.get("in_features") else None
+
+
 class ClassifierEvaluation:
     """``evaluate`` of a classifier's weights on the test split of its dataset (or of --dataset)."""
 
@@ -155,10 +187,17 @@ class ClassifierEvaluation:
         self.flatten = config.get("kind") == "mlp"
         self.dtype = np.dtype(config["dtype"])
         self.normalization = _normalization(metadata)
+        self.image_shape = _input_shape(config)
+
 
     def run(self, args: argparse.Namespace, parser: argparse.ArgumentParser, model: Any, weights: Path) -> int:
         dataset = args.dataset or self.dataset
         _, _, X_test, y_test = load_data(dataset, args.data_dir, parser, flatten=self.flatten)
+        if self.image_shape is not None and X_test[0].size != int(np.prod(self.image_shape)):
+            side = math.isqrt(X_test[0].size)  # the test images are square (the digits, the checked IDX sets)
+            parser.error(f"the weights in {weights} were trained on {'x'.join(map(str, self.image_shape))} images "
+                         f"({self.dataset}); the {dataset} test images are 1x{side}x{side}: give the --dataset "
+                         "(and --data-dir) they were trained on")
         network = NeuralNetwork(model, CrossEntropyLoss(), optimizer=None)
         transform = None
         if X_test.dtype == np.uint8:

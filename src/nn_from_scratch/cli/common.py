@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .. import extras, optim, viz
-from ..datasets import find_image_dataset, load_digits, read_mnist
+from ..datasets import load_digits, load_image_dataset
 from ..files import check_model_path, save_model
 from ..losses import Loss
 from ..models import build_model
@@ -51,6 +51,8 @@ class TaskData:
     class_names: Sequence[str] = field(default_factory=tuple)
     #: recorded with the weights (the normalisation, the split), for 'evaluate'
     record: Dict[str, Any] = field(default_factory=dict)
+    #: how the training batches are augmented, for the first line ("" where the task has no such choice)
+    augmentation: str = ""
 
 
 class Task:
@@ -86,13 +88,9 @@ def load_data(dataset: str, data_dir: Optional[Path], parser: argparse.ArgumentP
     if dataset == "digits":
         return tuple(load_digits(flatten=flatten))
     try:
-        folder = find_image_dataset(dataset, data_dir)
-        X_train, y_train = read_mnist(folder, "train")
-        X_test, y_test = read_mnist(folder, "test")
+        X_train, y_train, X_test, y_test = load_image_dataset(dataset, data_dir)  # 28x28, labels 0..9: checked
     except (OSError, ValueError) as error:
         parser.error(str(error))
-    if X_train.shape[1:] != X_test.shape[1:]:
-        parser.error(f"{dataset}: the training images are {X_train.shape[1:]}, the test images {X_test.shape[1:]}")
     shape = (-1, X_train.shape[1] * X_train.shape[2]) if flatten else (-1, 1, *X_train.shape[1:])
     return X_train.reshape(shape), y_train, X_test.reshape(shape), y_test
 
@@ -115,6 +113,10 @@ def describe_model(config: Dict[str, Any]) -> str:
 def train(args: argparse.Namespace, parser: argparse.ArgumentParser, task: Task) -> int:
     """Run ``train`` with resolved options for ``task``: the exit status (0, 1 after an error, 130 on Ctrl-C)."""
     data = task.load(args, parser, np.dtype(args.dtype))
+    if getattr(args, "early_stopping", None) is not None and data.validation is None:
+        # without a split the test split is scored every epoch; it never chooses the weights
+        parser.error(f"--early-stopping watches the validation loss, and this run has no validation split "
+                     f"({data.what}): give --validation N")
     _check_stages(args, data.X_train, parser)
     config = task.model_config(args, data)
     out = args.out or Path("runs") / f"{args.dataset}-{config['kind']}.npz"
@@ -126,7 +128,8 @@ def train(args: argparse.Namespace, parser: argparse.ArgumentParser, task: Task)
             parser.error(f"{option}: {error}")
     network, rng = build_network(args, config, data.loss)
     print(f"training {describe_model(config)} on {data.what}, {args.optimizer} lr={args.lr:g} ({args.schedule}), "
-          f"batch {args.batch_size}, {args.epochs} epochs, seed {args.seed}, {args.dtype}")
+          f"batch {args.batch_size}, {args.epochs} epoch{'' if args.epochs == 1 else 's'}, seed {args.seed}, "
+          f"{args.dtype}{', ' + data.augmentation if data.augmentation else ''}")
     if args.resume is not None:
         print(f"resuming from {args.resume}")
     start = time.perf_counter()

@@ -17,7 +17,7 @@ import numpy as np
 from .. import optim
 
 __all__ = ["OPTIMIZERS", "RUN_OPTIONS", "TRAIN_DEFAULTS", "add_checkpoint_options", "add_data_options",
-           "add_localize_options", "add_train_options", "resolve_options"]
+           "add_localize_options", "add_train_options", "resolve_augment", "resolve_options"]
 
 #: The optimizers of --optimizer.
 OPTIMIZERS = {"adam": optim.Adam, "adamw": optim.AdamW, "sgd": optim.SGD, "rmsprop": optim.RMSProp}
@@ -138,6 +138,13 @@ def _augment_steps(text: str) -> str:
         raise argparse.ArgumentTypeError(f"--augment takes steps from {','.join(AUGMENT_STEPS)} separated by "
                                          f"commas (or none); got {text!r}")
     return ",".join(step for step in AUGMENT_STEPS if step in steps)
+
+
+def resolve_augment(augment: Optional[str], dataset: str) -> Optional[str]:
+    """The steps a parsed --augment stands for: a bare ``--augment`` (``default``) is the dataset's choice."""
+    return DEFAULT_AUGMENT[dataset] if augment == "default" else augment
+
+
 _hidden_sizes = _sizes("--hidden", "128,64", none_means_empty=True)
 
 
@@ -310,8 +317,7 @@ def _resolve_classify_options(args: argparse.Namespace, parser: argparse.Argumen
                      "are too small for its stages")
     if args.model == "resnet" and args.hidden is None:
         args.hidden = DEFAULT_HIDDEN  # unused by the ResNet, whose classifier follows the pooled channels
-    if args.augment == "default":
-        args.augment = DEFAULT_AUGMENT[args.dataset]
+    args.augment = resolve_augment(args.augment, args.dataset)
     if args.early_stopping is not None and args.validation == 0:
         parser.error("--early-stopping watches the validation loss: it needs --validation N with N > 0")
     if args.early_stopping is not None and args.validation is None and args.dataset == "digits":

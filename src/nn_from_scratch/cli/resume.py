@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
 from ..training import read_checkpoint
-from .options import COMMAND_LINE_KEY, RESUME_DEFAULTS, RUN_OPTIONS
+from .options import COMMAND_LINE_KEY, RESUME_DEFAULTS, RUN_OPTIONS, TRAIN_DEFAULTS, resolve_augment
 
 __all__ = ["default_checkpoint", "resume_command", "run_options", "take_options_from_checkpoint"]
 
@@ -88,6 +88,8 @@ def take_options_from_checkpoint(args: argparse.Namespace, parser: argparse.Argu
         if recorded.get(dest) is None:
             continue
         saved, given = _recorded_value(actions[dest], recorded[dest], path, parser), getattr(args, dest)
+        if dest == "augment":  # a bare --augment, as the printed resume command repeats it: the dataset's steps
+            given = resolve_augment(given, args.dataset or TRAIN_DEFAULTS["dataset"])
         if given is None:
             setattr(args, dest, saved)
         elif given != saved:
