@@ -98,7 +98,7 @@ def test_checkpoint_every(tmp_path, data, monkeypatch):
         written.append(metadata["epoch"])
         return original(path, arrays, metadata)
 
-    monkeypatch.setattr("nn_from_scratch.training.trainer.save_arrays", spy)
+    monkeypatch.setattr("nn_from_scratch.training.checkpoint.save_arrays", spy)  # the checkpoint writer
     fit(make_network(epochs=7), data, epochs=7, checkpoint=tmp_path / "c.npz", checkpoint_every=3)
     assert written == [3, 6, 7]
     written.clear()

@@ -16,25 +16,29 @@ written atomically by :func:`~nn_from_scratch.files.save_arrays`) holding
   :func:`read_checkpoint_metadata`.
 
 :func:`capture_checkpoint` makes ``(arrays, metadata)``; :func:`restore_checkpoint`
-checks a file against a network completely before it changes anything.
+checks a file against a network completely before it changes anything;
+:class:`CheckpointWriter` decides when a ``fit`` writes one (and on Ctrl-C,
+raising :class:`TrainingInterrupted`).
 """
 from __future__ import annotations
 
 import copy
 import json
 import os
+from pathlib import Path
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
-from ..files.model_files import load_arrays, load_layout
+from ..files.model_files import load_arrays, load_layout, save_arrays
 from ..files.state_tree import flatten_state, unflatten_state
 from ..node import Node
 from ..random import check_generator_state, generator_from_state
 from .generators import node_generators
 
 __all__ = [
-    "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "CheckpointError", "CheckpointInfo", "capture_checkpoint",
+    "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "CheckpointError", "CheckpointInfo", "CheckpointWriter",
+    "TrainingInterrupted", "capture_checkpoint",
     "check_checkpoint_metadata", "read_checkpoint", "read_checkpoint_metadata", "restore_checkpoint",
 ]
 
@@ -288,3 +292,60 @@ def _state_mismatch(model: Node, state: Dict[str, np.ndarray]) -> str:
         elif value.dtype != own[name].dtype:
             problems.append(f"{name!r}: expected dtype {own[name].dtype}, got {value.dtype}")
     return "; ".join(problems)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training was interrupted (Ctrl-C); the state after the last finished epoch is in ``checkpoint``.
+
+    ``epoch`` is the number of finished epochs saved there, ``interrupted_epoch``
+    the epoch that was running.  Resume with ``fit(..., resume=checkpoint)``.
+    """
+
+    def __init__(self, checkpoint: Path, epoch: int, interrupted_epoch: int) -> None:
+        self.checkpoint, self.epoch, self.interrupted_epoch = Path(checkpoint), epoch, interrupted_epoch
+        super().__init__(
+            f"training interrupted during epoch {interrupted_epoch}; the state after epoch {epoch} is saved in "
+            f"{checkpoint}; continue with fit(..., resume={str(checkpoint)!r})"
+        )
+
+
+class CheckpointWriter:
+    """When and where a ``fit`` writes checkpoints, and the state after the last finished epoch (for Ctrl-C).
+
+    ``run`` is the fit's settings (its ``epochs`` and shuffling ``generator``);
+    ``stopper`` an early stopper, whose best weights are written first.
+    """
+
+    def __init__(self, network: Any, path: Optional[Path], every: Optional[int],
+                 fit_info: Dict[str, Any], metadata: Optional[Dict[str, Any]], stopper: Any = None) -> None:
+        self.network, self.path, self.every, self.fit_info, self.metadata = network, path, every, fit_info, metadata
+        self.snapshot: Optional[Tuple[Dict[str, np.ndarray], Dict[str, Any]]] = None
+        self.saved: Optional[int] = None
+        self.stopper = stopper
+
+    def _save(self) -> None:
+        # the best weights first: a checkpoint on disk never names a best epoch whose weights are not kept
+        if self.stopper is not None:
+            self.stopper.keep_on_disk(self.snapshot[1]["epoch"])
+        save_arrays(self.path, *self.snapshot)
+        self.saved = self.snapshot[1]["epoch"]
+
+    def capture(self, epoch: int, run: Any, history: History) -> None:
+        if self.path is not None:
+            self.snapshot = capture_checkpoint(self.network, epoch, run.epochs, history, run.generator,
+                                               self.fit_info, self.metadata)
+
+    def after_epoch(self, epoch: int, run: Any, history: History, last: bool = False) -> None:
+        self.capture(epoch, run, history)
+        if self.path is not None and self.every is not None and (epoch % self.every == 0 or epoch == run.epochs
+                                                                 or last):
+            self._save()
+
+    def interrupted(self, epoch: int) -> Optional[TrainingInterrupted]:
+        """Save the last finished epoch (unless saved already) and say so; None without a checkpoint path."""
+        if self.path is None or self.snapshot is None:
+            return None
+        kept = self.snapshot[1]["epoch"]
+        if self.saved != kept:
+            self._save()
+        return TrainingInterrupted(self.path, kept, epoch)

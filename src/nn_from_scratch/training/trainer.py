@@ -3,8 +3,9 @@
 The loss decides how outputs are scored and read as classes, through the
 interface every :class:`~nn_from_scratch.losses.Loss` has:
 ``count_correct(output, target)`` (None: no notion of a correct class),
-``predict_classes(output)`` and ``reduction``.  The checkpoint format lives
-in :mod:`nn_from_scratch.training.checkpoint`.
+``predict_classes(output)`` and ``reduction``.  The checkpoint format and
+its writer live in :mod:`nn_from_scratch.training.checkpoint`, early
+stopping in :mod:`nn_from_scratch.training.early_stopping`.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
@@ -20,10 +21,11 @@ from ..datasets.batching import iterate_minibatches, num_batches
 from ..losses import Loss
 from ..node import Node, as_float_array
 from ..random import as_generator
-from ..files.model_files import check_model_path, load_arrays, save_arrays
-from .checkpoint import (CheckpointError, _state_mismatch, capture_checkpoint, check_checkpoint_metadata,
-                         read_checkpoint, restore_checkpoint)
+from ..files.model_files import check_model_path
+from .checkpoint import CheckpointWriter, TrainingInterrupted, check_checkpoint_metadata, restore_checkpoint
+from .early_stopping import BEST_WEIGHTS_FORMAT, EarlyStop, EarlyStopper, best_weights_path
 from .progress import ProgressBar, ProgressMode, check_progress_mode
+from .steps import Buffers, Score, all_finite
 
 __all__ = ["BEST_WEIGHTS_FORMAT", "EarlyStop", "NeuralNetwork", "TrainingDiverged", "TrainingInterrupted",
            "best_weights_path"]
@@ -32,42 +34,10 @@ History = Dict[str, List[float]]
 PathLike = Union[str, "os.PathLike[str]"]
 #: ``transform(batch, rng)``: a drawn batch made ready for the model (rng: the run's Generator, None to evaluate).
 Transform = Callable[..., np.ndarray]
-#: The format field of the file that keeps the best weights beside a checkpoint (early stopping).
-BEST_WEIGHTS_FORMAT = "nn_from_scratch.best_weights"
-
-
-class EarlyStop(NamedTuple):
-    """How early stopping ended a ``fit``: the best epoch (whose weights the model holds now) and its val_loss."""
-
-    best_epoch: int  #: the epoch with the lowest validation loss (the first, on ties)
-    best_val_loss: float
-    last_epoch: int  #: the last epoch trained (in this run or the one resumed)
-    stopped: bool  #: whether it stopped before the epochs asked for, ``patience`` epochs without a better val_loss
-
-
-def best_weights_path(checkpoint: PathLike) -> Path:
-    """Where early stopping keeps the best weights beside ``checkpoint``: ``<stem>-best<suffix>``."""
-    path = Path(checkpoint)
-    return path.with_name(f"{path.stem}-best{path.suffix}")
 
 
 class TrainingDiverged(RuntimeError):
     """The loss or a gradient stopped being finite; the weights of the last finite step are kept."""
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """Training was interrupted (Ctrl-C); the state after the last finished epoch is in ``checkpoint``.
-
-    ``epoch`` is the number of finished epochs saved there, ``interrupted_epoch``
-    the epoch that was running.  Resume with ``fit(..., resume=checkpoint)``.
-    """
-
-    def __init__(self, checkpoint: Path, epoch: int, interrupted_epoch: int) -> None:
-        self.checkpoint, self.epoch, self.interrupted_epoch = Path(checkpoint), epoch, interrupted_epoch
-        super().__init__(
-            f"training interrupted during epoch {interrupted_epoch}; the state after epoch {epoch} is saved in "
-            f"{checkpoint}; continue with fit(..., resume={str(checkpoint)!r})"
-        )
 
 
 @dataclass
@@ -90,133 +60,6 @@ class _Run:
         if self.transform is None:
             return batches
         return ((self.transform(xb, self.generator), yb) for xb, yb in batches)
-
-
-class _EarlyStopping:
-    """Early stopping on the validation loss: the best epoch, a copy of its state, and its file beside a checkpoint.
-
-    The best epoch and the epochs since are read from the history, so a
-    resumed run continues the count; the best weights themselves are kept
-    in memory and, when a checkpoint is written after a worse epoch, in
-    :func:`best_weights_path` of it (a checkpoint of the best epoch holds them itself).
-    """
-
-    def __init__(self, network: "NeuralNetwork", patience: int, checkpoint: Optional[Path]) -> None:
-        self.network, self.patience = network, patience
-        self.path = None if checkpoint is None else best_weights_path(checkpoint)
-        self.best_epoch, self.best_loss = 0, math.inf
-        self.state: Optional[Dict[str, np.ndarray]] = None
-        self.on_disk: Optional[int] = None  # the epoch whose weights the file holds
-        self.pending: Optional[Dict[str, np.ndarray]] = None  # read from the file before a resume
-
-    @staticmethod
-    def _best(history: Mapping[str, List[float]]) -> Tuple[int, float]:
-        losses = history.get("val_loss", [])
-        best_epoch, best_loss = 0, math.inf
-        for epoch, loss in enumerate(losses, 1):
-            if loss < best_loss:  # a NaN is never better
-                best_epoch, best_loss = epoch, float(loss)
-        return best_epoch, best_loss
-
-    def check_resume(self, resume: PathLike) -> None:
-        """Before anything is restored: the best weights a resumed run needs are there and fit the model."""
-        info = read_checkpoint(resume)
-        best_epoch, _ = self._best(info.history)
-        if info.epoch and "val_loss" not in info.history:
-            raise CheckpointError(f"{resume} was written without validation data; early stopping needs its val_loss")
-        if best_epoch in (0, info.epoch):
-            return  # nothing trained yet, or the checkpoint's own weights are the best
-        where = self.path if self.path is not None else best_weights_path(resume)
-        if not where.is_file():
-            raise CheckpointError(f"early stopping needs the weights of epoch {best_epoch}, the best of {resume}, "
-                                  f"kept in {where}, which is missing; resume without early stopping instead")
-        try:
-            arrays, metadata = load_arrays(where)
-        except ValueError as error:
-            raise CheckpointError(f"{where}: {error}") from None
-        if metadata.get("format") != BEST_WEIGHTS_FORMAT or metadata.get("epoch") != best_epoch:
-            raise CheckpointError(f"{where} does not hold the weights of epoch {best_epoch}, the best of {resume} "
-                                  f"(it says format {metadata.get('format')!r}, epoch {metadata.get('epoch')!r})")
-        state = {name[len("model/"):]: value for name, value in arrays.items() if name.startswith("model/")}
-        problem = _state_mismatch(self.network.model, state) or ("" if len(state) == len(arrays) else "extra arrays")
-        if problem:
-            raise CheckpointError(f"{where} does not fit this network: {problem}")
-        self.pending = state
-        if where == self.path:
-            self.on_disk = best_epoch
-
-    def start(self, history: History, done: int) -> None:
-        """After a resume (or at the start): the best so far from the history; its weights when they are these."""
-        self.best_epoch, self.best_loss = self._best(history)
-        if self.best_epoch and self.best_epoch == done:
-            self.state = self.network.model.state_dict()
-        elif self.best_epoch:
-            self.state = self.pending
-        self.pending = None
-
-    def after_epoch(self, epoch: int, history: History) -> None:
-        loss = history["val_loss"][-1]
-        if loss < self.best_loss:
-            self.best_epoch, self.best_loss = epoch, float(loss)
-            self.state = self.network.model.state_dict()
-
-    def done(self, epoch: int) -> bool:
-        """Whether ``patience`` epochs have passed since the best one."""
-        return self.best_epoch > 0 and epoch - self.best_epoch >= self.patience
-
-    def keep_on_disk(self, saved_epoch: int) -> None:
-        """A checkpoint of ``saved_epoch`` was just written: keep the best weights beside it if they are others."""
-        if self.path is None or self.state is None or self.best_epoch == saved_epoch or self.on_disk == self.best_epoch:
-            return
-        arrays = {"model/" + name: value for name, value in self.state.items()}
-        save_arrays(self.path, arrays, {"format": BEST_WEIGHTS_FORMAT, "epoch": self.best_epoch,
-                                        "val_loss": self.best_loss})
-        self.on_disk = self.best_epoch
-
-    def finish(self, last_epoch: int, stopped: bool) -> EarlyStop:
-        """Put the best weights back into the model (parameters and buffers)."""
-        if self.state is not None and self.best_epoch != last_epoch:
-            self.network.model.load_state_dict(self.state)
-        return EarlyStop(self.best_epoch, self.best_loss, last_epoch, stopped)
-
-
-class _Checkpoints:
-    """When and where a ``fit`` writes checkpoints, and the state after the last finished epoch (for Ctrl-C)."""
-
-    def __init__(self, network: "NeuralNetwork", path: Optional[Path], every: Optional[int],
-                 fit_info: Dict[str, Any], metadata: Optional[Dict[str, Any]],
-                 stopper: Optional[_EarlyStopping] = None) -> None:
-        self.network, self.path, self.every, self.fit_info, self.metadata = network, path, every, fit_info, metadata
-        self.snapshot: Optional[Tuple[Dict[str, np.ndarray], Dict[str, Any]]] = None
-        self.saved: Optional[int] = None
-        self.stopper = stopper
-
-    def _save(self) -> None:
-        # the best weights first: a checkpoint on disk never names a best epoch whose weights are not kept
-        if self.stopper is not None:
-            self.stopper.keep_on_disk(self.snapshot[1]["epoch"])
-        save_arrays(self.path, *self.snapshot)
-        self.saved = self.snapshot[1]["epoch"]
-
-    def capture(self, epoch: int, run: _Run, history: History) -> None:
-        if self.path is not None:
-            self.snapshot = capture_checkpoint(self.network, epoch, run.epochs, history, run.generator,
-                                               self.fit_info, self.metadata)
-
-    def after_epoch(self, epoch: int, run: _Run, history: History, last: bool = False) -> None:
-        self.capture(epoch, run, history)
-        if self.path is not None and self.every is not None and (epoch % self.every == 0 or epoch == run.epochs
-                                                                 or last):
-            self._save()
-
-    def interrupted(self, epoch: int) -> Optional[TrainingInterrupted]:
-        """Save the last finished epoch (unless saved already) and say so; None without a checkpoint path."""
-        if self.path is None or self.snapshot is None:
-            return None
-        kept = self.snapshot[1]["epoch"]
-        if self.saved != kept:
-            self._save()
-        return TrainingInterrupted(self.path, kept, epoch)
 
 
 class NeuralNetwork:
@@ -347,7 +190,7 @@ class NeuralNetwork:
             check_model_path(checkpoint)  # an unknown suffix or a missing package fails now, not after an epoch
         if checkpoint_metadata is not None:
             checkpoint_metadata = check_checkpoint_metadata(checkpoint_metadata)
-        stopper = None if early_stopping is None else _EarlyStopping(self, int(early_stopping), checkpoint)
+        stopper = None if early_stopping is None else EarlyStopper(self, int(early_stopping), checkpoint)
         if stopper is not None and resume is not None:
             stopper.check_resume(resume)  # before restore_checkpoint changes anything
         generator, done, history = as_generator(rng), 0, {}
@@ -355,7 +198,7 @@ class NeuralNetwork:
             generator, done, history, epochs = restore_checkpoint(self, resume, rng, generator, fit_info, epochs)
         self.early_stop = None
         run = _Run(X, y, batch_size, shuffle, generator, validation_data, int(epochs), batches, progress, transform)
-        checkpoints = _Checkpoints(self, checkpoint, checkpoint_every, fit_info, checkpoint_metadata, stopper)
+        checkpoints = CheckpointWriter(self, checkpoint, checkpoint_every, fit_info, checkpoint_metadata, stopper)
         checkpoints.capture(done, run, history)
         if stopper is not None:
             stopper.start(history, done)
@@ -398,15 +241,15 @@ class NeuralNetwork:
 
     def _train_batches(self, run: _Run, epoch: int, bar: ProgressBar) -> Dict[str, float]:
         """One pass over the training batches: the mean loss and, for a classifier, the accuracy."""
-        score = _Score()
-        buffers = _Buffers(self.model)
+        score = Score()
+        buffers = Buffers(self.model)
         for index, (xb, yb) in enumerate(run.minibatches(), 1):
             output, loss = self._step(xb, yb, buffers, epoch, index)
             score.add(loss * len(xb), self.loss.count_correct(output, yb), len(xb))
             bar.update(samples=len(xb), loss=loss)
         return score.result()
 
-    def _step(self, xb: np.ndarray, yb: np.ndarray, buffers: "_Buffers", epoch: int,
+    def _step(self, xb: np.ndarray, yb: np.ndarray, buffers: "Buffers", epoch: int,
               index: int) -> Tuple[np.ndarray, float]:
         """One optimizer step on a batch, unless the loss or a gradient is not finite: ``(output, loss)``."""
         buffers.keep()  # the forward pass may update them (running statistics) before the loss is known
@@ -417,7 +260,7 @@ class NeuralNetwork:
             raise self._diverged(f"the loss became {loss}", epoch, index)
         self.optimizer.zero_grad()
         self.model.backward(self.loss.backward(), input_grad=False)  # the data needs no gradient
-        if not all(_all_finite(p.grad) for p in self.model.parameters()):
+        if not all(all_finite(p.grad) for p in self.model.parameters()):
             buffers.restore()
             raise self._diverged("a gradient stopped being finite", epoch, index)
         self.optimizer.step()
@@ -450,7 +293,7 @@ class NeuralNetwork:
         X, y = self._check_data(X, y, "X", "y", transform)
         was_training = self.model.training
         self.model.eval()
-        score = _Score()
+        score = Score()
         per_batch = self.loss.reduction == "mean"  # a batch's mean counts once per sample
         try:
             for xb, yb in iterate_minibatches(X, y, batch_size, shuffle=False):
@@ -511,51 +354,3 @@ def _check_fit_options(epochs: Any, resume: Any, checkpoint_every: Any, progress
     if checkpoint_every is not None and not _is_count(checkpoint_every):
         raise ValueError(f"checkpoint_every must be a positive integer or None, got {checkpoint_every!r}")
     check_progress_mode(progress)
-
-
-class _Score:
-    """Running sums of a pass: the summed loss, the correct predictions and the samples."""
-
-    def __init__(self) -> None:
-        self.loss, self.correct, self.count, self.classifier = 0.0, 0, 0, False
-
-    def add(self, loss: float, hits: Optional[int], count: int) -> None:
-        self.loss += loss
-        self.classifier = hits is not None  # the loss says per batch; the last batch decides, as before
-        self.correct += int(hits or 0)
-        self.count += count
-
-    def result(self) -> Dict[str, float]:
-        result = {"loss": self.loss / max(self.count, 1)}
-        if self.classifier:
-            result["accuracy"] = self.correct / max(self.count, 1)
-        return result
-
-
-class _Buffers:
-    """Copies of a model's buffers from before a training step, to put back when the step diverges.
-
-    Buffers are updated in place (``load_state_dict`` writes them so too),
-    so the live arrays are looked up once per epoch and each step costs one
-    ``copyto`` per buffer; a model without buffers pays nothing.
-    """
-
-    def __init__(self, model: Node) -> None:
-        self.pairs = [(np.array(live, copy=True), live) for _, live in model.named_buffers()]
-
-    def keep(self) -> None:
-        for saved, live in self.pairs:
-            np.copyto(saved, live)
-
-    def restore(self) -> None:
-        for saved, live in self.pairs:
-            np.copyto(live, saved)
-
-
-def _all_finite(a: np.ndarray) -> bool:
-    """Whether every entry is finite, summed in float32 at least: a float16 sum overflows on finite entries.
-
-    Any NaN or infinity makes the sum non-finite; a finite float32/float64
-    array can overflow only beyond 3e38 (a real divergence), float16 beyond 65504.
-    """
-    return math.isfinite(float(np.sum(a, dtype=np.result_type(a.dtype, np.float32))))
