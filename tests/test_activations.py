@@ -288,3 +288,85 @@ def test_an_infinite_upstream_gradient_gives_what_torch_gives(torch, dtype):
             a = torch.tensor(x, requires_grad=True)
             theirs(a).backward(torch.full_like(a, upstream))
             np.testing.assert_array_equal(dx, a.grad.numpy(), err_msg=f"{ours!r}, upstream {upstream}")
+
+
+def _ulps(ours, exact):
+    """|ours - exact| in units of float32's last place at ``exact`` (the smallest subnormal at least)."""
+    spacing = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
+    return np.abs(ours.astype(np.float64) - exact) / spacing
+
+
+def test_float32_erf_and_erfc_are_accurate_to_a_few_ulp_on_a_dense_grid():
+    """float32 evaluates one rational function for the tail (not Cody's float64 regions): checked against
+    float64 on 200001 points of [-10, 10], in units in the last place of the float32 result."""
+    x = np.linspace(-10, 10, 200001).astype(np.float32)
+    wide = x.astype(np.float64)
+    with np.errstate(under="ignore"):
+        ours_erf, ours_erfc = erf(x), erfc(x)
+    assert ours_erf.dtype == np.float32 and ours_erfc.dtype == np.float32
+    assert _ulps(ours_erf, np.array([math.erf(v) for v in wide])).max() <= 4
+    assert _ulps(ours_erfc, np.array([math.erfc(v) for v in wide])).max() <= 10
+
+
+def test_float32_gelu_is_accurate_and_agrees_with_torch(torch):
+    """The float32 exact GELU (one rational function in cache-sized blocks) against float64 on a dense grid:
+    a few ulp where the function is well conditioned, and in the negative tail within its conditioning
+    (x Phi(x) has condition number about x^2 there: x^2 ulp is what rounding x itself costs); against torch's float32 to float32 rounding of torch's own formula."""
+    x = np.concatenate([np.linspace(-14, 6, 200001), [0.0, -0.0, 40.0, -40.0, 1e30, -1e30]]).astype(np.float32)
+    wide = x.astype(np.float64)
+    exact = GELU()
+    y64 = exact.forward(wide)
+    d64 = exact.backward(np.ones_like(wide))
+    node = GELU()
+    y = node.forward(x)
+    d = node.backward(np.ones_like(x))
+    assert y.dtype == np.float32 and d.dtype == np.float32
+    allowed = 6 + wide * wide * (wide < 0)
+    assert np.all(_ulps(y, y64) <= allowed)
+    # the derivative crosses zero near x = -0.75 (a sum of two terms of about 0.23): absolute there
+    bound = 2.0 ** -23 + 4 * 2.0 ** -23 * (1 + wide * wide) * np.abs(d64)
+    assert np.all(np.abs(d.astype(np.float64) - d64) <= bound)
+    np.testing.assert_array_equal(np.signbit(y[-6:-4]), [False, True])  # x = +0 and -0
+    tx = torch.tensor(x, requires_grad=True)
+    torch.nn.functional.gelu(tx).backward(torch.ones_like(tx))
+    # torch's float32 computes 1 + erf: absolute errors of float32 rounding times |x|
+    scale = np.maximum(np.abs(wide), 1) * 2.0 ** -22
+    np.testing.assert_allclose(y, torch.nn.functional.gelu(torch.tensor(x)).numpy(),
+                               rtol=8 * 2.0 ** -23, atol=scale.max())
+    np.testing.assert_allclose(d, tx.grad.numpy(), rtol=8 * 2.0 ** -23, atol=4 * 2.0 ** -23)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_float32_agrees_with_torch_float32(torch, rng, name):
+    """Each activation in float32 against torch in float32, forward and backward, to a few float32 roundings."""
+    factory, torch_fn = CASES[name]
+    x = (rng.standard_normal(5000) * 4).astype(np.float32)
+    g = rng.standard_normal(5000).astype(np.float32)
+    tx = torch.tensor(x, requires_grad=True)
+    torch_fn(torch, tx).backward(torch.tensor(g))
+    node = factory()
+    eps = 2.0 ** -23
+    # both GELUs cancel 1 + erf (1 + tanh) for x < 0 in torch's float32: roundings of 1, times |x|
+    atol = 8 * eps * np.maximum(np.abs(x), 1)
+    for ours, theirs in ((node.forward(x), torch_fn(torch, torch.tensor(x)).numpy()), (node.backward(g), tx.grad.numpy())):
+        assert ours.dtype == np.float32
+        assert np.all(np.abs(ours - theirs) <= atol + 16 * eps * np.abs(theirs))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_blocks_give_the_bits_of_one_pass(rng, name):
+    """The activations run their formulas in cache-sized blocks (engine.elementwise.blockwise); blocks of 7
+    elements give the same bits as one block, on a non-contiguous input."""
+    import nn_from_scratch.engine.elementwise as elementwise
+
+    x = (rng.standard_normal((40, 30)) * 6).astype(np.float32).T  # a transposed view
+    g = rng.standard_normal((30, 40)).astype(np.float32)
+    whole, small = CASES[name][0](), CASES[name][0]()
+    y, dx = whole.forward(x), whole.backward(g)
+    original = elementwise.blockwise.__defaults__
+    elementwise.blockwise.__defaults__ = ((), 7)
+    try:
+        np.testing.assert_array_equal(small.forward(x), y)
+        np.testing.assert_array_equal(small.backward(g), dx)
+    finally:
+        elementwise.blockwise.__defaults__ = original

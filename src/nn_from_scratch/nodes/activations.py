@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from ..engine.elementwise import blockwise
 from ..node import Context, ElementwiseNode
 from .float16 import half_in_float32
-from .special import erf, erfc, pick
+from .special import MILLS_CAP32, erf, erfc, mills_ratio32, pick
 
 __all__ = ["ELU", "GELU", "LeakyReLU", "ReLU", "Sigmoid", "Softplus", "Tanh", "erf", "erfc", "sigmoid"]
 
@@ -73,17 +74,30 @@ class LeakyReLU(ElementwiseNode):
         self.negative_slope = _check_real("negative_slope", negative_slope)
 
     def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
-        ctx.positive = x > 0
-        scaled = x * x.dtype.type(self.negative_slope)
-        # x where x > 0, else a x: the larger of the two for a <= 1, the smaller for a > 1 (np.where is far slower)
-        y = np.maximum(x, scaled) if self.negative_slope <= 1 else np.minimum(x, scaled)
+        y, ctx.slope = np.empty(x.shape, x.dtype), np.empty(x.shape, x.dtype)
+        blockwise(self._kernel, (x,), (y, ctx.slope), (np.bool_, x.dtype))
         if self.negative_slope == 0 and not np.isfinite(y).all():  # 0 * Inf = NaN must not replace x = +Inf
-            y = np.where(ctx.positive, x, scaled)
+            y = np.where(x > 0, x, x * x.dtype.type(0))
         return y
 
+    def _kernel(self, x: np.ndarray, y: np.ndarray, slope: np.ndarray, positive: np.ndarray,
+                rest: np.ndarray) -> None:
+        """One block: ``y`` and the slope ``dy/dx`` from one mask ``x > 0``, each without np.where (far slower)."""
+        a = x.dtype.type(self.negative_slope)
+        np.greater(x, 0, out=positive)
+        np.multiply(x, a, out=y)
+        # x where x > 0, else a x: the larger of the two for a <= 1, the smaller for a > 1
+        (np.maximum if self.negative_slope <= 1 else np.minimum)(x, y, out=y)
+        np.copyto(slope, positive)
+        if 0 <= self.negative_slope <= 1:
+            np.maximum(slope, a, out=slope)  # max(1, a) = 1 and max(0, a) = a: the pick in one pass
+        else:  # pick(positive, 1, a) = m + (1 - m) a, exact
+            np.subtract(x.dtype.type(1), slope, out=rest)
+            np.multiply(rest, a, out=rest)
+            np.add(slope, rest, out=slope)
+
     def _derivative(self, ctx: Context) -> np.ndarray:
-        t = ctx.x.dtype.type
-        return pick(ctx.positive, t(1), t(self.negative_slope))  # np.where(x > 0, 1, a), without branches
+        return ctx.slope  # np.where(x > 0, 1, a), made by the forward pass
 
     def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope}"
@@ -109,17 +123,35 @@ class ELU(ElementwiseNode):
         self.alpha = _check_real("alpha", alpha)
 
     def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
-        alpha = x.dtype.type(self.alpha)
-        ctx.positive = ~(x <= 0)  # torch's rule: NaN takes the slope 1
-        zeros = np.zeros_like(x)  # arrays, not a scalar 0: NumPy's maximum and minimum are 3x faster so
-        negative = np.fmin(x, zeros)  # fmin: NaN gives 0, a finite (unused) slope for the pick in _derivative
+        y, ctx.slope = np.empty(x.shape, x.dtype), np.empty(x.shape, x.dtype)
         with np.errstate(under="ignore"):
-            ctx.negative_slope = alpha * np.exp(negative)
-            # max(x, 0) + alpha (e^min(x, 0) - 1): one of the two terms is exactly 0, so no np.where is needed
-            return np.maximum(x, zeros, out=zeros) + alpha * np.expm1(negative)
+            blockwise(self._kernel, (x,), (y, ctx.slope), (x.dtype, x.dtype, np.bool_))
+        return y
+
+    def _kernel(self, x: np.ndarray, y: np.ndarray, slope: np.ndarray, zeros: np.ndarray, negative: np.ndarray,
+                positive: np.ndarray) -> None:
+        """One block: ``y`` and ``dy/dx``, both without np.where."""
+        t = x.dtype.type
+        alpha = t(self.alpha)
+        np.less_equal(x, 0, out=positive)
+        np.logical_not(positive, out=positive)  # torch's rule: NaN takes the slope 1
+        zeros.fill(0)  # arrays, not a scalar 0: NumPy's maximum and minimum are 3x faster so
+        np.fmin(x, zeros, out=negative)  # fmin: NaN gives 0, a finite (unused) slope for the pick
+        # max(x, 0) + alpha (e^min(x, 0) - 1): one of the two terms is exactly 0, so no np.where is needed
+        np.maximum(x, zeros, out=y)
+        np.expm1(negative, out=zeros)
+        np.multiply(zeros, alpha, out=zeros)
+        np.add(y, zeros, out=y)
+        np.exp(negative, out=negative)
+        np.multiply(negative, alpha, out=negative)  # alpha e^x
+        # pick(positive, 1, alpha e^x) = m + (1 - m) alpha e^x, exact
+        np.copyto(slope, positive)
+        np.subtract(t(1), slope, out=zeros)
+        np.multiply(zeros, negative, out=zeros)
+        np.add(slope, zeros, out=slope)
 
     def _derivative(self, ctx: Context) -> np.ndarray:
-        return pick(ctx.positive, ctx.x.dtype.type(1), ctx.negative_slope)  # np.where(x > 0, 1, alpha e^x), no branches
+        return ctx.slope  # np.where(x > 0, 1, alpha e^x), made by the forward pass
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}"
@@ -143,6 +175,9 @@ class Sigmoid(ElementwiseNode):
     def _derivative(self, ctx: Context) -> np.ndarray:
         return ctx.y * (ctx.y.dtype.type(1) - ctx.y)
 
+    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
+        return _times_derivative(_sigmoid_slope, g, ctx.y)  # g * y (1 - y), in cache-sized blocks
+
 
 @half_in_float32
 class Tanh(ElementwiseNode):
@@ -157,6 +192,9 @@ class Tanh(ElementwiseNode):
 
     def _derivative(self, ctx: Context) -> np.ndarray:
         return ctx.y.dtype.type(1) - ctx.y * ctx.y
+
+    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
+        return _times_derivative(_tanh_slope, g, ctx.y)  # g * (1 - y^2), in cache-sized blocks
 
 
 @half_in_float32
@@ -173,6 +211,18 @@ class GELU(ElementwiseNode):
     :math:`\Phi(x)` is evaluated as :math:`\tfrac12\operatorname{erfc}(-x/\sqrt2)`
     with Cody's approximation (see :func:`erfc`), accurate to about
     :math:`10^{-16}` and free of cancellation for negative :math:`x`.
+    float32 (and float16, computed in float32) takes one formula instead,
+    in cache-sized blocks (:func:`~nn_from_scratch.engine.elementwise.blockwise`):
+    with :math:`a = |x|`, the tail :math:`\Phi(-a) = \varphi(a)\,m(a)` (the Mills
+    ratio :math:`m` as one rational function, :func:`~nn_from_scratch.nodes.special.mills_ratio32`),
+    :math:`\Phi(x) = \Phi(-a)` for :math:`x < 0` and :math:`1 - \Phi(-a)`
+    otherwise, picked by a 0/1 mask; the derivative is computed in the same
+    pass and kept, so the backward pass is one product.  Within a few units
+    in the last place of float32 where the function is well conditioned; in
+    the far negative tail (:math:`x < -3`) the error grows with the
+    conditioning of :math:`e^{-x^2/2}` (:math:`\approx x^2/2` ulp, that of
+    rounding :math:`x` itself), where torch's float32 result has no correct
+    digits (it cancels :math:`1 + \operatorname{erf}`).
 
     ``approximate='tanh'``, with :math:`u = \sqrt{2/\pi}\,(x + 0.044715\,x^3)`:
 
@@ -194,6 +244,10 @@ class GELU(ElementwiseNode):
         t = x.dtype.type
         half = t(0.5)
         with np.errstate(over="ignore", under="ignore"):
+            if self.approximate == "none" and x.dtype == np.float32:
+                y, ctx.derivative = np.empty(x.shape, x.dtype), np.empty(x.shape, x.dtype)
+                blockwise(_gelu_float32, (x,), (y, ctx.derivative), (np.float32,) * 4 + (np.bool_,))
+                return y
             if self.approximate == "none":
                 ctx.cdf = half * erfc(-x * t(math.sqrt(0.5)))
                 ctx.pdf = t(1 / math.sqrt(2 * math.pi)) * np.exp(-half * x * x)
@@ -208,7 +262,7 @@ class GELU(ElementwiseNode):
         x = ctx.x
         t = x.dtype.type
         if self.approximate == "none":
-            return ctx.cdf + x * ctx.pdf
+            return ctx.derivative if x.dtype == np.float32 else ctx.cdf + x * ctx.pdf
         th = ctx.tanh_inner
         with np.errstate(over="ignore", under="ignore"):
             return t(0.5) * (t(1) + th) + t(0.5) * x * (t(1) - th * th) * ctx.inner_derivative
@@ -242,22 +296,66 @@ class Softplus(ElementwiseNode):
         self.threshold = _check_real("threshold", threshold)
 
     def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
-        t = x.dtype.type
-        z = x * t(self.beta)
-        ctx.linear = z > t(self.threshold)
-        ctx.z = z
+        y, ctx.slope = np.empty(x.shape, x.dtype), np.empty(x.shape, x.dtype)
         with np.errstate(under="ignore"):
-            soft = (np.maximum(z, t(0)) + np.log1p(np.exp(-np.abs(z)))) / t(self.beta)
-        return np.where(ctx.linear, x, soft)
+            blockwise(self._kernel, (x,), (y, ctx.slope), (x.dtype, x.dtype, np.bool_))
+        return y
+
+    def _kernel(self, x: np.ndarray, y: np.ndarray, slope: np.ndarray, z: np.ndarray, e: np.ndarray,
+                linear: np.ndarray) -> None:
+        """One block: ``y`` and ``dy/dx``; the linear region is copied in where the mask says (mostly nowhere)."""
+        t = x.dtype.type
+        np.multiply(x, t(self.beta), out=z)
+        np.greater(z, t(self.threshold), out=linear)
+        np.abs(z, out=e)
+        np.negative(e, out=e)
+        np.exp(e, out=e)
+        np.log1p(e, out=e)
+        np.maximum(z, t(0), out=y)
+        np.add(y, e, out=y)
+        np.divide(y, t(self.beta), out=y)
+        np.copyto(y, x, where=linear)  # np.where(linear, x, soft)
+        _sigmoid_kernel(z, slope, e, z)  # sigma(z), writing its 0/1 mask over z (read for the last time)
+        np.copyto(slope, t(1), where=linear)
 
     def _derivative(self, ctx: Context) -> np.ndarray:
-        return np.where(ctx.linear, ctx.x.dtype.type(1), sigmoid(ctx.z))
+        return ctx.slope  # np.where(z > threshold, 1, sigma(z)), made by the forward pass
 
     def extra_repr(self) -> str:
         return f"beta={self.beta}, threshold={self.threshold}"
 
 
 # ---------------------------------------------------------------------- helpers
+_F32 = np.float32
+_LOG_INV_SQRT_2PI = _F32(-0.5 * math.log(2 * math.pi))
+
+
+def _gelu_float32(x: np.ndarray, y: np.ndarray, dy: np.ndarray, a: np.ndarray, phi: np.ndarray,
+                  tail: np.ndarray, cdf: np.ndarray, nonnegative: np.ndarray) -> None:
+    r"""The exact GELU of one float32 block: :math:`y = x\Phi(x)` and :math:`dy = \Phi(x) + x\varphi(x)`, 26 passes.
+
+    :math:`a = \min(|x|, 14.5)`, :math:`\varphi(a) = e^{-a^2/2 - \log\sqrt{2\pi}}`,
+    :math:`\Phi(-a) = \varphi(a)\,m(a)`, then :math:`\Phi(x) = \Phi(-a) + [x \ge 0]\,(1 - 2\Phi(-a))`:
+    exact for :math:`x < 0` (it adds a zero) and at :math:`x = \pm 0` (:math:`1 - 2\Phi(0) = 0`).
+    """
+    np.abs(x, out=a)
+    np.minimum(a, _F32(MILLS_CAP32), out=a)  # Phi(-a) underflows beyond; keeps inf out of P/Q (NaN is kept)
+    np.multiply(a, a, out=phi)
+    np.multiply(phi, _F32(-0.5), out=phi)
+    np.add(phi, _LOG_INV_SQRT_2PI, out=phi)
+    np.exp(phi, out=phi)  # phi(x) = phi(a)
+    mills_ratio32(a, tail, cdf)
+    np.multiply(tail, phi, out=tail)  # Phi(-a)
+    np.greater_equal(x, _F32(0), out=nonnegative)  # either way at x = 0, where 1 - 2 Phi(-a) is exactly 0
+    np.multiply(tail, _F32(-2), out=cdf)
+    np.add(cdf, _F32(1), out=cdf)
+    np.multiply(cdf, nonnegative, out=cdf)
+    np.add(cdf, tail, out=cdf)  # Phi(x)
+    np.multiply(x, cdf, out=y)
+    np.multiply(x, phi, out=dy)
+    np.add(dy, cdf, out=dy)
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     r"""Stable logistic function :math:`1/(1 + e^{-x})` via :math:`e^{-|x|}`, which never overflows.
 
@@ -266,11 +364,41 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     which picks the branch without ``np.where`` (whose branches cost it about
     25 times an addition on data with mixed signs) and gives the same bits.
     """
+    x = np.asarray(x)
+    out = np.empty(x.shape, x.dtype)
     with np.errstate(under="ignore"):
-        e = np.exp(-np.abs(x))
-    nonnegative = np.asarray(x >= 0).astype(x.dtype)  # an array even for 0-d x, to write into
-    numerator = np.maximum(e, nonnegative, out=nonnegative)  # 1 where x >= 0, else e (NaN stays NaN)
-    return numerator / (x.dtype.type(1) + e)
+        blockwise(_sigmoid_kernel, (x,), (out,), (x.dtype, x.dtype))
+    return out
+
+
+def _sigmoid_kernel(x: np.ndarray, out: np.ndarray, e: np.ndarray, nonnegative: np.ndarray) -> None:
+    """One block of :func:`sigmoid`; ``nonnegative`` may be ``x`` itself (overwritten after its last read)."""
+    np.abs(x, out=e)
+    np.negative(e, out=e)
+    np.exp(e, out=e)
+    np.greater_equal(x, 0, out=nonnegative, casting="unsafe")  # 1 where x >= 0, else 0 (NaN: 0)
+    np.maximum(e, nonnegative, out=nonnegative)  # 1 where x >= 0, else e (NaN stays NaN)
+    np.add(e, x.dtype.type(1), out=e)
+    np.divide(nonnegative, e, out=out)
+
+
+def _sigmoid_slope(g: np.ndarray, y: np.ndarray, out: np.ndarray, rest: np.ndarray) -> None:
+    np.subtract(y.dtype.type(1), y, out=rest)
+    np.multiply(y, rest, out=rest)
+    np.multiply(g, rest, out=out)
+
+
+def _tanh_slope(g: np.ndarray, y: np.ndarray, out: np.ndarray, rest: np.ndarray) -> None:
+    np.multiply(y, y, out=rest)
+    np.subtract(y.dtype.type(1), rest, out=rest)
+    np.multiply(g, rest, out=out)
+
+
+def _times_derivative(kernel: Any, g: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``g * f'(x)`` from the output ``y``, by ``kernel(g, y, out, scratch)`` in cache-sized blocks."""
+    out = np.empty(y.shape, np.result_type(g, y))
+    blockwise(kernel, (g, y), (out,), (out.dtype,))
+    return out
 
 
 def _check_real(name: str, value: Any) -> float:

@@ -14,6 +14,14 @@ with torch.  float16 is computed in float32 (the rational functions overflow
 float16).  Each region's formula is evaluated on arguments clamped into
 its region and the right one is picked by :func:`pick`, without branches.
 
+float32 needs far fewer digits, so beyond :math:`0.46875` it evaluates one
+formula instead of Cody's two regions and split exponential: the normal
+tail :math:`\Phi(-a) = \varphi(a)\, m(a)` with :math:`\varphi(a) = e^{-a^2/2}/\sqrt{2\pi}`
+and the Mills ratio :math:`m(a)` replaced by one rational function of
+degree 4/5 (:func:`mills_ratio32`, relative error below :math:`6 \cdot 10^{-8}`
+on :math:`[0, 14.5]`, fitted to 30-digit values; :math:`\operatorname{erfc}(u) = 2\Phi(-\sqrt2 u)`).
+The exact GELU's float32 kernel uses it directly.
+
 Reference: W. J. Cody, "Rational Chebyshev approximations for the error
 function", Math. Comp. 23 (1969), 631-637; coefficients of SPECFUN's CALERF
 (netlib.org/specfun/erf).
@@ -27,7 +35,7 @@ import numpy as np
 
 from ..node import as_float_array
 
-__all__ = ["erf", "erfc", "pick"]
+__all__ = ["MILLS_CAP32", "erf", "erfc", "mills_ratio32", "pick"]
 
 
 def pick(mask: np.ndarray, a: Any, b: Any) -> np.ndarray:
@@ -61,6 +69,54 @@ _ERFC_Q = (2.56852019228982242e00, 1.87295284992346047e00, 5.27905102951428412e-
            6.05183413124413191e-2, 2.33520497626869185e-3)
 _ERF_THRESHOLD = 0.46875
 _ONE_OVER_SQRT_PI = 5.6418958354775628695e-1
+
+# m(a) = Phi(-a) / phi(a) ~ P(a) / Q(a), P of degree 4 (lowest first), Q = 1 + a (Q1 of degree 4 ...), fitted for
+# the least largest relative error on [0, 14.5] against 30-digit values (reweighted least squares): 5.9e-9 in
+# float64, 5.3e-8 with the coefficients rounded to float32 (below float32's half unit, 6e-8)
+_MILLS_P = (1.253314144715526, 1.098639364885159, 0.45929999389729903, 0.10185157670441361, 0.01031793124582781)
+_MILLS_Q = (1.6744723682787968, 1.2024992346603327, 0.4694681149169305, 0.10185802411956021, 0.010317811493806114)
+#: Beyond this |x| the normal tail Phi(-|x|) underflows float32 (to 0 past 14.1): arguments are capped here.
+MILLS_CAP32 = 14.5
+_LEAD = _MILLS_Q[-1]  # both divided by Q's leading coefficient: Q monic saves a pass
+_P32 = tuple(np.float32(c / _LEAD) for c in _MILLS_P)
+_Q32 = tuple(np.float32(c / _LEAD) for c in (1.0,) + _MILLS_Q[:-1])
+
+
+def mills_ratio32(a: np.ndarray, out: np.ndarray, scratch: np.ndarray) -> np.ndarray:
+    r"""The Mills ratio :math:`m(a) = \Phi(-a)/\varphi(a)` of float32 ``a`` in :math:`[0, 14.5]`, written into ``out``.
+
+    One rational function :math:`P(a)/Q(a)` of degree 4/5 (17 passes, each
+    ``out=``; ``scratch`` is overwritten), relative error below
+    :math:`6 \cdot 10^{-8}` before the float32 rounding of its evaluation.
+    :math:`m(0) = \sqrt{\pi/2}` and :math:`m(a) \approx 1/a` for large :math:`a`.
+    """
+    p, q = _P32, _Q32
+    num = np.multiply(a, p[4], out=out)
+    for c in p[3:0:-1]:  # over the coefficients, not over elements
+        np.add(num, c, out=num)
+        np.multiply(num, a, out=num)
+    np.add(num, p[0], out=num)
+    den = np.add(a, q[4], out=scratch)
+    for c in q[3::-1]:
+        np.multiply(den, a, out=den)
+        np.add(den, c, out=den)
+    return np.divide(num, den, out=num)
+
+
+def _erfc_positive32(y: np.ndarray) -> np.ndarray:
+    r""":math:`\operatorname{erfc}(y) = \sqrt{2/\pi}\, e^{-y^2} m(\sqrt2 y)` for float32 :math:`y \ge 0` (NaN passes through).
+
+    :math:`e^{-y^2}` is split as in Cody's float64 code, :math:`e^{-s^2} e^{-(y-s)(y+s)}`
+    with :math:`s = \lfloor 16y \rfloor/16` (:math:`s^2` exact): the rounding
+    of :math:`y^2` would otherwise cost up to 80 units in the last place at :math:`y = 9`.
+    """
+    t = np.float32
+    y = np.minimum(y, t(MILLS_CAP32 / math.sqrt(2)), out=np.empty_like(y))  # e^{-y^2} is 0 beyond: no inf in P/Q
+    factor = mills_ratio32(np.multiply(y, t(math.sqrt(2)), out=np.empty_like(y)), np.empty_like(y), np.empty_like(y))
+    s = np.trunc(y * t(16)) / t(16)
+    delta = (y - s) * (y + s)
+    np.multiply(factor, t(math.sqrt(2 / math.pi)), out=factor)
+    return np.exp(-s * s) * np.exp(-delta) * factor
 
 
 def _erf_small(x: np.ndarray) -> np.ndarray:
@@ -106,8 +162,11 @@ def _erfc_positive(y: np.ndarray) -> np.ndarray:
     :math:`e^{-y^2}` is taken as :math:`e^{-s^2} e^{-(y-s)(y+s)}` with
     :math:`s = \lfloor 16 y\rfloor/16`, which keeps the rounding of :math:`y^2`
     out of the exponent.  Arguments so large that :math:`e^{-y^2}` underflows
-    are capped first, so :math:`y^2` never overflows.
+    are capped first, so :math:`y^2` never overflows.  float32 takes the one
+    formula of :func:`_erfc_positive32`.
     """
+    if y.dtype == np.float32:
+        return _erfc_positive32(y)
     t = y.dtype.type
     tiny = np.finfo(y.dtype).tiny
     cap = t(2 * math.sqrt(-math.log(float(tiny))))  # exp(-cap**2) underflows to exactly 0
