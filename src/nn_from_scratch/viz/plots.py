@@ -1,79 +1,15 @@
-r"""Pictures of what the library computes: Jacobians, training curves, images with boxes.
-
-Every function returns a :class:`matplotlib.figure.Figure` built directly
-(no ``pyplot``, so no global state and no window): save it with
-``fig.savefig("out.png")`` or show it in a notebook by leaving it as the last
-expression of a cell.  Works headless.
-
-* :func:`plot_jacobian` -- the Jacobian :math:`\partial y_i/\partial x_j` of a
-  node as a heatmap, blue negative, red positive, white zero: backpropagation
-  made visible (the block diagonal of a row-wise node, the dense block of a
-  ``Linear``, the rank-one correction of a softmax).
-* :func:`plot_history` -- loss and accuracy per epoch, train and validation,
-  from the history :meth:`~nn_from_scratch.NeuralNetwork.fit` returns.
-* :func:`plot_images` -- a grid of images with labels, predictions and
-  bounding boxes (true in green, predicted in red).
-* :func:`plot_confusion_matrix` -- counts of (true, predicted) classes, with
-  each row's share (:func:`confusion_matrix` computes it without matplotlib).
-* :func:`plot_worst_mistakes` -- the wrong predictions made with the highest
-  confidence, with their true and predicted class names
-  (:func:`worst_mistakes` picks them).
-* :func:`available` and :func:`save_figure` -- for scripts that draw only
-  when matplotlib is installed, into the folder named by the
-  ``NN_FROM_SCRATCH_FIGURES`` environment variable (else a new temporary one).
-
-Needs matplotlib, an optional extra: ``pip install matplotlib`` (or ``pip install ".[plot]"`` from a checkout).
-"""
+"""The plots of what the library computes: a node's Jacobian, training curves, a grid of images with boxes."""
 from __future__ import annotations
 
 import math
-import os
-import tempfile
-from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import extras
-from .node import Node, as_float_array
+from ..node import Node, as_float_array
+from .figures import figure_class
 
-__all__ = ["available", "confusion_matrix", "figures_directory", "plot_confusion_matrix", "plot_history", "plot_images",
-           "plot_jacobian", "plot_worst_mistakes", "save_figure", "worst_mistakes"]
-
-def _figure_class(what: str) -> Any:
-    """``matplotlib.figure.Figure``, imported on first use with a clear message when matplotlib is missing."""
-    return extras.require("matplotlib.figure", what).Figure
-
-
-def available() -> bool:
-    """Whether matplotlib is installed, so that the plot functions can run."""
-    return extras.available("matplotlib")
-
-
-_figures: Optional[Path] = None
-
-
-def figures_directory() -> Path:
-    """Where :func:`save_figure` writes: ``$NN_FROM_SCRATCH_FIGURES`` (created if needed), else one new temporary folder per process."""
-    global _figures
-    named = os.environ.get("NN_FROM_SCRATCH_FIGURES")
-    if named:
-        path = Path(named)
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-    if _figures is None:
-        _figures = Path(tempfile.mkdtemp(prefix="nn_from_scratch_figures_"))
-    return _figures
-
-
-def save_figure(figure: Any, name: str, directory: Union[None, str, Path] = None) -> Path:
-    """Save ``figure`` as ``name`` (a PNG for ``.png``) in ``directory`` (default :func:`figures_directory`); return the path."""
-    folder = Path(directory) if directory is not None else figures_directory()
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    figure.savefig(path)
-    return path
-
+__all__ = ["plot_history", "plot_images", "plot_jacobian"]
 
 def _index_labels(shape: Tuple[int, ...], limit: int = 24) -> Optional[list]:
     """Tick labels for the flattened positions of an array of ``shape`` (multi-indices), or None when too many."""
@@ -103,7 +39,7 @@ def plot_jacobian(
     Jacobian is taken with ``jacobian(x)``, which caches nothing.
     Returns the Figure (two axes: the heatmap and its colorbar).
     """
-    Figure = _figure_class("plot_jacobian")
+    Figure = figure_class("plot_jacobian")
     if not isinstance(node, Node):
         raise TypeError(f"plot_jacobian needs a Node, got {type(node).__name__}")
     x = as_float_array(x, "x")
@@ -201,7 +137,7 @@ def plot_history(
     :data:`MIN_RELATIVE_SPAN` of their largest value).  Returns the Figure,
     with one axes per metric.
     """
-    Figure = _figure_class("plot_history")
+    Figure = figure_class("plot_history")
     from matplotlib.ticker import MaxNLocator
     if not isinstance(history, dict):
         raise TypeError(f"history must be a dict of per-epoch lists, got {type(history).__name__}")
@@ -298,7 +234,7 @@ def plot_images(
     for weights such as convolution kernels, where the sign and size matter.
     Returns the Figure, with one axes per image (and one for the colorbar).
     """
-    Figure = _figure_class("plot_images")
+    Figure = figure_class("plot_images")
     from matplotlib.patches import Rectangle
 
     if isinstance(ncols, bool) or not isinstance(ncols, (int, np.integer)) or ncols < 1:
@@ -358,86 +294,3 @@ def plot_images(
                               0.2 * right_share, 0.9 * (top - bottom)))
         fig.colorbar(image, cax=scale)
     return fig
-
-
-def confusion_matrix(y_true: Any, y_pred: Any, classes: int) -> np.ndarray:
-    """``(classes, classes)`` int64 counts: row ``t``, column ``p`` counts the samples of class ``t`` predicted ``p``.
-
-    Raises ``ValueError`` for label arrays of different lengths or labels outside ``0..classes-1``.
-    """
-    true, pred = np.asarray(y_true), np.asarray(y_pred)
-    if true.ndim != 1 or true.shape != pred.shape:
-        raise ValueError(f"y_true and y_pred must be 1-D of the same length, got shapes {true.shape} and {pred.shape}")
-    if isinstance(classes, bool) or not isinstance(classes, (int, np.integer)) or classes < 1:
-        raise ValueError(f"classes must be a positive integer, got {classes!r}")
-    for name, labels in (("y_true", true), ("y_pred", pred)):
-        if labels.size and (not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0 or labels.max() >= classes):
-            raise ValueError(f"{name} must hold integer labels in 0..{classes - 1}")
-    counts = np.bincount(true.astype(np.int64) * classes + pred.astype(np.int64), minlength=classes * classes)
-    return counts.reshape(classes, classes)
-
-
-def plot_confusion_matrix(y_true: Any, y_pred: Any, class_names: Sequence[str], *,
-                          title: Optional[str] = None) -> Any:
-    """The confusion matrix as a heatmap of each true class's shares, with the counts written in the cells.
-
-    Rows are the true classes, columns the predicted ones, both named by
-    ``class_names`` (one per class); the title gives the overall accuracy.
-    """
-    Figure = _figure_class("plot_confusion_matrix")
-    names = [str(name) for name in class_names]
-    counts = confusion_matrix(y_true, y_pred, len(names))
-    totals = counts.sum(axis=1, keepdims=True)
-    shares = counts / np.maximum(totals, 1)
-    size = max(4.0, 0.55 * len(names) + 2.5)
-    fig = Figure(figsize=(size + 1.0, size))
-    ax = fig.add_subplot(1, 1, 1)
-    image = ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
-    ax.set_xticks(range(len(names)))
-    ax.set_xticklabels(names, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(len(names)))
-    ax.set_yticklabels(names, fontsize=8)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    for t in range(len(names)):
-        for q in range(len(names)):
-            if counts[t, q]:
-                ax.text(q, t, str(counts[t, q]), ha="center", va="center", fontsize=7,
-                        color="white" if shares[t, q] > 0.5 else "black")
-    accuracy = float(np.trace(counts)) / max(int(counts.sum()), 1)
-    ax.set_title(f"{title + chr(10) if title else ''}accuracy {accuracy:.4f}", fontsize=9)
-    fig.colorbar(image, ax=ax, label="share of the true class")
-    fig.tight_layout()
-    return fig
-
-
-def worst_mistakes(y_true: Any, probabilities: Any, count: int) -> np.ndarray:
-    """Indices of up to ``count`` wrong predictions, the most confident first (ties: the lower index first)."""
-    true, proba = np.asarray(y_true), np.asarray(probabilities)
-    if proba.ndim != 2 or true.shape != (len(proba),):
-        raise ValueError(f"probabilities must be (N, classes) and y_true (N,), got {proba.shape} and {true.shape}")
-    predicted = proba.argmax(axis=1)
-    wrong = np.flatnonzero(predicted != true)
-    confidence = proba[wrong, predicted[wrong]]
-    order = np.lexsort((wrong, -confidence))  # the last key sorts first
-    return wrong[order[:count]]
-
-
-def plot_worst_mistakes(images: Any, y_true: Any, probabilities: Any, class_names: Sequence[str], *,
-                        count: int = 24, ncols: int = 8, title: Optional[str] = None) -> Optional[Any]:
-    """A grid of the ``count`` most confident mistakes: each image titled with its true and predicted class names.
-
-    ``images`` as for :func:`plot_images` (any numeric dtype: only the chosen
-    images are converted); ``probabilities`` ``(N, classes)``.  Returns None
-    when there is no mistake to show.
-    """
-    chosen = worst_mistakes(y_true, probabilities, count)
-    if len(chosen) == 0:
-        return None
-    names = [str(name) for name in class_names]
-    proba = np.asarray(probabilities)
-    predicted = proba.argmax(axis=1)
-    picked = np.asarray(images)[chosen]
-    true = [f"{names[int(t)]}" for t in np.asarray(y_true)[chosen]]
-    guess = [f"{names[int(p)]} {proba[i, p]:.0%}" for i, p in zip(chosen, predicted[chosen])]
-    return plot_images(picked, labels=np.array(true), predictions=np.array(guess), ncols=ncols, title=title)
