@@ -229,21 +229,27 @@ def test_a_run_at_chance_level_says_so(tmp_path, capsys, lr, direction):
     assert (suggested > float(lr)) == (direction == "too low")
 
 
+@pytest.fixture
+def figures(tmp_path, monkeypatch):
+    """The figures train saves, by file name, kept in memory instead of written."""
+    pytest.importorskip("matplotlib")
+    kept = {}
+
+    def keep(figure, name, folder):
+        kept[name] = figure
+        return tmp_path / name
+
+    monkeypatch.setattr(cli.viz, "save_figure", keep)
+    return kept
+
+
 def test_a_run_that_trains_gives_no_chance_warning(tmp_path, capsys):
     code, stdout, err = run(capsys, "train", "--hidden", "16", "--epochs", "3", "--no-progress",
                             "--out", str(tmp_path / "m.npz"))
     assert code == 0 and accuracy_in(stdout) > 0.5 and "chance" not in err
 
 
-def test_training_curves_name_the_run_and_the_test_split(tmp_path, capsys, monkeypatch):
-    pytest.importorskip("matplotlib")
-    figures = {}
-
-    def keep(figure, name, folder):
-        figures[name] = figure
-        return tmp_path / name
-
-    monkeypatch.setattr(cli.viz, "save_figure", keep)
+def test_training_curves_name_the_run_and_the_test_split(tmp_path, capsys, figures):
     code, _, _ = run(capsys, "train", "--hidden", "8", "--epochs", "1", "--no-progress",
                      "--out", str(tmp_path / "m.npz"))
     assert code == 0
@@ -402,15 +408,7 @@ def test_mnist_without_data_dir_says_there_is_no_debian_package(capsys):
 
 
 def test_an_image_run_holds_out_validation_reports_the_test_split_once_and_saves_pictures(
-        tmp_path, capsys, rng, monkeypatch):
-    pytest.importorskip("matplotlib")
-    figures = {}
-
-    def keep(figure, name, folder):
-        figures[name] = figure
-        return tmp_path / name
-
-    monkeypatch.setattr(cli.viz, "save_figure", keep)
+        tmp_path, capsys, rng, figures):
     folder = write_idx_set(tmp_path, rng)
     out = tmp_path / "m.npz"
     code, stdout, err = run(capsys, "train", "--dataset", "mnist", "--data-dir", str(folder), "--epochs", "3",

@@ -74,14 +74,17 @@ def _positive(kind: type, what: str):
     return parse
 
 
-def _non_negative_float(what: str):
-    def parse(text: str) -> float:
+def _non_negative(kind: type, what: str):
+    """A parser for a number >= 0 of ``kind`` (int or float; a float must be finite too)."""
+    def parse(text: str) -> Any:
         try:
-            value = float(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be a float, got {text!r}") from None
-        if not (np.isfinite(value) and value >= 0):
-            raise argparse.ArgumentTypeError(f"{what} must be a finite number >= 0, got {text!r}")
+            raise argparse.ArgumentTypeError(f"{what} must be a{'n' if kind is int else ''} {kind.__name__}, "
+                                             f"got {text!r}") from None
+        if not (value >= 0 and (kind is int or np.isfinite(value))):
+            shown = ">= 0" if kind is int else "a finite number >= 0"
+            raise argparse.ArgumentTypeError(f"{what} must be {shown}, got {text!r}")
         return value
 
     return parse
@@ -112,20 +115,6 @@ def _sizes(option: str, example: str, none_means_empty: bool):
 
 
 _channel_sizes = _sizes("--channels", "16,32,32", none_means_empty=False)
-
-
-def _count(what: str):
-    """A parser for an integer >= 0."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} must be an int, got {text!r}") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"{what} must be >= 0, got {text!r}")
-        return value
-
-    return parse
 
 
 def _augment_steps(text: str) -> str:
@@ -206,7 +195,7 @@ def add_train_options(train: argparse.ArgumentParser) -> None:
 def add_model_selection_options(parser: argparse.ArgumentParser) -> None:
     """--validation, --early-stopping, --augment, --train-limit and --test-limit (--task classify)."""
     group = parser.add_argument_group("validation, augmentation and data size (--task classify)")
-    group.add_argument("--validation", type=_count("--validation"), default=None, metavar="N",
+    group.add_argument("--validation", type=_non_negative(int, "--validation"), default=None, metavar="N",
                        help=f"hold N random training images out (the same ones whatever --seed) to score every "
                             f"epoch and to choose the weights on; the test split is then scored once, at the end. "
                             f"Default for mnist and fashion-mnist: a twelfth of the training images, at most "
@@ -235,7 +224,7 @@ def add_localize_options(parser: argparse.ArgumentParser) -> None:
                        help=f"training canvases (default {d['train_samples']})")
     group.add_argument("--test-samples", type=_positive(int, "--test-samples"), default=None, metavar="N",
                        help=f"held-out canvases, drawn from the digits' test split (default {d['test_samples']})")
-    group.add_argument("--box-weight", type=_non_negative_float("--box-weight"), default=None,
+    group.add_argument("--box-weight", type=_non_negative(float, "--box-weight"), default=None,
                        help=f"weight of the box term of the loss, the class term having weight 1 "
                             f"(default {d['box_weight']:g})")
     group.add_argument("--box-loss", choices=("smooth_l1", "mse"), default=None,
