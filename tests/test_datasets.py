@@ -489,3 +489,17 @@ def test_a_named_image_dataset_checks_the_image_size_and_the_labels(tmp_path, rn
     X_train, y_train, X_test, y_test = load_image_dataset("mnist", tmp_path)
     assert X_train.shape == (12, 28, 28) and X_train.dtype == np.uint8 and X_test.shape == (6, 28, 28)
     assert y_train.max() == 9 and y_test.dtype == np.int64
+
+
+def test_the_data_page_runs_as_written(tmp_path, monkeypatch, capsys):
+    import re
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parent.parent / "docs" / "data.md"
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S)
+    assert blocks
+    monkeypatch.chdir(tmp_path)
+    namespace = {"__name__": "__data_page__"}
+    for index, block in enumerate(blocks, 1):
+        exec(compile(block, f"docs/data.md block {index}", "exec"), namespace)
+    assert "EarlyStop(best_epoch=" in capsys.readouterr().out
