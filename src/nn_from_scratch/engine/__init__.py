@@ -17,7 +17,11 @@ What runs on the fast paths (engine on, the default):
   arrays reused through a :class:`~.workspace.Workspace`);
 * the softmax family (``SoftMax``, ``LogSoftMax`` and the public softmax
   functions): :mod:`.softmax`, cache-sized blocks of rows on the threads of
-  :mod:`.rowblocks`.
+  :mod:`.rowblocks`;
+* the elementwise activations whose formulas take several NumPy passes
+  (LeakyReLU, ELU, GELU, Softplus, the sigmoid): :mod:`.elementwise`, the formula run over
+  cache-sized blocks of elements with reused scratch (the same bits as one
+  call on the whole arrays).
 
 How many threads the BLAS and the row blocks use is decided in one place,
 :mod:`.threads` (a ceiling set by ``set_num_threads`` or
