@@ -706,3 +706,52 @@ def test_optimizer_temporaries_come_from_the_engine_workspace(monkeypatch, rng, 
     for p, q in zip(params, twins):
         assert p.value.dtype == q.value.dtype
         np.testing.assert_array_equal(p.value, q.value)
+
+
+SGD_CASES = [c for c in CASES if c[0] in (SGD, GradientDescent)]
+
+
+@pytest.mark.parametrize("case", SGD_CASES, ids=_case_id)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_sgd_on_a_parameter_larger_than_a_descent_block_matches_torch_and_its_formula(torch, rng, case, dtype):
+    """The update of a large parameter runs in blocks: the same bits as one unblocked ``value -= lr * step``,
+    whatever the gradient's memory layout, and torch's trajectory."""
+    from nn_from_scratch.optim.sgd import DESCENT_BLOCK
+
+    cls, _, kwargs = case
+    shape = (3, DESCENT_BLOCK // 2 + 7)  # 1.5 blocks and a few more: a last, partial block
+    start = rng.standard_normal(shape).astype(dtype)
+    grads = [rng.standard_normal(shape).astype(dtype) for _ in range(3)]
+    for order in ("C", "F"):
+        p = Parameter(start.copy())
+        opt = cls([p], **kwargs)
+        t = torch.tensor(start.copy(), requires_grad=True)
+        t_opt = torch.optim.SGD([t], **kwargs)
+        expected = start.copy()
+        buf = None
+        lr, mu = kwargs["lr"], kwargs.get("momentum", 0.0)
+        for g in grads:
+            opt.zero_grad()
+            p.grad = np.asarray(g, order=order)
+            opt.step()
+            t.grad = torch.from_numpy(g.copy())
+            t_opt.step()
+            # the formula unblocked, operation by operation as the class documents it
+            d = -g if kwargs.get("maximize") else g
+            if kwargs.get("weight_decay"):
+                d = d + np.asarray(kwargs["weight_decay"] * expected, dtype=dtype) if not kwargs.get("maximize") \
+                    else expected * dtype(kwargs["weight_decay"]) - g
+            if mu:
+                if buf is None:
+                    buf = d.copy()
+                else:
+                    buf = buf * dtype(mu) + (d * dtype(1 - kwargs.get("dampening", 0.0))
+                                             if kwargs.get("dampening") else d)
+                d = d + buf * dtype(mu) if kwargs.get("nesterov") else buf
+            expected = expected - d * dtype(lr)
+        tol = 1e-12 if dtype == np.float64 else 1e-5
+        np.testing.assert_allclose(p.value, t.detach().numpy(), rtol=tol, atol=tol, err_msg=order)
+        np.testing.assert_allclose(p.value, expected, rtol=tol, atol=tol, err_msg=order)
+        if not mu and not kwargs.get("weight_decay") and not kwargs.get("maximize"):
+            assert np.array_equal(p.value, expected), order  # plain SGD: the very same operations
+        assert not np.allclose(p.value, start)

@@ -11,6 +11,37 @@ from .base import Optimizer, _check_bool, _check_float
 __all__ = ["SGD", "GradientDescent"]
 
 
+#: Elements per block of :func:`_descend`: 65536 float32 numbers are 256 KiB, so a block of the step
+#: and of the parameter stays in the L2 cache between the multiplication and the subtraction.
+DESCENT_BLOCK = 1 << 16
+
+
+def _descend(value: np.ndarray, direction: np.ndarray, lr: float, out: np.ndarray) -> None:
+    r"""``value -= lr * direction`` in place, with ``out`` (``value``'s shape, may be ``direction``) as scratch.
+
+    Over blocks of :data:`DESCENT_BLOCK` elements when the arrays are
+    C-contiguous: the scaled step of a block is still in cache when it is
+    subtracted, so the parameter's update streams ``direction`` and
+    ``value`` through memory once, instead of writing and reading back a
+    whole scaled copy (measured on the benchmark's 784-512-256-10 MLP, on a
+    shared 2-core machine: the update of its 535 000 float32 numbers took
+    0.74 of the unblocked time in one run, 0.88 to 0.94 in another; blocks
+    of 8192 were slower than unblocked, 16384 to 65536 faster).  The
+    same two operations on every element, so the same bits as unblocked.
+    """
+    n = value.size
+    if n <= DESCENT_BLOCK or not (value.flags.c_contiguous and direction.flags.c_contiguous and out.flags.c_contiguous):
+        np.multiply(direction, lr, out=out)
+        value -= out
+        return
+    flat_value, flat_direction, flat_out = value.reshape(-1), direction.reshape(-1), out.reshape(-1)
+    for start in range(0, n, DESCENT_BLOCK):
+        stop = min(start + DESCENT_BLOCK, n)
+        step = np.multiply(flat_direction[start:stop], lr, out=flat_out[start:stop])
+        target = flat_value[start:stop]
+        np.subtract(target, step, out=target)
+
+
 # --------------------------------------------------------------------------- #
 # SGD
 # --------------------------------------------------------------------------- #
@@ -100,9 +131,7 @@ class SGD(Optimizer):
                 direction = buf
         else:
             direction = g
-        out = direction if direction is s0 or direction is s1 else s1
-        np.multiply(direction, self.lr, out=out)
-        p.value -= out
+        _descend(p.value, direction, self.lr, direction if direction is s0 or direction is s1 else s1)
 
 
 class GradientDescent(SGD):
