@@ -14,6 +14,20 @@ def parts(rng, *shapes):
     return tuple(rng.standard_normal(s) for s in shapes)
 
 
+def agrees_with_torch(node, xs, torch_function, torch, rng):
+    """``node(*xs)`` and its gradient for each input against ``torch_function`` of the same tensors; returns y."""
+    y = node.forward(*xs)
+    g = rng.standard_normal(y.shape)
+    grads = node.backward(g)
+    ts = [torch.tensor(x, requires_grad=True) for x in xs]
+    torch_function(ts).backward(torch.tensor(g))
+    np.testing.assert_allclose(y, torch_function([t.detach() for t in ts]).numpy(), rtol=1e-10, atol=0)
+    for grad, t, x in zip(grads, ts, xs):
+        assert grad.shape == x.shape
+        np.testing.assert_allclose(grad, t.grad.numpy(), rtol=1e-10, atol=0)
+    return y
+
+
 # ------------------------------------------------------------------ Concat
 @pytest.mark.parametrize("axis, shapes", [
     (0, [(2, 3), (4, 3)]),
@@ -26,16 +40,7 @@ def test_concat_gradcheck_and_torch(axis, shapes, torch, rng):
     xs = parts(rng, *shapes)
     node = Concat(axis=axis, num_inputs=len(xs))
     assert_gradients(node, xs)
-    y = node.forward(*xs)
-    g = rng.standard_normal(y.shape)
-    grads = node.backward(g)
-    ts = [torch.tensor(x, requires_grad=True) for x in xs]
-    ty = torch.cat(ts, dim=axis)
-    ty.backward(torch.tensor(g))
-    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-10, atol=0)
-    for grad, t, x in zip(grads, ts, xs):
-        assert grad.shape == x.shape
-        np.testing.assert_allclose(grad, t.grad.numpy(), rtol=1e-10, atol=0)
+    agrees_with_torch(node, xs, lambda ts: torch.cat(ts, dim=axis), torch, rng)
 
 
 def test_concat_jacobian_blocks_against_finite_differences(rng):
@@ -86,15 +91,7 @@ def test_stack_gradcheck_and_torch(axis, shape, count, torch, rng):
     xs = parts(rng, *[shape] * count)
     node = Stack(axis=axis, num_inputs=count)
     assert_gradients(node, xs)
-    y = node.forward(*xs)
-    g = rng.standard_normal(y.shape)
-    grads = node.backward(g)
-    ts = [torch.tensor(x, requires_grad=True) for x in xs]
-    ty = torch.stack(ts, dim=axis)
-    ty.backward(torch.tensor(g))
-    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-10, atol=0)
-    for grad, t in zip(grads, ts):
-        np.testing.assert_allclose(grad, t.grad.numpy(), rtol=1e-10, atol=0)
+    y = agrees_with_torch(node, xs, lambda ts: torch.stack(ts, dim=axis), torch, rng)
     for block, x in zip(node.jacobian(*xs), xs):
         assert block.shape == y.shape + x.shape
 
