@@ -81,6 +81,59 @@ def test_each_failed_probe_doubles_the_hold_up_to_the_longest():
     assert holds == [20.0, 40.0, 40.0, 40.0]
 
 
+def hold_until_long(guard, t):
+    """Starve ``guard`` through failed probes until its hold has grown to the longest; returns the time."""
+    t = feed(guard, t, 0.5, waited_share=0.5)
+    while guard.hold_s < guard.max_hold_s:
+        t = feed(guard, t, guard.until - t + 0.01, waited_share=0.5)
+        t = feed(guard, t, 0.5, waited_share=0.5)
+    assert guard.state == "held"
+    return t
+
+
+def test_room_on_the_machine_ends_a_long_hold_after_the_base_hold():
+    """After a long busy spell the hold has doubled to minutes; once the other work is gone (the machine's
+    runnable tasks leave room for the ceiling) it ends after the base hold instead."""
+    guard = StarvationGuard(hold_s=10.0, max_hold_s=160.0)
+    t = hold_until_long(guard, 0.0)
+    start = t
+    while guard.state == "held":
+        t += 0.25
+        guard.observe(t, t, 0.5 * start, room=True)  # no waiting on one thread, and the cores are free
+    assert guard.state == "probing" and guard.threads(2) == 2
+    assert 10.0 - 0.26 <= t - start <= 10.26  # the base hold counted from the start of the hold, not 160 s
+    t = feed(guard, t, 0.5, waited_share=0.0)
+    assert guard.state == "full" and guard.hold_s == 10.0
+
+
+@pytest.mark.parametrize("room", [False, None])
+def test_without_room_the_long_hold_runs_its_course(room):
+    guard = StarvationGuard(hold_s=10.0, max_hold_s=160.0)
+    t = hold_until_long(guard, 0.0)
+    until = guard.until
+    while t < until - 0.3:
+        t += 0.25
+        guard.observe(t, t, 0.0, room=room)
+        assert guard.state == "held"
+    assert until - guard.held_since == pytest.approx(160.0)
+
+
+def test_room_is_read_from_the_machines_runnable_tasks(monkeypatch):
+    """``/proc/loadavg``'s fourth field counts the runnable tasks, the reader included: on two cores one
+    other busy task leaves no room for a second thread of ours, none does."""
+    import io
+
+    for running, count, expected in ((2, 2, False), (1, 2, True), (1, 1, True), (3, 4, False), (2, 4, False),
+                                     (1, 4, True)):
+        cores = 2 if count <= 2 else 4
+        text = f"0.50 0.40 0.30 {running}/250 12345\n".encode()
+        monkeypatch.setattr(threads, "_cores", lambda cores=cores: cores)
+        monkeypatch.setattr(threads, "open", lambda *a, text=text, **k: io.BytesIO(text), raising=False)
+        assert threads._room_for(count) is expected, (running, count)
+    monkeypatch.setattr(threads, "open", lambda *a, **k: io.BytesIO(b"garbage"), raising=False)
+    assert threads._room_for(2) is None
+
+
 def test_a_pause_between_steps_is_not_taken_for_starvation():
     """A thread that stops calling for a while (the program does something else) waits for no core and runs no
     CPU; without run-queue figures that would read as starvation."""

@@ -26,8 +26,13 @@ threads, 2.9 s with one).  The policy here:
   machine is starved: both kinds of threads drop to one, for a hold of
   :data:`HOLD_S` seconds, after which one window runs at the ceiling again
   to see whether the machine is free; each failed probe doubles the hold
-  (up to :data:`MAX_HOLD_S`).  ``NN_FROM_SCRATCH_THREAD_GUARD=0`` turns it
-  off.  The guard leaves the BLAS alone when the BLAS's own variable is set.
+  (up to :data:`MAX_HOLD_S`).  While it holds, the guard also reads how many
+  tasks the whole machine has ready to run (Linux's ``/proc/loadavg``): when
+  the cores have room for the ceiling again, the hold ends after
+  :data:`HOLD_S` however long it had grown, so a run goes back to its
+  threads within seconds of the other work ending, not minutes (a busy spell
+  of a benchmark left the next, idle, workloads on one thread for up to
+  160 s before this).  ``NN_FROM_SCRATCH_THREAD_GUARD=0`` turns it off.  The guard leaves the BLAS alone when the BLAS's own variable is set.
 * **Small products on one thread.** :func:`blas_threads_for` says how many
   threads a product of a given size should have (one below
   :data:`SMALL_PRODUCT_FLOPS`, where a second thread costs more than it
@@ -93,7 +98,8 @@ HOLD_S = 10.0
 """Seconds on one thread after starvation is seen, before the ceiling is tried again."""
 
 MAX_HOLD_S = 160.0
-"""The longest hold: a probe that finds the machine still starved doubles the hold up to this."""
+"""The longest hold: a probe that finds the machine still starved doubles the hold up to this (while the
+machine shows no room for the ceiling; see :meth:`StarvationGuard.observe`)."""
 
 SMALL_PRODUCT_FLOPS = 4e6
 """Products of fewer floating-point operations (2 m k n) run on one BLAS thread (measured on 2 cores: a
@@ -156,7 +162,8 @@ class StarvationGuard:
 
     Feed it with :meth:`observe` (``now``: wall-clock seconds, ``cpu``: the
     thread's CPU seconds, ``waited``: its seconds waiting for a core, or None
-    where the kernel does not say), all cumulative; :meth:`threads` gives the
+    where the kernel does not say), all cumulative, and ``room`` (whether the
+    machine's cores have room for the ceiling now, or None where unknown); :meth:`threads` gives the
     count to use under a ceiling.  Pure logic on the numbers it is given, so
     tests can inject them.  States: *full* (the ceiling), *held* (one thread
     until the hold ends), *probing* (the ceiling for one window, to see
@@ -171,6 +178,7 @@ class StarvationGuard:
         self.hold_s = hold_s
         self.state = "full"
         self.until = -math.inf  # end of the hold
+        self.held_since = -math.inf  # start of the hold
         self.starved_windows = 0
         self._start: Optional[Tuple[float, float, Optional[float]]] = None  # (now, cpu, waited) at the window start
         self._last = -math.inf  # wall time of the last observation
@@ -186,12 +194,19 @@ class StarvationGuard:
             return waited > self.waited_share * wall
         return cpu < self.cpu_share * wall
 
-    def observe(self, now: float, cpu: float, waited: Optional[float]) -> None:
-        """Take one reading of the thread's clocks; close the window when it is long enough."""
+    def observe(self, now: float, cpu: float, waited: Optional[float], room: Optional[bool] = None) -> None:
+        """Take one reading of the thread's clocks; close the window when it is long enough.
+
+        ``room`` True while held: the other work has left the cores the
+        ceiling needs, so the hold ends once it has lasted the base hold, even
+        if failed probes had made it longer.
+        """
         reading = (now, cpu, waited)
         paused = now - self._last > self.idle_gap_s
         self._last = now
         if self.state == "held":
+            if room and now - self.held_since >= self.base_hold_s:
+                self.until = min(self.until, now)
             if now < self.until:
                 self._start = reading  # windows on one thread say nothing about the ceiling
                 return
@@ -212,7 +227,7 @@ class StarvationGuard:
             self.starved_windows += 1
             if self.state == "probing":
                 self.hold_s = min(2 * self.hold_s, self.max_hold_s)
-            self.state, self.until = "held", now + self.hold_s
+            self.state, self.until, self.held_since = "held", now + self.hold_s, now
         elif self.state == "probing":
             self.state, self.hold_s = "full", self.base_hold_s
 
@@ -359,12 +374,23 @@ def _waited_seconds() -> Optional[float]:
         return None
 
 
-def observe(now: float, cpu: float, waited: Optional[float]) -> int:
+def _room_for(count: int) -> Optional[bool]:
+    """Whether the cores have room for ``count`` threads of ours now: the machine's runnable tasks (Linux's
+    ``/proc/loadavg``, which counts the calling thread) leave ``count - 1`` cores free; None where unknown."""
+    try:
+        with open("/proc/loadavg", "rb") as loadavg:
+            running = int(loadavg.read().split()[3].split(b"/")[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return _cores() - running >= count - 1
+
+
+def observe(now: float, cpu: float, waited: Optional[float], room: Optional[bool] = None) -> int:
     """Give the guard one reading of a thread's clocks (see :meth:`StarvationGuard.observe`) and put its
     decision in force; returns the thread count now.  :func:`tick` calls it with the real clocks."""
     with _lock:
         top = ceiling()
-        _guard.observe(now, cpu, waited)
+        _guard.observe(now, cpu, waited, room)
         count = _guard.threads(top) if _guard_enabled else top
         if count != active_threads() or _active == 0:
             _update(count)
@@ -377,7 +403,8 @@ def tick() -> None:
         return
     now = time.perf_counter()
     if _guard.due(now):
-        observe(now, time.thread_time(), _waited_seconds())
+        room = _room_for(_ceiling or 1) if _guard.state == "held" else None  # read only while held
+        observe(now, time.thread_time(), _waited_seconds(), room)
 
 
 def blas_threads_for(flops: float) -> int:
