@@ -3,16 +3,19 @@
 Usage::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/run.py [--quick] [--threads 2]
-        [--load K] [--fashion N] [--memory]
+        [--load K] [--fashion N] [--memory] [--products]
 
 ``--load K`` measures the MLP, the LeNet-like CNN and the end-to-end row
 again with K bounded CPU-bound background processes running
-(benchmarks/load.py), next to the idle figures.  ``--fashion N`` (default
+(benchmarks/load.py), next to the idle figures: ours with the thread policy,
+ours on one thread and torch, alternated block by block.  ``--fashion N`` (default
 10000, 0 to skip) is the end-to-end row: one epoch of the command line's
 default CNN on N Fashion-MNIST images (benchmarks/fashion.py), ours with the
 thread policy, ours on one thread, and torch at its threads, alternated.
 ``--memory`` reports the peak memory of a training step, each library in a
-fresh process (benchmarks/memory.py).
+fresh process (benchmarks/memory.py).  ``--products`` times the MLP's and the
+convolution's matrix products alone, NumPy's BLAS against torch's
+(benchmarks/products.py): the share of a gap that is the BLAS's.
 
 Each workload is built in both libraries with the same shapes and the same
 float32 weights; one step of each is checked to compute the same numbers,
@@ -191,25 +194,25 @@ def cross_entropy_workload(torch, rng: np.random.Generator) -> Workload:
 PAUSE_S = 0.2
 
 
-def time_alternately(workload: Workload, rounds: int, block: int, warmup: int) -> Tuple[float, float, float]:
-    """Median seconds per call of ours and torch's, timed in alternating blocks, and the median ratio.
+def block_medians(calls: Dict[str, Callable[[], object]], rounds: int, block: int,
+                  warmup: int) -> Tuple[Dict[str, List[float]], Dict[str, List[float]]]:
+    """Every call's seconds, and the median of each of its blocks, timed in alternating blocks.
 
-    Each round runs a block of calls of one library, then of the other.  The
+    Each round runs a block of calls of each entry of ``calls`` in turn.  The
     first ``warmup`` calls of every block are not timed: both libraries keep
     their worker threads spinning for a while after a parallel region, and
     those threads would otherwise steal the cores from the first calls of
     the other library (timing single calls in strict alternation made both
-    libraries look two to three times slower than they are).  The ratio is
-    the median over rounds of the two blocks' medians: blocks next to each
-    other in time see the same state of a shared machine, so slow spells
-    cancel out of it (on a virtual machine whose speed drifts by a third
-    from minute to minute, the ratio of the overall medians did not).
+    libraries look two to three times slower than they are).  Blocks next to
+    each other in time see the same state of a shared machine, so a ratio of
+    two entries' block medians in one round has the machine's slow spells
+    cancelled out of it (on a virtual machine whose speed drifts by a third
+    from minute to minute, the ratio of overall medians did not).
     """
-    times: Dict[str, List[float]] = {"ours": [], "torch": []}
-    ratios: List[float] = []
+    times: Dict[str, List[float]] = {name: [] for name in calls}
+    medians: Dict[str, List[float]] = {name: [] for name in calls}
     for _ in range(rounds):
-        medians = {}
-        for name, call in (("ours", workload.ours), ("torch", workload.torch)):
+        for name, call in calls.items():
             time.sleep(PAUSE_S)  # let the other library's worker threads stop spinning and sleep
             for _ in range(warmup):
                 call()
@@ -219,9 +222,20 @@ def time_alternately(workload: Workload, rounds: int, block: int, warmup: int) -
                 call()
                 samples.append(time.perf_counter() - start)
             times[name] += samples
-            medians[name] = statistics.median(samples)
-        ratios.append(medians["ours"] / medians["torch"])
-    return statistics.median(times["ours"]), statistics.median(times["torch"]), statistics.median(ratios)
+            medians[name].append(statistics.median(samples))
+    return times, medians
+
+
+def round_ratio(medians: Dict[str, List[float]], numerator: str, denominator: str) -> float:
+    """The median over rounds of ``numerator``'s block median over ``denominator``'s, from :func:`block_medians`."""
+    return statistics.median(a / b for a, b in zip(medians[numerator], medians[denominator]))
+
+
+def time_alternately(workload: Workload, rounds: int, block: int, warmup: int) -> Tuple[float, float, float]:
+    """Median seconds per call of ours and torch's, timed in alternating blocks, and the median ratio of
+    neighbouring blocks (see :func:`block_medians`)."""
+    times, medians = block_medians({"ours": workload.ours, "torch": workload.torch}, rounds, block, warmup)
+    return statistics.median(times["ours"]), statistics.median(times["torch"]), round_ratio(medians, "ours", "torch")
 
 
 def gemm_gflops(repeats: int) -> float:
@@ -234,6 +248,18 @@ def gemm_gflops(repeats: int) -> float:
         a @ a
         times.append(time.perf_counter() - start)
     return 2 * 2048**3 / statistics.median(times) / 1e9
+
+
+def cpu_description() -> str:
+    """The processor's model name (Linux's /proc/cpuinfo), else what the platform module knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def blas_description() -> str:
@@ -256,6 +282,8 @@ def main(argv=None) -> int:
     parser.add_argument("--fashion", type=int, default=10000, metavar="N",
                         help="Fashion-MNIST training images of the end-to-end row (0: skip it)")
     parser.add_argument("--memory", action="store_true", help="peak memory of a training step, per library")
+    parser.add_argument("--products", action="store_true",
+                        help="the workloads' matrix products alone, NumPy's BLAS against torch's")
     parser.add_argument("--only-load", action="store_true", help="skip the idle table (the load figures only)")
     args = parser.parse_args(argv)
     try:
@@ -280,7 +308,7 @@ def main(argv=None) -> int:
     ]
     peak = gemm_gflops(repeats)
     variables = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; numpy {np.__version__}, "
+    print(f"machine: {cpu_description()}, {os.cpu_count()} cores; numpy {np.__version__}, "
           f"torch {torch.__version__} ({args.threads} threads)")
     print(f"BLAS: {blas_description()}; OpenBLAS variables: {variables or 'unset'}")
     print(f"malloc keeps freed memory for both libraries: {'yes' if kept else 'no (not glibc)'}")
@@ -306,12 +334,15 @@ def main(argv=None) -> int:
         for build in builders[:4]:
             workload = build()
             _, _, idle_ratio = time_alternately(workload, rounds, block, warmup)
-            with BackgroundLoad(args.load):
-                ours, theirs, ratio = time_alternately(workload, rounds, block, warmup)
-                single = single_threaded(workload)
-                one, _, _ = time_alternately(single, rounds, block, warmup)
-            print(f"{workload.name:<44} {idle_ratio:>9.2f} {ratio:>9.2f} {ours / one:>8.2f} "
-                  f"{ours * 1e3:>9.2f} {theirs * 1e3:>9.2f}")
+            calls = {"ours": workload.ours, "one": single_threaded(workload).ours, "torch": workload.torch}
+            with BackgroundLoad(args.load):  # all three alternated, so each ratio is of neighbouring blocks
+                times, medians = block_medians(calls, rounds, block, warmup)
+            ours, theirs = statistics.median(times["ours"]), statistics.median(times["torch"])
+            print(f"{workload.name:<44} {idle_ratio:>9.2f} {round_ratio(medians, 'ours', 'torch'):>9.2f} "
+                  f"{round_ratio(medians, 'ours', 'one'):>8.2f} {ours * 1e3:>9.2f} {theirs * 1e3:>9.2f}")
+    if args.products:
+        from products import report_products
+        report_products(torch, rounds, block, warmup)
     if args.fashion:
         fashion_row(torch, args.fashion, args.load, 1 if args.quick else 2)
     if args.memory:

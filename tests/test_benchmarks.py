@@ -1,0 +1,56 @@
+"""The benchmark's own logic (benchmarks/run.py, benchmarks/products.py): what it alternates, what it divides,
+and that the products it times are the workloads' products.  Nothing here is timed against a limit."""
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+
+import products  # noqa: E402
+import run  # noqa: E402
+
+
+def test_block_medians_alternates_blocks_and_leaves_the_warmup_untimed(monkeypatch):
+    monkeypatch.setattr(run, "PAUSE_S", 0.0)
+    calls = []
+    entries = {name: (lambda name=name: calls.append(name)) for name in ("ours", "one", "torch")}
+    times, medians = run.block_medians(entries, rounds=3, block=4, warmup=2)
+    assert calls == (["ours"] * 6 + ["one"] * 6 + ["torch"] * 6) * 3  # each block: 2 untimed, then 4 timed
+    assert all(len(times[name]) == 12 and len(medians[name]) == 3 for name in entries)
+
+
+def test_round_ratio_is_the_median_of_the_ratios_of_neighbouring_blocks():
+    medians = {"ours": [2.0, 30.0, 1.0], "torch": [1.0, 10.0, 1.0]}  # a slow spell in round two cancels out
+    assert run.round_ratio(medians, "ours", "torch") == 2.0
+    assert run.round_ratio(medians, "torch", "ours") == 0.5
+
+
+@pytest.mark.parametrize("batch", [32, 128, 1024])
+def test_the_mlp_products_are_the_steps_products(batch):
+    """Eight products whose work is what the MLP workload counts, each of compatible shapes."""
+    listed = products.mlp_products(batch)
+    assert len(listed) == 8
+    macs = 784 * 512 + 512 * 256 + 256 * 10
+    assert products._flops(listed) == (6.0 * macs - 2.0 * 784 * 512) * batch
+    for _, a, b, transpose_a, transpose_b in listed:
+        inner_a = a[0] if transpose_a else a[1]
+        inner_b = b[1] if transpose_b else b[0]
+        assert inner_a == inner_b
+
+
+def test_the_convolution_products_match_the_engine_block(torch):
+    """The three products of one block give the forward, weight and column gradients' shapes, and both
+    libraries compute the same numbers from the same operands."""
+    listed = products.convolution_products(100)
+    rng = np.random.default_rng(0)
+    shapes = []
+    for _, a, b, transpose_a, transpose_b in listed:
+        na, nb, ta, tb = products._operands(torch, a, b, transpose_a, transpose_b, rng)
+        ours = np.matmul(na, nb)
+        np.testing.assert_allclose(ours, torch.matmul(ta, tb).numpy(), rtol=1e-4, atol=1e-4)
+        shapes.append(ours.shape)
+    assert shapes == [(32, 100), (145, 32), (144, 100)]
