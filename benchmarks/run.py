@@ -198,7 +198,9 @@ def block_medians(calls: Dict[str, Callable[[], object]], rounds: int, block: in
                   warmup: int) -> Tuple[Dict[str, List[float]], Dict[str, List[float]]]:
     """Every call's seconds, and the median of each of its blocks, timed in alternating blocks.
 
-    Each round runs a block of calls of each entry of ``calls`` in turn.  The
+    Each round runs a block of calls of each entry of ``calls`` in turn, the
+    order rotated by one each round, so that no entry always follows the
+    same other one (whose worker threads may still be winding down).  The
     first ``warmup`` calls of every block are not timed: both libraries keep
     their worker threads spinning for a while after a parallel region, and
     those threads would otherwise steal the cores from the first calls of
@@ -211,8 +213,10 @@ def block_medians(calls: Dict[str, Callable[[], object]], rounds: int, block: in
     """
     times: Dict[str, List[float]] = {name: [] for name in calls}
     medians: Dict[str, List[float]] = {name: [] for name in calls}
-    for _ in range(rounds):
-        for name, call in calls.items():
+    entries = list(calls.items())
+    for index in range(rounds):
+        shift = index % len(entries)
+        for name, call in entries[shift:] + entries[:shift]:
             time.sleep(PAUSE_S)  # let the other library's worker threads stop spinning and sleep
             for _ in range(warmup):
                 call()
@@ -404,8 +408,9 @@ def fashion_row(torch, samples: int, load: int, rounds: int) -> None:
         times: Dict[str, List[float]] = {"ours": [], "one": [], "torch": []}
         accuracy: Dict[str, float] = {}
         with BackgroundLoad(k):
-            for _ in range(rounds):
-                for name, run in (("ours", runs["ours"]), ("one", ours_one), ("torch", runs["torch"])):
+            entries = [("ours", runs["ours"]), ("one", ours_one), ("torch", runs["torch"])]
+            for index in range(rounds):  # the order rotated each round, as in block_medians
+                for name, run in entries[index % 3:] + entries[:index % 3]:
                     time.sleep(PAUSE_S)
                     seconds, accuracy[name] = run()
                     times[name].append(seconds)

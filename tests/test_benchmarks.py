@@ -14,13 +14,14 @@ import products  # noqa: E402
 import run  # noqa: E402
 
 
-def test_block_medians_alternates_blocks_and_leaves_the_warmup_untimed(monkeypatch):
+def test_block_medians_alternates_blocks_in_rotated_order_and_leaves_the_warmup_untimed(monkeypatch):
     monkeypatch.setattr(run, "PAUSE_S", 0.0)
     calls = []
     entries = {name: (lambda name=name: calls.append(name)) for name in ("ours", "one", "torch")}
-    times, medians = run.block_medians(entries, rounds=3, block=4, warmup=2)
-    assert calls == (["ours"] * 6 + ["one"] * 6 + ["torch"] * 6) * 3  # each block: 2 untimed, then 4 timed
-    assert all(len(times[name]) == 12 and len(medians[name]) == 3 for name in entries)
+    times, medians = run.block_medians(entries, rounds=4, block=4, warmup=2)
+    orders = [["ours", "one", "torch"], ["one", "torch", "ours"], ["torch", "ours", "one"], ["ours", "one", "torch"]]
+    assert calls == [name for order in orders for name in order for _ in range(6)]  # a block: 2 untimed, 4 timed
+    assert all(len(times[name]) == 16 and len(medians[name]) == 4 for name in entries)
 
 
 def test_round_ratio_is_the_median_of_the_ratios_of_neighbouring_blocks():

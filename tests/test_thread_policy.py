@@ -106,16 +106,34 @@ def test_room_on_the_machine_ends_a_long_hold_after_the_base_hold():
     assert guard.state == "full" and guard.hold_s == 10.0
 
 
-@pytest.mark.parametrize("room", [False, None])
-def test_without_room_the_long_hold_runs_its_course(room):
+def test_without_room_figures_the_long_hold_runs_its_course_then_probes():
     guard = StarvationGuard(hold_s=10.0, max_hold_s=160.0)
     t = hold_until_long(guard, 0.0)
     until = guard.until
+    assert until - guard.held_since == pytest.approx(160.0)
     while t < until - 0.3:
         t += 0.25
-        guard.observe(t, t, 0.0, room=room)
+        guard.observe(t, t, 0.0, room=None)
         assert guard.state == "held"
-    assert until - guard.held_since == pytest.approx(160.0)
+    feed(guard, t, 1.0, waited_share=0.0)  # the hold ends, and a window at the ceiling finds no waiting
+    assert guard.state == "full"  # the probe found the machine free
+
+
+def test_a_machine_still_without_room_renews_the_hold_without_a_probe():
+    """A probe costs a window at the ceiling on a busy machine; while the cores are visibly taken, a hold that
+    ends is renewed instead."""
+    guard = StarvationGuard(hold_s=10.0)
+    t = feed(guard, 0.0, 0.5, waited_share=0.5)
+    assert guard.state == "held"
+    for _ in range(400):  # 100 s of readings on one thread, the other work still running
+        t += 0.25
+        guard.observe(t, t, 0.0, room=False)
+        assert guard.state == "held" and guard.threads(2) == 1
+    assert guard.hold_s == 10.0  # renewals are not failed probes: the hold did not grow
+    while guard.state == "held":
+        t += 0.25
+        guard.observe(t, t, 0.0, room=True)  # the other work ends
+    assert guard.state == "probing"
 
 
 def test_room_is_read_from_the_machines_runnable_tasks(monkeypatch):

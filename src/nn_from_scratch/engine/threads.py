@@ -32,7 +32,8 @@ threads, 2.9 s with one).  The policy here:
   :data:`HOLD_S` however long it had grown, so a run goes back to its
   threads within seconds of the other work ending, not minutes (a busy spell
   of a benchmark left the next, idle, workloads on one thread for up to
-  160 s before this).  ``NN_FROM_SCRATCH_THREAD_GUARD=0`` turns it off.  The guard leaves the BLAS alone when the BLAS's own variable is set.
+  160 s before this); while they are still taken, a hold that ends is
+  renewed without a probe.  ``NN_FROM_SCRATCH_THREAD_GUARD=0`` turns it off.  The guard leaves the BLAS alone when the BLAS's own variable is set.
 * **Small products on one thread.** :func:`blas_threads_for` says how many
   threads a product of a given size should have (one below
   :data:`SMALL_PRODUCT_FLOPS`, where a second thread costs more than it
@@ -197,9 +198,12 @@ class StarvationGuard:
     def observe(self, now: float, cpu: float, waited: Optional[float], room: Optional[bool] = None) -> None:
         """Take one reading of the thread's clocks; close the window when it is long enough.
 
-        ``room`` True while held: the other work has left the cores the
+        ``room`` while held: True, the other work has left the cores the
         ceiling needs, so the hold ends once it has lasted the base hold, even
-        if failed probes had made it longer.
+        if failed probes had made it longer; False, they are still taken, so a
+        hold that ends is renewed without a probe (a probe costs a window at
+        the ceiling on a busy machine, two to three times slower); None, not
+        known: the probe decides.
         """
         reading = (now, cpu, waited)
         paused = now - self._last > self.idle_gap_s
@@ -207,6 +211,8 @@ class StarvationGuard:
         if self.state == "held":
             if room and now - self.held_since >= self.base_hold_s:
                 self.until = min(self.until, now)
+            elif room is False and now >= self.until:
+                self.until = now + self.hold_s  # the other work is still there: no probe, hold on
             if now < self.until:
                 self._start = reading  # windows on one thread say nothing about the ceiling
                 return
