@@ -328,6 +328,8 @@ def main(argv=None) -> int:
         print(f"{workload.name:<44} {ours * 1e3:>9.2f} {theirs * 1e3:>9.2f} {ratio:>10.2f} "
               f"{workload.samples / ours:>11.0f} {share:>10}")
         results[workload.name] = ratio
+    if not args.only_load:
+        print(guard_line())
     if args.products:
         from products import report_products
         report_products(torch, rounds, block, warmup)
@@ -354,6 +356,16 @@ def main(argv=None) -> int:
         from memory import report_memory
         report_memory()
     return 0
+
+
+def guard_line() -> str:
+    """What the starvation guard did so far: how often it found the machine starved, and its state now."""
+    from nn_from_scratch.engine import threads
+
+    if not threads.guard_enabled():
+        return "starvation guard: off"
+    guard = threads.guard()
+    return f"starvation guard: {guard.starved_windows} starved window(s) so far, {guard.state} now"
 
 
 def fresh_guard() -> None:

@@ -136,20 +136,85 @@ def test_a_machine_still_without_room_renews_the_hold_without_a_probe():
     assert guard.state == "probing"
 
 
-def test_room_is_read_from_the_machines_runnable_tasks(monkeypatch):
-    """``/proc/loadavg``'s fourth field counts the runnable tasks, the reader included: on two cores one
-    other busy task leaves no room for a second thread of ours, none does."""
+def test_waits_with_room_on_the_machine_are_our_own_threads_not_starvation():
+    """Two thread pools in one process (torch's beside the BLAS's) wait for each other on an idle machine: a
+    window whose waits are high but whose machine has room for the ceiling is not starved."""
+    verdicts = {}
+    for room in (True, False, None):
+        guard = StarvationGuard()
+        t = 0.0
+        for _ in range(100):
+            t += 0.01
+            guard.observe(t, t, 0.5 * t, room=room)
+        verdicts[room] = guard.state
+    assert verdicts == {True: "full", False: "held", None: "held"}
+
+
+def test_room_counts_the_other_processes_runnable_tasks(monkeypatch):
+    """``/proc/loadavg``'s fourth field counts every runnable task, this process's threads included: what is
+    left beside them must leave the ceiling's cores free."""
     import io
 
-    for running, count, expected in ((2, 2, False), (1, 2, True), (1, 1, True), (3, 4, False), (2, 4, False),
-                                     (1, 4, True)):
-        cores = 2 if count <= 2 else 4
+    for running, ours, cores, count, expected in ((2, 1, 2, 2, False), (1, 1, 2, 2, True), (3, 2, 2, 2, False),
+                                                  (2, 2, 2, 2, True), (3, 1, 4, 4, False), (2, 1, 4, 3, True),
+                                                  (5, 1, 4, 1, False)):
         text = f"0.50 0.40 0.30 {running}/250 12345\n".encode()
         monkeypatch.setattr(threads, "_cores", lambda cores=cores: cores)
         monkeypatch.setattr(threads, "open", lambda *a, text=text, **k: io.BytesIO(text), raising=False)
-        assert threads._room_for(count) is expected, (running, count)
+        elsewhere = threads._runnable_elsewhere(ours)
+        assert elsewhere == running - ours
+        assert threads._room_for(count, elsewhere) is expected, (running, ours, cores, count)
+    assert threads._room_for(2, None) is None and threads._runnable_elsewhere(None) is None
     monkeypatch.setattr(threads, "open", lambda *a, **k: io.BytesIO(b"garbage"), raising=False)
-    assert threads._room_for(2) is None
+    assert threads._runnable_elsewhere(1) is None
+
+
+def test_the_waits_of_every_thread_of_the_process_are_summed(monkeypatch):
+    """A BLAS worker may be the thread that waits while the caller spins for it: the guard sums the waits of
+    all the process's threads (Linux's schedstat, nanoseconds in the second field), a thread that appears
+    counting from its start and one that ends taking nothing away; the runnable ones (state R) are counted."""
+    import io
+
+    readings = iter([
+        {"100": (5_000_000_000, "R"), "101": (1_000_000_000, "S")},  # the first reading sets the start
+        {"100": (5_100_000_000, "R"), "101": (1_400_000_000, "R")},  # +0.1 s and +0.4 s
+        {"100": (5_200_000_000, "R"), "102": (300_000_000, "S")},  # 101 ended; 102 is new: +0.1 s, +0.3 s
+    ])
+    current = {}
+
+    def listdir(path):
+        assert path == "/proc/self/task"
+        current.clear()
+        current.update(next(readings))
+        return list(current)
+
+    def fake_open(path, mode="r"):
+        task, name = path.split("/")[4], path.split("/")[5]
+        waited, state = current[task]
+        if name == "schedstat":
+            return io.BytesIO(f"123 {waited} 7\n".encode())
+        return io.BytesIO(f"{task} (py (odd) name) {state} 1 2 3\n".encode())  # a name may hold ") "
+
+    monkeypatch.setattr(threads.os, "listdir", listdir)
+    monkeypatch.setattr(threads, "open", fake_open, raising=False)
+    process = threads._ProcessThreads()
+    first, runnable = process.read()
+    assert runnable == 1
+    waited, runnable = process.read()
+    assert waited - first == pytest.approx(0.5) and runnable == 2
+    waited, runnable = process.read()
+    assert waited - first == pytest.approx(0.9) and runnable == 1
+
+
+def test_the_process_threads_are_read_from_this_machines_kernel():
+    waited, runnable = threads._ProcessThreads().read()
+    if not os.path.exists("/proc/self/task"):
+        assert waited is None and runnable is None
+    else:
+        assert waited is not None and waited >= 0
+        assert runnable >= 1  # the reading thread itself is running
+        again, _ = threads._process_threads.read()
+        assert threads._process_threads.read()[0] >= again  # cumulative
 
 
 def test_a_pause_between_steps_is_not_taken_for_starvation():

@@ -20,20 +20,23 @@ threads, 2.9 s with one).  The policy here:
 * **A starvation guard** (:class:`StarvationGuard`).  Every training step
   passes through :func:`tick` (the optimizers' and Conv2d's scratch memory,
   the row blocks).  About every :data:`WINDOW_S` seconds it reads how long
-  the calling thread waited for a core (Linux's ``/proc/thread-self/schedstat``;
-  elsewhere, how much less CPU time than wall time it got).  When the
-  thread waited for a core more than :data:`WAITED_SHARE` of the time, the
-  machine is starved: both kinds of threads drop to one, for a hold of
+  the process's threads waited for a core, all of them summed (Linux's
+  ``/proc/self/task/*/schedstat``; elsewhere, how much less CPU time than
+  wall time the calling thread got), and how many tasks of other processes
+  are ready to run (``/proc/loadavg`` less this process's runnable threads).
+  When the threads waited for a core more than :data:`WAITED_SHARE` of the
+  time and the other tasks leave too few cores for the ceiling, the machine
+  is starved: both kinds of threads drop to one, for a hold of
   :data:`HOLD_S` seconds, after which one window runs at the ceiling again
   to see whether the machine is free; each failed probe doubles the hold
-  (up to :data:`MAX_HOLD_S`).  While it holds, the guard also reads how many
-  tasks the whole machine has ready to run (Linux's ``/proc/loadavg``): when
-  the cores have room for the ceiling again, the hold ends after
-  :data:`HOLD_S` however long it had grown, so a run goes back to its
-  threads within seconds of the other work ending, not minutes (a busy spell
-  of a benchmark left the next, idle, workloads on one thread for up to
-  160 s before this); while they are still taken, a hold that ends is
-  renewed without a probe.  ``NN_FROM_SCRATCH_THREAD_GUARD=0`` turns it off.  The guard leaves the BLAS alone when the BLAS's own variable is set.
+  (up to :data:`MAX_HOLD_S`).  While it holds: once the other tasks leave
+  room for the ceiling, the hold ends after :data:`HOLD_S` however long it
+  had grown, so a run goes back to its threads within seconds of the other
+  work ending, not minutes (a benchmark's busy spell left its next, idle,
+  workloads on one thread for up to 160 s before this); while they do not,
+  a hold that ends is renewed without a probe.
+  ``NN_FROM_SCRATCH_THREAD_GUARD=0`` turns it off.  The guard leaves the
+  BLAS alone when the BLAS's own variable is set.
 * **Small products on one thread.** :func:`blas_threads_for` says how many
   threads a product of a given size should have (one below
   :data:`SMALL_PRODUCT_FLOPS`, where a second thread costs more than it
@@ -62,7 +65,7 @@ import math
 import os
 import threading
 import time
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy  # noqa: F401  (loads the BLAS, so that threadpoolctl finds it)
 
@@ -89,8 +92,8 @@ IDLE_GAP_S = 1.0
 """A gap longer than this between two ticks is a pause (the program did other things), not a measurement."""
 
 WAITED_SHARE = 0.15
-"""A thread that waited for a core more than this share of a window is starved (idle machine: under 0.02;
-three runnable threads on two cores: about a third)."""
+"""The process is starved when its threads, summed, waited for a core more than this share of a window
+(measured on 2 cores: under 0.01 idle; two threads of ours and one other busy process, 0.66 to 0.75)."""
 
 CPU_SHARE = 0.75
 """Without the kernel's run-queue figures: a thread that got less CPU time than this share of a window is starved."""
@@ -198,12 +201,15 @@ class StarvationGuard:
     def observe(self, now: float, cpu: float, waited: Optional[float], room: Optional[bool] = None) -> None:
         """Take one reading of the thread's clocks; close the window when it is long enough.
 
-        ``room`` while held: True, the other work has left the cores the
-        ceiling needs, so the hold ends once it has lasted the base hold, even
-        if failed probes had made it longer; False, they are still taken, so a
-        hold that ends is renewed without a probe (a probe costs a window at
-        the ceiling on a busy machine, two to three times slower); None, not
-        known: the probe decides.
+        ``room``: whether the machine's other runnable tasks leave the cores
+        the ceiling needs (None: not known).  At the ceiling, a window with
+        room is never starved: the waits were our own threads' (two thread
+        pools in one process, such as torch's beside the BLAS's, wait for
+        each other on an idle machine).  While held: with room, the hold ends
+        once it has lasted the base hold, even if failed probes had made it
+        longer; without, a hold that ends is renewed without a probe (a
+        probe costs a window at the ceiling on a busy machine, two to three
+        times slower); not known, the probe decides.
         """
         reading = (now, cpu, waited)
         paused = now - self._last > self.idle_gap_s
@@ -227,7 +233,7 @@ class StarvationGuard:
         if wall < self.window_s:
             return
         waited_s = None if waited is None or start_waited is None else waited - start_waited
-        verdict = self.starved(wall, cpu - start_cpu, waited_s)
+        verdict = self.starved(wall, cpu - start_cpu, waited_s) and room is not True
         self._start = reading
         if verdict:
             self.starved_windows += 1
@@ -371,24 +377,71 @@ def set_guard(enabled: bool) -> None:
             _update(top)
 
 
-def _waited_seconds() -> Optional[float]:
-    """Seconds the calling thread has waited for a core (Linux's schedstat), or None where it cannot be read."""
-    try:
-        with open("/proc/thread-self/schedstat", "rb") as stat:
-            return int(stat.read().split()[1]) / 1e9
-    except (OSError, ValueError, IndexError):
+class _ProcessThreads:
+    """This process's threads, read from Linux's ``/proc/self/task``: their waits for a core, summed and
+    cumulative, and how many of them are runnable now.
+
+    Every thread's wait counts, not only the caller's: on a busy machine it
+    may be a BLAS worker that waits while the caller spins for it (measured
+    on 2 cores with one other busy process: the process's threads waited 0.66
+    to 0.75 of the wall time, the calling thread only 0.27 to 0.34).  Each
+    reading adds what every thread has waited since the last one; a thread
+    that appeared since counts from its start, one that ended takes nothing
+    away.
+    """
+
+    def __init__(self) -> None:
+        self.last: Dict[str, int] = {}
+        self.total = 0.0
+
+    def read(self) -> Tuple[Optional[float], Optional[int]]:
+        """(seconds waited so far, summed over the threads; threads runnable now), None where unknown."""
+        try:
+            tasks = os.listdir("/proc/self/task")
+        except OSError:
+            return None, None
+        seen: Dict[str, int] = {}
+        runnable = 0
+        for task in tasks:
+            try:
+                with open(f"/proc/self/task/{task}/schedstat", "rb") as stat:
+                    seen[task] = int(stat.read().split()[1])
+                with open(f"/proc/self/task/{task}/stat", "rb") as stat:
+                    runnable += stat.read().rsplit(b")", 1)[1].split()[0] == b"R"  # the state follows the name
+            except (OSError, ValueError, IndexError):
+                continue  # the thread ended in between, or the kernel keeps no figures
+        if not seen:
+            return None, None
+        self.total += sum(max(0, value - self.last.get(task, 0)) for task, value in seen.items()) / 1e9
+        self.last = seen
+        return self.total, runnable
+
+
+_process_threads = _ProcessThreads()
+
+
+def _runnable_elsewhere(ours: Optional[int]) -> Optional[int]:
+    """Tasks ready to run on the machine now that are not threads of this process: Linux's ``/proc/loadavg``
+    (its fourth field counts every runnable task) less ``ours``; None where unknown."""
+    if ours is None:
         return None
-
-
-def _room_for(count: int) -> Optional[bool]:
-    """Whether the cores have room for ``count`` threads of ours now: the machine's runnable tasks (Linux's
-    ``/proc/loadavg``, which counts the calling thread) leave ``count - 1`` cores free; None where unknown."""
     try:
         with open("/proc/loadavg", "rb") as loadavg:
             running = int(loadavg.read().split()[3].split(b"/")[0])
     except (OSError, ValueError, IndexError):
         return None
-    return _cores() - running >= count - 1
+    return max(0, running - ours)
+
+
+def _room_for(count: int, elsewhere: Optional[int]) -> Optional[bool]:
+    """Whether the cores have room for ``count`` threads of ours beside ``elsewhere`` other runnable tasks."""
+    return None if elsewhere is None else _cores() - elsewhere >= count
+
+
+def _reading(count: int) -> Tuple[Optional[float], Optional[bool]]:
+    """One reading for the guard: the process's summed waits, and whether the machine has room for ``count``."""
+    waited, ours = _process_threads.read()
+    return waited, _room_for(count, _runnable_elsewhere(ours))
 
 
 def observe(now: float, cpu: float, waited: Optional[float], room: Optional[bool] = None) -> int:
@@ -409,8 +462,8 @@ def tick() -> None:
         return
     now = time.perf_counter()
     if _guard.due(now):
-        room = _room_for(_ceiling or 1) if _guard.state == "held" else None  # read only while held
-        observe(now, time.thread_time(), _waited_seconds(), room)
+        waited, room = _reading(_ceiling or 1)
+        observe(now, time.thread_time(), waited, room)
 
 
 def blas_threads_for(flops: float) -> int:
