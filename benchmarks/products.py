@@ -52,7 +52,7 @@ def _operands(torch, shape_a, shape_b, transpose_a, transpose_b, rng):
 
 def time_products(torch, products: List[Product], rounds: int, block: int, warmup: int) -> Tuple[float, float, float]:
     """Seconds of all ``products`` once, NumPy and torch, and the median over rounds of NumPy's over torch's."""
-    from run import block_medians  # the benchmark's one alternating timer
+    from run import block_medians, round_ratio  # the benchmark's one alternating timer
 
     rng = np.random.default_rng(0)
     operands = [_operands(torch, a, b, ta, tb, rng) for _, a, b, ta, tb in products]
@@ -66,8 +66,7 @@ def time_products(torch, products: List[Product], rounds: int, block: int, warmu
             torch.matmul(ta, tb)
 
     times, medians = block_medians({"numpy": ours, "torch": theirs}, rounds, block, warmup)
-    ratio = statistics.median(a / b for a, b in zip(medians["numpy"], medians["torch"]))
-    return statistics.median(times["numpy"]), statistics.median(times["torch"]), ratio
+    return statistics.median(times["numpy"]), statistics.median(times["torch"]), round_ratio(medians, "numpy", "torch")
 
 
 def report_products(torch, rounds: int, block: int, warmup: int) -> None:

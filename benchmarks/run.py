@@ -336,7 +336,7 @@ def main(argv=None) -> int:
     if args.load:
         from load import BackgroundLoad
         print(f"\nunder load: {args.load} CPU-bound background process(es) on {os.cpu_count()} cores "
-              f"(ours: the thread policy; ours 1t: set_num_threads(1))")
+              f"(ours: the thread policy; ours 1t: thread_ceiling(1))")
         header = f"{'workload':<44} {'idle o/t':>9} {'load o/t':>9} {'load/1t':>8} {'ours ms':>9} {'torch ms':>9}"
         print(header)
         print("-" * len(header))
@@ -377,16 +377,12 @@ def fresh_guard() -> None:
 
 
 def single_threaded(workload: Workload) -> Workload:
-    """The workload with ours on one thread (the thread policy's ceiling set to 1 around each call)."""
+    """The workload with ours on one thread (the thread policy's ceiling at 1 around each call)."""
     from nn_from_scratch.engine import threads
 
     def ours():
-        before = threads.ceiling()
-        threads.set_num_threads(1)
-        try:
+        with threads.thread_ceiling(1):  # then the policy exactly as it was, default BLAS count included
             return workload.ours()
-        finally:
-            threads.set_num_threads(before)
 
     return Workload(workload.name, workload.samples, ours, workload.torch, workload.flops)
 
@@ -401,14 +397,9 @@ def fashion_row(torch, samples: int, load: int, rounds: int) -> None:
         print(f"\n(no Fashion-MNIST in {FASHION}: the end-to-end row is skipped)")
         return
     runs = fashion_epochs(torch, samples)
-    ceiling = threads.ceiling()
-
     def ours_one():
-        threads.set_num_threads(1)
-        try:
+        with threads.thread_ceiling(1):
             return runs["ours"]()
-        finally:
-            threads.set_num_threads(ceiling)
 
     print(f"\nend to end: one epoch of models.cnn (16, 32 channels, dense 256, float32, Adam, batch 128) on "
           f"{samples} Fashion-MNIST images, then the 10000 test images; median of {rounds} alternated rounds")

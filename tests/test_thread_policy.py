@@ -150,6 +150,56 @@ def test_waits_with_room_on_the_machine_are_our_own_threads_not_starvation():
     assert verdicts == {True: "full", False: "held", None: "held"}
 
 
+def test_a_hold_renewed_for_lack_of_room_still_probes_after_the_longest_hold():
+    """Should the reading of room be wrong (it says no room forever), the guard still tries the ceiling once
+    the hold has lasted MAX_HOLD_S in all."""
+    guard = StarvationGuard(hold_s=10.0, max_hold_s=40.0)
+    t = feed(guard, 0.0, 0.5, waited_share=0.5)
+    start = guard.held_since
+    while guard.state == "held":
+        t += 0.25
+        guard.observe(t, t, 0.0, room=False)
+    assert guard.state == "probing" and 40.0 <= t - start <= 50.25
+
+
+def test_room_is_asked_for_every_thread_that_runs_at_the_ceiling(monkeypatch):
+    """With no ceiling set the BLAS keeps its own count (often every core), which may exceed the pool's
+    default ceiling of 4: room must be there for the larger."""
+    monkeypatch.setattr(threads, "_ceiling", 4)
+    monkeypatch.setattr(threads._blas, "original", 16)
+    for explicit, owns, expected in ((False, True, 16), (True, True, 4), (False, False, 4)):
+        monkeypatch.setattr(threads, "_explicit", explicit)
+        monkeypatch.setattr(threads, "_owns_blas", owns)
+        assert threads._full_count() == expected
+
+
+def test_room_is_unknown_where_the_process_may_use_only_some_cores(monkeypatch):
+    """/proc/loadavg counts the tasks of every core of the machine: beside a process pinned to some of them
+    it says nothing about those cores."""
+    monkeypatch.setattr(threads, "_cores", lambda: 2)
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 16)
+    assert threads._room_for(2, 0) is None
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    assert threads._room_for(2, 0) is True
+
+
+def test_thread_ceiling_puts_the_policy_back_as_it_was(policy):
+    """set_num_threads leaves its ceiling behind; the context manager restores the previous one, whether it
+    had been set, and the BLAS's count."""
+    policy.set_guard(False)
+    policy.set_num_threads(2)
+    before = (policy.ceiling(), policy.active_threads(), blas_counts())
+    with policy.thread_ceiling(1) as count:
+        assert count == 1 and policy.ceiling() == 1 and policy.active_threads() == 1
+        if policy.blas_controllable():
+            assert set(blas_counts()) == {1}
+    assert (policy.ceiling(), policy.active_threads(), blas_counts()) == before
+    with pytest.raises(ValueError):
+        with policy.thread_ceiling(0):
+            pass  # pragma: no cover
+    assert policy.ceiling() == 2
+
+
 def test_room_counts_the_other_processes_runnable_tasks(monkeypatch):
     """``/proc/loadavg``'s fourth field counts every runnable task, this process's threads included: what is
     left beside them must leave the ceiling's cores free."""
@@ -160,6 +210,7 @@ def test_room_counts_the_other_processes_runnable_tasks(monkeypatch):
                                                   (5, 1, 4, 1, False)):
         text = f"0.50 0.40 0.30 {running}/250 12345\n".encode()
         monkeypatch.setattr(threads, "_cores", lambda cores=cores: cores)
+        monkeypatch.setattr(threads.os, "cpu_count", lambda cores=cores: cores)
         monkeypatch.setattr(threads, "open", lambda *a, text=text, **k: io.BytesIO(text), raising=False)
         elsewhere = threads._runnable_elsewhere(ours)
         assert elsewhere == running - ours
@@ -208,7 +259,7 @@ def test_the_waits_of_every_thread_of_the_process_are_summed(monkeypatch):
 
 def test_the_process_threads_are_read_from_this_machines_kernel():
     waited, runnable = threads._ProcessThreads().read()
-    if not os.path.exists("/proc/self/task"):
+    if not os.path.exists(f"/proc/self/task/{threading.get_native_id()}/schedstat"):
         assert waited is None and runnable is None
     else:
         assert waited is not None and waited >= 0

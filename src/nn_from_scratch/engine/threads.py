@@ -73,7 +73,7 @@ __all__ = [
     "BLAS_VARIABLES", "CPU_SHARE", "ENVIRONMENT_VARIABLE", "GUARD_VARIABLE", "HOLD_S", "IDLE_GAP_S", "MAX_HOLD_S",
     "SMALL_PRODUCT_FLOPS", "WAITED_SHARE", "WINDOW_S", "StarvationGuard", "active_threads", "blas_controllable",
     "blas_pinned", "blas_threads", "blas_threads_for", "ceiling", "default_ceiling", "guard", "guard_enabled",
-    "limited_blas", "observe", "set_guard", "set_num_threads", "tick",
+    "limited_blas", "observe", "set_guard", "set_num_threads", "thread_ceiling", "tick",
 ]
 
 ENVIRONMENT_VARIABLE = "NN_FROM_SCRATCH_NUM_THREADS"
@@ -165,7 +165,7 @@ class StarvationGuard:
     """Decides, from a thread's clock readings, whether the machine is starved; the thread count follows.
 
     Feed it with :meth:`observe` (``now``: wall-clock seconds, ``cpu``: the
-    thread's CPU seconds, ``waited``: its seconds waiting for a core, or None
+    thread's CPU seconds, ``waited``: the seconds the process's threads waited for a core, summed, or None
     where the kernel does not say), all cumulative, and ``room`` (whether the
     machine's cores have room for the ceiling now, or None where unknown); :meth:`threads` gives the
     count to use under a ceiling.  Pure logic on the numbers it is given, so
@@ -193,7 +193,8 @@ class StarvationGuard:
                 or (self.state == "held" and now >= self.until))
 
     def starved(self, wall: float, cpu: float, waited: Optional[float]) -> bool:
-        """The verdict on one window of ``wall`` seconds in which the thread ran ``cpu`` and waited ``waited`` seconds."""
+        """The verdict on one window of ``wall`` seconds in which the calling thread ran ``cpu`` seconds and the
+        process's threads waited ``waited`` seconds between them (None: not known, the CPU share decides)."""
         if waited is not None:
             return waited > self.waited_share * wall
         return cpu < self.cpu_share * wall
@@ -209,7 +210,9 @@ class StarvationGuard:
         once it has lasted the base hold, even if failed probes had made it
         longer; without, a hold that ends is renewed without a probe (a
         probe costs a window at the ceiling on a busy machine, two to three
-        times slower); not known, the probe decides.
+        times slower), until the hold has lasted :data:`MAX_HOLD_S` in all,
+        when a probe runs anyway (should the reading of room be wrong);
+        not known, the probe decides.
         """
         reading = (now, cpu, waited)
         paused = now - self._last > self.idle_gap_s
@@ -217,7 +220,7 @@ class StarvationGuard:
         if self.state == "held":
             if room and now - self.held_since >= self.base_hold_s:
                 self.until = min(self.until, now)
-            elif room is False and now >= self.until:
+            elif room is False and now >= self.until and now - self.held_since < self.max_hold_s:
                 self.until = now + self.hold_s  # the other work is still there: no probe, hold on
             if now < self.until:
                 self._start = reading  # windows on one thread say nothing about the ceiling
@@ -322,12 +325,42 @@ def set_num_threads(count: int) -> None:
         _update(_guard.threads(count) if _guard_enabled else count)
 
 
+@contextlib.contextmanager
+def thread_ceiling(count: int) -> Iterator[int]:
+    """``with thread_ceiling(n):`` runs the block under a ceiling of ``n`` threads, then puts back the policy as
+    it was: the ceiling, whether one had been set at all, and the BLAS's count (``set_num_threads`` alone
+    would leave its own ceiling behind)."""
+    global _ceiling, _explicit, _owns_blas, _active
+    count = _positive_int("the number of threads", count)
+    with _lock:
+        top = ceiling()
+        saved = (_ceiling, _explicit, _owns_blas)
+        blas_before = _blas.applied if _blas.applied is not None else _blas.get()  # None without threadpoolctl
+        set_num_threads(count)
+    try:
+        yield count
+    finally:
+        with _lock:
+            _ceiling, _explicit, _owns_blas = saved
+            _active = 0
+            if blas_before is not None:
+                _blas.set(blas_before)
+            _update(_guard.threads(top) if _guard_enabled else top)
+
+
 def _blas_count(count: int) -> int:
     """The BLAS's count for ``count`` pool threads: one is one; the full count is the ceiling, or the BLAS's
     own count where no ceiling was set (the default ceiling, at most 4, is the pool's, not the BLAS's)."""
     if count == 1 or _explicit or _blas.original is None:
         return count
     return _blas.original
+
+
+def _full_count() -> int:
+    """The most threads of ours that run at once at the ceiling: the ceiling, or the BLAS's own count where
+    that is larger and this module leaves it (no ceiling set: the BLAS keeps the count it started with)."""
+    top = ceiling()
+    return max(top, _blas_count(top)) if _owns_blas else top
 
 
 def _update(count: int) -> None:
@@ -391,7 +424,7 @@ class _ProcessThreads:
     """
 
     def __init__(self) -> None:
-        self.last: Dict[str, int] = {}
+        self.last: Dict[str, Tuple[int, int]] = {}  # per thread: (ns on a core, ns waiting for one)
         self.total = 0.0
 
     def read(self) -> Tuple[Optional[float], Optional[int]]:
@@ -400,19 +433,21 @@ class _ProcessThreads:
             tasks = os.listdir("/proc/self/task")
         except OSError:
             return None, None
-        seen: Dict[str, int] = {}
+        seen: Dict[str, Tuple[int, int]] = {}
         runnable = 0
         for task in tasks:
             try:
                 with open(f"/proc/self/task/{task}/schedstat", "rb") as stat:
-                    seen[task] = int(stat.read().split()[1])
-                with open(f"/proc/self/task/{task}/stat", "rb") as stat:
-                    runnable += stat.read().rsplit(b")", 1)[1].split()[0] == b"R"  # the state follows the name
+                    fields = stat.read().split()
+                seen[task] = (int(fields[0]), int(fields[1]))
+                if seen[task] != self.last.get(task):  # a thread that neither ran nor waited since is asleep
+                    with open(f"/proc/self/task/{task}/stat", "rb") as stat:
+                        runnable += stat.read().rsplit(b")", 1)[1].split()[0] == b"R"  # the state follows the name
             except (OSError, ValueError, IndexError):
                 continue  # the thread ended in between, or the kernel keeps no figures
         if not seen:
             return None, None
-        self.total += sum(max(0, value - self.last.get(task, 0)) for task, value in seen.items()) / 1e9
+        self.total += sum(max(0, wait - self.last.get(task, (0, 0))[1]) for task, (_, wait) in seen.items()) / 1e9
         self.last = seen
         return self.total, runnable
 
@@ -434,8 +469,13 @@ def _runnable_elsewhere(ours: Optional[int]) -> Optional[int]:
 
 
 def _room_for(count: int, elsewhere: Optional[int]) -> Optional[bool]:
-    """Whether the cores have room for ``count`` threads of ours beside ``elsewhere`` other runnable tasks."""
-    return None if elsewhere is None else _cores() - elsewhere >= count
+    """Whether the cores have room for ``count`` threads of ours beside ``elsewhere`` other runnable tasks;
+    None where unknown, or where this process may run on only some of the machine's cores (``/proc/loadavg``
+    counts the tasks of all of them)."""
+    cores = _cores()
+    if elsewhere is None or cores != (os.cpu_count() or cores):
+        return None
+    return cores - elsewhere >= count
 
 
 def _reading(count: int) -> Tuple[Optional[float], Optional[bool]]:
@@ -460,10 +500,13 @@ def tick() -> None:
     """Let the guard see the time pass: called once per step by the hot paths (mostly one clock read)."""
     if not _guard_enabled or (_ceiling if _ceiling is not None else ceiling()) == 1:
         return
-    now = time.perf_counter()
-    if _guard.due(now):
-        waited, room = _reading(_ceiling or 1)
-        observe(now, time.thread_time(), waited, room)
+    if not _guard.due(time.perf_counter()):
+        return
+    with _lock:  # one reader at a time: the readings are deltas against the last one
+        now = time.perf_counter()
+        if _guard.due(now):
+            waited, room = _reading(_full_count())
+            observe(now, time.thread_time(), waited, room)
 
 
 def blas_threads_for(flops: float) -> int:

@@ -370,6 +370,8 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     the two-branch form without ``np.where``; torch computes the same formula.
     """
     x = np.asarray(x)
+    if x.dtype == np.float16:  # e^-x overflows float16 already below x = -11: computed in float32
+        return sigmoid(x.astype(np.float32)).astype(np.float16)
     out = np.empty(x.shape, x.dtype)
     with np.errstate(over="ignore", under="ignore"):
         blockwise(_sigmoid_kernel, (x,), (out,), (x.dtype,))
