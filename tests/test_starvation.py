@@ -128,6 +128,18 @@ def test_waits_with_room_on_the_machine_are_our_own_threads_not_starvation():
     assert verdicts == {True: "full", False: "held", None: "held"}
 
 
+def test_room_at_either_end_of_a_window_clears_it():
+    """One reading of the runnable tasks may catch a passing task (or one of ours between two reads): a window
+    is starved only when neither of its ends saw room."""
+    outcomes = {}
+    for first, last in ((True, False), (False, True), (False, False), (None, None)):
+        guard = StarvationGuard()
+        guard.observe(0.0, 0.0, 0.0, room=first)
+        guard.observe(0.3, 0.3, 0.15, room=last)  # waited half of a 0.3 s window
+        outcomes[first, last] = guard.state
+    assert outcomes == {(True, False): "full", (False, True): "full", (False, False): "held", (None, None): "held"}
+
+
 def test_a_hold_renewed_for_lack_of_room_still_probes_after_the_longest_hold():
     """Should the reading of room be wrong (it says no room forever), the guard still tries the ceiling once
     the hold has lasted MAX_HOLD_S in all."""

@@ -75,7 +75,7 @@ class StarvationGuard:
         self.until = -math.inf  # end of the hold
         self.held_since = -math.inf  # start of the hold
         self.starved_windows = 0
-        self._start: Optional[Tuple[float, float, Optional[float]]] = None  # (now, cpu, waited) at the window start
+        self._start: Optional[Tuple[float, float, Optional[float], Optional[bool]]] = None  # the window's first reading
         self._last = -math.inf  # wall time of the last observation
 
     def due(self, now: float) -> bool:
@@ -97,7 +97,9 @@ class StarvationGuard:
         the ceiling needs (None: not known).  At the ceiling, a window with
         room is never starved: the waits were our own threads' (two thread
         pools in one process, such as torch's beside the BLAS's, wait for
-        each other on an idle machine).  While held: with room, the hold ends
+        each other on an idle machine); room seen at either end of a window
+        is enough, since one reading of the runnable tasks may catch a
+        passing one, or one of ours between two reads.  While held: with room, the hold ends
         once it has lasted the base hold, even if failed probes had made it
         longer; without, a hold that ends is renewed without a probe (a
         probe costs a window at the ceiling on a busy machine, two to three
@@ -105,7 +107,7 @@ class StarvationGuard:
         when a probe runs anyway (should the reading of room be wrong);
         not known, the probe decides.
         """
-        reading = (now, cpu, waited)
+        reading = (now, cpu, waited, room)
         paused = now - self._last > self.idle_gap_s
         self._last = now
         if self.state == "held":
@@ -122,12 +124,12 @@ class StarvationGuard:
         if self._start is None or paused:
             self._start = reading  # a pause is not a measurement: start afresh
             return
-        start_now, start_cpu, start_waited = self._start
+        start_now, start_cpu, start_waited, start_room = self._start
         wall = now - start_now
         if wall < self.window_s:
             return
         waited_s = None if waited is None or start_waited is None else waited - start_waited
-        verdict = self.starved(wall, cpu - start_cpu, waited_s) and room is not True
+        verdict = self.starved(wall, cpu - start_cpu, waited_s) and room is not True and start_room is not True
         self._start = reading
         if verdict:
             self.starved_windows += 1
