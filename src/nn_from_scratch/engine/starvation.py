@@ -46,6 +46,7 @@ machine shows no room for the ceiling; see :meth:`StarvationGuard.observe`)."""
 
 
 def usable_cores() -> int:
+    """The cores this process may run on (its affinity on Linux, else the machine's count)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
@@ -53,16 +54,17 @@ def usable_cores() -> int:
 
 
 class StarvationGuard:
-    """Decides, from a thread's clock readings, whether the machine is starved; the thread count follows.
+    """Decides, from clock readings, whether the machine is starved; the thread count follows.
 
-    Feed it with :meth:`observe` (``now``: wall-clock seconds, ``cpu``: the
-    thread's CPU seconds, ``waited``: the seconds the process's threads waited for a core, summed, or None
-    where the kernel does not say), all cumulative, and ``room`` (whether the
-    machine's cores have room for the ceiling now, or None where unknown); :meth:`threads` gives the
-    count to use under a ceiling.  Pure logic on the numbers it is given, so
-    tests can inject them.  States: *full* (the ceiling), *held* (one thread
-    until the hold ends), *probing* (the ceiling for one window, to see
-    whether the machine is free again).
+    Feed it with :meth:`observe`: ``now``, wall-clock seconds; ``cpu``, the
+    calling thread's CPU seconds; ``waited``, the seconds the process's
+    threads have waited for a core, summed, or None where the kernel does
+    not say (all three cumulative); and ``room``, whether the machine's
+    cores have room for the ceiling now, or None where unknown.
+    :meth:`threads` gives the count to use under a ceiling.  Pure logic on
+    the numbers it is given, so tests can inject them.  States: *full* (the
+    ceiling), *held* (one thread until the hold ends), *probing* (the
+    ceiling for one window, to see whether the machine is free again).
     """
 
     def __init__(self, window_s: float = WINDOW_S, idle_gap_s: float = IDLE_GAP_S, waited_share: float = WAITED_SHARE,
@@ -99,13 +101,13 @@ class StarvationGuard:
         pools in one process, such as torch's beside the BLAS's, wait for
         each other on an idle machine); room seen at either end of a window
         is enough, since one reading of the runnable tasks may catch a
-        passing one, or one of ours between two reads.  While held: with room, the hold ends
-        once it has lasted the base hold, even if failed probes had made it
-        longer; without, a hold that ends is renewed without a probe (a
-        probe costs a window at the ceiling on a busy machine, two to three
-        times slower), until the hold has lasted :data:`MAX_HOLD_S` in all,
-        when a probe runs anyway (should the reading of room be wrong);
-        not known, the probe decides.
+        passing one, or one of ours between two reads.  While held: with
+        room, the hold ends once it has lasted the base hold, even if failed
+        probes had made it longer; without, a hold that ends is renewed
+        without a probe (a probe costs a window at the ceiling on a busy
+        machine, two to three times slower), until the hold has lasted
+        :data:`MAX_HOLD_S` in all, when a probe runs anyway (should the
+        reading of room be wrong); not known, the probe decides.
         """
         reading = (now, cpu, waited, room)
         paused = now - self._last > self.idle_gap_s
