@@ -13,7 +13,7 @@ from nn_from_scratch.datasets import load_digits
 from nn_from_scratch.gradcheck import assert_gradients, numerical_jacobian
 from nn_from_scratch.losses import CrossEntropyLoss
 from nn_from_scratch.network import node_generators
-from nn_from_scratch.nodes import Add, BatchNorm1d, Dropout, Identity, Linear, Multiply, ReLU, Tanh
+from nn_from_scratch.nodes import Add, BatchNorm1d, Chunk, Dropout, Identity, Linear, Multiply, ReLU, Split, Tanh
 from nn_from_scratch.optim import Adam
 from nn_from_scratch.serialization import load_model, save_model
 
@@ -350,6 +350,59 @@ def test_a_container_that_contains_itself_is_refused_when_called_on_placeholders
     with pytest.raises(ValueError, match=r"Sequential called on placeholders is a cycle: Sequential at "
                                          r"1\.sequential_0 contains itself"):
         chain(Input(3))  # the cycle is refused at the call, before a trial forward runs it forever
+
+
+def test_summary_and_train_refuse_a_container_that_contains_itself_naming_the_cycle():
+    x = Input(3)
+    chain = Sequential(Linear(3, 3, rng=0))
+    model = Graph(x, chain(x))
+    network = NeuralNetwork(model, CrossEntropyLoss(), Adam(model.parameters()))
+    chain.append(model)
+    with pytest.raises(ValueError, match="contains itself"):
+        model.summary()
+    with pytest.raises(ValueError, match="contains itself"):
+        chain.summary((2, 3))
+    modes = [chain.training, model.training]
+    with pytest.raises(ValueError, match="contains itself"):
+        model.eval()
+    assert [chain.training, model.training] == modes  # refused before any mode changed
+    with pytest.raises(ValueError, match="contains itself"):
+        network.fit(np.zeros((4, 3)), np.zeros(4, dtype=int), epochs=1)
+
+
+@pytest.mark.parametrize("part", [lambda: Chunk(1, axis=-1), lambda: Split([3], axis=-1)], ids=["Chunk(1)", "Split([n])"])
+def test_jacobian_through_a_one_part_split_or_chunk(part, rng):
+    """A node with a one-part tuple output: its Jacobian is a one-part tuple too, whether it feeds another node
+    or is the graph's output."""
+    x = Input((2, 3))
+    inner = Tanh()(part()(Linear(3, 3, rng=0)(x))[0])
+    feeding, ending = Graph(x, inner), Graph(x, part()(Linear(3, 3, rng=0)(x)))
+    data = rng.standard_normal((2, 2, 3))
+    for model in (feeding, ending):
+        jac = model.jacobian(data)
+        assert isinstance(jac, np.ndarray) and jac.shape == (2, 2, 3, 2, 2, 3)
+        np.testing.assert_allclose(jac, numerical_jacobian(model.evaluate, data), rtol=1e-6, atol=1e-8)
+
+
+def test_a_shared_input_keeps_no_deleted_model_alive():
+    """One Input shared by many models (docs/graphs.md's encoder and autoencoder): the placeholder held every
+    recorded call, so every model ever built from it stayed in memory."""
+    import gc
+    import weakref
+
+    x = Input(64)
+    kept = []
+    for seed in range(20):
+        layer = Linear(64, 64, rng=seed)
+        kept.append(weakref.ref(layer))
+        graph = Graph(x, Tanh()(layer(x)))
+        del graph, layer
+    gc.collect()
+    assert sum(ref() is not None for ref in kept) == 0
+    forgotten = Linear(64, 3, rng=0)(Tanh()(x))  # a call in no graph yet is still held: it may be dangling
+    with pytest.raises(ValueError, match="dangling"):
+        Graph(x, Tanh()(x))
+    del forgotten
 
 
 def test_summary_counts_a_tied_weight_once():

@@ -6,7 +6,7 @@ import pytest
 
 from nn_from_scratch import Sequential
 from nn_from_scratch.gradcheck import assert_gradients, numerical_jacobian
-from nn_from_scratch.nodes import Linear, LogSoftMax, NormalizedSoftMax, SoftMax
+from nn_from_scratch.nodes import Add, Chunk, Linear, LogSoftMax, NormalizedSoftMax, SoftMax, Split, Tanh
 
 
 def small_model(seed: int = 0) -> Sequential:
@@ -154,3 +154,30 @@ def test_backward_without_input_grad_on_a_model_without_parameters(rng):
     assert model.backward(np.ones((2, 3)), input_grad=False) is None
     with pytest.raises(RuntimeError, match="forward must run first"):
         model.backward(np.ones((2, 3)))  # the cached forward was dropped as usual
+
+
+def test_a_split_hands_its_outputs_on_as_the_next_layers_inputs(rng):
+    """Several outputs in a chain: at the end they are the chain's outputs (a tuple of Jacobian blocks), in the
+    middle they are the next layer's inputs; the tuple was stacked into one array by the next layer before."""
+    x = rng.standard_normal((5, 3))
+    ending = Sequential(Linear(3, 5, rng=0), Split([2, 3], axis=-1))
+    y = ending.forward(x)
+    assert [part.shape for part in y] == [(5, 2), (5, 3)]
+    jac = ending.jacobian()
+    assert isinstance(jac, tuple) and [block.shape for block in jac] == [(5, 2, 5, 3), (5, 3, 5, 3)]
+    for o, block in enumerate(jac):
+        np.testing.assert_allclose(block, numerical_jacobian(lambda v: ending.evaluate(v)[o], x),
+                                   rtol=1e-6, atol=1e-8)
+    assert_gradients(ending, x)
+    middle = Sequential(Linear(3, 4, rng=1), Chunk(2, axis=-1), Add(), Tanh())
+    assert middle.forward(x).shape == (5, 2)
+    np.testing.assert_allclose(middle.jacobian(), numerical_jacobian(middle.evaluate, x), rtol=1e-6, atol=1e-8)
+    assert_gradients(middle, x)
+    assert "(None, 2), (None, 2)" in middle.summary((None, 3))
+
+
+def test_a_split_in_the_middle_of_a_chain_whose_next_layer_takes_one_input_is_refused(rng):
+    model = Sequential(Linear(3, 5, rng=0), Split([2, 3], axis=-1), Tanh())
+    with pytest.raises(ValueError, match=r"layer 1 \(Split\) gives 2 outputs but layer 2 \(Tanh\) takes 1 input"):
+        model.forward(rng.standard_normal((4, 3)))
+    assert model.pending is None

@@ -7,16 +7,24 @@ the derivative needs).  :class:`KeepsPass` is the small piece shared by
 pass belongs to the thread that made it, so two threads never mix their passes
 (:class:`ConcurrentUseError`).  :func:`as_float_array` and :func:`output_grad`
 check what comes in.
+
+A pass that changes state (running statistics, a random stream) may still be
+refused by a later node of the same model.  :func:`refusal_undoes` runs such
+a pass with a journal of undo steps: a node about to change its state calls
+:func:`record_undo` (``Node._state_will_change`` does it for the node's
+buffers and generators), and if the pass raises, every step is undone in
+reverse order, so a refused call leaves the whole model as it was.
 """
 from __future__ import annotations
 
 import threading
 from types import SimpleNamespace
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["ConcurrentUseError", "Context", "KeepsPass", "as_float_array", "output_grad"]
+__all__ = ["ConcurrentUseError", "Context", "KeepsPass", "as_float_array", "output_grad", "record_undo",
+           "refusal_undoes"]
 
 
 class ConcurrentUseError(RuntimeError):
@@ -91,9 +99,52 @@ def output_grad(dL_dy: Any, y: Any, who: str) -> Any:
     return g.astype(y.dtype, copy=False)
 
 
+class _Journal(threading.local):
+    """Per thread: the undo steps of the state-changing pass under way (None when none is)."""
+
+    steps: Optional[List[Callable[[], None]]] = None
+
+
+_journal = _Journal()
+
+
+def record_undo(undo: Callable[[], None]) -> None:
+    """Within a pass run by :func:`refusal_undoes`, remember how to undo a change of state about to be made.
+
+    Outside such a pass it does nothing.  ``undo()`` is called, newest first,
+    if the pass is refused (raises).
+    """
+    steps = _journal.steps
+    if steps is not None:
+        steps.append(undo)
+
+
+def refusal_undoes(make: Callable[[], Context]) -> Context:
+    """``make()``, and when it raises, undo every state change recorded meanwhile (newest first), then re-raise.
+
+    Nested calls join the outermost one: the whole model's pass is undone, not
+    only the part after the node that refused.
+    """
+    if _journal.steps is not None:
+        return make()
+    steps: List[Callable[[], None]] = []
+    _journal.steps = steps
+    try:
+        return make()
+    except BaseException:
+        for undo in reversed(steps):
+            undo()
+        raise
+    finally:
+        _journal.steps = None
+
+
 def _thread_is_running(ident: int) -> bool:
     """Whether the Python thread ``ident`` is alive (asked only when a pass comes from another thread)."""
     return any(thread.ident == ident for thread in threading.enumerate())
+
+
+_owners_lock = threading.Lock()  # makes "check the owner, then claim the pass" one step for every holder
 
 
 class KeepsPass:
@@ -102,10 +153,13 @@ class KeepsPass:
     ``pending`` is the kept Context (read-only), ``reset()`` drops it.  A
     subclass keeps a pass with ``self._keep(make)`` and reads it back with
     ``self._require_ctx(what)``; both raise :class:`ConcurrentUseError` when
-    the pass belongs to another thread that is still running.
+    the pass belongs to another thread that is still running, or when another
+    thread's ``forward`` is under way (the check and the claim are one step,
+    so two overlapping forward passes never both get through).
     """
 
     _ctx: Optional[Context] = None
+    _running: Optional[int] = None  # the thread whose forward is under way
     _kind = "node"  # how error messages name the holder: "a node keeps one pass"
 
     @property
@@ -118,15 +172,24 @@ class KeepsPass:
         self._ctx = None
 
     def _keep(self, make: Callable[[], Context]) -> Context:
-        """Make a pass with ``make()`` and keep it, unless another live thread's pass is pending."""
-        pending = self._ctx
-        if pending is not None:
-            self._check_owner(pending, "forward")
-        ctx = make()
+        """Make a pass with ``make()`` and keep it, unless another live thread's pass is pending or under way."""
+        me = threading.get_ident()
+        with _owners_lock:
+            pending = self._ctx
+            if pending is not None:
+                self._check_owner(pending, "forward")
+            self._check_not_running(me, "forward")
+            self._running = me
+        try:
+            ctx = make()
+        finally:
+            with _owners_lock:
+                self.__dict__.pop("_running", None)  # back to the class's None: copies and pickles carry no claim
         self._ctx = ctx
         return ctx
 
     def _require_ctx(self, what: str) -> Context:
+        self._check_not_running(threading.get_ident(), what)
         ctx = self._ctx
         if ctx is None:
             raise RuntimeError(
@@ -139,9 +202,18 @@ class KeepsPass:
     def _check_owner(self, ctx: Context, what: str) -> None:
         """Raise ConcurrentUseError when the thread that made ``ctx`` (not this one) is still running."""
         if ctx.thread is not None and ctx.thread != threading.get_ident() and _thread_is_running(ctx.thread):
-            raise ConcurrentUseError(
-                f"{type(self).__name__}.{what}: the kept forward pass belongs to another thread, which is still "
-                f"running; a {self._kind} keeps one pass, so forward and backward must come from one thread at a "
-                "time. Train one copy of the model per thread (copy.deepcopy), or use evaluate(), which keeps no "
-                "pass, for inference from several threads"
-            )
+            self._refuse(what)
+
+    def _check_not_running(self, me: int, what: str) -> None:
+        """Raise ConcurrentUseError when another live thread's forward on this holder is under way."""
+        running = self._running
+        if running is not None and running != me and _thread_is_running(running):
+            self._refuse(what)
+
+    def _refuse(self, what: str) -> None:
+        raise ConcurrentUseError(
+            f"{type(self).__name__}.{what}: the kept forward pass belongs to another thread, which is still "
+            f"running; a {self._kind} keeps one pass, so forward and backward must come from one thread at a "
+            "time. Train one copy of the model per thread (copy.deepcopy), or use evaluate(), which keeps no "
+            "pass, for inference from several threads"
+        )

@@ -91,7 +91,7 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .context import ConcurrentUseError, Context, KeepsPass, as_float_array, output_grad
+from .context import ConcurrentUseError, Context, KeepsPass, as_float_array, output_grad, record_undo, refusal_undoes
 from .node_tree import NodeTree
 
 ShapeLike = Union[None, int, Sequence[Optional[int]]]
@@ -246,15 +246,20 @@ class Node(KeepsPass, NodeTree):
                 f"{type(self).__name__} takes {self.num_inputs} input{'' if self.num_inputs == 1 else 's'}, "
                 f"got {len(inputs)}"
             )
+        if update_state:  # a pass refused anywhere in the model puts back the state changed before the refusal
+            return refusal_undoes(lambda: self._run_checked(inputs, True))
+        return self._run_checked(inputs, False)
+
+    def _run_checked(self, inputs: Tuple[Any, ...], update_state: bool) -> Context:
         if self.num_inputs == 1:
-            return self._run(self._prepare_input(inputs[0]), bool(update_state))
+            return self._run(self._prepare_input(inputs[0]), update_state)
         xs = tuple(
             np.asarray(value) if i in self.constant_inputs else as_float_array(value, f"input {i}")
             for i, value in enumerate(inputs)
         )
         self._check_shape(xs[0])
         self._check_input(*xs)
-        ctx = Context(inputs=xs, x=xs[0], update_state=bool(update_state), thread=threading.get_ident())
+        ctx = Context(inputs=xs, x=xs[0], update_state=update_state, thread=threading.get_ident())
         ctx.y = self._forward(*xs, ctx)
         return ctx
 
@@ -323,6 +328,25 @@ class Node(KeepsPass, NodeTree):
 
     def _check_input(self, x: np.ndarray, *more: np.ndarray) -> None:
         """Raise ``ValueError`` for inputs this node cannot take (beyond ``input_shape``)."""
+
+    def _state_will_change(self) -> None:
+        """Call in a pass with ``ctx.update_state`` before changing the node's buffers or random generators.
+
+        If a later node of the model refuses the call, the buffers (in place)
+        and the generators' states are put back as they were here, so a
+        rejected call leaves the model unchanged.  Outside a call that can be
+        refused it does nothing.
+        """
+        buffers = [(b, b.copy()) for b in (getattr(self, name) for name in vars(self).get("_buffers", ()))
+                   if b is not None]
+        streams = [(g, g.bit_generator.state) for g in vars(self).values() if isinstance(g, np.random.Generator)]
+
+        def undo() -> None:
+            for array, saved in buffers:
+                array[...] = saved
+            for generator, state in streams:
+                generator.bit_generator.state = state
+        record_undo(undo)
 
     # ------------------------------------------------------------ machinery
     def _run(self, x: np.ndarray, update_state: bool, **extra: Any) -> Context:

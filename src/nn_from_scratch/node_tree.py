@@ -102,9 +102,9 @@ class NodeTree:
 
     def train(self, mode: bool = True) -> "NodeTree":
         """Put this node and every node below it in training mode (``mode=False``: eval mode); returns the node."""
-        self.training = bool(mode)
-        for _, child in self.children():
-            child.train(mode)
+        nodes = [node for _, node in self.named_nodes()]  # walked first: a cycle of containers changes nothing
+        for node in nodes:
+            node.training = bool(mode)
         return self
 
     def eval(self) -> "NodeTree":

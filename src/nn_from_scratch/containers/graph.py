@@ -60,10 +60,11 @@ class Graph(Node):
     outputs it returns a tuple and ``backward`` takes a tuple (None for an
     output the loss ignores).  The graph holds the nodes on a path from the
     inputs to the outputs.  A node computed from the graph's inputs but on no
-    such path (a *dangling* branch: a result left unused) is refused, naming
-    the node, since it is most often a mistake; ``allow_dangling=True``
-    leaves such branches out instead, so that several graphs can share one
-    set of placeholders (an encoder built from its autoencoder's calls).
+    such path and in no other Graph (a *dangling* branch: a result left
+    unused) is refused, naming the node, since it is most often a mistake;
+    ``allow_dangling=True`` leaves such branches out instead, so that several
+    graphs can share one set of placeholders (an encoder built from its
+    autoencoder's calls before the autoencoder is built).
 
     **Names.**  Each distinct node has a name, its prefix in ``state_dict``
     (``"linear_0.weight"``): the one given at the call (``Linear(4, 4)(x,
@@ -149,6 +150,9 @@ class Graph(Node):
             constant = self._nodes[node_index].constant_inputs
             used_as_variable.update(s for j, s in enumerate(ins) if j not in constant)
         self.constant_inputs = tuple(i for i in range(self.num_inputs) if i not in used_as_variable)
+        in_graph = {id(use) for use in uses}
+        for value in input_list + [p for use in uses for p in use.made]:  # these calls can no longer dangle
+            value.consumers = [use for use in value.consumers if id(use) not in in_graph]
 
     # ---------------------------------------------------------- building
     @staticmethod
@@ -251,12 +255,17 @@ class Graph(Node):
 
     # ---------------------------------------------------------- the passes
     def _check_input(self, *xs: np.ndarray) -> None:
+        """Each input against its Input's shape, and one batch size for all, before any node runs."""
         for i, (x, shape) in enumerate(zip(xs, self.input_shapes)):
             if x.ndim != len(shape) or any(e is not None and e != d for e, d in zip(shape, x.shape)):
                 raise ValueError(
                     f"Graph input {i} ({self._slot_labels[i]}) must have shape {shown(shape)} "
                     f"(None: any batch size), got {x.shape}"
                 )
+        batches = {x.shape[0] for x in xs}
+        if len(batches) > 1:
+            sizes = ", ".join(f"{self._slot_labels[i]}: {x.shape[0]}" for i, x in enumerate(xs))
+            raise ValueError(f"Graph inputs must share one batch size, got {sizes}")
 
     def _forward(self, *args: Any) -> Any:
         *xs, ctx = args
@@ -353,7 +362,7 @@ class Graph(Node):
                     step = ctx.steps[k]
                     raw = self._nodes[node_index].jacobian_from(step)
                     local[k] = [block if len(ins) > 1 else (block,)
-                                for block in (raw if len(outs) > 1 else (raw,))]
+                                for block in (raw if self._multi_output[k] else (raw,))]
                 for o, s in enumerate(outs):
                     total = None
                     for j, source in enumerate(ins):

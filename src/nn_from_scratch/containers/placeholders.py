@@ -70,7 +70,10 @@ class Placeholder(GraphValue):
                  index: Optional[int] = None, name: Optional[str] = None) -> None:
         self.shape, self.dtype, self.use, self.index, self.name = shape, dtype, use, index, name
         self.serial = _next_serial()
-        self.consumers: List[Use] = []  # the recorded calls that take this value (a Graph finds dangling ones)
+        # The recorded calls that take this value and are in no Graph yet, from which a Graph finds dangling
+        # ones.  A Graph takes its calls off these lists, so a placeholder shared by many models (one Input)
+        # keeps none of them alive once the Graph and the user's own placeholders are gone.
+        self.consumers: List[Use] = []
 
     @property
     def is_input(self) -> bool:

@@ -1,7 +1,7 @@
 r"""Residual: a branch added back onto its input, ``y = x + f(x)``, the building block of a ResNet."""
 from __future__ import annotations
 
-from typing import List, Optional, Set, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
@@ -9,9 +9,6 @@ from ..node import Context, Node
 from .sequential import check_layer
 
 __all__ = ["Residual"]
-
-#: How many input shapes a Residual remembers as checked before it forgets them all (a bound on memory).
-_CHECKED_SHAPES = 64
 
 
 def _identity_jacobian(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -55,10 +52,9 @@ class Residual(Node):
     ``Sequential`` of its pieces differ only in where the pieces sit.
 
     The two paths must give outputs of the same shape; otherwise a
-    ``ValueError`` names both shapes.  The first time a Residual sees an
-    input shape in a pass that updates state, it runs the paths once without
-    updating state to check that, so a rejected input leaves the running
-    statistics and random streams of both paths as they were.
+    ``ValueError`` names both shapes; as for every refused call, the running
+    statistics and random streams of both paths are then put back as they
+    were (see :func:`~nn_from_scratch.context.refusal_undoes`).
     """
 
     def __init__(self, f: Node, shortcut: Optional[Node] = None, *, after: Optional[Node] = None) -> None:
@@ -71,15 +67,14 @@ class Residual(Node):
         self.f = f
         self.shortcut = shortcut
         self.after = after
-        self._checked: Set[Tuple[int, ...]] = set()
 
     def children(self) -> List[Tuple[str, Node]]:
         named = [("f", self.f), ("shortcut", self.shortcut), ("after", self.after)]
         return [(name, node) for name, node in named if node is not None]
 
     # ------------------------------------------------------------------ faces
-    def _pass(self, x: np.ndarray, ctx: Context, update_state: bool) -> np.ndarray:
-        """Run the paths into ``ctx`` and return ``after(shortcut(x) + f(x))``; ``ValueError`` when the shapes differ."""
+    def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
+        update_state = ctx.update_state
         ctx.f_step = self.f.run(x, update_state=update_state)
         ctx.shortcut_step = None if self.shortcut is None else self.shortcut.run(x, update_state=update_state)
         branch = np.asarray(ctx.f_step.y)
@@ -93,15 +88,6 @@ class Residual(Node):
         total = skip + branch
         ctx.after_step = None if self.after is None else self.after.run(total, update_state=update_state)
         return total if ctx.after_step is None else ctx.after_step.y
-
-    def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
-        if ctx.update_state and x.shape not in self._checked:
-            # A first pass that changes nothing checks the shapes, so a rejected input leaves the state alone.
-            self._pass(x, Context(inputs=(x,), x=x, update_state=False, thread=ctx.thread), False)
-            if len(self._checked) >= _CHECKED_SHAPES:
-                self._checked.clear()
-            self._checked.add(x.shape)
-        return self._pass(x, ctx, ctx.update_state)
 
     def _through_after(self, g: np.ndarray, ctx: Context, parameters: bool) -> np.ndarray:
         """``∂L/∂s`` from the upstream gradient, back through ``after`` (adding its parameter gradients if asked)."""

@@ -76,14 +76,28 @@ class Sequential(Node):
         return self.nodes[index]
 
     # ------------------------------------------------------------------ faces
-    def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
+    def _forward(self, x: np.ndarray, ctx: Context) -> Any:
         ctx.steps = []
         h = x
-        for node in self.nodes:
-            step = node.run(h, update_state=ctx.update_state)
+        for i in range(len(self.nodes)):
+            step = self._run_layer(i, h, ctx.update_state)
             ctx.steps.append(step)
             h = step.y
         return h
+
+    def _run_layer(self, i: int, h: Any, update_state: bool) -> Context:
+        """Layer ``i`` on the previous layer's output; several outputs (Split, Chunk) are its several inputs."""
+        node = self.nodes[i]
+        if not isinstance(h, tuple):
+            return node.run(h, update_state=update_state)
+        if node.num_inputs != len(h):
+            raise ValueError(
+                f"Sequential: layer {i - 1} ({type(self.nodes[i - 1]).__name__}) gives {len(h)} outputs "
+                f"but layer {i} ({type(node).__name__}) takes {node.num_inputs} input"
+                f"{'' if node.num_inputs == 1 else 's'}; a chain hands each layer's outputs to the next "
+                "layer as its inputs (wire other patterns with a Graph)"
+            )
+        return node.run(*h, update_state=update_state)
 
     def _backward(self, g: np.ndarray, ctx: Context, input_grad: bool) -> Optional[np.ndarray]:
         # Without the input gradient the pass stops at the first node with parameters,
@@ -101,14 +115,25 @@ class Sequential(Node):
             g = node.vjp_from(step, g)
         return g
 
-    def _jacobian(self, ctx: Context) -> np.ndarray:
-        jac = None
+    def _jacobian(self, ctx: Context) -> Any:
+        """``J_L ⋯ J_1``; where a layer hands several values on, one block per value, summed over the paths."""
+        x = ctx.x
+        blocks: List[Optional[np.ndarray]] = [np.eye(x.size, dtype=x.dtype).reshape(x.shape * 2)]
         for node, step in zip(self.nodes, ctx.steps):
             local = node.jacobian_from(step)
-            jac = local if jac is None else np.tensordot(local, jac, axes=step.x.ndim)
-        if jac is None:  # an empty Sequential is the identity
-            return np.eye(ctx.x.size, dtype=ctx.x.dtype).reshape(ctx.x.shape * 2)
-        return jac
+            per_output = local if isinstance(step.y, tuple) else (local,)
+            new: List[Optional[np.ndarray]] = []
+            for row in per_output:
+                row = row if len(step.inputs) > 1 else (row,)
+                terms = [np.tensordot(part, upstream, axes=value.ndim)
+                         for part, upstream, value in zip(row, blocks, step.inputs)
+                         if part is not None and upstream is not None]
+                new.append(sum(terms[1:], terms[0]) if terms else None)
+            blocks = new
+        outputs = ctx.y if isinstance(ctx.y, tuple) else (ctx.y,)
+        full = [np.zeros(y.shape + x.shape, dtype=y.dtype) if block is None else block
+                for block, y in zip(blocks, outputs)]
+        return tuple(full) if isinstance(ctx.y, tuple) else full[0]
 
     # ---------------------------------------------------------------- summary
     def summary(self, input_shape: Union[int, Sequence[Optional[int]]]) -> str:
@@ -149,32 +174,30 @@ class Sequential(Node):
                 dims = (None,) + dims[1:]
             return str(dims)
 
-        def walk(node: Node) -> Iterator[Node]:
-            yield node
-            for _, child in node.children():
-                yield from walk(child)
+        def shown_all(value: Any) -> str:
+            return ", ".join(shown(v.shape) for v in value) if isinstance(value, tuple) else shown(value.shape)
 
-        modes = [(node, node.training) for node in walk(self)]
+        modes = [(node, node.training) for _, node in self.named_nodes()]  # a cycle of containers: ValueError
         self.eval()
         rows: List[Tuple[str, ...]] = []
         seen: Set[int] = set()
         trainable_total = buffer_total = 0
         try:
-            h = np.zeros(run_shape)
+            h: Any = np.zeros(run_shape)
             for i, node in enumerate(self.nodes):
                 name = repr(node)
                 if "\n" in name:
                     name = brief(node)
                 try:
-                    step = node.run(h, update_state=False)
+                    step = self._run_layer(i, h, False)
                 except (ValueError, TypeError) as error:
                     raise ValueError(
-                        f"Sequential.summary: layer {i}, {name}, cannot take input of shape {shown(h.shape)}: {error}"
+                        f"Sequential.summary: layer {i}, {name}, cannot take input of shape {shown_all(h)}: {error}"
                     ) from None
-                h = np.asarray(step.y)
+                h = step.y
                 trainable, buffers = count_once(node, seen)
                 trainable_total, buffer_total = trainable_total + trainable, buffer_total + buffers
-                rows.append((str(i), name, shown(h.shape), f"{trainable + buffers:,}"))
+                rows.append((str(i), name, shown_all(h), f"{trainable + buffers:,}"))
         finally:
             for node, mode in modes:
                 node.training = mode

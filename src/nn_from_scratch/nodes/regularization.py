@@ -67,6 +67,7 @@ class Dropout(ElementwiseNode):
                 )
             return self._fixed_mask
         if update_state:
+            self._state_will_change()  # a call refused later in the model puts the stream back
             return self.rng.random(shape) >= self.p
         state = self.rng.bit_generator.state
         try:
@@ -259,6 +260,7 @@ class _BatchNorm(Node):
         return y.reshape(x.shape).astype(self.dtype, copy=False)
 
     def _update_running_stats(self, mean: np.ndarray, var: np.ndarray, m: int) -> None:
+        self._state_will_change()  # a call refused later in the model puts the statistics back
         t = self._compute.type
         self.num_batches_tracked += 1
         factor = t(1 / int(self.num_batches_tracked)) if self.momentum is None else t(self.momentum)

@@ -20,8 +20,9 @@ def node_generators(model: Node, prefix: str = "") -> Iterator[Tuple[str, np.ran
     Names are the node's path as in ``state_dict`` keys plus the attribute:
     ``"2.rng"`` for the ``rng`` of a Dropout at index 2 of a Sequential.
     """
-    for attribute, value in sorted(vars(model).items()):
-        if isinstance(value, np.random.Generator):
-            yield prefix + attribute, value
-    for name, child in model.children():
-        yield from node_generators(child, f"{prefix}{name}.")
+    seen = set()
+    for path, node in model.named_nodes(prefix):
+        for attribute, value in sorted(vars(node).items()):
+            if isinstance(value, np.random.Generator) and id(value) not in seen:
+                seen.add(id(value))
+                yield path + attribute, value
