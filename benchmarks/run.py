@@ -40,7 +40,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the benchmarks' own modules (load, fashion, memory)
 
 from nn_from_scratch import Sequential
-from nn_from_scratch.allocator import keep_freed_memory
+from nn_from_scratch.engine.allocator import keep_freed_memory
 from nn_from_scratch.losses import CrossEntropyLoss
 from nn_from_scratch.nodes import Conv2d, Flatten, Linear, MaxPool2d, ReLU, SoftMax
 from nn_from_scratch.optim import SGD

@@ -31,7 +31,7 @@ from nn_from_scratch.datasets import load_digits
 from nn_from_scratch.gradcheck import check_node, numerical_jacobian
 from nn_from_scratch.losses import CrossEntropyLoss
 from nn_from_scratch.models import cnn
-from nn_from_scratch.nodes.im2col import col2im, conv_output_size, im2col
+from nn_from_scratch.nodes.windows import col2im, conv_output_size, im2col
 from nn_from_scratch.optim import Adam, CosineAnnealingLR
 
 TOL = dict(rtol=1e-12, atol=1e-12)

@@ -34,9 +34,3 @@ def test_bad_sizes_are_refused(bad):
         allocator.keep_freed_memory(retain_bytes=bad)
     with pytest.raises(ValueError, match="grow_bytes"):
         allocator.keep_freed_memory(grow_bytes=bad)
-
-
-def test_the_old_module_name_is_the_engine_module():
-    import nn_from_scratch.allocator as old
-
-    assert old is allocator and old.keep_freed_memory is allocator.keep_freed_memory

@@ -36,11 +36,6 @@ ALLOWED: Dict[str, Set[str]] = {
     "models": CONTRACT | {"nodes", "containers", "files"},
     "training": CONTRACT | {"losses", "files", "datasets", "engine"},
 }
-#: Old module paths kept for users' imports: each only re-exports its new home.
-SHIMS = {"network": "training", "serialization": "files", "sequential": "containers", "parallel": "containers",
-         "rowblocks": "engine", "allocator": "engine", "progress": "training"}
-#: Old paths inside a room, re-exporting a neighbour (path relative to the package -> where the code lives).
-INNER_SHIMS = {"nodes/im2col.py": "nodes/windows.py and engine/convolution.py", "nodes/workspace.py": "engine/workspace.py"}
 #: The command line and the package's front door may import anything.
 FREE = {"cli", "__main__", "__init__"}
 
@@ -86,7 +81,7 @@ SOURCES = sorted(PACKAGE.rglob("*.py"))
 
 def test_every_room_has_a_rule():
     rooms = {_room(_module_name(path)) for path in SOURCES}
-    unruled = sorted(rooms - set(ALLOWED) - set(SHIMS) - FREE)
+    unruled = sorted(rooms - set(ALLOWED) - FREE)
     assert unruled == [], f"add an import rule for {unruled} to ALLOWED and to docs/architecture.md"
 
 
@@ -95,18 +90,10 @@ def test_imports_follow_the_layering(path):
     room = _room(_module_name(path))
     if room in FREE:
         return
-    allowed = {room} | ({SHIMS[room]} if room in SHIMS else ALLOWED[room])
+    allowed = {room} | ALLOWED[room]
     broken = [f"line {line}: imports {target}" for line, target in _imports(path)
               if target != "nn_from_scratch" and _room(target) not in allowed]
     assert broken == [], f"{path.relative_to(PACKAGE)} ({room}) may import only {sorted(allowed)}: {broken}"
-
-
-@pytest.mark.parametrize("relative, home", sorted({**{f"{n}.py": f"{h}/" for n, h in SHIMS.items()},
-                                                     **INNER_SHIMS}.items()))
-def test_old_module_paths_only_re_export(relative, home):
-    tree = ast.parse((PACKAGE / relative).read_text())
-    defined = [node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))]
-    assert defined == [], f"{relative} should only re-export {home}, but defines {defined}"
 
 
 def test_the_rules_catch_a_forbidden_import(tmp_path, monkeypatch):

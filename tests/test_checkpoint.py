@@ -7,14 +7,15 @@ import shlex
 import numpy as np
 import pytest
 
-from nn_from_scratch import NeuralNetwork, Sequential, TrainingDiverged, serialization
+from nn_from_scratch import NeuralNetwork, Sequential, TrainingDiverged
+from nn_from_scratch import files as serialization
 from nn_from_scratch.cli import main
 from nn_from_scratch.datasets import load_digits
 from nn_from_scratch.losses import CrossEntropyLoss, MSELoss
-from nn_from_scratch.network import CheckpointError, TrainingInterrupted, node_generators
+from nn_from_scratch.training import CheckpointError, TrainingInterrupted, node_generators
 from nn_from_scratch.nodes import BatchNorm1d, Dropout, Linear, ReLU
 from nn_from_scratch.optim import SGD, Adam, CosineAnnealingLR, RMSProp
-from nn_from_scratch.serialization import load_arrays, load_model_state, save_model
+from nn_from_scratch.files import load_arrays, load_model_state, save_model
 
 from file_helpers import fill_the_disk
 

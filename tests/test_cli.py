@@ -14,7 +14,7 @@ from nn_from_scratch import cli
 from nn_from_scratch.cli import main
 from nn_from_scratch.datasets import load_digits
 from nn_from_scratch.models import build_model
-from nn_from_scratch.serialization import load_npz
+from nn_from_scratch.files import load_npz
 
 from idx_helpers import make_idx
 
@@ -326,7 +326,7 @@ def test_resume_help_says_how_given_options_are_treated(capsys):
 
 
 def test_resume_checks_the_options_a_checkpoint_records(tmp_path, capsys):
-    from nn_from_scratch.serialization import load_arrays, save_arrays
+    from nn_from_scratch.files import load_arrays, save_arrays
     checkpoint = tmp_path / "ck.npz"
     assert run(capsys, "train", *RUN, "--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.npz"))[0] == 0
     arrays, metadata = load_arrays(checkpoint)

@@ -15,7 +15,7 @@ from nn_from_scratch.cli.options import resolve_options
 from nn_from_scratch.datasets import load_localization
 from nn_from_scratch.metrics import mean_iou
 from nn_from_scratch.models import build_model
-from nn_from_scratch.serialization import load_npz
+from nn_from_scratch.files import load_npz
 
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 #: A localizer small enough to train in well under a second.
@@ -93,7 +93,7 @@ def test_localize_options_reach_the_loss_and_the_model(tmp_path, capsys):
                           "--dtype", "float64", "--label-smoothing", "0", "--out", str(out))
     assert code == 0
     assert "cross-entropy + 2.5 x mse" in stdout and "float64" in stdout
-    from nn_from_scratch.serialization import load_model_state
+    from nn_from_scratch.files import load_model_state
 
     state, metadata = load_model_state(out)
     assert metadata["loss"] == {"box_weight": 2.5, "box_loss": "mse", "label_smoothing": 0.0}
@@ -197,7 +197,7 @@ def test_a_few_canvases_still_give_ten_classes(tmp_path, capsys):
 
 def test_evaluate_refuses_a_localizer_file_whose_canvas_settings_are_impossible(tmp_path, capsys):
     from nn_from_scratch.models import localizer
-    from nn_from_scratch.serialization import save_model
+    from nn_from_scratch.files import save_model
 
     model = localizer(32, 10, channels=(4,), hidden=8, rng=0, dtype=np.float32)
     config = {"kind": "localizer", "image_size": 32, "channels": [4], "hidden": 8, "classes": 10, "dtype": "float32"}

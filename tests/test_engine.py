@@ -113,15 +113,6 @@ def test_the_engine_imports_only_numpy_the_standard_library_and_itself():
                 assert root in allowed | optional.get(path.name, set()), f"{path.name} imports {root}"
 
 
-def test_old_import_paths_are_the_new_objects():
-    from nn_from_scratch.nodes import im2col, workspace
-
-    assert im2col.im2col is windows.im2col and im2col.col2im is windows.col2im
-    assert im2col.conv_output_size is windows.conv_output_size and im2col.as_pair is windows.as_pair
-    assert im2col.WideColumns is fast.WideColumns and im2col.COLUMN_BLOCK_BYTES == fast.COLUMN_BLOCK_BYTES
-    assert workspace.Workspace is nn_from_scratch.engine.workspace.Workspace
-
-
 # ------------------------------------------------------------------ fast convolution against the textbook one
 def _pass(layer, x, g, *, fast_on, stride_one=True):
     """Output, input gradient and parameter gradients of one pass with the engine on or off."""

@@ -25,10 +25,10 @@ from idx_helpers import idx_header, make_idx
 from nn_from_scratch import NeuralNetwork, Sequential
 from nn_from_scratch.datasets import read_idx
 from nn_from_scratch.losses import MSELoss
-from nn_from_scratch.network import CheckpointError
+from nn_from_scratch.training import CheckpointError
 from nn_from_scratch.nodes import BatchNorm1d, Dropout, Linear
 from nn_from_scratch.optim import Adam
-from nn_from_scratch.serialization import load_model_state, safetensors_available, save_model
+from nn_from_scratch.files import load_model_state, safetensors_available, save_model
 
 from file_helpers import peak_while
 

@@ -12,10 +12,10 @@ from nn_from_scratch.containers import Placeholder
 from nn_from_scratch.datasets import load_digits
 from nn_from_scratch.gradcheck import assert_gradients, numerical_jacobian
 from nn_from_scratch.losses import CrossEntropyLoss
-from nn_from_scratch.network import node_generators
+from nn_from_scratch.training import node_generators
 from nn_from_scratch.nodes import Add, BatchNorm1d, Chunk, Dropout, Identity, Linear, Multiply, ReLU, Split, Tanh
 from nn_from_scratch.optim import Adam
-from nn_from_scratch.serialization import load_model, save_model
+from nn_from_scratch.files import load_model, save_model
 
 
 class Halves(Node):

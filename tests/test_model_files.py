@@ -21,15 +21,16 @@ import zipfile
 import numpy as np
 import pytest
 
-from nn_from_scratch import serialization
+from nn_from_scratch import files as serialization
 from nn_from_scratch.cli import main
 from nn_from_scratch.models import localizer, mlp
-from nn_from_scratch.network import NeuralNetwork
+from nn_from_scratch.training import NeuralNetwork
 from nn_from_scratch.losses import MSELoss
 from nn_from_scratch.nodes import Linear
 from nn_from_scratch.optim import Adam
-from nn_from_scratch.sequential import Sequential
-from nn_from_scratch.serialization import (
+from nn_from_scratch.containers import Sequential
+from nn_from_scratch.files.safetensors_format import SAFETENSORS_DIGEST_KEY, SAFETENSORS_JSON_KEY
+from nn_from_scratch.files import (
     atomic_write,
     check_model_path,
     load_arrays,
@@ -188,7 +189,7 @@ def flip_last_data_byte(data: bytes) -> bytes:
 def test_a_file_written_here_cannot_switch_its_digest_off(tmp_path, change):
     pytest.importorskip("safetensors")
     path = save_model(tmp_path / "m.safetensors", tiny_model(), {"history": [1.0]})
-    digest, text = serialization.SAFETENSORS_DIGEST_KEY, serialization.SAFETENSORS_JSON_KEY
+    digest, text = SAFETENSORS_DIGEST_KEY, SAFETENSORS_JSON_KEY
 
     def edit(header):
         strings = header["__metadata__"]
@@ -356,7 +357,7 @@ def test_atomic_write_gives_a_new_file_the_umask_default(tmp_path, umask):
 
 KILLED_WRITER = """
 import os, signal, sys
-from nn_from_scratch.serialization import atomic_write
+from nn_from_scratch.files import atomic_write
 
 def write(handle):
     handle.write(b"partial")

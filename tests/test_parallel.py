@@ -6,7 +6,7 @@ import pytest
 
 from nn_from_scratch import Linear, Sequential, Sigmoid, Tanh
 from nn_from_scratch.gradcheck import assert_gradients, numerical_jacobian
-from nn_from_scratch.parallel import Parallel
+from nn_from_scratch.containers import Parallel
 
 
 def two_heads(seed=0):

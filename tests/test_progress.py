@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from nn_from_scratch import progress
+from nn_from_scratch.training import progress
 from nn_from_scratch.cli import main
-from nn_from_scratch.progress import REDRAW_INTERVAL_S, ProgressBar, format_duration, summary_lines
+from nn_from_scratch.training.progress import REDRAW_INTERVAL_S, ProgressBar, format_duration, summary_lines
 
 STATS = {"loss": 0.123456, "accuracy": 0.95123, "val_loss": 0.17204, "val_accuracy": 0.94429}
 

@@ -26,7 +26,8 @@ HANG_GUARD_S = 30 * 60  # a hang guard only: a busy machine must not fail the te
 CHILD = r"""
 import hashlib, sys
 import numpy as np
-from nn_from_scratch import NeuralNetwork, Sequential, rowblocks
+from nn_from_scratch import NeuralNetwork, Sequential
+from nn_from_scratch.engine import rowblocks
 from nn_from_scratch.datasets import load_digits
 from nn_from_scratch.losses import CrossEntropyLoss
 from nn_from_scratch.nodes import BatchNorm2d, Conv2d, Dropout, Flatten, Linear, MaxPool2d, ReLU

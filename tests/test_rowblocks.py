@@ -164,12 +164,3 @@ def test_row_sum_matches_np_sum_and_does_not_depend_on_the_rows_around_it(rng, d
     for rows in (slice(0, 1), slice(3, 7), slice(5, 301), slice(100, 133)):  # any block of rows: the same bits
         np.testing.assert_array_equal(row_sum(a[rows]), total[rows])
     assert row_sum(np.zeros((2, 0), dtype)).tolist() == [[0], [0]]
-
-
-def test_the_old_module_name_is_the_engine_module():
-    """``nn_from_scratch.rowblocks`` (the old path) is the engine's module itself: one thread setting for both."""
-    import nn_from_scratch.rowblocks as old
-    from nn_from_scratch import rowblocks as old_attribute
-
-    assert old is rowblocks and old_attribute is rowblocks
-    assert old.for_row_blocks is rowblocks.for_row_blocks and old.set_num_threads is rowblocks.set_num_threads

@@ -11,12 +11,12 @@ import zipfile
 import numpy as np
 import pytest
 
-from nn_from_scratch import serialization
+from nn_from_scratch import files as serialization
 from nn_from_scratch.files.safetensors_format import _digest
 from nn_from_scratch.nodes import BatchNorm1d, Linear, ReLU
 from nn_from_scratch.optim import Adam
-from nn_from_scratch.sequential import Sequential
-from nn_from_scratch.serialization import (
+from nn_from_scratch.containers import Sequential
+from nn_from_scratch.files import (
     atomic_write,
     flatten_state,
     load_arrays,
@@ -398,16 +398,3 @@ def test_flatten_state_refuses_what_json_cannot_hold():
         flatten_state({"a": {1, 2}})
     with pytest.raises(ValueError, match="array 'x' that the file does not hold"):
         unflatten_state({"__array__": "x"}, {})
-
-
-def test_the_old_import_paths_reach_the_moved_code():
-    """serialization, network and progress are kept as thin re-exports of files/ and training/."""
-    from nn_from_scratch import files, network, progress, training
-    from nn_from_scratch.training import checkpoint, trainer
-    for name in serialization.__all__:
-        assert getattr(serialization, name) is getattr(files, name), name
-    assert serialization.SAFETENSORS_DIGEST_KEY == "nn_from_scratch.sha256"
-    assert network.NeuralNetwork is trainer.NeuralNetwork is training.NeuralNetwork
-    assert network.CheckpointError is checkpoint.CheckpointError
-    assert network.CHECKPOINT_FORMAT == checkpoint.CHECKPOINT_FORMAT
-    assert progress is training.progress

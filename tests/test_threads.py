@@ -9,7 +9,8 @@ import threading
 import numpy as np
 import pytest
 
-from nn_from_scratch import Sequential, rowblocks
+from nn_from_scratch import Sequential
+from nn_from_scratch.engine import rowblocks
 from nn_from_scratch.losses import CrossEntropyLoss
 from nn_from_scratch.node import ConcurrentUseError, Node
 from nn_from_scratch.nodes import Conv2d, Flatten, Linear, MaxPool2d, ReLU, SoftMax

@@ -106,9 +106,3 @@ def test_copies_and_pickles_of_a_workspace_are_empty():
         assert twin.take((1000,), np.float64) is not a
     assert len(pickle.dumps(workspace)) < 200  # not the 8000 bytes it holds
     assert workspace.take((1000,), np.float64) is a  # the original keeps its arrays
-
-
-def test_the_old_import_path_is_the_engine_workspace():
-    from nn_from_scratch.nodes import workspace as old
-
-    assert old.Workspace is Workspace

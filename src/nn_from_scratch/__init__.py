@@ -12,7 +12,7 @@ containers in :mod:`~nn_from_scratch.containers`, the contract in :mod:`~nn_from
 from . import nodes as _nodes
 from .containers import Graph, Input, Parallel, Residual, Sequential
 from .engine.threads import set_num_threads
-from .network import NeuralNetwork, TrainingDiverged
+from .training import NeuralNetwork, TrainingDiverged
 from .node import Context, Criterion, ElementwiseNode, Node, RowwiseNode
 from .nodes import *  # noqa: F401,F403  (the layers; their names are listed once, in nodes.__all__)
 from .parameter import Parameter
