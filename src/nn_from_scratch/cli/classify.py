@@ -93,6 +93,10 @@ class Classify(Task):
         normalization, fill = None, 0.0
         if images:
             mean, std = image_statistics(X_train)
+            if not std > 0:  # normalisation divides by it
+                parser.error(f"the {len(X_train)} training images of {args.dataset} in {args.data_dir} are constant "
+                             f"(every pixel is {X_train.flat[0]}, standard deviation 0): there is nothing to learn "
+                             "and nothing to normalise by")
             normalization, fill = {"mean": mean, "std": std}, round(mean * 255)
             record["normalization"] = normalization
         else:
