@@ -137,6 +137,37 @@ def test_a_count_above_the_bound_is_refused_and_changes_nothing(policy, bad):
     assert policy.ceiling() == 2 and blas_counts() == blas
 
 
+class FakeBlas:
+    """A BLAS controller for threadpoolctl's two calls; ``refuse`` makes it raise on a change."""
+
+    def __init__(self, count, refuse=False):
+        self.count, self.refuse = count, refuse
+
+    def get_num_threads(self):
+        return self.count
+
+    def set_num_threads(self, count):
+        if self.refuse:
+            raise OSError("the BLAS refused the count")
+        self.count = count
+
+
+def test_a_blas_that_refuses_the_count_leaves_the_policy_as_it_was(policy, monkeypatch):  # the real BLAS back first
+    policy.set_guard(False)
+    policy.set_num_threads(2)
+    first, second = FakeBlas(2), FakeBlas(2, refuse=True)
+    blas = threads._Blas()
+    blas._controllers, blas.original, blas.applied = [first, second], 2, 2
+    monkeypatch.setattr(threads, "_blas", blas)
+    with pytest.raises(OSError, match="refused"):
+        policy.set_num_threads(3)
+    assert policy.ceiling() == 2 and policy.active_threads() == 2
+    assert (first.count, second.count, blas.applied) == (2, 2, 2)
+    second.refuse = False
+    policy.set_num_threads(3)
+    assert policy.ceiling() == 3 and (first.count, second.count, blas.applied) == (3, 3, 3)
+
+
 def test_the_variable_above_the_bound_is_a_value_error_naming_it(monkeypatch):
     for bad in (str(2**70), str(threads.MAX_THREADS + 1)):
         monkeypatch.setenv(threads.ENVIRONMENT_VARIABLE, bad)

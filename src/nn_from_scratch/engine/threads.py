@@ -171,10 +171,19 @@ class _Blas:
         return min(found) if found else None
 
     def set(self, count: int) -> None:
+        """Give every BLAS ``count`` threads; one that refuses it puts those already changed back, and raises."""
         if count == self.applied:
             return
-        for controller in self.controllers():
-            controller.set_num_threads(count)
+        changed = []
+        try:
+            for controller in self.controllers():
+                before = controller.get_num_threads()
+                controller.set_num_threads(count)
+                changed.append((controller, before))
+        except BaseException:
+            for controller, before in reversed(changed):
+                controller.set_num_threads(before)
+            raise
         self.applied = count
 
 
