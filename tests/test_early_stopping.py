@@ -1,6 +1,8 @@
 """fit(early_stopping=PATIENCE): stop on the validation loss, keep the best epoch's weights, resume exactly."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -182,7 +184,6 @@ def test_a_failed_checkpoint_write_after_a_new_best_leaves_a_resumable_pair(tmp_
 
 def test_every_state_of_the_files_on_disk_resumes_as_the_uninterrupted_run(tmp_path, monkeypatch):
     """A kill at any moment of the run leaves files that resume exactly: each rename and removal is a moment."""
-    import os
     import shutil
     straight = slow_network()
     history = slow_fit(straight, 20, early_stopping=6)
@@ -235,3 +236,21 @@ def test_a_resume_into_another_checkpoint_reads_the_best_weights_beside_the_one_
     assert same(weights(resumed), weights(straight))
     named = best_of(read_checkpoint(second).history)
     assert named == len(history["val_loss"]) or best_weights_path(second, named).is_file()
+
+
+def test_a_checkpoint_name_of_the_longest_length_keeps_its_best_weights_beside_it(tmp_path):
+    """The best weights' name adds to the checkpoint's: a long one is shortened to fit, and found again."""
+    from file_helpers import NAME_MAX, longest_name
+    straight = slow_network()
+    history = slow_fit(straight, 20, early_stopping=6)
+    checkpoint = tmp_path / longest_name(".npz", "水")
+    slow_fit(slow_network(), 6, early_stopping=6, checkpoint=checkpoint, checkpoint_every=2)  # names epoch 5
+    kept = best_weights_path(checkpoint, 5)
+    assert len(os.fsencode(kept.name)) <= NAME_MAX and kept.name.endswith("-best-epoch5.npz")
+    assert sorted(os.listdir(tmp_path)) == sorted([checkpoint.name, kept.name])
+    resumed = slow_network()
+    assert slow_fit(resumed, 20, early_stopping=6, resume=checkpoint, checkpoint=checkpoint) == history
+    assert same(weights(resumed), weights(straight))
+    best, last = resumed.early_stop.best_epoch, resumed.early_stop.last_epoch
+    assert best != 5 and last > best  # so the file of epoch 5 went, and the best's is kept
+    assert sorted(os.listdir(tmp_path)) == sorted([checkpoint.name, best_weights_path(checkpoint, best).name])

@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
+from ..files.atomic import NAME_MAX, name_bytes, short_stem
 from ..files.model_files import load_arrays, save_arrays
 from .checkpoint import CheckpointError, _state_mismatch, read_checkpoint
 
@@ -45,21 +46,32 @@ class EarlyStop(NamedTuple):
     stopped: bool  #: whether it stopped before the epochs asked for, ``patience`` epochs without a better val_loss
 
 
+_EPOCH_DIGITS = 18  # the most digits of an epoch in a best-weights file's name
+
+
+def _best_prefix(checkpoint: Path) -> str:
+    """``<stem>-best-epoch``, the stem shortened where the longest name would pass ``NAME_MAX`` bytes."""
+    room = NAME_MAX - name_bytes(f"-best-epoch{'9' * _EPOCH_DIGITS}{checkpoint.suffix}")
+    return f"{short_stem(checkpoint.stem, room)}-best-epoch"
+
+
 def best_weights_path(checkpoint: PathLike, epoch: int) -> Path:
     """Where early stopping keeps the weights of its best epoch ``epoch`` beside ``checkpoint``.
 
     The name is ``<stem>-best-epoch<epoch><suffix>``: each best epoch has its own file, so writing the
-    next one never replaces the weights that the checkpoint on disk names.
+    next one never replaces the weights that the checkpoint on disk names.  A long stem is shortened
+    (:func:`~nn_from_scratch.files.atomic.short_stem`) so that the name keeps to 255 bytes.
     """
-    if type(epoch) is not int or epoch < 1:
-        raise ValueError(f"epoch must be a positive integer, got {epoch!r}")
+    if type(epoch) is not int or not 1 <= epoch < 10 ** _EPOCH_DIGITS:
+        raise ValueError(f"epoch must be a positive integer of at most {_EPOCH_DIGITS} digits, got {epoch!r}")
     path = Path(checkpoint)
-    return path.with_name(f"{path.stem}-best-epoch{epoch}{path.suffix}")
+    return path.with_name(f"{_best_prefix(path)}{epoch}{path.suffix}")
 
 
 def _best_weights_files(checkpoint: Path) -> Dict[int, Path]:
     """The best-weights files beside ``checkpoint`` (names of :func:`best_weights_path`'s making), by epoch."""
-    ours = re.compile(re.escape(f"{checkpoint.stem}-best-epoch") + "([1-9][0-9]{0,17})" + re.escape(checkpoint.suffix))
+    ours = re.compile(re.escape(_best_prefix(checkpoint)) + f"([1-9][0-9]{{0,{_EPOCH_DIGITS - 1}}})"
+                      + re.escape(checkpoint.suffix))
     directory = checkpoint.parent
     try:
         names = os.listdir(directory if str(directory) else ".")
