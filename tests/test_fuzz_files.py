@@ -28,7 +28,7 @@ from nn_from_scratch.losses import MSELoss
 from nn_from_scratch.network import CheckpointError
 from nn_from_scratch.nodes import BatchNorm1d, Dropout, Linear
 from nn_from_scratch.optim import Adam
-from nn_from_scratch.serialization import load_model_state, safetensors_available, save_model
+from nn_from_scratch.serialization import load_layout, load_model_state, safetensors_available, save_model
 
 from file_helpers import peak_while
 
@@ -293,6 +293,43 @@ def test_npz_member_claiming_a_trillion_items_allocates_nothing(tmp_path):
             load_model_state(path)
 
     assert peak_while(read) < PEAK_LIMIT
+
+
+def empty_tensor_files(tmp_path, shape):
+    """A ``.safetensors`` and an ``.npz`` file, each with one float64 tensor ``w`` of ``shape`` and no data."""
+    header = json.dumps({"w": {"dtype": "F64", "shape": list(shape), "data_offsets": [0, 0]}}).encode()
+    safetensors = tmp_path / "shaped.safetensors"
+    safetensors.write_bytes(struct.pack("<Q", len(header)) + header)
+    npz = tmp_path / "shaped.npz"
+    with zipfile.ZipFile(npz, "w") as archive:
+        with archive.open("w.npy", "w") as member:
+            np.lib.format.write_array_header_1_0(member, {"descr": "<f8", "fortran_order": False,
+                                                          "shape": tuple(shape)})
+    return safetensors, npz
+
+
+@pytest.mark.parametrize("shape, problem", [
+    ((0, 2**70), "dimension 1180591620717411303424"),  # more than NumPy can index
+    ((0, 2**62, 2**62), "bytes"),  # each dimension fits, their product does not
+    ((1,) * 100, "100 axes"),  # more than NumPy's 64
+    ((1,) * 33, "33 axes"),  # more than the 32 read here
+])
+def test_a_shape_numpy_cannot_make_is_refused_naming_the_file_and_the_tensor(tmp_path, shape, problem):
+    """An empty tensor's shape is not bounded by the data: it once reached NumPy, whose message named no file."""
+    for path in empty_tensor_files(tmp_path, shape):
+        for read in (load_model_state, load_layout):
+            with pytest.raises(ValueError, match=problem) as info:
+                read(path)
+            message = str(info.value)
+            assert str(path) in message and "'w" in message and len(message) < 1000
+
+
+@pytest.mark.parametrize("shape", [(0, 2**40), (0,) * 32, (1,) * 31 + (0,), (2**40, 0, 3)])
+def test_an_empty_tensor_of_a_shape_within_the_bounds_loads(tmp_path, shape):
+    for path in empty_tensor_files(tmp_path, shape):
+        state, _ = load_model_state(path)
+        assert state["w"].shape == shape and state["w"].dtype == np.float64
+        assert load_layout(path)[0]["w"].shape == shape
 
 
 def test_npz_zip_bombs_are_refused_before_inflating(tmp_path):

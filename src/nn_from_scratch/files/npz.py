@@ -25,7 +25,7 @@ import numpy as np
 from .arrays import (
     DEFAULT_MAX_BYTES, MAX_METADATA_BYTES, METADATA_KEY, _SAVABLE_DTYPES, Arrays, ArrayInfo, Layout, Metadata,
     PathLike, _byte_view, _checked_arrays, _clip, _metadata_json, _parse_metadata, _quoted, _read_into,
-    _require_file, _shown, _to_native,
+    _require_file, _shape_problem, _shown, _to_native,
 )
 from .atomic import atomic_write
 
@@ -224,6 +224,9 @@ def _read_npy_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, text: bool
         raise ValueError(f"{name}: dtype {dtype} is not allowed (numeric arrays only, never pickled objects)")
     if not isinstance(shape, tuple) or not all(type(d) is int and d >= 0 for d in shape):  # bool is no size
         raise ValueError(f"{name}: bad shape {_shown(shape, 200)}")
+    problem = _shape_problem(shape, dtype.itemsize)
+    if problem:
+        raise ValueError(f"{name}: shape {_shown(shape, 200)}: {problem}")
     if text and shape != ():
         raise ValueError(f"{name}: the metadata must be one string, got shape {_shown(shape, 200)}")
     header = _NpyHeader(shape, bool(fortran), dtype, offset)
