@@ -1,4 +1,4 @@
-"""Test helpers for files: a disk that fills up part way, and the memory a call traces."""
+"""Test helpers for files: a disk that fills up part way, the memory a call traces, and the longest file names."""
 from __future__ import annotations
 
 import errno
@@ -51,3 +51,16 @@ def peak_while(call: Callable[[], Any]) -> int:
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
     return peak
+
+
+#: The longest file name, in bytes, on the file systems the tests run on (ext4, XFS, Btrfs, tmpfs, overlayfs).
+NAME_MAX = 255
+
+
+def longest_name(suffix: str, char: str = "m") -> str:
+    """A file name of exactly :data:`NAME_MAX` bytes ending in ``suffix``, made of ``char`` (one byte or several)."""
+    room = NAME_MAX - len(suffix.encode())
+    width = len(char.encode())
+    name = char * (room // width) + "m" * (room % width) + suffix
+    assert len(os.fsencode(name)) == NAME_MAX
+    return name

@@ -17,7 +17,7 @@ from nn_from_scratch.nodes import BatchNorm1d, Dropout, Linear, ReLU
 from nn_from_scratch.optim import SGD, Adam, CosineAnnealingLR, RMSProp
 from nn_from_scratch.files import load_arrays, load_model_state, save_model
 
-from file_helpers import fill_the_disk
+from file_helpers import NAME_MAX, fill_the_disk, longest_name
 
 
 
@@ -75,6 +75,18 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, data, suffix)
     resumed = make_network(dropout_seed=999)  # a new model, optimizer and scheduler; another Dropout seed
     resumed_history = fit(resumed, data, rng=12345, resume=path)  # the checkpoint's generator state wins
     assert resumed_history == history  # floats compared with ==: bit for bit
+    assert_bit_identical(resumed, reference)
+
+
+def test_a_checkpoint_with_a_name_of_the_longest_length_is_written_and_resumed(tmp_path, data, suffix):
+    """A 255-byte name is legal; the atomic write's temporary once made it too long to write."""
+    reference = make_network()
+    history = fit(reference, data)
+    path = tmp_path / longest_name(suffix, "é")
+    fit(make_network(), data, epochs=2, checkpoint=path)
+    assert load_arrays(path)[1]["epoch"] == 2 and os.listdir(tmp_path) == [path.name]
+    resumed = make_network()
+    assert fit(resumed, data, resume=path, checkpoint=path) == history
     assert_bit_identical(resumed, reference)
 
 
@@ -542,6 +554,26 @@ def test_cli_checkpoint_option_and_resume(tmp_path, capsys):
     code, _, err = run(capsys, *args[:4], "3", *args[5:], "--resume", str(checkpoint))
     assert code == 0
     assert load_arrays(checkpoint)[1]["epoch"] == 3
+
+
+def test_cli_out_with_a_name_of_the_longest_length(tmp_path, capsys, monkeypatch):
+    """--out refused a legal 255-byte name before training; the names made from it (the checkpoint that Ctrl-C
+    writes, the pictures, the fallback file) are shortened to fit."""
+    from nn_from_scratch.cli import default_checkpoint
+
+    out = tmp_path / longest_name(".npz")
+    checkpoint = default_checkpoint(out)
+    assert checkpoint.parent == tmp_path and len(os.fsencode(checkpoint.name)) <= NAME_MAX
+    assert checkpoint.name.endswith("-checkpoint.npz") and checkpoint.name[:200] == out.name[:200]
+    Interrupter(monkeypatch, Adam, at=-(-1437 // 32) + 5)  # in epoch 2 of the digits
+    code, _, err = run(capsys, "train", "--hidden", "8", "--epochs", "3", "--no-progress", "--out", str(out))
+    assert code == 130 and str(checkpoint) in err
+    monkeypatch.undo()
+    code, stdout, _ = run(capsys, "train", "--hidden", "8", "--epochs", "3", "--no-progress", "--out", str(out),
+                          "--resume", str(checkpoint))
+    assert code == 0 and f"weights saved to {out}" in stdout
+    assert len(load_model_state(out)[1]["history"]["loss"]) == 3
+    assert all(len(os.fsencode(name)) <= NAME_MAX for name in os.listdir(tmp_path))
 
 
 @pytest.mark.parametrize("extra, message", [

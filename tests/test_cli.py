@@ -583,3 +583,21 @@ def test_a_data_dir_with_files_of_the_wrong_size_is_a_clear_error(tmp_path, caps
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert message in err and "train-" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("value", [0, 255])
+def test_constant_training_images_are_a_command_line_error(tmp_path, capsys, rng, value):
+    """Normalisation divides by the training pixels' standard deviation: blank images are named, not a traceback."""
+    write_idx_set(tmp_path, rng, train=30, test=10)
+    blank = np.full((30, 28, 28), value, dtype=np.uint8)
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(make_idx(blank)))
+    out = tmp_path / "m.npz"
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--dataset", "mnist", "--data-dir", str(tmp_path), "--epochs", "1", "--hidden", "8",
+              "--no-progress", "--out", str(out)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert "training images" in last and "standard deviation 0" in last and f"every pixel is {value}" in last
+    assert not out.exists()

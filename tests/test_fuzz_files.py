@@ -28,7 +28,7 @@ from nn_from_scratch.losses import MSELoss
 from nn_from_scratch.training import CheckpointError
 from nn_from_scratch.nodes import BatchNorm1d, Dropout, Linear
 from nn_from_scratch.optim import Adam
-from nn_from_scratch.files import load_model_state, safetensors_available, save_model
+from nn_from_scratch.files import load_layout, load_model_state, safetensors_available, save_model
 
 from file_helpers import peak_while
 
@@ -190,6 +190,80 @@ def test_a_mutated_file_written_here_is_refused_or_loads_exactly_what_was_saved(
         assert_intact(*result)
 
 
+def test_every_run_of_ten_zeroed_bytes_is_refused_or_loads_exactly_what_was_saved(seeds, fuzz_dir):
+    """Exhaustive where Hypothesis is sparse: ten bytes of the zip's end record zeroed once loaded as ({}, {})."""
+    for suffix, seed in sorted(seeds.items()):
+        path = fuzz_dir / f"zeroed{suffix}"
+        for start in range(len(seed)):
+            blob = bytearray(seed)
+            blob[start:start + 10] = bytes(len(blob[start:start + 10]))
+            path.write_bytes(bytes(blob))
+            try:
+                result = load_model_state(path)
+            except ValueError as error:
+                assert str(path) in str(error), (start, str(error))
+                continue
+            assert_intact(*result)
+
+
+def npz_end_record(blob):
+    """``(where, fields)`` of a zip's end-of-central-directory record: its offset and its eight fields."""
+    where = blob.rfind(b"PK\x05\x06")
+    return where, list(struct.unpack("<4s4H2LH", blob[where:where + 22]))
+
+
+@pytest.mark.parametrize("field, value, problem", [
+    (3, 0, "members"),  # the count on this disk
+    (4, 0, "members"),  # the total count
+    (5, 0, "central directory"),  # the directory's size
+    (6, 0, "central directory"),  # where it starts
+    (1, 1, "disk"),  # a multi-disk archive
+])
+def test_an_npz_end_record_that_does_not_match_the_file_is_refused(seeds, tmp_path, field, value, problem):
+    blob = seeds[".npz"]
+    where, fields = npz_end_record(blob)
+    fields[field] = value
+    path = tmp_path / "damaged.npz"
+    path.write_bytes(blob[:where] + struct.pack("<4s4H2LH", *fields) + blob[where + 22:])
+    with pytest.raises(ValueError, match=f"{path}.*{problem}"):
+        load_model_state(path)
+
+
+def test_a_zip64_npz_is_read_through_its_zip64_end_record(tmp_path, monkeypatch):
+    """Large archives keep their counts and offsets in the zip64 record; it is checked the same way."""
+    monkeypatch.setattr(zipfile, "ZIP_FILECOUNT_LIMIT", 1)  # what more than 65535 members would do
+    path = save_model(tmp_path / "m.npz", seed_model(), SEED_METADATA)
+    monkeypatch.undo()
+    blob = path.read_bytes()
+    where = blob.find(b"PK\x06\x06")
+    assert 0 < where < npz_end_record(blob)[0]
+    assert_intact(*load_model_state(path))
+    # the counts on this disk and in all, the directory's size and start (8 bytes each), the two disk numbers
+    changes = [(24, struct.pack("<Q", 0)), (32, struct.pack("<Q", 0)), (40, struct.pack("<Q", 0)),
+               (48, struct.pack("<Q", 0)), (16, struct.pack("<L", 1)), (20, struct.pack("<L", 1))]
+    for offset, value in changes:
+        damaged = tmp_path / f"damaged-{offset}.npz"
+        at = where + offset
+        damaged.write_bytes(blob[:at] + value + blob[at + len(value):])
+        with pytest.raises(ValueError, match=str(damaged)):
+            load_model_state(damaged)
+
+
+def test_an_empty_zip_is_refused_as_a_model_file(tmp_path):
+    path = tmp_path / "empty.npz"
+    with zipfile.ZipFile(path, "w"):
+        pass
+    with pytest.raises(ValueError, match=f"{path}.*no members"):
+        load_model_state(path)
+
+
+def test_a_model_without_arrays_or_metadata_still_round_trips(tmp_path):
+    """The library never writes an empty archive (it would be refused): an empty state keeps its metadata member."""
+    path = save_model(tmp_path / "nothing.npz", {})
+    assert zipfile.ZipFile(path).namelist() == ["__metadata__.npy"]
+    assert load_model_state(path) == ({}, {})
+
+
 def test_safetensors_header_claiming_a_trillion_items_allocates_nothing(tmp_path):
     pytest.importorskip("safetensors")
     header = json.dumps({"w": {"dtype": "F64", "shape": [10**6, 10**6], "data_offsets": [0, 8 * 10**12]}}).encode()
@@ -219,6 +293,43 @@ def test_npz_member_claiming_a_trillion_items_allocates_nothing(tmp_path):
             load_model_state(path)
 
     assert peak_while(read) < PEAK_LIMIT
+
+
+def empty_tensor_files(tmp_path, shape):
+    """A ``.safetensors`` and an ``.npz`` file, each with one float64 tensor ``w`` of ``shape`` and no data."""
+    header = json.dumps({"w": {"dtype": "F64", "shape": list(shape), "data_offsets": [0, 0]}}).encode()
+    safetensors = tmp_path / "shaped.safetensors"
+    safetensors.write_bytes(struct.pack("<Q", len(header)) + header)
+    npz = tmp_path / "shaped.npz"
+    with zipfile.ZipFile(npz, "w") as archive:
+        with archive.open("w.npy", "w") as member:
+            np.lib.format.write_array_header_1_0(member, {"descr": "<f8", "fortran_order": False,
+                                                          "shape": tuple(shape)})
+    return safetensors, npz
+
+
+@pytest.mark.parametrize("shape, problem", [
+    ((0, 2**70), "dimension 1180591620717411303424"),  # more than NumPy can index
+    ((0, 2**62, 2**62), "bytes"),  # each dimension fits, their product does not
+    ((1,) * 100, "100 axes"),  # more than NumPy's 64
+    ((1,) * 33, "33 axes"),  # more than the 32 read here
+])
+def test_a_shape_numpy_cannot_make_is_refused_naming_the_file_and_the_tensor(tmp_path, shape, problem):
+    """An empty tensor's shape is not bounded by the data: it once reached NumPy, whose message named no file."""
+    for path in empty_tensor_files(tmp_path, shape):
+        for read in (load_model_state, load_layout):
+            with pytest.raises(ValueError, match=problem) as info:
+                read(path)
+            message = str(info.value)
+            assert str(path) in message and "'w" in message and len(message) < 1000
+
+
+@pytest.mark.parametrize("shape", [(0, 2**40), (0,) * 32, (1,) * 31 + (0,), (2**40, 0, 3)])
+def test_an_empty_tensor_of_a_shape_within_the_bounds_loads(tmp_path, shape):
+    for path in empty_tensor_files(tmp_path, shape):
+        state, _ = load_model_state(path)
+        assert state["w"].shape == shape and state["w"].dtype == np.float64
+        assert load_layout(path)[0]["w"].shape == shape
 
 
 def test_npz_zip_bombs_are_refused_before_inflating(tmp_path):

@@ -41,7 +41,7 @@ from nn_from_scratch.files import (
     save_model,
 )
 
-from file_helpers import fill_the_disk, peak_while
+from file_helpers import NAME_MAX, fill_the_disk, longest_name, peak_while
 
 MiB = 1 << 20
 
@@ -438,6 +438,45 @@ def test_the_full_disk_case_needs_no_seam_in_production_code(tmp_path, monkeypat
         atomic_write(path, lambda handle: handle.write(b"new data"))
     monkeypatch.undo()
     assert path.read_bytes() == b"old" and temporaries(tmp_path) == []
+
+
+@pytest.mark.parametrize("char", ["m", "é", "水"])
+def test_a_file_name_of_the_longest_length_is_saved_and_loaded(tmp_path, suffix, char):
+    """The temporary's name was about 30 bytes longer than the target's: a legal 255-byte name failed."""
+    model = tiny_model()
+    path = tmp_path / longest_name(suffix, char)
+    assert check_model_path(path) == suffix[1:] and os.listdir(tmp_path) == []
+    save_model(path, model, {"note": "long"})
+    state, metadata = load_model_state(path)
+    assert metadata == {"note": "long"} and state.keys() == model.state_dict().keys()
+    assert all(np.array_equal(state[k], v) for k, v in model.state_dict().items())
+    save_model(path, model)  # replacing it works too
+    assert os.listdir(tmp_path) == [path.name]
+
+
+def test_a_file_name_longer_than_the_file_system_takes_is_refused_before_the_work(tmp_path):
+    path = tmp_path / ("m" * (NAME_MAX - 3) + ".npz")
+    with pytest.raises(ValueError, match="cannot write .*mmm.npz: File name too long"):
+        check_model_path(path)
+    with pytest.raises(OSError, match="File name too long"):
+        save_model(path, tiny_model())
+    assert os.listdir(tmp_path) == []
+
+
+def test_temporaries_of_a_killed_write_of_a_long_name_are_removed_by_the_next_write(tmp_path):
+    """Long names get a shortened temporary name; the cleanup finds it, and spares another long target's."""
+    target = tmp_path / longest_name(".npz")
+    other = tmp_path / (longest_name(".npz")[:-5] + "x.npz")  # the same first 250 bytes
+    for path in (target, other):
+        process = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(path)], timeout=30 * 60)  # a hang guard only
+        assert process.returncode == -signal.SIGKILL
+    left = temporaries(tmp_path)
+    assert len(left) == 2 and all(len(os.fsencode(name)) <= NAME_MAX for name in left)
+    atomic_write(target, lambda handle: handle.write(b"whole"))
+    assert target.read_bytes() == b"whole"
+    assert len(temporaries(tmp_path)) == 1
+    atomic_write(other, lambda handle: handle.write(b"whole"))
+    assert temporaries(tmp_path) == []
 
 
 # ------------------------------------------------------------------ item 6: error messages stay short

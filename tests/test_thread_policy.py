@@ -120,6 +120,74 @@ def test_set_num_threads_sets_the_blas_and_refuses_bad_counts(policy):
     assert blas_counts() == [2] and rowblocks.num_threads() == 2  # a refused call changes nothing
 
 
+@pytest.mark.parametrize("bad", [2**70, 2**31, threads.MAX_THREADS + 1])
+def test_a_count_above_the_bound_is_refused_and_changes_nothing(policy, bad):
+    """2**70 once reached the BLAS's C int (ctypes.ArgumentError) after the ceiling was stored: a broken policy."""
+    policy.set_guard(False)
+    policy.set_num_threads(2)
+    blas = blas_counts()
+    with pytest.raises(ValueError, match=f"at most {threads.MAX_THREADS}"):
+        nn_from_scratch.set_num_threads(bad)
+    assert policy.ceiling() == 2 and policy.active_threads() == 2 and blas_counts() == blas
+    with pytest.raises(ValueError, match=f"at most {threads.MAX_THREADS}"):
+        with policy.thread_ceiling(bad):
+            pass  # pragma: no cover - refused before the block
+    with policy.thread_ceiling(1) as count:  # the policy still works
+        assert count == 1 and policy.ceiling() == 1
+    assert policy.ceiling() == 2 and blas_counts() == blas
+
+
+class FakeBlas:
+    """A BLAS controller for threadpoolctl's two calls; ``refuse`` makes it raise on a change."""
+
+    def __init__(self, count, refuse=False):
+        self.count, self.refuse = count, refuse
+
+    def get_num_threads(self):
+        return self.count
+
+    def set_num_threads(self, count):
+        if self.refuse:
+            raise OSError("the BLAS refused the count")
+        self.count = count
+
+
+def test_a_blas_that_refuses_the_count_leaves_the_policy_as_it_was(policy, monkeypatch):  # the real BLAS back first
+    policy.set_guard(False)
+    policy.set_num_threads(2)
+    first, second = FakeBlas(2), FakeBlas(2, refuse=True)
+    blas = threads._Blas()
+    blas._controllers, blas.original, blas.applied = [first, second], 2, 2
+    monkeypatch.setattr(threads, "_blas", blas)
+    with pytest.raises(OSError, match="refused"):
+        policy.set_num_threads(3)
+    assert policy.ceiling() == 2 and policy.active_threads() == 2
+    assert (first.count, second.count, blas.applied) == (2, 2, 2)
+    second.refuse = False
+    policy.set_num_threads(3)
+    assert policy.ceiling() == 3 and (first.count, second.count, blas.applied) == (3, 3, 3)
+
+
+def test_the_variable_above_the_bound_is_a_value_error_naming_it(monkeypatch):
+    for bad in (str(2**70), str(threads.MAX_THREADS + 1)):
+        monkeypatch.setenv(threads.ENVIRONMENT_VARIABLE, bad)
+        with pytest.raises(ValueError, match=f"{threads.ENVIRONMENT_VARIABLE} must be at most {threads.MAX_THREADS}"):
+            threads._ceiling_from_environment()
+    monkeypatch.setenv(threads.ENVIRONMENT_VARIABLE, str(threads.MAX_THREADS))
+    assert threads._ceiling_from_environment() == threads.MAX_THREADS
+
+
+def test_the_variable_above_the_bound_stops_the_import_with_a_value_error_naming_it():
+    """The variable is read at import: a fresh process shows what a user sees."""
+    env = {k: v for k, v in os.environ.items() if k not in threads.BLAS_VARIABLES}
+    env[threads.ENVIRONMENT_VARIABLE] = str(2**70)
+    done = subprocess.run([sys.executable, "-c", "import nn_from_scratch"], env=env, capture_output=True, text=True,
+                          timeout=HANG_GUARD_S)
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("ValueError: ") and threads.ENVIRONMENT_VARIABLE in last and str(2**70) in last
+
+
 def test_small_products_run_on_one_blas_thread(policy):
     if not threads.blas_controllable():
         pytest.skip("no BLAS that threadpoolctl can steer")
@@ -229,6 +297,23 @@ def test_train_threads_sets_the_ceiling_and_refuses_non_positive_counts(monkeypa
         with pytest.raises(SystemExit):
             cli.main(["train", "--threads", bad])
         assert "--threads" in capsys.readouterr().err
+
+
+def test_train_threads_above_the_bound_is_a_command_line_error(monkeypatch, tmp_path, capsys, policy):
+    from nn_from_scratch import cli
+
+    seen = []
+    monkeypatch.setattr(cli, "set_num_threads", seen.append)
+    monkeypatch.setattr(cli.common, "train", lambda args, parser, task: 0)
+    for bad in (str(2**70), str(threads.MAX_THREADS + 1)):
+        with pytest.raises(SystemExit) as info:
+            cli.main(["train", "--threads", bad, "--out", str(tmp_path / "w.npz")])
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and f"--threads must be at most {threads.MAX_THREADS}" in err
+    assert seen == []
+    assert cli.main(["train", "--threads", str(threads.MAX_THREADS), "--out", str(tmp_path / "w.npz")]) == 0
+    assert seen == [threads.MAX_THREADS]
 
 
 def test_without_threadpoolctl_the_policy_reaches_the_pool_only(monkeypatch):

@@ -20,6 +20,7 @@ import numpy as np
 from .. import viz
 from ..datasets import (CLASS_NAMES, BatchPipeline, HorizontalFlip, Normalize, RandomCrop, RandomErasing, holdout,
                         image_statistics)
+from ..files import sibling_path
 from ..losses import CrossEntropyLoss
 from ..training import NeuralNetwork
 from .common import Task, TaskData, load_data
@@ -93,6 +94,10 @@ class Classify(Task):
         normalization, fill = None, 0.0
         if images:
             mean, std = image_statistics(X_train)
+            if not std > 0:  # normalisation divides by it
+                parser.error(f"the {len(X_train)} training images of {args.dataset} in {args.data_dir} are constant "
+                             f"(every pixel is {X_train.flat[0]}, standard deviation 0): there is nothing to learn "
+                             "and nothing to normalise by")
             normalization, fill = {"mean": mean, "std": std}, round(mean * 255)
             record["normalization"] = normalization
         else:
@@ -145,14 +150,16 @@ class Classify(Task):
             names += [str(c) for c in range(len(names), data.classes)]
         title = f"{out.stem}: test split, {len(data.y_test)} images"
         matrix = viz.plot_confusion_matrix(data.y_test, predicted, names, title=title)
-        print(f"confusion matrix saved to {viz.save_figure(matrix, f'{out.stem}-confusion.png', out.parent)}")
+        saved = viz.save_figure(matrix, sibling_path(out, "-confusion.png").name, out.parent)
+        print(f"confusion matrix saved to {saved}")
         images = data.X_test.reshape(len(data.X_test), -1)
         grid = viz.plot_worst_mistakes(images, data.y_test, probabilities, names, count=WORST_MISTAKES,
                                        title=f"{out.stem}: the most confident mistakes on the test split")
         if grid is None:
             print("no mistakes on the test split: no grid of mistakes saved")
             return
-        print(f"worst mistakes saved to {viz.save_figure(grid, f'{out.stem}-mistakes.png', out.parent)}")
+        saved = viz.save_figure(grid, sibling_path(out, "-mistakes.png").name, out.parent)
+        print(f"worst mistakes saved to {saved}")
 
 
 def _normalization(metadata: Dict[str, Any]) -> Optional[Dict[str, float]]:

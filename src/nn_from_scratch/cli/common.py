@@ -19,7 +19,8 @@ import numpy as np
 
 from .. import extras, optim, viz
 from ..datasets import load_digits, load_image_dataset
-from ..files import check_model_path, save_model
+from ..files import NAME_MAX, check_model_path, save_model, sibling_path
+from ..files.atomic import name_bytes, short_stem
 from ..losses import Loss
 from ..models import build_model
 from ..training import CheckpointError, NeuralNetwork, TrainingDiverged, TrainingInterrupted
@@ -158,7 +159,7 @@ def train(args: argparse.Namespace, parser: argparse.ArgumentParser, task: Task)
         return 0
     curves = viz.plot_history(history, validation_label="test" if data.validation is None else "validation",
                               title=f"{describe_model(config)} on {args.dataset}, {args.optimizer} lr={args.lr:g}")
-    print(f"training curves saved to {viz.save_figure(curves, f'{out.stem}.png', out.parent)}")
+    print(f"training curves saved to {viz.save_figure(curves, sibling_path(out, '.png').name, out.parent)}")
     task.pictures(network, data, out)
     return 0
 
@@ -277,7 +278,9 @@ def _save_elsewhere(out: Path, model: Any, metadata: Dict[str, Any], error: OSEr
     """Keep the trained weights when ``out`` failed after training: a new file here, else in the temp folder."""
     for folder in (Path.cwd(), Path(tempfile.gettempdir())):
         try:
-            handle, name = tempfile.mkstemp(prefix=f"{out.stem}-unsaved-", suffix=out.suffix, dir=folder)
+            room = NAME_MAX - name_bytes(f"-unsaved-{'x' * 8}{out.suffix}")  # mkstemp adds 8 characters
+            handle, name = tempfile.mkstemp(prefix=f"{short_stem(out.stem, room)}-unsaved-", suffix=out.suffix,
+                                            dir=folder)
             os.close(handle)  # the unique name is reserved; the atomic save replaces the empty file
             fallback = save_model(name, model, metadata)
         except OSError:

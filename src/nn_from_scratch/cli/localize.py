@@ -23,6 +23,7 @@ import numpy as np
 from .. import viz
 from ..datasets import load_localization
 from ..datasets.localization import validate_localization_settings
+from ..files import sibling_path
 from ..losses import LocalizationLoss
 from ..metrics import mean_iou
 from ..training import NeuralNetwork
@@ -92,7 +93,7 @@ class Localize(Task):
         figure = viz.plot_images(data.X_test[shown], labels=c.labels_test[shown], predictions=logits.argmax(axis=1),
                                  boxes=c.boxes_test[shown], pred_boxes=boxes, ncols=8,
                                  title=f"the first {len(logits)} test canvases")
-        pictures = viz.save_figure(figure, f"{out.stem}-predictions.png", out.parent)
+        pictures = viz.save_figure(figure, sibling_path(out, "-predictions.png").name, out.parent)
         print(f"predictions (true boxes green, predicted red) saved to {pictures}")
 
 

@@ -15,6 +15,7 @@ from typing import Any, Optional, Tuple
 import numpy as np
 
 from .. import optim
+from ..engine.threads import MAX_THREADS
 
 __all__ = ["OPTIMIZERS", "RUN_OPTIONS", "TRAIN_DEFAULTS", "add_checkpoint_options", "add_data_options",
            "add_localize_options", "add_train_options", "resolve_augment", "resolve_options"]
@@ -72,6 +73,15 @@ def _positive(kind: type, what: str):
         return value
 
     return parse
+
+
+def _thread_count(text: str) -> int:
+    """``--threads N``: an integer from 1 to the thread policy's ``MAX_THREADS``."""
+    value = _positive(int, "--threads")(text)
+    if value > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"--threads must be at most {MAX_THREADS} (the most CPUs Linux supports), "
+                                         f"got {text!r:.40}")
+    return value
 
 
 def _non_negative(kind: type, what: str):
@@ -183,7 +193,7 @@ def add_train_options(train: argparse.ArgumentParser) -> None:
                             "(default runs/<dataset>-<mlp|cnn|localizer>.npz)")
     train.add_argument("--no-progress", action="store_true",
                        help="no live progress bar, only the summary line of each finished epoch")
-    train.add_argument("--threads", type=_positive(int, "--threads"), default=None, metavar="N",
+    train.add_argument("--threads", type=_thread_count, default=None, metavar="N",
                        help="at most N threads for the matrix products and the row blocks (default: "
                             "NN_FROM_SCRATCH_NUM_THREADS, else the cores, at most 4); one while the machine is too "
                             "busy for more to help. --threads 1 gives the same bits whatever the load")

@@ -12,6 +12,7 @@ import shlex
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
+from ..files import sibling_path
 from ..training import read_checkpoint
 from .options import COMMAND_LINE_KEY, RESUME_DEFAULTS, RUN_OPTIONS, TRAIN_DEFAULTS, resolve_augment
 
@@ -19,8 +20,10 @@ __all__ = ["default_checkpoint", "resume_command", "run_options", "take_options_
 
 
 def default_checkpoint(out: Path) -> Path:
-    """Where Ctrl-C saves the training state when --checkpoint is not given: next to the weights."""
-    return out.with_name(f"{out.stem}-checkpoint{out.suffix}")
+    """Where Ctrl-C saves the training state when --checkpoint is not given: next to the weights.
+
+    ``<stem>-checkpoint<suffix>``, the stem shortened where the name would pass 255 bytes."""
+    return sibling_path(out, f"-checkpoint{out.suffix}")
 
 
 def resume_command(argv: Sequence[str], checkpoint: Path) -> str:

@@ -12,8 +12,8 @@ threads, 2.9 s with one).  The policy here:
 * **A ceiling.** :func:`set_num_threads` (``nn_from_scratch.set_num_threads``,
   ``nn-from-scratch train --threads N``) or the environment variable
   ``NN_FROM_SCRATCH_NUM_THREADS`` sets the most threads the BLAS and the pool
-  may use; by default it is the number of cores this process may run on, at
-  most 4.  The variable reaches the BLAS unless the BLAS's own variable
+  may use, from 1 to :data:`MAX_THREADS`; by default it is the number of
+  cores this process may run on, at most 4.  The variable reaches the BLAS unless the BLAS's own variable
   (``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``) is set:
   then that one, the more specific setting, decides the BLAS's count.
   :func:`set_num_threads`, called at run time, sets both.
@@ -73,9 +73,9 @@ from .starvation import (CPU_SHARE, HOLD_S, IDLE_GAP_S, MAX_HOLD_S, WAITED_SHARE
 
 __all__ = [
     "BLAS_VARIABLES", "CPU_SHARE", "ENVIRONMENT_VARIABLE", "GUARD_VARIABLE", "HOLD_S", "IDLE_GAP_S", "MAX_HOLD_S",
-    "SMALL_PRODUCT_FLOPS", "WAITED_SHARE", "WINDOW_S", "StarvationGuard", "active_threads", "blas_controllable",
-    "blas_pinned", "blas_threads", "blas_threads_for", "ceiling", "default_ceiling", "guard", "guard_enabled",
-    "limited_blas", "observe", "set_guard", "set_num_threads", "thread_ceiling", "tick",
+    "MAX_THREADS", "SMALL_PRODUCT_FLOPS", "WAITED_SHARE", "WINDOW_S", "StarvationGuard", "active_threads",
+    "blas_controllable", "blas_pinned", "blas_threads", "blas_threads_for", "ceiling", "default_ceiling", "guard",
+    "guard_enabled", "limited_blas", "observe", "set_guard", "set_num_threads", "thread_ceiling", "tick",
 ]
 
 ENVIRONMENT_VARIABLE = "NN_FROM_SCRATCH_NUM_THREADS"
@@ -91,6 +91,11 @@ SMALL_PRODUCT_FLOPS = 4e6
 """Products of fewer floating-point operations (2 m k n) run on one BLAS thread (measured on 2 cores: a
 64x256x64 product took 0.028 ms on one thread and 0.038 ms on two; a 32x512x256 one, 8.4 MFLOP, still gained)."""
 
+MAX_THREADS = 8192
+"""The largest ceiling accepted.  8192 is the most CPUs a Linux kernel can be built for (x86-64's
+``CONFIG_MAXSMP``), so no machine runs more of our threads at once; and the count goes to the BLAS as a C
+``int``, which a count such as 2**70 overflows (a larger count is a mistake, refused before anything is set)."""
+
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -98,6 +103,8 @@ _FALSE = ("0", "false", "no", "off")
 def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if value > MAX_THREADS:
+        raise ValueError(f"{name} must be at most {MAX_THREADS} (the most CPUs Linux supports), got {value!r}")
     return value
 
 
@@ -108,9 +115,12 @@ def _ceiling_from_environment() -> Optional[int]:
     try:
         value = int(raw)
     except ValueError:
-        raise ValueError(f"{ENVIRONMENT_VARIABLE} must be a positive integer, got {raw!r}") from None
+        raise ValueError(f"{ENVIRONMENT_VARIABLE} must be a positive integer, got {raw!r:.80}") from None
     if value < 1:
         raise ValueError(f"{ENVIRONMENT_VARIABLE} must be a positive integer, got {raw!r}")
+    if value > MAX_THREADS:
+        raise ValueError(f"{ENVIRONMENT_VARIABLE} must be at most {MAX_THREADS} (the most CPUs Linux supports), "
+                         f"got {raw!r:.80}")
     return value
 
 
@@ -161,10 +171,19 @@ class _Blas:
         return min(found) if found else None
 
     def set(self, count: int) -> None:
+        """Give every BLAS ``count`` threads; one that refuses it puts those already changed back, and raises."""
         if count == self.applied:
             return
-        for controller in self.controllers():
-            controller.set_num_threads(count)
+        changed = []
+        try:
+            for controller in self.controllers():
+                before = controller.get_num_threads()
+                controller.set_num_threads(count)
+                changed.append((controller, before))
+        except BaseException:
+            for controller, before in reversed(changed):
+                controller.set_num_threads(before)
+            raise
         self.applied = count
 
 
@@ -194,19 +213,26 @@ def ceiling() -> int:
 
 
 def set_num_threads(count: int) -> None:
-    """Use at most ``count`` threads (a positive integer) from now on, in the BLAS and in the row-block pool.
+    """Use at most ``count`` threads (an integer from 1 to :data:`MAX_THREADS`) from now on, in the BLAS and in
+    the row-block pool.
 
     Process-wide; overrides ``NN_FROM_SCRATCH_NUM_THREADS`` and the BLAS's own
     variables.  The starvation guard may still drop to one thread on a busy
     machine.  The BLAS follows when threadpoolctl is installed
-    (:func:`blas_controllable`).
+    (:func:`blas_controllable`).  A count refused (``ValueError``), or a BLAS
+    that fails to take it, leaves the policy as it was.
     """
     global _ceiling, _explicit, _owns_blas, _active
     count = _positive_int("the number of threads", count)
     with _lock:
+        saved = (_ceiling, _explicit, _owns_blas, _active)
         _ceiling, _explicit, _owns_blas = count, True, True
         _active = 0
-        _update(_guard.threads(count) if _guard_enabled else count)
+        try:
+            _update(_guard.threads(count) if _guard_enabled else count)
+        except BaseException:
+            _ceiling, _explicit, _owns_blas, _active = saved
+            raise
 
 
 @contextlib.contextmanager

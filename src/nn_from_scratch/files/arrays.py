@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, Iterable, Mapping, NamedTuple, Optional,
 
 import numpy as np
 
-__all__ = ["ArrayInfo", "DEFAULT_MAX_BYTES", "Layout", "MAX_METADATA_BYTES", "METADATA_KEY", "name_list"]
+__all__ = ["ArrayInfo", "DEFAULT_MAX_BYTES", "Layout", "MAX_AXES", "MAX_METADATA_BYTES", "METADATA_KEY", "name_list"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 Arrays = Dict[str, np.ndarray]
@@ -25,6 +25,12 @@ METADATA_KEY = "__metadata__"
 DEFAULT_MAX_BYTES = 4 << 30
 #: Default cap on a file's metadata (a .npz member, inflated) or a .safetensors header: 32 MiB.
 MAX_METADATA_BYTES = 32 << 20
+#: The most axes an array read from a file may have: NumPy 1's limit (NumPy 2 takes 64), so that a file read
+#: here reads under either; a layer's tensors have at most five.
+MAX_AXES = 32
+#: The largest index and byte count NumPy can hold (its ``intp``): no dimension, nor the bytes of the
+#: non-zero dimensions together, may pass it, even in an array without elements.
+_MAX_INTP = int(np.iinfo(np.intp).max)
 _CHUNK = 1 << 20
 #: Keys listed in an error message before "and N more"; characters of one key shown.
 _LISTED_NAMES, _NAME_CHARS = 5, 80
@@ -104,6 +110,26 @@ def _parse_metadata(text: str, where: str) -> Metadata:
     if not isinstance(metadata, dict):
         raise ValueError(f"{where}: its metadata must be a JSON object, got {type(metadata).__name__}")
     return metadata
+
+
+def _shape_problem(shape: Tuple[int, ...], itemsize: int) -> str:
+    """Why NumPy could not make an array of ``shape`` (non-negative integers) and ``itemsize``-byte items, or "".
+
+    An empty array's other dimensions are not bounded by any data, so they are checked here: at most
+    :data:`MAX_AXES` axes, each dimension an index NumPy can hold, and the non-zero dimensions' product in
+    bytes within it too (as NumPy counts them), multiplied one at a time so that it stops at the first excess.
+    """
+    if len(shape) > MAX_AXES:
+        return f"{len(shape)} axes, more than the {MAX_AXES} an array read here may have"
+    nbytes = itemsize
+    for size in shape:
+        if size > _MAX_INTP:
+            return f"dimension {_shown(size, 60)} is larger than NumPy's largest index {_MAX_INTP}"
+        if size:
+            nbytes *= size
+            if nbytes > _MAX_INTP:
+                return f"its non-zero dimensions make more than {_MAX_INTP} bytes, more than NumPy can hold"
+    return ""
 
 
 def _require_file(path: Path) -> int:

@@ -1,9 +1,13 @@
 """The ``.npz`` format (NumPy's zip of ``.npy`` members), hardened: nothing unpickled, budgets checked before reading.
 
-Metadata is a JSON string in the member ``__metadata__``.  Every member's
-``.npy`` header is checked against the zip directory and against what its
-compressed bytes could inflate to before any data are read; each member is
-then inflated straight into its array.
+Metadata is a JSON string in the member ``__metadata__``.  The zip's end
+record is checked against the file (one disk, its member counts, its central
+directory ending where the record starts), an archive without members is
+refused (the library never writes one: a file without arrays or metadata
+holds an empty metadata member), every member's ``.npy`` header is checked
+against the zip directory and against what its compressed bytes could
+inflate to before any data are read, and each member is then inflated
+straight into its array.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ import numpy as np
 from .arrays import (
     DEFAULT_MAX_BYTES, MAX_METADATA_BYTES, METADATA_KEY, _SAVABLE_DTYPES, Arrays, ArrayInfo, Layout, Metadata,
     PathLike, _byte_view, _checked_arrays, _clip, _metadata_json, _parse_metadata, _quoted, _read_into,
-    _require_file, _shown, _to_native,
+    _require_file, _shape_problem, _shown, _to_native,
 )
 from .atomic import atomic_write
 
@@ -35,6 +39,8 @@ def save_npz(path: PathLike, arrays: Mapping[str, Any], metadata: Optional[Mappi
     """Save named arrays (and JSON metadata) to a compressed .npz, atomically."""
     payload: Dict[str, np.ndarray] = dict(_checked_arrays(arrays))
     text = _metadata_json(metadata)
+    if text is None and not payload:
+        text = "{}"  # an archive without members is refused as damaged
     if text is not None:
         payload[METADATA_KEY] = np.array(text)
     return atomic_write(path, lambda handle: np.savez_compressed(handle, **payload))
@@ -123,8 +129,8 @@ def _open_npz(path: Path, max_metadata_bytes: int) -> Iterator[Tuple[zipfile.Zip
 def _npz_members(path: Path, archive: zipfile.ZipFile, max_metadata_bytes: int) -> List[_Member]:
     """``(key, info, header)`` of every member, each ``.npy`` header read and checked; no data read."""
     infos = archive.infolist()
-    declared = _declared_zip_entries(path)
-    if declared is not None and declared != len(infos):
+    declared = _check_end_record(path)
+    if declared != len(infos):
         raise ValueError(f"its directory lists {len(infos)} members, its end record {declared} (corrupt)")
     members: List[_Member] = []
     seen = set()
@@ -142,22 +148,62 @@ def _npz_members(path: Path, archive: zipfile.ZipFile, max_metadata_bytes: int) 
     return members
 
 
-def _declared_zip_entries(path: Path) -> Optional[int]:
-    """The member count in the zip's end-of-central-directory record (None for zip64, which moves it).
+_END = struct.Struct("<4s4H2LH")  # the end-of-central-directory record: signature, disks, counts, size, offset
+_END64 = struct.Struct("<4sQ2H2L4Q")  # the zip64 end record: signature, its size, versions, disks, counts, ...
+_LOCATOR64 = struct.Struct("<4sLQL")  # the zip64 locator: signature, disk, the zip64 record's offset, disks
 
-    zipfile reads the directory until its byte size is used up, so a corrupt
-    name length there silently drops members; the count catches that.
+
+def _check_end_record(path: Path) -> int:
+    """The member count of the zip's end record, once the record is checked against the file itself.
+
+    zipfile trusts the record: a zeroed directory size or count made it read
+    an archive without members, and a corrupt name length in the directory
+    silently drops members.  So the record (the zip64 one where there is one)
+    must describe one disk, count the same members on it as in all, at least
+    one, and place a central directory that starts with a directory entry
+    and ends where the end records start (the library writes nothing before
+    the first member nor between the directory and the end record).
     """
     with open(path, "rb") as handle:
         handle.seek(0, os.SEEK_END)
         size = handle.tell()
-        handle.seek(max(0, size - (22 + 0xFFFF)))
+        start = max(0, size - (_END.size + 0xFFFF))
+        handle.seek(start)
         tail = handle.read()
-    at = tail.rfind(b"PK\x05\x06")
-    if at < 0 or len(tail) - at < 22:
-        raise ValueError("no end-of-central-directory record")
-    total = struct.unpack("<H", tail[at + 10:at + 12])[0]
-    return None if total == 0xFFFF else total
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or len(tail) - at < _END.size:
+            raise ValueError("no end-of-central-directory record")
+        _, disk, directory_disk, on_disk, total, directory_size, directory_at, comment = _END.unpack_from(tail, at)
+        record_at = start + at
+        if record_at + _END.size + comment != size:
+            raise ValueError(f"its end record's comment of {comment} bytes does not end the file (corrupt)")
+        if at >= _LOCATOR64.size and tail[at - _LOCATOR64.size:at - _LOCATOR64.size + 4] == b"PK\x06\x07":
+            _, _, record64_at, _ = _LOCATOR64.unpack_from(tail, at - _LOCATOR64.size)
+            if record64_at + _END64.size > record_at - _LOCATOR64.size:
+                raise ValueError("its zip64 end record lies outside the file (corrupt)")
+            handle.seek(record64_at)
+            record64 = handle.read(_END64.size)
+            if record64[:4] != b"PK\x06\x06":
+                raise ValueError("its zip64 end record is missing (corrupt)")
+            (_, _, _, _, disk, directory_disk, on_disk, total, directory_size,
+             directory_at) = _END64.unpack(record64)
+            record_at = record64_at
+        if disk != 0 or directory_disk != 0:
+            raise ValueError(f"its end record names disk {disk} and directory disk {directory_disk}: "
+                             "a multi-disk archive, or corrupt")
+        if on_disk != total:
+            raise ValueError(f"its end record counts {on_disk} members on this disk and {total} in all (corrupt)")
+        if total == 0:
+            raise ValueError("it has no members: an empty archive, or its end record is corrupt")
+        if directory_at + directory_size != record_at:
+            raise ValueError(f"its end record places the central directory at bytes {directory_at} to "
+                             f"{directory_at + directory_size}, but the end record starts at byte {record_at} "
+                             "(corrupt)")
+        handle.seek(directory_at)
+        if handle.read(4) != b"PK\x01\x02":
+            raise ValueError(f"its end record places the central directory at byte {directory_at}, "
+                             "where there is none (corrupt)")
+    return total
 
 
 def _read_npy_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, text: bool) -> _NpyHeader:
@@ -178,6 +224,9 @@ def _read_npy_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, text: bool
         raise ValueError(f"{name}: dtype {dtype} is not allowed (numeric arrays only, never pickled objects)")
     if not isinstance(shape, tuple) or not all(type(d) is int and d >= 0 for d in shape):  # bool is no size
         raise ValueError(f"{name}: bad shape {_shown(shape, 200)}")
+    problem = _shape_problem(shape, dtype.itemsize)
+    if problem:
+        raise ValueError(f"{name}: shape {_shown(shape, 200)}: {problem}")
     if text and shape != ():
         raise ValueError(f"{name}: the metadata must be one string, got shape {_shown(shape, 200)}")
     header = _NpyHeader(shape, bool(fortran), dtype, offset)

@@ -26,7 +26,7 @@ from .. import extras
 from .arrays import (
     _CHUNK, _SAFETENSORS_DTYPES, DEFAULT_MAX_BYTES, MAX_METADATA_BYTES, METADATA_KEY, Arrays, ArrayInfo, Layout,
     Metadata, PathLike, _byte_view, _checked_arrays, _clip, _metadata_json, _parse_metadata, _quoted, _read_into,
-    _require_file, _shown, _to_native, name_list,
+    _require_file, _shape_problem, _shown, _to_native, name_list,
 )
 from .atomic import atomic_write
 
@@ -240,6 +240,9 @@ def _check_safetensors_header(
             raise fail(f"{tensor}: unsupported dtype {_shown(code, 100)}{hint}")
         if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
             raise fail(f"{tensor}: shape must be a list of non-negative integers, got {_shown(shape, 200)}")
+        problem = _shape_problem(tuple(shape), _SAFETENSORS_DTYPES[code].itemsize)
+        if problem:
+            raise fail(f"{tensor}: shape {_shown(shape, 200)}: {problem}")
         if (not isinstance(offsets, list) or len(offsets) != 2
                 or not all(type(o) is int for o in offsets) or not 0 <= offsets[0] <= offsets[1]):
             raise fail(f"{tensor}: data_offsets must be [begin, end] with 0 <= begin <= end, "

@@ -324,11 +324,15 @@ class CheckpointWriter:
         self.stopper = stopper
 
     def _save(self) -> None:
-        # the best weights first: a checkpoint on disk never names a best epoch whose weights are not kept
+        # The new best weights go to a file of their own first, the files of other epochs only after the
+        # checkpoint: at every moment the checkpoint on disk names best weights that are on disk.
+        epoch = self.snapshot[1]["epoch"]
         if self.stopper is not None:
-            self.stopper.keep_on_disk(self.snapshot[1]["epoch"])
+            self.stopper.keep_on_disk(epoch)
         save_arrays(self.path, *self.snapshot)
-        self.saved = self.snapshot[1]["epoch"]
+        self.saved = epoch
+        if self.stopper is not None:
+            self.stopper.drop_others(epoch, self.snapshot[1]["history"])
 
     def capture(self, epoch: int, run: Any, history: History) -> None:
         if self.path is not None:

@@ -174,8 +174,10 @@ class NeuralNetwork:
         (an :class:`EarlyStop`) tells which epoch that was.  The history
         keeps every epoch trained.  With ``checkpoint``, the best weights
         are kept beside it in :func:`best_weights_path` whenever a checkpoint
-        is written after a worse epoch, so a resumed run (with the same
-        ``early_stopping``) stops and restores as an uninterrupted one; a
+        is written after a worse epoch (a file per best epoch, the one
+        before removed only after the checkpoint that names the new one),
+        so a resumed run (with the same ``early_stopping``) stops and
+        restores as an uninterrupted one, wherever the run was killed; a
         resume whose best weights are missing is refused with
         :class:`CheckpointError` before anything changes.
         """
