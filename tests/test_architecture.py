@@ -12,17 +12,19 @@ from typing import Dict, Iterator, Set, Tuple
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "nn_from_scratch"
-CORE = {"context", "parameter", "random", "extras"}
-CONTRACT = CORE | {"node", "node_tree", "node_shortcuts", "criterion"}
+CORE = {"backend", "context", "parameter", "random", "extras"}
+CONTRACT = CORE | {"function", "node", "node_tree", "node_shortcuts", "criterion"}
 
 #: room -> the rooms it may import (besides itself). A room is a top-level module or folder of the package.
 ALLOWED: Dict[str, Set[str]] = {
     "engine": set(),
-    "context": set(), "parameter": set(), "random": set(), "extras": set(),
-    "node": {"context", "parameter", "node_tree", "node_shortcuts", "criterion"},
-    "node_tree": {"parameter"},
-    "criterion": {"context"},
+    "backend": set(), "random": set(), "extras": set(),
+    "context": {"backend"}, "parameter": {"backend"},
+    "node_tree": {"backend", "parameter"},
+    "function": {"backend", "context", "engine"},
+    "node": {"backend", "context", "function", "node_tree", "parameter"},
     "node_shortcuts": {"context", "node"},
+    "criterion": {"context", "function"},
     "nodes": CONTRACT | {"engine"},
     "containers": CONTRACT,
     "losses": CONTRACT | {"nodes", "engine"},

@@ -396,5 +396,5 @@ def test_register_buffer_declares_state_saved_with_the_model(rng):
     assert list(BatchNorm1d(3, track_running_stats=False).named_buffers()) == []
     with pytest.raises(ValueError, match="identifier"):
         Counter().register_buffer("a.b", np.zeros(1))
-    with pytest.raises(TypeError, match="numpy array or None"):
+    with pytest.raises(TypeError, match="must be an array or None"):
         Counter().register_buffer("b", [1.0])

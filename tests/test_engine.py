@@ -197,3 +197,31 @@ def test_the_engine_functions_work_on_arrays_alone(rng):
                                rtol=1e-13, atol=1e-13)
     assert fast.backward(g, saved, weight, input_grad=False)[0] is None
     assert fast.backward(g, saved, weight, parameter_grads=False)[1:] == (None, None)
+
+
+# ------------------------------------------------------------------ a first gradient written into .grad
+def test_add_into_writes_a_fresh_zero_and_adds_otherwise(rng):
+    from nn_from_scratch.engine.gradients import add_into
+    from nn_from_scratch.parameter import Parameter
+
+    p = Parameter(rng.standard_normal((3, 4)))
+    a, b = rng.standard_normal((3, 5)), rng.standard_normal((5, 4))
+    outs = []
+
+    def spy(x, y, out=None):
+        outs.append(out)
+        return np.matmul(x, y, out=out)
+
+    p.zero_grad()
+    add_into(p, spy, a, b)  # written straight into grad: exactly the product
+    assert outs[-1] is p.grad and not p.fresh_zero
+    np.testing.assert_array_equal(p.grad, a @ b)
+    add_into(p, spy, a, b)  # the second one adds
+    assert outs[-1] is None
+    np.testing.assert_allclose(p.grad, 2 * (a @ b), rtol=1e-14, atol=1e-14)
+    p.zero_grad()
+    p.edit_grad()[0, 0] = 5  # a change announced by edit_grad is added to, not written over
+    add_into(p, np.sum, np.ones((7, 3, 4)), axis=0)
+    expected = np.full((3, 4), 7.0)
+    expected[0, 0] = 12
+    np.testing.assert_array_equal(p.grad, expected)

@@ -526,7 +526,8 @@ def test_every_public_loss_is_covered_here():
 
 @pytest.mark.parametrize("name", sorted(EVERY_LOSS))
 def test_a_loss_is_a_criterion_not_a_node(name):
-    from nn_from_scratch.node import Criterion, Node
+    from nn_from_scratch.criterion import Criterion
+    from nn_from_scratch.node import Node
 
     loss = EVERY_LOSS[name]()
     assert isinstance(loss, Loss)

@@ -12,7 +12,8 @@ import pytest
 from nn_from_scratch import Sequential
 from nn_from_scratch.engine import rowblocks
 from nn_from_scratch.losses import CrossEntropyLoss
-from nn_from_scratch.node import ConcurrentUseError, Node
+from nn_from_scratch.context import ConcurrentUseError
+from nn_from_scratch.node import Node
 from nn_from_scratch.nodes import Conv2d, Flatten, Linear, MaxPool2d, ReLU, SoftMax
 
 HANG_GUARD_S = 120  # a generous bound on a join, so that a deadlock fails the test instead of hanging the run

@@ -13,7 +13,10 @@ from . import nodes as _nodes
 from .containers import Graph, Input, Parallel, Residual, Sequential
 from .engine.threads import set_num_threads
 from .training import NeuralNetwork, TrainingDiverged
-from .node import Context, Criterion, ElementwiseNode, Node, RowwiseNode
+from .context import Context
+from .criterion import Criterion
+from .node import Node
+from .node_shortcuts import ElementwiseNode, RowwiseNode
 from .nodes import *  # noqa: F401,F403  (the layers; their names are listed once, in nodes.__all__)
 from .parameter import Parameter
 

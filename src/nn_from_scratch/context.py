@@ -17,11 +17,14 @@ reverse order, so a refused call leaves the whole model as it was.
 """
 from __future__ import annotations
 
+import importlib
 import threading
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
+
+from .backend import namespace_of
 
 __all__ = ["ConcurrentUseError", "Context", "KeepsPass", "as_float_array", "output_grad", "record_undo",
            "refusal_undoes"]
@@ -41,32 +44,45 @@ class Context(SimpleNamespace):
     ``inputs`` (a tuple), ``x`` (its first entry) and ``y`` are always set;
     ``update_state`` says whether this pass may change the node (running
     statistics): false for ``jacobian(x)`` and ``evaluate(x)``, which must
-    leave the node as it was.  ``thread`` is the identifier of the thread
-    that made the pass; a copy or pickle leaves it out (None: any thread may
-    use the copy).
+    leave the node as it was.  ``xp`` is the array namespace of the pass (its
+    inputs'; see :mod:`nn_from_scratch.backend`) and ``fast`` whether the pass
+    may take the fast engine (the engine is on and ``xp`` is NumPy); a backward
+    pass follows the path its forward pass took.  ``thread`` is the identifier
+    of the thread that made the pass; a copy or pickle leaves it out (None: any
+    thread may use the copy).
     """
 
-    x: np.ndarray
-    inputs: Tuple[np.ndarray, ...]
+    x: Any
+    inputs: Tuple[Any, ...]
     y: Any
     update_state: bool
+    xp: ModuleType = np
+    fast: bool = False
     thread: Optional[int] = None
 
-    def __reduce__(self) -> Tuple[type, Tuple[()], Dict[str, Any]]:
+    def __reduce__(self) -> Tuple[Any, Tuple[Dict[str, Any], str]]:
         state = dict(vars(self))
         state.pop("thread", None)  # a thread identifier means nothing in a copy, or in another process
-        return type(self), (), state
+        xp = state.pop("xp", np)  # a module is not copied: its name is
+        return _rebuilt_context, (state, xp.__name__)
 
 
-def as_float_array(value: Any, name: str = "x") -> np.ndarray:
+def _rebuilt_context(state: Dict[str, Any], namespace: str) -> Context:
+    return Context(**state, xp=importlib.import_module(namespace))
+
+
+def as_float_array(value: Any, name: str = "x") -> Any:
     """Return ``value`` as a real floating-point array without copying when possible.
 
-    Floating arrays keep their dtype (in native byte order); booleans and
+    Floating arrays keep their dtype (NumPy's in native byte order) and their
+    namespace (an ``array_api_strict`` or CuPy array stays one); booleans and
     integers become float64.  Anything else (strings, objects, complex
-    numbers) raises ``TypeError``.
+    numbers) raises ``TypeError``.  Lists and scalars become NumPy arrays.
     """
     if isinstance(value, np.ndarray):
         array = value
+    elif _foreign(value):
+        return _foreign_float_array(value, name)
     else:
         try:
             array = np.asarray(value)
@@ -82,6 +98,23 @@ def as_float_array(value: Any, name: str = "x") -> np.ndarray:
     raise TypeError(f"{name} must hold real numbers (float, int or bool), got dtype {array.dtype}")
 
 
+def _foreign(value: Any) -> bool:
+    """Whether ``value`` is an array of another library than NumPy (``array_api_strict``, CuPy, torch)."""
+    if isinstance(value, (np.generic, list, tuple, int, float)):
+        return False
+    return hasattr(value, "__array_namespace__") or type(value).__module__.split(".")[0] in ("cupy", "torch")
+
+
+def _foreign_float_array(value: Any, name: str) -> Any:
+    """An array of another namespace as a real floating array of that namespace."""
+    xp = namespace_of(value)
+    if xp.isdtype(value.dtype, "real floating"):
+        return value
+    if xp.isdtype(value.dtype, ("bool", "integral")):
+        return xp.astype(value, xp.float64)
+    raise TypeError(f"{name} must hold real numbers (float, int or bool), got dtype {value.dtype}")
+
+
 def output_grad(dL_dy: Any, y: Any, who: str) -> Any:
     """``dL_dy`` checked against the output ``y`` and cast to its dtype (a tuple of them for several outputs).
 
@@ -91,12 +124,19 @@ def output_grad(dL_dy: Any, y: Any, who: str) -> Any:
     if isinstance(y, tuple):
         if not isinstance(dL_dy, (tuple, list)) or len(dL_dy) != len(y):
             raise ValueError(f"{who}.backward: dL_dy must be a tuple of {len(y)} gradients, one per output")
-        return tuple(np.zeros_like(out) if part is None else output_grad(part, out, who)
+        return tuple(namespace_of(out).zeros_like(out) if part is None else output_grad(part, out, who)
                      for part, out in zip(dL_dy, y))
-    g = as_float_array(dL_dy, "dL_dy")
-    if g.shape != y.shape:
-        raise ValueError(f"{who}.backward: dL_dy must have the output's shape {y.shape}, got {g.shape}")
-    return g.astype(y.dtype, copy=False)
+    if isinstance(y, np.ndarray):
+        g = as_float_array(dL_dy, "dL_dy")
+        if isinstance(g, np.ndarray):
+            if g.shape != y.shape:
+                raise ValueError(f"{who}.backward: dL_dy must have the output's shape {y.shape}, got {g.shape}")
+            return g.astype(y.dtype, copy=False)
+    xp = namespace_of(y)
+    g = as_float_array(dL_dy if namespace_of(dL_dy) is xp else xp.asarray(dL_dy), "dL_dy")
+    if tuple(g.shape) != tuple(y.shape):
+        raise ValueError(f"{who}.backward: dL_dy must have the output's shape {tuple(y.shape)}, got {tuple(g.shape)}")
+    return g if g.dtype == y.dtype else xp.astype(g, y.dtype)
 
 
 class _Journal(threading.local):

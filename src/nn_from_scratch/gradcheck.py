@@ -18,7 +18,9 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import extras
-from .node import Criterion, Node, as_float_array
+from .context import as_float_array
+from .criterion import Criterion
+from .node import Node
 
 __all__ = [
     "Comparison",

@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from .node import as_float_array
+from .context import as_float_array
 
 __all__ = ["accuracy", "box_iou", "mean_iou"]
 

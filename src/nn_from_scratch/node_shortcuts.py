@@ -7,10 +7,11 @@ VJP from the small per-row or per-element derivative a subclass gives.
 """
 from __future__ import annotations
 
-import numpy as np
+import math
+from typing import Any
 
 from .context import Context
-from .node import Node, _overrides
+from .node import Node
 
 __all__ = ["ElementwiseNode", "RowwiseNode"]
 
@@ -20,36 +21,41 @@ class RowwiseNode(Node):
 
     Instead of the dense Jacobian a subclass may define ``_row_jacobian(ctx)``,
     returning the per-row Jacobians :math:`\partial y_{r,i}/\partial x_{r,j}`
-    stacked as ``(..., m, n)``; the full Jacobian is then block-diagonal.
+    stacked as ``(..., m, n)``; the full Jacobian is then block-diagonal,
+    :math:`J_{r i, s j} = \delta_{rs} B_{r,ij}`, and :math:`(J^\top g)_r = g_r B_r`.
     """
 
     _derivative_hooks = ("_row_jacobian", "_jacobian", "_vjp")
 
-    def _row_jacobian(self, ctx: Context) -> np.ndarray:
+    def _row_jacobian(self, ctx: Context) -> Any:
         raise NotImplementedError
 
-    def _check_input(self, x: np.ndarray) -> None:
+    def _has_row_jacobian(self) -> bool:
+        return type(self)._row_jacobian is not RowwiseNode._row_jacobian
+
+    def _check_input(self, x: Any) -> None:
         if x.ndim == 0 or x.shape[-1] == 0:
             raise ValueError(
-                f"{type(self).__name__} works on rows of the last axis and needs shape (..., n) with n >= 1, got {x.shape}"
+                f"{type(self).__name__} works on rows of the last axis and needs shape (..., n) with n >= 1, got "
+                f"{tuple(x.shape)}"
             )
 
-    def _jacobian(self, ctx: Context) -> np.ndarray:
-        if not _overrides(self, "_row_jacobian", RowwiseNode):
+    def _jacobian(self, ctx: Context) -> Any:
+        if not self._has_row_jacobian():
             return super()._jacobian(ctx)
-        blocks = self._row_jacobian(ctx)
-        lead = ctx.x.shape[:-1]
-        rows = int(np.prod(lead))
-        m, n = blocks.shape[-2:]
-        full = np.zeros((rows, m, rows, n), dtype=blocks.dtype)
-        index = np.arange(rows)
-        full[index, :, index, :] = blocks.reshape(rows, m, n)
-        return full.reshape(lead + (m,) + lead + (n,))
+        xp, blocks = ctx.xp, self._row_jacobian(ctx)
+        lead = tuple(ctx.x.shape[:-1])
+        rows, (m, n) = math.prod(lead), tuple(blocks.shape[-2:])
+        same_row = xp.reshape(xp.eye(rows) != 0, (rows, 1, rows, 1))
+        b = xp.reshape(blocks, (rows, m, 1, n))
+        full = xp.where(same_row, b, xp.zeros_like(b))  # delta_rs B_r (a where, not a product: inf * 0 is NaN)
+        return xp.reshape(full, lead + (m,) + lead + (n,))
 
-    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
-        if not _overrides(self, "_row_jacobian", RowwiseNode):
+    def _vjp(self, g: Any, ctx: Context) -> Any:
+        if not self._has_row_jacobian():
             return super()._vjp(g, ctx)
-        return np.einsum("...i,...ij->...j", g, self._row_jacobian(ctx))
+        xp = ctx.xp
+        return xp.squeeze(xp.matmul(xp.expand_dims(g, axis=-2), self._row_jacobian(ctx)), axis=-2)  # g_r B_r
 
 
 class ElementwiseNode(Node):
@@ -61,14 +67,16 @@ class ElementwiseNode(Node):
 
     _derivative_hooks = ("_derivative", "_jacobian", "_vjp")
 
-    def _derivative(self, ctx: Context) -> np.ndarray:
+    def _derivative(self, ctx: Context) -> Any:
         raise NotImplementedError
 
-    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
+    def _vjp(self, g: Any, ctx: Context) -> Any:
         return g * self._derivative(ctx)
 
-    def _jacobian(self, ctx: Context) -> np.ndarray:
-        d = np.asarray(self._derivative(ctx))
-        full = np.zeros((d.size, d.size), dtype=d.dtype)
-        np.fill_diagonal(full, d.ravel())
-        return full.reshape(d.shape + d.shape)
+    def _jacobian(self, ctx: Context) -> Any:
+        xp, d = ctx.xp, self._derivative(ctx)
+        shape = tuple(d.shape)
+        size = math.prod(shape)
+        column = xp.reshape(d, (size, 1))
+        full = xp.where(xp.eye(size) != 0, column, xp.zeros_like(column))  # diag(f'(x))
+        return xp.reshape(full, shape + shape)

@@ -14,6 +14,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from .backend import as_backend_array, backend_namespace, namespace_of, numpy_dtype, to_numpy
 from .parameter import Parameter
 
 __all__ = ["NodeTree"]
@@ -75,8 +76,8 @@ class NodeTree:
         """
         if not isinstance(name, str) or not name.isidentifier() or "." in name:
             raise ValueError(f"a buffer name must be a Python identifier, got {name!r}")
-        if value is not None and not isinstance(value, np.ndarray):
-            raise TypeError(f"buffer {name!r} must be a numpy array or None, got {type(value).__name__}")
+        if value is not None and not (hasattr(value, "shape") and hasattr(value, "dtype")):
+            raise TypeError(f"buffer {name!r} must be an array or None, got {type(value).__name__}")
         names = self.__dict__.setdefault("_buffers", [])
         if name not in names:
             names.append(name)
@@ -95,6 +96,28 @@ class NodeTree:
                     seen.add(id(value))
                     yield path + name, value
 
+    def to_backend(self, backend: str) -> "NodeTree":
+        """Move every Parameter (value and gradient) and buffer below this node to ``backend``; returns the node.
+
+        ``backend`` names an array library (:data:`nn_from_scratch.backend.BACKENDS`);
+        values and dtypes are kept exactly, and everything is converted
+        before anything is replaced.
+        """
+        xp = backend_namespace(backend)
+        moves: List[Tuple[Any, str, Any]] = []
+        for _, p in self.named_parameters():
+            moves += [(p, "value", as_backend_array(p.value, xp)), (p, "grad", as_backend_array(p.grad, xp))]
+        seen = set()
+        for _, node in self.named_nodes():
+            for name in vars(node).get("_buffers", ()):
+                value = getattr(node, name)
+                if value is not None and id(value) not in seen:
+                    seen.add(id(value))
+                    moves.append((node, name, as_backend_array(value, xp)))
+        for holder, name, array in moves:
+            setattr(holder, name, array)
+        return self
+
     def zero_grad(self) -> None:
         """Set the gradient of every Parameter below this node to zero."""
         for p in self.parameters():
@@ -112,9 +135,9 @@ class NodeTree:
         return self.train(False)
 
     def state_dict(self) -> Dict[str, np.ndarray]:
-        """Copies of all parameters and buffers under torch-compatible keys."""
-        state = {name: p.value.copy() for name, p in self.named_parameters()}
-        state.update({name: np.array(b, copy=True) for name, b in self.named_buffers()})
+        """NumPy copies of all parameters and buffers under torch-compatible keys (whatever namespace they live in)."""
+        state = {name: np.array(to_numpy(p.value), copy=True) for name, p in self.named_parameters()}
+        state.update({name: np.array(to_numpy(b), copy=True) for name, b in self.named_buffers()})
         return state
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
@@ -132,14 +155,14 @@ class NodeTree:
         for name, target in targets.items():
             if name not in state:
                 continue
-            value = np.asarray(state[name])
-            if value.shape != target.shape:
-                problems.append(f"{name!r}: expected shape {target.shape}, got {value.shape}")
-            elif value.dtype != target.dtype:
-                problems.append(f"{name!r}: expected dtype {target.dtype}, got {value.dtype}")
+            value = to_numpy(state[name]) if hasattr(state[name], "shape") else np.asarray(state[name])
+            if tuple(value.shape) != tuple(target.shape):
+                problems.append(f"{name!r}: expected shape {tuple(target.shape)}, got {tuple(value.shape)}")
+            elif value.dtype != numpy_dtype(target):
+                problems.append(f"{name!r}: expected dtype {numpy_dtype(target)}, got {value.dtype}")
             else:
                 arrays[name] = value
         if problems:
             raise ValueError(f"{type(self).__name__}.load_state_dict: " + "; ".join(problems))
         for name, target in targets.items():
-            target[...] = arrays[name]
+            target[...] = as_backend_array(arrays[name], namespace_of(target))

@@ -41,7 +41,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from . import extras
-from .node import Context, RowwiseNode
+from .context import Context
+from .node_shortcuts import RowwiseNode
 from .nodes.activations import erf, erfc
 from .parameter import Parameter
 

@@ -30,7 +30,9 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Set, 
 
 import numpy as np
 
-from ..node import Context, Node
+from ..context import Context
+
+from ..node import Node
 from .placeholders import Input, Placeholder, Use, check_name, shown
 from .summary import count_once, render_table
 

@@ -5,7 +5,9 @@ from typing import Callable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from ..node import Context, Node
+from ..context import Context
+
+from ..node import Node
 from .sequential import check_layer
 
 __all__ = ["Parallel"]

@@ -5,7 +5,11 @@ from typing import Any, Iterator, List, Optional, Sequence, Set, Tuple, Union, o
 
 import numpy as np
 
-from ..node import Context, Criterion, Node
+from ..context import Context
+
+from ..criterion import Criterion
+
+from ..node import Node
 from .summary import brief, count_once, render_table
 
 __all__ = ["Sequential", "check_layer"]

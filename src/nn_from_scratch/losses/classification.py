@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..node import Context
+from ..context import Context
 from ..nodes.softmax import NormalizedSoftMax, log_softmax, softmax, softmax_with_log_normalizer
 from .base import Loss
 

@@ -5,7 +5,7 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from ..node import Context, as_float_array
+from ..context import Context, as_float_array
 from .base import Loss
 from .classification import CrossEntropyLoss
 from .regression import MSELoss, SmoothL1Loss

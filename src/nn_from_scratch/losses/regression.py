@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..node import Context, as_float_array
+from ..context import Context, as_float_array
 from ..nodes.activations import sigmoid
 from .base import Loss, as_float_target
 

@@ -1,5 +1,7 @@
 """All layers of the library, each a :class:`~nn_from_scratch.node.Node`."""
-from ..node import Context, ElementwiseNode, Node, RowwiseNode
+from ..context import Context
+from ..node import Node
+from ..node_shortcuts import ElementwiseNode, RowwiseNode
 from .arithmetic import Add, Divide, Identity, Multiply, Scale, Subtract
 from .activations import ELU, GELU, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
 from .combine import Chunk, Concat, Split, Stack

@@ -13,7 +13,7 @@ or warns for large :math:`|x|`.
 
 float16 is the exception, as in torch's CPU kernels: a float16 input is
 computed in float32 and each result (output, input gradient, Jacobian) is
-rounded to float16 once (:func:`~nn_from_scratch.nodes.float16.half_in_float32`).
+rounded to float16 once (``float16_in_float32``, :mod:`nn_from_scratch.function`).
 
 GELU's error function comes from :mod:`nn_from_scratch.nodes.special`
 (NumPy has none).
@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from ..engine.elementwise import blockwise
-from ..node import Context, ElementwiseNode
-from .float16 import half_in_float32
+from ..context import Context
+from ..node_shortcuts import ElementwiseNode
 from .special import MILLS_CAP32, erf, erfc, mills_ratio32, pick
 
 __all__ = ["ELU", "GELU", "LeakyReLU", "ReLU", "Sigmoid", "Softplus", "Tanh", "erf", "erfc", "sigmoid"]
@@ -58,7 +58,6 @@ class ReLU(ElementwiseNode):
         return dx
 
 
-@half_in_float32
 class LeakyReLU(ElementwiseNode):
     r"""Leaky rectified linear unit with slope :math:`a` (``negative_slope``) for negative inputs.
 
@@ -68,6 +67,8 @@ class LeakyReLU(ElementwiseNode):
 
     At :math:`x = 0` the derivative is :math:`a`, as in torch.
     """
+
+    float16_in_float32 = True  # float16 is computed in float32, each result rounded once
 
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
@@ -103,7 +104,6 @@ class LeakyReLU(ElementwiseNode):
         return f"negative_slope={self.negative_slope}"
 
 
-@half_in_float32
 class ELU(ElementwiseNode):
     r"""Exponential linear unit with scale :math:`\alpha`.
 
@@ -117,6 +117,8 @@ class ELU(ElementwiseNode):
     :math:`x = \text{NaN}` it is 1 (torch's rule: the slope applies where
     :math:`x \le 0`), so an infinite upstream gradient stays infinite there.
     """
+
+    float16_in_float32 = True  # float16 is computed in float32, each result rounded once
 
     def __init__(self, alpha: float = 1.0) -> None:
         super().__init__()
@@ -157,7 +159,6 @@ class ELU(ElementwiseNode):
         return f"alpha={self.alpha}"
 
 
-@half_in_float32
 class Sigmoid(ElementwiseNode):
     r"""Logistic sigmoid.
 
@@ -170,6 +171,8 @@ class Sigmoid(ElementwiseNode):
     NumPy passes (see :func:`sigmoid`).
     """
 
+    float16_in_float32 = True  # float16 is computed in float32, each result rounded once
+
     def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
         return sigmoid(x)
 
@@ -180,13 +183,14 @@ class Sigmoid(ElementwiseNode):
         return _times_derivative(_sigmoid_slope, g, ctx.y)  # g * y (1 - y), in cache-sized blocks
 
 
-@half_in_float32
 class Tanh(ElementwiseNode):
     r"""Hyperbolic tangent.
 
     .. math::
         y = \tanh x = \frac{e^{x} - e^{-x}}{e^{x} + e^{-x}}, \qquad \frac{dy}{dx} = 1 - y^2.
     """
+
+    float16_in_float32 = True  # float16 is computed in float32, each result rounded once
 
     def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
         return np.tanh(x)
@@ -198,7 +202,6 @@ class Tanh(ElementwiseNode):
         return _times_derivative(_tanh_slope, g, ctx.y)  # g * (1 - y^2), in cache-sized blocks
 
 
-@half_in_float32
 class GELU(ElementwiseNode):
     r"""Gaussian error linear unit, exact (default) or with torch's tanh approximation.
 
@@ -232,6 +235,8 @@ class GELU(ElementwiseNode):
         \frac{dy}{dx} = \frac{1 + \tanh u}{2}
             + \frac{x}{2}\,(1 - \tanh^2 u)\,\sqrt{2/\pi}\,(1 + 3 \cdot 0.044715\,x^2).
     """
+
+    float16_in_float32 = True  # float16 is computed in float32, each result rounded once
 
     _APPROXIMATIONS = ("none", "tanh")
 
@@ -272,7 +277,6 @@ class GELU(ElementwiseNode):
         return f"approximate={self.approximate!r}"
 
 
-@half_in_float32
 class Softplus(ElementwiseNode):
     r"""Softplus with sharpness :math:`\beta` and torch's linear region above ``threshold``.
 
@@ -289,6 +293,8 @@ class Softplus(ElementwiseNode):
     torch forms it here, :math:`e^{z}/(1 + e^{z})` below zero (a tiny slope
     where :class:`Sigmoid` gives 0).  ``beta`` must be non-zero.
     """
+
+    float16_in_float32 = True  # float16 is computed in float32, each result rounded once
 
     def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
         super().__init__()

@@ -12,7 +12,9 @@ from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..node import Context, Node
+from ..context import Context
+
+from ..node import Node
 from .windows import check_images
 
 __all__ = ["AdaptiveAvgPool2d", "GlobalAvgPool2d"]

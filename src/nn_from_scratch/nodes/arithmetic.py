@@ -29,10 +29,11 @@ from typing import Any, Tuple, Union
 
 import numpy as np
 
-from ..node import Context, Node
+from ..context import Context
+
+from ..node import Node
 from .arguments import check_count
 from .broadcasting import broadcast_identity, broadcast_shape, result_dtype, sum_to_shape, work_dtype
-from .float16 import half_in_float32
 
 __all__ = ["Add", "Divide", "Identity", "Multiply", "Scale", "Subtract"]
 
@@ -192,7 +193,6 @@ def _check_constant(value: Any) -> float:
     return float(value)
 
 
-@half_in_float32
 class Scale(Node):
     r"""Multiplication by a constant :math:`c` (not trained): ``Scale(0.5)(x)`` is ``0.5 * x``.
 
@@ -202,6 +202,8 @@ class Scale(Node):
     The factor is taken in the input's dtype (float16 is computed in float32
     with the factor in float32, as torch does, and rounded once).
     """
+
+    float16_in_float32 = True  # float16 is computed in float32, each result rounded once
 
     def __init__(self, factor: float) -> None:
         super().__init__()

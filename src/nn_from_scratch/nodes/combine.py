@@ -27,7 +27,9 @@ from typing import Any, List, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..node import Context, Node
+from ..context import Context
+
+from ..node import Node
 from .arguments import check_axis, check_count, normalize_axis
 from .broadcasting import result_dtype
 

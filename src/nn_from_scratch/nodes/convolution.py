@@ -31,8 +31,10 @@ import numpy as np
 
 from .. import engine
 from ..engine import convolution as fast
+from ..engine.gradients import add_into
 from ..engine.workspace import Workspace
-from ..node import Context, Node
+from ..context import Context
+from ..node import Node
 from ..parameter import Parameter
 from ..random import as_generator
 from .linear import Initializer, float_dtype, init_weight, positive_sizes
@@ -185,9 +187,9 @@ class Conv2d(Node):
             # dW = Σ_n G_n·cols_nᵀ, computed as Σ_n (cols_n·G_nᵀ)ᵀ: one BLAS product per sample, then a sum over the
             # small (N, C*kh*kw, O) stack (measured faster than G_n·cols_nᵀ, whose output is the wide-and-short one)
             per_sample = np.matmul(ctx.cols, G.transpose(0, 2, 1))
-            self.weight.accumulate(np.sum, per_sample.T.reshape(self.weight.shape + (G.shape[0],)), axis=-1)
+            add_into(self.weight, np.sum, per_sample.T.reshape(self.weight.shape + (G.shape[0],)), axis=-1)
             if self.bias is not None:
-                self.bias.accumulate(np.sum, G, axis=(0, 2))  # db = Σ G
+                add_into(self.bias, np.sum, G, axis=(0, 2))  # db = Σ G
         if not input_grad:
             return None
         dcols = np.matmul(self._weight_matrix().T, G)  # dcols = Wᵀ·G: (N, C*kh*kw, L)

@@ -6,7 +6,9 @@ from typing import Any, Callable, Optional, Tuple, Union
 
 import numpy as np
 
-from ..node import Context, RowwiseNode
+from ..context import Context
+from ..engine.gradients import add_into
+from ..node_shortcuts import RowwiseNode
 from ..parameter import Parameter
 from ..random import as_generator
 
@@ -67,25 +69,26 @@ def init_weight(
 
 
 class Linear(RowwiseNode):
-    r"""Fully connected layer :math:`y = x W^\top + b` over any leading axes.
+    r"""Fully connected layer: on one sample, :math:`y = W x + b`.
 
-    ``weight`` has shape ``(out_features, in_features)`` and ``bias``
-    ``(out_features,)``, as in ``torch.nn.Linear``, so weights move between
-    the two unchanged.  With :math:`x` of shape ``(N, in)`` and upstream
-    gradient :math:`G = \partial L/\partial y` of shape ``(N, out)``:
+    Shapes: ``x`` ``(in_features,)``, ``W`` = ``weight`` ``(out_features, in_features)``,
+    ``b`` = ``bias`` ``(out_features,)``, ``y`` ``(out_features,)``; any leading
+    axes are a batch.  Over a batch :math:`X` ``(N, in)``, with
+    :math:`G = \partial L/\partial Y` ``(N, out)``:
 
     .. math::
+        Y = X W^\top + b, \qquad
         \frac{\partial y_{n,o}}{\partial x_{n,i}} = W_{o,i}, \qquad
-        \frac{\partial L}{\partial x} = G W, \qquad
-        \frac{\partial L}{\partial W} = G^\top x, \qquad
-        \frac{\partial L}{\partial b} = \sum_n G_{n,:}.
+        \frac{\partial L}{\partial X} = G W, \qquad
+        \frac{\partial L}{\partial W} = G^\top X, \qquad
+        \frac{\partial L}{\partial b} = \sum_n G_n.
 
-    Parameter gradients are *added* into ``weight.grad`` and ``bias.grad``
-    with :meth:`~nn_from_scratch.parameter.Parameter.accumulate` (right after
-    ``zero_grad`` the product :math:`G^\top x` is written straight into ``weight.grad``).
-    The layer computes in its own dtype (``dtype=np.float32`` for a float32
-    model); inputs are cast to it.  ``init`` picks the initial weights (see
-    :func:`init_weight`), ``rng`` a ``numpy.random.Generator`` or a seed.
+    The layout is ``torch.nn.Linear``'s, so weights move between the two
+    unchanged.  Parameter gradients are *added* into ``weight.grad`` and
+    ``bias.grad``.  The layer computes in its own dtype (``dtype=np.float32``
+    for a float32 model); inputs are cast to it.  ``init`` picks the initial
+    weights (see :func:`init_weight`), ``rng`` a ``numpy.random.Generator`` or
+    a seed.
 
     **Tied weights.**  ``weight=`` takes an existing :class:`Parameter`
     (another layer's) instead of drawing one: both layers then hold the one
@@ -162,43 +165,45 @@ class Linear(RowwiseNode):
         return cls(in_features, out_features, bias, init=init, rng=rng, weight=weight, transpose_weight=transpose)
 
     @property
-    def matrix(self) -> np.ndarray:
+    def matrix(self) -> Any:
         """The matrix :math:`W` of shape ``(out_features, in_features)`` the layer applies (a view of the Parameter)."""
         return self.weight.value.T if self.transpose_weight else self.weight.value
 
     @property
-    def dtype(self) -> np.dtype:
+    def dtype(self) -> Any:
         return self.weight.dtype
 
-    def _check_input(self, x: np.ndarray) -> None:
+    def _check_input(self, x: Any) -> None:
         if x.ndim == 0 or x.shape[-1] != self.in_features:
-            raise ValueError(
-                f"Linear expects input of shape (..., {self.in_features}), got {x.shape}"
-            )
+            raise ValueError(f"Linear expects input of shape (..., {self.in_features}), got {tuple(x.shape)}")
 
-    def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
-        x2 = x.astype(self.dtype, copy=False).reshape(-1, self.in_features)
-        y = x2 @ self.matrix.T
+    # x: (..., in) is seen as X: (N, in), N the product of the leading axes; G = dL/dy: (N, out).
+    def _forward(self, x: Any, ctx: Context) -> Any:
+        xp = ctx.xp
+        ctx.X = X = xp.reshape(xp.astype(x, self.dtype, copy=False), (-1, self.in_features))
+        y = X @ self.matrix.T  # y = x Wᵀ + b
         if self.bias is not None:
             y += self.bias.value
-        ctx.x2 = x2
-        return y.reshape(x.shape[:-1] + (self.out_features,))
+        return xp.reshape(y, tuple(x.shape[:-1]) + (self.out_features,))
 
-    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
-        dx = g.reshape(-1, self.out_features) @ self.matrix
-        return dx.reshape(ctx.x.shape).astype(ctx.x.dtype, copy=False)
+    def _vjp(self, g: Any, ctx: Context) -> Any:
+        xp = ctx.xp
+        dx = xp.reshape(g, (-1, self.out_features)) @ self.matrix  # dL/dx = G W
+        return xp.astype(xp.reshape(dx, tuple(ctx.x.shape)), ctx.x.dtype, copy=False)
 
-    def _accumulate_grads(self, g: np.ndarray, ctx: Context) -> None:
-        g2 = g.reshape(-1, self.out_features)
-        if self.transpose_weight:
-            self.weight.accumulate(np.matmul, ctx.x2.T, g2)
-        else:
-            self.weight.accumulate(np.matmul, g2.T, ctx.x2)
+    def _accumulate_grads(self, g: Any, ctx: Context) -> None:
+        G, X = ctx.xp.reshape(g, (-1, self.out_features)), ctx.X
+        if ctx.fast:  # the same products, written straight into .grad after zero_grad
+            add_into(self.weight, np.matmul, *((X.T, G) if self.transpose_weight else (G.T, X)))
+            if self.bias is not None:
+                add_into(self.bias, np.sum, G, axis=0)
+            return
+        self.weight.accumulate(X.T @ G if self.transpose_weight else G.T @ X)  # dL/dW = Gᵀ X  (dL/dP = Xᵀ G)
         if self.bias is not None:
-            self.bias.accumulate(np.sum, g2, axis=0)
+            self.bias.accumulate(ctx.xp.sum(G, axis=0))  # dL/db = Σ_n G_n
 
-    def _row_jacobian(self, ctx: Context) -> np.ndarray:
-        return np.broadcast_to(self.matrix, ctx.x.shape[:-1] + (self.out_features, self.in_features))
+    def _row_jacobian(self, ctx: Context) -> Any:
+        return ctx.xp.broadcast_to(self.matrix, tuple(ctx.x.shape[:-1]) + (self.out_features, self.in_features))
 
     def extra_repr(self) -> str:
         tied = ", transpose_weight=True" if self.transpose_weight else ""

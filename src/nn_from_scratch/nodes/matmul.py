@@ -26,7 +26,9 @@ from typing import Tuple
 
 import numpy as np
 
-from ..node import Context, Node
+from ..context import Context
+
+from ..node import Node
 from .broadcasting import broadcast_shape, sum_to_shape, work_dtype
 
 __all__ = ["MatMul"]

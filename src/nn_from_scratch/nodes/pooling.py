@@ -30,7 +30,9 @@ from typing import Any, Callable, Iterator, Optional, Tuple, Union
 
 import numpy as np
 
-from ..node import Context, Node
+from ..context import Context
+
+from ..node import Node
 from .adaptive_pooling import AdaptiveAvgPool2d, GlobalAvgPool2d  # their own room; importable from here too
 from .windows import Pair, as_pair, check_images, pad, scatter, windows
 

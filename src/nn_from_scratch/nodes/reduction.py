@@ -22,7 +22,9 @@ from typing import Any, Tuple
 
 import numpy as np
 
-from ..node import Context, Node
+from ..context import Context
+
+from ..node import Node
 from .arguments import AxisArg, check_axes, normalize_axis
 from .broadcasting import work_dtype
 

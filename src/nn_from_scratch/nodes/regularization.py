@@ -6,7 +6,11 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from ..node import Context, ElementwiseNode, Node
+from ..context import Context
+
+from ..node import Node
+
+from ..node_shortcuts import ElementwiseNode
 from ..parameter import Parameter
 from ..random import as_generator
 

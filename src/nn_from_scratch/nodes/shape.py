@@ -14,7 +14,9 @@ from typing import Any, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..node import Context, Node
+from ..context import Context
+
+from ..node import Node
 
 __all__ = ["Flatten", "Reshape", "Vectorization"]
 

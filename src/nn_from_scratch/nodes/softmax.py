@@ -28,8 +28,9 @@ import numpy as np
 from ..engine import fast_enabled
 from ..engine import softmax as blocked
 from ..engine.softmax import row_dot, row_sum
-from ..node import Context, RowwiseNode
-from .float16 import float32_for_half, half_in_float32
+from ..context import Context
+from ..node_shortcuts import RowwiseNode
+from ..function import float32_for_half
 
 Function = TypeVar("Function", bound=Callable[..., Any])
 
@@ -131,7 +132,6 @@ def softmax_row_jacobian(y: np.ndarray) -> np.ndarray:
     return jac
 
 
-@half_in_float32
 class SoftMax(RowwiseNode):
     r"""Softmax over the last axis.
 
@@ -147,6 +147,8 @@ class SoftMax(RowwiseNode):
     ``SoftMax(5)`` accepts inputs of shape ``(5,)``, ``SoftMax((2, 5))``
     shape ``(2, 5)`` and ``SoftMax()`` any ``(..., n)``.
     """
+
+    float16_in_float32 = True  # float16 is computed in float32, each result rounded once
 
     def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
         ctx.fast = fast_enabled()  # the backward pass takes the same path
@@ -165,7 +167,6 @@ class SoftMax(RowwiseNode):
         return softmax_row_jacobian(ctx.y)
 
 
-@half_in_float32
 class NormalizedSoftMax(RowwiseNode):
     r"""Softmax of each row divided by its largest magnitude.
 
@@ -202,6 +203,8 @@ class NormalizedSoftMax(RowwiseNode):
     :math:`J^\top g`.
     """
 
+    float16_in_float32 = True  # float16 is computed in float32, each result rounded once
+
     def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
         k = np.argmax(np.abs(x), axis=-1)[..., None]
         x_k = np.take_along_axis(x, k, axis=-1)
@@ -229,7 +232,6 @@ class NormalizedSoftMax(RowwiseNode):
         return jac
 
 
-@half_in_float32
 class LogSoftMax(RowwiseNode):
     r"""Logarithm of the softmax over the last axis, by log-sum-exp.
 
@@ -240,6 +242,8 @@ class LogSoftMax(RowwiseNode):
 
     with :math:`p = \mathrm{softmax}(x) = e^{y}`.
     """
+
+    float16_in_float32 = True  # float16 is computed in float32, each result rounded once
 
     def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
         if fast_enabled():

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from ..node import as_float_array
+from ..context import as_float_array
 
 __all__ = ["MILLS_CAP32", "erf", "erfc", "mills_ratio32", "pick"]
 

@@ -19,7 +19,8 @@ import numpy as np
 
 from ..datasets.batching import iterate_minibatches, num_batches
 from ..losses import Loss
-from ..node import Node, as_float_array
+from ..context import as_float_array
+from ..node import Node
 from ..random import as_generator
 from ..files.model_files import check_model_path
 from .checkpoint import CheckpointWriter, TrainingInterrupted, check_checkpoint_metadata, restore_checkpoint

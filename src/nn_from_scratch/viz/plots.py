@@ -6,7 +6,9 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..node import Node, as_float_array
+from ..context import as_float_array
+
+from ..node import Node
 from .figures import figure_class
 
 __all__ = ["plot_history", "plot_images", "plot_jacobian"]
