@@ -267,14 +267,12 @@ def cpu_description() -> str:
 
 
 def blas_description() -> str:
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return "threadpoolctl not installed"
-    return "; ".join(
-        f"{info.get('internal_api')} {info.get('version')} ({info.get('architecture')}, {info.get('num_threads')} threads)"
-        for info in threadpool_info() if info.get("user_api") == "blas"
-    )
+    from nn_from_scratch.engine import blas
+
+    found = blas.libraries()
+    if not found:
+        return "no BLAS with thread functions found"
+    return "; ".join(f"{os.path.basename(lib.path)} ({lib.get()} threads)" for lib in found)
 
 
 def main(argv=None) -> int:
@@ -360,18 +358,18 @@ def main(argv=None) -> int:
 
 
 def guard_line() -> str:
-    """What the starvation guard did so far: how often it found the machine starved, and its state now."""
+    """What the reading of the room on the machine did so far: how often it lowered the count, the count now."""
     from nn_from_scratch.engine import threads
 
     if not threads.guard_enabled():
-        return "starvation guard: off"
+        return "room guard: off"
     guard = threads.guard()
-    return f"starvation guard: {guard.starved_windows} starved window(s) so far, {guard.state} now"
+    return f"room guard: lowered the thread count {guard.lowered} time(s) so far, {threads.active_threads()} now"
 
 
 def fresh_guard() -> None:
-    """Start the starvation guard afresh once a loaded section is over: what follows is measured idle, and a
-    guard still holding from the load would keep it on one thread (a benchmark ticks it only inside our steps)."""
+    """Start the readings of the room afresh once a loaded section is over: what follows is measured idle (a
+    benchmark lets the policy read the machine only inside our steps)."""
     from nn_from_scratch.engine import threads
 
     threads.set_guard(threads.guard_enabled())

@@ -55,3 +55,19 @@ def test_the_convolution_products_match_the_engine_block(torch):
         np.testing.assert_allclose(ours, torch.matmul(ta, tb).numpy(), rtol=1e-4, atol=1e-4)
         shapes.append(ours.shape)
     assert shapes == [(32, 100), (145, 32), (144, 100)]
+
+
+def test_the_thread_policy_benchmark_alternates_the_settings_and_divides_neighbouring_runs(monkeypatch):
+    import thread_policy
+
+    calls = []
+
+    def fake(mode, setting, samples, dtype):
+        calls.append(setting)
+        return {"default": 3.0, "one thread": 2.0}[setting] * (1 + len(calls))  # every run slower than the last
+
+    monkeypatch.setattr(thread_policy, "run", fake)
+    seconds, ratios = thread_policy.measure("loop", 100, "float32", rounds=3)
+    assert calls == ["default", "one thread", "one thread", "default", "default", "one thread"]
+    assert seconds["default"] == [6.0, 15.0, 18.0] and seconds["one thread"] == [6.0, 8.0, 14.0]
+    assert ratios == [1.0, 15.0 / 8.0, 18.0 / 14.0]

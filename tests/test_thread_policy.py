@@ -1,6 +1,6 @@
 """The thread policy (engine/threads.py): the ceiling reaching the BLAS and the row-block pool inside a training
-step, the guard's decisions put in force, and what stays bit-identical (the guard's own logic:
-test_starvation.py)."""
+step, the readings of the room on the machine put in force, and what stays bit-identical (the decision itself:
+test_room.py; the BLAS's own thread functions: engine/blas.py)."""
 from __future__ import annotations
 
 import os
@@ -13,13 +13,13 @@ import pytest
 import nn_from_scratch
 from nn_from_scratch.engine import rowblocks, threads
 
-threadpoolctl = pytest.importorskip("threadpoolctl")
+from nn_from_scratch.engine import blas as blas_module
 
 HANG_GUARD_S = 30 * 60  # a hang guard only: a busy machine must not fail the test
 
 
 def blas_counts():
-    return [info["num_threads"] for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"]
+    return [lib.get() for lib in blas_module.libraries()]
 
 
 @pytest.fixture
@@ -29,21 +29,27 @@ def policy():
     yield threads
     threads.set_guard(enabled)
     threads.set_num_threads(ceiling)
-    threadpoolctl.threadpool_limits(min(blas), user_api="blas") if blas else None
+    if blas:
+        blas_module.set_threads(blas_module.libraries(), min(blas))
+        threads._blas.applied = min(blas)
+
+
+def test_the_blas_of_numpy_is_found_and_steered_without_an_extra_package():
+    """NumPy's wheels load OpenBLAS (its functions renamed scipy_openblas_*64_); its thread functions are found
+    by name in the loaded library."""
+    found = blas_module.libraries()
+    if not found:
+        pytest.skip("this NumPy's BLAS has no thread-count functions that can be found")
+    before = blas_module.get_threads(found)
+    try:
+        blas_module.set_threads(found, 1)
+        assert blas_counts() == [1] * len(found)
+    finally:
+        blas_module.set_threads(found, before)
+    assert blas_module.get_threads(found) == before
 
 
 # --------------------------------------------------------------- the ceiling
-def test_room_is_asked_for_every_thread_that_runs_at_the_ceiling(monkeypatch):
-    """With no ceiling set the BLAS keeps its own count (often every core), which may exceed the pool's
-    default ceiling of 4: room must be there for the larger."""
-    monkeypatch.setattr(threads, "_ceiling", 4)
-    monkeypatch.setattr(threads._blas, "original", 16)
-    for explicit, owns, expected in ((False, True, 16), (True, True, 4), (False, False, 4)):
-        monkeypatch.setattr(threads, "_explicit", explicit)
-        monkeypatch.setattr(threads, "_owns_blas", owns)
-        assert threads._full_count() == expected
-
-
 def test_thread_ceiling_puts_the_policy_back_as_it_was(policy):
     """set_num_threads leaves its ceiling behind; the context manager restores the previous one, whether it
     had been set, and the BLAS's count."""
@@ -62,34 +68,43 @@ def test_thread_ceiling_puts_the_policy_back_as_it_was(policy):
 
 
 # --------------------------------------------------------------- the decisions reach the pool and the BLAS
-def test_the_guard_decision_reaches_the_pool_and_the_blas(policy):
+def test_the_room_on_the_machine_reaches_the_pool_and_the_blas(policy):
     if not threads.blas_controllable():
-        pytest.skip("no BLAS that threadpoolctl can steer")
+        pytest.skip("no BLAS whose thread count can be steered")
     policy.set_num_threads(2)
     policy.set_guard(True)  # a fresh guard
-    t = 1000.0
-    for _ in range(30):  # 0.3 s of readings, waiting for a core 40% of the time
-        t += 0.01
-        policy.observe(t, t, 0.4 * t)
+    assert policy.observe(1000.0, 1) == 1  # one core left beside the other processes
     assert rowblocks.active_threads() == 1 and blas_counts() == [1]
     assert rowblocks.num_threads() == 2  # the ceiling is unchanged
-    t = policy.guard().until + 0.01
-    policy.observe(t, t, 0.0)  # the hold is over: the probe runs at the ceiling
+    policy.observe(1000.25, 2)
+    assert policy.active_threads() == 1  # room seen once: not yet
+    assert policy.observe(1000.5, 2) == 2
     assert rowblocks.active_threads() == 2 and blas_counts() == [2]
 
 
 def test_turning_the_guard_off_brings_the_ceiling_back(policy):
     policy.set_num_threads(2)
     policy.set_guard(True)
-    t = 0.0
-    for _ in range(30):
-        t += 0.01
-        policy.observe(t, t, 0.5 * t)
+    policy.observe(0.0, 1)
     assert policy.active_threads() == 1
     policy.set_guard(False)
     assert policy.active_threads() == 2
-    policy.observe(t + 0.5, t + 0.5, 0.5 * t + 0.5)  # starved readings change nothing now
+    policy.observe(0.5, 1)  # readings change nothing now
     assert policy.active_threads() == 2
+
+
+def test_tick_reads_the_machine_once_a_window(policy, monkeypatch):
+    readings = []
+    monkeypatch.setattr(threads, "cores_left", lambda: readings.append(1) or 1)
+    policy.set_num_threads(2)
+    policy.set_guard(True)
+    for _ in range(1000):
+        threads.tick()
+    assert len(readings) == 1 and policy.active_threads() == 1  # the first tick reads; the rest are clock reads
+    monkeypatch.setattr(threads, "_next_reading", 0.0)
+    monkeypatch.setattr(threads.time, "perf_counter", lambda: 1e9)
+    threads.tick()
+    assert len(readings) == 2
 
 
 def test_the_pool_never_uses_more_threads_than_the_ceiling(policy):
@@ -108,7 +123,7 @@ def test_the_pool_never_uses_more_threads_than_the_ceiling(policy):
 
 def test_set_num_threads_sets_the_blas_and_refuses_bad_counts(policy):
     if not threads.blas_controllable():
-        pytest.skip("no BLAS that threadpoolctl can steer")
+        pytest.skip("no BLAS whose thread count can be steered")
     policy.set_guard(False)
     nn_from_scratch.set_num_threads(1)
     assert blas_counts() == [1] and rowblocks.num_threads() == 1
@@ -138,15 +153,15 @@ def test_a_count_above_the_bound_is_refused_and_changes_nothing(policy, bad):
 
 
 class FakeBlas:
-    """A BLAS controller for threadpoolctl's two calls; ``refuse`` makes it raise on a change."""
+    """A BLAS library's two thread functions; ``refuse`` makes the setter raise."""
 
     def __init__(self, count, refuse=False):
         self.count, self.refuse = count, refuse
 
-    def get_num_threads(self):
+    def get(self):
         return self.count
 
-    def set_num_threads(self, count):
+    def set(self, count):
         if self.refuse:
             raise OSError("the BLAS refused the count")
         self.count = count
@@ -157,7 +172,7 @@ def test_a_blas_that_refuses_the_count_leaves_the_policy_as_it_was(policy, monke
     policy.set_num_threads(2)
     first, second = FakeBlas(2), FakeBlas(2, refuse=True)
     blas = threads._Blas()
-    blas._controllers, blas.original, blas.applied = [first, second], 2, 2
+    blas._found, blas.original, blas.applied = [first, second], 2, 2
     monkeypatch.setattr(threads, "_blas", blas)
     with pytest.raises(OSError, match="refused"):
         policy.set_num_threads(3)
@@ -188,18 +203,6 @@ def test_the_variable_above_the_bound_stops_the_import_with_a_value_error_naming
     assert last.startswith("ValueError: ") and threads.ENVIRONMENT_VARIABLE in last and str(2**70) in last
 
 
-def test_small_products_run_on_one_blas_thread(policy):
-    if not threads.blas_controllable():
-        pytest.skip("no BLAS that threadpoolctl can steer")
-    policy.set_guard(False)
-    policy.set_num_threads(2)
-    with policy.limited_blas(2 * 64 * 256 * 64) as count:
-        assert count == 1 and blas_counts() == [1]
-    assert blas_counts() == [2]
-    with policy.limited_blas(2 * 1024 * 784 * 512) as count:
-        assert count == 2 and blas_counts() == [2]
-
-
 def test_the_guard_variable_is_checked(monkeypatch):
     monkeypatch.setenv(threads.GUARD_VARIABLE, "sometimes")
     with pytest.raises(ValueError, match=threads.GUARD_VARIABLE):
@@ -214,7 +217,7 @@ CHILD = r"""
 import hashlib, sys
 import numpy as np
 import nn_from_scratch
-from threadpoolctl import threadpool_info
+from nn_from_scratch.engine import blas
 from nn_from_scratch import NeuralNetwork, Node, Sequential
 from nn_from_scratch.engine import rowblocks
 from nn_from_scratch.losses import CrossEntropyLoss
@@ -225,7 +228,7 @@ seen = []
 
 class Spy(Node):
     def _forward(self, x, ctx):
-        seen.append(min(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"))
+        seen.append(blas.get_threads(blas.libraries()))
         return x
     def _vjp(self, g, ctx):
         return g
@@ -272,7 +275,7 @@ def test_the_blas_variable_decides_the_blas_count_over_ours():
 
 def test_ceilings_from_two_up_give_the_same_bits():
     """OpenBLAS sums every product the same way on two threads or more; one thread may differ (documented)."""
-    if not any(i.get("internal_api") == "openblas" for i in threadpoolctl.threadpool_info()):
+    if not any("openblas" in lib.path.lower() for lib in blas_module.libraries()):
         pytest.skip("the promise is OpenBLAS's")
     two = run_child({threads.ENVIRONMENT_VARIABLE: "2", threads.GUARD_VARIABLE: "0"})
     three = run_child({threads.ENVIRONMENT_VARIABLE: "3", threads.GUARD_VARIABLE: "0"})
@@ -316,20 +319,11 @@ def test_train_threads_above_the_bound_is_a_command_line_error(monkeypatch, tmp_
     assert seen == [threads.MAX_THREADS]
 
 
-def test_without_threadpoolctl_the_policy_reaches_the_pool_only(monkeypatch):
-    """The documented fallback: no BLAS control, no error; the pool still follows the ceiling."""
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_threadpoolctl(name, *args, **kwargs):
-        if name == "threadpoolctl":
-            raise ImportError("threadpoolctl is not installed")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_threadpoolctl)
+def test_without_a_blas_to_steer_the_policy_reaches_the_pool_only(monkeypatch):
+    """The documented fallback (another system, or a BLAS without thread functions): no error; the pool still
+    follows the ceiling."""
+    monkeypatch.setattr(blas_module, "_loaded_paths", lambda maps="/proc/self/maps": [])
     blas = threads._Blas()
-    assert blas.controllers() == [] and blas.get() is None
-    blas.set(1)  # nothing to steer: a no-op
+    assert blas.found() == [] and blas.get() is None
     monkeypatch.setattr(threads, "_blas", blas)
     assert not threads.blas_controllable() and threads.blas_threads() is None

@@ -31,6 +31,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple, TypeVar
 import numpy as np
 
 from . import engine
+from .engine import threads
 from .backend import namespace_of
 from .context import Context, KeepsPass, output_grad, record_undo, refusal_undoes
 
@@ -198,8 +199,11 @@ class Function(KeepsPass):
 
     def _make(self, xs: Tuple[Any, ...], update_state: bool, extra: dict) -> Context:
         xp = namespace_of(*xs)
-        ctx = Context(inputs=xs, x=xs[0], update_state=update_state, xp=xp, fast=xp is np and engine.fast_enabled(),
-                      thread=threading.get_ident(), **extra)
+        fast = xp is np and engine.fast_enabled()
+        if fast:
+            threads.tick()  # the thread policy reads the room on the machine a few times a second
+        ctx = Context(inputs=xs, x=xs[0], update_state=update_state, xp=xp, fast=fast, thread=threading.get_ident(),
+                      **extra)
         ctx.y = self._forward(*xs, ctx)
         return ctx
 
