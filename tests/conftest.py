@@ -58,3 +58,31 @@ def engine_path(request):
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
+
+
+#: What each optional package's absence skips, and how to install it (the one line of the summary below).
+OPTIONAL = {
+    "torch": "pip install torch==2.13.0",
+    "array-api-strict": "pip install array-api-strict",
+    "safetensors": "pip install safetensors",
+    "sympy": "pip install sympy",
+    "matplotlib": "pip install matplotlib",
+    "tqdm": "pip install tqdm",
+    "Fashion-MNIST": "apt-get install dataset-fashion-mnist",
+}
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """One line that says what was skipped for want of an optional package, and how to install each."""
+    counts = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = str(report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr).lower()
+        for name in OPTIONAL:
+            if name.lower() in reason and ("not installed" in reason or "no module named" in reason
+                                           or "could not import" in reason):
+                counts[name] = counts.get(name, 0) + 1
+                break
+    if counts:
+        parts = ", ".join(f"{count} without {name} ({OPTIONAL[name]})" for name, count in sorted(counts.items()))
+        terminalreporter.write_line(f"optional packages missing: tests skipped: {parts}")
