@@ -123,6 +123,54 @@ def test_python_dash_m_entry_point():
     assert "--epochs" in result.stdout
 
 
+def test_version_prints_the_installed_version(capsys, monkeypatch):
+    import importlib.metadata
+
+    import nn_from_scratch
+    from nn_from_scratch.extras import DISTRIBUTION
+
+    try:
+        installed = importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        installed = nn_from_scratch.__version__
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out == f"nn-from-scratch {installed}\n"
+
+    def not_installed(name):  # run from a checkout that was never installed
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out == f"nn-from-scratch {nn_from_scratch.__version__}\n"
+
+
+@pytest.mark.parametrize("argv, suggestion", [
+    (["train", "--learning-rate", "0.1"], "did you mean --lr?"),
+    (["train", "--learning-rate=0.1"], "did you mean --lr?"),
+    (["train", "--batch_size", "8"], "did you mean --batch-size?"),
+    (["train", "--optimiser", "sgd"], "did you mean --optimizer?"),
+    (["evaluate", "--weights", "m.npz", "--datset", "mnist", "--data_dir", "x"],
+     "did you mean --dataset for --datset, --data-dir for --data_dir?"),
+])
+def test_an_unknown_option_suggests_the_closest_one(capsys, argv, suggestion):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments:" in err and suggestion in err
+    assert f"usage: nn-from-scratch {argv[0]}" in err  # the usage of the command given, with its options
+
+
+def test_an_unknown_option_with_nothing_close_gets_no_guess(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--zzzz"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --zzzz" in err and "did you mean" not in err
+
+
 def test_cnn_training_job_reaches_98_percent(tmp_path, capsys):
     out = tmp_path / "cnn.npz"
     code, stdout, _ = run(capsys, "train", "--model", "cnn", "--out", str(out), "--no-progress")
@@ -391,7 +439,9 @@ def test_each_dataset_has_its_defaults_and_the_digits_keep_theirs():
     (["--dataset", "mnist", "--validation", "0", "--early-stopping", "3"], "needs --validation N with N > 0"),
     (["--augment", "rotate"], "--augment takes steps from crop,flip,erase"),
     (["--model", "resnet"], "--model resnet is for the 28x28 images"),
-    (["--task", "localize", "--validation", "10"], "only apply to --task classify"),
+    (["--task", "localize", "--validation", "10"], "--validation only applies to --task classify"),
+    (["--task", "localize", "--validation", "10", "--test-limit", "5"],
+     "--validation, --test-limit only apply to --task classify"),
 ])
 def test_bad_model_selection_options_are_argparse_errors(capsys, argv, message):
     with pytest.raises(SystemExit) as info:
@@ -601,3 +651,4 @@ def test_constant_training_images_are_a_command_line_error(tmp_path, capsys, rng
     last = err.strip().splitlines()[-1]
     assert "training images" in last and "standard deviation 0" in last and f"every pixel is {value}" in last
     assert not out.exists()
+

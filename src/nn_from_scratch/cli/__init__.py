@@ -7,15 +7,19 @@ the box of a digit placed on a larger canvas (:mod:`.localize`).  Both save
 the weights with the metadata that ``evaluate`` (:mod:`.evaluate`) needs to
 rebuild the model and its test data.  The options are in :mod:`.options`,
 ``--resume`` in :mod:`.resume`, and what every task shares in :mod:`.common`.
+An unknown option gets the closest known one as a hint ("did you mean
+--lr?"); ``--version`` prints the installed version.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
 from .. import viz  # noqa: F401  (tests replace viz.save_figure through this name)
+from ..extras import DISTRIBUTION
 from ..engine.allocator import keep_freed_memory
 from ..engine.threads import set_num_threads
 from ..training import NeuralNetwork  # noqa: F401  (the trainer the command line uses)
@@ -23,21 +27,31 @@ from .classify import Classify
 from .common import chance_level_warning, load_data
 from .evaluate import evaluate
 from .localize import Localize, localization_data_config
-from .options import add_data_options, add_train_options, resolve_options
+from .options import add_data_options, add_train_options, resolve_options, unknown_arguments_message
 from .resume import default_checkpoint, resume_command, take_options_from_checkpoint
 from . import common
 
 __all__ = ["build_parser", "chance_level_warning", "default_checkpoint", "load_data", "localization_data_config",
-           "main", "resume_command"]
+           "main", "package_version", "resume_command"]
 
 #: The tasks of ``train --task``.
 TASKS = {"classify": Classify, "localize": Localize}
+
+
+def package_version() -> str:
+    """The installed version of this project (its distribution's metadata), else the package's ``__version__``."""
+    try:
+        return importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout that is not installed
+        from .. import __version__
+        return __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``nn-from-scratch``: the ``train`` and ``evaluate`` commands and their options."""
     parser = argparse.ArgumentParser(prog="nn-from-scratch",
                                      description="Train and evaluate networks built with nn_from_scratch.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train a classifier or a localizer and save its weights")
     add_train_options(train)
@@ -63,7 +77,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line on ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        command = getattr(args, "subparser", parser)
+        command.error(unknown_arguments_message(unknown, command))
     args.argv = argv
     try:
         return args.handler(args, args.subparser)
