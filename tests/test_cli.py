@@ -365,6 +365,40 @@ def test_resume_with_a_different_option_names_it_and_both_values(tmp_path, capsy
     assert len(load_npz(tmp_path / "n.npz")[1]["history"]["loss"]) == 5
 
 
+def test_resume_alone_takes_threads_from_the_checkpoint_and_notes_a_different_count(tmp_path, capsys,
+                                                                                    monkeypatch):
+    """--threads 1 gives bits that a resume on the default thread count need not give: it is recorded and restored."""
+    asked = []
+    monkeypatch.setattr(cli, "set_num_threads", asked.append)  # what the command line asks of the thread policy
+    checkpoint, out = tmp_path / "ck.npz", tmp_path / "m.npz"
+    assert run(capsys, "train", *RUN, "--threads", "1", "--checkpoint", str(checkpoint), "--out", str(out))[0] == 0
+    assert asked == [1]
+    code, _, err = run(capsys, "train", "--resume", str(checkpoint))
+    assert code == 0 and asked == [1, 1] and "note:" not in err
+    code, _, err = run(capsys, "train", "--resume", str(checkpoint), "--threads", "2")
+    assert code == 0 and asked == [1, 1, 2]
+    assert "note: --resume: this run gives --threads 2, the checkpoint's run had --threads 1" in err
+    assert "may differ from the uninterrupted run's" in err
+    # a run on the default thread policy: a resume that pins a count says the two differ
+    other = tmp_path / "default-ck.npz"
+    assert run(capsys, "train", *RUN, "--checkpoint", str(other), "--out", str(tmp_path / "d.npz"))[0] == 0
+    code, _, err = run(capsys, "train", "--resume", str(other), "--threads", "1")
+    assert code == 0 and "the checkpoint's run had no --threads (the default thread policy)" in err
+
+
+def test_resume_notes_the_free_options_and_thread_variables_that_differ(tmp_path, capsys, monkeypatch):
+    checkpoint = tmp_path / "ck.npz"
+    monkeypatch.setenv("NN_FROM_SCRATCH_THREAD_GUARD", "0")  # read at import: recorded, not applied, here
+    assert run(capsys, "train", *RUN, "--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.npz"))[0] == 0
+    monkeypatch.delenv("NN_FROM_SCRATCH_THREAD_GUARD")
+    code, _, err = run(capsys, "train", "--resume", str(checkpoint), "--epochs", "5", "--out",
+                       str(tmp_path / "n.npz"))
+    assert code == 0
+    assert "this run gives --epochs 5, the checkpoint's run had --epochs 4: a new total" in err
+    assert f"this run gives --out {tmp_path / 'n.npz'}, the checkpoint's run had --out {tmp_path / 'm.npz'}" in err
+    assert "NN_FROM_SCRATCH_THREAD_GUARD is unset here, '0' for the checkpoint's run" in err
+
+
 def test_resume_help_says_how_given_options_are_treated(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])

@@ -59,8 +59,9 @@ RUN_OPTIONS = {"task": "--task", "dataset": "--dataset", "model": "--model", "hi
                "dtype": "--dtype", "validation": "--validation", "augment": "--augment",
                "early_stopping": "--early-stopping", "train_limit": "--train-limit", "test_limit": "--test-limit",
                **LOCALIZE_ONLY}
-#: Taken from the checkpoint when not given, and free to differ (a new total of epochs, a moved folder).
-RESUME_DEFAULTS = {"epochs": "--epochs", "out": "--out", "data_dir": "--data-dir"}
+#: Taken from the checkpoint when not given, and free to differ (a new total of epochs, a moved folder, another
+#: machine's threads), with a note on stderr when they do.
+RESUME_DEFAULTS = {"epochs": "--epochs", "out": "--out", "data_dir": "--data-dir", "threads": "--threads"}
 COMMAND_LINE_KEY = "command_line"
 
 
@@ -253,10 +254,11 @@ def add_checkpoint_options(parser: argparse.ArgumentParser) -> None:
                        help="epochs between checkpoints (default 1)")
     group.add_argument("--resume", type=Path, default=None, metavar="PATH",
                        help="finish the run that wrote this checkpoint: its training options not given are taken "
-                            "from the checkpoint (--epochs, --out and --data-dir too); one given must equal the "
-                            "checkpoint's, except --epochs, which sets a new total; --checkpoint, "
-                            "--checkpoint-every and --no-progress are free. The result is bit for bit that of an "
-                            "uninterrupted run")
+                            "from the checkpoint (--epochs, --out, --data-dir and --threads too); one given must "
+                            "equal the checkpoint's, except --epochs (a new total), --out, --data-dir and "
+                            "--threads, which may differ (a note on stderr says so: the result may then differ "
+                            "from the uninterrupted run's); --checkpoint, --checkpoint-every and --no-progress are "
+                            "free. The result is bit for bit that of an uninterrupted run")
 
 
 def resolve_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
