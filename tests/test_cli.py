@@ -686,3 +686,101 @@ def test_constant_training_images_are_a_command_line_error(tmp_path, capsys, rng
     assert "training images" in last and "standard deviation 0" in last and f"every pixel is {value}" in last
     assert not out.exists()
 
+
+# ------------------------------------------- the output: one run per path, no silent overwrite
+@pytest.fixture
+def no_training(monkeypatch):
+    """fit() replaced by a recorder: a run that gets as far as training says so by a call."""
+    calls = []
+    monkeypatch.setattr(cli.NeuralNetwork, "fit", lambda *a, **k: calls.append(1) or {})
+    return calls
+
+
+def test_a_second_run_on_the_same_out_stops_at_once_naming_the_first(tmp_path, capsys, no_training):
+    out = tmp_path / "m.npz"
+    holder = ("import sys; from pathlib import Path; from nn_from_scratch.cli.output import OutputLock\n"
+              "with OutputLock(Path(sys.argv[1]), 'nn-from-scratch train --out m.npz --epochs 99'):\n"
+              "    print('holding', flush=True)\n"
+              "    sys.stdin.read()\n")
+    first = subprocess.Popen([sys.executable, "-c", holder, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        assert first.stdout.readline() == "holding\n"
+        with pytest.raises(SystemExit) as info:
+            main(["train", "--hidden", "8", "--epochs", "1", "--no-progress", "--out", str(out)])
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert f"{out} is being written by another run (pid {first.pid}" in err
+        assert "nn-from-scratch train --out m.npz --epochs 99" in err and f"remove {out}.lock" in err
+        assert no_training == [] and not out.exists()
+    finally:
+        first.communicate("", timeout=30 * 60)  # a hang guard only
+    assert first.returncode == 0 and sorted(p.name for p in tmp_path.iterdir()) == []  # its lock went with it
+
+
+def test_a_lock_left_by_a_dead_run_is_taken_over_and_removed_at_the_end(tmp_path, capsys):
+    import socket
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # its process id now names no running process (until the system reuses it)
+    out = tmp_path / "m.npz"
+    lock = tmp_path / "m.npz.lock"
+    lock.write_text(f"{gone.pid}\n{socket.gethostname()}\nnn-from-scratch train (killed)\n")
+    code, stdout, _ = run(capsys, "train", "--hidden", "8", "--epochs", "1", "--no-progress", "--out", str(out))
+    assert code == 0 and f"weights saved to {out}" in stdout
+    assert out.is_file() and not lock.exists()
+
+
+def test_a_lock_being_created_right_now_is_respected(tmp_path, capsys, no_training):
+    """A lock without its process id yet: its run is starting (the id is written just after the file is made)."""
+    (tmp_path / "m.npz.lock").write_text("")
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--hidden", "8", "--epochs", "1", "--no-progress", "--out", str(tmp_path / "m.npz")])
+    assert info.value.code == 2 and "a run that is starting" in capsys.readouterr().err
+    assert no_training == [] and (tmp_path / "m.npz.lock").read_text() == ""
+
+
+def test_an_existing_out_is_refused_before_training_unless_overwrite_is_given(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "m.npz"
+    out.write_bytes(b"an earlier result")
+    calls = []
+    real_fit = cli.NeuralNetwork.fit
+    monkeypatch.setattr(cli.NeuralNetwork, "fit", lambda *a, **k: calls.append(1) or real_fit(*a, **k))
+    options = ("train", "--hidden", "8", "--epochs", "1", "--no-progress", "--out", str(out))
+    with pytest.raises(SystemExit) as info:
+        main(list(options))
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--out {out} exists: add --overwrite to replace it" in err
+    assert calls == [] and out.read_bytes() == b"an earlier result" and not (tmp_path / "m.npz.lock").exists()
+    code, stdout, _ = run(capsys, *options, "--overwrite")
+    assert code == 0 and calls == [1] and f"weights saved to {out}" in stdout
+    assert load_npz(out)[1]["model"]["hidden"] == [8]
+
+
+def test_the_default_out_is_not_overwritten_by_a_later_run(tmp_path, capsys, no_training, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    default = tmp_path / "runs" / "digits-mlp.npz"
+    default.parent.mkdir()
+    default.write_bytes(b"the first run's weights")
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--hidden", "8", "--epochs", "1", "--no-progress"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "runs/digits-mlp.npz exists (the default --out" in err
+    assert "give --out NEW.npz to keep both, or add --overwrite to replace it" in err
+    assert no_training == [] and default.read_bytes() == b"the first run's weights"
+
+
+def test_resuming_the_run_that_writes_out_needs_no_overwrite(tmp_path, capsys):
+    checkpoint, out = tmp_path / "ck.npz", tmp_path / "m.npz"
+    assert run(capsys, "train", *RUN, "--epochs", "2", "--checkpoint", str(checkpoint), "--out", str(out))[0] == 0
+    code, stdout, _ = run(capsys, "train", "--resume", str(checkpoint), "--epochs", "3")  # its own --out: fine
+    assert code == 0 and f"weights saved to {out}" in stdout
+    assert len(load_npz(out)[1]["history"]["loss"]) == 3
+    other = tmp_path / "other.npz"
+    other.write_bytes(b"another run's weights")
+    with pytest.raises(SystemExit) as info:  # another run's file is not this run's to replace
+        main(["train", "--resume", str(checkpoint), "--out", str(other), "--no-progress"])
+    assert info.value.code == 2 and "add --overwrite" in capsys.readouterr().err
+    assert other.read_bytes() == b"another run's weights"

@@ -6,7 +6,8 @@ embedded 8x8 digits or on MNIST IDX files (:mod:`.classify`).
 the box of a digit placed on a larger canvas (:mod:`.localize`).  Both save
 the weights with the metadata that ``evaluate`` (:mod:`.evaluate`) needs to
 rebuild the model and its test data.  The options are in :mod:`.options`,
-``--resume`` in :mod:`.resume`, and what every task shares in :mod:`.common`.
+``--resume`` in :mod:`.resume`, the output path's lock and the refusal to
+overwrite in :mod:`.output`, and what every task shares in :mod:`.common`.
 An unknown option gets the closest known one as a hint ("did you mean
 --lr?"); ``--version`` prints the installed version.
 """
@@ -14,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import shlex
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
 from .. import viz  # noqa: F401  (tests replace viz.save_figure through this name)
 from ..extras import DISTRIBUTION
+from ..files import check_model_path
 from ..engine.allocator import keep_freed_memory
 from ..engine.threads import set_num_threads
 from ..training import NeuralNetwork  # noqa: F401  (the trainer the command line uses)
@@ -28,6 +31,7 @@ from .common import chance_level_warning, load_data
 from .evaluate import evaluate
 from .localize import Localize, localization_data_config
 from .options import add_data_options, add_train_options, resolve_options, unknown_arguments_message
+from .output import OutputLock, OutputLocked, check_overwrite, default_out
 from .resume import default_checkpoint, resume_command, take_options_from_checkpoint
 from . import common
 
@@ -64,13 +68,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    if args.resume is not None:
-        take_options_from_checkpoint(args, parser)
+    recorded = take_options_from_checkpoint(args, parser) if args.resume is not None else {}
     resolve_options(args, parser)
-    keep_freed_memory()  # this process only trains: fresh pages every step would cost up to half its time
-    if args.threads is not None:
-        set_num_threads(args.threads)  # the ceiling for the BLAS and the row blocks (engine/threads.py)
-    return common.train(args, parser, TASKS[args.task]())
+    defaulted = args.out is None
+    if defaulted:
+        args.out = default_out(args.dataset, args.model)  # the model's kind: mlp, cnn, resnet or localizer
+    try:
+        check_model_path(args.out)
+    except (ValueError, ImportError, OSError) as error:
+        parser.error(f"--out: {error}")
+    lock = OutputLock(args.out, "nn-from-scratch " + shlex.join(getattr(args, "argv", [])))
+    try:
+        lock.acquire()  # before the data are loaded: a second run on this path stops at once
+    except OutputLocked as error:
+        parser.error(str(error))
+    except OSError as error:
+        parser.error(f"--out: cannot create the lock {lock.lock}: {error.strerror or error}")
+    try:
+        check_overwrite(args.out, args, recorded, parser, defaulted)
+        keep_freed_memory()  # this process only trains: fresh pages every step would cost up to half its time
+        if args.threads is not None:
+            set_num_threads(args.threads)  # the ceiling for the BLAS and the row blocks (engine/threads.py)
+        return common.train(args, parser, TASKS[args.task]())
+    finally:
+        lock.release()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

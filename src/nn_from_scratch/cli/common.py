@@ -25,6 +25,7 @@ from ..losses import Loss
 from ..models import build_model
 from ..training import CheckpointError, NeuralNetwork, TrainingDiverged, TrainingInterrupted
 from .options import COMMAND_LINE_KEY, OPTIMIZERS
+from .output import default_out
 from .resume import default_checkpoint, resume_command, run_options
 
 __all__ = ["Task", "TaskData", "chance_level_warning", "describe_model", "early_stopping_line", "load_data",
@@ -120,7 +121,7 @@ def train(args: argparse.Namespace, parser: argparse.ArgumentParser, task: Task)
                      f"({data.what}): give --validation N")
     _check_stages(args, data.X_train, parser)
     config = task.model_config(args, data)
-    out = args.out or Path("runs") / f"{args.dataset}-{config['kind']}.npz"
+    out = args.out or default_out(args.dataset, config["kind"])
     checkpoint = args.checkpoint or default_checkpoint(out)
     for path, option in ((out, "--out"), (checkpoint, "--checkpoint")):
         try:

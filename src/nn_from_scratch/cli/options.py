@@ -193,7 +193,12 @@ def add_train_options(train: argparse.ArgumentParser) -> None:
                             "localize, about 4x faster)")
     train.add_argument("--out", type=Path, default=None,
                        help="where to save the weights, .npz or .safetensors "
-                            "(default runs/<dataset>-<mlp|cnn|localizer>.npz)")
+                            "(default runs/<dataset>-<mlp|cnn|resnet|localizer>.npz); a file there is refused "
+                            "before training unless --overwrite is given, and a run that writes it holds "
+                            "<out>.lock until it ends")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace the file at --out (or at the default path) if there is one; --resume of the "
+                            "run that writes it needs no --overwrite")
     train.add_argument("--no-progress", action="store_true",
                        help="no live progress bar, only the summary line of each finished epoch")
     train.add_argument("--threads", type=_thread_count, default=None, metavar="N",
