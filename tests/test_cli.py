@@ -298,13 +298,34 @@ def test_a_run_that_trains_gives_no_chance_warning(tmp_path, capsys):
 
 
 def test_training_curves_name_the_run_and_the_test_split(tmp_path, capsys, figures):
-    code, _, _ = run(capsys, "train", "--hidden", "8", "--epochs", "1", "--no-progress",
-                     "--out", str(tmp_path / "m.npz"))
+    code, stdout, _ = run(capsys, "train", "--hidden", "8", "--epochs", "1", "--no-progress",
+                          "--out", str(tmp_path / "m.npz"))
     assert code == 0
     curves = figures["m.png"]
     assert "an MLP 64 -> 8 -> 10 on digits, adam" in curves._suptitle.get_text()
     for axis in curves.axes:
         assert [t.get_text() for t in axis.get_legend().get_texts()] == ["train", "test"]
+    # the per-epoch val_ scores are those of the test split, and the run says so
+    assert "no validation split (--validation N holds one out): the val_ scores of each epoch are those of the " \
+           "test split" in stdout
+
+
+def test_the_loss_curve_says_which_loss_it_is(tmp_path, capsys, figures):
+    """The curve is the label-smoothed loss trained on (it cannot reach 0), not the plain cross-entropy printed."""
+    assert run(capsys, "train", "--hidden", "8", "--epochs", "1", "--label-smoothing", "0.2", "--no-progress",
+               "--out", str(tmp_path / "m.npz"))[0] == 0
+    loss_axis = figures["m.png"].axes[0]
+    assert loss_axis.get_ylabel() == "loss: cross-entropy with label smoothing 0.2"
+    assert run(capsys, "train", "--hidden", "8", "--epochs", "1", "--label-smoothing", "0", "--no-progress",
+               "--out", str(tmp_path / "plain.npz"))[0] == 0
+    assert figures["plain.png"].axes[0].get_ylabel() == "loss: cross-entropy"
+    code, stdout, _ = run(capsys, "train", "--task", "localize", "--train-samples", "64", "--test-samples", "16",
+                          "--canvas", "16", "--channels", "4,8", "--hidden", "8", "--epochs", "1", "--no-progress",
+                          "--out", str(tmp_path / "loc.npz"))
+    assert code == 0 and "the val_ scores of each epoch are those of the test split" in stdout
+    assert "--validation" not in stdout  # the localizer has no such option
+    assert figures["loc.png"].axes[0].get_ylabel() == \
+        "loss: cross-entropy with label smoothing 0.1 + 10 x smooth_l1"
 
 
 # ------------------------------------------------------------------ --resume

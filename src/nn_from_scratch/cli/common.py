@@ -28,8 +28,8 @@ from .options import COMMAND_LINE_KEY, OPTIMIZERS
 from .output import default_out
 from .resume import default_checkpoint, resume_command, run_options
 
-__all__ = ["Task", "TaskData", "chance_level_warning", "describe_model", "early_stopping_line", "load_data",
-           "save_weights", "train"]
+__all__ = ["Task", "TaskData", "chance_level_warning", "describe_cross_entropy", "describe_model",
+           "early_stopping_line", "load_data", "save_weights", "train"]
 
 History = Dict[str, List[float]]
 
@@ -62,6 +62,8 @@ class Task:
 
     #: Whether the training loss is a cross-entropy over the classes (the chance-level hint reads it so).
     cross_entropy = True
+    #: The option that holds a validation split out, named when a run scores the test split every epoch instead.
+    validation_option: Optional[str] = None
 
     def load(self, args: argparse.Namespace, parser: argparse.ArgumentParser, dtype: np.dtype) -> TaskData:
         raise NotImplementedError
@@ -77,6 +79,15 @@ class Task:
 
     def pictures(self, network: NeuralNetwork, data: TaskData, out: Path) -> None:
         """Save the task's pictures beyond the training curves (none by default)."""
+
+    def loss_name(self, args: argparse.Namespace) -> str:
+        """The loss trained on, in words, for the training curves (the test scores printed may be plain)."""
+        return "loss"
+
+
+def describe_cross_entropy(label_smoothing: float) -> str:
+    """The cross-entropy trained on, in words: ``cross-entropy with label smoothing 0.1`` (or plain)."""
+    return f"cross-entropy with label smoothing {label_smoothing:g}" if label_smoothing else "cross-entropy"
 
 
 def load_data(dataset: str, data_dir: Optional[Path], parser: argparse.ArgumentParser,
@@ -132,6 +143,9 @@ def train(args: argparse.Namespace, parser: argparse.ArgumentParser, task: Task)
     print(f"training {describe_model(config)} on {data.what}, {args.optimizer} lr={args.lr:g} ({args.schedule}), "
           f"batch {args.batch_size}, {args.epochs} epoch{'' if args.epochs == 1 else 's'}, seed {args.seed}, "
           f"{args.dtype}{', ' + data.augmentation if data.augmentation else ''}")
+    if data.validation is None:  # the history keeps fit's names: say what they hold
+        hint = f" ({task.validation_option} holds one out)" if task.validation_option else ""
+        print(f"no validation split{hint}: the val_ scores of each epoch are those of the test split")
     if args.resume is not None:
         print(f"resuming from {args.resume}")
     start = time.perf_counter()
@@ -159,7 +173,8 @@ def train(args: argparse.Namespace, parser: argparse.ArgumentParser, task: Task)
         print(f"no PNG saved: matplotlib is not installed; {extras.install_hint('matplotlib')}")
         return 0
     curves = viz.plot_history(history, validation_label="test" if data.validation is None else "validation",
-                              title=f"{describe_model(config)} on {args.dataset}, {args.optimizer} lr={args.lr:g}")
+                              title=f"{describe_model(config)} on {args.dataset}, {args.optimizer} lr={args.lr:g}",
+                              axis_labels={"loss": f"loss: {task.loss_name(args)}"} if "loss" in history else None)
     print(f"training curves saved to {viz.save_figure(curves, sibling_path(out, '.png').name, out.parent)}")
     task.pictures(network, data, out)
     return 0
