@@ -761,6 +761,19 @@ def test_a_lock_being_created_right_now_is_respected(tmp_path, capsys, no_traini
     assert no_training == [] and (tmp_path / "m.npz.lock").read_text() == ""
 
 
+def test_the_output_paths_are_checked_before_the_data_are_loaded_or_the_out_is_questioned(tmp_path, capsys,
+                                                                                        monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.npz").write_bytes(b"an earlier result")
+    with pytest.raises(SystemExit) as info:  # neither the missing images nor the existing --out are reached
+        main(["train", "--dataset", "mnist", "--data-dir", str(tmp_path / "nowhere"), "--out", "m.npz",
+              "--checkpoint", "state.bin", "--no-progress"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--checkpoint: state.bin: unknown model file suffix '.bin'" in err and "exists" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz"]
+
+
 def test_an_existing_out_is_refused_before_training_unless_overwrite_is_given(tmp_path, capsys, monkeypatch):
     out = tmp_path / "m.npz"
     out.write_bytes(b"an earlier result")

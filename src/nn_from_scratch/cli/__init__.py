@@ -73,10 +73,11 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     defaulted = args.out is None
     if defaulted:
         args.out = default_out(args.dataset, args.model)  # the model's kind: mlp, cnn, resnet or localizer
-    try:
-        check_model_path(args.out)
-    except (ValueError, ImportError, OSError) as error:
-        parser.error(f"--out: {error}")
+    for path, option in ((args.out, "--out"), (args.checkpoint or default_checkpoint(args.out), "--checkpoint")):
+        try:
+            check_model_path(path)  # a suffix, a package, a place to write: before anything else
+        except (ValueError, ImportError, OSError) as error:
+            parser.error(f"{option}: {error}")
     lock = OutputLock(args.out, "nn-from-scratch " + shlex.join(getattr(args, "argv", [])))
     try:
         lock.acquire()  # before the data are loaded: a second run on this path stops at once

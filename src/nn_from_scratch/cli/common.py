@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import extras, optim, viz
 from ..datasets import load_digits, load_image_dataset
-from ..files import NAME_MAX, check_model_path, save_model, sibling_path
+from ..files import NAME_MAX, save_model, sibling_path
 from ..files.atomic import name_bytes, short_stem
 from ..losses import Loss
 from ..models import build_model
@@ -133,12 +133,7 @@ def train(args: argparse.Namespace, parser: argparse.ArgumentParser, task: Task)
     _check_stages(args, data.X_train, parser)
     config = task.model_config(args, data)
     out = args.out or default_out(args.dataset, config["kind"])
-    checkpoint = args.checkpoint or default_checkpoint(out)
-    for path, option in ((out, "--out"), (checkpoint, "--checkpoint")):
-        try:
-            check_model_path(path)
-        except (ValueError, ImportError, OSError) as error:
-            parser.error(f"{option}: {error}")
+    checkpoint = args.checkpoint or default_checkpoint(out)  # both checked before the data were loaded
     network, rng = build_network(args, config, data.loss)
     print(f"training {describe_model(config)} on {data.what}, {args.optimizer} lr={args.lr:g} ({args.schedule}), "
           f"batch {args.batch_size}, {args.epochs} epoch{'' if args.epochs == 1 else 's'}, seed {args.seed}, "
