@@ -354,7 +354,7 @@ def suggest_option(argument: str, parser: argparse.ArgumentParser) -> Optional[s
 
 
 def unknown_arguments_message(unknown: Sequence[str], parser: argparse.ArgumentParser) -> str:
-    """argparse's "unrecognized arguments" error, with the closest option for each unknown one ("did you mean --lr?")."""
+    """argparse's "unrecognized arguments" error with the closest option to each unknown one ("did you mean --lr?")."""
     hints: List[Tuple[str, str]] = []
     for argument in unknown:
         if argument.startswith("-") and len(argument) > 1:

@@ -135,7 +135,7 @@ def take_options_from_checkpoint(args: argparse.Namespace, parser: argparse.Argu
 
 def _take_free_option(args: argparse.Namespace, dest: str, option: str, recorded: Dict[str, Any], known: Any,
                       action: argparse.Action, parser: argparse.ArgumentParser) -> None:
-    """A free option: the recorded value (``known`` first, a fact of the checkpoint) when not given; a note if it differs.
+    """A free option: the recorded value (``known``, a fact of the checkpoint, first) if not given; a note if not equal.
 
     A ``--threads`` recorded as none stands for the default thread policy.
     """
