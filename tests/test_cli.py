@@ -123,6 +123,54 @@ def test_python_dash_m_entry_point():
     assert "--epochs" in result.stdout
 
 
+def test_version_prints_the_installed_version(capsys, monkeypatch):
+    import importlib.metadata
+
+    import nn_from_scratch
+    from nn_from_scratch.extras import DISTRIBUTION
+
+    try:
+        installed = importlib.metadata.version(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        installed = nn_from_scratch.__version__
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out == f"nn-from-scratch {installed}\n"
+
+    def not_installed(name):  # run from a checkout that was never installed
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out == f"nn-from-scratch {nn_from_scratch.__version__}\n"
+
+
+@pytest.mark.parametrize("argv, suggestion", [
+    (["train", "--learning-rate", "0.1"], "did you mean --lr?"),
+    (["train", "--learning-rate=0.1"], "did you mean --lr?"),
+    (["train", "--batch_size", "8"], "did you mean --batch-size?"),
+    (["train", "--optimiser", "sgd"], "did you mean --optimizer?"),
+    (["evaluate", "--weights", "m.npz", "--datset", "mnist", "--data_dir", "x"],
+     "did you mean --dataset for --datset, --data-dir for --data_dir?"),
+])
+def test_an_unknown_option_suggests_the_closest_one(capsys, argv, suggestion):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments:" in err and suggestion in err
+    assert f"usage: nn-from-scratch {argv[0]}" in err  # the usage of the command given, with its options
+
+
+def test_an_unknown_option_with_nothing_close_gets_no_guess(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--zzzz"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --zzzz" in err and "did you mean" not in err
+
+
 def test_cnn_training_job_reaches_98_percent(tmp_path, capsys):
     out = tmp_path / "cnn.npz"
     code, stdout, _ = run(capsys, "train", "--model", "cnn", "--out", str(out), "--no-progress")
@@ -250,13 +298,34 @@ def test_a_run_that_trains_gives_no_chance_warning(tmp_path, capsys):
 
 
 def test_training_curves_name_the_run_and_the_test_split(tmp_path, capsys, figures):
-    code, _, _ = run(capsys, "train", "--hidden", "8", "--epochs", "1", "--no-progress",
-                     "--out", str(tmp_path / "m.npz"))
+    code, stdout, _ = run(capsys, "train", "--hidden", "8", "--epochs", "1", "--no-progress",
+                          "--out", str(tmp_path / "m.npz"))
     assert code == 0
     curves = figures["m.png"]
     assert "an MLP 64 -> 8 -> 10 on digits, adam" in curves._suptitle.get_text()
     for axis in curves.axes:
         assert [t.get_text() for t in axis.get_legend().get_texts()] == ["train", "test"]
+    # the per-epoch val_ scores are those of the test split, and the run says so
+    assert "no validation split (--validation N holds one out): the val_ scores of each epoch are those of the " \
+           "test split" in stdout
+
+
+def test_the_loss_curve_says_which_loss_it_is(tmp_path, capsys, figures):
+    """The curve is the label-smoothed loss trained on (it cannot reach 0), not the plain cross-entropy printed."""
+    assert run(capsys, "train", "--hidden", "8", "--epochs", "1", "--label-smoothing", "0.2", "--no-progress",
+               "--out", str(tmp_path / "m.npz"))[0] == 0
+    loss_axis = figures["m.png"].axes[0]
+    assert loss_axis.get_ylabel() == "loss: cross-entropy with label smoothing 0.2"
+    assert run(capsys, "train", "--hidden", "8", "--epochs", "1", "--label-smoothing", "0", "--no-progress",
+               "--out", str(tmp_path / "plain.npz"))[0] == 0
+    assert figures["plain.png"].axes[0].get_ylabel() == "loss: cross-entropy"
+    code, stdout, _ = run(capsys, "train", "--task", "localize", "--train-samples", "64", "--test-samples", "16",
+                          "--canvas", "16", "--channels", "4,8", "--hidden", "8", "--epochs", "1", "--no-progress",
+                          "--out", str(tmp_path / "loc.npz"))
+    assert code == 0 and "the val_ scores of each epoch are those of the test split" in stdout
+    assert "--validation" not in stdout  # the localizer has no such option
+    assert figures["loc.png"].axes[0].get_ylabel() == \
+        "loss: cross-entropy with label smoothing 0.1 + 10 x smooth_l1"
 
 
 # ------------------------------------------------------------------ --resume
@@ -315,6 +384,40 @@ def test_resume_with_a_different_option_names_it_and_both_values(tmp_path, capsy
                           "--resume", str(checkpoint), "--out", str(tmp_path / "n.npz"), "--no-progress")
     assert code == 0 and "5 epochs" in stdout
     assert len(load_npz(tmp_path / "n.npz")[1]["history"]["loss"]) == 5
+
+
+def test_resume_alone_takes_threads_from_the_checkpoint_and_notes_a_different_count(tmp_path, capsys,
+                                                                                    monkeypatch):
+    """--threads 1 gives bits that a resume on the default thread count need not give: it is recorded and restored."""
+    asked = []
+    monkeypatch.setattr(cli, "set_num_threads", asked.append)  # what the command line asks of the thread policy
+    checkpoint, out = tmp_path / "ck.npz", tmp_path / "m.npz"
+    assert run(capsys, "train", *RUN, "--threads", "1", "--checkpoint", str(checkpoint), "--out", str(out))[0] == 0
+    assert asked == [1]
+    code, _, err = run(capsys, "train", "--resume", str(checkpoint))
+    assert code == 0 and asked == [1, 1] and "note:" not in err
+    code, _, err = run(capsys, "train", "--resume", str(checkpoint), "--threads", "2")
+    assert code == 0 and asked == [1, 1, 2]
+    assert "note: --resume: this run gives --threads 2, the checkpoint's run had --threads 1" in err
+    assert "may differ from the uninterrupted run's" in err
+    # a run on the default thread policy: a resume that pins a count says the two differ
+    other = tmp_path / "default-ck.npz"
+    assert run(capsys, "train", *RUN, "--checkpoint", str(other), "--out", str(tmp_path / "d.npz"))[0] == 0
+    code, _, err = run(capsys, "train", "--resume", str(other), "--threads", "1")
+    assert code == 0 and "the checkpoint's run had no --threads (the default thread policy)" in err
+
+
+def test_resume_notes_the_free_options_and_thread_variables_that_differ(tmp_path, capsys, monkeypatch):
+    checkpoint = tmp_path / "ck.npz"
+    monkeypatch.setenv("NN_FROM_SCRATCH_THREAD_GUARD", "0")  # read at import: recorded, not applied, here
+    assert run(capsys, "train", *RUN, "--checkpoint", str(checkpoint), "--out", str(tmp_path / "m.npz"))[0] == 0
+    monkeypatch.delenv("NN_FROM_SCRATCH_THREAD_GUARD")
+    code, _, err = run(capsys, "train", "--resume", str(checkpoint), "--epochs", "5", "--out",
+                       str(tmp_path / "n.npz"))
+    assert code == 0
+    assert "this run gives --epochs 5, the checkpoint's run had --epochs 4: a new total" in err
+    assert f"this run gives --out {tmp_path / 'n.npz'}, the checkpoint's run had --out {tmp_path / 'm.npz'}" in err
+    assert "NN_FROM_SCRATCH_THREAD_GUARD is unset here, '0' for the checkpoint's run" in err
 
 
 def test_resume_help_says_how_given_options_are_treated(capsys):
@@ -391,7 +494,9 @@ def test_each_dataset_has_its_defaults_and_the_digits_keep_theirs():
     (["--dataset", "mnist", "--validation", "0", "--early-stopping", "3"], "needs --validation N with N > 0"),
     (["--augment", "rotate"], "--augment takes steps from crop,flip,erase"),
     (["--model", "resnet"], "--model resnet is for the 28x28 images"),
-    (["--task", "localize", "--validation", "10"], "only apply to --task classify"),
+    (["--task", "localize", "--validation", "10"], "--validation only applies to --task classify"),
+    (["--task", "localize", "--validation", "10", "--test-limit", "5"],
+     "--validation, --test-limit only apply to --task classify"),
 ])
 def test_bad_model_selection_options_are_argparse_errors(capsys, argv, message):
     with pytest.raises(SystemExit) as info:
@@ -601,3 +706,115 @@ def test_constant_training_images_are_a_command_line_error(tmp_path, capsys, rng
     last = err.strip().splitlines()[-1]
     assert "training images" in last and "standard deviation 0" in last and f"every pixel is {value}" in last
     assert not out.exists()
+
+
+# ------------------------------------------- the output: one run per path, no silent overwrite
+@pytest.fixture
+def no_training(monkeypatch):
+    """fit() replaced by a recorder: a run that gets as far as training says so by a call."""
+    calls = []
+    monkeypatch.setattr(cli.NeuralNetwork, "fit", lambda *a, **k: calls.append(1) or {})
+    return calls
+
+
+def test_a_second_run_on_the_same_out_stops_at_once_naming_the_first(tmp_path, capsys, no_training):
+    out = tmp_path / "m.npz"
+    holder = ("import sys; from pathlib import Path; from nn_from_scratch.cli.output import OutputLock\n"
+              "with OutputLock(Path(sys.argv[1]), 'nn-from-scratch train --out m.npz --epochs 99'):\n"
+              "    print('holding', flush=True)\n"
+              "    sys.stdin.read()\n")
+    first = subprocess.Popen([sys.executable, "-c", holder, str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
+    try:
+        assert first.stdout.readline() == "holding\n"
+        with pytest.raises(SystemExit) as info:
+            main(["train", "--hidden", "8", "--epochs", "1", "--no-progress", "--out", str(out)])
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert f"{out} is being written by another run (pid {first.pid}" in err
+        assert "nn-from-scratch train --out m.npz --epochs 99" in err and f"remove {out}.lock" in err
+        assert no_training == [] and not out.exists()
+    finally:
+        first.communicate("", timeout=30 * 60)  # a hang guard only
+    assert first.returncode == 0 and sorted(p.name for p in tmp_path.iterdir()) == []  # its lock went with it
+
+
+def test_a_lock_left_by_a_dead_run_is_taken_over_and_removed_at_the_end(tmp_path, capsys):
+    import socket
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # its process id now names no running process (until the system reuses it)
+    out = tmp_path / "m.npz"
+    lock = tmp_path / "m.npz.lock"
+    lock.write_text(f"{gone.pid}\n{socket.gethostname()}\nnn-from-scratch train (killed)\n")
+    code, stdout, _ = run(capsys, "train", "--hidden", "8", "--epochs", "1", "--no-progress", "--out", str(out))
+    assert code == 0 and f"weights saved to {out}" in stdout
+    assert out.is_file() and not lock.exists()
+
+
+def test_a_lock_being_created_right_now_is_respected(tmp_path, capsys, no_training):
+    """A lock without its process id yet: its run is starting (the id is written just after the file is made)."""
+    (tmp_path / "m.npz.lock").write_text("")
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--hidden", "8", "--epochs", "1", "--no-progress", "--out", str(tmp_path / "m.npz")])
+    assert info.value.code == 2 and "a run that is starting" in capsys.readouterr().err
+    assert no_training == [] and (tmp_path / "m.npz.lock").read_text() == ""
+
+
+def test_the_output_paths_are_checked_before_the_data_are_loaded_or_the_out_is_questioned(tmp_path, capsys,
+                                                                                        monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.npz").write_bytes(b"an earlier result")
+    with pytest.raises(SystemExit) as info:  # neither the missing images nor the existing --out are reached
+        main(["train", "--dataset", "mnist", "--data-dir", str(tmp_path / "nowhere"), "--out", "m.npz",
+              "--checkpoint", "state.bin", "--no-progress"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--checkpoint: state.bin: unknown model file suffix '.bin'" in err and "exists" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz"]
+
+
+def test_an_existing_out_is_refused_before_training_unless_overwrite_is_given(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "m.npz"
+    out.write_bytes(b"an earlier result")
+    calls = []
+    real_fit = cli.NeuralNetwork.fit
+    monkeypatch.setattr(cli.NeuralNetwork, "fit", lambda *a, **k: calls.append(1) or real_fit(*a, **k))
+    options = ("train", "--hidden", "8", "--epochs", "1", "--no-progress", "--out", str(out))
+    with pytest.raises(SystemExit) as info:
+        main(list(options))
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--out {out} exists: add --overwrite to replace it" in err
+    assert calls == [] and out.read_bytes() == b"an earlier result" and not (tmp_path / "m.npz.lock").exists()
+    code, stdout, _ = run(capsys, *options, "--overwrite")
+    assert code == 0 and calls == [1] and f"weights saved to {out}" in stdout
+    assert load_npz(out)[1]["model"]["hidden"] == [8]
+
+
+def test_the_default_out_is_not_overwritten_by_a_later_run(tmp_path, capsys, no_training, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    default = tmp_path / "runs" / "digits-mlp.npz"
+    default.parent.mkdir()
+    default.write_bytes(b"the first run's weights")
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--hidden", "8", "--epochs", "1", "--no-progress"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "runs/digits-mlp.npz exists (the default --out" in err
+    assert "give --out NEW.npz to keep both, or add --overwrite to replace it" in err
+    assert no_training == [] and default.read_bytes() == b"the first run's weights"
+
+
+def test_resuming_the_run_that_writes_out_needs_no_overwrite(tmp_path, capsys):
+    checkpoint, out = tmp_path / "ck.npz", tmp_path / "m.npz"
+    assert run(capsys, "train", *RUN, "--epochs", "2", "--checkpoint", str(checkpoint), "--out", str(out))[0] == 0
+    code, stdout, _ = run(capsys, "train", "--resume", str(checkpoint), "--epochs", "3")  # its own --out: fine
+    assert code == 0 and f"weights saved to {out}" in stdout
+    assert len(load_npz(out)[1]["history"]["loss"]) == 3
+    other = tmp_path / "other.npz"
+    other.write_bytes(b"another run's weights")
+    with pytest.raises(SystemExit) as info:  # another run's file is not this run's to replace
+        main(["train", "--resume", str(checkpoint), "--out", str(other), "--no-progress"])
+    assert info.value.code == 2 and "add --overwrite" in capsys.readouterr().err
+    assert other.read_bytes() == b"another run's weights"

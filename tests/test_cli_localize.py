@@ -154,7 +154,7 @@ def test_cnn_takes_channels(tmp_path, capsys):
         (["train", "--task", "detect"], "invalid choice"),
         (["train", "--task", "localize", "--model", "cnn"], "--model cnn is for --task classify"),
         (["train", "--task", "localize", "--dataset", "mnist"], "--dataset mnist is for --task classify"),
-        (["train", "--box-weight", "2"], "--box-weight only apply to --task localize"),
+        (["train", "--box-weight", "2"], "--box-weight only applies to --task localize"),
         (["train", "--canvas", "16", "--box-loss", "mse"], "--canvas, --box-loss only apply to --task localize"),
         (["train", "--task", "localize", "--box-weight", "-1"], "--box-weight must be a finite number >= 0, got '-1'"),
         (["train", "--task", "localize", "--box-weight", "inf"], "--box-weight must be a finite number >= 0"),

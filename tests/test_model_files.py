@@ -454,6 +454,34 @@ def test_a_file_name_of_the_longest_length_is_saved_and_loaded(tmp_path, suffix,
     assert os.listdir(tmp_path) == [path.name]
 
 
+def test_save_model_takes_the_path_first_or_second_as_torch_save_does(tmp_path, suffix):
+    """``save_model(model, path)`` (torch's order) writes the same file as ``save_model(path, model)``."""
+    model = tiny_model()
+    ours = save_model(tmp_path / f"ours{suffix}", model, {"run": 1})
+    torchs = save_model(model, tmp_path / f"torch{suffix}", {"run": 1})
+    assert torchs == tmp_path / f"torch{suffix}"
+    (a, meta_a), (b, meta_b) = load_model_state(ours), load_model_state(torchs)
+    assert meta_a == meta_b == {"run": 1} and a.keys() == b.keys() == model.state_dict().keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+    as_text = save_model(model.state_dict(), str(tmp_path / f"text{suffix}"))  # a state dict and a str path
+    assert sorted(load_model_state(as_text)[0]) == sorted(a)
+
+
+@pytest.mark.parametrize("first, second, message", [
+    ("a.npz", "b.npz", "two paths"),
+    ("model", "model", "two models"),
+    ("model", 3, "needs a path"),
+    ("a.npz", (1.0, 2.0), "needs a model"),
+])
+def test_save_model_refuses_two_paths_two_models_or_no_model_before_writing(tmp_path, first, second, message):
+    model = tiny_model()
+    value = {"model": model, "a.npz": tmp_path / "a.npz", "b.npz": str(tmp_path / "b.npz")}
+    with pytest.raises(TypeError, match=message):
+        save_model(value.get(first, first), value.get(second, second))
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_file_name_longer_than_the_file_system_takes_is_refused_before_the_work(tmp_path):
     path = tmp_path / ("m" * (NAME_MAX - 3) + ".npz")
     with pytest.raises(ValueError, match="cannot write .*mmm.npz: File name too long"):

@@ -179,6 +179,20 @@ def test_save_figure_writes_into_the_named_folder_or_one_temporary_folder(tmp_pa
     assert explicit == tmp_path / "one.png" and explicit.is_file()
 
 
+def test_save_figure_returns_the_path_it_wrote(tmp_path):
+    """A name without a suffix is written as a PNG; the path returned is that file, not the bare name."""
+    from nn_from_scratch import viz
+
+    path = viz.save_figure(plot_history({"loss": [1.0, 0.5]}), "curves", tmp_path)
+    assert path == tmp_path / "curves.png" and path.read_bytes().startswith(PNG_SIGNATURE)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png"]
+    svg = viz.save_figure(plot_history({"loss": [1.0, 0.5]}), "curves.svg", tmp_path)
+    assert svg == tmp_path / "curves.svg" and b"<svg" in svg.read_bytes()[:1000]
+    with pytest.raises(ValueError, match="'.v2' is no image format"):
+        viz.save_figure(plot_history({"loss": [1.0]}), "curves.v2", tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.png", "curves.svg"]
+
+
 # ------------------------------------------------- figures a reader can read
 def integer_ticks_shown(axis):
     low, high = axis.get_xlim()
@@ -221,6 +235,35 @@ def test_plot_history_names_its_axes_the_run_and_the_held_out_split(tmp_path):
     assert loss_axis.get_ylabel() == "loss" and accuracy_axis.get_ylabel() == "accuracy"
     assert [t.get_text() for t in loss_axis.get_legend().get_texts()] == ["train", "test"]
     assert [line.get_label() for line in plot_history(HISTORY).axes[0].get_lines()] == ["train", "validation"]
+
+
+def test_a_curve_that_spans_orders_of_magnitude_gets_a_log_axis_that_says_so(tmp_path):
+    """A diverging validation loss beside a training loss of about 2: on a linear axis the latter lies flat on 0."""
+    from nn_from_scratch.viz import LOG_SCALE_RATIO
+
+    diverging = {"loss": [2.3, 2.1, 2.0], "val_loss": [2.2, 40.0, 9.0e3], "accuracy": [0.1, 0.2, 0.2]}
+    loss_axis, accuracy_axis = plot_history(diverging).axes
+    render(loss_axis.figure, tmp_path)
+    assert loss_axis.get_yscale() == "log" and loss_axis.get_ylabel() == "loss (log scale)"
+    low, high = loss_axis.get_ylim()
+    assert low <= 2.0 and high >= 9.0e3
+    assert accuracy_axis.get_yscale() == "linear" and accuracy_axis.get_ylabel() == "accuracy"
+    # below the ratio, and with a value a log axis cannot show, the axis stays linear
+    assert plot_history(HISTORY).axes[0].get_yscale() == "linear"
+    just_below = {"loss": [1.0, LOG_SCALE_RATIO * 0.99]}
+    assert plot_history(just_below).axes[0].get_yscale() == "linear"
+    assert plot_history({"loss": [0.0, 1.0, 1e4]}).axes[0].get_yscale() == "linear"
+    assert plot_history({"loss": [1.0, LOG_SCALE_RATIO]}).axes[0].get_yscale() == "log"
+
+
+def test_axis_labels_say_what_a_metric_is(tmp_path):
+    fig = plot_history(HISTORY, axis_labels={"loss": "loss: cross-entropy with label smoothing 0.1"})
+    render(fig, tmp_path)
+    loss_axis, accuracy_axis = fig.axes
+    assert loss_axis.get_ylabel() == "loss: cross-entropy with label smoothing 0.1"
+    assert accuracy_axis.get_ylabel() == "accuracy" and loss_axis.get_title() == "loss"
+    with pytest.raises(ValueError, match="axis_labels names \\['iou'\\], which are not plotted"):
+        plot_history(HISTORY, axis_labels={"iou": "mean IoU"})
 
 
 def test_plot_images_title_shared_colour_scale_and_colorbar(tmp_path, rng):

@@ -23,7 +23,7 @@ from ..datasets import (CLASS_NAMES, BatchPipeline, HorizontalFlip, Normalize, R
 from ..files import sibling_path
 from ..losses import CrossEntropyLoss
 from ..training import NeuralNetwork
-from .common import Task, TaskData, load_data
+from .common import Task, TaskData, describe_cross_entropy, load_data
 from .options import IMAGE_VALIDATION
 
 __all__ = ["Classify", "ClassifierEvaluation", "describe_augmentation", "make_pipeline"]
@@ -72,6 +72,7 @@ class Classify(Task):
     """Classify images: the flat pixels for the MLP, NCHW images for the CNN and the ResNet; cross-entropy with label smoothing."""
 
     cross_entropy = True
+    validation_option = "--validation N"
 
     def load(self, args: argparse.Namespace, parser: argparse.ArgumentParser, dtype: np.dtype) -> TaskData:
         X_train, y_train, X_test, y_test = load_data(args.dataset, args.data_dir, parser, flatten=args.model == "mlp")
@@ -140,6 +141,9 @@ class Classify(Task):
         print(f"test accuracy {result['accuracy']:.4f}, test cross-entropy {result['loss']:.4f} on "
               f"{len(data.X_test)} test images after {seconds:.1f} s")
         return {"test_accuracy": result["accuracy"], "test_cross_entropy": result["loss"]}
+
+    def loss_name(self, args: argparse.Namespace) -> str:
+        return describe_cross_entropy(args.label_smoothing)
 
     def pictures(self, network: NeuralNetwork, data: TaskData, out: Path) -> None:
         """The confusion matrix on the test split and the grid of the most confident mistakes, next to the weights."""

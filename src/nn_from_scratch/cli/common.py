@@ -19,16 +19,17 @@ import numpy as np
 
 from .. import extras, optim, viz
 from ..datasets import load_digits, load_image_dataset
-from ..files import NAME_MAX, check_model_path, save_model, sibling_path
+from ..files import NAME_MAX, save_model, sibling_path
 from ..files.atomic import name_bytes, short_stem
 from ..losses import Loss
 from ..models import build_model
 from ..training import CheckpointError, NeuralNetwork, TrainingDiverged, TrainingInterrupted
 from .options import COMMAND_LINE_KEY, OPTIMIZERS
+from .output import default_out
 from .resume import default_checkpoint, resume_command, run_options
 
-__all__ = ["Task", "TaskData", "chance_level_warning", "describe_model", "early_stopping_line", "load_data",
-           "save_weights", "train"]
+__all__ = ["Task", "TaskData", "chance_level_warning", "describe_cross_entropy", "describe_model",
+           "early_stopping_line", "load_data", "save_weights", "train"]
 
 History = Dict[str, List[float]]
 
@@ -61,6 +62,8 @@ class Task:
 
     #: Whether the training loss is a cross-entropy over the classes (the chance-level hint reads it so).
     cross_entropy = True
+    #: The option that holds a validation split out, named when a run scores the test split every epoch instead.
+    validation_option: Optional[str] = None
 
     def load(self, args: argparse.Namespace, parser: argparse.ArgumentParser, dtype: np.dtype) -> TaskData:
         raise NotImplementedError
@@ -76,6 +79,15 @@ class Task:
 
     def pictures(self, network: NeuralNetwork, data: TaskData, out: Path) -> None:
         """Save the task's pictures beyond the training curves (none by default)."""
+
+    def loss_name(self, args: argparse.Namespace) -> str:
+        """The loss trained on, in words, for the training curves (the test scores printed may be plain)."""
+        return "loss"
+
+
+def describe_cross_entropy(label_smoothing: float) -> str:
+    """The cross-entropy trained on, in words: ``cross-entropy with label smoothing 0.1`` (or plain)."""
+    return f"cross-entropy with label smoothing {label_smoothing:g}" if label_smoothing else "cross-entropy"
 
 
 def load_data(dataset: str, data_dir: Optional[Path], parser: argparse.ArgumentParser,
@@ -120,17 +132,15 @@ def train(args: argparse.Namespace, parser: argparse.ArgumentParser, task: Task)
                      f"({data.what}): give --validation N")
     _check_stages(args, data.X_train, parser)
     config = task.model_config(args, data)
-    out = args.out or Path("runs") / f"{args.dataset}-{config['kind']}.npz"
-    checkpoint = args.checkpoint or default_checkpoint(out)
-    for path, option in ((out, "--out"), (checkpoint, "--checkpoint")):
-        try:
-            check_model_path(path)
-        except (ValueError, ImportError, OSError) as error:
-            parser.error(f"{option}: {error}")
+    out = args.out or default_out(args.dataset, config["kind"])
+    checkpoint = args.checkpoint or default_checkpoint(out)  # both checked before the data were loaded
     network, rng = build_network(args, config, data.loss)
     print(f"training {describe_model(config)} on {data.what}, {args.optimizer} lr={args.lr:g} ({args.schedule}), "
           f"batch {args.batch_size}, {args.epochs} epoch{'' if args.epochs == 1 else 's'}, seed {args.seed}, "
           f"{args.dtype}{', ' + data.augmentation if data.augmentation else ''}")
+    if data.validation is None:  # the history keeps fit's names: say what they hold
+        hint = f" ({task.validation_option} holds one out)" if task.validation_option else ""
+        print(f"no validation split{hint}: the val_ scores of each epoch are those of the test split")
     if args.resume is not None:
         print(f"resuming from {args.resume}")
     start = time.perf_counter()
@@ -158,7 +168,8 @@ def train(args: argparse.Namespace, parser: argparse.ArgumentParser, task: Task)
         print(f"no PNG saved: matplotlib is not installed; {extras.install_hint('matplotlib')}")
         return 0
     curves = viz.plot_history(history, validation_label="test" if data.validation is None else "validation",
-                              title=f"{describe_model(config)} on {args.dataset}, {args.optimizer} lr={args.lr:g}")
+                              title=f"{describe_model(config)} on {args.dataset}, {args.optimizer} lr={args.lr:g}",
+                              axis_labels={"loss": f"loss: {task.loss_name(args)}"} if "loss" in history else None)
     print(f"training curves saved to {viz.save_figure(curves, sibling_path(out, '.png').name, out.parent)}")
     task.pictures(network, data, out)
     return 0

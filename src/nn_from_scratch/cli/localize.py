@@ -27,7 +27,7 @@ from ..files import sibling_path
 from ..losses import LocalizationLoss
 from ..metrics import mean_iou
 from ..training import NeuralNetwork
-from .common import Task, TaskData
+from .common import Task, TaskData, describe_cross_entropy
 
 __all__ = ["Localize", "LocalizerEvaluation", "localization_data_config"]
 
@@ -50,8 +50,7 @@ def localization_data_config(canvas: int, train_samples: int, test_samples: int)
 
 def describe_loss(box_weight: float, box_loss: str, label_smoothing: float) -> str:
     """How the localizer's loss is made, as printed next to it by 'train' and 'evaluate'."""
-    smoothing = f" with label smoothing {label_smoothing:g}" if label_smoothing else ""
-    return f"cross-entropy{smoothing} + {box_weight:g} x {box_loss}"
+    return f"{describe_cross_entropy(label_smoothing)} + {box_weight:g} x {box_loss}"
 
 
 class Localize(Task):
@@ -85,6 +84,9 @@ class Localize(Task):
         return {"data": self.data_config, "test_accuracy": accuracy, "test_mean_iou": iou,
                 "loss": {"box_weight": args.box_weight, "box_loss": args.box_loss,
                          "label_smoothing": args.label_smoothing}}
+
+    def loss_name(self, args: argparse.Namespace) -> str:
+        return describe_loss(args.box_weight, args.box_loss, args.label_smoothing)
 
     def pictures(self, network: NeuralNetwork, data: TaskData, out: Path) -> None:
         shown = slice(0, min(PREDICTION_GRID, len(data.X_test)))

@@ -9,8 +9,9 @@ depend on the task and the model.
 from __future__ import annotations
 
 import argparse
+import difflib
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -18,7 +19,8 @@ from .. import optim
 from ..engine.threads import MAX_THREADS
 
 __all__ = ["OPTIMIZERS", "RUN_OPTIONS", "TRAIN_DEFAULTS", "add_checkpoint_options", "add_data_options",
-           "add_localize_options", "add_train_options", "resolve_augment", "resolve_options"]
+           "add_localize_options", "add_train_options", "resolve_augment", "resolve_options", "suggest_option",
+           "unknown_arguments_message"]
 
 #: The optimizers of --optimizer.
 OPTIMIZERS = {"adam": optim.Adam, "adamw": optim.AdamW, "sgd": optim.SGD, "rmsprop": optim.RMSProp}
@@ -57,8 +59,9 @@ RUN_OPTIONS = {"task": "--task", "dataset": "--dataset", "model": "--model", "hi
                "dtype": "--dtype", "validation": "--validation", "augment": "--augment",
                "early_stopping": "--early-stopping", "train_limit": "--train-limit", "test_limit": "--test-limit",
                **LOCALIZE_ONLY}
-#: Taken from the checkpoint when not given, and free to differ (a new total of epochs, a moved folder).
-RESUME_DEFAULTS = {"epochs": "--epochs", "out": "--out", "data_dir": "--data-dir"}
+#: Taken from the checkpoint when not given, and free to differ (a new total of epochs, a moved folder, another
+#: machine's threads), with a note on stderr when they do.
+RESUME_DEFAULTS = {"epochs": "--epochs", "out": "--out", "data_dir": "--data-dir", "threads": "--threads"}
 COMMAND_LINE_KEY = "command_line"
 
 
@@ -190,7 +193,12 @@ def add_train_options(train: argparse.ArgumentParser) -> None:
                             "localize, about 4x faster)")
     train.add_argument("--out", type=Path, default=None,
                        help="where to save the weights, .npz or .safetensors "
-                            "(default runs/<dataset>-<mlp|cnn|localizer>.npz)")
+                            "(default runs/<dataset>-<mlp|cnn|resnet|localizer>.npz); a file there is refused "
+                            "before training unless --overwrite is given, and a run that writes it holds "
+                            "<out>.lock until it ends")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace the file at --out (or at the default path) if there is one; --resume of the "
+                            "run that writes it needs no --overwrite")
     train.add_argument("--no-progress", action="store_true",
                        help="no live progress bar, only the summary line of each finished epoch")
     train.add_argument("--threads", type=_thread_count, default=None, metavar="N",
@@ -251,10 +259,11 @@ def add_checkpoint_options(parser: argparse.ArgumentParser) -> None:
                        help="epochs between checkpoints (default 1)")
     group.add_argument("--resume", type=Path, default=None, metavar="PATH",
                        help="finish the run that wrote this checkpoint: its training options not given are taken "
-                            "from the checkpoint (--epochs, --out and --data-dir too); one given must equal the "
-                            "checkpoint's, except --epochs, which sets a new total; --checkpoint, "
-                            "--checkpoint-every and --no-progress are free. The result is bit for bit that of an "
-                            "uninterrupted run")
+                            "from the checkpoint (--epochs, --out, --data-dir and --threads too); one given must "
+                            "equal the checkpoint's, except --epochs (a new total), --out, --data-dir and "
+                            "--threads, which may differ (a note on stderr says so: the result may then differ "
+                            "from the uninterrupted run's); --checkpoint, --checkpoint-every and --no-progress are "
+                            "free. The result is bit for bit that of an uninterrupted run")
 
 
 def resolve_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
@@ -287,7 +296,7 @@ def _resolve_localize_options(args: argparse.Namespace, parser: argparse.Argumen
     """--task localize: the localizer on digit canvases, the canvas options' defaults, a canvas the stages fit."""
     given = [option for dest, option in CLASSIFY_ONLY.items() if getattr(args, dest) is not None]
     if given:
-        parser.error(f"{', '.join(given)} only apply to --task classify")
+        parser.error(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} to --task classify")
     if args.model not in (None, "localizer"):  # "localizer": as a checkpoint records it
         parser.error(f"--model {args.model} is for --task classify; --task localize always trains the localizer")
     if args.dataset != "digits":
@@ -307,7 +316,7 @@ def _resolve_classify_options(args: argparse.Namespace, parser: argparse.Argumen
     """--task classify: no localisation options; the MLP by default, which has no --channels."""
     given = [option for dest, option in LOCALIZE_ONLY.items() if getattr(args, dest) is not None]
     if given:
-        parser.error(f"{', '.join(given)} only apply to --task localize")
+        parser.error(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} to --task localize")
     args.model = args.model or "mlp"
     if args.model == "mlp" and args.channels is not None:
         parser.error("--channels applies to --model cnn and --task localize, not to the MLP")
@@ -325,3 +334,36 @@ def _resolve_classify_options(args: argparse.Namespace, parser: argparse.Argumen
 
 
 _TASK_OPTIONS = {"classify": _resolve_classify_options, "localize": _resolve_localize_options}
+
+
+def suggest_option(argument: str, parser: argparse.ArgumentParser) -> Optional[str]:
+    """The option of ``parser`` an unknown ``argument`` most likely meant, or None.
+
+    An option named by the initials of the argument's words comes first
+    (``--learning-rate``: ``--lr``); else the closest name by
+    :func:`difflib.get_close_matches` (``--batch_size``, ``--optimiser``).
+    """
+    name = argument.split("=", 1)[0]
+    options = [text for action in parser._actions for text in action.option_strings if text.startswith("--")]
+    words = [word for word in name.lstrip("-").replace("_", "-").split("-") if word]
+    initials = "--" + "".join(word[0] for word in words).lower()
+    if len(words) > 1 and initials in options:
+        return initials
+    close = difflib.get_close_matches(name.lower(), options, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def unknown_arguments_message(unknown: Sequence[str], parser: argparse.ArgumentParser) -> str:
+    """argparse's "unrecognized arguments" error with the closest option to each unknown one ("did you mean --lr?")."""
+    hints: List[Tuple[str, str]] = []
+    for argument in unknown:
+        if argument.startswith("-") and len(argument) > 1:
+            suggestion = suggest_option(argument, parser)
+            if suggestion is not None:
+                hints.append((argument.split("=", 1)[0], suggestion))
+    message = f"unrecognized arguments: {' '.join(unknown)}"
+    if len(hints) == 1:
+        return f"{message}; did you mean {hints[0][1]}?"
+    if hints:
+        return f"{message}; did you mean " + ", ".join(f"{s} for {a}" for a, s in hints) + "?"
+    return message

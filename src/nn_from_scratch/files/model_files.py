@@ -16,6 +16,7 @@ The formats themselves: :mod:`~nn_from_scratch.files.npz` and
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, List, Mapping, Optional, Tuple
 
@@ -95,13 +96,42 @@ def load_layout(path: PathLike, *, max_metadata_bytes: int = MAX_METADATA_BYTES)
     return npz_layout(path, max_metadata_bytes=max_metadata_bytes)
 
 
+def _is_path(value: Any) -> bool:
+    return isinstance(value, (str, os.PathLike))
+
+
+def _is_model(value: Any) -> bool:
+    return callable(getattr(value, "state_dict", None)) or isinstance(value, Mapping)
+
+
 def save_model(path: PathLike, model_or_state: Any, metadata: Optional[Mapping[str, Any]] = None) -> Path:
-    """Save a model's ``state_dict()`` (or a state dict itself) with JSON ``metadata``, atomically.
+    """Save a model's ``state_dict()`` (or a state dict itself) with JSON ``metadata``, atomically; return the path.
 
     The format follows the suffix: ``.safetensors`` (loads into the
     equivalent torch model with ``safetensors.torch.load_file`` and
     ``load_state_dict``) or ``.npz``.
+
+    The path comes first, as in every file function here (``save_arrays(path,
+    arrays)``, ``load_model(path, model)``, ``load_arrays(path)``) and in
+    NumPy's ``np.save(file, arr)``: a reader finds the file each call is
+    about in the same place.  ``torch.save(obj, f)`` puts the object first, so
+    ``save_model(model, path)`` is accepted too: the two are told apart by
+    type (a path is a ``str`` or an ``os.PathLike``; a model has
+    ``state_dict()``, a state is a mapping).  Two paths or two models are
+    refused with ``TypeError``, before anything is written.
     """
+    if not _is_path(path) and _is_path(model_or_state):
+        path, model_or_state = model_or_state, path  # torch's order: save_model(model, path)
+    if _is_path(model_or_state):
+        raise TypeError(f"save_model got two paths, {os.fspath(path)!r} and {os.fspath(model_or_state)!r}: give "
+                        "the model (or its state dict) and one path")
+    if not _is_path(path):
+        what = "two models" if _is_model(path) and _is_model(model_or_state) else \
+            f"{type(path).__name__} and {type(model_or_state).__name__}"
+        raise TypeError(f"save_model needs a path (str or os.PathLike) and a model (or its state dict), got {what}")
+    if not _is_model(model_or_state):
+        raise TypeError(f"save_model needs a model (with state_dict()) or a state dict to save, got "
+                        f"{type(model_or_state).__name__}")
     state_dict = getattr(model_or_state, "state_dict", None)
     state = state_dict() if callable(state_dict) else model_or_state
     return save_arrays(path, state, metadata)

@@ -10,7 +10,8 @@ expression of a cell.  Works headless.
   made visible (the block diagonal of a row-wise node, the dense block of a
   ``Linear``, the rank-one correction of a softmax).
 * :func:`plot_history` -- loss and accuracy per epoch, train and validation,
-  from the history :meth:`~nn_from_scratch.NeuralNetwork.fit` returns.
+  from the history :meth:`~nn_from_scratch.NeuralNetwork.fit` returns (a
+  log axis where a curve spans orders of magnitude).
 * :func:`plot_images` -- a grid of images with labels, predictions and
   bounding boxes (true in green, predicted in red).
 * :func:`plot_confusion_matrix` -- counts of (true, predicted) classes, with
@@ -20,7 +21,8 @@ expression of a cell.  Works headless.
   (:func:`worst_mistakes` picks them).
 * :func:`available` and :func:`save_figure` -- for scripts that draw only
   when matplotlib is installed, into the folder named by the
-  ``NN_FROM_SCRATCH_FIGURES`` environment variable (else a new temporary one).
+  ``NN_FROM_SCRATCH_FIGURES`` environment variable (else a new temporary one);
+  ``save_figure`` returns the path it wrote (``.png`` added to a bare name).
 
 The functions live in ``viz.plots``, ``viz.classification`` and
 ``viz.figures``; import them from ``nn_from_scratch.viz``.
@@ -29,8 +31,8 @@ Needs matplotlib, an optional extra: ``pip install matplotlib`` (or ``pip instal
 """
 from .classification import confusion_matrix, plot_confusion_matrix, plot_worst_mistakes, worst_mistakes
 from .figures import available, figures_directory, save_figure
-from .plots import MIN_RELATIVE_SPAN, MIN_SHARE_SPAN, plot_history, plot_images, plot_jacobian
+from .plots import LOG_SCALE_RATIO, MIN_RELATIVE_SPAN, MIN_SHARE_SPAN, plot_history, plot_images, plot_jacobian
 
-__all__ = ["MIN_RELATIVE_SPAN", "MIN_SHARE_SPAN", "available", "confusion_matrix", "figures_directory",
-           "plot_confusion_matrix", "plot_history", "plot_images", "plot_jacobian", "plot_worst_mistakes", "save_figure",
-           "worst_mistakes"]
+__all__ = ["LOG_SCALE_RATIO", "MIN_RELATIVE_SPAN", "MIN_SHARE_SPAN", "available", "confusion_matrix",
+           "figures_directory", "plot_confusion_matrix", "plot_history", "plot_images", "plot_jacobian",
+           "plot_worst_mistakes", "save_figure", "worst_mistakes"]

@@ -38,9 +38,23 @@ def figures_directory() -> Path:
 
 
 def save_figure(figure: Any, name: str, directory: Union[None, str, Path] = None) -> Path:
-    """Save ``figure`` as ``name`` (a PNG for ``.png``) in ``directory`` (default :func:`figures_directory`); return the path."""
+    """Save ``figure`` as ``name`` in ``directory`` (default :func:`figures_directory`); return the path written.
+
+    The format follows the name's suffix (``.png``, ``.svg``, ``.pdf``, ...);
+    a name without one gets ``.png``, and the path returned has it (matplotlib
+    alone would add the suffix to the file but not to the name given).  A
+    suffix matplotlib cannot write is refused with ``ValueError`` before
+    anything is written.
+    """
     folder = Path(directory) if directory is not None else figures_directory()
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
-    figure.savefig(path)
+    if not path.suffix:
+        path = path.with_name(path.name + ".png")
+    kind = path.suffix[1:].lower()
+    formats = figure.canvas.get_supported_filetypes()
+    if kind not in formats:
+        raise ValueError(f"save_figure: cannot write {path.name!r}: {path.suffix!r} is no image format matplotlib "
+                         f"writes; use one of {', '.join('.' + k for k in sorted(formats))}")
+    folder.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format=kind)
     return path

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -11,7 +11,7 @@ from ..context import as_float_array
 from ..node import Node
 from .figures import figure_class
 
-__all__ = ["plot_history", "plot_images", "plot_jacobian"]
+__all__ = ["LOG_SCALE_RATIO", "plot_history", "plot_images", "plot_jacobian"]
 
 def _index_labels(shape: Tuple[int, ...], limit: int = 24) -> Optional[list]:
     """Tick labels for the flattened positions of an array of ``shape`` (multi-indices), or None when too many."""
@@ -101,6 +101,17 @@ _SHARE_METRICS = ("accuracy", "acc", "iou", "mean_iou")
 MIN_SHARE_SPAN = 0.1
 #: Any other metric's axis spans at least this share of its largest magnitude.
 MIN_RELATIVE_SPAN = 0.05
+#: A metric other than a share whose positive values span this factor or more is drawn on a log axis: on a
+#: linear one a diverging curve (a validation loss of 1e4 beside a training loss of 2) flattens the other to 0.
+LOG_SCALE_RATIO = 100.0
+
+
+def _needs_log_scale(values: np.ndarray, share: bool) -> bool:
+    """Whether a metric's values span :data:`LOG_SCALE_RATIO` or more, all positive (a log axis can show them)."""
+    finite = values[np.isfinite(values)]
+    if share or finite.size == 0 or finite.min() <= 0:
+        return False
+    return bool(finite.max() / finite.min() >= LOG_SCALE_RATIO)
 
 
 def _honest_limits(values: np.ndarray, share: bool) -> Optional[Tuple[float, float]]:
@@ -125,6 +136,7 @@ def plot_history(
     *,
     title: Optional[str] = None,
     validation_label: str = "validation",
+    axis_labels: Optional[Mapping[str, str]] = None,
 ) -> Any:
     """Training curves per epoch, one panel per metric: train (``key``) and held-out data (``val_key``).
 
@@ -133,11 +145,16 @@ def plot_history(
     picks the metrics; by default every one found, loss first, then accuracy.
     ``validation_label`` names the held-out curve in the legend (``"test"``
     when the test split was passed as validation data, as the command line
-    does); ``title`` goes above the panels.  Epoch ticks are whole numbers;
+    does); ``title`` goes above the panels.  ``axis_labels`` says what a
+    metric is, as its y axis label (``{"loss": "cross-entropy with label
+    smoothing 0.1"}``: the loss trained on is not the plain one); the
+    key is the default.  Epoch ticks are whole numbers;
     a nearly flat curve gets an axis wide enough to look flat (an accuracy
     axis spans at least :data:`MIN_SHARE_SPAN`, inside [0, 1]; others
-    :data:`MIN_RELATIVE_SPAN` of their largest value).  Returns the Figure,
-    with one axes per metric.
+    :data:`MIN_RELATIVE_SPAN` of their largest value); a metric whose
+    positive values span a factor of :data:`LOG_SCALE_RATIO` or more (a run
+    that diverges) gets a log axis, and its label says so.  Returns the
+    Figure, with one axes per metric.
     """
     Figure = figure_class("plot_history")
     from matplotlib.ticker import MaxNLocator
@@ -152,6 +169,10 @@ def plot_history(
         raise ValueError(f"history has no {missing}; it holds {sorted(history)}")
     if not names:
         raise ValueError("history is empty: nothing to plot")
+    axis_labels = dict(axis_labels or {})
+    unknown = sorted(set(axis_labels) - set(names))
+    if unknown:
+        raise ValueError(f"axis_labels names {unknown}, which are not plotted; the metrics are {names}")
     fig = Figure(figsize=(4.5 * len(names), 3.5 + (0.3 if title else 0.0)))
     for index, key in enumerate(names, 1):
         axis = fig.add_subplot(1, len(names), index)
@@ -167,11 +188,17 @@ def plot_history(
         if epochs_shown < 3:  # else matplotlib pads a single point with fractional epochs
             axis.set_xlim(0.5, epochs_shown + 0.5)
         axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
-        limits = _honest_limits(np.concatenate(drawn), key.lower() in _SHARE_METRICS)
-        if limits is not None:
-            axis.set_ylim(*limits)
+        values, share = np.concatenate(drawn), key.lower() in _SHARE_METRICS
+        label = axis_labels.get(key, key)
+        if _needs_log_scale(values, share):
+            axis.set_yscale("log")
+            label += " (log scale)"
+        else:
+            limits = _honest_limits(values, share)
+            if limits is not None:
+                axis.set_ylim(*limits)
         axis.set_xlabel("epoch")
-        axis.set_ylabel(key)
+        axis.set_ylabel(label)
         axis.set_title(key)
         axis.grid(alpha=0.3)
         axis.legend()
