@@ -14,7 +14,11 @@ import pytest
 import nn_from_scratch
 from nn_from_scratch import engine
 from nn_from_scratch.engine import convolution as fast
-from nn_from_scratch.nodes import Conv2d, windows
+from nn_from_scratch.engine import pooling as fast_pools
+from nn_from_scratch.engine import strided_convolution as fast_strided
+from nn_from_scratch.engine import windows as fast_windows
+from nn_from_scratch.engine.workspace import Workspace
+from nn_from_scratch.nodes import AdaptiveAvgPool2d, AvgPool2d, Conv2d, GlobalAvgPool2d, MaxPool2d, windows
 
 ENGINE_DIR = pathlib.Path(engine.__file__).parent
 
@@ -191,6 +195,88 @@ def test_the_strided_engine_agrees_with_the_textbook_convolution_to_rounding(rng
     x = rng.standard_normal((5, 3, 9, 8)).astype(dtype)
     g = rng.standard_normal((5, 4) + layer.output_size(9, 8)).astype(dtype)
     _agree_to_rounding(_pass(layer, x, g, fast_on=True), _pass(layer, x, g, fast_on=False), dtype)
+
+
+# ------------------------------------------------------------------ which kernels a pass runs
+KERNEL_MODULES = (fast, fast_strided, fast_windows, fast_pools)
+WIDE = {"convolution.WideColumns", "convolution.Saved", "convolution.forward", "convolution.backward"}
+STRIDED_KERNELS = {"strided_convolution.forward", "strided_convolution.backward", "windows.im2col",
+                   "windows.windows", "windows.col2im", "windows.scatter"}
+WINDOW_LAYERS = {
+    "Conv2d[stride 1]": (lambda: Conv2d(2, 3, 3, padding=1, rng=0), WIDE),
+    "Conv2d[stride 1, dilation]": (lambda: Conv2d(2, 3, (2, 3), padding=(1, 0), dilation=2, rng=0), WIDE),
+    "Conv2d[stride 2]": (lambda: Conv2d(2, 3, 3, stride=2, padding=1, rng=0), STRIDED_KERNELS),
+    "Conv2d[stride (2, 1), dilation]": (lambda: Conv2d(2, 3, (3, 2), stride=(2, 1), dilation=(1, 2), rng=0),
+                                        STRIDED_KERNELS),
+    "Conv2d[stride (1, 3), no bias]": (lambda: Conv2d(2, 3, 2, stride=(1, 3), bias=False, rng=0), STRIDED_KERNELS),
+    "MaxPool2d": (lambda: MaxPool2d(2), {"pooling.max_pool", "pooling.max_pool_backward"}),
+    "MaxPool2d[stride 1, padding]": (lambda: MaxPool2d(3, 1, 1), {"pooling.max_pool", "pooling.max_pool_backward"}),
+    "AvgPool2d": (lambda: AvgPool2d(2), {"pooling.avg_pool", "pooling.avg_pool_backward"}),
+    "AvgPool2d[stride 1, padding, exclude]": (lambda: AvgPool2d(3, 1, 1, count_include_pad=False),
+                                              {"pooling.avg_pool", "pooling.avg_pool_backward"}),
+    "AdaptiveAvgPool2d": (lambda: AdaptiveAvgPool2d((2, 3)), {"pooling.BinAverage", "pooling.adaptive_avg_pool",
+                                                              "pooling.adaptive_avg_pool_backward"}),
+    "GlobalAvgPool2d": (GlobalAvgPool2d, set()),  # a mean: one path
+}
+
+
+def _spy(original, label, calls, forbid):
+    """``original`` (a function or a class) behind a check: raise when ``forbid``, else record ``label``."""
+    def check():
+        if forbid:
+            raise AssertionError(f"{label} ran on the textbook path")
+        calls.add(label)
+
+    if isinstance(original, type):  # a class: constructing it is the call (its static methods stay reachable)
+        class Spy(original):
+            def __init__(self, *args, **kwargs):
+                check()
+                super().__init__(*args, **kwargs)
+        return Spy
+
+    def spy(*args, **kwargs):
+        check()
+        return original(*args, **kwargs)
+    return spy
+
+
+def _spy_on_kernels(monkeypatch, *, forbid):
+    """Replace every kernel of the convolution, window and pool modules: raising (``forbid``), or recording."""
+    calls = set()
+    for module in KERNEL_MODULES:
+        for name in module.__all__:
+            original = getattr(module, name)
+            if callable(original):
+                label = f"{module.__name__.rsplit('.', 1)[1]}.{name}"
+                monkeypatch.setattr(module, name, _spy(original, label, calls, forbid))
+    if forbid:
+        monkeypatch.setattr(Workspace, "take", lambda *args, **kwargs: pytest.fail("scratch taken on the textbook path"))
+    return calls
+
+
+def _every_face(node, x, rng):
+    y = node.forward(x)
+    node.backward(rng.standard_normal(y.shape), reset_after=False)
+    node.jacobian()
+    node.evaluate(x)
+    node.jacobian(x[:1])
+    node.forward(x)
+    node.backward(rng.standard_normal(y.shape), input_grad=False)
+
+
+@pytest.mark.parametrize("name", list(WINDOW_LAYERS))
+def test_no_kernel_runs_on_the_textbook_path_and_the_expected_ones_run_on_the_engine(monkeypatch, rng, name):
+    """Under engine.textbook() every pass of a convolution or pool is the textbook path's, whatever the stride."""
+    make, expected = WINDOW_LAYERS[name]
+    x = rng.standard_normal((2, 2, 6, 7))
+    with monkeypatch.context() as patch:
+        _spy_on_kernels(patch, forbid=True)
+        with engine.textbook():
+            _every_face(make(), x, rng)
+    engine.set_fast(True)
+    calls = _spy_on_kernels(monkeypatch, forbid=False)
+    _every_face(make(), x, rng)
+    assert calls == expected
 
 
 def test_the_engine_functions_work_on_arrays_alone(rng):
