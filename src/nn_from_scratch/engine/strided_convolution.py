@@ -29,8 +29,7 @@ def forward(padded: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray], 
     :func:`backward`, copied once from the windows' strided view.
     """
     n, (o, c, kh, kw) = padded.shape[0], weight.shape
-    (sh, sw), (dh, dw) = stride, dilation
-    out = ((padded.shape[2] - dh * (kh - 1) - 1) // sh + 1, (padded.shape[3] - dw * (kw - 1) - 1) // sw + 1)
+    out = windows.output_size(padded.shape[2:], (kh, kw), stride, dilation)
     cols = windows.im2col(padded, (kh, kw), stride, dilation, out).reshape(n, c * kh * kw, out[0] * out[1])
     y = np.matmul(weight.reshape(o, -1), cols).reshape((n, o) + out)
     if bias is not None:

@@ -34,9 +34,15 @@ from typing import Any, Callable, Dict, List, Sequence, Tuple
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-__all__ = ["col2im", "im2col", "scatter", "windows"]
+__all__ = ["col2im", "im2col", "output_size", "scatter", "windows"]
 
 Pairs = Tuple[int, int]
+
+
+def output_size(padded_size: Sequence[int], kernel: Pairs, stride: Pairs, dilation: Pairs) -> Pairs:
+    """``(H_out, W_out)`` of the windows of a padded ``(H + 2p_h, W + 2p_w)`` image (the kernel fits)."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    return (padded_size[0] - dh * (kh - 1) - 1) // sh + 1, (padded_size[1] - dw * (kw - 1) - 1) // sw + 1
 
 
 def windows(padded: np.ndarray, kernel: Pairs, stride: Pairs, dilation: Pairs, out: Pairs) -> np.ndarray:
@@ -64,17 +70,9 @@ def col2im(cols: np.ndarray, input_shape: Sequence[int], kernel: Pairs, stride: 
            dilation: Pairs) -> np.ndarray:
     """The adjoint of :func:`im2col` with zero padding: ``cols`` ``(N, C, kh, kw, H_out, W_out)`` (or its free
     reshape ``(N, C*kh*kw, H_out*W_out)``) summed back onto a new ``input_shape`` array, the padding cropped off."""
-    n, c = input_shape[:2]
-    (kh, kw) = kernel
-    six = cols.reshape((n, c, kh, kw) + _out(input_shape, kernel, stride, padding, dilation))
+    (n, c, h, w), (kh, kw), (ph, pw) = input_shape, kernel, padding
+    six = cols.reshape((n, c, kh, kw) + output_size((h + 2 * ph, w + 2 * pw), kernel, stride, dilation))
     return scatter(lambda k: six[:, :, k // kw, k % kw], input_shape, kernel, stride, padding, dilation, cols.dtype)
-
-
-def _out(input_shape: Sequence[int], kernel: Pairs, stride: Pairs, padding: Pairs, dilation: Pairs) -> Pairs:
-    """``(H_out, W_out)`` of a geometry that fits."""
-    sizes = [(size + 2 * p - d * (k - 1) - 1) // s + 1
-             for size, k, s, p, d in zip(input_shape[2:], kernel, stride, padding, dilation)]
-    return sizes[0], sizes[1]
 
 
 def _lattices(k: int, s: int, d: int) -> List[Tuple[int, List[Tuple[int, int]]]]:
@@ -103,7 +101,7 @@ def scatter(part: Callable[[int], np.ndarray], input_shape: Sequence[int], kerne
     """
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
     n, c, height, width = input_shape[0], input_shape[1], input_shape[2] + 2 * ph, input_shape[3] + 2 * pw
-    oh, ow = (height - dh * (kh - 1) - 1) // sh + 1, (width - dw * (kw - 1) - 1) // sw + 1
+    oh, ow = output_size((height, width), kernel, stride, dilation)
     tiled = (dh, dw) == (1, 1) and (sh, sw) == (kh, kw) and oh * kh == height and ow * kw == width
     dxp = (np.empty if tiled else np.zeros)((n, c, height, width), dtype=dtype)  # tiled: every pixel written once
     for row0, rows in _lattices(kh, sh, dh):
