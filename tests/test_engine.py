@@ -252,7 +252,7 @@ def _spy_on_kernels(monkeypatch, *, forbid):
                 label = f"{module.__name__.rsplit('.', 1)[1]}.{name}"
                 monkeypatch.setattr(module, name, _spy(original, label, calls, forbid))
     if forbid:
-        monkeypatch.setattr(Workspace, "take", lambda *args, **kwargs: pytest.fail("scratch taken on the textbook path"))
+        monkeypatch.setattr(Workspace, "take", lambda *a, **k: pytest.fail("scratch taken on the textbook path"))
     return calls
 
 

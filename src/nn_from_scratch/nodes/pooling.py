@@ -80,7 +80,7 @@ class _Pool2d(Node):
         return self.output_size(x.shape[2], x.shape[3])
 
     def _slices(self, padded: Any, out: Tuple[int, int]) -> List[Any]:
-        """Offset ``k = a k_w + b``'s slice ``padded[:, :, i s_h + a, j s_w + b]``, for each ``k`` in row-major order."""
+        """Offset ``k = a k_w + b``'s slice ``padded[:, :, i s_h + a, j s_w + b]``, for each ``k``, row-major."""
         return offset_slices(padded, self.kernel_size, self.stride, _NO_DILATION, out)
 
     def _spread(self, parts: List[Any], ctx: Context) -> Any:

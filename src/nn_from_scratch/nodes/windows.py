@@ -147,7 +147,8 @@ def pad(x: Any, padding: Pairs, fill_value: float = 0.0) -> Any:
 
 
 def _offset(a: int, b: int, stride: Pairs, dilation: Pairs, out: Pairs) -> Tuple[slice, ...]:
-    """The index of offset ``(a, b)``'s strided slice of a padded batch: rows ``i*sh + a*dh``, columns ``j*sw + b*dw``."""
+    """The index of offset ``(a, b)``'s strided slice of a padded batch: rows ``i*sh + a*dh``, columns
+    ``j*sw + b*dw``."""
     (sh, sw), (dh, dw), (ho, wo) = stride, dilation, out
     return (slice(None), slice(None), slice(a * dh, a * dh + (ho - 1) * sh + 1, sh),
             slice(b * dw, b * dw + (wo - 1) * sw + 1, sw))
