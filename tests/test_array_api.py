@@ -165,14 +165,6 @@ PENDING = {
     "SmoothL1Loss",
     "SoftMaxLoss",
     "LocalizationLoss",
-    # convolution and pooling
-    "Conv2d",
-    "Conv2d[stride 2, dilation]",
-    "MaxPool2d",
-    "MaxPool2d[stride 1, padding]",
-    "AvgPool2d",
-    "AdaptiveAvgPool2d",
-    "GlobalAvgPool2d",
     # optimizers
     "SGD",
     "SGD[nesterov]",

@@ -309,8 +309,8 @@ def test_stride_one_in_blocks_of_samples_matches_torch(torch, rng, monkeypatch, 
     probe = convolution.WideColumns(x.shape, layer.kernel_size, layer.padding, layer.dilation)
     monkeypatch.setattr(convolution, "COLUMN_BLOCK_BYTES", block_samples * probe.rows * probe.segment * x.itemsize)
     y = layer.forward(x)
-    assert len(layer.pending.fast.wide.blocks()) == -(-5 // block_samples)
-    assert (layer.pending.fast.columns is not None) == keep
+    assert len(layer.pending.saved.wide.blocks()) == -(-5 // block_samples)
+    assert (layer.pending.saved.columns is not None) == keep
     g = rng.standard_normal(y.shape)
     dx = layer.backward(g)
     ref_y, ref_dx, ref_dw, ref_db = torch_reference(

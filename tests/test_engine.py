@@ -14,7 +14,11 @@ import pytest
 import nn_from_scratch
 from nn_from_scratch import engine
 from nn_from_scratch.engine import convolution as fast
-from nn_from_scratch.nodes import Conv2d, windows
+from nn_from_scratch.engine import pooling as fast_pools
+from nn_from_scratch.engine import strided_convolution as fast_strided
+from nn_from_scratch.engine import windows as fast_windows
+from nn_from_scratch.engine.workspace import Workspace
+from nn_from_scratch.nodes import AdaptiveAvgPool2d, AvgPool2d, Conv2d, GlobalAvgPool2d, MaxPool2d, windows
 
 ENGINE_DIR = pathlib.Path(engine.__file__).parent
 
@@ -34,7 +38,7 @@ def _fast_in_fresh_process(value):
         env[engine.ENVIRONMENT_VARIABLE] = value
     code = ("import numpy as np; from nn_from_scratch import engine; from nn_from_scratch.nodes import Conv2d\n"
             "layer = Conv2d(1, 1, 3, padding=1, rng=0); layer.forward(np.ones((1, 1, 4, 4)))\n"
-            "print(engine.fast_enabled(), layer.pending.fast is not None)")
+            "print(engine.fast_enabled(), layer.pending.fast)")
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           timeout=30 * 60)  # a hang guard only
 
@@ -114,15 +118,24 @@ def test_the_engine_imports_only_numpy_the_standard_library_and_itself():
 
 
 # ------------------------------------------------------------------ fast convolution against the textbook one
-def _pass(layer, x, g, *, fast_on, stride_one=True):
+def _pass(layer, x, g, *, fast_on):
     """Output, input gradient and parameter gradients of one pass with the engine on or off."""
     engine.set_fast(fast_on)
     layer.zero_grad()
     y = layer.forward(x)
-    assert (layer.pending.fast is not None) == (fast_on and stride_one)  # the path really taken
+    assert layer.pending.fast is fast_on  # the path really taken
+    assert (getattr(layer.pending, "saved", None) is not None) == (fast_on and layer.stride == (1, 1))
     dx = layer.backward(g)
     grads = [p.grad.copy() for p in layer.parameters()]
     return [y, dx] + grads
+
+
+def _agree_to_rounding(ours, textbook, dtype):
+    """Same sums in another order: within 100 machine epsilons of each result's largest magnitude."""
+    eps = np.finfo(dtype).eps
+    for name, a, b in zip(["y", "dx", "dW", "db"], ours, textbook):
+        assert a.dtype == b.dtype == dtype and a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=0, atol=100 * eps * np.abs(b).max(), err_msg=name)
 
 
 CONFIGS = list(itertools.product([(1, 1), (3, 3), (2, 3)], [0, 1, (1, 2)], [1, 2], [True, False]))
@@ -141,10 +154,7 @@ def test_the_fast_convolution_agrees_with_the_textbook_one_to_rounding(rng, dtyp
     textbook = _pass(layer, x, g, fast_on=False)
     ours = _pass(layer, x, g, fast_on=True)
     assert len(ours) == (4 if bias else 3)
-    eps = np.finfo(dtype).eps
-    for name, a, b in zip(["y", "dx", "dW", "db"], ours, textbook):
-        assert a.dtype == b.dtype == dtype and a.shape == b.shape
-        np.testing.assert_allclose(a, b, rtol=0, atol=100 * eps * np.abs(b).max(), err_msg=name)
+    _agree_to_rounding(ours, textbook, dtype)
 
 
 def test_each_path_repeats_its_own_bits(rng):
@@ -171,12 +181,106 @@ def test_a_backward_pass_follows_the_path_of_its_forward_pass(rng, forward_fast)
         np.testing.assert_array_equal(a, b)
 
 
-def test_other_strides_have_one_path(rng):
-    layer = Conv2d(3, 4, 3, stride=2, padding=1, rng=1)
-    x, g = rng.standard_normal((2, 3, 7, 7)), rng.standard_normal((2, 4, 4, 4))
-    ours = _pass(layer, x, g, fast_on=True, stride_one=False)
-    for a, b in zip(ours, _pass(layer, x, g, fast_on=False, stride_one=False)):
-        np.testing.assert_array_equal(a, b)
+STRIDED = list(itertools.product([2, (2, 1), (1, 3)], [(3, 3), (2, 3)], [0, (1, 2)], [1, 2], [True, False]))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("stride, kernel, padding, dilation, bias", STRIDED,
+                         ids=[f"s{s}-k{k}-p{p}-d{d}-{'bias' if b else 'nobias'}".replace(" ", "")
+                              for s, k, p, d, b in STRIDED])
+def test_the_strided_engine_agrees_with_the_textbook_convolution_to_rounding(rng, dtype, stride, kernel, padding,
+                                                                            dilation, bias):
+    """Other strides take the columns copied from strided windows and the lattice col2im: rounding apart, the same."""
+    layer = Conv2d(3, 4, kernel, stride, padding, dilation, bias=bias, rng=1, dtype=dtype)
+    x = rng.standard_normal((5, 3, 9, 8)).astype(dtype)
+    g = rng.standard_normal((5, 4) + layer.output_size(9, 8)).astype(dtype)
+    _agree_to_rounding(_pass(layer, x, g, fast_on=True), _pass(layer, x, g, fast_on=False), dtype)
+
+
+# ------------------------------------------------------------------ which kernels a pass runs
+KERNEL_MODULES = (fast, fast_strided, fast_windows, fast_pools)
+# the kernels a layer calls itself (the ones they call in turn vary with the geometry)
+WIDE = {"convolution.WideColumns", "convolution.Saved", "convolution.forward", "convolution.backward"}
+STRIDED = {"strided_convolution.forward", "strided_convolution.backward"}
+MAX_POOL = {"pooling.max_pool", "pooling.max_pool_backward"}
+AVG_POOL = {"pooling.avg_pool", "pooling.avg_pool_backward"}
+ADAPTIVE = {"pooling.BinAverage", "pooling.adaptive_avg_pool", "pooling.adaptive_avg_pool_backward"}
+ENTRY_POINTS = WIDE | STRIDED | MAX_POOL | AVG_POOL | ADAPTIVE
+WINDOW_LAYERS = {
+    "Conv2d[stride 1]": (lambda: Conv2d(2, 3, 3, padding=1, rng=0), WIDE),
+    "Conv2d[stride 1, dilation]": (lambda: Conv2d(2, 3, (2, 3), padding=(1, 0), dilation=2, rng=0), WIDE),
+    "Conv2d[stride 2]": (lambda: Conv2d(2, 3, 3, stride=2, padding=1, rng=0), STRIDED),
+    "Conv2d[stride (2, 1), dilation]": (lambda: Conv2d(2, 3, (3, 2), stride=(2, 1), dilation=(1, 2), rng=0),
+                                        STRIDED),
+    "Conv2d[stride (1, 3), no bias]": (lambda: Conv2d(2, 3, 2, stride=(1, 3), bias=False, rng=0), STRIDED),
+    "MaxPool2d": (lambda: MaxPool2d(2), MAX_POOL),
+    "MaxPool2d[stride 1, padding]": (lambda: MaxPool2d(3, 1, 1), MAX_POOL),
+    "AvgPool2d": (lambda: AvgPool2d(2), AVG_POOL),
+    "AvgPool2d[stride 1, padding, exclude]": (lambda: AvgPool2d(3, 1, 1, count_include_pad=False), AVG_POOL),
+    "AdaptiveAvgPool2d": (lambda: AdaptiveAvgPool2d((2, 3)), ADAPTIVE),
+    "GlobalAvgPool2d": (GlobalAvgPool2d, set()),  # a mean: one path
+}
+
+
+def _spy(original, label, calls, forbid):
+    """``original`` (a function or a class) behind a check: raise when ``forbid``, else record ``label``."""
+    def check():
+        if forbid:
+            raise AssertionError(f"{label} ran on the textbook path")
+        calls.add(label)
+
+    if isinstance(original, type):  # a class: constructing it is the call (its static methods stay reachable)
+        class Spy(original):
+            def __init__(self, *args, **kwargs):
+                check()
+                super().__init__(*args, **kwargs)
+        return Spy
+
+    def spy(*args, **kwargs):
+        check()
+        return original(*args, **kwargs)
+    return spy
+
+
+def _spy_on_kernels(monkeypatch, *, forbid):
+    """Replace every kernel of the convolution, window and pool modules: raising (``forbid``), or recording."""
+    calls = set()
+    for module in KERNEL_MODULES:
+        for name in module.__all__:
+            original = getattr(module, name)
+            if callable(original):
+                label = f"{module.__name__.rsplit('.', 1)[1]}.{name}"
+                monkeypatch.setattr(module, name, _spy(original, label, calls, forbid))
+    if forbid:
+        monkeypatch.setattr(Workspace, "take", lambda *a, **k: pytest.fail("scratch taken on the textbook path"))
+    return calls
+
+
+def _every_face(node, x, rng):
+    y = node.forward(x)
+    node.backward(rng.standard_normal(y.shape), reset_after=False)
+    node.jacobian()
+    node.evaluate(x)
+    node.jacobian(x[:1])
+    node.forward(x)
+    node.backward(rng.standard_normal(y.shape), input_grad=False)
+
+
+@pytest.mark.parametrize("name", list(WINDOW_LAYERS))
+def test_no_kernel_runs_on_the_textbook_path_and_the_expected_ones_run_on_the_engine(monkeypatch, rng, name):
+    """Under engine.textbook() every pass of a convolution or pool is the textbook path's, whatever the stride."""
+    make, expected = WINDOW_LAYERS[name]
+    x = rng.standard_normal((2, 2, 6, 7))
+    with monkeypatch.context() as patch:
+        _spy_on_kernels(patch, forbid=True)
+        with engine.textbook():
+            _every_face(make(), x, rng)
+    engine.set_fast(True)
+    calls = _spy_on_kernels(monkeypatch, forbid=False)
+    _every_face(make(), x, rng)
+    assert calls & ENTRY_POINTS == expected
+    if expected == STRIDED:  # through the strided windows' copy and the lattice scatter
+        assert {"windows.im2col", "windows.col2im", "windows.scatter"} <= calls
 
 
 def test_the_engine_functions_work_on_arrays_alone(rng):

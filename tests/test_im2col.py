@@ -1,4 +1,4 @@
-"""im2col / col2im: against naive loops, the adjoint identity, layouts, and the output-size errors."""
+"""im2col / col2im, textbook and engine: against naive loops, the adjoint identity, layouts, the output-size errors."""
 from __future__ import annotations
 
 import itertools
@@ -8,7 +8,29 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nn_from_scratch.nodes.windows import as_pair, col2im, conv_output_size, im2col
+from nn_from_scratch.engine import windows as fast_windows
+from nn_from_scratch.nodes.windows import as_pair, col2im, conv_output_size, im2col, pad
+
+
+def _pairs(kernel, stride, padding, dilation):
+    return as_pair("k", kernel), as_pair("s", stride), as_pair("p", padding, 0), as_pair("d", dilation)
+
+
+def engine_im2col(x, kernel, stride=1, padding=0, dilation=1, fill_value=0.0):
+    """The engine's im2col (one copy of the strided windows) behind the textbook one's signature."""
+    kernel, stride, padding, dilation = _pairs(kernel, stride, padding, dilation)
+    out = conv_output_size(x.shape[2:], kernel, stride, padding, dilation)
+    return fast_windows.im2col(pad(x, padding, fill_value), kernel, stride, dilation, out)
+
+
+def engine_col2im(cols, shape, kernel, stride=1, padding=0, dilation=1):
+    """The engine's col2im (the lattice scatter) behind the textbook one's signature."""
+    return fast_windows.col2im(cols, shape, *_pairs(kernel, stride, padding, dilation))
+
+
+#: the textbook helpers of nodes/windows.py and the engine's forms, held to the same naive loops
+IMPLEMENTATIONS = {"textbook": (im2col, col2im), "engine": (engine_im2col, engine_col2im)}
+both = pytest.mark.parametrize("which", list(IMPLEMENTATIONS))
 
 
 def naive_im2col(x, kernel, stride, padding, dilation, fill_value=0.0):
@@ -49,8 +71,10 @@ GEOMETRIES = [
 ]
 
 
+@both
 @pytest.mark.parametrize("hw, kernel, stride, padding, dilation", GEOMETRIES)
-def test_im2col_and_col2im_match_naive_loops(rng, hw, kernel, stride, padding, dilation):
+def test_im2col_and_col2im_match_naive_loops(rng, which, hw, kernel, stride, padding, dilation):
+    im2col, col2im = IMPLEMENTATIONS[which]
     x = rng.standard_normal((2, 3) + hw)
     cols = im2col(x, kernel, stride, padding, dilation)
     expected = naive_im2col(x, kernel, stride, padding, dilation)
@@ -62,8 +86,10 @@ def test_im2col_and_col2im_match_naive_loops(rng, hw, kernel, stride, padding, d
     np.testing.assert_allclose(dx, naive_col2im(c, x.shape, stride, padding, dilation), rtol=1e-13, atol=1e-13)
 
 
+@both
 @pytest.mark.parametrize("hw, kernel, stride, padding, dilation", GEOMETRIES)
-def test_col2im_is_the_adjoint_of_im2col(rng, hw, kernel, stride, padding, dilation):
+def test_col2im_is_the_adjoint_of_im2col(rng, which, hw, kernel, stride, padding, dilation):
+    im2col, col2im = IMPLEMENTATIONS[which]
     x = rng.standard_normal((3, 2) + hw)
     cols = im2col(x, kernel, stride, padding, dilation)
     c = rng.standard_normal(cols.shape)
@@ -72,6 +98,16 @@ def test_col2im_is_the_adjoint_of_im2col(rng, hw, kernel, stride, padding, dilat
     np.testing.assert_allclose(lhs, rhs, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("hw, kernel, stride, padding, dilation", GEOMETRIES)
+def test_the_lattice_scatter_gives_the_textbook_col2ims_bits(rng, hw, kernel, stride, padding, dilation):
+    """Both add each pixel's parts in offset order from zero: the engine changes the passes, not the sums."""
+    x = rng.standard_normal((2, 3) + hw)
+    c = rng.standard_normal(im2col(x, kernel, stride, padding, dilation).shape)
+    np.testing.assert_array_equal(engine_col2im(c, x.shape, kernel, stride, padding, dilation),
+                                  col2im(c, x.shape, kernel, stride, padding, dilation))
+
+
+@both
 @settings(max_examples=60, deadline=None)
 @given(
     h=st.integers(1, 7),
@@ -86,7 +122,8 @@ def test_col2im_is_the_adjoint_of_im2col(rng, hw, kernel, stride, padding, dilat
     dw=st.integers(1, 3),
     seed=st.integers(0, 2**16),
 )
-def test_random_geometries_match_naive_loops(h, w, kh, kw, sh, sw, ph, pw, dh, dw, seed):
+def test_random_geometries_match_naive_loops(which, h, w, kh, kw, sh, sw, ph, pw, dh, dw, seed):
+    im2col, col2im = IMPLEMENTATIONS[which]
     geometry = ((kh, kw), (sh, sw), (ph, pw), (dh, dw))
     fits = dh * (kh - 1) + 1 <= h + 2 * ph and dw * (kw - 1) + 1 <= w + 2 * pw
     rng = np.random.default_rng(seed)
@@ -103,15 +140,19 @@ def test_random_geometries_match_naive_loops(h, w, kh, kw, sh, sw, ph, pw, dh, d
     )
 
 
-def test_fill_value_pads_for_max_pooling(rng):
+@both
+def test_fill_value_pads_for_max_pooling(rng, which):
+    im2col = IMPLEMENTATIONS[which][0]
     x = rng.standard_normal((1, 2, 3, 4))
     cols = im2col(x, 2, 2, 1, fill_value=-np.inf)
     np.testing.assert_array_equal(cols, naive_im2col(x, (2, 2), (2, 2), (1, 1), (1, 1), fill_value=-np.inf))
     assert np.isneginf(cols[:, :, 0, 0, 0, 0]).all()
 
 
+@both
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_dtype_is_kept(rng, dtype):
+def test_dtype_is_kept(rng, which, dtype):
+    im2col, col2im = IMPLEMENTATIONS[which]
     x = rng.standard_normal((2, 3, 5, 5)).astype(dtype)
     cols = im2col(x, 3, 1, 1)
     assert cols.dtype == dtype
@@ -131,12 +172,16 @@ def test_matrix_layout_gives_the_convolution_as_one_matmul(rng):
     )
 
 
-def test_non_contiguous_input(rng):
+@both
+def test_non_contiguous_input(rng, which):
+    im2col = IMPLEMENTATIONS[which][0]
     x = rng.standard_normal((3, 4, 9, 8)).transpose(1, 0, 3, 2)[:, :, ::2]  # (4, 3, 4, 9), odd strides
     np.testing.assert_array_equal(im2col(x, 2, (1, 2), 1), naive_im2col(x, (2, 2), (1, 2), (1, 1), (1, 1)))
 
 
-def test_empty_batch():
+@both
+def test_empty_batch(which):
+    im2col, col2im = IMPLEMENTATIONS[which]
     cols = im2col(np.zeros((0, 2, 5, 5)), 3, 1, 1)
     assert cols.shape == (0, 2, 3, 3, 5, 5)
     assert col2im(cols, (0, 2, 5, 5), 3, 1, 1).shape == (0, 2, 5, 5)

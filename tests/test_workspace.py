@@ -75,7 +75,7 @@ def test_a_training_loop_reuses_the_padded_input_of_the_previous_step(rng):
     addresses = []
     for _ in range(3):
         conv.forward(x)
-        addresses.append(conv.pending.fast.padded.__array_interface__["data"][0])
+        addresses.append(conv.pending.saved.padded.__array_interface__["data"][0])
         conv.backward(g)  # drops the cached pass: its padded input goes back to the workspace
     assert addresses[1] in addresses[:1] or addresses[2] in addresses[:2]
 

@@ -1,65 +1,33 @@
-r"""The stride-1 convolution on wide columns: Conv2d's fast path, arrays in, arrays out.
+r"""Conv2d's fast path at stride 1, arrays in, arrays out: the convolution on wide columns.
 
-Conv2d (:mod:`nn_from_scratch.nodes.convolution`) states the math and runs
-it through plain im2col/col2im when the engine is off; with the engine on,
-its stride-1 passes call :func:`forward` and :func:`backward` here, which
-compute the same products (``y = W·cols + b``, ``dW = Σ G·colsᵀ``,
-``db = Σ G``, ``dcols = Wᵀ·G`` then col2im) on another layout of the
-columns, block by block.  A :class:`WideColumns` (built once per input shape,
-geometry and dtype: the layer caches it) describes the layout and hands out
-scratch arrays from its :class:`~.workspace.Workspace`; :func:`forward`
-returns, beside the output, the :class:`Saved` state its :func:`backward`
-reads (the padded input and, when small, the columns), whose scratch arrays
-go back to the workspace when the state is garbage-collected.
+The same products as Conv2d's textbook path (``y = W·cols + b``,
+``dW = Σ G·colsᵀ``, ``db = Σ G``, ``dcols = Wᵀ·G`` then col2im), with fewer
+passes over memory; other strides take :mod:`.strided_convolution`, and
+``docs/performance.md`` ("The convolution engine") has the measurements
+behind each choice.
 
-Wide columns (stride 1)
------------------------
-With stride 1 a window's rows are runs of the image's rows, so
-:class:`WideColumns` lays every image out flat, row after row, with its
-padding *shared* with its neighbours: each of the :math:`H` rows of
-:math:`W` pixels is followed by zeros up to a row length
-:math:`W_r = \max(W + p_w, W_\text{out})`, and the image by zero rows up to
-:math:`R = \max(H + p_h, H_\text{out})` rows, so that the zeros after one
-row (or image) are the right (bottom) padding of that row and the left
-(top) padding of the next.  With :math:`S = R W_r` numbers per image, a
-head of :math:`p_h W_r + p_w` zeros before the first, and the flat buffer
-:math:`\tilde x_\text{flat}`,
+Wide columns.  :class:`WideColumns` lays every image out flat, row after row,
+each row followed by zeros up to a length :math:`W_r = \max(W + p_w, W_\text{out})`
+and the image by zero rows up to :math:`R = \max(H + p_h, H_\text{out})` rows:
+the zeros after a row (an image) are the padding of both it and the next.
+With :math:`S = R W_r` numbers per image and a head of :math:`p_h W_r + p_w`
+zeros, kernel offset :math:`(a, b)` is one shifted copy of the flat buffer,
 
 .. math::
     \text{cols}[(c, a, b), (n, q)] = \tilde x_\text{flat}[(n C + c) S + q + a d_h W_r + b d_w],
     \qquad 0 \le q < S,
 
-and column :math:`q = i W_r + j` is the receptive field of output
-:math:`(i, j)` when :math:`i < H_\text{out}` and :math:`j < W_\text{out}`.
-The other columns are scratch (they read padding, or run on into the next
-image): the forward result is cropped, and the output gradient is zero
-there, so they never reach a result (when the input holds a NaN or an
-infinity, the weight gradient clears them first, as 0 * Inf is NaN).  Each
-kernel offset is then one shifted copy of the whole image, and, because
-every image's segment has the same length in the columns and in the flat
-buffer, col2im adds each offset's slab of the column gradient onto the
-padded gradient as *one* contiguous addition over the block (NumPy adds
-contiguous arrays about four times faster than the same numbers as rows of
-a strided view).  The price is :math:`S / (H_\text{out} W_\text{out})` times
-the matrix-product work: 7% for 3x3 kernels with padding 1 on 28x28
-images, 15% on 14x14 (padding each image on its own, :math:`(H + 2p_h)(W +
-2p_w)`, cost 15% and 31%, and measured the 14x14 convolution of the
-benchmark's CNN 30% slower).
-
-The samples sit side by side in the columns, in *blocks* of a few samples
-(:meth:`WideColumns.blocks`, about :data:`COLUMN_BLOCK_BYTES` of columns
-each): the columns of one block, ``(C*kh*kw, k*S)`` for ``k`` samples, are
-built from the padded input and used at once by the matrix products (the
-forward output, the weight gradient, the column gradient) while they are
-still in the cache.  Columns for the whole batch would be written to memory
-and read back by every product: measured on the benchmark's 16->32 channel
-convolution, that made forward plus backward a third slower, and kept 31 MB
-alive between the passes where the padded input (the only thing the
-backward pass needs again) takes 4 MB.  The loop runs over blocks of
-samples sized by bytes, not over samples or pixels: each step is one copy
-and one matrix product over the block.  Outputs and gradients are laid out
-channel-first within a block, ``(O, k*S)``, and turned back into NCHW by
-the copy that crops them.
+column :math:`q = i W_r + j` being output :math:`(i, j)`'s receptive field
+when :math:`i < H_\text{out}`, :math:`j < W_\text{out}`.  The other columns
+are scratch: the output is cropped and the output gradient is zero there
+(cleared first when a NaN or infinity could make 0 * Inf), and col2im adds
+each offset's slab back as one contiguous addition.  The samples go through
+the products in blocks of about :data:`COLUMN_BLOCK_BYTES` of columns, built
+and used at once, in cache; :func:`forward` returns the :class:`Saved`
+state (the padded input, the columns when small) that :func:`backward`
+reads, its scratch arrays lent by a :class:`~.workspace.Workspace` and given
+back when the state is garbage-collected; the bias rides in the forward
+product as a last column met by a row of ones.
 """
 from __future__ import annotations
 
@@ -74,14 +42,11 @@ __all__ = ["COLUMN_BLOCK_BYTES", "KEEP_COLUMNS_BYTES", "Saved", "WideColumns", "
 
 COLUMN_BLOCK_BYTES = 1 << 21
 """Bytes of columns per block of samples in :class:`WideColumns`: small enough that a block's columns are
-still in the cache when the matrix products read them, large enough that the products stay efficient
-(measured on the 16->32 channel, 28x28 convolution of the benchmark: blocks of 1, 2 and 4 MiB within 10%
-of each other, whole-batch columns a third slower)."""
+still in the cache when the matrix products read them, large enough that the products stay efficient."""
 
 KEEP_COLUMNS_BYTES = 1 << 23
 """A batch's columns up to this size are kept from the forward pass for the weight gradient;
-larger ones are rebuilt block by block in the backward pass, where they are used at once, in cache
-(rebuilding the 2 and 4 MB of columns of the benchmark's small CNN cost about 4% of its step)."""
+larger ones are rebuilt block by block in the backward pass, where they are used at once, in cache."""
 
 _PRODUCT_CHUNK = 8192
 
@@ -138,7 +103,7 @@ class WideColumns:
         n, c, h, w = self.input_shape
         self.kernel, self.padding, self.out = (kh, kw), (ph, pw), (ho, wo)
         # each image gets R rows of W_r numbers: its H rows of W pixels, each followed by zeros, then zero rows;
-        # the zeros after one image are the padding both below it and above the next (see "Wide columns")
+        # the zeros after one image are the padding both below it and above the next (see the module docstring)
         self.grid = (max(h + ph, ho), max(w + pw, wo))
         row_length = self.grid[1]
         self.segment = self.grid[0] * row_length  # S: one image, flattened with its share of the padding
@@ -324,9 +289,8 @@ def _weight_product(cols: np.ndarray, g: np.ndarray) -> np.ndarray:
 
     Both operands are long along the batch-times-pixels axis, which is
     summed over.  BLAS handles such a product badly when the result is
-    small (a 9 x 8 result from 53760 columns took 0.47 ms whole and 0.11 ms
-    as a sum over chunks of 8192 columns; larger results ran as fast either
-    way), and computes ``cols @ g.T`` a fifth faster than ``g @ cols.T``.
+    small, so it is summed over chunks of :data:`_PRODUCT_CHUNK` columns
+    (and ``cols @ g.T`` is faster than ``g @ cols.T``).
     """
     product = np.matmul(cols[:, :_PRODUCT_CHUNK], g[:, :_PRODUCT_CHUNK].T)
     for start in range(_PRODUCT_CHUNK, cols.shape[1], _PRODUCT_CHUNK):

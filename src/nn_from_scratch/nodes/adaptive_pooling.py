@@ -8,74 +8,26 @@ averages the bin :math:`b_i \times b_j` with torch's bins
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ..context import Context
-
+from ..engine import pooling as engine_pools
 from ..node import Node
 from .windows import check_images
 
 __all__ = ["AdaptiveAvgPool2d", "GlobalAvgPool2d"]
 
 
-def _adaptive_bins(size: int, out: int) -> Tuple[np.ndarray, np.ndarray]:
+def _adaptive_bins(size: int, out: int) -> List[Tuple[int, int]]:
     r"""torch's adaptive bins :math:`[\lfloor i S / O \rfloor, \lceil (i + 1) S / O \rceil)`, :math:`0 \le i < O`."""
-    i = np.arange(out)
-    return (i * size) // out, ((i + 1) * size + out - 1) // out
+    return [((i * size) // out, ((i + 1) * size + out - 1) // out) for i in range(out)]
 
 
-class _BinAverage:
-    r"""One axis of an adaptive average: :math:`y_i = \frac{1}{|b_i|}\sum_{h \in b_i} x_h` and its transpose.
-
-    Bins :math:`b_i` are torch's (:func:`_adaptive_bins`), contiguous and
-    increasing, so both directions are sums of gathered slices: the forward
-    one over the positions inside a bin, the transposed one
-    (:math:`\bar x_h = \sum_{i : h \in b_i} \bar y_i / |b_i|`) over the bins
-    holding an input position.  Entries outside a bin are never touched, so
-    non-finite values stay where they belong.
-    """
-
-    def __init__(self, size: int, out: int) -> None:
-        start, end = _adaptive_bins(size, out)
-        self.length = end - start
-        offsets = np.arange(int(self.length.max()))[:, None]
-        self.members = np.minimum(start + offsets, size - 1)  # (max bin length, out): inputs of each bin
-        self.member_valid = offsets < self.length
-        inside = (np.arange(size)[None, :] >= start[:, None]) & (np.arange(size)[None, :] < end[:, None])
-        first, count = inside.argmax(axis=0), inside.sum(axis=0)
-        spans = np.arange(int(count.max()))[:, None]
-        self.holders = np.minimum(first + spans, out - 1)  # (max bins per input, size): bins holding each input
-        self.holder_valid = spans < count
-
-    @classmethod
-    def build(cls, size: int, out: int) -> Optional["_BinAverage"]:
-        """The averaging along an axis of ``size`` into ``out`` bins, or None for the identity."""
-        return None if out == size else cls(size, out)
-
-    @staticmethod
-    def _gather_sum(a: np.ndarray, axis: int, index: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        shape = [1] * a.ndim
-        shape[axis] = index.shape[1]
-        total = None
-        for k in range(index.shape[0]):
-            part = np.where(valid[k].reshape(shape), np.take(a, index[k], axis=axis), a.dtype.type(0))
-            total = part if total is None else np.add(total, part, out=total)
-        return total
-
-    def _lengths(self, a: np.ndarray, axis: int) -> np.ndarray:
-        shape = [1] * a.ndim
-        shape[axis] = self.length.size
-        return self.length.astype(a.dtype).reshape(shape)
-
-    def forward(self, a: np.ndarray, axis: int) -> np.ndarray:
-        total = self._gather_sum(a, axis, self.members, self.member_valid)
-        total /= self._lengths(a, axis)
-        return total
-
-    def transpose(self, g: np.ndarray, axis: int) -> np.ndarray:
-        return self._gather_sum(g / self._lengths(g, axis), axis, self.holders, self.holder_valid)
+def _engine_bins(size: int, out: int) -> Optional[engine_pools.BinAverage]:
+    """The engine's averaging along an axis of ``size`` into ``out`` bins, or None for the identity."""
+    return None if out == size else engine_pools.BinAverage(_adaptive_bins(size, out), size)
 
 
 class AdaptiveAvgPool2d(Node):
@@ -97,11 +49,12 @@ class AdaptiveAvgPool2d(Node):
 
     Neither product is computed as a matrix product, whose zero weights
     would turn one NaN or infinity into NaN in every other bin
-    (:math:`0 \cdot \infty`): each factor sums only the entries inside a bin,
-    one gathered slice per position in the bin (a loop over the at most
-    :math:`\lceil H / H_\text{out} \rceil + 1` positions, not over pixels),
-    and the transposed factor sums, for each input row, the bins that hold it.
-    An infinity stays in its own bins, as in torch.
+    (:math:`0 \cdot \infty`): the textbook path sums each bin's slice and
+    divides by its length (a loop over the bins, not over pixels), and the
+    transposed factor adds each bin's :math:`g_i/|b_i|` back onto its slice.
+    An infinity stays in its own bins, as in torch.  With the engine on,
+    :class:`nn_from_scratch.engine.pooling.BinAverage` sums gathered slices
+    instead, one pass per position in the longest bin.
 
     ``output_size=1`` is global average pooling (see :class:`GlobalAvgPool2d`):
     :math:`y_{nc} = \frac{1}{HW}\sum_{h,w} x_{nchw}` with shape ``(N, C, 1, 1)``
@@ -126,29 +79,32 @@ class AdaptiveAvgPool2d(Node):
             raise ValueError(f"output_size must be positive, got {output_size!r}")
         self.output_size: Tuple[Optional[int], Optional[int]] = tuple(None if v is None else int(v) for v in items)
 
-    def _check_input(self, x: np.ndarray) -> None:
+    def _check_input(self, x: Any) -> None:
         check_images(self, x)
         if x.shape[2] < 1 or x.shape[3] < 1:
-            raise ValueError(f"{type(self).__name__} needs H, W >= 1, got input of shape {x.shape}")
+            raise ValueError(f"{type(self).__name__} needs H, W >= 1, got input of shape {tuple(x.shape)}")
 
-    def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
-        h, w = x.shape[2:]
+    # x: (N, C, H, W); the rows' bins b_i, then the columns' bins, one axis at a time: Y = A X Bᵀ
+    def _forward(self, x: Any, ctx: Context) -> Any:
+        xp, (h, w) = ctx.xp, tuple(x.shape[2:])
         oh, ow = (size if o is None else o for o, size in zip(self.output_size, (h, w)))
         ctx.global_pool = (oh, ow) == (1, 1)
         if ctx.global_pool:
-            return x.mean(axis=(2, 3), keepdims=True)
-        ctx.rows, ctx.cols = _BinAverage.build(h, oh), _BinAverage.build(w, ow)
-        y = x if ctx.rows is None else ctx.rows.forward(x, axis=2)
-        y = y if ctx.cols is None else ctx.cols.forward(y, axis=3)
-        return y if y is not x else x.copy()
+            return xp.mean(x, axis=(2, 3), keepdims=True)  # y_nc = Σ_hw x_nchw / (H W)
+        if ctx.fast:  # each bin's members gathered, as many passes as the longest bin
+            ctx.rows, ctx.cols = _engine_bins(h, oh), _engine_bins(w, ow)
+            return engine_pools.adaptive_avg_pool(x, ctx.rows, ctx.cols)
+        y = _bin_means(xp, x, 2, oh)  # A X
+        return _bin_means(xp, y, 3, ow)  # (A X) Bᵀ
 
-    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
+    def _vjp(self, g: Any, ctx: Context) -> Any:
+        xp, (h, w) = ctx.xp, tuple(ctx.x.shape[2:])
         if ctx.global_pool:
-            h, w = ctx.x.shape[2:]
-            return np.broadcast_to(g / g.dtype.type(h * w), ctx.x.shape).copy()
-        dx = g if ctx.cols is None else ctx.cols.transpose(g, axis=3)
-        dx = dx if ctx.rows is None else ctx.rows.transpose(dx, axis=2)
-        return dx if dx is not g else g.copy()
+            return xp.asarray(xp.broadcast_to(g / (h * w), tuple(ctx.x.shape)), copy=True)  # dL/dx = g_nc / (H W)
+        if ctx.fast:
+            return engine_pools.adaptive_avg_pool_backward(g, ctx.rows, ctx.cols)
+        dx = _bin_means_transposed(xp, g, 3, w)  # G B
+        return _bin_means_transposed(xp, dx, 2, h)  # Aᵀ (G B)
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}"
@@ -171,3 +127,25 @@ class GlobalAvgPool2d(AdaptiveAvgPool2d):
 
     def extra_repr(self) -> str:
         return ""
+
+
+def _axis(axis: int, start: int, stop: int) -> Tuple[slice, ...]:
+    """The index of positions ``start:stop`` along ``axis`` (2 or 3) of an image batch."""
+    return (slice(None),) * axis + (slice(start, stop), ...)
+
+
+def _bin_means(xp: Any, x: Any, axis: int, out: int) -> Any:
+    r"""Along ``axis``, the mean of each of torch's ``out`` bins: :math:`y_i = \frac{1}{|b_i|}\sum_{h \in b_i} x_h`."""
+    means = [xp.sum(x[_axis(axis, start, stop)], axis=axis, keepdims=True) / (stop - start)
+             for start, stop in _adaptive_bins(x.shape[axis], out)]
+    return xp.concat(means, axis=axis)
+
+
+def _bin_means_transposed(xp: Any, g: Any, axis: int, size: int) -> Any:
+    r"""The adjoint of :func:`_bin_means`: each bin's :math:`g_i / |b_i|` added back onto its ``size`` positions."""
+    shape = list(g.shape)
+    shape[axis] = size
+    dx = xp.zeros(tuple(shape), dtype=g.dtype)
+    for i, (start, stop) in enumerate(_adaptive_bins(size, g.shape[axis])):
+        dx[_axis(axis, start, stop)] += g[_axis(axis, i, i + 1)] / (stop - start)
+    return dx

@@ -16,30 +16,36 @@ of every channel to one number, for the output positions
 
 Inputs must be 4-d ``(N, C, H, W)`` (torch's unbatched ``(C, H, W)`` form is
 not accepted; add the batch axis).  Channels and samples never mix, so the
-Jacobian is block-diagonal over
-``(n, c)``.  Nothing here loops over samples or pixels in Python: the loops
-run over the :math:`k_h k_w` kernel offsets :math:`(a, b)`, and for each the
-entries :math:`x_{n, c, i s_h + a, j s_w + b}` of the (padded) input form one
-strided view of shape ``(N, C, H_out, W_out)``.  The views and the backward
-scatter (col2im by parts) come from :mod:`nn_from_scratch.nodes.windows`, the
-window helper that Conv2d uses too.
+Jacobian is block-diagonal over ``(n, c)``.  On the textbook path the loops
+run over the :math:`k_h k_w` kernel offsets :math:`(a, b)`: offset
+:math:`(a, b)`'s entries :math:`\tilde x_{n, c, i s_h + a, j s_w + b}` of the
+padded input are one strided slice ``(N, C, H_out, W_out)``
+(:func:`~nn_from_scratch.nodes.windows.offset_slices`), and a gradient goes
+back through the same slices (:func:`~nn_from_scratch.nodes.windows.col2im`),
+the window helper Conv2d uses too.  With the engine on, the pools call
+:mod:`nn_from_scratch.engine.pooling` (preallocated buffers, a lattice
+scatter) for the same numbers.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Optional, Tuple, Union
+import math
+from typing import Any, List, Optional, Tuple, Union
 
 import numpy as np
 
 from ..context import Context
-
+from ..engine import pooling as engine_pools
 from ..node import Node
 from .adaptive_pooling import AdaptiveAvgPool2d, GlobalAvgPool2d  # their own room; importable from here too
-from .windows import Pair, as_pair, check_images, pad, scatter, windows
+from .windows import Pair, as_pair, check_images, col2im, offset_slices, pad
 
 __all__ = ["AdaptiveAvgPool2d", "AvgPool2d", "GlobalAvgPool2d", "MaxPool2d"]
 
+_NO_DILATION = (1, 1)
+
+
 class _Pool2d(Node):
-    """Geometry shared by the windowed pools: kernel, stride, padding, output size and the strided views."""
+    """Geometry shared by the windowed pools: kernel, stride, padding, output size, the offsets' slices."""
 
     def __init__(self, kernel_size: Pair, stride: Optional[Pair] = None, padding: Pair = 0) -> None:
         super().__init__()
@@ -57,32 +63,31 @@ class _Pool2d(Node):
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         return (height + 2 * ph - kh) // sh + 1, (width + 2 * pw - kw) // sw + 1
 
-    def _check_input(self, x: np.ndarray) -> None:
+    def _check_input(self, x: Any) -> None:
         check_images(self, x)
         if x.shape[2] < 1 or x.shape[3] < 1:  # windows of padding alone: no maximum, 0/0 averages (torch refuses too)
-            raise ValueError(f"{type(self).__name__} needs images with pixels (H, W >= 1), got input of shape {x.shape}")
+            raise ValueError(f"{type(self).__name__} needs images with pixels (H, W >= 1), got input of shape "
+                             f"{tuple(x.shape)}")
         (kh, kw), (ph, pw) = self.kernel_size, self.padding
         height, width = x.shape[2] + 2 * ph, x.shape[3] + 2 * pw
         if kh > height or kw > width:
             raise ValueError(
                 f"{type(self).__name__}: kernel_size {self.kernel_size} is larger than the padded input "
-                f"{(height, width)} (input H, W = {x.shape[2:]}, padding {self.padding})"
+                f"{(height, width)} (input H, W = {tuple(x.shape[2:])}, padding {self.padding})"
             )
 
-    def _geometry(self, x: np.ndarray) -> Tuple[int, int]:
+    def _geometry(self, x: Any) -> Tuple[int, int]:
         return self.output_size(x.shape[2], x.shape[3])
 
-    def _windows(self, padded: np.ndarray, out: Tuple[int, int]) -> Iterator[Tuple[int, np.ndarray]]:
-        """Per kernel offset ``k = a k_w + b`` (row-major), its view ``padded[:, :, i s_h + a, j s_w + b]``."""
-        kh, kw = self.kernel_size
-        view = windows(padded, self.kernel_size, self.stride, (1, 1), out)
-        for a in range(kh):
-            for b in range(kw):
-                yield a * kw + b, view[:, :, a, b]
+    def _slices(self, padded: Any, out: Tuple[int, int]) -> List[Any]:
+        """Offset ``k = a k_w + b``'s slice ``padded[:, :, i s_h + a, j s_w + b]``, for each ``k``, row-major."""
+        return offset_slices(padded, self.kernel_size, self.stride, _NO_DILATION, out)
 
-    def _scatter(self, x_shape: Tuple[int, ...], dtype: Any, part: Callable[[int], np.ndarray]) -> np.ndarray:
-        """The input gradient from offset ``k``'s part ``part(k)``: col2im by parts (:func:`.windows.scatter`)."""
-        return scatter(part, x_shape, self.kernel_size, self.stride, self.padding, (1, 1), dtype)
+    def _spread(self, parts: List[Any], ctx: Context) -> Any:
+        """The input gradient from each offset's ``(N, C, H_out, W_out)`` part: col2im of the stacked parts."""
+        xp, (n, c) = ctx.xp, tuple(ctx.x.shape[:2])
+        cols = xp.reshape(xp.stack(parts, axis=2), (n, c) + self.kernel_size + tuple(parts[0].shape[2:]))
+        return col2im(cols, tuple(ctx.x.shape), self.kernel_size, self.stride, self.padding)
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -91,7 +96,8 @@ class _Pool2d(Node):
 class MaxPool2d(_Pool2d):
     r"""Max pooling, as ``torch.nn.MaxPool2d(kernel_size, stride, padding)`` (``ceil_mode=False``, no dilation).
 
-    With the windows :math:`W_{ij}` of the module docstring, per sample and channel,
+    On one channel of one image (``x`` ``(H, W)``, ``y`` ``(H_out, W_out)``),
+    with the windows :math:`W_{ij}` of the module docstring,
 
     .. math::
         y_{ij} = \max_{(h, w) \in W_{ij}} x_{hw}, \qquad
@@ -112,97 +118,69 @@ class MaxPool2d(_Pool2d):
     whose entries are all :math:`-\infty` sends its gradient to its first
     real entry.
 
-    The forward pass takes pairwise maxima over the :math:`k_h k_w` strided
-    views (offsets in row-major order, a strictly greater value replacing the
-    running maximum) and records the argmax offset per output.  The backward
-    pass masks ``g`` per offset (:math:`g \odot [a_{ij} = \text{offset}]`); where
-    the windows do not overlap (stride ≥ kernel) it writes that straight into
-    the offset's strided view of the input gradient, and otherwise adds the
-    offsets that share a strided lattice in a zero buffer, written into the
-    lattice once (no ``np.add.at``, no loop over pixels).  ``jacobian()`` is
-    the 0/1 selection matrix.  The output keeps the input's dtype.
+    The textbook path is torch's scan: from :math:`-\infty` at the window's
+    first real entry, the offsets' slices in row-major order replace the
+    running maximum where they are strictly greater or NaN, recording the
+    offset :math:`k` of the argmax; the backward pass spreads
+    :math:`g \odot [a_{ij} = k]` back through offset :math:`k`'s slice
+    (col2im).  ``jacobian()`` is the 0/1 selection matrix.  The output keeps
+    the input's dtype.
     """
 
-    def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
-        out = self._geometry(x)
-        xp = pad(x, self.padding, -np.inf)
-        count = self.kernel_size[0] * self.kernel_size[1]
-        shape = x.shape[:2] + out
-        index_type = np.min_scalar_type(count - 1).type
-        arg = np.zeros(shape, dtype=index_type)
-        best = np.empty(shape, dtype=x.dtype)
-        if count > 1:
-            window = np.empty(shape, dtype=x.dtype)  # each strided view is copied once, then used contiguously
-            mask = np.empty(shape, dtype=bool)
-            candidate = np.empty(shape, dtype=index_type)
-        for k, view in self._windows(xp, out):
-            if k == 0:
-                np.copyto(best, view)
-                continue
-            np.copyto(window, view)
-            np.greater(window, best, out=mask)  # strictly greater: on ties the earlier offset stays
-            np.maximum(best, window, out=best)  # propagates NaN, which the check below catches
-            # arg <- k where mask; the offsets only grow, so that is max(arg, k * mask)
-            np.multiply(mask, index_type(k), out=candidate)
-            np.maximum(arg, candidate, out=arg)
-        if best.size and not np.isfinite(best).all():
-            best, arg = self._forward_nonfinite(x, xp, out, arg.dtype)
+    def _forward(self, x: Any, ctx: Context) -> Any:
+        xp, out = ctx.xp, self._geometry(x)
+        padded = pad(x, self.padding, -math.inf)
+        if ctx.fast:  # pairwise maxima into preallocated buffers
+            y, ctx.arg = engine_pools.max_pool(padded, self.kernel_size, self.stride, self.padding, out)
+            return y
+        best = xp.full(tuple(x.shape[:2]) + out, -math.inf, dtype=x.dtype)
+        arg = self._first_real_offset(out, xp)  # (H_out, W_out): where each window's scan starts
+        for k, v in enumerate(self._slices(padded, out)):
+            taken = (v > best) | xp.isnan(v)  # strictly greater (ties keep the first), or NaN (the last one wins)
+            best = xp.where(taken, v, best)  # y = max over the window
+            arg = xp.where(taken, xp.asarray(k, dtype=arg.dtype), arg)  # a_ij = the offset of the maximum
         ctx.arg = arg
         return best
 
-    def _forward_nonfinite(
-        self, x: np.ndarray, xp: np.ndarray, out: Tuple[int, int], index_dtype: Any
-    ) -> Tuple[np.ndarray, np.ndarray]:
-        """torch's exact rule when NaN or infinities are about: scan real entries only, take ``v > max or isnan(v)``."""
-        (ph, pw), (h, w) = self.padding, x.shape[2:]
-        real = np.zeros(xp.shape[2:], dtype=bool)
-        real[ph:ph + h, pw:pw + w] = True
-        shape = x.shape[:2] + out
-        best = np.full(shape, -np.inf, dtype=x.dtype)
-        arg = np.zeros(shape, dtype=index_dtype)
-        taken = np.zeros(shape, dtype=bool)
-        real_views = dict(self._windows(real[None, None], out))
-        for k, view in self._windows(xp, out):
-            # the first real entry is always taken (torch starts from it), later ones when larger or NaN
-            mask = real_views[k] & (~taken | (view > best) | np.isnan(view))
-            np.copyto(best, view, where=mask)
-            np.copyto(arg, k, where=mask)
-            taken |= mask
-        return best, arg
+    def _first_real_offset(self, out: Tuple[int, int], xp: Any) -> Any:
+        """Per output ``(i, j)``, the offset ``k = a k_w + b`` of its window's first unpadded entry."""
+        (kw, (sh, sw), (ph, pw)) = (self.kernel_size[1], self.stride, self.padding)
+        first_row = xp.clip(ph - sh * xp.arange(out[0]), min=0)  # a = max(0, p_h - i s_h)
+        first_col = xp.clip(pw - sw * xp.arange(out[1]), min=0)
+        return xp.reshape(first_row, (out[0], 1)) * kw + xp.reshape(first_col, (1, out[1]))
 
-    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
-        mask = np.empty(ctx.arg.shape, dtype=bool)
-        masked = np.empty(g.shape, dtype=g.dtype)
+    def _vjp(self, g: Any, ctx: Context) -> Any:
+        if ctx.fast:  # the masked parts scattered along the offsets' lattices
+            return engine_pools.max_pool_backward(g, ctx.arg, tuple(ctx.x.shape), self.kernel_size, self.stride,
+                                                  self.padding)
+        xp = ctx.xp
+        zero = xp.zeros_like(g)
+        count = self.kernel_size[0] * self.kernel_size[1]
+        return self._spread([xp.where(ctx.arg == k, g, zero) for k in range(count)], ctx)  # g ⊙ [a_ij = k]
 
-        def part(k: int) -> np.ndarray:  # g where offset k holds the window's maximum, else 0
-            np.equal(ctx.arg, k, out=mask)
-            return np.multiply(g, mask, out=masked)
-
-        return self._scatter(ctx.x.shape, g.dtype, part)
-
-    def argmax_index(self, ctx: Optional[Context] = None) -> np.ndarray:
+    def argmax_index(self, ctx: Optional[Context] = None) -> Any:
         """Per output ``(n, c, i, j)`` of the cached forward pass, the flat index into ``x[n, c]`` of its argmax."""
         ctx = self._require_ctx("argmax_index") if ctx is None else ctx
-        (kw, (sh, sw), (ph, pw)) = (self.kernel_size[1], self.stride, self.padding)
+        xp, (kw, (sh, sw), (ph, pw)) = ctx.xp, (self.kernel_size[1], self.stride, self.padding)
         oh, ow = ctx.y.shape[2:]
-        rows = np.arange(oh)[:, None] * sh - ph + ctx.arg // kw
-        cols = np.arange(ow)[None, :] * sw - pw + ctx.arg % kw
+        rows = xp.reshape(xp.arange(oh), (oh, 1)) * sh - ph + ctx.arg // kw
+        cols = xp.reshape(xp.arange(ow), (1, ow)) * sw - pw + ctx.arg % kw
         return rows * ctx.x.shape[3] + cols
 
-    def _jacobian(self, ctx: Context) -> np.ndarray:
-        n, c, h, w = ctx.x.shape
-        per_map = ctx.y.shape[2] * ctx.y.shape[3]
-        index = self.argmax_index(ctx).reshape(n * c, per_map)
-        full = np.zeros((n * c, per_map, n * c, h * w), dtype=ctx.y.dtype)
-        maps = np.arange(n * c)[:, None]
-        full[maps, np.arange(per_map)[None, :], maps, index] = 1
-        return full.reshape(ctx.y.shape + ctx.x.shape)
+    def _jacobian(self, ctx: Context) -> Any:
+        xp, (n, c, h, w) = ctx.xp, tuple(ctx.x.shape)
+        maps, per_map = n * c, ctx.y.shape[2] * ctx.y.shape[3]
+        index = xp.reshape(self.argmax_index(ctx), (maps, per_map, 1, 1))
+        chosen = xp.astype(index == xp.arange(h * w), ctx.y.dtype)  # [(h, w) = a_ij], per map: (NC, P, 1, HW)
+        same_map = xp.reshape(xp.eye(maps, dtype=ctx.y.dtype), (maps, 1, maps, 1))  # samples, channels never mix
+        return xp.reshape(same_map * chosen, tuple(ctx.y.shape) + tuple(ctx.x.shape))
 
 
 class AvgPool2d(_Pool2d):
     r"""Average pooling, as ``torch.nn.AvgPool2d(kernel_size, stride, padding, count_include_pad, divisor_override)``.
 
-    With the windows :math:`W_{ij}` of the module docstring (zero padding), per sample and channel,
+    On one channel of one image (``x`` ``(H, W)``, ``y`` ``(H_out, W_out)``),
+    with the windows :math:`W_{ij}` of the module docstring (zero padding),
 
     .. math::
         y_{ij} = \frac{1}{d_{ij}} \sum_{(h, w) \in W_{ij}} x_{hw}, \qquad
@@ -215,9 +193,9 @@ class AvgPool2d(_Pool2d):
     ``count_include_pad=False``, and ``divisor_override`` when given.
     ``stride`` defaults to ``kernel_size``; ``padding`` must be at most half
     the kernel (``ceil_mode`` is not supported: windows never run past the
-    padded input).  The forward pass sums the :math:`k_h k_w` strided views;
-    the backward pass writes :math:`g/d` into the strided view of each kernel
-    offset (adding where windows overlap).  The output keeps the input's dtype.
+    padded input).  The forward pass sums the :math:`k_h k_w` offsets'
+    slices; the backward pass spreads :math:`g/d` back through each of them
+    (col2im).  The output keeps the input's dtype.
     """
 
     def __init__(
@@ -237,37 +215,38 @@ class AvgPool2d(_Pool2d):
         self.count_include_pad = bool(count_include_pad)
         self.divisor_override = None if divisor_override is None else int(divisor_override)
 
-    def _divisor(self, x: np.ndarray, out: Tuple[int, int]) -> Union[np.ndarray, float]:
+    def _divisor(self, x: Any, out: Tuple[int, int], xp: Any) -> Union[Any, float]:
         """:math:`d_{ij}`: a number, or an ``(H_out, W_out)`` array of real-entry counts."""
         if self.divisor_override is not None:
-            return x.dtype.type(self.divisor_override)
+            return float(self.divisor_override)
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         if self.count_include_pad or (ph == 0 and pw == 0):
-            return x.dtype.type(kh * kw)
+            return float(kh * kw)
 
-        def counts(size: int, o: int, k: int, s: int, p: int) -> np.ndarray:
-            start = np.arange(o) * s - p
-            return np.minimum(start + k, size) - np.maximum(start, 0)
+        def counts(size: int, o: int, k: int, s: int, p: int) -> Any:  # real entries of each window, one axis
+            return xp.asarray([min(i * s - p + k, size) - max(i * s - p, 0) for i in range(o)], dtype=x.dtype)
 
         rows = counts(x.shape[2], out[0], kh, sh, ph)
         cols = counts(x.shape[3], out[1], kw, sw, pw)
-        return np.multiply.outer(rows, cols).astype(x.dtype)
+        return xp.reshape(rows, (out[0], 1)) * xp.reshape(cols, (1, out[1]))
 
-    def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
-        out = self._geometry(x)
-        total: Optional[np.ndarray] = None
-        for _, view in self._windows(pad(x, self.padding, 0.0), out):
-            if total is None:
-                total = view.copy()
-            else:
-                total += view
-        ctx.divisor = self._divisor(x, out)
-        total /= ctx.divisor
-        return total
+    def _forward(self, x: Any, ctx: Context) -> Any:
+        xp, out = ctx.xp, self._geometry(x)
+        padded = pad(x, self.padding, 0.0)
+        ctx.divisor = self._divisor(x, out, xp)
+        if ctx.fast:  # the sums in one buffer
+            return engine_pools.avg_pool(padded, self.kernel_size, self.stride, out, ctx.divisor)
+        total = None
+        for v in self._slices(padded, out):
+            total = v if total is None else total + v  # Σ over the window
+        return total / ctx.divisor
 
-    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
-        scaled = g / ctx.divisor
-        return self._scatter(ctx.x.shape, g.dtype, lambda k: scaled)
+    def _vjp(self, g: Any, ctx: Context) -> Any:
+        scaled = g / ctx.divisor  # g_ij / d_ij, for every offset of the window
+        if ctx.fast:
+            return engine_pools.avg_pool_backward(scaled, tuple(ctx.x.shape), self.kernel_size, self.stride,
+                                                  self.padding)
+        return self._spread([scaled] * (self.kernel_size[0] * self.kernel_size[1]), ctx)
 
     def extra_repr(self) -> str:
         text = f"{super().extra_repr()}, count_include_pad={self.count_include_pad}"

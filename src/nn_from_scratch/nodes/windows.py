@@ -1,4 +1,4 @@
-r"""Windows of ``(N, C, H, W)`` images: the one im2col/col2im helper behind convolution and pooling.
+r"""Windows of ``(N, C, H, W)`` images: the geometry, im2col and col2im behind convolution and pooling.
 
 Geometry
 --------
@@ -21,51 +21,39 @@ which is padding (``fill_value``: zero for convolution and average pooling,
 
 positions per axis (:func:`conv_output_size`).
 
-The windows, and im2col
------------------------
-:func:`windows` is the six-axis view ``(N, C, kh, kw, H_out, W_out)`` of a
-padded image batch :math:`\tilde x`, built with ``as_strided`` (no copy):
+im2col, and col2im its adjoint
+------------------------------
+Kernel offset :math:`(a, b)` reads one number per output position: the
+strided slice ``padded[:, :, a*dh : ... : sh, b*dw : ... : sw]`` of the padded
+batch :math:`\tilde x`, of shape ``(N, C, H_out, W_out)`` (:func:`offset_slices`).
+:func:`im2col` stacks the :math:`k_h k_w` slices,
 
 .. math::
-    \text{win}[n, c, a, b, i, j] = \tilde x[n, c,\; i s_h + a d_h,\; j s_w + b d_w].
+    \text{cols}[n, c, a, b, i, j] = \tilde x[n, c,\; i s_h + a d_h,\; j s_w + b d_w];
 
-``win[:, :, a, b]`` is kernel offset :math:`(a, b)`'s strided view, one
-number per output position.  A pool reduces over the offsets (one view at a
-time, so nothing of kernel size is materialised); :func:`im2col` copies the
-whole view into a C-contiguous array ``cols``.  Reshaped (for free) to
-``(N, C*kh*kw, H_out*W_out)``, sample :math:`n` of ``cols`` is the matrix
-:math:`X_n` whose row :math:`(c, a, b)` lists one kernel tap over all
-output pixels and whose column :math:`(i, j)` is one receptive field,
+reshaped to ``(N, C*kh*kw, H_out*W_out)``, sample :math:`n` of ``cols`` is
+the matrix :math:`X_n` whose column :math:`(i, j)` is one receptive field,
 flattened in the order of a ``(C, kh, kw)`` weight: a convolution is the
 batched matrix product ``W.reshape(O, C*kh*kw) @ X``, landing in
-``(N, O, H_out*W_out)``, i.e. NCHW, with no transpose.
-
-col2im, the adjoint
--------------------
-:func:`col2im` is the transpose of :func:`im2col` with zero padding: it
-*adds* every entry of the columns back onto the pixel it was read from,
-dropping what lands on the padding, so that
-:math:`\langle \text{im2col}(x), c\rangle = \langle x, \text{col2im}(c)\rangle`;
-it is the backward pass of im2col, and of every window operation
-(:func:`scatter` takes the per-offset parts from a function instead of an
-array, for the pools).  It loops over the kernel offsets only.  Offsets
-whose rows :math:`i s_h + a d_h` fall on the same lattice (the same
-:math:`a d_h \bmod s_h`, likewise for the columns) differ by whole output
-rows or columns: their parts are added in one dense buffer, along
-contiguous rows, and the buffer is written into its strided lattice of the
-padded gradient once; without overlap (stride at least the kernel) an
-offset's part is written straight in.  Every pixel collects its parts in
-offset order :math:`(a, b)`, row-major, from zero.  No ``np.add.at``, no
-Python loop over samples or pixels.
+``(N, O, H_out*W_out)``, i.e. NCHW.  :func:`col2im` is its transpose: it
+*adds* each offset's columns back onto the strided slice they were read
+from, in a zero padded gradient, then crops the padding off, so that
+:math:`\langle \text{im2col}(x), c\rangle = \langle x, \text{col2im}(c)\rangle`:
+the backward pass of every window operation.  Both loop over the kernel
+offsets only, and use the array API standard's functions of the input's
+namespace (:mod:`nn_from_scratch.backend`).  The engine's forms, one copy
+through strided views and a scatter that adds overlapping offsets along
+contiguous rows, are :mod:`nn_from_scratch.engine.windows`.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Sequence, Tuple, Union
+from typing import Any, List, Sequence, Tuple, Union
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
-__all__ = ["Pair", "as_pair", "check_images", "col2im", "conv_output_size", "im2col", "pad", "scatter", "windows"]
+from ..backend import namespace_of
+
+__all__ = ["Pair", "as_pair", "check_images", "col2im", "conv_output_size", "im2col", "offset_slices", "pad"]
 
 Pair = Union[int, Sequence[int]]
 Pairs = Tuple[int, int]
@@ -144,69 +132,75 @@ def _geometry(
     return kernel, strides, pads, dilations, out
 
 
-def pad(x: np.ndarray, padding: Pairs, fill_value: float = 0.0) -> np.ndarray:
+def pad(x: Any, padding: Pairs, fill_value: float = 0.0) -> Any:
     """``x`` ``(N, C, H, W)`` in a new array with ``padding`` ``(ph, pw)`` rows/columns of ``fill_value`` around
     each image; ``x`` itself when there is no padding."""
     ph, pw = padding
     if ph == 0 and pw == 0:
         return x
+    xp = namespace_of(x)
     n, c, h, w = x.shape
     shape = (n, c, h + 2 * ph, w + 2 * pw)
-    padded = np.zeros(shape, dtype=x.dtype) if fill_value == 0 else np.full(shape, fill_value, dtype=x.dtype)
+    padded = xp.zeros(shape, dtype=x.dtype) if fill_value == 0 else xp.full(shape, fill_value, dtype=x.dtype)
     padded[:, :, ph:ph + h, pw:pw + w] = x
     return padded
 
 
-def windows(padded: np.ndarray, kernel: Pairs, stride: Pairs, dilation: Pairs, out: Pairs) -> np.ndarray:
-    """The read-only view ``(N, C, kh, kw, H_out, W_out)`` of all windows of a padded batch (no copy).
+def _offset(a: int, b: int, stride: Pairs, dilation: Pairs, out: Pairs) -> Tuple[slice, ...]:
+    """The index of offset ``(a, b)``'s strided slice of a padded batch: rows ``i*sh + a*dh``, columns
+    ``j*sw + b*dw``."""
+    (sh, sw), (dh, dw), (ho, wo) = stride, dilation, out
+    return (slice(None), slice(None), slice(a * dh, a * dh + (ho - 1) * sh + 1, sh),
+            slice(b * dw, b * dw + (wo - 1) * sw + 1, sw))
 
-    ``win[n, c, a, b, i, j] = padded[n, c, i*sh + a*dh, j*sw + b*dw]``.  The
-    geometry comes in as pairs of ints already checked (:func:`conv_output_size`
-    gives ``out``); ``win[:, :, a, b]`` is offset ``(a, b)``'s strided view.
+
+def offset_slices(padded: Any, kernel: Pairs, stride: Pairs, dilation: Pairs, out: Pairs) -> List[Any]:
+    """The ``(N, C, H_out, W_out)`` slice of each kernel offset ``k = a*kw + b`` (row-major) of a padded batch.
+
+    The geometry comes in as pairs of ints already checked
+    (:func:`conv_output_size` gives ``out``).
     """
-    n, c = padded.shape[:2]
-    (kh, kw), (sh, sw), (dh, dw), (ho, wo) = kernel, stride, dilation, out
-    s_n, s_c, s_h, s_w = padded.strides
-    return as_strided(padded, shape=(n, c, kh, kw, ho, wo),
-                      strides=(s_n, s_c, s_h * dh, s_w * dw, s_h * sh, s_w * sw), writeable=False)
+    kh, kw = kernel
+    return [padded[_offset(a, b, stride, dilation, out)] for a in range(kh) for b in range(kw)]
 
 
 def im2col(
-    x: np.ndarray,
+    x: Any,
     kernel_size: Pair,
     stride: Pair = 1,
     padding: Pair = 0,
     dilation: Pair = 1,
     fill_value: float = 0.0,
-) -> np.ndarray:
-    r"""All windows of ``x`` ``(N, C, H, W)`` as a new C-contiguous ``(N, C, kh, kw, H_out, W_out)`` array.
+) -> Any:
+    r"""All windows of ``x`` ``(N, C, H, W)`` as a new ``(N, C, kh, kw, H_out, W_out)`` array.
 
     ``cols[n, c, a, b, i, j] = x_padded[n, c, i*sh + a*dh, j*sw + b*dw]``,
-    padding with ``fill_value`` (``-inf`` suits a max pool).  The dtype is
-    ``x``'s.  ``cols.reshape(N, C*kh*kw, H_out*W_out)`` is free and gives the
-    matrices of a convolution as a batched matmul (see the module docstring).
+    padding with ``fill_value`` (``-inf`` suits a max pool): the padded
+    input sliced once per kernel offset, the slices stacked.  The dtype and
+    the array namespace are ``x``'s.  ``cols.reshape(N, C*kh*kw, H_out*W_out)``
+    gives the matrices of a convolution as a batched matmul (see the module
+    docstring).
     """
-    x = np.asarray(x)
-    kernel, strides, pads, dilations, out = _geometry(x.shape, kernel_size, stride, padding, dilation)
-    view = windows(pad(x, pads, fill_value), kernel, strides, dilations, out)
-    cols = np.empty(view.shape, dtype=x.dtype)
-    np.copyto(cols, view)
-    return cols
+    x = x if hasattr(x, "__array_namespace__") else np.asarray(x)
+    xp = namespace_of(x)
+    kernel, strides, pads, dilations, out = _geometry(tuple(x.shape), kernel_size, stride, padding, dilation)
+    slices = offset_slices(pad(x, pads, fill_value), kernel, strides, dilations, out)
+    return xp.reshape(xp.stack(slices, axis=2), tuple(x.shape[:2]) + kernel + out)
 
 
 def col2im(
-    cols: np.ndarray,
+    cols: Any,
     input_shape: Sequence[int],
     kernel_size: Pair,
     stride: Pair = 1,
     padding: Pair = 0,
     dilation: Pair = 1,
-) -> np.ndarray:
+) -> Any:
     r"""The adjoint of :func:`im2col` (zero padding): sum the columns back onto an ``input_shape`` image.
 
     ``cols`` has the layout ``(N, C, kh, kw, H_out, W_out)`` of :func:`im2col`
-    or its free reshape ``(N, C*kh*kw, H_out*W_out)``.  Returns a new
-    ``(N, C, H, W)`` array of ``cols``' dtype with
+    or its reshape ``(N, C*kh*kw, H_out*W_out)``.  Returns a ``(N, C, H, W)``
+    array of ``cols``' dtype and namespace with
 
     .. math::
         \text{dx}[n, c, u, v] = \sum_{a, b, i, j:\ i s_h + a d_h - p_h = u,\ j s_w + b d_w - p_w = v}
@@ -214,81 +208,32 @@ def col2im(
 
     entries that fall on the padding being dropped: the backward pass of a
     convolution or pool, :math:`\partial L/\partial x` from
-    :math:`\partial L/\partial\,\text{cols}`.
+    :math:`\partial L/\partial\,\text{cols}`.  Each pixel collects its parts in
+    offset order, row-major, from zero.
     """
-    cols = np.asarray(cols)
+    cols = cols if hasattr(cols, "__array_namespace__") else np.asarray(cols)
+    xp = namespace_of(cols)
     input_shape = tuple(int(d) for d in input_shape)
-    kernel, strides, pads, dilations, (ho, wo) = _geometry(input_shape, kernel_size, stride, padding, dilation)
-    n, c = input_shape[:2]
+    kernel, strides, (ph, pw), dilations, (ho, wo) = _geometry(input_shape, kernel_size, stride, padding, dilation)
+    n, c, h, w = input_shape
     (kh, kw) = kernel
     six = (n, c, kh, kw, ho, wo)
-    if cols.shape != six and cols.shape != (n, c * kh * kw, ho * wo):
+    if tuple(cols.shape) != six and tuple(cols.shape) != (n, c * kh * kw, ho * wo):
         raise ValueError(
             f"col2im: columns for input {input_shape} must have shape {six} or "
-            f"{(n, c * kh * kw, ho * wo)}, got {cols.shape}"
+            f"{(n, c * kh * kw, ho * wo)}, got {tuple(cols.shape)}"
         )
-    cols = cols.reshape(six)
-    return scatter(lambda k: cols[:, :, k // kw, k % kw], input_shape, kernel, strides, pads, dilations, cols.dtype)
+    cols = xp.reshape(cols, six)
+    dx = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)  # the padded gradient
+    for a in range(kh):
+        for b in range(kw):
+            dx[_offset(a, b, strides, dilations, (ho, wo))] += cols[:, :, a, b, :, :]  # offset (a, b)'s columns
+    return dx[:, :, ph:ph + h, pw:pw + w]  # the padding cropped off
 
 
-def _lattices(k: int, s: int, d: int) -> List[Tuple[int, List[Tuple[int, int]]]]:
-    """Along one axis, the kernel offsets grouped by the lattice they land on: ``(first row, [(offset, shift)])``.
-
-    Offset ``a`` reads the padded rows ``i*s + a*d``; offsets with the same
-    ``a*d mod s`` share a lattice, ``shift`` whole output rows apart.  Groups
-    and offsets come in increasing order.
-    """
-    groups: Dict[int, List[int]] = {}
-    for a in range(k):
-        groups.setdefault(a * d % s, []).append(a)
-    return [(members[0] * d, [(a, (a - members[0]) * d // s) for a in members]) for members in groups.values()]
-
-
-def scatter(
-    part: Callable[[int], np.ndarray],
-    input_shape: Sequence[int],
-    kernel: Pairs,
-    stride: Pairs,
-    padding: Pairs,
-    dilation: Pairs,
-    dtype: Any,
-) -> np.ndarray:
-    r"""The input gradient :math:`\sum_k` ``part(k)`` placed on kernel offset ``k``'s window view: col2im by parts.
-
-    ``part(k)`` is the ``(N, C, H_out, W_out)`` contribution of offset
-    ``k = a k_w + b`` (row-major), added at the padded rows
-    :math:`i s_h + a d_h` and columns :math:`j s_w + b d_w`; it is used before
-    the next call, so it may return the same buffer each time.  The geometry
-    comes as pairs of ints already checked.  Returns a new C-contiguous
-    ``input_shape`` array of ``dtype``, the padding cropped off (see the module
-    docstring for the lattices).
-    """
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
-    n, c, height, width = input_shape[0], input_shape[1], input_shape[2] + 2 * ph, input_shape[3] + 2 * pw
-    oh, ow = (height - dh * (kh - 1) - 1) // sh + 1, (width - dw * (kw - 1) - 1) // sw + 1
-    tiled = (dh, dw) == (1, 1) and (sh, sw) == (kh, kw) and oh * kh == height and ow * kw == width
-    dxp = (np.empty if tiled else np.zeros)((n, c, height, width), dtype=dtype)  # tiled: every pixel written once
-    for row0, rows in _lattices(kh, sh, dh):
-        for col0, cols in _lattices(kw, sw, dw):
-            lattice = dxp[:, :, row0:row0 + sh * (oh + rows[-1][1] - 1) + 1:sh,
-                          col0:col0 + sw * (ow + cols[-1][1] - 1) + 1:sw]
-            if len(rows) == len(cols) == 1:
-                lattice[...] = part(rows[0][0] * kw + cols[0][0])
-                continue
-            dense = lattice if (sh, sw) == (1, 1) else np.zeros(lattice.shape, dtype=dtype)
-            for a, u in rows:
-                for b, v in cols:
-                    dense[:, :, u:u + oh, v:v + ow] += part(a * kw + b)
-            if dense is not lattice:
-                lattice[...] = dense
-    if ph == 0 and pw == 0:
-        return dxp
-    return np.ascontiguousarray(dxp[:, :, ph:ph + input_shape[2], pw:pw + input_shape[3]])
-
-
-def check_images(node: Any, x: np.ndarray) -> None:
+def check_images(node: Any, x: Any) -> None:
     """Refuse anything but a 4-d ``(N, C, H, W)`` batch, naming the node."""
     if x.ndim != 4:
         raise ValueError(
-            f"{type(node).__name__} expects 4-d input (N, C, H, W), got {x.ndim}-d input of shape {x.shape}"
+            f"{type(node).__name__} expects 4-d input (N, C, H, W), got {x.ndim}-d input of shape {tuple(x.shape)}"
         )
