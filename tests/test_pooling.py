@@ -401,3 +401,16 @@ def test_pools_reject_images_without_pixels_like_torch(torch, make, shape):
         torch.nn.functional.max_pool2d(torch.zeros(shape), 2, 2, 1)
     with pytest.raises(ValueError, match=r"H, W >= 1|no pixels"):
         node.forward(np.zeros(shape))
+
+
+def test_an_infinite_upstream_gradient_reaches_only_the_maximum(engine_path):
+    """g * [maximum] gave inf * 0 = NaN on the other entries of the window on the fast path; torch gives 0."""
+    from nn_from_scratch.nodes import MaxPool2d
+
+    x = np.arange(16, dtype=np.float64).reshape(1, 1, 4, 4)
+    pool = MaxPool2d(2)
+    pool.forward(x)
+    dx = pool.backward(np.full((1, 1, 2, 2), np.inf))
+    expected = np.zeros_like(x)
+    expected[0, 0, 1::2, 1::2] = np.inf
+    np.testing.assert_array_equal(dx, expected)

@@ -89,13 +89,16 @@ def _max_pool_nonfinite(padded: np.ndarray, kernel: Pairs, stride: Pairs, paddin
 
 def max_pool_backward(g: np.ndarray, arg: np.ndarray, input_shape: Sequence[int], kernel: Pairs, stride: Pairs,
                       padding: Pairs) -> np.ndarray:
-    """The input gradient of :func:`max_pool`: ``g`` masked per offset (``g * [arg == k]``), scattered back."""
+    """The input gradient of :func:`max_pool`: ``g`` where offset ``k`` holds the window's maximum, else 0,
+    scattered back (a copy under a mask, not a product: an infinite ``g`` must give 0 elsewhere, not NaN)."""
     mask = np.empty(arg.shape, dtype=bool)
     masked = np.empty(g.shape, dtype=g.dtype)
 
     def part(k: int) -> np.ndarray:  # g where offset k holds the window's maximum, else 0
         np.equal(arg, k, out=mask)
-        return np.multiply(g, mask, out=masked)
+        masked.fill(0)
+        np.copyto(masked, g, where=mask)
+        return masked
 
     return scatter(part, input_shape, kernel, stride, padding, _NO_DILATION, g.dtype)
 
