@@ -154,9 +154,6 @@ PENDING = {
     "GELU[tanh]",
     "Softplus",
     # softmax family and losses
-    "SoftMax",
-    "LogSoftMax",
-    "NormalizedSoftMax",
     "CrossEntropyLoss",
     "CrossEntropyLoss[probabilities]",
     "NLLLoss",
