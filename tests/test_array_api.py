@@ -154,13 +154,9 @@ PENDING = {
     "GELU[tanh]",
     "Softplus",
     # softmax family and losses
-    "CrossEntropyLoss",
-    "CrossEntropyLoss[probabilities]",
-    "NLLLoss",
     "MSELoss",
     "BCEWithLogitsLoss",
     "SmoothL1Loss",
-    "SoftMaxLoss",
     "LocalizationLoss",
     # convolution and pooling
     "Conv2d",

@@ -299,6 +299,36 @@ def test_the_textbook_and_fast_paths_give_the_same_bits(rng, monkeypatch, fast_e
             assert a.tobytes() == b.tobytes()  # the same bits, signs of zeros and NaN payloads included
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_the_classification_losses_give_the_same_bits_on_both_paths(rng, fast_engine, dtype):
+    """engine.textbook() runs the formulas with one-hot masks, the engine its row blocks and writes by index: the
+    same terms, so the same bits, for index and probability targets, smoothing, and a class axis in the middle."""
+    from nn_from_scratch import engine
+    from nn_from_scratch.losses import CrossEntropyLoss, LocalizationLoss, NLLLoss, SoftMaxLoss
+
+    x = (rng.standard_normal((700, 31)) * 4).astype(dtype)
+    x4 = rng.standard_normal((3, 6, 4, 5)).astype(dtype)  # (N, C, d1, d2): the class axis moved last, strided
+    labels, labels4 = rng.integers(0, 31, 700), rng.integers(0, 6, (3, 4, 5))
+    rows = rng.dirichlet(np.ones(31), 700).astype(dtype)
+    boxes = np.column_stack([labels % 27, rng.random((700, 4))])
+    cases = [(CrossEntropyLoss(), x, labels), (CrossEntropyLoss("sum", label_smoothing=0.2), x, labels),
+             (CrossEntropyLoss("none", label_smoothing=0.1), x4, labels4), (CrossEntropyLoss(), x, rows),
+             (NLLLoss("none"), x4, labels4), (NLLLoss(), x, labels), (SoftMaxLoss(), x, labels),
+             (SoftMaxLoss("sum"), x, rows), (LocalizationLoss(27, label_smoothing=0.1), x, boxes)]
+    for loss, prediction, target in cases:
+        def faces():
+            value = loss.forward(prediction, target)
+            g = np.full(np.shape(value), 3.0)
+            return np.asarray(value), loss.backward(g if np.ndim(value) else 3.0)
+
+        fast = faces()
+        with engine.textbook():
+            plain = faces()
+        for a, b in zip(fast, plain):
+            assert a.dtype == b.dtype and a.shape == b.shape, repr(loss)
+            assert a.tobytes() == b.tobytes(), repr(loss)  # the same bits, signs of zeros included
+
+
 def test_the_textbook_path_keeps_the_edge_cases_of_the_functions(fast_engine):
     from nn_from_scratch import engine
     from nn_from_scratch.nodes.softmax import log_softmax, softmax, softmax_with_log_normalizer
@@ -332,3 +362,4 @@ def node_vjp_reference(x, g):
     y /= y.sum(axis=-1, keepdims=True)
     jac = np.einsum("ni,ij->nij", y, np.eye(x.shape[-1])) - y[:, :, None] * y[:, None, :]
     return np.einsum("nij,ni->nj", jac, g)
+
