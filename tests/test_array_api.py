@@ -153,11 +153,6 @@ PENDING = {
     "GELU",
     "GELU[tanh]",
     "Softplus",
-    # softmax family and losses
-    "MSELoss",
-    "BCEWithLogitsLoss",
-    "SmoothL1Loss",
-    "LocalizationLoss",
     # convolution and pooling
     "Conv2d",
     "Conv2d[stride 2, dilation]",
