@@ -153,18 +153,6 @@ PENDING = {
     "GELU",
     "GELU[tanh]",
     "Softplus",
-    # softmax family and losses
-    "SoftMax",
-    "LogSoftMax",
-    "NormalizedSoftMax",
-    "CrossEntropyLoss",
-    "CrossEntropyLoss[probabilities]",
-    "NLLLoss",
-    "MSELoss",
-    "BCEWithLogitsLoss",
-    "SmoothL1Loss",
-    "SoftMaxLoss",
-    "LocalizationLoss",
     # optimizers
     "SGD",
     "SGD[nesterov]",

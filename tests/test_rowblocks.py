@@ -8,7 +8,8 @@ import pytest
 
 from nn_from_scratch.engine import rowblocks
 from nn_from_scratch.losses import CrossEntropyLoss
-from nn_from_scratch.nodes.softmax import log_softmax, row_dot, row_sum, softmax, softmax_vjp, softmax_with_log_normalizer
+from nn_from_scratch.engine.softmax import row_dot, row_sum
+from nn_from_scratch.nodes.softmax import log_softmax, softmax, softmax_vjp, softmax_with_log_normalizer
 
 
 @pytest.fixture

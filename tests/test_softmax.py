@@ -299,6 +299,36 @@ def test_the_textbook_and_fast_paths_give_the_same_bits(rng, monkeypatch, fast_e
             assert a.tobytes() == b.tobytes()  # the same bits, signs of zeros and NaN payloads included
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_the_classification_losses_give_the_same_bits_on_both_paths(rng, fast_engine, dtype):
+    """engine.textbook() runs the formulas with one-hot masks, the engine its row blocks and writes by index: the
+    same terms, so the same bits, for index and probability targets, smoothing, and a class axis in the middle."""
+    from nn_from_scratch import engine
+    from nn_from_scratch.losses import CrossEntropyLoss, LocalizationLoss, NLLLoss, SoftMaxLoss
+
+    x = (rng.standard_normal((700, 31)) * 4).astype(dtype)
+    x4 = rng.standard_normal((3, 6, 4, 5)).astype(dtype)  # (N, C, d1, d2): the class axis moved last, strided
+    labels, labels4 = rng.integers(0, 31, 700), rng.integers(0, 6, (3, 4, 5))
+    rows = rng.dirichlet(np.ones(31), 700).astype(dtype)
+    boxes = np.column_stack([labels % 27, rng.random((700, 4))])
+    cases = [(CrossEntropyLoss(), x, labels), (CrossEntropyLoss("sum", label_smoothing=0.2), x, labels),
+             (CrossEntropyLoss("none", label_smoothing=0.1), x4, labels4), (CrossEntropyLoss(), x, rows),
+             (NLLLoss("none"), x4, labels4), (NLLLoss(), x, labels), (SoftMaxLoss(), x, labels),
+             (SoftMaxLoss("sum"), x, rows), (LocalizationLoss(27, label_smoothing=0.1), x, boxes)]
+    for loss, prediction, target in cases:
+        def faces():
+            value = loss.forward(prediction, target)
+            g = np.full(np.shape(value), 3.0)
+            return np.asarray(value), loss.backward(g if np.ndim(value) else 3.0)
+
+        fast = faces()
+        with engine.textbook():
+            plain = faces()
+        for a, b in zip(fast, plain):
+            assert a.dtype == b.dtype and a.shape == b.shape, repr(loss)
+            assert a.tobytes() == b.tobytes(), repr(loss)  # the same bits, signs of zeros included
+
+
 def test_the_textbook_path_keeps_the_edge_cases_of_the_functions(fast_engine):
     from nn_from_scratch import engine
     from nn_from_scratch.nodes.softmax import log_softmax, softmax, softmax_with_log_normalizer
@@ -332,3 +362,79 @@ def node_vjp_reference(x, g):
     y /= y.sum(axis=-1, keepdims=True)
     jac = np.einsum("ni,ij->nij", y, np.eye(x.shape[-1])) - y[:, :, None] * y[:, None, :]
     return np.einsum("nij,ni->nj", jac, g)
+
+
+# ------------------------------------------------------------------ which path runs: a spy on every engine kernel
+def _softmax_family_uses(rng):
+    """(what, run on an array namespace, the engine kernels it takes on NumPy with the engine on)."""
+    from nn_from_scratch.losses import CrossEntropyLoss, LocalizationLoss, NLLLoss, SoftMaxLoss
+    from nn_from_scratch.nodes.softmax import log_softmax, softmax, softmax_vjp, softmax_with_log_normalizer
+
+    x, g = rng.standard_normal((6, 5)), rng.standard_normal((6, 5))
+    labels, rows = rng.integers(0, 5, 6), rng.dirichlet(np.ones(5), 6)
+    scores_and_boxes, boxes = rng.standard_normal((6, 7)), np.column_stack([labels % 3, rng.random((6, 4))])
+
+    def node(node_type):
+        def run(xp):
+            n = node_type()
+            n.forward(xp.asarray(x))
+            n.backward(xp.asarray(g))
+        return run
+
+    def loss(make, prediction, target):
+        def run(xp):
+            criterion = make()
+            criterion.forward(xp.asarray(prediction), xp.asarray(target))
+            criterion.backward()
+        return run
+
+    return [
+        ("SoftMax", node(SoftMax), {"softmax", "softmax_vjp"}),
+        ("LogSoftMax", node(LogSoftMax), {"log_softmax"}),
+        ("NormalizedSoftMax", node(NormalizedSoftMax), {"softmax", "softmax_vjp"}),
+        ("softmax", lambda xp: softmax(xp.asarray(x)), {"softmax"}),
+        ("log_softmax", lambda xp: log_softmax(xp.asarray(x), return_softmax=True), {"log_softmax"}),
+        ("softmax_vjp", lambda xp: softmax_vjp(xp.asarray(x), xp.asarray(g)), {"softmax_vjp"}),
+        ("softmax_with_log_normalizer", lambda xp: softmax_with_log_normalizer(xp.asarray(x), shifted_mean=True),
+         {"softmax_with_log_normalizer"}),
+        ("CrossEntropyLoss", loss(CrossEntropyLoss, x, labels), {"softmax_with_log_normalizer", "cross_entropy_grad"}),
+        ("CrossEntropyLoss[smoothing]", loss(lambda: CrossEntropyLoss(label_smoothing=0.1), x, labels),
+         {"softmax_with_log_normalizer", "cross_entropy_grad"}),
+        ("CrossEntropyLoss[probabilities]", loss(CrossEntropyLoss, x, rows), {"log_softmax"}),
+        ("NLLLoss", loss(NLLLoss, x, labels), {"scaled_one_hot"}),
+        ("SoftMaxLoss", loss(SoftMaxLoss, x, labels), {"softmax", "softmax_vjp", "scaled_one_hot"}),
+        ("LocalizationLoss", loss(lambda: LocalizationLoss(3), scores_and_boxes, boxes),
+         {"softmax_with_log_normalizer", "cross_entropy_grad"}),
+    ]
+
+
+@pytest.fixture
+def engine_calls(monkeypatch):
+    """The names of the engine's softmax kernels called (every public function of engine/softmax.py, and its row
+    blocks), in order."""
+    from nn_from_scratch.engine import softmax as blocked
+
+    calls = []
+    for name in (*blocked.__all__, "for_row_blocks"):
+        original = getattr(blocked, name)
+        monkeypatch.setattr(blocked, name, lambda *a, _f=original, _n=name, **k: (calls.append(_n), _f(*a, **k))[1])
+    return calls
+
+
+def test_the_engine_kernels_run_only_on_the_fast_path(rng, fast_engine, engine_calls):
+    """With the engine on, NumPy inputs take the engine's kernels; under engine.textbook(), or for arrays of
+    another namespace (array_api_strict) with the engine on, no engine kernel runs."""
+    from conftest import required
+    from nn_from_scratch import engine
+
+    strict = required("array_api_strict", "array-api-strict is not installed (pip install array-api-strict)")
+    for what, run, kernels in _softmax_family_uses(rng):
+        engine_calls.clear()
+        run(np)
+        assert kernels <= set(engine_calls), (what, engine_calls)
+        engine_calls.clear()
+        with engine.textbook():
+            run(np)
+        assert engine_calls == [], (what, "under engine.textbook()")
+        run(strict)
+        assert engine_calls == [], (what, "on array_api_strict arrays")

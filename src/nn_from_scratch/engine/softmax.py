@@ -1,15 +1,21 @@
 r"""The softmax family in cache-sized blocks of rows, on a few threads: the fast path of
-:mod:`nn_from_scratch.nodes.softmax`.
+:mod:`nn_from_scratch.nodes.softmax` and of the classification losses.
 
 A row-wise function makes several passes over its rows (a maximum, a
 subtraction, an exponential, a sum, a division); on blocks of rows that
 stay in the cache the passes after the first cost almost nothing, and the
 blocks run on the threads of :mod:`.rowblocks`.  Each row goes through the
 same NumPy calls as on the textbook path of
-:mod:`nn_from_scratch.nodes.softmax` (the same subtraction, exponential,
-:func:`row_sum` and division), only over a block of rows instead of the
-whole array, so the two paths give the same bits, with any number of
-threads.
+:mod:`nn_from_scratch.nodes.softmax` on NumPy arrays (the same subtraction,
+exponential, row sum as a dot with ones, :func:`row_dot` and division),
+only over a block of rows instead of the whole array, so the two paths give
+the same bits, with any number of threads.
+
+:func:`cross_entropy_grad` (the cross-entropy's gradient against class
+indices) and :func:`scaled_one_hot` (the gradient of a loss that reads one
+entry per row: NLL, the course's softmax loss) write the target entry of each
+row by index, where the textbook formulas build a one-hot mask: the same
+numbers without a pass over a ``(..., C)`` mask.
 
 These functions take float32 or float64 arrays (the nodes compute float16 in
 float32 before they get here) and keep the dtype.  The row maximum is
@@ -22,10 +28,12 @@ from __future__ import annotations
 from typing import Callable, Optional, Tuple
 
 import numpy as np
+import numpy.typing as npt
 
 from .rowblocks import for_row_blocks
 
-__all__ = ["log_softmax", "row_dot", "row_sum", "softmax", "softmax_vjp", "softmax_with_log_normalizer"]
+__all__ = ["cross_entropy_grad", "log_softmax", "row_dot", "row_sum", "scaled_one_hot", "softmax",
+           "softmax_vjp", "softmax_with_log_normalizer"]
 
 
 def _row_dot_einsum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -132,3 +140,28 @@ def _softmax_vjp_block(y: np.ndarray, g: np.ndarray, out: np.ndarray) -> None:
 def softmax_vjp(y: np.ndarray, g: np.ndarray) -> np.ndarray:
     r""":math:`y \odot (g - \langle y, g\rangle)` row by row, in row blocks."""
     return _rowwise(y, _softmax_vjp_block, g)[0]
+
+
+# ------------------------------------------------------------------ the classification losses' class indices
+def cross_entropy_grad(p: np.ndarray, classes: np.ndarray, w: np.ndarray, label_smoothing: float = 0.0) -> np.ndarray:
+    r""":math:`(p - q)\,w` for the smoothed one-hot target :math:`q = (1-\varepsilon)e_t + \varepsilon/C`, term by
+    term: :math:`p\,w - (\varepsilon/C)\,w`, then the target entry of each row corrected by index
+    (``put_along_axis``) by :math:`-(1-\varepsilon)\,w`.
+
+    ``p`` is ``(..., C)``, ``classes`` ``(...)`` and ``w``, the upstream gradient of each row's loss, ``(..., 1)``.
+    """
+    eps = label_smoothing
+    dz = p * w
+    if eps:
+        dz -= w * (eps / dz.shape[-1])
+    index = classes[..., None]
+    np.put_along_axis(dz, index, np.take_along_axis(dz, index, axis=-1) - w * (1 - eps), axis=-1)
+    return dz
+
+
+def scaled_one_hot(classes: np.ndarray, values: np.ndarray, shape: Tuple[int, ...], dtype: npt.DTypeLike) -> np.ndarray:
+    r""":math:`v\,e_t`: zeros of ``shape`` ``(..., C)`` but for ``values`` ``(..., 1)`` at each row's class
+    ``classes`` ``(...)``, written by index (``put_along_axis``) into fresh zeros."""
+    out = np.zeros(shape, dtype=dtype)
+    np.put_along_axis(out, classes[..., None], values, axis=-1)
+    return out

@@ -5,6 +5,7 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
+from ..backend import as_backend_array, namespace_of, to_numpy
 from ..context import Context, as_float_array
 from .base import Loss
 from .classification import CrossEntropyLoss
@@ -53,61 +54,65 @@ class LocalizationLoss(Loss):
         self.classification = CrossEntropyLoss(label_smoothing=label_smoothing)
         self.box = SmoothL1Loss(beta=beta) if box_loss == "smooth_l1" else MSELoss()
 
-    def _check_input(self, x: np.ndarray) -> None:
+    def _check_input(self, x: Any) -> None:
         if x.ndim != 2 or x.shape[1] != self.num_classes + 4:
             raise ValueError(
                 f"LocalizationLoss expects predictions of shape (N, {self.num_classes + 4}) "
-                f"({self.num_classes} class logits and a box), got {x.shape}"
+                f"({self.num_classes} class logits and a box), got {tuple(x.shape)}"
             )
 
-    def _prepare_target(self, target: Any, prediction: np.ndarray) -> np.ndarray:
-        t = as_float_array(target, "target")
-        if t.shape != (prediction.shape[0], 5):
+    def _prepare_target(self, target: Any, prediction: Any) -> Any:
+        xp = namespace_of(prediction)
+        t = as_backend_array(as_float_array(target, "target"), xp)
+        if tuple(t.shape) != (prediction.shape[0], 5):
             raise ValueError(
-                f"LocalizationLoss expects targets of shape ({prediction.shape[0]}, 5) (class, x, y, w, h), got {t.shape}"
+                f"LocalizationLoss expects targets of shape ({prediction.shape[0]}, 5) (class, x, y, w, h), "
+                f"got {tuple(t.shape)}"
             )
         labels = t[:, 0]
-        if not np.all(labels == np.round(labels)):
+        if not bool(xp.all(labels == xp.round(labels))):
             raise ValueError("LocalizationLoss: the first target column holds class indices and must be whole numbers")
         return t
 
-    def _split(self, x: np.ndarray, t: np.ndarray, update_state: bool) -> Tuple[Context, Context]:
+    def _split(self, x: Any, t: Any, update_state: bool) -> Tuple[Context, Context]:
         """The passes of the two sub-losses, through their public ``run``."""
+        xp = namespace_of(x)
         logits, boxes = x[:, : self.num_classes], x[:, self.num_classes:]
-        class_ctx = self.classification.run(logits, t[:, 0].astype(np.int64), update_state=update_state)
+        class_ctx = self.classification.run(logits, xp.astype(t[:, 0], xp.int64), update_state=update_state)
         box_ctx = self.box.run(boxes, t[:, 1:], update_state=update_state)
         return class_ctx, box_ctx
 
-    def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
+    def _forward(self, x: Any, ctx: Context) -> Any:
         ctx.parts = self._split(x, ctx.target, ctx.update_state)
         class_ctx, box_ctx = ctx.parts
-        return np.asarray(self.class_weight * class_ctx.y + self.box_weight * box_ctx.y, dtype=x.dtype)
+        # L = λ_c CE + λ_b B
+        return ctx.xp.asarray(self.class_weight * class_ctx.y + self.box_weight * box_ctx.y, dtype=x.dtype)
 
-    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
+    def _vjp(self, g: Any, ctx: Context) -> Any:
         class_ctx, box_ctx = ctx.parts
-        dx = np.empty_like(ctx.x)
-        dx[:, : self.num_classes] = self.classification.vjp_from(class_ctx, g * self.class_weight)
-        dx[:, self.num_classes:] = self.box.vjp_from(box_ctx, g * self.box_weight)
-        return dx
+        d_logits = self.classification.vjp_from(class_ctx, g * self.class_weight)  # λ_c dCE/dẑ
+        d_boxes = self.box.vjp_from(box_ctx, g * self.box_weight)  # λ_b dB/db̂
+        return ctx.xp.concat([d_logits, d_boxes], axis=1)
 
-    def probabilities(self, prediction: Any) -> np.ndarray:
+    def probabilities(self, prediction: Any) -> Any:
         """Class probabilities (softmax of the logits part)."""
         x = self._prepare_input(prediction)
         return self.classification.probabilities(x[:, : self.num_classes])
 
-    def split(self, prediction: Any) -> Tuple[np.ndarray, np.ndarray]:
+    def split(self, prediction: Any) -> Tuple[Any, Any]:
         """``(logits, boxes)``: the ``(N, C)`` class logits and the ``(N, 4)`` boxes of a prediction (views)."""
         x = self._prepare_input(prediction)
         return x[:, : self.num_classes], x[:, self.num_classes:]
 
-    def predict_classes(self, prediction: Any) -> np.ndarray:
+    def predict_classes(self, prediction: Any) -> Any:
         r"""Predicted class indices, :math:`\arg\max_c \hat z_c` over the logits part only (never the box)."""
-        return self.split(prediction)[0].argmax(axis=1)
+        logits = self.split(prediction)[0]
+        return namespace_of(logits).argmax(logits, axis=1)
 
-    def count_correct(self, prediction: np.ndarray, target: np.ndarray) -> Optional[int]:
+    def count_correct(self, prediction: Any, target: Any) -> Optional[int]:
         """Samples whose predicted class (argmax of the logits part) is the true one (``target[:, 0]``)."""
-        predicted = self.predict_classes(prediction)
-        return int(np.count_nonzero(predicted == np.asarray(target)[:, 0]))
+        predicted = to_numpy(self.predict_classes(prediction))
+        return int(np.count_nonzero(predicted == to_numpy(target)[:, 0]))
 
     def extra_repr(self) -> str:
         smoothing = self.classification.label_smoothing

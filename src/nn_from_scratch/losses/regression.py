@@ -6,10 +6,12 @@ of elements, as in PyTorch).
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Optional
 
 import numpy as np
 
+from ..backend import as_backend_array, namespace_of, to_numpy
 from ..context import Context, as_float_array
 from ..nodes.activations import sigmoid
 from .base import Loss, as_float_target
@@ -29,15 +31,15 @@ class MSELoss(Loss):
     must have the prediction's shape (no broadcasting).
     """
 
-    def _prepare_target(self, target: Any, prediction: np.ndarray) -> np.ndarray:
+    def _prepare_target(self, target: Any, prediction: Any) -> Any:
         return as_float_target(target, prediction)
 
-    def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
-        ctx.diff = x - ctx.target
-        return self._reduce(ctx.diff * ctx.diff)
+    def _forward(self, x: Any, ctx: Context) -> Any:
+        ctx.diff = x - ctx.target  # d = ŷ - t
+        return self._reduce(ctx.diff * ctx.diff)  # l = d²
 
-    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
-        return 2 * self._reduction_grad(g, ctx, ctx.diff.shape) * ctx.diff
+    def _vjp(self, g: Any, ctx: Context) -> Any:
+        return 2 * self._reduction_grad(g, ctx, tuple(ctx.diff.shape)) * ctx.diff  # dl/dŷ = 2d
 
 
 class SmoothL1Loss(Loss):
@@ -61,20 +63,21 @@ class SmoothL1Loss(Loss):
             raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
         self.beta = float(beta)
 
-    def _prepare_target(self, target: Any, prediction: np.ndarray) -> np.ndarray:
+    def _prepare_target(self, target: Any, prediction: Any) -> Any:
         return as_float_target(target, prediction)
 
-    def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
+    def _forward(self, x: Any, ctx: Context) -> Any:
+        xp = ctx.xp
         d = x - ctx.target
-        ctx.diff, ctx.small = d, np.abs(d) < self.beta
-        abs_d = np.abs(d)
+        abs_d = xp.abs(d)
+        ctx.diff, ctx.small = d, abs_d < self.beta
         quadratic = 0.5 * d * d / self.beta if self.beta > 0 else abs_d
-        return self._reduce(np.where(ctx.small, quadratic, abs_d - 0.5 * self.beta))
+        return self._reduce(xp.where(ctx.small, quadratic, abs_d - 0.5 * self.beta))
 
-    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
-        d = ctx.diff
-        slope = np.where(ctx.small, d / self.beta if self.beta > 0 else 0, np.sign(d))
-        return self._reduction_grad(g, ctx, d.shape) * slope
+    def _vjp(self, g: Any, ctx: Context) -> Any:
+        xp, d = ctx.xp, ctx.diff
+        slope = xp.where(ctx.small, d / self.beta if self.beta > 0 else xp.zeros_like(d), xp.sign(d))
+        return self._reduction_grad(g, ctx, tuple(d.shape)) * slope
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", beta={self.beta:g}"
@@ -118,49 +121,51 @@ class BCEWithLogitsLoss(Loss):
                 raise ValueError(f"pos_weight must be finite and >= 0, got {pos_weight}")
         self.pos_weight = pos_weight
 
-    def _check_input(self, x: np.ndarray) -> None:
+    def _check_input(self, x: Any) -> None:
         if self.pos_weight is None:
             return
         try:
-            shape = np.broadcast_shapes(self.pos_weight.shape, x.shape)
+            shape = np.broadcast_shapes(self.pos_weight.shape, tuple(x.shape))
         except ValueError:
             shape = None
-        if shape != x.shape:
+        if shape != tuple(x.shape):
             raise ValueError(
                 f"BCEWithLogitsLoss: pos_weight of shape {self.pos_weight.shape} does not broadcast to the "
-                f"prediction's shape {x.shape}"
+                f"prediction's shape {tuple(x.shape)}"
             )
 
-    def _prepare_target(self, target: Any, prediction: np.ndarray) -> np.ndarray:
+    def _prepare_target(self, target: Any, prediction: Any) -> Any:
         t = as_float_target(target, prediction)
-        if t.size and not (t.min() >= 0 and t.max() <= 1):  # also catches NaN
+        xp = namespace_of(t)
+        if math.prod(t.shape) and not (bool(xp.min(t) >= 0) and bool(xp.max(t) <= 1)):  # also catches NaN
             raise ValueError(
-                f"BCEWithLogitsLoss: targets must lie in [0, 1], got values in [{t.min()}, {t.max()}]"
+                f"BCEWithLogitsLoss: targets must lie in [0, 1], got values in [{to_numpy(xp.min(t))}, "
+                f"{to_numpy(xp.max(t))}]"
             )
         return t
 
-    def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
-        t = ctx.target
-        ctx.exp_neg_abs = np.exp(-np.abs(x))
-        log_term = np.log1p(ctx.exp_neg_abs)
+    def _forward(self, x: Any, ctx: Context) -> Any:
+        xp, t = ctx.xp, ctx.target
+        ctx.exp_neg_abs = xp.exp(-xp.abs(x))
+        log_term = xp.log1p(ctx.exp_neg_abs)
         if self.pos_weight is None:
-            per_sample = (1 - t) * x + np.maximum(-x, 0) + log_term  # torch's form: x = +Inf gives Inf, not Inf - Inf
+            per_sample = (1 - t) * x + xp.maximum(-x, 0) + log_term  # torch's form: x = +Inf gives Inf, not Inf - Inf
         else:
-            ctx.log_weight = 1 + (self.pos_weight.astype(x.dtype, copy=False) - 1) * t
-            per_sample = (1 - t) * x + ctx.log_weight * (np.maximum(-x, 0) + log_term)
+            ctx.log_weight = 1 + (xp.astype(as_backend_array(self.pos_weight, xp), x.dtype, copy=False) - 1) * t
+            per_sample = (1 - t) * x + ctx.log_weight * (xp.maximum(-x, 0) + log_term)
         return self._reduce(per_sample)
 
-    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
-        x, t, e = ctx.x, ctx.target, ctx.exp_neg_abs
-        w = self._reduction_grad(g, ctx, x.shape)
-        # e = exp(-|x|) <= 1, so max(e, 0/1 mask) picks 1 or e exactly, without np.where's slow branches
+    def _vjp(self, g: Any, ctx: Context) -> Any:
+        xp, x, t, e = ctx.xp, ctx.x, ctx.target, ctx.exp_neg_abs
+        w = self._reduction_grad(g, ctx, tuple(x.shape))
+        # e = exp(-|x|) <= 1, so max(e, 0/1 mask) picks 1 or e exactly, without where's slow branches
         if self.pos_weight is None:
-            sigmoid = np.maximum(e, (x >= 0).astype(e.dtype)) / (1 + e)
+            sigmoid = xp.maximum(e, xp.astype(x >= 0, e.dtype)) / (1 + e)
             return w * (sigmoid - t)
-        sigmoid_neg = np.maximum(e, (x < 0).astype(e.dtype)) / (1 + e)  # e where x >= 0, else 1 (NaN stays NaN)
+        sigmoid_neg = xp.maximum(e, xp.astype(x < 0, e.dtype)) / (1 + e)  # e where x >= 0, else 1 (NaN stays NaN)
         return w * ((1 - t) - ctx.log_weight * sigmoid_neg)
 
-    def probabilities(self, prediction: Any) -> np.ndarray:
+    def probabilities(self, prediction: Any) -> Any:
         r"""The stable sigmoid :math:`\sigma(x)` of the logits."""
         return sigmoid(self._prepare_input(prediction))
 

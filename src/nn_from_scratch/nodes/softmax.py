@@ -1,13 +1,21 @@
 r"""The softmax family: SoftMax, NormalizedSoftMax and LogSoftMax, row-wise over the last axis.
 
-Each node states its formulas on the *textbook path*, in plain NumPy over
-the whole array.  With the fast engine on (the default, see
-:mod:`nn_from_scratch.engine`) the same formulas run in cache-sized blocks
-of rows on a few threads (:mod:`nn_from_scratch.engine.softmax`); each row
-goes through the same NumPy calls either way, so the two paths give the
-same bits.  The public functions (:func:`softmax`, :func:`log_softmax`,
-:func:`softmax_vjp`, :func:`softmax_with_log_normalizer`) take the same two
-paths.
+Each node states its formulas on the *textbook path*, written with the
+input's array namespace ``xp`` (any library of the array API standard).
+With the fast engine on (the default, see :mod:`nn_from_scratch.engine`) and
+NumPy arrays, the same formulas run in cache-sized blocks of rows on a few
+threads (:mod:`nn_from_scratch.engine.softmax`); each row goes through the
+same NumPy calls either way, so the two paths give the same bits.  The public
+functions (:func:`softmax`, :func:`log_softmax`, :func:`softmax_vjp`,
+:func:`softmax_with_log_normalizer`, :func:`row_max`) take arrays of any
+namespace and use the engine only for NumPy arrays with the engine on.
+
+The sums over a row are inner products: :math:`\langle y, g\rangle` is
+``xp.vecdot(y, g)`` and :math:`\sum_k e_k` is :math:`\langle e, 1\rangle`.
+On NumPy that is one BLAS dot per row, the engine's own sum (the faster
+one): ``xp.sum`` would add in another (pairwise) order and change the last
+bit of many rows.  The public functions take NumPy arrays C-contiguous on
+both paths, since a dot over strided rows adds in another order too.
 
 Every function and node keeps its input's dtype, but float16 is computed in
 float32 and rounded once, as torch's CPU kernels do: a float16 row sum
@@ -21,57 +29,103 @@ and no warning is raised for it.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Tuple, TypeVar
+from types import ModuleType
+from typing import Any, Callable, Tuple, TypeVar, Union
 
 import numpy as np
 
+from ..backend import namespace_of
+from ..context import Context
 from ..engine import fast_enabled
 from ..engine import softmax as blocked
-from ..engine.softmax import row_dot, row_sum
-from ..context import Context
-from ..node_shortcuts import RowwiseNode
 from ..function import float32_for_half
+from ..node_shortcuts import RowwiseNode
 
-Function = TypeVar("Function", bound=Callable[..., Any])
+Fn = TypeVar("Fn", bound=Callable[..., Any])
 
 __all__ = ["SoftMax", "NormalizedSoftMax", "LogSoftMax", "softmax", "softmax_vjp", "log_softmax",
            "softmax_with_log_normalizer"]
 
 
-def row_max(x: np.ndarray) -> np.ndarray:
+def row_max(x: Any) -> Any:
     """The maximum of each row (the last axis), kept as an axis of length one; ``-inf`` for a row without entries."""
+    xp = namespace_of(x)
     if x.shape[-1] == 0:
-        return np.full(x.shape[:-1] + (1,), -np.inf, dtype=x.dtype)
-    return x.max(axis=-1, keepdims=True)
+        return xp.full(tuple(x.shape[:-1]) + (1,), -xp.inf, dtype=x.dtype)
+    return xp.max(x, axis=-1, keepdims=True)
 
 
-def _row_function(function: Function) -> Function:
-    """float16 computed in float32 (:func:`float32_for_half`), and the arrays as the engine's row blocks see them:
-    C-contiguous, at least 1-d (a 0-d array is a row of one entry), so that both paths sum each row the same way."""
+# ------------------------------------------------------------------ the textbook formulas, in any namespace xp
+def _row_sum(xp: ModuleType, a: Any) -> Any:
+    r""":math:`\sum_k a_k = \langle a, 1\rangle` over the last axis, kept as an axis of length one (see the module)."""
+    return xp.vecdot(a, xp.ones(a.shape[-1], dtype=a.dtype))[..., None]
+
+
+def _softmax(xp: ModuleType, x: Any) -> Any:
+    with np.errstate(over="ignore"):  # x - max x = -inf for rows wider than the float range: e^-inf = 0 is right
+        e = xp.exp(x - row_max(x))
+    return e / _row_sum(xp, e)  # y = e^(x - m) / sum_k e^(x_k - m)
+
+
+def _log_softmax(xp: ModuleType, x: Any, return_softmax: bool = False) -> Union[Any, Tuple[Any, Any]]:
+    with np.errstate(over="ignore", divide="ignore"):  # as in softmax; log 0 only for rows without entries
+        shifted = x - row_max(x)
+        e = xp.exp(shifted)
+        total = _row_sum(xp, e)
+        log_p = shifted - xp.log(total)  # y = (x - m) - log sum_k e^(x_k - m)
+    return (log_p, e / total) if return_softmax else log_p
+
+
+def _softmax_vjp(xp: ModuleType, y: Any, g: Any) -> Any:
+    return y * (g - xp.vecdot(y, g)[..., None])  # dx = y ⊙ (g - <y, g>)
+
+
+def _softmax_with_log_normalizer(xp: ModuleType, x: Any, shifted_mean: bool) -> Tuple[Any, ...]:
+    m = row_max(x)
+    with np.errstate(over="ignore"):  # x - max x = -inf for rows wider than the float range, as in softmax
+        shifted = x - m
+        e = xp.exp(shifted)
+    total = _row_sum(xp, e)
+    stats = (m, xp.log(total)) + ((xp.mean(shifted, axis=-1, keepdims=True),) if shifted_mean else ())
+    return (e / total, *stats)
+
+
+def softmax_row_jacobian(y: Any) -> Any:
+    r"""Per-row softmax Jacobians :math:`\mathrm{diag}(y) - y y^\top`, shape ``(..., n, n)``."""
+    xp = namespace_of(y)
+    column = y[..., :, None]
+    return xp.where(xp.eye(y.shape[-1]) != 0, column, xp.zeros_like(column)) - column * y[..., None, :]
+
+
+# ------------------------------------------------------------------ the public functions
+def _takes_engine(*arrays: Any) -> bool:
+    """Whether a public function runs on the engine: the engine is on and the arrays are NumPy's."""
+    return fast_enabled() and namespace_of(*arrays) is np
+
+
+def _row_function(function: Fn) -> Fn:
+    """float16 computed in float32 (:func:`float32_for_half`), a 0-d array taken as a row of one entry, and NumPy
+    arrays as the engine's row blocks see them, C-contiguous: a row dot over strided rows adds in another order,
+    and both paths must sum each row the same way."""
     @functools.wraps(function)
-    def wrapper(x: np.ndarray, *args: Any, **kwargs: Any) -> Any:
-        shape = np.shape(x)
-        rows = [np.ascontiguousarray(a).reshape(np.shape(a) or (1,)) if isinstance(a, (np.ndarray, np.generic)) else a
-                for a in (x, *args)]
-        result = function(*rows, **kwargs)
-        if shape:
-            return result
-        return tuple(r.reshape(()) for r in result) if isinstance(result, tuple) else result.reshape(())
+    def wrapper(x: Any, *args: Any, **kwargs: Any) -> Any:
+        xp = namespace_of(x, *args)
+        rows = [np.ascontiguousarray(a) if xp is np else a for a in (x, *args)]
+        if x.ndim:
+            return function(*rows, **kwargs)
+        result = function(*(xp.reshape(a, (1,)) for a in rows), **kwargs)
+        return tuple(xp.reshape(r, ()) for r in result) if isinstance(result, tuple) else xp.reshape(result, ())
     return float32_for_half(wrapper)  # type: ignore[return-value]
 
 
 @_row_function
-def softmax(x: np.ndarray) -> np.ndarray:
+def softmax(x: Any) -> Any:
     r"""Stable softmax over the last axis: :math:`e^{x_i - \max x} / \sum_k e^{x_k - \max x}`."""
-    if fast_enabled():
-        return blocked.softmax(x)
-    with np.errstate(over="ignore"):  # x - max x = -inf for rows wider than the float range: e^-inf = 0 is right
-        e = np.exp(x - row_max(x))
-    return e / row_sum(e)
+    return blocked.softmax(x) if _takes_engine(x) else _softmax(namespace_of(x), x)
 
 
 @_row_function
-def log_softmax(x: np.ndarray, *, return_softmax: bool = False):
+def log_softmax(x: Any, *, return_softmax: bool = False) -> Union[Any, Tuple[Any, Any]]:
     r"""Stable log-softmax over the last axis, by log-sum-exp.
 
     :math:`\log \mathrm{softmax}(x)_i = (x_i - m) - \log\sum_k e^{x_k - m}` with
@@ -80,17 +134,12 @@ def log_softmax(x: np.ndarray, *, return_softmax: bool = False):
     ``(log_softmax(x), softmax(x))``, the softmax taken from the same
     exponentials (one ``exp`` pass for both).
     """
-    if fast_enabled():
+    if _takes_engine(x):
         return blocked.log_softmax(x, return_softmax=return_softmax)
-    with np.errstate(over="ignore", divide="ignore"):  # as in softmax; log 0 only for rows without entries
-        shifted = x - row_max(x)
-        e = np.exp(shifted)
-        total = row_sum(e)
-        log_p = shifted - np.log(total)
-    return (log_p, e / total) if return_softmax else log_p
+    return _log_softmax(namespace_of(x), x, return_softmax)
 
 
-def softmax_with_log_normalizer(x: np.ndarray, *, shifted_mean: bool = False) -> Tuple[np.ndarray, ...]:
+def softmax_with_log_normalizer(x: Any, *, shifted_mean: bool = False) -> Tuple[Any, ...]:
     r"""``(p, m, log_total)`` per row of ``x``, and the mean of :math:`x - m` when ``shifted_mean``.
 
     :math:`m = \max_k x_k`, :math:`\text{log\_total} = \log\sum_k e^{x_k - m}` and
@@ -99,50 +148,36 @@ def softmax_with_log_normalizer(x: np.ndarray, *, shifted_mean: bool = False) ->
     a few of its entries).  The per-row numbers have shape ``x.shape[:-1] + (1,)``.
     """
     if x.ndim == 0 or x.shape[-1] == 0:
-        raise ValueError(f"softmax_with_log_normalizer needs rows of at least one entry, got shape {x.shape}")
-    return _softmax_with_log_normalizer(x, shifted_mean=shifted_mean)
+        raise ValueError(f"softmax_with_log_normalizer needs rows of at least one entry, got shape {tuple(x.shape)}")
+    return _rows_with_log_normalizer(x, shifted_mean=shifted_mean)
 
 
 @_row_function
-def _softmax_with_log_normalizer(x: np.ndarray, *, shifted_mean: bool) -> Tuple[np.ndarray, ...]:
-    if fast_enabled():
+def _rows_with_log_normalizer(x: Any, *, shifted_mean: bool) -> Tuple[Any, ...]:
+    if _takes_engine(x):
         return blocked.softmax_with_log_normalizer(x, shifted_mean=shifted_mean)
-    m = row_max(x)
-    with np.errstate(over="ignore"):  # x - max x = -inf for rows wider than the float range, as in softmax
-        shifted = x - m
-        e = np.exp(shifted)
-    total = row_sum(e)
-    stats = (m, np.log(total)) + ((shifted.mean(axis=-1, keepdims=True),) if shifted_mean else ())
-    return (e / total, *stats)
+    return _softmax_with_log_normalizer(namespace_of(x), x, shifted_mean)
 
 
 @_row_function
-def softmax_vjp(y: np.ndarray, g: np.ndarray) -> np.ndarray:
+def softmax_vjp(y: Any, g: Any) -> Any:
     r""":math:`J^\top g = y \odot (g - \langle y, g\rangle)` for ``y = softmax(x)``, row by row."""
-    if fast_enabled():
-        return blocked.softmax_vjp(y, g)
-    return y * (g - row_dot(y, g)[..., None])
+    return blocked.softmax_vjp(y, g) if _takes_engine(y, g) else _softmax_vjp(namespace_of(y, g), y, g)
 
 
-def softmax_row_jacobian(y: np.ndarray) -> np.ndarray:
-    r"""Per-row softmax Jacobians :math:`\mathrm{diag}(y) - y y^\top`, shape ``(..., n, n)``."""
-    jac = -y[..., :, None] * y[..., None, :]
-    index = np.arange(y.shape[-1])
-    jac[..., index, index] += y
-    return jac
-
-
+# ------------------------------------------------------------------ the nodes
 class SoftMax(RowwiseNode):
-    r"""Softmax over the last axis.
+    r"""Softmax over the last axis: on one row ``x`` of shape ``(n,)``, ``y`` of shape ``(n,)``,
 
     .. math::
-        y_i = \frac{e^{x_i}}{\sum_k e^{x_k}}, \qquad
+        y_i = \frac{e^{x_i - m}}{\sum_k e^{x_k - m}}, \quad m = \max_k x_k, \qquad
         \frac{\partial y_i}{\partial x_j} = y_i(\delta_{ij} - y_j), \qquad
-        \left(J^\top g\right)_j = y_j\Big(g_j - \sum_i g_i y_i\Big).
+        \left(J^\top g\right)_j = y_j\big(g_j - \langle y, g\rangle\big).
 
-    The row maximum is subtracted before exponentiating, so large inputs
-    such as ``[1000, 1001, 1002]`` stay finite.  The backward pass is
-    :math:`O(n)` per row and never forms the :math:`n \times n` matrix.
+    Any leading axes are a batch of rows.  Subtracting the row maximum
+    changes nothing in :math:`y` and keeps large inputs such as
+    ``[1000, 1001, 1002]`` finite.  The backward pass is :math:`O(n)` per row
+    and never forms the :math:`n \times n` matrix.
 
     ``SoftMax(5)`` accepts inputs of shape ``(5,)``, ``SoftMax((2, 5))``
     shape ``(2, 5)`` and ``SoftMax()`` any ``(..., n)``.
@@ -150,28 +185,25 @@ class SoftMax(RowwiseNode):
 
     float16_in_float32 = True  # float16 is computed in float32, each result rounded once
 
-    def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
-        ctx.fast = fast_enabled()  # the backward pass takes the same path
+    def _forward(self, x: Any, ctx: Context) -> Any:
         if ctx.fast:
             return blocked.softmax(x)  # the same formula in cache-sized row blocks, on threads: the same bits
-        with np.errstate(over="ignore"):  # x - max x = -inf for rows wider than the float range: e^-inf = 0
-            e = np.exp(x - row_max(x))  # y = e^(x - max x) / sum_k e^(x_k - max x)
-        return e / row_sum(e)
+        return _softmax(ctx.xp, x)  # y = e^(x - m) / sum_k e^(x_k - m)
 
-    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
+    def _vjp(self, g: Any, ctx: Context) -> Any:
         if ctx.fast:
             return blocked.softmax_vjp(ctx.y, g)  # the same formula in row blocks, on threads: the same bits
-        return ctx.y * (g - row_dot(ctx.y, g)[..., None])  # dx = y ⊙ (g - <y, g>)
+        return _softmax_vjp(ctx.xp, ctx.y, g)  # dx = y ⊙ (g - <y, g>)
 
-    def _row_jacobian(self, ctx: Context) -> np.ndarray:
-        return softmax_row_jacobian(ctx.y)
+    def _row_jacobian(self, ctx: Context) -> Any:
+        return softmax_row_jacobian(ctx.y)  # diag(y) - y yᵀ
 
 
 class NormalizedSoftMax(RowwiseNode):
     r"""Softmax of each row divided by its largest magnitude.
 
-    With :math:`k = \arg\max_j |x_j|` (the first such index on ties) and
-    :math:`a = |x_k|`:
+    On one row ``x`` of shape ``(n,)``, with :math:`k = \arg\max_j |x_j|` (the
+    first such index on ties) and :math:`a = |x_k|`, ``y`` of shape ``(n,)``:
 
     .. math::
         u = x / a, \qquad y = \mathrm{softmax}(u).
@@ -189,7 +221,8 @@ class NormalizedSoftMax(RowwiseNode):
         J^\top g = \frac{v}{a} - e_k \frac{\operatorname{sign}(x_k)}{a}\langle v, u\rangle,
         \quad v = S^\top g = y \odot (g - \langle y, g\rangle).
 
-    The backward pass is :math:`O(n)` per row.
+    The backward pass is :math:`O(n)` per row; :math:`e_k` is the one-hot
+    mask of column :math:`k`.
 
     *Convention for a row of zeros* (where :math:`a = 0` and the scale is not
     differentiable): the scale is taken as 1, so the output is uniform and
@@ -205,57 +238,56 @@ class NormalizedSoftMax(RowwiseNode):
 
     float16_in_float32 = True  # float16 is computed in float32, each result rounded once
 
-    def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
-        k = np.argmax(np.abs(x), axis=-1)[..., None]
-        x_k = np.take_along_axis(x, k, axis=-1)
-        scale = np.abs(x_k)
-        scale[scale == 0] = 1
-        ctx.k, ctx.sign, ctx.scale = k, np.sign(x_k), scale
-        ctx.u = x / scale
-        return softmax(ctx.u)
+    def _forward(self, x: Any, ctx: Context) -> Any:
+        xp = ctx.xp
+        k = xp.argmax(xp.abs(x), axis=-1, keepdims=True)  # the first index of the largest |x_j|
+        ctx.e_k = k == xp.arange(x.shape[-1])  # the one-hot mask of column k
+        x_k = xp.take_along_axis(x, k, axis=-1)
+        scale = xp.abs(x_k)
+        ctx.sign, ctx.scale = xp.sign(x_k), xp.where(scale == 0, xp.ones_like(scale), scale)  # a = |x_k|, or 1
+        ctx.u = x / ctx.scale
+        return blocked.softmax(ctx.u) if ctx.fast else _softmax(xp, ctx.u)  # y = softmax(u)
 
-    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
-        v = softmax_vjp(ctx.y, g)
+    def _vjp(self, g: Any, ctx: Context) -> Any:
+        xp = ctx.xp
+        v = blocked.softmax_vjp(ctx.y, g) if ctx.fast else _softmax_vjp(xp, ctx.y, g)  # v = Sᵀ g
         # <v, x> / a^2 written as <v, u> / a: the first form underflows for rows of tiny numbers
-        through_scale = ctx.sign * np.einsum("...i,...i->...", v, ctx.u)[..., None] / ctx.scale
-        dx = v / ctx.scale
-        np.put_along_axis(dx, ctx.k, np.take_along_axis(dx, ctx.k, axis=-1) - through_scale, axis=-1)
-        return dx
+        through_scale = ctx.sign * xp.vecdot(v, ctx.u)[..., None] / ctx.scale
+        return v / ctx.scale - xp.where(ctx.e_k, through_scale, xp.zeros_like(through_scale))
 
-    def _row_jacobian(self, ctx: Context) -> np.ndarray:
+    def _row_jacobian(self, ctx: Context) -> Any:
+        xp = ctx.xp
         s = softmax_row_jacobian(ctx.y)
-        jac = s / ctx.scale[..., None]
-        s_u = np.einsum("...ij,...j->...i", s, ctx.u)
-        column_k = np.zeros(ctx.x.shape, dtype=jac.dtype)
-        np.put_along_axis(column_k, ctx.k, 1, axis=-1)
-        jac -= (ctx.sign * s_u / ctx.scale)[..., :, None] * column_k[..., None, :]
-        return jac
+        s_u = xp.matmul(s, ctx.u[..., None])  # S u, a column
+        through_scale = ctx.sign[..., None] * s_u / ctx.scale[..., None]
+        column_k = ctx.e_k[..., None, :]
+        return s / ctx.scale[..., None] - xp.where(column_k, through_scale, xp.zeros_like(through_scale))
 
 
 class LogSoftMax(RowwiseNode):
     r"""Logarithm of the softmax over the last axis, by log-sum-exp.
 
-    .. math::
-        y_i = x_i - \log\sum_k e^{x_k}, \qquad
-        \frac{\partial y_i}{\partial x_j} = \delta_{ij} - p_j, \qquad
-        J^\top g = g - p \sum_i g_i,
+    On one row ``x`` of shape ``(n,)``, ``y`` of shape ``(n,)``, with
+    :math:`m = \max_k x_k` and :math:`p = \mathrm{softmax}(x) = e^{y}`:
 
-    with :math:`p = \mathrm{softmax}(x) = e^{y}`.
+    .. math::
+        y_i = (x_i - m) - \log\sum_k e^{x_k - m}, \qquad
+        \frac{\partial y_i}{\partial x_j} = \delta_{ij} - p_j, \qquad
+        J^\top g = g - p \sum_i g_i.
     """
 
     float16_in_float32 = True  # float16 is computed in float32, each result rounded once
 
-    def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
-        if fast_enabled():
+    def _forward(self, x: Any, ctx: Context) -> Any:
+        if ctx.fast:
             return blocked.log_softmax(x)  # the same formula in cache-sized row blocks, on threads: the same bits
-        with np.errstate(over="ignore"):  # x - max x = -inf for rows wider than the float range, as in SoftMax
-            shifted = x - row_max(x)  # y = (x - max x) - log sum_k e^(x_k - max x)
-            return shifted - np.log(row_sum(np.exp(shifted)))
+        return _log_softmax(ctx.xp, x)  # y = (x - m) - log sum_k e^(x_k - m)
 
-    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
-        return g - np.exp(ctx.y) * g.sum(axis=-1, keepdims=True)  # dx = g - softmax(x) * sum(g), softmax(x) = e^y
+    def _vjp(self, g: Any, ctx: Context) -> Any:
+        xp = ctx.xp
+        return g - xp.exp(ctx.y) * xp.sum(g, axis=-1, keepdims=True)  # dx = g - e^y sum(g), e^y = softmax(x)
 
-    def _row_jacobian(self, ctx: Context) -> np.ndarray:
-        p = np.exp(ctx.y)
-        n = p.shape[-1]
-        return np.eye(n, dtype=p.dtype) - p[..., None, :]
+    def _row_jacobian(self, ctx: Context) -> Any:
+        xp = ctx.xp
+        p = xp.exp(ctx.y)
+        return xp.eye(p.shape[-1], dtype=p.dtype) - p[..., None, :]  # I - 1 pᵀ
