@@ -41,6 +41,11 @@ Fn = TypeVar("Fn", bound=Callable[..., Any])
 _HALF = np.dtype(np.float16)
 
 
+def _is_half(value: Any) -> bool:
+    """Whether ``value`` is a NumPy float16 array or scalar (the other namespaces here have no float16)."""
+    return isinstance(value, (np.ndarray, np.generic)) and value.dtype == _HALF
+
+
 # ------------------------------------------------------------------ packing: one part alone, several as a tuple
 def _parts(value: Any, count: int) -> Tuple[Any, ...]:
     """``value`` as a tuple of ``count`` parts: a single value when ``count`` is 1, else a tuple of that length."""
@@ -107,7 +112,7 @@ def _result_dtype(xp: ModuleType, x: Any, y: Any) -> Any:
 
 # ------------------------------------------------------------------ float16 computed in float32
 def _to_float32(value: Any) -> Any:
-    return value.astype(np.float32) if isinstance(value, (np.ndarray, np.generic)) and value.dtype == _HALF else value
+    return value.astype(np.float32) if _is_half(value) else value
 
 
 def _to_half(value: Any) -> Any:
@@ -122,7 +127,7 @@ def float32_for_half(function: Fn) -> Fn:
     its array result(s) to float16 once (float16 array arguments after the first are converted too)."""
     @functools.wraps(function)
     def wrapper(x: Any, *args: Any, **kwargs: Any) -> Any:
-        if getattr(x, "dtype", None) != _HALF:
+        if not _is_half(x):
             return function(x, *args, **kwargs)
         return _to_half(function(_to_float32(x), *map(_to_float32, args), **kwargs))
     return wrapper  # type: ignore[return-value]
@@ -189,7 +194,7 @@ class Function(KeepsPass):
     # ------------------------------------------------------------ the pass
     def _pass(self, inputs: Tuple[Any, ...], update_state: bool) -> Context:
         xs, extra = self._prepare_inputs(inputs)
-        if not (self.float16_in_float32 and any(getattr(v, "dtype", None) == _HALF for v in xs)):
+        if not (self.float16_in_float32 and any(_is_half(v) for v in xs)):
             return self._make(xs, update_state, extra)
         inner = self._make(tuple(map(_to_float32, xs)), update_state,
                            {key: _to_float32(value) for key, value in extra.items()})
