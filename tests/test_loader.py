@@ -1,12 +1,17 @@
-"""Datasets and the DataLoader: arrays, tuples and dicts batched with a seeded shuffle."""
+"""Datasets and the DataLoader: arrays, tuples and dicts batched with a seeded shuffle; fit, evaluate and predict on them."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from nn_from_scratch import NeuralNetwork, Sequential
 from nn_from_scratch.datasets import (
     ArrayDataset, DataLoader, Dataset, GeneratorDataset, IterableDataset, default_collate, iterate_minibatches,
 )
+from nn_from_scratch.losses import CrossEntropyLoss
+from nn_from_scratch.nodes import Dropout, Linear, ReLU
+from nn_from_scratch.optim import Adam
+from nn_from_scratch.training import CheckpointError, node_generators
 
 
 def arrays(n=50, seed=0):
@@ -148,3 +153,107 @@ def test_bad_loader_options_are_refused(options, error, message):
         DataLoader(ArrayDataset(np.zeros((4, 2))), **options)
     with pytest.raises(TypeError, match="needs a Dataset"):
         DataLoader(object())
+
+
+# ------------------------------------------------------------------ fit on a loader
+def network(seed=0, dropout=True):
+    layers = [Linear(4, 16, rng=seed), ReLU()] + ([Dropout(0.2, rng=seed + 1)] if dropout else []) + \
+        [Linear(16, 2, rng=seed + 2)]
+    model = Sequential(*layers)
+    return NeuralNetwork(model, CrossEntropyLoss(), Adam(model.parameters(), lr=1e-2))
+
+
+def same_weights(a, b):
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    return sorted(sa) == sorted(sb) and all(np.array_equal(sa[k], sb[k]) for k in sa)
+
+
+def test_fit_on_a_loader_is_fit_on_its_arrays_bit_for_bit():
+    X, y = arrays(90)
+    Xv, yv = arrays(30, seed=1)
+    plain, loaded = network(), network()
+    history = plain.fit(X, y, epochs=3, batch_size=16, rng=4, validation_data=(Xv, yv), progress=False)
+    loader = DataLoader(ArrayDataset(X, y), batch_size=16, shuffle=True, rng=4)
+    validation = DataLoader(ArrayDataset(Xv, yv), batch_size=256)
+    assert loaded.fit(loader, epochs=3, validation_data=validation, progress=False) == history
+    assert same_weights(plain, loaded)
+    assert loaded.evaluate(validation) == plain.evaluate(Xv, yv)
+    np.testing.assert_array_equal(loaded.predict(DataLoader(ArrayDataset(Xv), batch_size=7)), plain.predict(Xv))
+    np.testing.assert_array_equal(loaded.predict(validation), plain.predict(Xv))  # the targets are left out
+
+
+def test_fit_on_a_loader_resumes_bit_for_bit(tmp_path):
+    X, y = arrays(90)
+    straight = network()
+    history = straight.fit(DataLoader(ArrayDataset(X, y), 16, True, rng=4), epochs=4, progress=False)
+    path = tmp_path / "run.npz"
+    network().fit(DataLoader(ArrayDataset(X, y), 16, True, rng=4), epochs=2, progress=False, checkpoint=path)
+    resumed = network()
+    loader = DataLoader(ArrayDataset(X, y), 16, True, rng=999)  # the checkpoint's generator state wins
+    assert resumed.fit(loader, epochs=4, progress=False, resume=path) == history
+    assert same_weights(resumed, straight)
+    assert [g.bit_generator.state for _, g in node_generators(resumed.model)] == \
+        [g.bit_generator.state for _, g in node_generators(straight.model)]
+    with pytest.raises(CheckpointError, match="made with batch_size=16, this fit has batch_size=8"):
+        network().fit(DataLoader(ArrayDataset(X, y), 8, True), epochs=4, progress=False, resume=path)
+
+
+def test_a_generator_dataset_trains_and_resumes_bit_for_bit(tmp_path):
+    X, y = arrays(60)
+
+    def make(rng):
+        for i in rng.permutation(len(X)):
+            yield X[i], y[i]
+
+    def loader():
+        return DataLoader(GeneratorDataset(make), batch_size=16, rng=2)
+
+    straight = network()
+    history = straight.fit(loader(), epochs=3, progress=False)
+    path = tmp_path / "run.npz"
+    network().fit(loader(), epochs=1, progress=False, checkpoint=path)
+    resumed = network()
+    assert resumed.fit(loader(), epochs=3, progress=False, resume=path) == history
+    assert same_weights(resumed, straight)
+
+
+def test_a_non_finite_loader_batch_is_refused_before_its_step(tmp_path):
+    X, y = arrays(40)
+    X[33, 2] = np.nan
+    net = network(dropout=False)
+    steps = []
+    original = net.optimizer.step
+    net.optimizer.step = lambda: (steps.append(1), original())
+    loader = DataLoader(ArrayDataset(X, y), batch_size=8, shuffle=False)
+    with pytest.raises(ValueError, match=r"X holds nan at sample 33 \(row 1 of batch 5\): training needs finite"):
+        net.fit(loader, epochs=1, progress=False)
+    assert len(steps) == 4  # the four batches before it, and none on it
+    shuffled = DataLoader(ArrayDataset(X, y), batch_size=8, shuffle=True, rng=0)
+    with pytest.raises(ValueError, match=r"sample 33 \(row \d of batch \d\)"):
+        network(dropout=False).fit(shuffled, epochs=1, progress=False)
+
+
+def test_fit_refuses_loader_options_given_twice():
+    X, y = arrays(20)
+    loader = DataLoader(ArrayDataset(X, y), batch_size=8)
+    for options in ({"batch_size": 8}, {"shuffle": True}, {"rng": 0}, {"validation_split": 0.2}):
+        with pytest.raises(ValueError, match="come.? from the loader"):
+            network().fit(loader, epochs=1, progress=False, **options)
+    with pytest.raises(ValueError, match="come.? from the loader"):
+        network().fit(loader, y, epochs=1, progress=False)
+    with pytest.raises(TypeError, match="without targets"):
+        network().fit(DataLoader(ArrayDataset(X)), epochs=1, progress=False)
+    with pytest.raises(ValueError, match="validation DataLoader must not shuffle"):
+        network().fit(loader, epochs=1, progress=False, validation_data=DataLoader(ArrayDataset(X, y), shuffle=True))
+
+
+class Pairs(IterableDataset):
+    """An iterable dataset whose samples are not (inputs, targets) pairs."""
+
+    def __iter__(self):
+        return iter([np.zeros(4)] * 3)
+
+
+def test_a_loader_of_other_batches_is_refused_with_its_shape():
+    with pytest.raises(TypeError, match=r"must give \(inputs, targets\) batches, got a ndarray"):
+        network().fit(DataLoader(Pairs(), batch_size=2), epochs=1, progress=False)
