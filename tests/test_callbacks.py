@@ -1,10 +1,11 @@
-"""Callbacks: the hooks and their order, each built-in callback, and the fit shorthands that make them."""
+"""Callbacks: the hooks and their order, each built-in callback, the fit shorthands that make them, and docs/training.md."""
 from __future__ import annotations
 
 import math
 import os
 import re
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -400,3 +401,14 @@ def test_plot_curves_without_matplotlib_is_refused_before_training(monkeypatch, 
     with pytest.raises(ImportError, match="PlotCurves needs matplotlib, an optional extra: pip install matplotlib"):
         fit(net, 2, callbacks=[PlotCurves(tmp_path / "curves.png")])
     assert same(before, weights(net))
+
+
+# ------------------------------------------------------------------ the page
+def test_the_training_page_code_runs_in_order(tmp_path, monkeypatch):
+    page = Path(__file__).resolve().parent.parent / "docs" / "training.md"
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S)
+    assert len(blocks) >= 6
+    monkeypatch.chdir(tmp_path)
+    namespace = {"__name__": "__training_page__"}
+    for index, block in enumerate(blocks, 1):
+        exec(compile(block, f"docs/training.md block {index}", "exec"), namespace)
