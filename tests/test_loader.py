@@ -231,6 +231,13 @@ def test_a_non_finite_loader_batch_is_refused_before_its_step(tmp_path):
     shuffled = DataLoader(ArrayDataset(X, y), batch_size=8, shuffle=True, rng=0)
     with pytest.raises(ValueError, match=r"sample 33 \(row \d of batch \d\)"):
         network(dropout=False).fit(shuffled, epochs=1, progress=False)
+    Xv, yv = arrays(10, seed=2)
+    yv = yv.astype(float)
+    yv[3] = np.inf
+    validation = DataLoader(ArrayDataset(Xv, yv), batch_size=4)
+    with pytest.raises(ValueError, match=r"validation y holds inf at sample 3 \(row 3 of batch 1\)"):
+        network(dropout=False).fit(DataLoader(ArrayDataset(X[:32], y[:32])), epochs=1, progress=False,
+                                   validation_data=validation)
 
 
 def test_fit_refuses_loader_options_given_twice():

@@ -126,7 +126,7 @@ class Feed:
                batch_size: int = 32, shuffle: bool = False, check: bool = True, allow_empty: bool = False,
                make_targets: Any = None) -> "Feed":
         """A feed over arrays: ``X`` shaped for the model, ``y`` (None: inputs only) as ``make_targets(y, name)`` makes it."""
-        target_name = name.replace("X", "y") if "X" in name else "y"
+        target_name = name.replace("X", "y")
         xs, names = model_inputs(model, X, name)
         if transform is None:
             xs = tuple(as_float_array(x, n) for x, n in zip(xs, names))
@@ -216,8 +216,9 @@ class Feed:
         names = model_inputs(self.model, xs if len(xs) > 1 else xs[0], self.name)[1]
         if not self.from_user:  # the arrays were checked; what a transform made of them is checked here
             names = [f"the transformed batch of {name}" for name in names]
+        target_name = self.name.replace("X", "y")
         named = list(zip(names, xs)) + ([] if y is None or not self.from_user else
-                                        leaves(y if not isinstance(y, list) else tuple(y), "y"))
+                                        leaves(y if not isinstance(y, list) else tuple(y), target_name))
         indices = self.source.indices
 
         def where(row: int) -> str:
