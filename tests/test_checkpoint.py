@@ -659,3 +659,33 @@ def test_read_checkpoint_metadata_refuses_what_is_not_a_checkpoint(tmp_path, dat
     with pytest.raises(CheckpointError, match="'checkpoint_metadata' must be a JSON object"):
         fit(network, data, epochs=2, resume=tmp_path / "bad.npz")
     assert network.optimizer.state_dict()["step_count"] == before
+
+
+# ------------------------------------------------------------------ several inputs and outputs
+def named_inputs_network():
+    """A Graph of two named Inputs with Dropout and two outputs (classes and a value), trained by Adam."""
+    from nn_from_scratch import Graph, Input
+    from nn_from_scratch.nodes import Concat
+    image, meta = Input(8, name="image"), Input(3, name="meta")
+    trunk = Dropout(0.2, rng=5)(ReLU()(Concat(axis=-1)(Linear(8, 8, rng=1)(image), Linear(3, 4, rng=2)(meta))))
+    model = Graph([image, meta], [Linear(12, 4, rng=3)(trunk), Linear(12, 1, rng=4)(trunk)])
+    return NeuralNetwork(model, [CrossEntropyLoss(), MSELoss()], Adam(model.parameters(), lr=1e-2),
+                         loss_weights=[1.0, 0.3])
+
+
+def test_a_graph_with_a_dict_of_inputs_and_two_outputs_resumes_bit_for_bit(tmp_path):
+    r = np.random.default_rng(2)
+    X = {"image": r.normal(size=(90, 8)), "meta": r.normal(size=(90, 3))}
+    y = (r.integers(0, 4, 90), r.normal(size=(90, 1)))
+    options = dict(batch_size=16, rng=3, validation_split=0.2, progress=False)
+    reference = named_inputs_network()
+    history = reference.fit(X, y, epochs=4, **options)
+    path = tmp_path / "run.npz"
+    named_inputs_network().fit(X, y, epochs=2, checkpoint=path, **options)
+    resumed = named_inputs_network()
+    assert resumed.fit(X, y, epochs=4, resume=path, **options) == history
+    assert resumed.history == history
+    for key, value in reference.model.state_dict().items():
+        np.testing.assert_array_equal(resumed.model.state_dict()[key], value)
+    assert [g.bit_generator.state for _, g in node_generators(resumed.model)] == \
+        [g.bit_generator.state for _, g in node_generators(reference.model)]

@@ -23,13 +23,14 @@ from ..files import NAME_MAX, save_model, sibling_path
 from ..files.atomic import name_bytes, short_stem
 from ..losses import Loss
 from ..models import build_model
-from ..training import CheckpointError, NeuralNetwork, TrainingDiverged, TrainingInterrupted
+from ..training import (Callback, CheckpointError, EarlyStopping, ModelCheckpoint, NeuralNetwork, ProgressLogger,
+                        TrainingDiverged, TrainingInterrupted)
 from .options import COMMAND_LINE_KEY, OPTIMIZERS
 from .output import default_out
 from .resume import default_checkpoint, resume_command, run_options
 
 __all__ = ["Task", "TaskData", "chance_level_warning", "describe_cross_entropy", "describe_model",
-           "early_stopping_line", "load_data", "save_weights", "train"]
+           "early_stopping_line", "fit_callbacks", "load_data", "save_weights", "train"]
 
 History = Dict[str, List[float]]
 
@@ -208,9 +209,26 @@ def build_network(args: argparse.Namespace, config: Dict[str, Any],
     return NeuralNetwork(model, loss, optimizer, scheduler), rng
 
 
+def fit_callbacks(args: argparse.Namespace, checkpoint: Path, out: Path) -> List[Callback]:
+    """The callbacks of a ``train`` run: early stopping (--early-stopping), the checkpoint, the progress lines.
+
+    The checkpoint records the run's options (so ``--resume`` can check
+    them) and is written every --checkpoint-every epochs when --checkpoint
+    is given, else only on Ctrl-C, beside --out.
+    """
+    callbacks: List[Callback] = []
+    patience = getattr(args, "early_stopping", None)
+    if patience is not None:
+        callbacks.append(EarlyStopping("val_loss", patience, restore_best_weights=True))
+    callbacks.append(ModelCheckpoint(checkpoint, every=args.checkpoint_every if args.checkpoint else None,
+                                     metadata={COMMAND_LINE_KEY: run_options(args, out)}))
+    callbacks.append(ProgressLogger("epochs" if args.no_progress else True))
+    return callbacks
+
+
 def _fit(network: NeuralNetwork, rng: np.random.Generator, data: TaskData, args: argparse.Namespace,
          parser: argparse.ArgumentParser, paths: Tuple[Path, Path]) -> Union[History, int]:
-    """Fit with checkpoints at ``paths[0]`` that record the run's options (``paths[1]``: --out).
+    """Fit with :func:`fit_callbacks`, checkpoints at ``paths[0]`` (``paths[1]``: --out).
 
     Returns the history, or the exit status after a divergence or a Ctrl-C.
     """
@@ -218,11 +236,8 @@ def _fit(network: NeuralNetwork, rng: np.random.Generator, data: TaskData, args:
     try:
         validation = data.validation if data.validation is not None else (data.X_test, data.y_test)
         return network.fit(data.X_train, data.y_train, epochs=args.epochs, batch_size=args.batch_size,
-                           validation_data=validation, rng=rng, transform=data.transform,
-                           early_stopping=getattr(args, "early_stopping", None),
-                           progress="epochs" if args.no_progress else True, checkpoint=checkpoint,
-                           checkpoint_every=args.checkpoint_every if args.checkpoint else None, resume=args.resume,
-                           checkpoint_metadata={COMMAND_LINE_KEY: run_options(args, out)})
+                           validation_data=validation, rng=rng, transform=data.transform, progress=False,
+                           callbacks=fit_callbacks(args, checkpoint, out), resume=args.resume)
     except TrainingDiverged as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

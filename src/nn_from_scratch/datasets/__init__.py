@@ -7,7 +7,12 @@
   before anything large is allocated.
 * :func:`load_localization`: digits scaled and placed on a canvas, with
   their boxes, for single-object localisation.
-* :func:`iterate_minibatches` and :func:`num_batches`: mini-batch iteration.
+* :class:`Dataset`, :class:`ArrayDataset`, :class:`IterableDataset`,
+  :class:`GeneratorDataset`, :class:`DataLoader` and :func:`default_collate`:
+  data of any shape (arrays, tuples and dicts of arrays, data read a piece
+  at a time) in batches, shuffled with a seeded generator; what ``fit``,
+  ``evaluate`` and ``predict`` take besides arrays.
+* :func:`iterate_minibatches` and :func:`num_batches`: mini-batch iteration over arrays.
 * :func:`read_mnist`: the same files as uint8 images, to convert per batch with
   a :class:`BatchPipeline` (augmentation: :class:`RandomCrop`,
   :class:`HorizontalFlip`, :class:`RandomErasing`; :class:`Normalize` with
@@ -18,13 +23,20 @@
 """
 from .augment import BatchPipeline, HorizontalFlip, Normalize, RandomCrop, RandomErasing, image_statistics
 from .batching import iterate_minibatches, num_batches
+from .loader import ArrayDataset, DataLoader, Dataset, GeneratorDataset, IterableDataset, default_collate
 from .digits import DatasetSplit, load_digits
 from .localization import LocalizationSplit, load_localization, place_digits
 from .images import CLASS_NAMES, find_image_dataset, holdout, load_image_dataset
 from .mnist import load_mnist, read_idx, read_mnist
 
 __all__ = [
+    "ArrayDataset",
     "BatchPipeline",
+    "DataLoader",
+    "Dataset",
+    "GeneratorDataset",
+    "IterableDataset",
+    "default_collate",
     "CLASS_NAMES",
     "DatasetSplit",
     "HorizontalFlip",

@@ -15,10 +15,11 @@ written atomically by :func:`~nn_from_scratch.files.save_arrays`) holding
   command line records its options there), read back by
   :func:`read_checkpoint_metadata`.
 
-:func:`capture_checkpoint` makes ``(arrays, metadata)``; :func:`restore_checkpoint`
-checks a file against a network completely before it changes anything;
-:class:`CheckpointWriter` decides when a ``fit`` writes one (and on Ctrl-C,
-raising :class:`TrainingInterrupted`).
+:func:`capture_checkpoint` makes ``(arrays, metadata)`` and
+:func:`write_checkpoint` writes them; :func:`restore_checkpoint` checks a
+file against a network completely before it changes anything.  When a
+``fit`` writes one (and on Ctrl-C, raising :class:`TrainingInterrupted`)
+is the :class:`~nn_from_scratch.training.ModelCheckpoint` callback's choice.
 """
 from __future__ import annotations
 
@@ -37,9 +38,9 @@ from ..random import check_generator_state, generator_from_state
 from .generators import node_generators
 
 __all__ = [
-    "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "CheckpointError", "CheckpointInfo", "CheckpointWriter",
-    "TrainingInterrupted", "capture_checkpoint",
-    "check_checkpoint_metadata", "read_checkpoint", "read_checkpoint_metadata", "restore_checkpoint",
+    "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "CheckpointError", "CheckpointInfo", "TrainingInterrupted",
+    "capture_checkpoint", "check_checkpoint_metadata", "read_checkpoint", "read_checkpoint_metadata",
+    "restore_checkpoint", "write_checkpoint",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -309,47 +310,6 @@ class TrainingInterrupted(KeyboardInterrupt):
         )
 
 
-class CheckpointWriter:
-    """When and where a ``fit`` writes checkpoints, and the state after the last finished epoch (for Ctrl-C).
-
-    ``run`` is the fit's settings (its ``epochs`` and shuffling ``generator``);
-    ``stopper`` an early stopper, whose best weights are written first.
-    """
-
-    def __init__(self, network: Any, path: Optional[Path], every: Optional[int],
-                 fit_info: Dict[str, Any], metadata: Optional[Dict[str, Any]], stopper: Any = None) -> None:
-        self.network, self.path, self.every, self.fit_info, self.metadata = network, path, every, fit_info, metadata
-        self.snapshot: Optional[Tuple[Dict[str, np.ndarray], Dict[str, Any]]] = None
-        self.saved: Optional[int] = None
-        self.stopper = stopper
-
-    def _save(self) -> None:
-        # The new best weights go to a file of their own first, the files of other epochs only after the
-        # checkpoint: at every moment the checkpoint on disk names best weights that are on disk.
-        epoch = self.snapshot[1]["epoch"]
-        if self.stopper is not None:
-            self.stopper.keep_on_disk(epoch)
-        save_arrays(self.path, *self.snapshot)
-        self.saved = epoch
-        if self.stopper is not None:
-            self.stopper.drop_others(epoch, self.snapshot[1]["history"])
-
-    def capture(self, epoch: int, run: Any, history: History) -> None:
-        if self.path is not None:
-            self.snapshot = capture_checkpoint(self.network, epoch, run.epochs, history, run.generator,
-                                               self.fit_info, self.metadata)
-
-    def after_epoch(self, epoch: int, run: Any, history: History, last: bool = False) -> None:
-        self.capture(epoch, run, history)
-        if self.path is not None and self.every is not None and (epoch % self.every == 0 or epoch == run.epochs
-                                                                 or last):
-            self._save()
-
-    def interrupted(self, epoch: int) -> Optional[TrainingInterrupted]:
-        """Save the last finished epoch (unless saved already) and say so; None without a checkpoint path."""
-        if self.path is None or self.snapshot is None:
-            return None
-        kept = self.snapshot[1]["epoch"]
-        if self.saved != kept:
-            self._save()
-        return TrainingInterrupted(self.path, kept, epoch)
+def write_checkpoint(path: Path, arrays: Arrays, metadata: Dict[str, Any]) -> None:
+    """Write a captured checkpoint to ``path`` atomically (a file either the old one or the whole new one)."""
+    save_arrays(path, arrays, metadata)

@@ -1,10 +1,13 @@
-"""Early stopping: model selection on the validation loss during ``fit(early_stopping=PATIENCE)``.
+"""Early stopping: the :class:`EarlyStopping` callback, model selection on a monitored value (the validation loss).
 
-:class:`EarlyStopper` follows the validation loss of each epoch, keeps a
-copy of the best epoch's weights and buffers, says when ``PATIENCE`` epochs
-have passed without a lower one, and puts the best weights back at the
-end.  The best epoch is read from the history, so a resumed run continues
-the count; the best weights themselves are kept beside a checkpoint in
+:class:`EarlyStopping` follows the monitored value of each epoch, keeps a
+copy of the best epoch's weights and buffers (``restore_best_weights``),
+stops the run when ``patience`` epochs have passed without a better one,
+and puts the best weights back at the end; ``fit(early_stopping=PATIENCE)``
+is ``EarlyStopping("val_loss", PATIENCE, restore_best_weights=True)``.  The
+best epoch is read from the history, so a resumed run continues the count;
+the best weights themselves are kept beside the run's
+:class:`~nn_from_scratch.training.ModelCheckpoint` in
 :func:`best_weights_path` (format :data:`BEST_WEIGHTS_FORMAT`) whenever a
 checkpoint is written after a worse epoch, and checked before a resume
 changes anything.  :class:`EarlyStop` is what ``fit`` reports.
@@ -17,19 +20,19 @@ failed write at any moment leaves a checkpoint whose best weights are there.
 """
 from __future__ import annotations
 
-import math
 import os
 import re
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Union
 
 import numpy as np
 
 from ..files.atomic import NAME_MAX, name_bytes, short_stem
 from ..files.model_files import load_arrays, save_arrays
+from .callbacks import Callback, Logs, Monitor, check_count
 from .checkpoint import CheckpointError, _state_mismatch, read_checkpoint
 
-__all__ = ["BEST_WEIGHTS_FORMAT", "EarlyStop", "EarlyStopper", "best_weights_path"]
+__all__ = ["BEST_WEIGHTS_FORMAT", "EarlyStop", "EarlyStopping", "best_weights_path"]
 
 History = Dict[str, List[float]]
 PathLike = Union[str, "os.PathLike[str]"]
@@ -38,12 +41,13 @@ BEST_WEIGHTS_FORMAT = "nn_from_scratch.best_weights"
 
 
 class EarlyStop(NamedTuple):
-    """How early stopping ended a ``fit``: the best epoch (whose weights the model holds now) and its val_loss."""
+    """How early stopping ended a ``fit``: the best epoch and its value (the model holds its weights when restored)."""
 
-    best_epoch: int  #: the epoch with the lowest validation loss (the first, on ties)
-    best_val_loss: float
+    best_epoch: int  #: the epoch with the best monitored value, the lowest validation loss by default (first on ties)
+    best_val_loss: float  #: the best value of the monitored quantity (the validation loss by default)
     last_epoch: int  #: the last epoch trained (in this run or the one resumed)
-    stopped: bool  #: whether it stopped before the epochs asked for, ``patience`` epochs without a better val_loss
+    stopped: bool  #: whether it stopped before the epochs asked for, ``patience`` epochs without a better value
+    monitor: str = "val_loss"  #: the monitored quantity
 
 
 _EPOCH_DIGITS = 18  # the most digits of an epoch in a best-weights file's name
@@ -85,38 +89,51 @@ def _best_weights_files(checkpoint: Path) -> Dict[int, Path]:
     return found
 
 
-class EarlyStopper:
-    """Early stopping on the validation loss: the best epoch, a copy of its state, and its file beside a checkpoint.
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` (``val_loss``) has not improved for ``patience`` epochs; optionally restore the best.
 
-    The best epoch and the epochs since are read from the history, so a
-    resumed run continues the count; the best weights themselves are kept
-    in memory and, when a checkpoint is written after a worse epoch, in
-    :func:`best_weights_path` of it (a checkpoint of the best epoch holds them itself).
+    An epoch improves when its value is better than the best so far by more
+    than ``min_delta`` (lower, or higher for ``mode="max"``; ``"auto"``:
+    higher for an accuracy); a NaN never improves.  With
+    ``restore_best_weights`` a copy of the best epoch's weights and buffers
+    is kept, and put back into the model when the run ends (stopped or
+    not); beside a :class:`~nn_from_scratch.training.ModelCheckpoint` of the
+    same fit they are kept on disk too, so that a resume (with the same
+    early stopping) stops and restores as an uninterrupted run.  After the
+    run ``network.early_stop`` (an :class:`EarlyStop`) tells which epoch was
+    best and whether the run stopped early.
     """
 
-    def __init__(self, network: Any, patience: int, checkpoint: Optional[Path]) -> None:
-        self.network, self.patience = network, patience
-        self.checkpoint = None if checkpoint is None else Path(checkpoint)
-        self.best_epoch, self.best_loss = 0, math.inf
+    def __init__(self, monitor: str = "val_loss", patience: int = 5, *, min_delta: float = 0.0, mode: str = "auto",
+                 restore_best_weights: bool = False) -> None:
+        self.monitor = Monitor("EarlyStopping", monitor, mode, min_delta)
+        self.patience = check_count("EarlyStopping: patience", patience)
+        if not isinstance(restore_best_weights, bool):
+            raise TypeError(f"restore_best_weights must be True or False, got {restore_best_weights!r}")
+        self.restore_best_weights = restore_best_weights
+        self.checkpoint: Optional[Path] = None  # the checkpoint of the fit, beside which the best weights are kept
+        self.best_epoch, self.best_value = 0, self.monitor.worst
         self.state: Optional[Dict[str, np.ndarray]] = None
         self.on_disk: Optional[int] = None  # the epoch whose weights are in their file beside the checkpoint
         self.pending: Optional[Dict[str, np.ndarray]] = None  # read from the file before a resume
 
-    @staticmethod
-    def _best(history: Mapping[str, List[float]]) -> Tuple[int, float]:
-        losses = history.get("val_loss", [])
-        best_epoch, best_loss = 0, math.inf
-        for epoch, loss in enumerate(losses, 1):
-            if loss < best_loss:  # a NaN is never better
-                best_epoch, best_loss = epoch, float(loss)
-        return best_epoch, best_loss
+    def set_network(self, network: Any, params: Dict[str, Any]) -> None:
+        self.monitor.check(params)
+        self.on_disk = self.pending = None  # what a fit before this one knew of its files
+        super().set_network(network, params)
 
     def check_resume(self, resume: PathLike) -> None:
         """Before anything is restored: the best weights a resumed run needs are there and fit the model."""
+        self.pending = None
+        if not self.restore_best_weights:
+            return
         info = read_checkpoint(resume)
-        best_epoch, _ = self._best(info.history)
-        if info.epoch and "val_loss" not in info.history:
-            raise CheckpointError(f"{resume} was written without validation data; early stopping needs its val_loss")
+        best_epoch, _ = self.monitor.best(info.history)
+        if info.epoch and self.monitor.name not in info.history:
+            if self.monitor.name.startswith("val_"):
+                raise CheckpointError(f"{resume} was written without validation data; early stopping needs its "
+                                      f"{self.monitor.name}")
+            raise CheckpointError(f"{resume} has no {self.monitor.name} in its history; early stopping needs it")
         if best_epoch in (0, info.epoch):
             return  # nothing trained yet, or the checkpoint's own weights are the best
         where = best_weights_path(resume, best_epoch)
@@ -138,25 +155,44 @@ class EarlyStopper:
         if self.checkpoint is not None and where == best_weights_path(self.checkpoint, best_epoch):
             self.on_disk = best_epoch
 
-    def start(self, history: History, done: int) -> None:
+    def on_train_begin(self, logs: Logs) -> None:
         """After a resume (or at the start): the best so far from the history; its weights when they are these."""
-        self.best_epoch, self.best_loss = self._best(history)
-        if self.best_epoch and self.best_epoch == done:
+        done = int(logs["epoch"])
+        self.best_epoch, self.best_value = self.monitor.best(logs["history"])
+        self.state = None
+        if self.restore_best_weights and self.best_epoch and self.best_epoch == done:
             self.state = self.network.model.state_dict()
-        elif self.best_epoch:
+        elif self.restore_best_weights and self.best_epoch:
             self.state = self.pending
         self.pending = None
+        self.epochs = int(logs["epochs"])
+        if self.done(done):
+            self.network.stop_training = True
 
-    def after_epoch(self, epoch: int, history: History) -> None:
-        loss = history["val_loss"][-1]
-        if loss < self.best_loss:
-            self.best_epoch, self.best_loss = epoch, float(loss)
-            self.state = self.network.model.state_dict()
+    def on_epoch_end(self, epoch: int, logs: Logs) -> None:
+        value = self.monitor.value(logs)
+        if self.monitor.better(value, self.best_value):
+            self.best_epoch, self.best_value = epoch, value
+            if self.restore_best_weights:
+                self.state = self.network.model.state_dict()
+        if self.done(epoch):
+            self.network.stop_training = True
 
     def done(self, epoch: int) -> bool:
         """Whether ``patience`` epochs have passed since the best one."""
         return self.best_epoch > 0 and epoch - self.best_epoch >= self.patience
 
+    def on_train_end(self, logs: Logs) -> None:
+        """Put the best weights back into the model (parameters and buffers) and report, unless the run failed."""
+        if logs.get("error") is not None:
+            return
+        trained = len(logs["history"].get(self.monitor.name, []))
+        if self.restore_best_weights and self.state is not None and self.best_epoch != trained:
+            self.network.model.load_state_dict(self.state)
+        stopped = self.done(trained) and trained < self.epochs
+        self.network.early_stop = EarlyStop(self.best_epoch, self.best_value, trained, stopped, self.monitor.name)
+
+    # ------------------------------------------------------------ the best weights beside a checkpoint
     def keep_on_disk(self, saved_epoch: int) -> None:
         """Before a checkpoint of ``saved_epoch`` is written: the best weights in their own file if they are others.
 
@@ -168,7 +204,7 @@ class EarlyStopper:
             return
         arrays = {"model/" + name: value for name, value in self.state.items()}
         save_arrays(best_weights_path(self.checkpoint, self.best_epoch), arrays,
-                    {"format": BEST_WEIGHTS_FORMAT, "epoch": self.best_epoch, "val_loss": self.best_loss})
+                    {"format": BEST_WEIGHTS_FORMAT, "epoch": self.best_epoch, self.monitor.name: self.best_value})
         self.on_disk = self.best_epoch
 
     def drop_others(self, saved_epoch: int, history: Mapping[str, List[float]]) -> None:
@@ -180,7 +216,7 @@ class EarlyStopper:
         """
         if self.checkpoint is None:
             return
-        named, _ = self._best(history)
+        named, _ = self.monitor.best(history)
         for epoch, path in _best_weights_files(self.checkpoint).items():
             if epoch == named and named != saved_epoch:
                 continue
@@ -192,9 +228,3 @@ class EarlyStopper:
                 continue
             if self.on_disk == epoch:
                 self.on_disk = None
-
-    def finish(self, last_epoch: int, stopped: bool) -> EarlyStop:
-        """Put the best weights back into the model (parameters and buffers)."""
-        if self.state is not None and self.best_epoch != last_epoch:
-            self.network.model.load_state_dict(self.state)
-        return EarlyStop(self.best_epoch, self.best_loss, last_epoch, stopped)

@@ -9,7 +9,8 @@ replaces the bar at the end of each epoch, and is all that is written to a
 log or a pipe, or in the ``"epochs"`` mode.  Every line fits the terminal
 width (``shutil.get_terminal_size``, 80 columns when unknown); a summary
 too long for a narrow terminal goes on to indented lines at field
-boundaries rather than being cut.
+boundaries rather than being cut.  :class:`ProgressLogger` is the callback
+that draws them during ``fit`` (``fit(progress=...)`` makes one).
 """
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Literal, Optional, TextIO, Union
 
-__all__ = ["PROGRESS_MODES", "ProgressBar", "ProgressMode", "REDRAW_INTERVAL_S", "check_progress_mode",
-           "format_duration", "summary_lines"]
+from .callbacks import Callback, Logs
+
+__all__ = ["PROGRESS_MODES", "ProgressBar", "ProgressLogger", "ProgressMode", "REDRAW_INTERVAL_S",
+           "check_progress_mode", "format_duration", "summary_lines"]
 
 #: What ``fit(progress=...)`` and ``ProgressBar(enabled=...)`` take: ``True`` (a live bar on a terminal and a
 #: summary line per epoch), ``"epochs"`` (the summary lines only, also on a terminal) or ``False`` (nothing).
@@ -94,11 +97,12 @@ class ProgressBar:
     ``enabled`` is ``True`` (a live bar on a terminal and a summary line per
     epoch; on a log or a pipe only the summary line), ``"epochs"`` (only the
     summary line, also on a terminal) or ``False`` (nothing).  The live bar
-    uses tqdm when it can be imported, else a plain text bar.  ``clock``
+    uses tqdm when it can be imported, else a plain text bar.  ``total`` is
+    the number of batches (None: unknown, the bar then counts them).  ``clock``
     (seconds, default ``time.perf_counter``) is there for tests.
     """
 
-    def __init__(self, total: int, description: str, *, enabled: ProgressMode = True,
+    def __init__(self, total: Optional[int], description: str, *, enabled: ProgressMode = True,
                  stream: Optional[TextIO] = None, clock: Callable[[], float] = time.perf_counter) -> None:
         check_progress_mode(enabled, "enabled")
         self.total, self.description = total, description
@@ -170,6 +174,9 @@ class ProgressBar:
     def _bar_line(self, stats: Dict[str, float], now: float) -> str:
         """``epoch 3/40 [=====>      ] 12/45 loss 0.1234 31.2 batch/s ETA 1.1s``, cut to the width."""
         elapsed = now - self._start
+        if self.total is None:  # nothing to fill or to count down: the batches so far, the loss and the rate
+            fields = [self.description, f"{self.count} batches"] + [f"{k} {v:.4f}" for k, v in stats.items()]
+            return " ".join(fields + [f"{_rate(self.count, elapsed)} batch/s"])[:_columns() - 1]
         left = (self.total - self.count) * elapsed / self.count if self.count and elapsed > 0 else float("inf")
         extra = [f"{self.count}/{self.total}"] + [f"{k} {v:.4f}" for k, v in stats.items()]
         extra += [f"{_rate(self.count, elapsed)} batch/s", f"ETA {format_duration(left)}"]
@@ -183,3 +190,35 @@ class ProgressBar:
         done = int(room * self.count / self.total) if self.total else room
         bar = "=" * done + (">" if done < room else "") + " " * max(room - done - 1, 0)
         return f"{self.description} [{bar}] {' '.join(extra)}"[:limit]
+
+
+class ProgressLogger(Callback):
+    """The progress of ``fit`` as a callback: a :class:`ProgressBar` per epoch, closed by the epoch's summary line.
+
+    ``mode`` is one of :data:`PROGRESS_MODES` (``True``: a live bar on a
+    terminal and a summary line per epoch; ``"epochs"``: the summary lines
+    only; ``False``: nothing); ``stream`` defaults to standard error.
+    """
+
+    def __init__(self, mode: ProgressMode = True, stream: Optional[TextIO] = None) -> None:
+        check_progress_mode(mode)
+        self.mode, self.stream = mode, stream
+        self.bar: Optional[ProgressBar] = None
+
+    def on_epoch_begin(self, epoch: int, logs: Logs) -> None:
+        self.bar = ProgressBar(self.params.get("steps"), f"epoch {epoch}/{self.params['epochs']}",
+                               enabled=self.mode, stream=self.stream)
+
+    def on_batch_end(self, batch: int, logs: Logs) -> None:
+        if self.bar is not None and not logs.get("diverged"):
+            self.bar.update(samples=logs.get("size"), loss=logs["loss"])
+
+    def on_epoch_end(self, epoch: int, logs: Logs) -> None:
+        if self.bar is not None:
+            self.bar.close(**{k: v for k, v in logs.items() if isinstance(v, float)})
+            self.bar = None
+
+    def on_train_end(self, logs: Logs) -> None:
+        if self.bar is not None:  # an epoch that did not finish: its bar line ends
+            self.bar.close()
+            self.bar = None

@@ -1,6 +1,6 @@
 """What one training or evaluation pass keeps: the running score, and the guard against a divergent step.
 
-:class:`Score` sums a pass's loss, correct predictions and samples;
+:class:`Score` sums a pass's losses, metrics, correct predictions and samples;
 :class:`Buffers` keeps a copy of a model's buffers (batch-norm running
 statistics) from before each step, to put back when the step's loss or
 gradient is not finite; :func:`all_finite` tells, in float32 at least.
@@ -18,21 +18,36 @@ __all__ = ["Buffers", "Score", "all_finite"]
 
 
 class Score:
-    """Running sums of a pass: the summed loss, the correct predictions and the samples."""
+    """Running sums of a pass, by name: summed losses and metrics (``add``), correct predictions (``hits``), samples.
+
+    The result is each sum over the samples, in the order the names first
+    came.  A count of correct predictions is reported only where the last
+    batch's loss gave one (None: no notion of a correct class).
+    """
 
     def __init__(self) -> None:
-        self.loss, self.correct, self.count, self.classifier = 0.0, 0, 0, False
+        self.sums: Dict[str, float] = {}
+        self.correct: Dict[str, int] = {}
+        self.classifies: Dict[str, bool] = {}
+        self.count = 0
 
-    def add(self, loss: float, hits: Optional[int], count: int) -> None:
-        self.loss += loss
-        self.classifier = hits is not None  # the loss says per batch; the last batch decides, as before
-        self.correct += int(hits or 0)
-        self.count += count
+    def add(self, name: str, total: float) -> None:
+        self.sums[name] = self.sums.get(name, 0.0) + total
+
+    def hits(self, name: str, hits: Optional[int]) -> None:
+        if name not in self.sums:
+            self.sums[name] = 0.0  # keeps its place in the order of the names
+        self.classifies[name] = hits is not None  # the loss says per batch; the last batch decides
+        self.correct[name] = self.correct.get(name, 0) + int(hits or 0)
 
     def result(self) -> Dict[str, float]:
-        result = {"loss": self.loss / max(self.count, 1)}
-        if self.classifier:
-            result["accuracy"] = self.correct / max(self.count, 1)
+        count = max(self.count, 1)
+        result = {}
+        for name, total in self.sums.items():
+            if name not in self.correct:
+                result[name] = total / count
+            elif self.classifies[name]:
+                result[name] = self.correct[name] / count
         return result
 
 
