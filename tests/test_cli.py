@@ -298,16 +298,17 @@ def test_a_run_that_trains_gives_no_chance_warning(tmp_path, capsys):
 
 
 def test_training_curves_name_the_run_and_the_test_split(tmp_path, capsys, figures):
-    code, stdout, _ = run(capsys, "train", "--hidden", "8", "--epochs", "1", "--no-progress",
-                          "--out", str(tmp_path / "m.npz"))
+    code, stdout, err = run(capsys, "train", "--hidden", "8", "--epochs", "1", "--no-progress",
+                            "--out", str(tmp_path / "m.npz"))
     assert code == 0
     curves = figures["m.png"]
     assert "an MLP 64 -> 8 -> 10 on digits, adam" in curves._suptitle.get_text()
     for axis in curves.axes:
         assert [t.get_text() for t in axis.get_legend().get_texts()] == ["train", "test"]
-    # the per-epoch val_ scores are those of the test split, and the run says so
-    assert "no validation split (--validation N holds one out): the val_ scores of each epoch are those of the " \
-           "test split" in stdout
+    # the per-epoch scores are those of the test split: the run says so, and the epoch lines call them that
+    assert "no validation split (--validation N holds one out): each epoch scores the test split" in stdout
+    epoch_line = next(line for line in err.splitlines() if line.startswith("epoch 1/1"))
+    assert "test_loss" in epoch_line and "val_" not in epoch_line
 
 
 def test_the_loss_curve_says_which_loss_it_is(tmp_path, capsys, figures):
@@ -322,7 +323,7 @@ def test_the_loss_curve_says_which_loss_it_is(tmp_path, capsys, figures):
     code, stdout, _ = run(capsys, "train", "--task", "localize", "--train-samples", "64", "--test-samples", "16",
                           "--canvas", "16", "--channels", "4,8", "--hidden", "8", "--epochs", "1", "--no-progress",
                           "--out", str(tmp_path / "loc.npz"))
-    assert code == 0 and "the val_ scores of each epoch are those of the test split" in stdout
+    assert code == 0 and "each epoch scores the test split" in stdout
     assert "--validation" not in stdout  # the localizer has no such option
     assert figures["loc.png"].axes[0].get_ylabel() == \
         "loss: cross-entropy with label smoothing 0.1 + 10 x smooth_l1"

@@ -543,3 +543,26 @@ def test_metrics_name_functions_reported_as_means_over_the_samples(digits):
                          ([lambda o, t: 0.0], "use a def, not a lambda")):
         with pytest.raises((TypeError, ValueError), match=message):
             make_network().fit(X_train[:64], y_train[:64], epochs=1, metrics=bad, progress=False)
+
+
+def test_validation_data_of_another_width_is_refused_before_training_naming_it(rng):
+    """It failed after a whole epoch as "Linear expects input of shape (..., 64), got (256, 32)"."""
+    model = Sequential(Linear(64, 10, rng=0))
+    network = NeuralNetwork(model, CrossEntropyLoss(), SGD(model.parameters(), lr=0.1))
+    before = model.state_dict()
+    with pytest.raises(ValueError, match=r"validation_data: its samples have shape \(32,\), the training samples "
+                                         r"\(64,\)"):
+        network.fit(rng.standard_normal((40, 64)), rng.integers(0, 10, 40), epochs=1, progress=False,
+                    validation_data=(rng.standard_normal((8, 32)), rng.integers(0, 10, 8)))
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[key])  # refused before any step
+
+
+def test_validation_data_refused_by_the_model_in_a_batch_is_named(rng):
+    """With a transform the shapes are known only per batch: the error from the model says it was validation."""
+    model = Sequential(Linear(64, 10, rng=0))
+    network = NeuralNetwork(model, CrossEntropyLoss(), SGD(model.parameters(), lr=0.1))
+    with pytest.raises(ValueError, match=r"validation data: Linear expects input of shape \(\.\.\., 64\)"):
+        network.fit(rng.standard_normal((40, 64)), rng.integers(0, 10, 40), epochs=1, progress=False,
+                    validation_data=(rng.standard_normal((8, 32)), rng.integers(0, 10, 8)),
+                    transform=lambda batch, rng: batch)

@@ -138,4 +138,4 @@ def test_no_progress_still_prints_a_line_per_epoch(tmp_path, capsys):
     assert [line.split()[1] for line in lines] == ["1/3", "2/3", "3/3"]
     for line in lines:
         assert len(line) < 80 and "\r" not in line
-        assert re.search(r"loss \d\.\d{4} acc \d\.\d{4} val_loss \d\.\d{4} val_acc \d\.\d{4} \S+s \d+/s$", line), line
+        assert re.search(r"loss \d\.\d{4} acc \d\.\d{4} test_loss \d\.\d{4} test_acc \d\.\d{4} \S+s \d+/s$", line), line

@@ -139,9 +139,9 @@ def train(args: argparse.Namespace, parser: argparse.ArgumentParser, task: Task)
     print(f"training {describe_model(config)} on {data.what}, {args.optimizer} lr={args.lr:g} ({args.schedule}), "
           f"batch {args.batch_size}, {args.epochs} epoch{'' if args.epochs == 1 else 's'}, seed {args.seed}, "
           f"{args.dtype}{', ' + data.augmentation if data.augmentation else ''}")
-    if data.validation is None:  # the history keeps fit's names: say what they hold
+    if data.validation is None:
         hint = f" ({task.validation_option} holds one out)" if task.validation_option else ""
-        print(f"no validation split{hint}: the val_ scores of each epoch are those of the test split")
+        print(f"no validation split{hint}: each epoch scores the test split (test_loss, test_acc)")
     if args.resume is not None:
         print(f"resuming from {args.resume}")
     start = time.perf_counter()
@@ -209,7 +209,8 @@ def build_network(args: argparse.Namespace, config: Dict[str, Any],
     return NeuralNetwork(model, loss, optimizer, scheduler), rng
 
 
-def fit_callbacks(args: argparse.Namespace, checkpoint: Path, out: Path) -> List[Callback]:
+def fit_callbacks(args: argparse.Namespace, checkpoint: Path, out: Path, validation_name: str = "val"
+                  ) -> List[Callback]:
     """The callbacks of a ``train`` run: early stopping (--early-stopping), the checkpoint, the progress lines.
 
     The checkpoint records the run's options (so ``--resume`` can check
@@ -222,7 +223,7 @@ def fit_callbacks(args: argparse.Namespace, checkpoint: Path, out: Path) -> List
         callbacks.append(EarlyStopping("val_loss", patience, restore_best_weights=True))
     callbacks.append(ModelCheckpoint(checkpoint, every=args.checkpoint_every if args.checkpoint else None,
                                      metadata={COMMAND_LINE_KEY: run_options(args, out)}))
-    callbacks.append(ProgressLogger("epochs" if args.no_progress else True))
+    callbacks.append(ProgressLogger("epochs" if args.no_progress else True, validation_name=validation_name))
     return callbacks
 
 
@@ -237,7 +238,9 @@ def _fit(network: NeuralNetwork, rng: np.random.Generator, data: TaskData, args:
         validation = data.validation if data.validation is not None else (data.X_test, data.y_test)
         return network.fit(data.X_train, data.y_train, epochs=args.epochs, batch_size=args.batch_size,
                            validation_data=validation, rng=rng, transform=data.transform, progress=False,
-                           callbacks=fit_callbacks(args, checkpoint, out), resume=args.resume)
+                           callbacks=fit_callbacks(args, checkpoint, out,
+                                                   "val" if data.validation is not None else "test"),
+                           resume=args.resume)
     except TrainingDiverged as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -152,6 +152,14 @@ class Feed:
                             "ArrayDataset(X, y)")
         return cls(model, loader, name, True, transform, targets)
 
+    def sample_shapes(self) -> Optional[Tuple[Tuple[int, ...], ...]]:
+        """The shape of one sample of each input, where it is known before any batch is drawn (arrays, no
+        transform); None otherwise."""
+        dataset = self.source.dataset
+        if self.transform is not None or not isinstance(dataset, ArrayDataset):
+            return None
+        return tuple(tuple(array.shape[1:]) for _, array in leaves(dataset.X, "X"))
+
     def split(self, fraction: Any, generator: np.random.Generator, validation_batch: int) -> Tuple["Feed", "Feed"]:
         """``(training, validation)``: the last ``fraction`` of the samples held out, as Keras's ``validation_split``.
 

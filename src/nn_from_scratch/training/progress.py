@@ -32,7 +32,7 @@ PROGRESS_MODES = (True, False, "epochs")
 #: Least time between two redraws of the live bar (at most ten a second).
 REDRAW_INTERVAL_S = 0.1
 #: Short names of the summary line for the usual metrics.
-_SHORT = {"accuracy": "acc", "val_accuracy": "val_acc"}
+_SHORT = {"accuracy": "acc", "val_accuracy": "val_acc", "test_accuracy": "test_acc"}
 _FALLBACK_COLUMNS = 80
 
 
@@ -198,11 +198,17 @@ class ProgressLogger(Callback):
     ``mode`` is one of :data:`PROGRESS_MODES` (``True``: a live bar on a
     terminal and a summary line per epoch; ``"epochs"``: the summary lines
     only; ``False``: nothing); ``stream`` defaults to standard error.
+    ``validation_name`` names the ``val_`` scores in the summary lines
+    (``"test"`` where the test split is what is scored each epoch); the
+    history keeps the ``val_`` keys.
     """
 
-    def __init__(self, mode: ProgressMode = True, stream: Optional[TextIO] = None) -> None:
+    def __init__(self, mode: ProgressMode = True, stream: Optional[TextIO] = None, *,
+                 validation_name: str = "val") -> None:
         check_progress_mode(mode)
-        self.mode, self.stream = mode, stream
+        if not isinstance(validation_name, str) or not validation_name.isidentifier():
+            raise ValueError(f"validation_name must be a word such as 'val' or 'test', got {validation_name!r}")
+        self.mode, self.stream, self.validation_name = mode, stream, validation_name
         self.bar: Optional[ProgressBar] = None
 
     def on_epoch_begin(self, epoch: int, logs: Logs) -> None:
@@ -215,8 +221,13 @@ class ProgressLogger(Callback):
 
     def on_epoch_end(self, epoch: int, logs: Logs) -> None:
         if self.bar is not None:
-            self.bar.close(**{k: v for k, v in logs.items() if isinstance(v, float)})
+            named = {self._shown(k): v for k, v in logs.items() if isinstance(v, float)}
+            self.bar.close(**named)
             self.bar = None
+
+    def _shown(self, key: str) -> str:
+        """A log's name in the summary line: ``val_`` scores under the name of the data that was scored."""
+        return self.validation_name + key[3:] if key.startswith("val_") else key
 
     def on_train_end(self, logs: Logs) -> None:
         if self.bar is not None:  # an epoch that did not finish: its bar line ends

@@ -223,6 +223,10 @@ class NeuralNetwork:
                                 f"{type(validation_data).__name__}")
             validation = Feed.arrays(self.model, *validation_data, "validation X", transform=transform,
                                      batch_size=EVALUATION_BATCH, make_targets=self.objective.targets)
+        if validation is not None and None not in (train.sample_shapes(), validation.sample_shapes()) \
+                and train.sample_shapes() != validation.sample_shapes():
+            raise ValueError(f"validation_data: its samples have shape {_shapes(validation.sample_shapes())}, the "
+                             f"training samples {_shapes(train.sample_shapes())}; both must be what the model takes")
         return train, validation
 
     def _epoch(self, epoch: int, listed: CallbackList) -> bool:
@@ -234,7 +238,11 @@ class NeuralNetwork:
         if stats is None:
             return False
         if run.validation is not None:
-            for key, value in self._score(run.validation, run.metrics).items():
+            try:
+                scores = self._score(run.validation, run.metrics)
+            except ValueError as error:  # shapes known only per batch (a transform, a loader): name the data
+                raise ValueError(f"validation data: {error}") from error
+            for key, value in scores.items():
                 stats["val_" + key] = value
         for key, value in stats.items():
             run.history.setdefault(key, []).append(value)
@@ -380,3 +388,8 @@ def _append(history: History, stats: Mapping[str, float]) -> None:
             history[key] = [math.nan] * done
     for key, values in history.items():
         values.append(stats.get(key, math.nan))
+
+
+def _shapes(shapes: Tuple[Tuple[int, ...], ...]) -> str:
+    """One sample's shape, or the shapes of several inputs' samples."""
+    return str(shapes[0]) if len(shapes) == 1 else ", ".join(map(str, shapes))
