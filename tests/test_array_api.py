@@ -181,11 +181,11 @@ PENDING = {
     "AdamW",
     "RMSProp",
     "RMSProp[centered]",
-    # the other nodes and the containers
+    # the other nodes and the containers; BatchNorm's textbook path is written against the standard, but its
+    # training pass saves its buffers for the undo journal with ndarray.copy() (Function._state_will_change),
+    # which array_api_strict arrays lack
     "BatchNorm1d",
-    "BatchNorm1d[eval]",
     "BatchNorm2d",
-    "Dropout",
     "Sequential",
     "Sequential[Chunk]",
     "Parallel",
