@@ -280,10 +280,13 @@ class _BatchNorm(Node):
         r""":math:`\gamma s` per channel."""
         return ctx.inv_std * self.weight.value if self.affine else ctx.inv_std
 
+    def _flat_grad(self, g: Any, ctx: Context) -> Any:
+        """``g`` flat, ``(N, C)`` or ``(N, C, L)``, in the computing dtype."""
+        return self._flat(ctx.xp, ctx.xp.astype(g, dtype_in(ctx.xp, self._compute), copy=False))
+
     def _grad_sums(self, g: Any, ctx: Context) -> Tuple[Any, Any, Any]:
-        r"""The flat ``g`` in the computing dtype, :math:`\sum g` and :math:`\sum g \odot \hat x` per channel."""
-        xp = ctx.xp
-        gf = self._flat(xp, xp.astype(g, dtype_in(xp, self._compute), copy=False))
+        r"""The flat ``g``, :math:`\sum g` and :math:`\sum g \odot \hat x` per channel."""
+        gf = self._flat_grad(g, ctx)
         return gf, channel_sum(gf, ctx), channel_dot(gf, ctx.x_hat, ctx)
 
     def _input_grad(self, gf: Any, sum_g: Optional[Any], sum_gx: Optional[Any], ctx: Context) -> Any:
@@ -300,9 +303,7 @@ class _BatchNorm(Node):
     def _vjp(self, g: Any, ctx: Context) -> Any:
         if ctx.batch_stats:
             return self._input_grad(*self._grad_sums(g, ctx), ctx)
-        xp = ctx.xp
-        return self._input_grad(self._flat(xp, xp.astype(g, dtype_in(xp, self._compute), copy=False)), None, None,
-                                ctx)
+        return self._input_grad(self._flat_grad(g, ctx), None, None, ctx)
 
     def _accumulate_grads(self, g: Any, ctx: Context) -> None:
         if self.affine:
