@@ -218,9 +218,18 @@ class _BatchNorm(Node):
     @staticmethod
     def _flat(xp: ModuleType, a: Any) -> Any:
         """``a`` as ``(N, C)`` when it has no trailing axes of size > 1, else as ``(N, C, L)``."""
+        if a.ndim == 2:
+            return a
         n, c = a.shape[0], a.shape[1]
         length = math.prod(a.shape[2:])
         return xp.reshape(a, (n, c) if length == 1 else (n, c, length))
+
+    @staticmethod
+    def _unflat(xp: ModuleType, a: Any, shape: Tuple[int, ...], dtype: Any) -> Any:
+        """A flat array back in the input's ``shape``, in ``dtype``: the inverse of :meth:`_flat`."""
+        if tuple(a.shape) != tuple(shape):
+            a = xp.reshape(a, tuple(shape))
+        return xp.astype(a, dtype, copy=False)
 
     @staticmethod
     def _per_channel(v: Any, ndim: int) -> Any:
@@ -265,7 +274,7 @@ class _BatchNorm(Node):
         if self.affine:
             y = centered * self._per_channel(self.weight.value, nd)  # y = γ x̂ + β
             y += self._per_channel(self.bias.value, nd)
-        return xp.astype(xp.reshape(y, tuple(x.shape)), dtype_in(xp, self.dtype), copy=False)
+        return self._unflat(xp, y, x.shape, dtype_in(xp, self.dtype))
 
     def _update_running_stats(self, xp: ModuleType, mean: Any, var: Any, m: int) -> None:
         self._state_will_change()  # a call refused later in the model puts the statistics back
@@ -298,7 +307,7 @@ class _BatchNorm(Node):
             k = scale / ctx.m
             dx -= ctx.x_hat * self._per_channel(k * sum_gx, nd)
             dx -= self._per_channel(k * sum_g, nd)
-        return xp.astype(xp.reshape(dx, tuple(ctx.x.shape)), ctx.x.dtype, copy=False)
+        return self._unflat(xp, dx, ctx.x.shape, ctx.x.dtype)
 
     def _vjp(self, g: Any, ctx: Context) -> Any:
         if ctx.batch_stats:
