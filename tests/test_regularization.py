@@ -1,4 +1,6 @@
-"""Dropout, BatchNorm1d and BatchNorm2d: masks, modes, gradients, running statistics and the torch oracle."""
+"""Dropout, BatchNorm1d and BatchNorm2d: masks, modes, gradients, running statistics and the torch oracle.
+
+The BatchNorm checks that take ``engine_path`` run on the fast per-channel sums and on the textbook ones."""
 from __future__ import annotations
 
 import warnings
@@ -6,6 +8,8 @@ import warnings
 import numpy as np
 import pytest
 
+from nn_from_scratch import engine
+from nn_from_scratch.engine import channels
 from nn_from_scratch.gradcheck import assert_gradients
 from nn_from_scratch.nodes import BatchNorm1d, Dropout
 from nn_from_scratch.nodes.regularization import BatchNorm2d
@@ -148,7 +152,7 @@ def randomised(rng, node: BatchNorm1d) -> BatchNorm1d:
 
 @pytest.mark.parametrize("shape", [(5, 3), (4, 3, 6)])
 @pytest.mark.parametrize("mode", ["train", "eval"])
-def test_batchnorm_gradients_in_train_and_eval(rng, shape, mode):
+def test_batchnorm_gradients_in_train_and_eval(engine_path, rng, shape, mode):
     node = randomised(rng, BatchNorm1d(3))
     node.running_mean[...] = rng.standard_normal(3)
     node.running_var[...] = rng.uniform(0.5, 2.0, 3)
@@ -178,7 +182,7 @@ def make_pair(torch, rng, c, **kwargs):
 
 @pytest.mark.parametrize("shape", [(8, 3), (4, 3, 5)])
 @pytest.mark.parametrize("momentum", [0.1, None])
-def test_batchnorm_agrees_with_torch_over_three_steps_then_eval(torch, rng, shape, momentum):
+def test_batchnorm_agrees_with_torch_over_three_steps_then_eval(engine_path, torch, rng, shape, momentum):
     ours, theirs = make_pair(torch, rng, 3, momentum=momentum)
     for _ in range(3):
         x = rng.standard_normal(shape) * 3 + 2
@@ -209,7 +213,7 @@ def test_batchnorm_agrees_with_torch_over_three_steps_then_eval(torch, rng, shap
 
 
 @pytest.mark.parametrize("kwargs", [{"affine": False}, {"track_running_stats": False}])
-def test_batchnorm_variants_agree_with_torch(torch, rng, kwargs):
+def test_batchnorm_variants_agree_with_torch(engine_path, torch, rng, kwargs):
     ours, theirs = make_pair(torch, rng, 4, **kwargs)
     for mode in (True, False):
         ours.train(mode)
@@ -263,7 +267,7 @@ def test_batchnorm_jacobian_and_evaluate_leave_running_stats_alone(rng):
     assert int(node.num_batches_tracked) == 1
 
 
-def test_batchnorm_jacobian_of_the_cached_pass_matches_backward(rng):
+def test_batchnorm_jacobian_of_the_cached_pass_matches_backward(engine_path, rng):
     node = randomised(rng, BatchNorm1d(2))
     x = rng.standard_normal((3, 2, 4))
     g = rng.standard_normal((3, 2, 4))
@@ -314,7 +318,7 @@ def test_batchnorm_rejects_the_wrong_feature_count():
         BatchNorm1d(0)
 
 
-def test_batchnorm_float32(rng):
+def test_batchnorm_float32(engine_path, rng):
     node = BatchNorm1d(3, dtype=np.float32)
     x = rng.standard_normal((6, 3)).astype(np.float32)
     g = rng.standard_normal((6, 3)).astype(np.float32)
@@ -364,7 +368,7 @@ def test_batchnorm1d_and_2d_share_one_implementation():
 
 @pytest.mark.parametrize("shape", [(3, 2, 3, 4), (2, 3, 1, 1), (1, 2, 2, 3)])
 @pytest.mark.parametrize("mode", ["train", "eval"])
-def test_batchnorm2d_gradients_in_train_and_eval(rng, shape, mode):
+def test_batchnorm2d_gradients_in_train_and_eval(engine_path, rng, shape, mode):
     c = shape[1]
     node = randomised(rng, BatchNorm2d(c))
     node.running_mean[...] = rng.standard_normal(c)
@@ -384,7 +388,7 @@ def test_batchnorm2d_variants_pass_gradcheck(rng, kwargs):
 
 @pytest.mark.parametrize("shape", [(4, 3, 5, 6), (2, 3, 1, 7), (6, 3, 1, 1)])
 @pytest.mark.parametrize("momentum", [0.1, None])
-def test_batchnorm2d_agrees_with_torch_over_three_steps_then_eval(torch, rng, shape, momentum):
+def test_batchnorm2d_agrees_with_torch_over_three_steps_then_eval(engine_path, torch, rng, shape, momentum):
     ours, theirs = make_pair_2d(torch, rng, 3, momentum=momentum)
     for _ in range(3):
         step_both(torch, ours, theirs, rng.standard_normal(shape) * 3 + 2, rng.standard_normal(shape))
@@ -399,7 +403,7 @@ def test_batchnorm2d_agrees_with_torch_over_three_steps_then_eval(torch, rng, sh
 
 
 @pytest.mark.parametrize("kwargs", [{"affine": False}, {"track_running_stats": False}, {"eps": 1e-3, "momentum": 0.3}])
-def test_batchnorm2d_variants_agree_with_torch(torch, rng, kwargs):
+def test_batchnorm2d_variants_agree_with_torch(engine_path, torch, rng, kwargs):
     ours, theirs = make_pair_2d(torch, rng, 4, **kwargs)
     for mode in (True, True, False):
         ours.train(mode)
@@ -432,7 +436,7 @@ def test_batchnorm2d_state_dict_loads_into_torch_and_back(torch, rng):
     )
 
 
-def test_batchnorm2d_is_batchnorm1d_on_flattened_pixels(rng):
+def test_batchnorm2d_is_batchnorm1d_on_flattened_pixels(engine_path, rng):
     x = rng.standard_normal((3, 4, 5, 6)) * 2 - 1
     g = rng.standard_normal(x.shape)
     bn2, bn1 = randomised(rng, BatchNorm2d(4)), BatchNorm1d(4)
@@ -447,7 +451,7 @@ def test_batchnorm2d_is_batchnorm1d_on_flattened_pixels(rng):
     np.testing.assert_allclose(bn2.weight.grad, bn1.weight.grad, rtol=1e-14, atol=1e-14)
 
 
-def test_batchnorm2d_jacobian_of_the_cached_pass_matches_backward(rng):
+def test_batchnorm2d_jacobian_of_the_cached_pass_matches_backward(engine_path, rng):
     node = randomised(rng, BatchNorm2d(2))
     x = rng.standard_normal((2, 2, 3, 2))
     g = rng.standard_normal(x.shape)
@@ -487,7 +491,7 @@ def test_batchnorm2d_evaluate_and_jacobian_leave_running_stats_alone(rng):
     assert int(node.num_batches_tracked) == 0
 
 
-def test_batchnorm2d_float32(rng):
+def test_batchnorm2d_float32(engine_path, rng):
     node = randomised(rng, BatchNorm2d(3, dtype=np.float32))
     reference = BatchNorm2d(3)
     reference.load_state_dict(
@@ -509,3 +513,56 @@ def test_batchnorm2d_float32(rng):
     # a float64 input to a float32 layer computes in float32 and returns the gradient in float64
     node.forward(x.astype(np.float64))
     assert node.backward(g).dtype == np.float64
+
+
+# ============================================================ BatchNorm's two paths
+def _batchnorm_step(node, x, g, fast_on):
+    """Output, input gradient, parameter gradients and running statistics of one training step on one path."""
+    previous = engine.fast_enabled()
+    engine.set_fast(fast_on)
+    try:
+        node.zero_grad()
+        y = node.forward(x)
+        dx = node.backward(g)
+    finally:
+        engine.set_fast(previous)
+    return [y, dx] + [p.grad.copy() for p in node.parameters()] + [node.running_mean.copy(), node.running_var.copy()]
+
+
+@pytest.mark.parametrize("make, shape", [(lambda dtype: BatchNorm1d(6, dtype=dtype), (32, 6)),
+                                         (lambda dtype: BatchNorm1d(6, dtype=dtype), (8, 6, 20)),
+                                         (lambda dtype: BatchNorm2d(6, dtype=dtype), (4, 6, 7, 9))])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_batchnorm_fast_sums_agree_with_the_textbook_ones_to_rounding(rng, make, shape, dtype):
+    """The same per-channel sums in another order: within 100 machine epsilons of each result's largest magnitude."""
+    fast_node, textbook_node = randomised(rng, make(dtype)), make(dtype)
+    textbook_node.load_state_dict(fast_node.state_dict())
+    eps = np.finfo(dtype).eps
+    for _ in range(2):
+        x = (rng.standard_normal(shape) * 3 + 2).astype(dtype)
+        g = rng.standard_normal(shape).astype(dtype)
+        for name, a, b in zip(["y", "dx", "dweight", "dbias", "running_mean", "running_var"],
+                              _batchnorm_step(fast_node, x, g, True), _batchnorm_step(textbook_node, x, g, False)):
+            assert a.dtype == b.dtype == dtype and a.shape == b.shape
+            np.testing.assert_allclose(a, b, rtol=0, atol=100 * eps * np.abs(b).max(), err_msg=name)
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (4, 3, 6), (2, 3, 4, 5)])
+def test_batchnorm_under_textbook_runs_no_engine_kernel(rng, monkeypatch, shape):
+    """engine.textbook(): the per-channel sums are xp.sum; no function of engine.channels runs."""
+    calls = []
+    for name in channels.__all__:
+        kernel = getattr(channels, name)
+        monkeypatch.setattr(channels, name, lambda *args, kernel=kernel, name=name: calls.append(name) or kernel(*args))
+    node = randomised(rng, (BatchNorm2d if len(shape) == 4 else BatchNorm1d)(3))
+    x, g = rng.standard_normal(shape), rng.standard_normal(shape)
+    with engine.textbook():
+        node.forward(x)
+        node.backward(g, reset_after=False)
+        node.jacobian()
+        node.eval().forward(x)
+        node.backward(g)
+    assert calls == []
+    node.train().forward(x)  # the spies are in place: the fast path does call them
+    node.backward(g)
+    assert set(calls) == {"channel_sum", "channel_dot"}

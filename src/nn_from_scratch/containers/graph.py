@@ -28,15 +28,14 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
-import numpy as np
-
 from ..context import Context
-
 from ..node import Node
 from .placeholders import Input, Placeholder, Use, check_name, shown
+from .sequential import identity_jacobian
 from .summary import count_once, render_table
 
 __all__ = ["Graph", "Input", "Placeholder"]
+
 
 def _default_name(node: Node) -> str:
     """``linear`` for Linear, ``batch_norm1d`` for BatchNorm1d (Keras' rule): the stem of a default node name."""
@@ -256,7 +255,7 @@ class Graph(Node):
         return iter(self._nodes)
 
     # ---------------------------------------------------------- the passes
-    def _check_input(self, *xs: np.ndarray) -> None:
+    def _check_input(self, *xs: Any) -> None:
         """Each input against its Input's shape, and one batch size for all, before any node runs."""
         for i, (x, shape) in enumerate(zip(xs, self.input_shapes)):
             if x.ndim != len(shape) or any(e is not None and e != d for e, d in zip(shape, x.shape)):
@@ -288,51 +287,53 @@ class Graph(Node):
         ys = [values[s] for s in self._output_slots]
         return ys[0] if len(ys) == 1 else tuple(ys)
 
-    def _wanting(self) -> List[bool]:
-        """Per slot: whether its gradient leads to a node with parameters (what ``input_grad=False`` computes)."""
-        has = [node.has_parameters() for node in self._nodes]
-        wants = [False] * len(self._slot_shapes)
-        for node_index, ins, outs in self._plan:
-            w = has[node_index] or any(wants[s] for s in ins)
-            for s in outs:
-                wants[s] = w
-        return wants
-
     def _reverse(self, g: Any, ctx: Context, input_grad: bool, parameters: bool) -> Any:
-        """The backward walk in reverse topological order; gradients of a value used several times are summed."""
-        grads: List[Optional[np.ndarray]] = [None] * len(self._slot_shapes)
+        r"""The backward walk: the plan in reverse, :math:`\partial L/\partial v_s = \sum_k J_{k,s}^\top g_k`.
 
-        def add(slot: int, part: np.ndarray) -> None:
+        Each use hands the gradient of its outputs to its inputs' slots, where
+        the parts of a value used several times (fan-out) are summed; a use
+        that no gradient reaches is skipped (its contribution is zero), and a
+        None input gradient (a constant input) adds nothing.  ``parameters``
+        adds each node's parameter gradients (``backward_from``) or leaves
+        them (``vjp_from``).  Without ``input_grad`` a use computes its input
+        gradient only where a slot it reads leads back to a node with
+        parameters.
+        """
+        slots = len(self._slot_shapes)
+        leads_to_parameters = [False] * slots  # per slot: some node with parameters computed it (forward order)
+        if not input_grad:
+            for node_index, ins, outs in self._plan:
+                reached = self._nodes[node_index].has_parameters() or any(leads_to_parameters[s] for s in ins)
+                for s in outs:
+                    leads_to_parameters[s] = reached
+        grads: List[Any] = [None] * slots
+
+        def add(slot: int, part: Any) -> None:
             grads[slot] = part if grads[slot] is None else grads[slot] + part
 
         for slot, part in zip(self._output_slots, g if self.num_outputs > 1 else (g,)):
             if part is not None:
                 add(slot, part)
-        wants = None if input_grad else self._wanting()
         for k in range(len(self._plan) - 1, -1, -1):
             node_index, ins, outs = self._plan[k]
-            parts = [grads[s] for s in outs]
-            if all(part is None for part in parts):
-                continue  # no gradient reaches this use: its contributions are zero
-            for s in outs:
-                grads[s] = None
+            gy = [grads[s] for s in outs]
+            if all(part is None for part in gy):
+                continue  # no gradient reaches this use
             node, step = self._nodes[node_index], ctx.steps[k]
-            gy = tuple(parts) if self._multi_output[k] else parts[0]
-            need = input_grad or any(wants[s] for s in ins)
+            gy = tuple(gy) if self._multi_output[k] else gy[0]
+            need = input_grad or any(leads_to_parameters[s] for s in ins)
             if parameters:
                 dx = node.backward_from(step, gy, input_grad=need)
-            elif need:
-                dx = node.vjp_from(step, gy)
             else:
-                dx = None
-            if dx is None:
-                continue
-            for s, part in zip(ins, dx if len(ins) > 1 else (dx,)):
-                if part is not None:
-                    add(s, part)
+                dx = node.vjp_from(step, gy) if need else None
+            if dx is not None:
+                for s, part in zip(ins, dx if len(ins) > 1 else (dx,)):
+                    if part is not None:
+                        add(s, part)
         if not input_grad:
             return None
-        result = [None if i in self.constant_inputs else (grads[i] if grads[i] is not None else np.zeros_like(x))
+        xp = ctx.xp
+        result = [None if i in self.constant_inputs else (grads[i] if grads[i] is not None else xp.zeros_like(x))
                   for i, x in enumerate(ctx.inputs)]
         return result[0] if len(result) == 1 else tuple(result)
 
@@ -345,8 +346,9 @@ class Graph(Node):
 
     def _jacobian(self, ctx: Context) -> Any:
         """The chain rule over the graph: ``J[s] = Σ_j J_local[j] · J[in_j]`` in topological order, per input."""
+        xp = ctx.xp
         local: Dict[int, List[Tuple[Any, ...]]] = {}
-        blocks: List[List[Optional[np.ndarray]]] = [[None] * self.num_inputs for _ in range(self.num_outputs)]
+        blocks: List[List[Optional[Any]]] = [[None] * self.num_inputs for _ in range(self.num_outputs)]
         values = list(ctx.inputs) + [None] * (len(self._slot_shapes) - self.num_inputs)
         for k, (_, _, outs) in enumerate(self._plan):
             y = ctx.steps[k].y
@@ -355,8 +357,8 @@ class Graph(Node):
         for i, x in enumerate(ctx.inputs):
             if i in self.constant_inputs:
                 continue
-            jac: List[Optional[np.ndarray]] = [None] * len(values)
-            jac[i] = np.eye(x.size, dtype=x.dtype).reshape(x.shape * 2)
+            jac: List[Optional[Any]] = [None] * len(values)
+            jac[i] = identity_jacobian(xp, x)
             for k, (node_index, ins, outs) in enumerate(self._plan):
                 if all(jac[s] is None for s in ins):
                     continue
@@ -371,12 +373,13 @@ class Graph(Node):
                         part, upstream = local[k][o][j], jac[source]
                         if part is None or upstream is None:
                             continue
-                        term = np.tensordot(part, upstream, axes=np.ndim(values[source]))
+                        term = xp.tensordot(part, upstream, axes=values[source].ndim)
                         total = term if total is None else total + term
                     jac[s] = total
             for o, s in enumerate(self._output_slots):
                 y = values[s]
-                blocks[o][i] = jac[s] if jac[s] is not None else np.zeros(y.shape + x.shape, dtype=y.dtype)
+                blocks[o][i] = jac[s] if jac[s] is not None else xp.zeros(tuple(y.shape) + tuple(x.shape),
+                                                                           dtype=y.dtype)
         rows = [row[0] if self.num_inputs == 1 else tuple(row) for row in blocks]
         return rows[0] if self.num_outputs == 1 else tuple(rows)
 

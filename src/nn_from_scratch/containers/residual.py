@@ -1,21 +1,13 @@
 r"""Residual: a branch added back onto its input, ``y = x + f(x)``, the building block of a ResNet."""
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
-
-import numpy as np
+from typing import Any, List, Optional, Tuple
 
 from ..context import Context
-
 from ..node import Node
-from .sequential import check_layer
+from .sequential import check_layer, identity_jacobian
 
 __all__ = ["Residual"]
-
-
-def _identity_jacobian(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """The Jacobian of ``x -> x``: the identity of shape ``x.shape + x.shape``."""
-    return np.eye(x.size, dtype=dtype).reshape(x.shape * 2)
 
 
 def _indented(node: Node) -> str:
@@ -75,23 +67,23 @@ class Residual(Node):
         return [(name, node) for name, node in named if node is not None]
 
     # ------------------------------------------------------------------ faces
-    def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
-        update_state = ctx.update_state
+    def _forward(self, x: Any, ctx: Context) -> Any:
+        xp, update_state = ctx.xp, ctx.update_state
         ctx.f_step = self.f.run(x, update_state=update_state)
         ctx.shortcut_step = None if self.shortcut is None else self.shortcut.run(x, update_state=update_state)
-        branch = np.asarray(ctx.f_step.y)
-        skip = x if ctx.shortcut_step is None else np.asarray(ctx.shortcut_step.y)
-        if branch.shape != skip.shape:
+        branch = xp.asarray(ctx.f_step.y)
+        skip = x if ctx.shortcut_step is None else xp.asarray(ctx.shortcut_step.y)
+        if tuple(branch.shape) != tuple(skip.shape):
             path = "the input" if self.shortcut is None else "the shortcut's output"
             raise ValueError(
                 f"Residual: the branch f gives shape {branch.shape} but {path} has shape {skip.shape}; "
                 "the two must agree (give a shortcut that maps the input to the branch's shape)"
             )
-        total = skip + branch
+        total = skip + branch  # s = x + f(x)  (or shortcut(x) + f(x))
         ctx.after_step = None if self.after is None else self.after.run(total, update_state=update_state)
         return total if ctx.after_step is None else ctx.after_step.y
 
-    def _through_after(self, g: np.ndarray, ctx: Context, parameters: bool) -> np.ndarray:
+    def _through_after(self, g: Any, ctx: Context, parameters: bool) -> Any:
         """``∂L/∂s`` from the upstream gradient, back through ``after`` (adding its parameter gradients if asked)."""
         if ctx.after_step is None:
             return g
@@ -99,30 +91,30 @@ class Residual(Node):
             return self.after.backward_from(ctx.after_step, g)
         return self.after.vjp_from(ctx.after_step, g)
 
-    def _backward(self, g: np.ndarray, ctx: Context, input_grad: bool) -> Optional[np.ndarray]:
+    def _backward(self, g: Any, ctx: Context, input_grad: bool) -> Optional[Any]:
         g = self._through_after(g, ctx, parameters=True)
         dx = self.f.backward_from(ctx.f_step, g, input_grad=input_grad)
         skip = g if ctx.shortcut_step is None else self.shortcut.backward_from(
             ctx.shortcut_step, g, input_grad=input_grad)
         if not input_grad:
             return None
-        return (dx + skip).astype(ctx.x.dtype, copy=False)
+        return ctx.xp.astype(dx + skip, ctx.x.dtype, copy=False)  # J_fᵀ g + g  (or + J_shortcutᵀ g)
 
-    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
+    def _vjp(self, g: Any, ctx: Context) -> Any:
         """Input gradient only; parameter gradients are left untouched."""
         g = self._through_after(g, ctx, parameters=False)
         skip = g if ctx.shortcut_step is None else self.shortcut.vjp_from(ctx.shortcut_step, g)
-        return (self.f.vjp_from(ctx.f_step, g) + skip).astype(ctx.x.dtype, copy=False)
+        return ctx.xp.astype(self.f.vjp_from(ctx.f_step, g) + skip, ctx.x.dtype, copy=False)
 
-    def _jacobian(self, ctx: Context) -> np.ndarray:
-        x = ctx.x
-        branch = np.asarray(self.f.jacobian_from(ctx.f_step))
+    def _jacobian(self, ctx: Context) -> Any:
+        xp, x = ctx.xp, ctx.x
+        branch = xp.asarray(self.f.jacobian_from(ctx.f_step))
         if ctx.shortcut_step is None:
-            jac = branch + _identity_jacobian(x, branch.dtype)
+            jac = branch + identity_jacobian(xp, x, branch.dtype)  # I + J_f
         else:
-            jac = branch + np.asarray(self.shortcut.jacobian_from(ctx.shortcut_step))
+            jac = branch + xp.asarray(self.shortcut.jacobian_from(ctx.shortcut_step))  # J_shortcut + J_f
         if ctx.after_step is not None:
-            jac = np.tensordot(self.after.jacobian_from(ctx.after_step), jac, axes=ctx.after_step.x.ndim)
+            jac = xp.tensordot(self.after.jacobian_from(ctx.after_step), jac, axes=ctx.after_step.x.ndim)
         return jac
 
     def extra_repr(self) -> str:

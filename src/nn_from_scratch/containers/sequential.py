@@ -1,18 +1,18 @@
 r"""Sequential: a chain of nodes that is itself a node, its Jacobian the chain rule made visible."""
 from __future__ import annotations
 
+import math
+from types import ModuleType
 from typing import Any, Iterator, List, Optional, Sequence, Set, Tuple, Union, overload
 
 import numpy as np
 
 from ..context import Context
-
 from ..criterion import Criterion
-
 from ..node import Node
 from .summary import brief, count_once, render_table
 
-__all__ = ["Sequential", "check_layer"]
+__all__ = ["Sequential", "check_layer", "identity_jacobian"]
 
 
 def check_layer(container: str, node: Any, position: Optional[int] = None) -> None:
@@ -25,6 +25,11 @@ def check_layer(container: str, node: Any, position: Optional[int] = None) -> No
         )
     if not isinstance(node, Node):
         raise TypeError(f"{container} takes Nodes, got {type(node).__name__}{where}")
+
+
+def identity_jacobian(xp: ModuleType, x: Any, dtype: Any = None) -> Any:
+    """The Jacobian of ``x -> x`` in namespace ``xp``: the identity of shape ``x.shape + x.shape`` (dtype ``x``'s)."""
+    return xp.reshape(xp.eye(math.prod(x.shape), dtype=x.dtype if dtype is None else dtype), tuple(x.shape) * 2)
 
 
 class Sequential(Node):
@@ -80,7 +85,7 @@ class Sequential(Node):
         return self.nodes[index]
 
     # ------------------------------------------------------------------ faces
-    def _forward(self, x: np.ndarray, ctx: Context) -> Any:
+    def _forward(self, x: Any, ctx: Context) -> Any:
         ctx.steps = []
         h = x
         for i in range(len(self.nodes)):
@@ -103,7 +108,7 @@ class Sequential(Node):
             )
         return node.run(*h, update_state=update_state)
 
-    def _backward(self, g: np.ndarray, ctx: Context, input_grad: bool) -> Optional[np.ndarray]:
+    def _backward(self, g: Any, ctx: Context, input_grad: bool) -> Optional[Any]:
         # Without the input gradient the pass stops at the first node with parameters,
         # which gives its parameter gradients but not its own input gradient.
         stop = 0 if input_grad else next((i for i, node in enumerate(self.nodes) if node.has_parameters()),
@@ -113,7 +118,7 @@ class Sequential(Node):
             g = node.backward_from(step, g, input_grad=input_grad or i > stop)
         return g if input_grad else None
 
-    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
+    def _vjp(self, g: Any, ctx: Context) -> Any:
         """Input gradient only; parameter gradients are left untouched."""
         for node, step in zip(reversed(self.nodes), reversed(ctx.steps)):
             g = node.vjp_from(step, g)
@@ -121,21 +126,21 @@ class Sequential(Node):
 
     def _jacobian(self, ctx: Context) -> Any:
         """``J_L ⋯ J_1``; where a layer hands several values on, one block per value, summed over the paths."""
-        x = ctx.x
-        blocks: List[Optional[np.ndarray]] = [np.eye(x.size, dtype=x.dtype).reshape(x.shape * 2)]
+        xp, x = ctx.xp, ctx.x
+        blocks: List[Optional[Any]] = [identity_jacobian(xp, x)]
         for node, step in zip(self.nodes, ctx.steps):
             local = node.jacobian_from(step)
             per_output = local if isinstance(step.y, tuple) else (local,)
-            new: List[Optional[np.ndarray]] = []
+            new: List[Optional[Any]] = []
             for row in per_output:
                 row = row if len(step.inputs) > 1 else (row,)
-                terms = [np.tensordot(part, upstream, axes=value.ndim)
+                terms = [xp.tensordot(part, upstream, axes=value.ndim)  # J_ℓ · (J_{ℓ-1} ⋯ J_1)
                          for part, upstream, value in zip(row, blocks, step.inputs)
                          if part is not None and upstream is not None]
                 new.append(sum(terms[1:], terms[0]) if terms else None)
             blocks = new
         outputs = ctx.y if isinstance(ctx.y, tuple) else (ctx.y,)
-        full = [np.zeros(y.shape + x.shape, dtype=y.dtype) if block is None else block
+        full = [xp.zeros(tuple(y.shape) + tuple(x.shape), dtype=y.dtype) if block is None else block
                 for block, y in zip(blocks, outputs)]
         return tuple(full) if isinstance(ctx.y, tuple) else full[0]
 

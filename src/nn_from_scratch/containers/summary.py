@@ -6,10 +6,10 @@ equal ``sum(p.size for p in model.parameters())`` and the buffers'.
 """
 from __future__ import annotations
 
+import math
 from typing import List, Sequence, Set, Tuple
 
-import numpy as np
-
+from ..backend import namespace_of
 from ..node import Node
 
 __all__ = ["brief", "count_once", "render_table"]
@@ -27,9 +27,9 @@ def count_once(node: Node, seen: Set[int]) -> Tuple[int, int]:
             seen.add(id(p))
             trainable += p.size
     for _, b in node.named_buffers():
-        if id(b) not in seen and np.asarray(b).dtype.kind == "f":
+        if id(b) not in seen and namespace_of(b).isdtype(b.dtype, "real floating"):
             seen.add(id(b))
-            buffered += int(np.size(b))
+            buffered += math.prod(b.shape)
     return trainable, buffered
 
 

@@ -16,7 +16,7 @@ at one output element; the Jacobian block of input :math:`k`, of shape
 :math:`\delta_{\operatorname{bcast}(i), j}`.
 
 Dtypes follow torch: the inputs with at least one axis decide the result
-dtype (``np.result_type`` of them), so a float32 array plus a Python number
+dtype (the namespace's ``result_type`` of them), so a float32 array plus a Python number
 (a 0-d input) stays float32; each input gets its gradient in its own dtype.
 float16 sums its broadcast gradients in float32 and rounds once.  No node
 here warns: ``1 / 0`` gives ``inf`` and ``0 / 0`` gives ``nan``, as in torch,
@@ -25,19 +25,18 @@ silently.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Tuple, Union
+from typing import Any, Tuple
 
 import numpy as np
 
 from ..context import Context
-
 from ..node import Node
 from .arguments import check_count
-from .broadcasting import broadcast_identity, broadcast_shape, result_dtype, sum_to_shape, work_dtype
+from .broadcasting import broadcast_identity, broadcast_shape, identity_jacobian, result_dtype, sum_to_shape, work_dtype
 
 __all__ = ["Add", "Divide", "Identity", "Multiply", "Scale", "Subtract"]
 
-Partial = Union[int, float, np.ndarray]
+Partial = Any  # an array broadcastable to y, or the Python int 1 or -1
 
 
 class _Broadcasting(Node):
@@ -51,27 +50,28 @@ class _Broadcasting(Node):
 
     num_inputs = 2
 
-    def _compute(self, *xs: np.ndarray) -> np.ndarray:
+    def _compute(self, *xs: Any) -> Any:
         raise NotImplementedError
 
     def _partials(self, ctx: Context) -> Tuple[Partial, ...]:
         raise NotImplementedError
 
-    def _check_input(self, *xs: np.ndarray) -> None:
+    def _check_input(self, *xs: Any) -> None:
         broadcast_shape(type(self).__name__, *(x.shape for x in xs))
 
-    def _forward(self, *args: Any) -> np.ndarray:
+    def _forward(self, *args: Any) -> Any:
         *xs, ctx = args
-        dtype = result_dtype(xs)
-        work = work_dtype(dtype)  # float16 computed in float32, rounded once
-        ctx.operands = tuple(x.astype(work, copy=False) for x in xs)
+        xp = ctx.xp
+        dtype = result_dtype(xp, xs)
+        work = work_dtype(xp, dtype)  # float16 computed in float32, rounded once
+        ctx.operands = tuple(xp.astype(x, work, copy=False) for x in xs)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            ctx.y_work = np.asarray(self._compute(*ctx.operands), dtype=work)
-        return ctx.y_work.astype(dtype, copy=False)
+            ctx.y_work = xp.asarray(self._compute(*ctx.operands), dtype=work)
+        return xp.astype(ctx.y_work, dtype, copy=False)
 
-    def _vjp(self, g: np.ndarray, ctx: Context) -> Tuple[np.ndarray, ...]:
-        work = ctx.y_work.dtype
-        g = g.astype(work, copy=False)
+    def _vjp(self, g: Any, ctx: Context) -> Tuple[Any, ...]:
+        xp = ctx.xp
+        g = xp.astype(g, ctx.y_work.dtype, copy=False)
         grads = []
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             for x, d in zip(ctx.inputs, self._partials(ctx)):
@@ -79,18 +79,18 @@ class _Broadcasting(Node):
                     local = g if d == 1 else -g
                 else:
                     local = g * d
-                grads.append(sum_to_shape(local, x.shape, x.dtype))
+                grads.append(sum_to_shape(xp, local, x.shape, x.dtype))  # dL/dx_k = Σ over the uses of g ∂y/∂x_k
         return tuple(grads)
 
-    def _jacobian(self, ctx: Context) -> Tuple[np.ndarray, ...]:
-        y_shape = ctx.y.shape
+    def _jacobian(self, ctx: Context) -> Tuple[Any, ...]:
+        xp, y_shape, work = ctx.xp, tuple(ctx.y.shape), ctx.y_work.dtype
         blocks = []
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             for x, d in zip(ctx.inputs, self._partials(ctx)):
-                dtype = np.result_type(x.dtype, ctx.y.dtype)
-                eye = broadcast_identity(x.shape, y_shape, ctx.y_work.dtype)
-                d = np.broadcast_to(np.asarray(d, dtype=ctx.y_work.dtype), y_shape)
-                blocks.append((eye * d.reshape(y_shape + (1,) * x.ndim)).astype(dtype, copy=False))
+                eye = broadcast_identity(xp, x.shape, y_shape, work)
+                d = xp.broadcast_to(xp.asarray(d, dtype=work), y_shape)
+                block = eye * xp.reshape(d, y_shape + (1,) * x.ndim)  # ∂y_i/∂x_j = d_i δ_bcast(i),j
+                blocks.append(xp.astype(block, xp.result_type(x.dtype, ctx.y.dtype), copy=False))
         return tuple(blocks)
 
 
@@ -106,7 +106,7 @@ class Add(_Broadcasting):
         super().__init__()
         self.num_inputs = check_count("Add", num_inputs, 2)
 
-    def _compute(self, *xs: np.ndarray) -> np.ndarray:
+    def _compute(self, *xs: Any) -> Any:
         total = xs[0] + xs[1]
         for x in xs[2:]:
             total = total + x  # not +=: a later input may broadcast the sum to a larger shape
@@ -128,7 +128,7 @@ class Subtract(_Broadcasting):
         \frac{\partial L}{\partial b} = -\operatorname{sum\_to\_shape}(g).
     """
 
-    def _compute(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def _compute(self, a: Any, b: Any) -> Any:
         return a - b
 
     def _partials(self, ctx: Context) -> Tuple[Partial, ...]:
@@ -144,7 +144,7 @@ class Multiply(_Broadcasting):
         \frac{\partial L}{\partial b} = \operatorname{sum\_to\_shape}(g \odot a).
     """
 
-    def _compute(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def _compute(self, a: Any, b: Any) -> Any:
         return a * b
 
     def _partials(self, ctx: Context) -> Tuple[Partial, ...]:
@@ -168,21 +168,21 @@ class Divide(_Broadcasting):
     ``±inf`` or ``nan`` in the same way.
     """
 
-    def _compute(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def _compute(self, a: Any, b: Any) -> Any:
         return a / b
 
     def _partials(self, ctx: Context) -> Tuple[Partial, ...]:
         b = ctx.operands[1]
         return (1 / b, -(ctx.y_work / b))
 
-    def _vjp(self, g: np.ndarray, ctx: Context) -> Tuple[np.ndarray, ...]:
-        (a, b), y = ctx.inputs, ctx.y_work
+    def _vjp(self, g: Any, ctx: Context) -> Tuple[Any, ...]:
+        xp, (a, b), y = ctx.xp, ctx.inputs, ctx.y_work
         divisor = ctx.operands[1]
-        g = g.astype(y.dtype, copy=False)
+        g = xp.astype(g, y.dtype, copy=False)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            da = g / divisor
-            db = -g * (y / divisor)
-        return sum_to_shape(da, a.shape, a.dtype), sum_to_shape(db, b.shape, b.dtype)
+            da = g / divisor  # dL/da = g / b
+            db = -g * (y / divisor)  # dL/db = -g y / b
+        return sum_to_shape(xp, da, a.shape, a.dtype), sum_to_shape(xp, db, b.shape, b.dtype)
 
 
 def _check_constant(value: Any) -> float:
@@ -209,17 +209,16 @@ class Scale(Node):
         super().__init__()
         self.factor = _check_constant(factor)
 
-    def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
+    def _forward(self, x: Any, ctx: Context) -> Any:
         with np.errstate(over="ignore", invalid="ignore"):
-            return x * x.dtype.type(self.factor)
+            return x * self.factor  # y = c x, the factor taken in x's dtype
 
-    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
+    def _vjp(self, g: Any, ctx: Context) -> Any:
         with np.errstate(over="ignore", invalid="ignore"):
-            return g * g.dtype.type(self.factor)
+            return g * self.factor  # Jᵀ g = c g
 
-    def _jacobian(self, ctx: Context) -> np.ndarray:
-        x = ctx.x
-        return (np.eye(x.size, dtype=x.dtype) * x.dtype.type(self.factor)).reshape(x.shape + x.shape)
+    def _jacobian(self, ctx: Context) -> Any:
+        return identity_jacobian(ctx.xp, ctx.x.shape, ctx.x.dtype) * self.factor
 
     def extra_repr(self) -> str:
         return f"factor={self.factor!r}"
@@ -232,12 +231,11 @@ class Identity(Node):
         y = x, \qquad \frac{\partial y_i}{\partial x_j} = \delta_{ij}, \qquad J^\top g = g.
     """
 
-    def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
+    def _forward(self, x: Any, ctx: Context) -> Any:
         return x
 
-    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
+    def _vjp(self, g: Any, ctx: Context) -> Any:
         return g
 
-    def _jacobian(self, ctx: Context) -> np.ndarray:
-        x = ctx.x
-        return np.eye(x.size, dtype=x.dtype).reshape(x.shape + x.shape)
+    def _jacobian(self, ctx: Context) -> Any:
+        return identity_jacobian(ctx.xp, ctx.x.shape, ctx.x.dtype)

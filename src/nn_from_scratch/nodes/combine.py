@@ -22,26 +22,38 @@ raises ``TypeError`` at construction.
 """
 from __future__ import annotations
 
-import math
+import itertools
+from types import ModuleType
 from typing import Any, List, Sequence, Tuple, Union
 
 import numpy as np
 
 from ..context import Context
-
 from ..node import Node
 from .arguments import check_axis, check_count, normalize_axis
-from .broadcasting import result_dtype
+from .broadcasting import identity_jacobian, result_dtype
 
 __all__ = ["Chunk", "Concat", "Split", "Stack"]
 
 
-def _placed_identity(x_shape: Tuple[int, ...], y_shape: Tuple[int, ...], where: Tuple[Any, ...],
-                     dtype: Any) -> np.ndarray:
+def _placed_identity(xp: ModuleType, x_shape: Tuple[int, ...], y_shape: Tuple[int, ...], where: Tuple[Any, ...],
+                     dtype: Any) -> Any:
     """The Jacobian of a node that copies ``x`` into ``y[where]``: zeros, with an identity at ``where``."""
-    jac = np.zeros(tuple(y_shape) + tuple(x_shape), dtype=dtype)
-    jac[where] = np.eye(math.prod(x_shape), dtype=dtype).reshape(tuple(x_shape) + tuple(x_shape))
+    jac = xp.zeros(tuple(y_shape) + tuple(x_shape), dtype=dtype)
+    jac[where + (...,)] = identity_jacobian(xp, x_shape, dtype)
     return jac
+
+
+def _bounds(sizes: Sequence[int]) -> Tuple[int, ...]:
+    """The offsets of consecutive parts of ``sizes`` along an axis: ``(0, n_0, n_0 + n_1, ...)``."""
+    return tuple(itertools.accumulate(sizes, initial=0))
+
+
+def _along(ndim: int, axis: int, where: Any) -> Tuple[Any, ...]:
+    """The index that takes ``where`` (an int or a slice) along ``axis`` and everything along the other axes."""
+    index: List[Any] = [slice(None)] * ndim
+    index[axis] = where
+    return tuple(index)
 
 
 class _Join(Node):
@@ -58,12 +70,14 @@ class _Join(Node):
     def _slice(self, ctx: Context, k: int) -> Tuple[Any, ...]:
         raise NotImplementedError
 
-    def _vjp(self, g: np.ndarray, ctx: Context) -> Any:
-        parts = [g[self._slice(ctx, k)].astype(x.dtype, copy=False) for k, x in enumerate(ctx.inputs)]
+    def _vjp(self, g: Any, ctx: Context) -> Any:
+        xp = ctx.xp
+        parts = [xp.astype(g[self._slice(ctx, k)], x.dtype, copy=False) for k, x in enumerate(ctx.inputs)]
         return parts[0] if len(parts) == 1 else tuple(parts)
 
     def _jacobian(self, ctx: Context) -> Any:
-        blocks = [_placed_identity(x.shape, ctx.y.shape, self._slice(ctx, k), np.result_type(x, ctx.y))
+        xp = ctx.xp
+        blocks = [_placed_identity(xp, x.shape, ctx.y.shape, self._slice(ctx, k), xp.result_type(x.dtype, ctx.y.dtype))
                   for k, x in enumerate(ctx.inputs)]
         return blocks[0] if len(blocks) == 1 else tuple(blocks)
 
@@ -82,7 +96,7 @@ class Concat(_Join):
         \frac{\partial L}{\partial x_k} = g[\dots, o_k : o_k + n_k, \dots].
     """
 
-    def _check_input(self, *xs: np.ndarray) -> None:
+    def _check_input(self, *xs: Any) -> None:
         first = xs[0]
         axis = normalize_axis("Concat", self.axis, first.ndim, first.shape)
         for x in xs[1:]:
@@ -90,16 +104,15 @@ class Concat(_Join):
                 shown = ", ".join(str(v.shape) for v in xs)
                 raise ValueError(f"Concat(axis={self.axis}): input shapes {shown} must agree in every axis but {axis}")
 
-    def _forward(self, *args: Any) -> np.ndarray:
+    def _forward(self, *args: Any) -> Any:
         *xs, ctx = args
+        xp, dtype = ctx.xp, result_dtype(ctx.xp, xs)
         ctx.axis = self.axis % xs[0].ndim
-        ctx.bounds = np.cumsum([0] + [x.shape[ctx.axis] for x in xs])
-        return np.concatenate(xs, axis=ctx.axis, dtype=result_dtype(xs))
+        ctx.bounds = _bounds([x.shape[ctx.axis] for x in xs])
+        return xp.concat([xp.astype(x, dtype, copy=False) for x in xs], axis=ctx.axis)
 
     def _slice(self, ctx: Context, k: int) -> Tuple[Any, ...]:
-        where: List[Any] = [slice(None)] * ctx.y.ndim
-        where[ctx.axis] = slice(int(ctx.bounds[k]), int(ctx.bounds[k + 1]))
-        return tuple(where)
+        return _along(ctx.y.ndim, ctx.axis, slice(ctx.bounds[k], ctx.bounds[k + 1]))
 
 
 class Stack(_Join):
@@ -112,22 +125,21 @@ class Stack(_Join):
         y[\dots, k, \dots] = x_k, \qquad \frac{\partial L}{\partial x_k} = g[\dots, k, \dots].
     """
 
-    def _check_input(self, *xs: np.ndarray) -> None:
+    def _check_input(self, *xs: Any) -> None:
         first = xs[0]
         normalize_axis("Stack", self.axis, first.ndim + 1, first.shape)
         if any(x.shape != first.shape for x in xs[1:]):
             shown = ", ".join(str(v.shape) for v in xs)
             raise ValueError(f"Stack: input shapes {shown} must all be equal")
 
-    def _forward(self, *args: Any) -> np.ndarray:
+    def _forward(self, *args: Any) -> Any:
         *xs, ctx = args
+        xp, dtype = ctx.xp, result_dtype(ctx.xp, xs)
         ctx.axis = self.axis % (xs[0].ndim + 1)
-        return np.stack(xs, axis=ctx.axis, dtype=result_dtype(xs))
+        return xp.stack([xp.astype(x, dtype, copy=False) for x in xs], axis=ctx.axis)
 
     def _slice(self, ctx: Context, k: int) -> Tuple[Any, ...]:
-        where: List[Any] = [slice(None)] * ctx.y.ndim
-        where[ctx.axis] = k
-        return tuple(where)
+        return _along(ctx.y.ndim, ctx.axis, k)
 
 
 SizesArg = Union[int, Sequence[int]]
@@ -168,7 +180,7 @@ class Split(Node):
             return (size,) * (n // size) + ((n % size,) if n % size or n == 0 else ())
         return self.sizes
 
-    def _check_input(self, x: np.ndarray) -> None:
+    def _check_input(self, x: Any) -> None:
         axis = normalize_axis(type(self).__name__, self.axis, x.ndim, x.shape)
         sizes = self._part_sizes(x.shape[axis])
         if sum(sizes) != x.shape[axis]:
@@ -177,23 +189,21 @@ class Split(Node):
                 f"{x.shape} has {x.shape[axis]} entries along axis {self.axis}"
             )
 
-    def _forward(self, x: np.ndarray, ctx: Context) -> Tuple[np.ndarray, ...]:
+    def _forward(self, x: Any, ctx: Context) -> Tuple[Any, ...]:
         ctx.axis = self.axis % x.ndim
-        ctx.bounds = np.cumsum((0,) + self._part_sizes(x.shape[ctx.axis]))
+        ctx.bounds = _bounds(self._part_sizes(x.shape[ctx.axis]))
         return tuple(x[self._slice(ctx, p)] for p in range(len(ctx.bounds) - 1))
 
     def _slice(self, ctx: Context, p: int) -> Tuple[Any, ...]:
-        where: List[Any] = [slice(None)] * ctx.x.ndim
-        where[ctx.axis] = slice(int(ctx.bounds[p]), int(ctx.bounds[p + 1]))
-        return tuple(where)
+        return _along(ctx.x.ndim, ctx.axis, slice(ctx.bounds[p], ctx.bounds[p + 1]))
 
-    def _vjp(self, g: Tuple[np.ndarray, ...], ctx: Context) -> np.ndarray:
-        return np.concatenate(g, axis=ctx.axis).astype(ctx.x.dtype, copy=False)
+    def _vjp(self, g: Tuple[Any, ...], ctx: Context) -> Any:
+        return ctx.xp.astype(ctx.xp.concat(list(g), axis=ctx.axis), ctx.x.dtype, copy=False)  # the parts side by side
 
-    def _jacobian(self, ctx: Context) -> Tuple[np.ndarray, ...]:
-        x = ctx.x
-        eye = np.eye(x.size, dtype=x.dtype).reshape(x.shape + x.shape)
-        return tuple(np.ascontiguousarray(eye[self._slice(ctx, p)]) for p in range(len(ctx.y)))
+    def _jacobian(self, ctx: Context) -> Tuple[Any, ...]:
+        xp, x = ctx.xp, ctx.x
+        eye = identity_jacobian(xp, x.shape, x.dtype)
+        return tuple(xp.asarray(eye[self._slice(ctx, p) + (...,)], copy=True) for p in range(len(ctx.y)))
 
     def extra_repr(self) -> str:
         return f"sizes={self.sizes}, axis={self.axis}"

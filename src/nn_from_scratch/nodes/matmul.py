@@ -22,12 +22,11 @@ and each gets its gradient in its own dtype.
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Any, Tuple
 
 import numpy as np
 
 from ..context import Context
-
 from ..node import Node
 from .broadcasting import broadcast_shape, sum_to_shape, work_dtype
 
@@ -54,7 +53,7 @@ class MatMul(Node):
 
     num_inputs = 2
 
-    def _check_input(self, a: np.ndarray, b: np.ndarray) -> None:
+    def _check_input(self, a: Any, b: Any) -> None:
         if a.ndim == 0 or b.ndim == 0:
             raise ValueError(f"MatMul: both inputs need at least one axis, got shapes {a.shape} and {b.shape}")
         ma, mb = _as_matrices(a.shape, b.shape)
@@ -71,20 +70,21 @@ class MatMul(Node):
                 "cannot be broadcast together"
             ) from None
 
-    def _forward(self, a: np.ndarray, b: np.ndarray, ctx: Context) -> np.ndarray:
-        dtype = np.result_type(a, b)
-        work = work_dtype(dtype)  # float16 multiplied and summed in float32
-        ctx.operands = (a.astype(work, copy=False), b.astype(work, copy=False))
-        return np.asarray(np.matmul(*ctx.operands)).astype(dtype, copy=False)
+    def _forward(self, a: Any, b: Any, ctx: Context) -> Any:
+        xp = ctx.xp
+        dtype = xp.result_type(a.dtype, b.dtype)
+        work = work_dtype(xp, dtype)  # float16 multiplied and summed in float32
+        ctx.operands = (xp.astype(a, work, copy=False), xp.astype(b, work, copy=False))
+        return xp.astype(xp.asarray(ctx.operands[0] @ ctx.operands[1]), dtype, copy=False)  # Y = A B
 
-    def _vjp(self, g: np.ndarray, ctx: Context) -> Tuple[np.ndarray, np.ndarray]:
-        (a, b), (x_a, x_b) = ctx.operands, ctx.inputs
-        shape_a, shape_b = _as_matrices(a.shape, b.shape)
-        A, B = a.reshape(shape_a), b.reshape(shape_b)
+    def _vjp(self, g: Any, ctx: Context) -> Tuple[Any, Any]:
+        xp, (a, b), (x_a, x_b) = ctx.xp, ctx.operands, ctx.inputs
+        shape_a, shape_b = _as_matrices(tuple(a.shape), tuple(b.shape))
+        A, B = xp.reshape(a, shape_a), xp.reshape(b, shape_b)
         batch = broadcast_shape("MatMul", shape_a[:-2], shape_b[:-2])
-        G = g.astype(a.dtype, copy=False).reshape(batch + (shape_a[-2], shape_b[-1]))
-        dA = np.matmul(G, np.swapaxes(B, -1, -2))
-        dB = np.matmul(np.swapaxes(A, -1, -2), G)
-        da = sum_to_shape(dA, shape_a, x_a.dtype).reshape(x_a.shape)
-        db = sum_to_shape(dB, shape_b, x_b.dtype).reshape(x_b.shape)
+        G = xp.reshape(xp.astype(g, a.dtype, copy=False), batch + (shape_a[-2], shape_b[-1]))
+        dA = G @ xp.matrix_transpose(B)  # dL/dA = G Bᵀ
+        dB = xp.matrix_transpose(A) @ G  # dL/dB = Aᵀ G
+        da = xp.reshape(sum_to_shape(xp, dA, shape_a, x_a.dtype), tuple(x_a.shape))  # summed over broadcast batches
+        db = xp.reshape(sum_to_shape(xp, dB, shape_b, x_b.dtype), tuple(x_b.shape))
         return da, db

@@ -18,12 +18,13 @@ entries is ``nan``, silently, as in torch.
 """
 from __future__ import annotations
 
+import math
+from types import ModuleType
 from typing import Any, Tuple
 
 import numpy as np
 
 from ..context import Context
-
 from ..node import Node
 from .arguments import AxisArg, check_axes, normalize_axis
 from .broadcasting import work_dtype
@@ -41,7 +42,7 @@ class _Reduction(Node):
             raise TypeError(f"{type(self).__name__}: keepdims must be True or False, got {keepdims!r}")
         self.keepdims = bool(keepdims)
 
-    def _axes(self, x: np.ndarray) -> Tuple[int, ...]:
+    def _axes(self, x: Any) -> Tuple[int, ...]:
         if self.axis is None:
             return tuple(range(x.ndim))
         who = type(self).__name__
@@ -52,46 +53,46 @@ class _Reduction(Node):
             raise ValueError(f"{who}: axis {self.axis} names one axis twice for input of shape {x.shape}")
         return axes
 
-    def _check_input(self, x: np.ndarray) -> None:
+    def _check_input(self, x: Any) -> None:
         self._axes(x)
 
-    def _count(self, x: np.ndarray, axes: Tuple[int, ...]) -> int:
-        return int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
+    def _count(self, x: Any, axes: Tuple[int, ...]) -> int:
+        """:math:`n`, the number of entries reduced into each output."""
+        return math.prod(x.shape[a] for a in axes)
 
-    def _reduce(self, x: np.ndarray, axes: Tuple[int, ...], accumulate: Any) -> np.ndarray:
+    def _reduce(self, xp: ModuleType, x: Any, axes: Tuple[int, ...], accumulate: Any) -> Any:
         raise NotImplementedError
 
-    def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
+    def _forward(self, x: Any, ctx: Context) -> Any:
+        xp = ctx.xp
         ctx.axes = self._axes(x)
-        accumulate = work_dtype(x.dtype)
-        y = np.asarray(self._reduce(x, ctx.axes, accumulate))
+        y = xp.asarray(self._reduce(xp, x, ctx.axes, work_dtype(xp, x.dtype)))
         with np.errstate(over="ignore"):  # a float16 result past 65504 is inf, as in torch
-            return y.astype(x.dtype, copy=False)
+            return xp.astype(y, x.dtype, copy=False)
 
     divides = False  # whether each reduced entry's derivative is 1/n (Mean) rather than 1 (Sum)
 
     def _kept_shape(self, ctx: Context) -> Tuple[int, ...]:
         return tuple(1 if k in ctx.axes else n for k, n in enumerate(ctx.x.shape))
 
-    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
-        x = ctx.x
+    def _vjp(self, g: Any, ctx: Context) -> Any:
+        xp, x = ctx.xp, ctx.x
         if self.divides:
-            work = work_dtype(x.dtype)
             with np.errstate(divide="ignore", invalid="ignore"):  # no entries: n = 0
-                g = (g.astype(work, copy=False) / work.type(self._count(x, ctx.axes))).astype(x.dtype, copy=False)
-        dx = np.empty(x.shape, dtype=x.dtype)
-        dx[...] = g.reshape(self._kept_shape(ctx))
+                g = xp.astype(xp.astype(g, work_dtype(xp, x.dtype), copy=False) / self._count(x, ctx.axes), x.dtype,
+                              copy=False)  # g / n
+        dx = xp.empty(tuple(x.shape), dtype=x.dtype)
+        dx[...] = xp.reshape(g, self._kept_shape(ctx))  # g broadcast back over the reduced axes
         return dx
 
-    def _jacobian(self, ctx: Context) -> np.ndarray:
-        x, y = ctx.x, ctx.y
-        dtype = work_dtype(x.dtype)
-        eye = np.eye(y.size, dtype=dtype)
+    def _jacobian(self, ctx: Context) -> Any:
+        xp, x, y = ctx.xp, ctx.x, ctx.y
+        eye = xp.eye(math.prod(y.shape), dtype=work_dtype(xp, x.dtype))
         if self.divides:
             with np.errstate(divide="ignore", invalid="ignore"):
-                eye /= dtype.type(self._count(x, ctx.axes))
-        kept = eye.reshape(y.shape + self._kept_shape(ctx))
-        return np.broadcast_to(kept, y.shape + x.shape).astype(x.dtype)
+                eye = eye / self._count(x, ctx.axes)
+        kept = xp.reshape(eye, tuple(y.shape) + self._kept_shape(ctx))
+        return xp.astype(xp.broadcast_to(kept, tuple(y.shape) + tuple(x.shape)), x.dtype)
 
     def extra_repr(self) -> str:
         axis = None if self.axis is None else (self.axis[0] if len(self.axis) == 1 else self.axis)
@@ -106,8 +107,8 @@ class Sum(_Reduction):
         \frac{\partial L}{\partial x_j} = g_{i(j)}.
     """
 
-    def _reduce(self, x: np.ndarray, axes: Tuple[int, ...], accumulate: Any) -> np.ndarray:
-        return np.sum(x, axis=axes, dtype=accumulate, keepdims=self.keepdims)
+    def _reduce(self, xp: ModuleType, x: Any, axes: Tuple[int, ...], accumulate: Any) -> Any:
+        return xp.sum(x, axis=axes, dtype=accumulate, keepdims=self.keepdims)
 
 
 class Mean(_Reduction):
@@ -120,7 +121,7 @@ class Mean(_Reduction):
 
     divides = True
 
-    def _reduce(self, x: np.ndarray, axes: Tuple[int, ...], accumulate: Any) -> np.ndarray:
-        total = np.sum(x, axis=axes, dtype=accumulate, keepdims=self.keepdims)
+    def _reduce(self, xp: ModuleType, x: Any, axes: Tuple[int, ...], accumulate: Any) -> Any:
+        total = xp.sum(x, axis=axes, dtype=accumulate, keepdims=self.keepdims)
         with np.errstate(divide="ignore", invalid="ignore"):
-            return total / np.dtype(accumulate).type(self._count(x, axes))
+            return total / self._count(x, axes)

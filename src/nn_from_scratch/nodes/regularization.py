@@ -2,17 +2,18 @@ r"""Regularisation layers: inverted Dropout, BatchNorm1d and BatchNorm2d (torch 
 from __future__ import annotations
 
 import math
+from types import ModuleType
 from typing import Any, Optional, Tuple
 
 import numpy as np
 
 from ..context import Context
-
+from ..engine import channels
 from ..node import Node
-
 from ..node_shortcuts import ElementwiseNode
 from ..parameter import Parameter
 from ..random import as_generator
+from .broadcasting import dtype_in
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "Dropout"]
 
@@ -79,26 +80,40 @@ class Dropout(ElementwiseNode):
         finally:
             self.rng.bit_generator.state = state
 
-    def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
+    def _forward(self, x: Any, ctx: Context) -> Any:
+        xp = ctx.xp
         if not self.training or self.p == 0:
             ctx.mask_scale = None
             return x
-        t = x.dtype.type
         if self.p == 1:
-            ctx.mask_scale = np.zeros_like(x)
-        else:
-            keep = self._draw_mask(x.shape, ctx.update_state)
-            ctx.mask_scale = keep.astype(x.dtype) * t(1 / (1 - self.p))
+            ctx.mask_scale = xp.zeros_like(x)
+        else:  # the mask is drawn by the NumPy generator, then moved to the input's namespace
+            keep = xp.asarray(self._draw_mask(tuple(x.shape), ctx.update_state))
+            ctx.mask_scale = xp.astype(keep, x.dtype) * (1 / (1 - self.p))  # m / (1 - p)
         return x * ctx.mask_scale
 
-    def _derivative(self, ctx: Context) -> np.ndarray:
-        return np.ones_like(ctx.x) if ctx.mask_scale is None else ctx.mask_scale
+    def _derivative(self, ctx: Context) -> Any:
+        return ctx.xp.ones_like(ctx.x) if ctx.mask_scale is None else ctx.mask_scale
 
-    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
-        return g if ctx.mask_scale is None else g * ctx.mask_scale
+    def _vjp(self, g: Any, ctx: Context) -> Any:
+        return g if ctx.mask_scale is None else g * ctx.mask_scale  # Jᵀ g = g ⊙ m / (1 - p)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+def channel_sum(a: Any, ctx: Context) -> Any:
+    r""":math:`\sum` over each channel's :math:`m` values (every axis but 1) of a flat ``(N, C)`` or ``(N, C, L)``."""
+    if ctx.fast:
+        return channels.channel_sum(a)  # the rows summed by a matrix-vector product
+    return ctx.xp.sum(a, axis=(0, 2) if a.ndim == 3 else 0)
+
+
+def channel_dot(a: Any, b: Any, ctx: Context) -> Any:
+    r""":math:`\sum a \odot b` over each channel's :math:`m` values of two flat arrays."""
+    if ctx.fast:
+        return channels.channel_dot(a, b)  # without the product as a temporary
+    return channel_sum(a * b, ctx)
 
 
 class _BatchNorm(Node):
@@ -145,9 +160,11 @@ class _BatchNorm(Node):
 
     Internally every input is seen as ``(N, C)`` or, when there are trailing
     axes, as ``(N, C, L)`` with :math:`L` their product (a free reshape), so
-    per-channel vectors broadcast along a long contiguous last axis and the
-    per-channel sums are matrix-vector products.  A subclass only names the
-    input layouts it accepts (``_layouts``).
+    per-channel vectors broadcast along a long contiguous last axis.  The
+    per-channel sums :math:`\sum` are :func:`channel_sum` and
+    :func:`channel_dot`: ``xp.sum`` over the axes ``(0, 2)`` on the textbook
+    path, matrix products on the fast one (:mod:`nn_from_scratch.engine.channels`).
+    A subclass only names the input layouts it accepts (``_layouts``).
     """
 
     _layouts: Tuple[str, ...] = ()  # accepted input shapes, "(N, C, ...)" with C written as {c}
@@ -199,32 +216,27 @@ class _BatchNorm(Node):
 
     # ---------------------------------------------------------------- helpers
     @staticmethod
-    def _flat(a: np.ndarray) -> np.ndarray:
+    def _flat(xp: ModuleType, a: Any) -> Any:
         """``a`` as ``(N, C)`` when it has no trailing axes of size > 1, else as ``(N, C, L)``."""
+        if a.ndim == 2:
+            return a
         n, c = a.shape[0], a.shape[1]
         length = math.prod(a.shape[2:])
-        return a.reshape(n, c) if length == 1 else a.reshape(n, c, length)
+        return xp.reshape(a, (n, c) if length == 1 else (n, c, length))
 
     @staticmethod
-    def _per_channel(v: np.ndarray, ndim: int) -> np.ndarray:
+    def _unflat(xp: ModuleType, a: Any, shape: Tuple[int, ...], dtype: Any) -> Any:
+        """A flat array back in the input's ``shape``, in ``dtype``: the inverse of :meth:`_flat`."""
+        if tuple(a.shape) != tuple(shape):
+            a = xp.reshape(a, tuple(shape))
+        return xp.astype(a, dtype, copy=False)
+
+    @staticmethod
+    def _per_channel(v: Any, ndim: int) -> Any:
         """Broadcast a ``(C,)`` vector against a flat ``(N, C)`` or ``(N, C, L)`` array."""
         return v if ndim == 2 else v[:, None]
 
-    @staticmethod
-    def _channel_sum(a: np.ndarray) -> np.ndarray:
-        r""":math:`\sum` over all axes but the channel axis of a flat array."""
-        if a.ndim == 2:
-            return a.sum(axis=0)
-        return (a @ np.ones(a.shape[2], dtype=a.dtype)).sum(axis=0)
-
-    @staticmethod
-    def _channel_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        r""":math:`\sum a \odot b` per channel of two flat arrays, without the product as a temporary."""
-        if a.ndim == 2:
-            return np.einsum("nc,nc->c", a, b)
-        return np.matmul(a[:, :, None, :], b[:, :, :, None])[:, :, 0, 0].sum(axis=0)
-
-    def _check_input(self, x: np.ndarray) -> None:
+    def _check_input(self, x: Any) -> None:
         name, c = type(self).__name__, self.num_features
         if x.ndim not in {layout.count(",") + 1 for layout in self._layouts}:
             shapes = " or ".join(layout.format(c=c) for layout in self._layouts)
@@ -233,79 +245,82 @@ class _BatchNorm(Node):
             raise ValueError(f"{name}({c}) expects {c} features on axis 1, got {x.shape[1]} (input shape {x.shape})")
 
     # ---------------------------------------------------------------- faces
-    def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
-        t = self._compute.type
-        xf = self._flat(x.astype(self._compute, copy=False))
+    def _forward(self, x: Any, ctx: Context) -> Any:
+        xp = ctx.xp
+        compute = dtype_in(xp, self._compute)
+        xf = self._flat(xp, xp.astype(x, compute, copy=False))  # (N, C) or (N, C, L)
         nd = xf.ndim
-        m = x.size // self.num_features
+        m = math.prod(x.shape) // self.num_features
         ctx.batch_stats = self.training or not self.track_running_stats
         ctx.m = m
         if ctx.batch_stats:
             if m <= 1:
                 raise ValueError(
-                    f"Expected more than 1 value per channel when training, got input size {x.shape} "
+                    f"Expected more than 1 value per channel when training, got input size {tuple(x.shape)} "
                     f"({m} value{'s' if m != 1 else ''} per channel)"
                 )
-            mean = self._channel_sum(xf) / t(m)
+            mean = channel_sum(xf, ctx) / m  # μ = Σ x / m
             centered = xf - self._per_channel(mean, nd)
-            var = self._channel_dot(centered, centered) / t(m)
+            var = channel_dot(centered, centered, ctx) / m  # σ² = Σ (x − μ)² / m
             if ctx.update_state and self.training and self.track_running_stats:
-                self._update_running_stats(mean, var, m)
+                self._update_running_stats(xp, mean, var, m)
         else:
-            centered = xf - self._per_channel(self.running_mean, nd)
-            var = self.running_var
-        ctx.inv_std = t(1) / np.sqrt(var + t(self.eps))
+            centered = xf - self._per_channel(xp.astype(self.running_mean, compute, copy=False), nd)
+            var = xp.astype(self.running_var, compute, copy=False)
+        ctx.inv_std = 1 / xp.sqrt(var + self.eps)  # s = 1 / √(σ² + ε)
         centered *= self._per_channel(ctx.inv_std, nd)
-        ctx.x_hat = centered  # flat, (N, C) or (N, C, L)
-        if not self.affine:
-            return centered.reshape(x.shape).astype(self.dtype, copy=False)
-        y = centered * self._per_channel(self.weight.value, nd)
-        y += self._per_channel(self.bias.value, nd)
-        return y.reshape(x.shape).astype(self.dtype, copy=False)
+        ctx.x_hat = centered  # x̂ = (x − μ) s, flat
+        y = centered
+        if self.affine:
+            y = centered * self._per_channel(self.weight.value, nd)  # y = γ x̂ + β
+            y += self._per_channel(self.bias.value, nd)
+        return self._unflat(xp, y, x.shape, dtype_in(xp, self.dtype))
 
-    def _update_running_stats(self, mean: np.ndarray, var: np.ndarray, m: int) -> None:
+    def _update_running_stats(self, xp: ModuleType, mean: Any, var: Any, m: int) -> None:
         self._state_will_change()  # a call refused later in the model puts the statistics back
-        t = self._compute.type
         self.num_batches_tracked += 1
-        factor = t(1 / int(self.num_batches_tracked)) if self.momentum is None else t(self.momentum)
-        unbiased = var * t(m / (m - 1))
-        self.running_mean[...] = factor * mean + (t(1) - factor) * self.running_mean
-        self.running_var[...] = factor * unbiased + (t(1) - factor) * self.running_var
+        rate = 1 / int(self.num_batches_tracked) if self.momentum is None else self.momentum
+        factor = xp.asarray(rate, dtype=mean.dtype)  # f, in the computing dtype
+        unbiased = var * (m / (m - 1))
+        self.running_mean[...] = factor * mean + (1 - factor) * self.running_mean
+        self.running_var[...] = factor * unbiased + (1 - factor) * self.running_var
 
-    def _scale(self, ctx: Context) -> np.ndarray:
+    def _scale(self, ctx: Context) -> Any:
         r""":math:`\gamma s` per channel."""
         return ctx.inv_std * self.weight.value if self.affine else ctx.inv_std
 
-    def _grad_sums(self, g: np.ndarray, ctx: Context) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        r"""The flat ``g`` in the layer's dtype, :math:`\sum g` and :math:`\sum g \odot \hat x` per channel."""
-        gf = self._flat(g.astype(self._compute, copy=False))
-        return gf, self._channel_sum(gf), self._channel_dot(gf, ctx.x_hat)
+    def _flat_grad(self, g: Any, ctx: Context) -> Any:
+        """``g`` flat, ``(N, C)`` or ``(N, C, L)``, in the computing dtype."""
+        return self._flat(ctx.xp, ctx.xp.astype(g, dtype_in(ctx.xp, self._compute), copy=False))
 
-    def _input_grad(
-        self, gf: np.ndarray, sum_g: Optional[np.ndarray], sum_gx: Optional[np.ndarray], ctx: Context
-    ) -> np.ndarray:
-        nd = gf.ndim
+    def _grad_sums(self, g: Any, ctx: Context) -> Tuple[Any, Any, Any]:
+        r"""The flat ``g``, :math:`\sum g` and :math:`\sum g \odot \hat x` per channel."""
+        gf = self._flat_grad(g, ctx)
+        return gf, channel_sum(gf, ctx), channel_dot(gf, ctx.x_hat, ctx)
+
+    def _input_grad(self, gf: Any, sum_g: Optional[Any], sum_gx: Optional[Any], ctx: Context) -> Any:
+        r"""``dL/dx`` = :math:`\frac{\gamma s}{m}(m g - \sum g - \hat x \sum g \odot \hat x)`, or :math:`\gamma s g` in eval."""
+        xp, nd = ctx.xp, gf.ndim
         scale = self._scale(ctx)
         dx = gf * self._per_channel(scale, nd)
         if ctx.batch_stats:
-            t = self._compute.type
-            k = scale / t(ctx.m)
+            k = scale / ctx.m
             dx -= ctx.x_hat * self._per_channel(k * sum_gx, nd)
             dx -= self._per_channel(k * sum_g, nd)
-        return dx.reshape(ctx.x.shape).astype(ctx.x.dtype, copy=False)
+        return self._unflat(xp, dx, ctx.x.shape, ctx.x.dtype)
 
-    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
+    def _vjp(self, g: Any, ctx: Context) -> Any:
         if ctx.batch_stats:
             return self._input_grad(*self._grad_sums(g, ctx), ctx)
-        return self._input_grad(self._flat(g.astype(self._compute, copy=False)), None, None, ctx)
+        return self._input_grad(self._flat_grad(g, ctx), None, None, ctx)
 
-    def _accumulate_grads(self, g: np.ndarray, ctx: Context) -> None:
+    def _accumulate_grads(self, g: Any, ctx: Context) -> None:
         if self.affine:
             _, sum_g, sum_gx = self._grad_sums(g, ctx)
-            self.weight.accumulate(sum_gx)
-            self.bias.accumulate(sum_g)
+            self.weight.accumulate(sum_gx)  # dL/dγ = Σ g ⊙ x̂
+            self.bias.accumulate(sum_g)  # dL/dβ = Σ g
 
-    def _backward(self, g: np.ndarray, ctx: Context, input_grad: bool) -> Optional[np.ndarray]:
+    def _backward(self, g: Any, ctx: Context, input_grad: bool) -> Optional[Any]:
         """``_accumulate_grads`` then ``_vjp``, computing the per-channel sums they share once."""
         if not (self.affine and ctx.batch_stats):
             return super()._backward(g, ctx, input_grad)
@@ -314,24 +329,23 @@ class _BatchNorm(Node):
         self.bias.accumulate(sum_g)
         return self._input_grad(gf, sum_g, sum_gx, ctx) if input_grad else None
 
-    def _jacobian(self, ctx: Context) -> np.ndarray:
-        x = ctx.x
+    def _jacobian(self, ctx: Context) -> Any:
+        r"""Per channel :math:`\gamma s B`, :math:`B = I - (1 + \hat x \hat x^\top)/m` (training) or :math:`I`; 0 across."""
+        xp, x = ctx.xp, ctx.x
         n, c = x.shape[0], x.shape[1]
         length = math.prod(x.shape[2:])
-        scale = self._scale(ctx)  # (C,)
-        full = np.zeros((n, c, length, n, c, length), dtype=self.dtype)
-        channels = np.arange(c)
-        eye = np.eye(n * length, dtype=self._compute).reshape(n, length, n, length)
+        eye = xp.reshape(xp.eye(n * length, dtype=dtype_in(xp, self._compute)), (1, n, length, n, length))
         if ctx.batch_stats:
-            t = self._compute.type
-            x_hat = ctx.x_hat.reshape(n, c, length).transpose(1, 0, 2)  # (C, N, L)
-            outer = x_hat[:, :, :, None, None] * x_hat[:, None, None, :, :]
-            blocks = eye[None] - (t(1) + outer) / t(ctx.m)
+            x_hat = xp.permute_dims(xp.reshape(ctx.x_hat, (n, c, length)), (1, 0, 2))  # (C, N, L)
+            outer = xp.reshape(x_hat, (c, n, length, 1, 1)) * xp.reshape(x_hat, (c, 1, 1, n, length))
+            blocks = eye - (1 + outer) / ctx.m
         else:
-            blocks = np.broadcast_to(eye, (c, n, length, n, length))
-        # advanced indices on axes 1 and 4 put the channel axis first: (C, N, L, N, L)
-        full[:, channels, :, :, channels, :] = scale[:, None, None, None, None] * blocks
-        return full.reshape(ctx.y.shape + x.shape)
+            blocks = xp.broadcast_to(eye, (c, n, length, n, length))
+        scaled = xp.reshape(self._scale(ctx), (c, 1, 1, 1, 1)) * blocks  # (C, N, L, N, L)
+        placed = xp.reshape(xp.permute_dims(scaled, (1, 0, 2, 3, 4)), (n, c, length, n, 1, length))
+        same_channel = xp.reshape(xp.eye(c) != 0, (1, c, 1, 1, c, 1))
+        full = xp.where(same_channel, placed, xp.zeros_like(placed))  # channels do not mix
+        return xp.astype(xp.reshape(full, tuple(ctx.y.shape) + tuple(x.shape)), dtype_in(xp, self.dtype))
 
     def extra_repr(self) -> str:
         return (

@@ -15,8 +15,8 @@ from typing import Any, Sequence, Tuple, Union
 import numpy as np
 
 from ..context import Context
-
 from ..node import Node
+from .broadcasting import identity_jacobian
 
 __all__ = ["Flatten", "Reshape", "Vectorization"]
 
@@ -24,17 +24,17 @@ __all__ = ["Flatten", "Reshape", "Vectorization"]
 class _ReshapeNode(Node):
     """Shared derivative of the shape nodes: the backward pass reshapes back, the Jacobian is an identity."""
 
-    def _output_shape(self, x: np.ndarray) -> Tuple[int, ...]:
+    def _output_shape(self, x: Any) -> Tuple[int, ...]:
         raise NotImplementedError
 
-    def _forward(self, x: np.ndarray, ctx: Context) -> np.ndarray:
-        return x.reshape(self._output_shape(x))
+    def _forward(self, x: Any, ctx: Context) -> Any:
+        return ctx.xp.reshape(x, self._output_shape(x))
 
-    def _vjp(self, g: np.ndarray, ctx: Context) -> np.ndarray:
-        return g.reshape(ctx.x.shape)
+    def _vjp(self, g: Any, ctx: Context) -> Any:
+        return ctx.xp.reshape(g, tuple(ctx.x.shape))
 
-    def _jacobian(self, ctx: Context) -> np.ndarray:
-        return np.eye(ctx.x.size, dtype=ctx.x.dtype).reshape(ctx.y.shape + ctx.x.shape)
+    def _jacobian(self, ctx: Context) -> Any:
+        return identity_jacobian(ctx.xp, ctx.x.shape, ctx.x.dtype, ctx.y.shape)
 
 
 def _check_int(name: str, value: Any) -> int:
@@ -72,7 +72,7 @@ class Flatten(_ReshapeNode):
             )
         return dim % rank
 
-    def _output_shape(self, x: np.ndarray) -> Tuple[int, ...]:
+    def _output_shape(self, x: Any) -> Tuple[int, ...]:
         start = self._axis("start_dim", self.start_dim, x.ndim)
         end = self._axis("end_dim", self.end_dim, x.ndim)
         if start > end:
@@ -128,7 +128,7 @@ class Reshape(_ReshapeNode):
             )
         self.shape: Tuple[int, ...] = dims
 
-    def _output_shape(self, x: np.ndarray) -> Tuple[int, ...]:
+    def _output_shape(self, x: Any) -> Tuple[int, ...]:
         if x.ndim == 0:
             raise ValueError("Reshape keeps the batch axis 0 and needs an input with at least one axis, got shape ()")
         sample = math.prod(x.shape[1:])
