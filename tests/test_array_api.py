@@ -176,11 +176,6 @@ PENDING = {
     "AdamW",
     "RMSProp",
     "RMSProp[centered]",
-    # the other nodes and the containers; BatchNorm's textbook path is written against the standard, but its
-    # training pass saves its buffers for the undo journal with ndarray.copy() (Function._state_will_change),
-    # which array_api_strict arrays lack
-    "BatchNorm1d",
-    "BatchNorm2d",
     # the containers are written against the standard (the cases [Scale], [Identity], [Multiply] pass); these four
     # cases hold activations (Tanh, Sigmoid, ReLU), which come in the activations' change
     "Sequential",

@@ -226,8 +226,8 @@ class Function(KeepsPass):
         rejected call leaves the model unchanged.  Outside a call that can be
         refused it does nothing.
         """
-        buffers = [(b, b.copy()) for b in (getattr(self, name) for name in vars(self).get("_buffers", ()))
-                   if b is not None]
+        buffers = [(b, namespace_of(b).asarray(b, copy=True))
+                   for b in (getattr(self, name) for name in vars(self).get("_buffers", ())) if b is not None]
         streams = [(g, g.bit_generator.state) for g in vars(self).values() if isinstance(g, np.random.Generator)]
 
         def undo() -> None:
