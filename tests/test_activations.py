@@ -288,9 +288,10 @@ def test_the_sigmoid_function_computes_float16_in_float32():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_erf_and_erfc_pick_each_region_exactly(rng, dtype):
-    """erf and erfc evaluate every region on clamped arguments and pick without branches: the result is,
-    bit for bit, each region's formula on its own elements (zero signs included)."""
+def test_erf_and_erfc_pick_each_region_exactly(rng, dtype, engine_path):
+    """erf and erfc evaluate every region on clamped arguments and pick one (with where, or on the fast path
+    without branches): the result is, bit for bit, each region's formula on its own elements (zero signs
+    included)."""
     from nn_from_scratch.nodes.special import _ERF_THRESHOLD, _erf_small, _erfc_positive
 
     x = np.concatenate([SPECIAL, [0.46875, -0.46875, 4.0, -4.0, 4.5, -4.5, 27.0, -27.0],
@@ -298,7 +299,7 @@ def test_erf_and_erfc_pick_each_region_exactly(rng, dtype):
     one, small = dtype(1), np.abs(x) <= _ERF_THRESHOLD
     rest = ~small & ~np.isnan(x)
     with np.errstate(under="ignore"):
-        tail = _erfc_positive(np.abs(x[rest]))
+        tail = _erfc_positive(np.abs(x[rest]), np, engine_path == "fast")
         expected_erf, expected_erfc = np.full_like(x, np.nan), np.full_like(x, np.nan)
         expected_erf[small] = _erf_small(x[small])
         expected_erf[rest] = np.sign(x[rest]) * (one - tail)

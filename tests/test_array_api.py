@@ -144,15 +144,6 @@ NODES: Dict[str, Case] = {
 #: Classes whose textbook path is not yet written against the array API standard (each is removed from this set
 #: in the change that converts it).
 PENDING = {
-    # activations
-    "ReLU",
-    "LeakyReLU",
-    "ELU",
-    "Sigmoid",
-    "Tanh",
-    "GELU",
-    "GELU[tanh]",
-    "Softplus",
     # softmax family and losses
     "SoftMax",
     "LogSoftMax",
