@@ -223,9 +223,9 @@ def mills_ratio32(a: np.ndarray, out: np.ndarray, scratch: np.ndarray, p: Sequen
 
 
 def gelu_float32(x: np.ndarray, p: Sequence[float], q: Sequence[float], cap: float) -> Pair:
-    r"""The exact GELU of float32 ``x``: :math:`y = x\Phi(x)` and :math:`dy/dx = \Phi(x) + x\varphi(x)`, 26 passes a block.
+    r"""The exact GELU of float32 ``x``: :math:`y = x\Phi(x)` and :math:`dy/dx = \Phi(x) + x\varphi(x)`.
 
-    :math:`a = \min(|x|, \text{cap})`, :math:`\varphi(a) = e^{-a^2/2 - \log\sqrt{2\pi}}`,
+    26 passes a block: :math:`a = \min(|x|, \text{cap})`, :math:`\varphi(a) = e^{-a^2/2 - \log\sqrt{2\pi}}`,
     :math:`\Phi(-a) = \varphi(a)\,m(a)` with the Mills ratio :math:`m = P/Q`
     (coefficients ``p``, ``q`` as :func:`mills_ratio32` takes them), then
     :math:`\Phi(x) = \Phi(-a) + [x \ge 0]\,(1 - 2\Phi(-a))`: exact for

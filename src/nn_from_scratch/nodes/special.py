@@ -128,7 +128,8 @@ def normal_pdf(x: Any) -> Any:
 def normal_cdf(x: Any, *, fast: Optional[bool] = None) -> Any:
     r"""The standard normal distribution function :math:`\Phi(x) = \tfrac12\operatorname{erfc}(-x/\sqrt2)`.
 
-    ``x`` is a floating array (not float16).  In float32, from the tail at
+    ``x`` is a floating array of float32 or wider (float16 is converted by the
+    caller, as GELU's ``float16_in_float32`` does).  In float32, from the tail at
     :math:`a = \min(|x|, 14.5)`: :math:`\Phi(-a) = \varphi(a)\,m(a)`, and
     :math:`\Phi(x) = \Phi(-a)` for :math:`x < 0`, :math:`1 - \Phi(-a)` otherwise.
     ``fast`` takes the engine's picks (NumPy arrays only); by default, when
