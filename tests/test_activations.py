@@ -1,6 +1,11 @@
-"""Activations: gradient checks, the torch oracle, dtypes, stability, and the erf behind the exact GELU."""
+"""Activations: gradient checks, the torch oracle, dtypes, stability, and the erf behind the exact GELU.
+
+The checks of numbers run on both paths (the ``engine_path`` fixture): the textbook formulas and the engine's
+kernels (``nn_from_scratch.engine.activations``).  The last section holds the two paths against each other and
+checks that the switch really chooses between them."""
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 
@@ -10,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from nn_from_scratch import engine
 from nn_from_scratch.gradcheck import assert_gradients
 from nn_from_scratch.nodes import ELU, GELU, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh
 from nn_from_scratch.nodes.special import erf, erfc
@@ -45,13 +51,13 @@ def away_from_kinks(x: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("name", NAMES)
-def test_gradients_in_float64(rng, name, shape):
+def test_gradients_in_float64(rng, name, shape, engine_path):
     x = away_from_kinks(rng.standard_normal(shape) * 2)
     assert_gradients(CASES[name][0](), x, atol=1e-7, rtol=1e-6)
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_softplus_linear_region_and_large_inputs_pass_gradcheck(rng, name):
+def test_softplus_linear_region_and_large_inputs_pass_gradcheck(rng, name, engine_path):
     # inputs spread over [-25, 25], away from the kinks
     x = away_from_kinks(rng.uniform(-25, 25, size=(4, 6)))
     assert_gradients(CASES[name][0](), x, atol=1e-7, rtol=1e-6)
@@ -59,7 +65,7 @@ def test_softplus_linear_region_and_large_inputs_pass_gradcheck(rng, name):
 
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("name", NAMES)
-def test_agrees_with_torch(torch, rng, name, shape):
+def test_agrees_with_torch(torch, rng, name, shape, engine_path):
     factory, torch_fn = CASES[name]
     x = rng.standard_normal(shape) * 4
     x.flat[0] = 0.0  # torch's derivative convention at the kink
@@ -75,7 +81,7 @@ def test_agrees_with_torch(torch, rng, name, shape):
 
 
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
-def test_gelu_matches_torch_on_a_wide_grid(torch, approximate):
+def test_gelu_matches_torch_on_a_wide_grid(torch, approximate, engine_path):
     x = np.concatenate([np.linspace(-40, 40, 40001), [0.0, 0.46875 * math.sqrt(2), 4 * math.sqrt(2), -1e-300]])
     tx = torch.tensor(x, requires_grad=True)
     ty = torch.nn.functional.gelu(tx, approximate=approximate)
@@ -85,7 +91,7 @@ def test_gelu_matches_torch_on_a_wide_grid(torch, approximate):
     np.testing.assert_allclose(node.backward(np.ones_like(x)), tx.grad.numpy(), rtol=1e-12, atol=1e-12)
 
 
-def test_erf_and_erfc_are_accurate_in_float64(torch):
+def test_erf_and_erfc_are_accurate_in_float64(torch, engine_path):
     x = np.concatenate([np.linspace(-10, 10, 100001), [0.0, -0.0, 1e-300, 0.46875, -0.46875, 4.0, -4.0]])
     expected_erf = np.array([math.erf(v) for v in x])
     expected_erfc = np.array([math.erfc(v) for v in x])
@@ -97,7 +103,7 @@ def test_erf_and_erfc_are_accurate_in_float64(torch):
     np.testing.assert_allclose(erfc(tail), [math.erfc(v) for v in tail], rtol=1e-14, atol=0)
 
 
-def test_erf_edge_values():
+def test_erf_edge_values(engine_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         values = np.array([np.inf, -np.inf, 1e300, -1e300, 40.0, np.nan])
@@ -110,7 +116,7 @@ def test_erf_edge_values():
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_float32_in_float32_out(rng, name):
+def test_float32_in_float32_out(rng, name, engine_path):
     x = (rng.standard_normal((3, 5)) * 3).astype(np.float32)
     g = rng.standard_normal((3, 5)).astype(np.float32)
     node = CASES[name][0]()
@@ -129,7 +135,7 @@ def test_float32_in_float32_out(rng, name):
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_stable_and_silent_at_plus_minus_1000(name, dtype):
+def test_stable_and_silent_at_plus_minus_1000(name, dtype, engine_path):
     x = np.array([-1000.0, -100.0, 0.0, 100.0, 1000.0], dtype=dtype)
     node = CASES[name][0]()
     with warnings.catch_warnings():
@@ -141,7 +147,7 @@ def test_stable_and_silent_at_plus_minus_1000(name, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_saturating_values_are_correct(dtype):
+def test_saturating_values_are_correct(dtype, engine_path):
     x = np.array([-1000.0, 1000.0], dtype=dtype)
     ones = np.ones(2, dtype=dtype)
     with warnings.catch_warnings():
@@ -164,7 +170,7 @@ def test_saturating_values_are_correct(dtype):
         np.testing.assert_allclose(gelu.backward(ones), [0.0, 1.0], rtol=1e-15, atol=1e-30)
 
 
-def test_derivatives_at_zero_follow_torch_conventions():
+def test_derivatives_at_zero_follow_torch_conventions(engine_path):
     zero = np.zeros(1)
     cases = [(ReLU(), 0.0), (LeakyReLU(0.1), 0.1), (ELU(alpha=0.7), 0.7), (GELU(), 0.5), (Sigmoid(), 0.25)]
     for node, expected in cases:
@@ -172,7 +178,7 @@ def test_derivatives_at_zero_follow_torch_conventions():
         np.testing.assert_allclose(node.backward(np.ones(1)), [expected], rtol=1e-15, atol=0)
 
 
-def test_jacobian_is_diagonal(rng):
+def test_jacobian_is_diagonal(rng, engine_path):
     x = away_from_kinks(rng.standard_normal((2, 3)))
     node = GELU()
     jac = node.jacobian(x)
@@ -205,17 +211,19 @@ def test_parameter_free_and_modes_are_no_ops(rng):
 small_shapes = hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4)
 
 
+@pytest.mark.parametrize("path", ["fast", "textbook"])
 @pytest.mark.parametrize("name", NAMES)
 @settings(max_examples=30, deadline=None)
 @given(data=st.data())
-def test_backward_equals_g_times_jacobian(name, data):
+def test_backward_equals_g_times_jacobian(name, path, data):
     shape = data.draw(small_shapes)
     x = data.draw(hnp.arrays(np.float64, shape, elements=st.floats(-30, 30)))
     g = data.draw(hnp.arrays(np.float64, shape, elements=st.floats(-10, 10)))
     node = CASES[name][0]()
-    node.forward(x)
-    dx = node.backward(g, reset_after=False)
-    jac = node.jacobian()
+    with engine.textbook() if path == "textbook" else contextlib.nullcontext():
+        node.forward(x)
+        dx = node.backward(g, reset_after=False)
+        jac = node.jacobian()
     assert dx.shape == x.shape and jac.shape == x.shape + x.shape
     np.testing.assert_allclose(dx, np.tensordot(g, jac, axes=g.ndim), rtol=1e-12, atol=1e-300)
 
@@ -224,7 +232,7 @@ SPECIAL = [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, -1e-45, 88.7, -88.7, 1e30,
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
-def test_branch_free_forms_give_the_values_of_the_two_branch_definitions(rng, dtype):
+def test_branch_free_forms_give_the_values_of_the_two_branch_definitions(rng, dtype, engine_path):
     """Sigmoid, LeakyReLU and ELU pick no branch with np.where (far slower on mixed signs): the results
     and derivatives are the definitions' exactly, NaN and infinities included (float16: the definitions
     evaluated in float32 and rounded once; ELU's slope at NaN is 1, torch's rule).  Sigmoid's definition
@@ -248,7 +256,7 @@ def test_branch_free_forms_give_the_values_of_the_two_branch_definitions(rng, dt
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_sigmoid_is_as_accurate_as_the_two_branch_form_over_the_whole_range(dtype):
+def test_sigmoid_is_as_accurate_as_the_two_branch_form_over_the_whole_range(dtype, engine_path):
     """1 / (1 + e^-x) lets e^-x overflow to inf for very negative x (giving 0, the limit) and is within a
     few units in the last place of sigma over the whole range, as e^x / (1 + e^x) is for x < 0: both are
     measured against the two-branch form evaluated in a wider type (longdouble, or float64 for float32)."""
@@ -274,7 +282,7 @@ def test_sigmoid_is_as_accurate_as_the_two_branch_form_over_the_whole_range(dtyp
     assert np.isnan(Sigmoid().forward(np.array([np.nan], dtype))[0])
 
 
-def test_the_sigmoid_function_computes_float16_in_float32():
+def test_the_sigmoid_function_computes_float16_in_float32(engine_path):
     """e^-x overflows float16 below x = -11.1: the function (which BCEWithLogitsLoss's probabilities use),
     not only the node, rounds the float32 result once."""
     from nn_from_scratch.nodes.activations import sigmoid
@@ -288,9 +296,10 @@ def test_the_sigmoid_function_computes_float16_in_float32():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_erf_and_erfc_pick_each_region_exactly(rng, dtype):
-    """erf and erfc evaluate every region on clamped arguments and pick without branches: the result is,
-    bit for bit, each region's formula on its own elements (zero signs included)."""
+def test_erf_and_erfc_pick_each_region_exactly(rng, dtype, engine_path):
+    """erf and erfc evaluate every region on clamped arguments and pick one (with where, or on the fast path
+    without branches): the result is, bit for bit, each region's formula on its own elements (zero signs
+    included)."""
     from nn_from_scratch.nodes.special import _ERF_THRESHOLD, _erf_small, _erfc_positive
 
     x = np.concatenate([SPECIAL, [0.46875, -0.46875, 4.0, -4.0, 4.5, -4.5, 27.0, -27.0],
@@ -298,7 +307,7 @@ def test_erf_and_erfc_pick_each_region_exactly(rng, dtype):
     one, small = dtype(1), np.abs(x) <= _ERF_THRESHOLD
     rest = ~small & ~np.isnan(x)
     with np.errstate(under="ignore"):
-        tail = _erfc_positive(np.abs(x[rest]))
+        tail = _erfc_positive(np.abs(x[rest]), np, engine_path == "fast")
         expected_erf, expected_erfc = np.full_like(x, np.nan), np.full_like(x, np.nan)
         expected_erf[small] = _erf_small(x[small])
         expected_erf[rest] = np.sign(x[rest]) * (one - tail)
@@ -312,7 +321,7 @@ def test_erf_and_erfc_pick_each_region_exactly(rng, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_an_infinite_upstream_gradient_gives_what_torch_gives(torch, dtype):
+def test_an_infinite_upstream_gradient_gives_what_torch_gives(torch, dtype, engine_path):
     """inf (or -inf) times each derivative, NaN and infinite inputs included: ELU gave NaN at x = NaN,
     where torch's rule (the slope applies where x <= 0) gives the upstream inf."""
     x = np.array([-1000, -50, -20, -1, -1e-30, -0.0, 0, 1e-30, 1, 20, 50, 1000, np.inf, -np.inf, np.nan], dtype=dtype)
@@ -336,7 +345,7 @@ def _ulps(ours, exact):
     return np.abs(ours.astype(np.float64) - exact) / spacing
 
 
-def test_float32_erf_and_erfc_are_accurate_to_a_few_ulp_on_a_dense_grid():
+def test_float32_erf_and_erfc_are_accurate_to_a_few_ulp_on_a_dense_grid(engine_path):
     """float32 evaluates one rational function for the tail (not Cody's float64 regions): checked against
     float64 on 200001 points of [-10, 10], in units in the last place of the float32 result."""
     x = np.linspace(-10, 10, 200001).astype(np.float32)
@@ -348,7 +357,7 @@ def test_float32_erf_and_erfc_are_accurate_to_a_few_ulp_on_a_dense_grid():
     assert _ulps(ours_erfc, np.array([math.erfc(v) for v in wide])).max() <= 10
 
 
-def test_float32_gelu_is_accurate_and_agrees_with_torch(torch):
+def test_float32_gelu_is_accurate_and_agrees_with_torch(torch, engine_path):
     """The float32 exact GELU (one rational function in cache-sized blocks) against float64 on a dense grid:
     a few ulp where the function is well conditioned, and in the negative tail within its conditioning
     (x Phi(x) has condition number about x^2 there: x^2 ulp is what rounding x itself costs); against torch's float32 to float32 rounding of torch's own formula."""
@@ -377,7 +386,7 @@ def test_float32_gelu_is_accurate_and_agrees_with_torch(torch):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_float32_agrees_with_torch_float32(torch, rng, name):
+def test_float32_agrees_with_torch_float32(torch, rng, name, engine_path):
     """Each activation in float32 against torch in float32, forward and backward, to a few float32 roundings."""
     factory, torch_fn = CASES[name]
     x = (rng.standard_normal(5000) * 4).astype(np.float32)
@@ -410,3 +419,122 @@ def test_blocks_give_the_bits_of_one_pass(rng, name):
         np.testing.assert_array_equal(small.backward(g), dx)
     finally:
         elementwise.blockwise.__defaults__ = original
+
+
+# ------------------------------------------------------------------ the two paths, and the switch between them
+VALUES = np.array(SPECIAL + [-30.0, -5.0, -3.5, -0.5, 0.3, 1.5, 3.0, 6.0, 30.0])
+
+
+def _faces(node, x, g):
+    """Everything a node gives: output, input gradient (also of an infinite g) and Jacobian."""
+    y = node.forward(x)
+    dx = node.backward(g)
+    node.forward(x)
+    dx_inf = node.backward(np.full_like(x, np.inf))
+    return y, dx, dx_inf, node.jacobian(x[:12])
+
+
+PAIRS = [(name, dtype) for name in NAMES for dtype in (np.float16, np.float32, np.float64)
+         if name != "gelu" or dtype == np.float64]
+
+
+@pytest.mark.parametrize("name, dtype", PAIRS)
+def test_the_fast_path_gives_the_textbook_values(rng, name, dtype):
+    """The engine's kernels compute each formula branch-free and in blocks, with the same values: outputs,
+    gradients (of an infinite g too) and Jacobians, at NaN, infinities and kinks.  The exact GELU in float32
+    (and float16, computed in float32) arranges Phi otherwise; the accuracy tests above hold each of its paths
+    to float64 and to torch."""
+    with np.errstate(over="ignore"):  # float16: 1e30 and 700 become inf
+        x = np.concatenate([VALUES, rng.standard_normal(5000) * 8]).astype(dtype)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    with np.errstate(all="ignore"):
+        fast = _faces(CASES[name][0](), x, g)
+        with engine.textbook():
+            textbook = _faces(CASES[name][0](), x, g)
+    for what, a, b in zip(("y", "dx", "dx of inf", "jacobian"), fast, textbook):
+        assert a.dtype == b.dtype == dtype
+        np.testing.assert_array_equal(a, b, err_msg=f"{name} {what}")
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_the_functions_give_the_same_values_on_both_paths(rng, dtype):
+    from nn_from_scratch.nodes.activations import sigmoid
+
+    with np.errstate(over="ignore"):  # float16: 1e30 and 700 become inf
+        x = np.concatenate([VALUES, rng.standard_normal(5000) * 8]).astype(dtype)
+    for function in (erf, erfc, sigmoid):
+        with np.errstate(all="ignore"):
+            fast = function(x)
+            with engine.textbook():
+                textbook = function(x)
+        assert fast.dtype == textbook.dtype == dtype
+        np.testing.assert_array_equal(fast, textbook, err_msg=function.__name__)
+
+
+def _kernels():
+    """Every function the activations may take from the engine: (module, name)."""
+    import nn_from_scratch.engine.activations as kernels
+    import nn_from_scratch.engine.elementwise as elementwise
+
+    return [(kernels, name) for name in kernels.__all__] + [(elementwise, name) for name in elementwise.__all__
+                                                            if callable(getattr(elementwise, name))]
+
+
+def _run_everything(dtype):
+    """Every activation's forward, backward, Jacobian and evaluate, and the public functions, on ``dtype``."""
+    from nn_from_scratch.nodes.activations import sigmoid
+    from nn_from_scratch.nodes.special import normal_cdf, normal_pdf
+
+    with np.errstate(all="ignore"):
+        x = VALUES.astype(dtype)
+        for name in NAMES:
+            _faces(CASES[name][0](), x, np.ones_like(x))
+            CASES[name][0]().evaluate(x)
+        for function in (erf, erfc, sigmoid) + ((normal_cdf, normal_pdf) if dtype != np.float16 else ()):
+            function(x)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_no_engine_kernel_runs_on_the_textbook_path(monkeypatch, dtype):
+    """Under engine.textbook() every activation, its gradients and Jacobian, and erf, erfc and sigmoid run on
+    their formulas alone: each engine function they could take is replaced by one that fails the test."""
+    def refused(module, name):
+        def kernel(*args, **kwargs):
+            raise AssertionError(f"{module.__name__}.{name} ran on the textbook path")
+        return kernel
+
+    for module, name in _kernels():
+        monkeypatch.setattr(module, name, refused(module, name))
+    with engine.textbook():
+        _run_everything(dtype)
+
+
+#: The engine functions each activation takes on the fast path (GELU's tanh form has one path; the exact GELU
+#: takes the float32 kernel, and in float64 Cody's erfc with the engine's picks).
+TAKEN = {"ReLU": {"relu", "relu_vjp"}, "LeakyReLU": {"leaky_relu"}, "ELU": {"elu"}, "Softplus": {"softplus"},
+         "Sigmoid": {"sigmoid", "times_sigmoid_slope"}, "Tanh": {"times_tanh_slope"}, "GELU[tanh]": set(),
+         "GELU": {np.float32: {"gelu_float32", "mills_ratio32"}, np.float64: {"pick", "pick_above"}}}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", NAMES)
+def test_the_engine_kernels_run_on_the_fast_path(monkeypatch, engine_path, name, dtype):
+    """With the engine on, NumPy float32 and float64 inputs take the engine's kernels, forward and backward;
+    under engine.textbook() none."""
+    calls = []
+
+    def recorded(module, name, kernel):
+        def spy(*args, **kwargs):
+            calls.append(name)
+            return kernel(*args, **kwargs)
+        return spy
+
+    for module, kernel_name in _kernels():
+        monkeypatch.setattr(module, kernel_name, recorded(module, kernel_name, getattr(module, kernel_name)))
+    x = (VALUES[np.isfinite(VALUES)] * 2).astype(dtype)
+    node = CASES[name][0]()
+    node.forward(x)
+    node.backward(np.ones_like(x))
+    expected = TAKEN["GELU[tanh]" if repr(node) == "GELU(approximate='tanh')" else type(node).__name__]
+    expected = expected[dtype] if isinstance(expected, dict) else expected
+    assert set(calls) == (expected if engine_path == "fast" else set())

@@ -329,3 +329,48 @@ def test_add_into_writes_a_fresh_zero_and_adds_otherwise(rng):
     expected = np.full((3, 4), 7.0)
     expected[0, 0] = 12
     np.testing.assert_array_equal(p.grad, expected)
+
+
+# ------------------------------------------------------------------ the activations' kernels, on arrays alone
+def test_the_activation_kernels_work_on_arrays_alone(rng):
+    """engine.activations without a layer: each kernel against its formula written with np.where."""
+    from nn_from_scratch.engine import activations as kernels
+
+    x = np.concatenate([[0.0, -0.0, np.inf, -np.inf, 30.0, -30.0], rng.standard_normal(1000) * 4])
+    g = rng.standard_normal(x.shape)
+    with np.errstate(all="ignore"):
+        y, keep = kernels.relu(x)
+        np.testing.assert_array_equal(y, np.maximum(x, 0))
+        np.testing.assert_array_equal(kernels.relu_vjp(g, keep), np.where(x > 0, g, 0))
+        for slope in (0.01, 0.0, -0.5, 3.0):
+            y, dy = kernels.leaky_relu(x, slope)
+            np.testing.assert_array_equal(y, np.where(x > 0, x, slope * x))
+            np.testing.assert_array_equal(dy, np.where(x > 0, 1, slope))
+        y, dy = kernels.elu(x, 0.7)
+        np.testing.assert_array_equal(y, np.where(x > 0, x, 0.7 * np.expm1(np.minimum(x, 0))))
+        np.testing.assert_array_equal(dy, np.where(x > 0, 1, 0.7 * np.exp(np.minimum(x, 0))))
+        s = kernels.sigmoid(x)
+        np.testing.assert_array_equal(s, 1 / (1 + np.exp(-x)))
+        np.testing.assert_array_equal(kernels.times_sigmoid_slope(g, s), g * (s * (1 - s)))
+        t = np.tanh(x)
+        np.testing.assert_array_equal(kernels.times_tanh_slope(g, t), g * (1 - t * t))
+        y, dy = kernels.softplus(x, 2.0, 5.0)
+        z, e = 2 * x, np.exp(-np.abs(2 * x))
+        np.testing.assert_array_equal(y, np.where(z > 5, x, (np.maximum(z, 0) + np.log1p(e)) / 2))
+        np.testing.assert_array_equal(dy, np.where(z > 5, 1, np.where(z >= 0, 1, e) / (1 + e)))
+
+
+def test_pick_is_where_for_finite_branches_and_pick_above_skips_an_unused_branch(rng):
+    from nn_from_scratch.engine.elementwise import pick, pick_above
+
+    a, b = rng.standard_normal(100), rng.standard_normal(100)
+    mask = rng.random(100) > 0.5
+    np.testing.assert_array_equal(pick(mask, a, b), np.where(mask, a, b))
+    values = rng.uniform(0, 4, 100)
+
+    def above():
+        raise AssertionError("a branch that no element takes was computed")
+
+    assert pick_above(values, 4.0, a, above) is a
+    values[3] = 5.0
+    np.testing.assert_array_equal(pick_above(values, 4.0, a, lambda: b), np.where(values <= 4, a, b))

@@ -149,7 +149,7 @@ X = np.array([-60000, -1000, -300, -257, -50, -20, -3, -1, -0.1, 0, 0.1, 1, 3, 2
 
 
 @pytest.mark.parametrize("index", range(len(ACTIVATIONS)))
-def test_activations_in_float16_against_float64_and_torch(torch, index):
+def test_activations_in_float16_against_float64_and_torch(torch, index, engine_path):
     """float32 inside: GELU's tanh form has no NaN gradient past |x| = 256 (x^3 overflowed float16),
     ELU and Softplus no 0 * inf where the float16 exponential underflowed."""
     ours, theirs = ACTIVATIONS[index]
@@ -171,7 +171,7 @@ def test_activations_in_float16_against_float64_and_torch(torch, index):
 
 
 @pytest.mark.parametrize("index", range(len(ACTIVATIONS)))
-def test_an_infinite_upstream_gradient_in_float16_stays_infinite(torch, index):
+def test_an_infinite_upstream_gradient_in_float16_stays_infinite(torch, index, engine_path):
     """inf times the float32 derivative: infinite wherever that derivative is not 0 (ReLU: 0 where it masks,
     torch's rule).  ELU and Softplus gave NaN at x = -20 and -50, where e^x underflowed in float16."""
     ours, theirs = ACTIVATIONS[index]

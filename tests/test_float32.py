@@ -122,6 +122,14 @@ def test_a_float32_model_trains_in_float32(build, loss_name, rng):
             assert np.asarray(buffer).dtype == F32, f"buffer {name} is {np.asarray(buffer).dtype}"
 
 
+def test_the_activations_stay_float32_on_the_textbook_path(rng):
+    """The activations' textbook formulas (engine off) keep float32 too: the MLP of every activation trains."""
+    from nn_from_scratch import engine
+
+    with engine.textbook():
+        test_a_float32_model_trains_in_float32(mlp32, "cross_entropy", rng)
+
+
 def test_the_softmax_nodes_and_the_localizer_stay_float32(rng):
     for node in (SoftMax(), NormalizedSoftMax(), LogSoftMax()):
         x = rng.standard_normal((3, 4)).astype(F32)

@@ -1,22 +1,24 @@
-r"""Elementwise kernels run over cache-sized blocks, so that a formula of many NumPy passes stays in cache.
+r"""Elementwise formulas fast: over cache-sized blocks, and with branches picked without ``np.where``.
 
 NumPy evaluates a formula one operation at a time, each a pass over whole
-arrays: a formula of 25 operations on a 4 MiB float32 array streams 25
-times through memory (about 0.5 ms a pass on the benchmark machine).
+arrays: a formula of 25 operations streams 25 times through memory.
 :func:`blockwise` runs the same kernel on successive blocks of
 :data:`BLOCK` elements instead, with scratch arrays of one block reused
 for every block, so that each pass after the first reads and writes
-cache (about 0.2 ms per pass and million elements, measured with
-``benchmarks/activations.py``).  The kernel is elementwise, so the
-results are the same bits as one call on the whole arrays.
+cache.  The kernel is elementwise, so the results are the same bits as one
+call on the whole arrays.
+
+:func:`pick` is ``np.where`` for finite branches, as a 0/1 mask's blend:
+NumPy's ``where`` mispredicts a branch on every other element when the mask
+mixes at random.  The timings are in ``docs/performance.md``.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["BLOCK", "blockwise"]
+__all__ = ["BLOCK", "blockwise", "pick", "pick_above"]
 
 #: Elements per block: 32768 float32 numbers are 128 KiB an array, so the
 #: inputs, outputs and a handful of scratch arrays fit in a 2 MiB L2 cache
@@ -50,3 +52,24 @@ def blockwise(kernel: Callable[..., None], inputs: Sequence[np.ndarray], outputs
         size = stop - start
         kernel(*(a[start:stop] for a in flat_in), *(a[start:stop] for a in flat_out),
                *(s[:size] for s in spare))
+
+
+def pick(mask: Any, a: Any, b: Any) -> np.ndarray:
+    """``np.where(mask, a, b)`` for *finite* ``a`` and ``b`` (arrays or numbers), computed as ``m a + (1 - m) b``
+    with ``m`` the 0/1 mask.
+
+    Exact (one of the two terms is multiplied by zero; only the sign of a zero
+    result can change), and several times faster than ``np.where`` on a mask
+    that mixes at random.  An infinite ``a`` or ``b`` would give ``0 * inf =
+    NaN``: evaluate each branch on arguments clamped into its region.
+    """
+    m = np.asarray(mask).astype(np.result_type(a, b))
+    return m * a + (1 - m) * b
+
+
+def pick_above(values: np.ndarray, bound: Any, below: np.ndarray, above: Callable[[], np.ndarray]) -> np.ndarray:
+    """``np.where(values <= bound, below, above())`` by :func:`pick`, calling ``above`` only when some value is
+    greater than ``bound`` (a branch that no element takes is not computed)."""
+    if not np.any(values > bound):
+        return below
+    return pick(values <= bound, below, above())
