@@ -7,6 +7,8 @@ import re
 import numpy as np
 import pytest
 
+from nn_from_scratch import engine
+from nn_from_scratch.engine import updates
 from nn_from_scratch.optim import (
     SGD,
     Adam,
@@ -53,6 +55,15 @@ CASES = [
     (RMSProp, "RMSprop", dict(lr=0.01, alpha=0.3, eps=1e-4)),
     (RMSProp, "RMSprop", dict(lr=0.01, momentum=0.3, maximize=True)),
 ]
+
+
+@pytest.fixture
+def fast_engine():
+    """The engine on for the test (the default), whatever NN_FROM_SCRATCH_TEXTBOOK says."""
+    previous = engine.fast_enabled()
+    engine.set_fast(True)
+    yield
+    engine.set_fast(previous)
 
 
 def _case_id(case):
@@ -132,7 +143,7 @@ def test_numpy_gradient_matches_torch_autograd(torch, rng):
 
 
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
-def test_float64_trajectory_matches_torch(torch, rng, case):
+def test_float64_trajectory_matches_torch(torch, rng, case, engine_path):
     cls, torch_name, kwargs = case
     coefficients = _coefficients(rng)
     values = _initial_values(rng)
@@ -157,7 +168,7 @@ def test_float64_trajectory_matches_torch(torch, rng, case):
 
 
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
-def test_float32_stays_float32_and_matches_torch(torch, rng, case):
+def test_float32_stays_float32_and_matches_torch(torch, rng, case, engine_path):
     cls, torch_name, kwargs = case
     coefficients = [(c.astype(np.float32), a.astype(np.float32)) for c, a in _coefficients(rng)]
     values = _initial_values(rng, dtype=np.float32)
@@ -183,7 +194,7 @@ def test_float32_stays_float32_and_matches_torch(torch, rng, case):
         np.testing.assert_allclose(p.value, b, rtol=1e-4, atol=1e-5)
 
 
-def test_gradient_descent_is_plain_sgd(rng):
+def test_gradient_descent_is_plain_sgd(rng, engine_path):
     coefficients = _coefficients(rng)
     values = _initial_values(rng)
     a, _, _ = _run_ours(GradientDescent, dict(lr=0.1), values, coefficients, steps=4)
@@ -200,7 +211,7 @@ def test_rmsprop_alias():
     assert RMSprop is RMSProp
 
 
-def test_optimizer_with_scheduler_matches_torch(torch, rng):
+def test_optimizer_with_scheduler_matches_torch(torch, rng, engine_path):
     coefficients = _coefficients(rng)
     values = _initial_values(rng)
     params = [Parameter(v) for v in values]
@@ -334,7 +345,7 @@ def test_lr_is_stored_as_python_float():
 # --------------------------------------------------------------------------- #
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
-def test_state_dict_round_trip_is_bit_identical(rng, case, dtype):
+def test_state_dict_round_trip_is_bit_identical(rng, case, dtype, engine_path):
     cls, _, kwargs = case
     coefficients = [(c.astype(dtype), a.astype(dtype)) for c, a in _coefficients(rng)]
     values = _initial_values(rng, dtype=dtype)
@@ -659,9 +670,10 @@ def test_scheduler_base_and_exports():
 
 @pytest.mark.parametrize("cls, kwargs", [(SGD, dict(lr=0.1, momentum=0.9, nesterov=True)), (Adam, dict(lr=0.1)),
                                          (RMSProp, dict(lr=0.01, centered=True, momentum=0.5))], ids=str)
-def test_optimizer_temporaries_come_from_the_engine_workspace(monkeypatch, rng, cls, kwargs):
-    """One scratch pool for the library: the update's temporaries are taken from an engine Workspace and
-    given back after each parameter, so after the first step no new scratch array is made."""
+def test_optimizer_temporaries_come_from_the_engine_workspace(monkeypatch, rng, cls, kwargs, fast_engine):
+    """One scratch pool for the library: the fast update's temporaries are taken from an engine Workspace
+    (engine.updates.StepScratch's) and given back after each step, so after the first step no new scratch array
+    is made."""
     from nn_from_scratch.engine.workspace import Workspace
 
     taken, given = [], []
@@ -682,7 +694,7 @@ def test_optimizer_temporaries_come_from_the_engine_workspace(monkeypatch, rng, 
               Parameter(rng.standard_normal((2, 2)).astype(np.float32))]
     twins = [Parameter(p.value) for p in params]
     opt = cls(params, **kwargs)
-    assert isinstance(opt._workspace, Workspace)
+    assert isinstance(opt._scratch.workspace, Workspace)
     grads = [[rng.standard_normal(p.shape).astype(p.dtype) for p in params] for _ in range(3)]
     for step, step_grads in enumerate(grads):
         for p, g in zip(params, step_grads):
@@ -713,10 +725,11 @@ SGD_CASES = [c for c in CASES if c[0] in (SGD, GradientDescent)]
 
 @pytest.mark.parametrize("case", SGD_CASES, ids=_case_id)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_sgd_on_a_parameter_larger_than_a_descent_block_matches_torch_and_its_formula(torch, rng, case, dtype):
-    """The update of a large parameter runs in blocks: the same bits as one unblocked ``value -= lr * step``,
-    whatever the gradient's memory layout, and torch's trajectory."""
-    from nn_from_scratch.optim.sgd import DESCENT_BLOCK
+def test_sgd_on_a_parameter_larger_than_a_descent_block_matches_torch_and_its_formula(torch, rng, case, dtype,
+                                                                                      engine_path):
+    """The fast update of a large parameter runs in blocks: the same bits as one unblocked ``value -= lr * step``
+    (the textbook line), whatever the gradient's memory layout, and torch's trajectory."""
+    from nn_from_scratch.engine.updates import DESCENT_BLOCK
 
     cls, _, kwargs = case
     shape = (3, DESCENT_BLOCK // 2 + 7)  # 1.5 blocks and a few more: a last, partial block
@@ -755,3 +768,84 @@ def test_sgd_on_a_parameter_larger_than_a_descent_block_matches_torch_and_its_fo
         if not mu and not kwargs.get("weight_decay") and not kwargs.get("maximize"):
             assert np.array_equal(p.value, expected), order  # plain SGD: the very same operations
         assert not np.allclose(p.value, start)
+
+
+# --------------------------------------------------------------------------- #
+# the two paths: the textbook formula and the engine's update
+# --------------------------------------------------------------------------- #
+ENGINE_FUNCTIONS = ("sgd_update", "adam_update", "rmsprop_update", "effective_grad", "lerp_", "descend")
+
+
+@pytest.fixture
+def engine_calls(monkeypatch):
+    """Every call of an engine update function (and of its scratch pool), by name."""
+    calls = []
+
+    def spy(name, function):
+        def spied(*args, **kwargs):
+            calls.append(name)
+            return function(*args, **kwargs)
+        return spied
+
+    for name in ENGINE_FUNCTIONS:
+        monkeypatch.setattr(updates, name, spy(name, getattr(updates, name)))
+    monkeypatch.setattr(updates.StepScratch, "take", spy("StepScratch.take", updates.StepScratch.take))
+    return calls
+
+
+@pytest.mark.parametrize("case", CASES, ids=_case_id)
+def test_textbook_runs_no_engine_function_and_the_engine_its_update(rng, case, engine_calls, fast_engine):
+    cls, _, kwargs = case
+    coefficients = _coefficients(rng)
+    with engine.textbook():
+        _run_ours(cls, kwargs, _initial_values(rng), coefficients, steps=3)
+    assert engine_calls == []
+    _run_ours(cls, kwargs, _initial_values(rng), coefficients, steps=3)
+    update = {SGD: "sgd_update", GradientDescent: "sgd_update", Adam: "adam_update", AdamW: "adam_update",
+              RMSProp: "rmsprop_update"}[cls]
+    assert engine_calls.count(update) == 3 * len(SHAPES)
+    assert "StepScratch.take" in engine_calls and "effective_grad" in engine_calls
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", CASES, ids=_case_id)
+def test_the_engine_update_agrees_with_the_textbook_formula(rng, case, dtype, fast_engine):
+    """SGD's two paths give the same bits; Adam's and RMSProp's differ only in how torch's ``lerp_`` rounds."""
+    cls, _, kwargs = case
+    coefficients = [(c.astype(dtype), a.astype(dtype)) for c, a in _coefficients(rng)]
+    values = _initial_values(rng, dtype)
+    fast_params, fast, _ = _run_ours(cls, kwargs, values, coefficients, steps=10)
+    with engine.textbook():
+        plain_params, plain, _ = _run_ours(cls, kwargs, values, coefficients, steps=10)
+    tol = dict(rtol=0, atol=0) if cls in (SGD, GradientDescent) else (
+        dict(rtol=1e-12, atol=1e-14) if dtype == np.float64 else dict(rtol=1e-5, atol=1e-6))
+    for p, q in zip(fast_params, plain_params):
+        assert p.value.dtype == q.value.dtype == dtype
+        np.testing.assert_allclose(p.value, q.value, **tol)
+    for mine, theirs in zip(fast.state, plain.state):
+        assert mine.keys() == theirs.keys()
+        for key in mine:
+            np.testing.assert_allclose(mine[key], theirs[key], **tol, err_msg=key)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c[2].get("momentum") or c[0] in (Adam, AdamW, RMSProp)],
+                         ids=_case_id)
+def test_a_run_may_switch_paths_between_steps(rng, case, fast_engine):
+    """Both paths keep the same state: a run that alternates them follows the run on the textbook path."""
+    cls, _, kwargs = case
+    coefficients = _coefficients(rng)
+    params = [Parameter(v) for v in _initial_values(rng)]
+    twins = [Parameter(p.value) for p in params]
+    mixed, plain = cls(params, **kwargs), cls(twins, **kwargs)
+    for step in range(6):
+        _gradient_step(params, coefficients)
+        _gradient_step(twins, coefficients)
+        if step % 2:
+            mixed.step()
+        else:
+            with engine.textbook():
+                mixed.step()
+        with engine.textbook():
+            plain.step()
+    for p, q in zip(params, twins):
+        np.testing.assert_allclose(p.value, q.value, rtol=1e-12, atol=1e-14)

@@ -1,33 +1,43 @@
-r"""First-order optimizers with ``torch.optim`` semantics.
+r"""First-order optimizers with ``torch.optim`` semantics: the base class, its checks and its checkpoints.
 
 Every optimizer updates ``param.value`` *in place* from the gradient that
-backward accumulated in ``param.grad``; the gradient itself is never modified.
-The arithmetic follows the single-tensor (``foreach=False``) code path of
-``torch.optim`` 2.13 operation by operation, so float64 trajectories agree
-with PyTorch to rounding, and everything is computed in the parameter's own
-dtype (a float32 parameter stays float32 and is never upcast).
+backward accumulated in ``param.grad``; the gradient itself is never
+modified, and everything is computed in the parameter's own dtype (a float32
+parameter stays float32 and is never upcast).
 
-Each step runs on every mini-batch, so the updates use in-place ufuncs with
-``out=`` and two scratch buffers per dtype instead of allocating
-temporaries.  The scratch buffers come from the engine's scratch memory (a
-:class:`~nn_from_scratch.engine.workspace.Workspace`, the pool the
-convolution uses); one step's parameters share them, and they go back when the step is over.
+Each optimizer writes its update twice over, as the layers do
+(docs/architecture.md, "The textbook path and the fast engine"):
+
+* the **textbook update**, its formula as in its paper and torch's
+  documentation, written with the functions of the parameter's array
+  namespace (``xp``, :func:`~nn_from_scratch.backend.namespace_of`), so it
+  runs on NumPy, ``array_api_strict``, CuPy, ...;
+* the **fast update** of :mod:`nn_from_scratch.engine.updates`, taken when
+  the engine is on (:func:`nn_from_scratch.engine.fast_enabled`) and the
+  parameter is a NumPy array: the single-tensor (``foreach=False``) code of
+  ``torch.optim`` 2.13 operation by operation, with ``out=`` and reused
+  scratch arrays, so float64 trajectories agree with PyTorch to rounding.
 
 :meth:`Optimizer.state_dict` / :meth:`Optimizer.load_state_dict` capture the
 hyper-parameters (including the current learning rate, which schedulers
-change), the step count and copies of every per-parameter buffer, so a run
-resumed from a checkpoint continues bit-for-bit as if it had never stopped.
+change), the step count and copies of every per-parameter buffer, so a
+run resumed from a checkpoint continues bit-for-bit as if it had never
+stopped.
 """
 from __future__ import annotations
 
 import math
 import numbers
 import operator
+from types import ModuleType
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import numpy as np
+from numpy import ndarray  # read for every parameter of every step: one name, not an attribute lookup
 
-from ..engine.workspace import Workspace
+from ..backend import namespace_of, numpy_dtype
+from ..engine import fast_enabled
+from ..engine.updates import StepScratch
 from ..parameter import Parameter
 
 __all__ = ["Optimizer"]
@@ -137,19 +147,28 @@ def _as_parameter_list(params: Iterable[Parameter]) -> List[Parameter]:
     return params
 
 
-def _lerp_(start: np.ndarray, end: np.ndarray, weight: float, scratch: np.ndarray) -> None:
-    """``start <- start + weight * (end - start)`` in place, exactly as ``torch.lerp_``.
+def _is_array_of(a: Any, xp: ModuleType) -> bool:
+    """Whether ``a`` is an array of the namespace ``xp`` (a NumPy scalar is not an array)."""
+    if xp is np:
+        return isinstance(a, np.ndarray)
+    if isinstance(a, (np.ndarray, np.generic)) or not hasattr(a, "shape"):
+        return False
+    try:
+        return namespace_of(a) is xp
+    except TypeError:
+        return False
 
-    Torch picks the formula by the size of the weight to keep the result
-    accurate at both ends; ``scratch`` must not alias ``start`` or ``end``.
-    """
-    np.subtract(end, start, out=scratch)
-    if abs(weight) < 0.5:
-        scratch *= weight
-        start += scratch
-    else:
-        scratch *= 1.0 - weight
-        np.subtract(end, scratch, out=start)
+
+def _described(a: Any) -> str:
+    """``a`` in an error message: its library, shape and dtype for an array, else its type."""
+    if hasattr(a, "shape") and hasattr(a, "dtype") and not isinstance(a, np.generic):
+        library = type(a).__module__.split(".")[0]
+        try:
+            dtype = numpy_dtype(a)
+        except (TypeError, ValueError):
+            dtype = a.dtype
+        return f"{'an' if library[0] in 'aeiou' else 'a'} {library} array of shape {tuple(a.shape)}, dtype {dtype}"
+    return f"{'an' if type(a).__name__[0] in 'aeiouAEIOU' else 'a'} {type(a).__name__}"
 
 
 # --------------------------------------------------------------------------- #
@@ -166,9 +185,15 @@ class Optimizer:
 
     Subclasses implement :meth:`_check_hyperparameters` (validate and
     normalise a full hyper-parameter dict), :meth:`_state_keys` (the buffers
-    a stepped parameter carries) and :meth:`_update` (one parameter's step).
+    a stepped parameter carries) and :meth:`_update` (one parameter's step:
+    its formula in the parameter's namespace ``xp``, or, when ``fast``, the
+    engine's update of :mod:`nn_from_scratch.engine.updates`).
     ``state[i]`` is the state of ``params[i]``: empty until the first step.
     """
+
+    #: A buffer that every stepped parameter's state holds (None: the optimizer keeps none).  A parameter's
+    #: buffers move together (:meth:`to_backend`, :meth:`load_state_dict`), so this one tells where they live.
+    _probe: Optional[str] = None
 
     def __init__(self, params: Iterable[Parameter], **defaults: Any) -> None:
         self.params: List[Parameter] = _as_parameter_list(params)
@@ -177,9 +202,7 @@ class Optimizer:
         self._apply_hyperparameters(hyper)
         self.state: List[Dict[str, Any]] = [{} for _ in self.params]
         self.step_count: int = 0
-        self._workspace = Workspace(keep=4)  # scratch for the updates (copies and pickles of it are empty)
-        self._scratch_sizes: Dict[np.dtype, int] = {}  # per dtype: the size of its largest parameter
-        self._scratch_taken: Dict[np.dtype, List[np.ndarray]] = {}  # per dtype: taken for the step under way
+        self._scratch = StepScratch()  # the fast updates' scratch arrays (copies and pickles of it are empty)
 
     # -- hyper-parameters ---------------------------------------------------
     @property
@@ -221,76 +244,48 @@ class Optimizer:
     def step(self) -> None:
         """Update every parameter in place from its accumulated gradient.
 
-        Every gradient is checked first (an array of its parameter's shape and
-        dtype), so a bad one moves no parameter at all.
+        Every gradient is checked first (an array of its parameter's
+        namespace, shape and dtype), and so is the namespace of its buffers,
+        so a bad one moves no parameter at all.  A NumPy parameter takes the
+        fast update while the engine is on; any other, or every one under
+        :func:`nn_from_scratch.engine.textbook`, its textbook formula.
         """
-        for i, p in enumerate(self.params):
-            grad = p.grad
-            if not isinstance(grad, np.ndarray) or grad.shape != p.value.shape or grad.dtype != p.value.dtype:
-                described = (f"shape {grad.shape}, dtype {grad.dtype}" if isinstance(grad, np.ndarray)
-                             else type(grad).__name__)
-                raise ValueError(
-                    f"{type(self).__name__}.step: parameter {i} has a gradient of {described}; expected an array "
-                    f"of shape {p.value.shape}, dtype {p.value.dtype}"
-                )
+        namespaces = []
+        for i, (p, state) in enumerate(zip(self.params, self.state)):
+            value, grad, buffer = p.value, p.grad, state.get(self._probe)
+            xp = np if isinstance(value, ndarray) else namespace_of(value)
+            if not (isinstance(grad, ndarray) if xp is np else _is_array_of(grad, xp)) \
+                    or grad.shape != value.shape or (grad.dtype is not value.dtype and grad.dtype != value.dtype):
+                raise ValueError(f"{type(self).__name__}.step: parameter {i} has a gradient that is "
+                                 f"{_described(grad)}; expected {_described(value)}")
+            if buffer is not None and type(buffer) is not type(value) and not _is_array_of(buffer, xp):
+                raise TypeError(f"{type(self).__name__}.step: the buffers of parameter {i} live in another array "
+                                f"library ({_described(buffer)}) than the parameter ({_described(value)}); move "
+                                "the model and its optimizer together: nn_from_scratch.backend.move_to")
+            namespaces.append(xp)
+        fast = fast_enabled()
         try:
-            for p, state in zip(self.params, self.state):
-                self._update(p, state)
+            for p, state, xp in zip(self.params, self.state, namespaces):
+                self._update(p, state, xp, fast and xp is np)
         finally:
-            self._give_back_scratch()
+            self._scratch.give_back()
         self.step_count += 1
 
-    def _update(self, p: Parameter, state: Dict[str, Any]) -> None:  # pragma: no cover
+    def _update(self, p: Parameter, state: Dict[str, Any], xp: ModuleType, fast: bool) -> None:  # pragma: no cover
+        """Update ``p`` in place: by the formula in ``xp``, or on the engine when ``fast`` (a NumPy parameter)."""
         raise NotImplementedError(f"{type(self).__name__} must implement _update")
 
-    def _scratch(self, like: np.ndarray, count: int = 2) -> List[np.ndarray]:
-        """``count`` scratch arrays shaped and typed like ``like``, with arbitrary contents, for one update.
+    def _values(self) -> List[Any]:
+        """The parameters' arrays: the fast updates' scratch (``self._scratch.take``) is sized for the largest."""
+        return [q.value for q in self.params]
 
-        Views of flat arrays from the engine workspace, as large as the
-        largest parameter of that dtype (so every parameter of a dtype shares
-        the same few arrays, and no step after the first allocates any).
-        The parameters of one step share them (each update is done before the
-        next begins); :meth:`step` gives them back when the step is over.
-        """
-        dtype, n = like.dtype, like.size
-        size = self._scratch_sizes.get(dtype, -1)
-        if size < n:
-            size = max([n] + [p.value.size for p in self.params if p.value.dtype == dtype])
-            self._scratch_sizes[dtype] = size
-        taken = self._scratch_taken.setdefault(dtype, [])
-        if taken and taken[0].size < size:  # a larger parameter of this dtype appeared: take larger arrays
-            self._give_back_scratch()
-            taken = self._scratch_taken.setdefault(dtype, [])
-        while len(taken) < count:
-            taken.append(self._workspace.take((size,), dtype))
-        return [a[:n].reshape(like.shape) for a in taken[:count]]
-
-    def _give_back_scratch(self) -> None:
-        """Return the scratch arrays of the step just done to the workspace."""
-        for taken in self._scratch_taken.values():
-            while taken:
-                self._workspace.give(taken.pop())
-        self._scratch_taken.clear()
-
-    def _effective_grad(
-        self, p: Parameter, weight_decay: float, maximize: bool, out: np.ndarray
-    ) -> np.ndarray:
-        r"""``g = \pm \nabla + \lambda\theta`` as torch forms it, without touching ``p.grad``.
-
-        Returns ``p.grad`` itself when no change is needed, else ``out``.
-        """
-        grad = p.grad
+    @staticmethod
+    def _gradient(p: Parameter, weight_decay: float, maximize: bool) -> Any:
+        r"""The textbook :math:`g = \pm\nabla + \lambda\theta` (minus when maximizing); ``p.grad`` itself when plain."""
+        g = -p.grad if maximize else p.grad
         if weight_decay != 0:
-            np.multiply(p.value, weight_decay, out=out)
-            if maximize:
-                np.subtract(out, grad, out=out)
-            else:
-                np.add(grad, out, out=out)
-            return out
-        if maximize:
-            np.negative(grad, out=out)
-            return out
-        return grad
+            g = g + weight_decay * p.value
+        return g
 
     # -- checkpoints --------------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:
