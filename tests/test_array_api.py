@@ -173,14 +173,6 @@ PENDING = {
     "AvgPool2d",
     "AdaptiveAvgPool2d",
     "GlobalAvgPool2d",
-    # optimizers
-    "SGD",
-    "SGD[nesterov]",
-    "Adam",
-    "Adam[amsgrad]",
-    "AdamW",
-    "RMSProp",
-    "RMSProp[centered]",
     # the other nodes and the containers
     "BatchNorm1d",
     "BatchNorm1d[eval]",

@@ -7,7 +7,9 @@ import re
 import numpy as np
 import pytest
 
+from conftest import required
 from nn_from_scratch import engine
+from nn_from_scratch.backend import move_to, to_numpy
 from nn_from_scratch.engine import updates
 from nn_from_scratch.optim import (
     SGD,
@@ -64,6 +66,11 @@ def fast_engine():
     engine.set_fast(True)
     yield
     engine.set_fast(previous)
+
+
+@pytest.fixture(scope="module")
+def strict_xp():
+    return required("array_api_strict", "array-api-strict is not installed (pip install array-api-strict)")
 
 
 def _case_id(case):
@@ -849,3 +856,110 @@ def test_a_run_may_switch_paths_between_steps(rng, case, fast_engine):
             plain.step()
     for p, q in zip(params, twins):
         np.testing.assert_allclose(p.value, q.value, rtol=1e-12, atol=1e-14)
+
+
+# --------------------------------------------------------------------------- #
+# other array libraries: the namespace of the state and of the gradients
+# --------------------------------------------------------------------------- #
+def test_to_backend_moves_the_state_and_back_bit_exactly(rng, strict_xp):
+    opt, _ = _stepped_rmsprop(rng)
+    before = opt.state_dict()
+    assert opt.to_backend("array_api_strict") is opt
+    for entries in opt.state:
+        assert isinstance(entries["step"], int)
+        for key in ("square_avg", "grad_avg", "momentum_buffer"):
+            assert type(entries[key]).__module__.startswith("array_api_strict"), key
+    moved = opt.state_dict()  # NumPy copies, whatever the namespace
+    opt.to_backend("numpy")
+    for snapshot in (moved, opt.state_dict()):
+        _assert_same_snapshot((snapshot, []), (before, []))
+        assert all(isinstance(v, np.ndarray) for entries in snapshot["state"].values() for k, v in entries.items()
+                   if k != "step")
+
+
+def test_to_backend_converts_everything_before_replacing_anything(rng, strict_xp, monkeypatch):
+    import nn_from_scratch.optim.base as base
+
+    opt, _ = _stepped_rmsprop(rng)
+    before = opt.state_dict()
+    arrays = [entries["square_avg"] for entries in opt.state]
+    convert, calls = base.as_backend_array, []
+
+    def failing(a, xp):
+        calls.append(a)
+        if len(calls) == 5:
+            raise RuntimeError("out of device memory")
+        return convert(a, xp)
+
+    monkeypatch.setattr(base, "as_backend_array", failing)
+    with pytest.raises(RuntimeError, match="device memory"):
+        opt.to_backend("array_api_strict")
+    assert all(entries["square_avg"] is array for entries, array in zip(opt.state, arrays))
+    _assert_same_snapshot((opt.state_dict(), []), (before, []))
+    with pytest.raises(ValueError, match="backend must be one of"):
+        opt.to_backend("no-such-library")
+
+
+def test_an_optimizer_moved_with_its_model_steps_as_on_numpy_and_resumes_there(rng, strict_xp):
+    """move_to moves a model and its optimizer; a checkpoint taken there loads on NumPy and continues the run."""
+    from nn_from_scratch import Sequential
+    from nn_from_scratch.nodes import Linear
+
+    model = Sequential(Linear(3, 4, rng=0), Linear(4, 2, rng=1))
+    twin = Sequential(Linear(3, 4, rng=0), Linear(4, 2, rng=1))
+    ours, theirs = Adam(model.parameters(), lr=0.01, amsgrad=True), Adam(twin.parameters(), lr=0.01, amsgrad=True)
+    grads = [[rng.standard_normal(p.shape) for p in model.parameters()] for _ in range(4)]
+    move_to("array_api_strict", model, ours)
+    for step in grads[:3]:
+        for p, q, g in zip(model.parameters(), twin.parameters(), step):
+            p.grad, q.grad = strict_xp.asarray(g), g.copy()
+        ours.step()
+        with engine.textbook():
+            theirs.step()
+    saved = ours.state_dict()
+    assert saved["param_dtypes"] == ["<f8"] * 4
+    resumed = Adam([Parameter(to_numpy(p.value)) for p in model.parameters()], lr=0.5)
+    resumed.load_state_dict(saved)
+    ours.load_state_dict(saved)  # loads into the parameters' namespace
+    assert type(ours.state[0]["exp_avg"]).__module__.startswith("array_api_strict")
+    for opt, params in ((ours, model.parameters()), (resumed, resumed.params)):
+        for p, g in zip(params, grads[3]):
+            p.grad = strict_xp.asarray(g) if opt is ours else g.copy()
+        with engine.textbook():
+            opt.step()
+    for p, q in zip(twin.parameters(), grads[3]):
+        p.grad = q.copy()
+    with engine.textbook():
+        theirs.step()
+    for p, q, r in zip(model.parameters(), resumed.params, twin.parameters()):
+        np.testing.assert_allclose(to_numpy(p.value), r.value, rtol=1e-12, atol=1e-14)
+        np.testing.assert_array_equal(q.value, r.value)
+
+
+def test_a_gradient_or_state_of_another_library_is_refused_before_anything_moves(rng, strict_xp):
+    opt, params = _stepped_rmsprop(rng)
+    values = [p.value.copy() for p in params]
+    before = opt.state_dict()
+    saved = params[1].grad
+    params[1].grad = strict_xp.asarray(saved)
+    with pytest.raises(ValueError, match="parameter 1 has a gradient that is an array_api_strict array of shape "
+                                         r"\(5,\), dtype float64; expected a numpy array of shape \(5,\)"):
+        opt.step()
+    params[1].grad = saved
+    for p in params[2:]:  # the model moved without its optimizer
+        p.value, p.grad = strict_xp.asarray(p.value), strict_xp.asarray(p.grad)
+    with pytest.raises(TypeError, match="buffers of parameter 2 live in another array library.*move_to"):
+        opt.step()
+    for p, v in zip(params, values):
+        np.testing.assert_array_equal(to_numpy(p.value), v)
+    _assert_same_snapshot((opt.state_dict(), []), (before, []))
+
+
+def _stepped_rmsprop(rng):
+    params = [Parameter(rng.standard_normal(s)) for s in SHAPES]
+    opt = RMSProp(params, lr=0.01, momentum=0.5, centered=True)
+    for _ in range(2):
+        for p in params:
+            p.grad = rng.standard_normal(p.shape)
+        opt.step()
+    return opt, params

@@ -20,9 +20,11 @@ Each optimizer writes its update twice over, as the layers do
 
 :meth:`Optimizer.state_dict` / :meth:`Optimizer.load_state_dict` capture the
 hyper-parameters (including the current learning rate, which schedulers
-change), the step count and copies of every per-parameter buffer, so a
+change), the step count and NumPy copies of every per-parameter buffer, so a
 run resumed from a checkpoint continues bit-for-bit as if it had never
-stopped.
+stopped.  :meth:`Optimizer.to_backend` moves the buffers to another array
+library (:func:`nn_from_scratch.backend.move_to` moves a model and its
+optimizer together).
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 import numpy as np
 from numpy import ndarray  # read for every parameter of every step: one name, not an attribute lookup
 
-from ..backend import namespace_of, numpy_dtype
+from ..backend import as_backend_array, backend_namespace, namespace_of, numpy_dtype, to_numpy
 from ..engine import fast_enabled
 from ..engine.updates import StepScratch
 from ..parameter import Parameter
@@ -287,6 +289,21 @@ class Optimizer:
             g = g + weight_decay * p.value
         return g
 
+    def to_backend(self, backend: str) -> "Optimizer":
+        """Move every per-parameter buffer to the array library ``backend``; returns the optimizer.
+
+        ``backend`` is a name of :data:`nn_from_scratch.backend.BACKENDS`.
+        Values and dtypes are kept exactly, and everything is converted
+        before anything is replaced.  The parameters move with their model:
+        :func:`nn_from_scratch.backend.move_to` moves both.
+        """
+        xp = backend_namespace(backend)
+        moved = [{key: as_backend_array(v, xp) for key, v in entries.items() if hasattr(v, "shape")}
+                 for entries in self.state]
+        for entries, arrays in zip(self.state, moved):
+            entries.update(arrays)
+        return self
+
     # -- checkpoints --------------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:
         """A snapshot for exact checkpoint/resume.
@@ -294,14 +311,15 @@ class Optimizer:
         Contains the optimizer's class name, its hyper-parameters (with the
         current ``lr``), ``step_count``, the shapes and dtypes of the
         parameters, and ``state``: for every parameter index that has been
-        stepped, a dict of copied numpy buffers (and integer step counts).
-        Nothing in it aliases the optimizer.
+        stepped, a dict of NumPy copies of its buffers (whatever namespace
+        they live in) and integer step counts.  Nothing in it aliases the
+        optimizer.
         """
         state: Dict[int, Dict[str, Any]] = {}
         for i, entries in enumerate(self.state):
             if entries:
                 state[i] = {
-                    k: (np.array(v, copy=True) if isinstance(v, np.ndarray) else v)
+                    k: (np.array(to_numpy(v), copy=True) if hasattr(v, "shape") else v)
                     for k, v in entries.items()
                 }
         return {
@@ -309,12 +327,12 @@ class Optimizer:
             "hyperparameters": self.hyperparameters,
             "step_count": self.step_count,
             "param_shapes": [tuple(p.value.shape) for p in self.params],
-            "param_dtypes": [p.value.dtype.str for p in self.params],
+            "param_dtypes": [numpy_dtype(p.value).str for p in self.params],
             "state": state,
         }
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Restore a :meth:`state_dict` snapshot (copies its arrays).
+        """Restore a :meth:`state_dict` snapshot (copies its arrays, into the parameters' namespace).
 
         Checks that it comes from the same optimizer class, that the
         hyper-parameters are complete and valid, and that the number, shapes
@@ -348,7 +366,7 @@ class Optimizer:
         n = len(self.params)
         for field, actual in (
             ("param_shapes", [tuple(p.value.shape) for p in self.params]),
-            ("param_dtypes", [p.value.dtype for p in self.params]),
+            ("param_dtypes", [numpy_dtype(p.value) for p in self.params]),
         ):
             if field not in state_dict:
                 continue
@@ -393,6 +411,7 @@ class Optimizer:
                     f"expected {sorted(expected_keys)}"
                 )
             p = self.params[index]
+            shape, dtype = tuple(p.value.shape), numpy_dtype(p.value)
             restored: Dict[str, Any] = {}
             for k in sorted(expected_keys):
                 v = entries[k]
@@ -403,12 +422,12 @@ class Optimizer:
                     raise TypeError(
                         f"parameter {index} buffer {k!r} must be a numpy array, got {type(v).__name__}"
                     )
-                if v.shape != p.value.shape or v.dtype != p.value.dtype:
+                if v.shape != shape or v.dtype != dtype:
                     raise ValueError(
                         f"parameter {index} buffer {k!r} has shape {v.shape} and dtype {v.dtype}, "
-                        f"parameter has shape {p.value.shape} and dtype {p.value.dtype}"
+                        f"parameter has shape {shape} and dtype {dtype}"
                     )
-                restored[k] = np.array(v, copy=True, order="C")
+                restored[k] = as_backend_array(np.array(v, copy=True, order="C"), namespace_of(p.value))
             new_state[index] = restored
 
         # everything checked: commit
