@@ -796,7 +796,9 @@ def engine_calls(monkeypatch):
 
     for name in ENGINE_FUNCTIONS:
         monkeypatch.setattr(updates, name, spy(name, getattr(updates, name)))
-    monkeypatch.setattr(updates.StepScratch, "take", spy("StepScratch.take", updates.StepScratch.take))
+    for method in ("take", "give_back"):
+        monkeypatch.setattr(updates.StepScratch, method, spy(f"StepScratch.{method}", getattr(updates.StepScratch,
+                                                                                             method)))
     return calls
 
 
@@ -811,6 +813,7 @@ def test_textbook_runs_no_engine_function_and_the_engine_its_update(rng, case, e
     update = {SGD: "sgd_update", GradientDescent: "sgd_update", Adam: "adam_update", AdamW: "adam_update",
               RMSProp: "rmsprop_update"}[cls]
     assert engine_calls.count(update) == 3 * len(SHAPES)
+    assert engine_calls.count("StepScratch.give_back") == 3
     assert "StepScratch.take" in engine_calls and "effective_grad" in engine_calls
 
 

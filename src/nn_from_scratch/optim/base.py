@@ -270,7 +270,8 @@ class Optimizer:
             for p, state, xp in zip(self.params, self.state, namespaces):
                 self._update(p, state, xp, fast and xp is np)
         finally:
-            self._scratch.give_back()
+            if fast:
+                self._scratch.give_back()
         self.step_count += 1
 
     def _update(self, p: Parameter, state: Dict[str, Any], xp: ModuleType, fast: bool) -> None:  # pragma: no cover
