@@ -813,8 +813,8 @@ def test_textbook_runs_no_engine_function_and_the_engine_its_update(rng, case, e
     update = {SGD: "sgd_update", GradientDescent: "sgd_update", Adam: "adam_update", AdamW: "adam_update",
               RMSProp: "rmsprop_update"}[cls]
     assert engine_calls.count(update) == 3 * len(SHAPES)
+    assert engine_calls.count("StepScratch.take") == 3 * len(SHAPES)
     assert engine_calls.count("StepScratch.give_back") == 3
-    assert "StepScratch.take" in engine_calls and "effective_grad" in engine_calls
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -20,7 +20,7 @@ in the parameter's own dtype.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -37,37 +37,33 @@ DESCENT_BLOCK = 1 << 16
 class StepScratch:
     """Scratch arrays for the updates of one optimizer step, taken from a :class:`~.workspace.Workspace`.
 
-    :meth:`take` hands out arrays shaped like a parameter, as views of flat
-    arrays as large as the largest of its peers (the step's parameters) of
-    that dtype, so every parameter of a dtype shares the same few arrays;
-    :meth:`give_back` returns them when the step is over.  Copies and
-    pickles of it are empty.
+    :meth:`take` hands out two arrays shaped like a parameter, as views of two
+    flat arrays as large as the largest parameter of that dtype seen so far,
+    so every parameter of a dtype shares the same arrays; :meth:`give_back`
+    returns them when the step is over.  (On the first step, a parameter
+    larger than those before it has the smaller arrays dropped and larger
+    ones taken; every later step takes arrays of the final size.)  Copies
+    and pickles of it are empty.
     """
 
     def __init__(self, keep: int = 4) -> None:
         self._keep = keep
         self.workspace = Workspace(keep=keep)
-        self._sizes: Dict[np.dtype, int] = {}  # per dtype: the size of its largest parameter
+        self._sizes: Dict[np.dtype, int] = {}  # per dtype: the size of its largest parameter so far
         self._taken: Dict[np.dtype, List[np.ndarray]] = {}  # per dtype: taken for the step under way
 
-    def take(self, like: np.ndarray, peers: Callable[[], Iterable[Any]], count: int = 2) -> List[np.ndarray]:
-        """``count`` arrays shaped and typed like ``like``, with arbitrary contents, until :meth:`give_back`.
-
-        ``peers()`` (called only when a dtype is new or a larger parameter
-        appeared) lists the arrays the same scratch serves this step.
-        """
+    def take(self, like: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Two arrays shaped and typed like ``like``, with arbitrary contents, until :meth:`give_back`."""
         dtype, n = like.dtype, like.size
-        size = self._sizes.get(dtype, -1)
+        size = self._sizes.get(dtype, 0)
         if size < n:
-            size = max([n] + [a.size for a in peers() if isinstance(a, np.ndarray) and a.dtype == dtype])
-            self._sizes[dtype] = size
+            size = self._sizes[dtype] = n
         taken = self._taken.setdefault(dtype, [])
-        if taken and taken[0].size < size:  # a larger parameter of this dtype appeared: take larger arrays
-            self.give_back()
-            taken = self._taken.setdefault(dtype, [])
-        while len(taken) < count:
+        if taken and taken[0].size < size:  # a larger parameter of this dtype: the smaller arrays are dropped
+            taken.clear()
+        while len(taken) < 2:
             taken.append(self.workspace.take((size,), dtype))
-        return [a[:n].reshape(like.shape) for a in taken[:count]]
+        return taken[0][:n].reshape(like.shape), taken[1][:n].reshape(like.shape)
 
     def give_back(self) -> None:
         """Return the arrays of the step just done to the workspace."""
@@ -146,7 +142,7 @@ def sgd_update(value: np.ndarray, grad: np.ndarray, momentum_buffer: Optional[np
     then a copy of the gradient) and without momentum (None is returned).
     """
     s0, s1 = scratch
-    g = effective_grad(value, grad, weight_decay, maximize, out=s0)
+    g = effective_grad(value, grad, weight_decay, maximize, out=s0) if weight_decay != 0 or maximize else grad
     buf = momentum_buffer
     if momentum != 0:
         if buf is None:
@@ -184,9 +180,9 @@ def adam_update(value: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_av
     if decoupled_weight_decay:
         if weight_decay != 0:
             value *= 1 - lr * weight_decay
-        g = effective_grad(value, grad, 0.0, maximize, out=s0)
+        g = effective_grad(value, grad, 0.0, maximize, out=s0) if maximize else grad
     else:
-        g = effective_grad(value, grad, weight_decay, maximize, out=s0)
+        g = effective_grad(value, grad, weight_decay, maximize, out=s0) if weight_decay != 0 or maximize else grad
 
     lerp_(exp_avg, g, 1 - beta1, scratch=s1)
     exp_avg_sq *= beta2
@@ -221,7 +217,7 @@ def rmsprop_update(value: np.ndarray, grad: np.ndarray, square_avg: np.ndarray, 
     ``grad_avg`` is None unless centered, ``momentum_buffer`` None unless ``momentum > 0``.
     """
     s0, s1 = scratch
-    g = effective_grad(value, grad, weight_decay, maximize, out=s0)
+    g = effective_grad(value, grad, weight_decay, maximize, out=s0) if weight_decay != 0 or maximize else grad
 
     square_avg *= alpha
     np.multiply(g, 1 - alpha, out=s1)

@@ -90,7 +90,7 @@ class Adam(Optimizer):
         state["step"] += 1
         if fast:  # torch's operations in place on scratch (its lerp_ for the first moment)
             updates.adam_update(p.value, p.grad, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq"),
-                                state["step"], self._scratch.take(p.value, self._values), self.lr, self.betas,
+                                state["step"], self._scratch.take(p.value), self.lr, self.betas,
                                 self.eps, self.weight_decay, self._decoupled_weight_decay, self.maximize)
             return
         t, lr, (beta1, beta2), weight_decay = state["step"], self.lr, self.betas, self.weight_decay

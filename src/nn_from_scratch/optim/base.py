@@ -252,9 +252,9 @@ class Optimizer:
         fast update while the engine is on; any other, or every one under
         :func:`nn_from_scratch.engine.textbook`, its textbook formula.
         """
-        namespaces = []
+        namespaces, probe = [], self._probe
         for i, (p, state) in enumerate(zip(self.params, self.state)):
-            value, grad, buffer = p.value, p.grad, state.get(self._probe)
+            value, grad, buffer = p.value, p.grad, state.get(probe)
             xp = np if isinstance(value, ndarray) else namespace_of(value)
             if not (isinstance(grad, ndarray) if xp is np else _is_array_of(grad, xp)) \
                     or grad.shape != value.shape or (grad.dtype is not value.dtype and grad.dtype != value.dtype):
@@ -277,10 +277,6 @@ class Optimizer:
     def _update(self, p: Parameter, state: Dict[str, Any], xp: ModuleType, fast: bool) -> None:  # pragma: no cover
         """Update ``p`` in place: by the formula in ``xp``, or on the engine when ``fast`` (a NumPy parameter)."""
         raise NotImplementedError(f"{type(self).__name__} must implement _update")
-
-    def _values(self) -> List[Any]:
-        """The parameters' arrays: the fast updates' scratch (``self._scratch.take``) is sized for the largest."""
-        return [q.value for q in self.params]
 
     @staticmethod
     def _gradient(p: Parameter, weight_decay: float, maximize: bool) -> Any:

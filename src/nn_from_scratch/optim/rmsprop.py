@@ -102,7 +102,7 @@ class RMSProp(Optimizer):
         alpha, eps, mu, lr = self.alpha, self.eps, self.momentum, self.lr
         if fast:  # torch's operations in place on scratch (its lerp_ for the centred average)
             updates.rmsprop_update(p.value, p.grad, state["square_avg"], state.get("grad_avg"),
-                                   state.get("momentum_buffer"), self._scratch.take(p.value, self._values), lr, alpha,
+                                   state.get("momentum_buffer"), self._scratch.take(p.value), lr, alpha,
                                    eps, self.weight_decay, mu, self.maximize)
             return
         g = self._gradient(p, self.weight_decay, self.maximize)  # g = ±∇ + λθ

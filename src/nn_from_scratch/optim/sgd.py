@@ -87,7 +87,7 @@ class SGD(Optimizer):
     def _update(self, p: Parameter, state: Dict[str, Any], xp: ModuleType, fast: bool) -> None:
         if fast:  # torch's operations in place on scratch, the last subtraction in cache-sized blocks
             buffer = updates.sgd_update(p.value, p.grad, state.get("momentum_buffer"),
-                                        self._scratch.take(p.value, self._values), self.lr, self.momentum,
+                                        self._scratch.take(p.value), self.lr, self.momentum,
                                         self.dampening, self.nesterov, self.weight_decay, self.maximize)
             if buffer is not None:
                 state["momentum_buffer"] = buffer
