@@ -6,7 +6,8 @@ from typing import Any, Dict, Iterable, Mapping, Tuple
 
 from ..engine import updates
 from ..parameter import Parameter
-from .base import Optimizer, _check_betas, _check_bool, _check_float
+from .arguments import check_betas, check_bool, check_float
+from .base import Optimizer
 
 __all__ = ["Adam", "AdamW"]
 
@@ -67,11 +68,11 @@ class Adam(Optimizer):
     @classmethod
     def _check_hyperparameters(cls, hyper: Dict[str, Any]) -> Dict[str, Any]:
         hyper = super()._check_hyperparameters(hyper)
-        hyper["betas"] = _check_betas(hyper["betas"])
-        hyper["eps"] = _check_float("epsilon value", hyper["eps"])
-        hyper["weight_decay"] = _check_float("weight_decay value", hyper["weight_decay"])
-        hyper["amsgrad"] = _check_bool("amsgrad", hyper["amsgrad"])
-        hyper["maximize"] = _check_bool("maximize", hyper["maximize"])
+        hyper["betas"] = check_betas(hyper["betas"])
+        hyper["eps"] = check_float("epsilon value", hyper["eps"])
+        hyper["weight_decay"] = check_float("weight_decay value", hyper["weight_decay"])
+        hyper["amsgrad"] = check_bool("amsgrad", hyper["amsgrad"])
+        hyper["maximize"] = check_bool("maximize", hyper["maximize"])
         return hyper
 
     def _state_keys(self, hyper: Mapping[str, Any]) -> frozenset:

@@ -28,9 +28,6 @@ optimizer together).
 """
 from __future__ import annotations
 
-import math
-import numbers
-import operator
 from types import ModuleType
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
@@ -41,112 +38,9 @@ from ..backend import as_backend_array, backend_namespace, namespace_of, numpy_d
 from ..engine import fast_enabled
 from ..engine.updates import StepScratch
 from ..parameter import Parameter
+from .arguments import as_parameter_list, as_scalar, check_count, check_float
 
 __all__ = ["Optimizer"]
-
-
-# --------------------------------------------------------------------------- #
-# argument checking
-# --------------------------------------------------------------------------- #
-def _as_scalar(value: Any) -> Any:
-    """Unwrap a 0-d array (as a checkpoint loaded from ``.npz`` holds) to a scalar."""
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        return value.item()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _check_float(
-    name: str,
-    value: Any,
-    *,
-    low: Optional[float] = 0.0,
-    high: Optional[float] = None,
-    high_inclusive: bool = True,
-    what: str = "",
-) -> float:
-    """Return ``value`` as a finite Python float in the allowed range.
-
-    ``TypeError`` for something that is not a real number, ``ValueError``
-    (naming the value) for a non-finite or out-of-range one.
-    """
-    value = _as_scalar(value)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}: {value!r}")
-    result = float(value)
-    if not math.isfinite(result):
-        raise ValueError(f"Invalid {name}: {value!r} (must be finite)")
-    if low is not None and result < low:
-        raise ValueError(f"Invalid {name}: {value!r} (must be >= {low}{what})")
-    if high is not None and (result > high or (not high_inclusive and result == high)):
-        bound = "<=" if high_inclusive else "<"
-        raise ValueError(f"Invalid {name}: {value!r} (must be {bound} {high}{what})")
-    return result
-
-
-def _check_bool(name: str, value: Any) -> bool:
-    value = _as_scalar(value)
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}: {value!r}")
-    return value
-
-
-def _check_betas(betas: Any) -> Tuple[float, float]:
-    if isinstance(betas, np.ndarray):
-        betas = betas.tolist()
-    try:
-        items = list(betas)
-    except TypeError:
-        raise TypeError(f"betas must be a pair of floats, got {type(betas).__name__}: {betas!r}") from None
-    if len(items) != 2:
-        raise ValueError(f"Invalid betas: {betas!r} (must be a pair (beta1, beta2))")
-    return tuple(  # type: ignore[return-value]
-        _check_float(f"beta parameter at index {i}", b, low=0.0, high=1.0, high_inclusive=False)
-        for i, b in enumerate(items)
-    )
-
-
-def _check_count(name: str, value: Any) -> int:
-    value = _as_scalar(value)
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, got bool")
-    try:
-        result = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}: {value!r}") from None
-    if result < 0:
-        raise ValueError(f"Invalid {name}: {value!r} (must be >= 0)")
-    return result
-
-
-def _as_parameter_list(params: Iterable[Parameter]) -> List[Parameter]:
-    if isinstance(params, Parameter):
-        raise TypeError(
-            "params must be an iterable of Parameter objects, got a single Parameter; "
-            "wrap it in a list"
-        )
-    try:
-        params = list(params)
-    except TypeError:
-        raise TypeError(
-            f"params must be an iterable of Parameter objects, got {type(params).__name__}"
-        ) from None
-    if not params:
-        raise ValueError("optimizer got an empty parameter list")
-    seen = set()
-    for i, p in enumerate(params):
-        if not isinstance(p, Parameter):
-            raise TypeError(
-                f"optimizer params must be Parameter objects, got {type(p).__name__} at index {i}"
-            )
-        if id(p) in seen:
-            raise ValueError(
-                f"parameter at index {i} ({p!r}) appears more than once in params; model.parameters() lists a "
-                "shared or tied Parameter once (torch only warns here, then updates it twice per step)"
-            )
-        seen.add(id(p))
-    return params
 
 
 def _is_array_of(a: Any, xp: ModuleType) -> bool:
@@ -198,7 +92,7 @@ class Optimizer:
     _probe: Optional[str] = None
 
     def __init__(self, params: Iterable[Parameter], **defaults: Any) -> None:
-        self.params: List[Parameter] = _as_parameter_list(params)
+        self.params: List[Parameter] = as_parameter_list(params)
         hyper = self._check_hyperparameters(dict(defaults))
         self._hyperparameter_names: Tuple[str, ...] = tuple(hyper)
         self._apply_hyperparameters(hyper)
@@ -214,14 +108,14 @@ class Optimizer:
 
     @lr.setter
     def lr(self, value: Any) -> None:
-        self._lr = _check_float("learning rate", value)
+        self._lr = check_float("learning rate", value)
 
     @classmethod
     def _check_hyperparameters(cls, hyper: Dict[str, Any]) -> Dict[str, Any]:
         """Validate ``hyper`` and return it normalised (Python floats/bools)."""
         if "lr" not in hyper:
             raise TypeError(f"{cls.__name__} needs a learning rate 'lr'")
-        hyper["lr"] = _check_float("learning rate", hyper["lr"])
+        hyper["lr"] = check_float("learning rate", hyper["lr"])
         return hyper
 
     def _apply_hyperparameters(self, hyper: Mapping[str, Any]) -> None:
@@ -341,7 +235,7 @@ class Optimizer:
         missing = {"optimizer", "hyperparameters", "step_count", "state"} - set(state_dict)
         if missing:
             raise ValueError(f"optimizer state_dict is missing {sorted(missing)}")
-        name = _as_scalar(state_dict["optimizer"])
+        name = as_scalar(state_dict["optimizer"])
         if not isinstance(name, str) or name != type(self).__name__:
             raise ValueError(
                 f"state_dict is for optimizer {name!r}, cannot load it into {type(self).__name__}"
@@ -358,7 +252,7 @@ class Optimizer:
         hyper = self._check_hyperparameters(
             {k: hyper_in[k] for k in self._hyperparameter_names}
         )
-        step_count = _check_count("step_count", state_dict["step_count"])
+        step_count = check_count("step_count", state_dict["step_count"])
 
         n = len(self.params)
         for field, actual in (
@@ -393,7 +287,7 @@ class Optimizer:
         expected_keys = self._state_keys(hyper)
         new_state: List[Dict[str, Any]] = [{} for _ in self.params]
         for key, entries in per_param.items():
-            index = _check_count("parameter index", key)
+            index = check_count("parameter index", key)
             if index >= n:
                 raise ValueError(
                     f"state_dict has state for parameter {index}, this optimizer has {n} parameters"
@@ -413,7 +307,7 @@ class Optimizer:
             for k in sorted(expected_keys):
                 v = entries[k]
                 if k == "step":
-                    restored[k] = _check_count(f"parameter {index} step", v)
+                    restored[k] = check_count(f"parameter {index} step", v)
                     continue
                 if not isinstance(v, np.ndarray):
                     raise TypeError(

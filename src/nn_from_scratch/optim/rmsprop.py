@@ -6,7 +6,8 @@ from typing import Any, Dict, Iterable, Mapping
 
 from ..engine import updates
 from ..parameter import Parameter
-from .base import Optimizer, _check_bool, _check_float
+from .arguments import check_bool, check_float
+from .base import Optimizer
 
 __all__ = ["RMSProp", "RMSprop"]
 
@@ -74,12 +75,12 @@ class RMSProp(Optimizer):
     @classmethod
     def _check_hyperparameters(cls, hyper: Dict[str, Any]) -> Dict[str, Any]:
         hyper = super()._check_hyperparameters(hyper)
-        hyper["alpha"] = _check_float("alpha value", hyper["alpha"], high=1.0)
-        hyper["eps"] = _check_float("epsilon value", hyper["eps"])
-        hyper["weight_decay"] = _check_float("weight_decay value", hyper["weight_decay"])
-        hyper["momentum"] = _check_float("momentum value", hyper["momentum"])
-        hyper["centered"] = _check_bool("centered", hyper["centered"])
-        hyper["maximize"] = _check_bool("maximize", hyper["maximize"])
+        hyper["alpha"] = check_float("alpha value", hyper["alpha"], high=1.0)
+        hyper["eps"] = check_float("epsilon value", hyper["eps"])
+        hyper["weight_decay"] = check_float("weight_decay value", hyper["weight_decay"])
+        hyper["momentum"] = check_float("momentum value", hyper["momentum"])
+        hyper["centered"] = check_bool("centered", hyper["centered"])
+        hyper["maximize"] = check_bool("maximize", hyper["maximize"])
         return hyper
 
     def _state_keys(self, hyper: Mapping[str, Any]) -> frozenset:

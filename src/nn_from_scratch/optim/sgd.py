@@ -6,7 +6,8 @@ from typing import Any, Dict, Iterable, Mapping
 
 from ..engine import updates
 from ..parameter import Parameter
-from .base import Optimizer, _check_bool, _check_float
+from .arguments import check_bool, check_float
+from .base import Optimizer
 
 __all__ = ["SGD", "GradientDescent"]
 
@@ -69,11 +70,11 @@ class SGD(Optimizer):
     @classmethod
     def _check_hyperparameters(cls, hyper: Dict[str, Any]) -> Dict[str, Any]:
         hyper = super()._check_hyperparameters(hyper)
-        hyper["momentum"] = _check_float("momentum value", hyper["momentum"])
-        hyper["dampening"] = _check_float("dampening value", hyper["dampening"], high=1.0)
-        hyper["nesterov"] = _check_bool("nesterov", hyper["nesterov"])
-        hyper["weight_decay"] = _check_float("weight_decay value", hyper["weight_decay"])
-        hyper["maximize"] = _check_bool("maximize", hyper["maximize"])
+        hyper["momentum"] = check_float("momentum value", hyper["momentum"])
+        hyper["dampening"] = check_float("dampening value", hyper["dampening"], high=1.0)
+        hyper["nesterov"] = check_bool("nesterov", hyper["nesterov"])
+        hyper["weight_decay"] = check_float("weight_decay value", hyper["weight_decay"])
+        hyper["maximize"] = check_bool("maximize", hyper["maximize"])
         if hyper["nesterov"] and (hyper["momentum"] <= 0 or hyper["dampening"] != 0):
             raise ValueError(
                 "Nesterov momentum requires a momentum > 0 and zero dampening "
