@@ -8,8 +8,8 @@ the single-tensor (``foreach=False``) code of ``torch.optim`` 2.13 (its
 ``lerp_`` for the moving averages included), so float64 trajectories agree
 with PyTorch to rounding.  Each update writes into two scratch arrays of the
 parameter's shape and dtype, which a :class:`StepScratch` hands out: views
-of a few flat arrays from a :class:`~.workspace.Workspace`, as large as the
-step's largest parameter of that dtype, shared by the parameters of one step
+of two flat arrays per dtype from a :class:`~.workspace.Workspace`, as large
+as the largest parameter of that dtype, shared by the parameters of one step
 and given back when the step is over, so no step after the first allocates.
 SGD's last operation, :math:`\theta \leftarrow \theta - \gamma d`, runs over
 cache-sized blocks (:func:`descend`).
