@@ -59,13 +59,8 @@ CASES = [
 ]
 
 
-@pytest.fixture
-def fast_engine():
-    """The engine on for the test (the default), whatever NN_FROM_SCRATCH_TEXTBOOK says."""
-    previous = engine.fast_enabled()
-    engine.set_fast(True)
-    yield
-    engine.set_fast(previous)
+#: The engine on for the test (the default), whatever NN_FROM_SCRATCH_TEXTBOOK says: conftest's engine_path, fast only.
+ENGINE_ON = pytest.mark.parametrize("engine_path", ["fast"], indirect=True)
 
 
 @pytest.fixture(scope="module")
@@ -675,9 +670,10 @@ def test_scheduler_base_and_exports():
     )
 
 
+@ENGINE_ON
 @pytest.mark.parametrize("cls, kwargs", [(SGD, dict(lr=0.1, momentum=0.9, nesterov=True)), (Adam, dict(lr=0.1)),
                                          (RMSProp, dict(lr=0.01, centered=True, momentum=0.5))], ids=str)
-def test_optimizer_temporaries_come_from_the_engine_workspace(monkeypatch, rng, cls, kwargs, fast_engine):
+def test_optimizer_temporaries_come_from_the_engine_workspace(monkeypatch, rng, cls, kwargs, engine_path):
     """One scratch pool for the library: the fast update's temporaries are taken from an engine Workspace
     (engine.updates.StepScratch's) and given back after each step, so after the first step no new scratch array
     is made."""
@@ -802,8 +798,9 @@ def engine_calls(monkeypatch):
     return calls
 
 
+@ENGINE_ON
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
-def test_textbook_runs_no_engine_function_and_the_engine_its_update(rng, case, engine_calls, fast_engine):
+def test_textbook_runs_no_engine_function_and_the_engine_its_update(rng, case, engine_calls, engine_path):
     cls, _, kwargs = case
     coefficients = _coefficients(rng)
     with engine.textbook():
@@ -817,9 +814,10 @@ def test_textbook_runs_no_engine_function_and_the_engine_its_update(rng, case, e
     assert engine_calls.count("StepScratch.give_back") == 3
 
 
+@ENGINE_ON
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
-def test_the_engine_update_agrees_with_the_textbook_formula(rng, case, dtype, fast_engine):
+def test_the_engine_update_agrees_with_the_textbook_formula(rng, case, dtype, engine_path):
     """SGD's two paths give the same bits; Adam's and RMSProp's differ only in how torch's ``lerp_`` rounds."""
     cls, _, kwargs = case
     coefficients = [(c.astype(dtype), a.astype(dtype)) for c, a in _coefficients(rng)]
@@ -838,9 +836,10 @@ def test_the_engine_update_agrees_with_the_textbook_formula(rng, case, dtype, fa
             np.testing.assert_allclose(mine[key], theirs[key], **tol, err_msg=key)
 
 
+@ENGINE_ON
 @pytest.mark.parametrize("case", [c for c in CASES if c[2].get("momentum") or c[0] in (Adam, AdamW, RMSProp)],
                          ids=_case_id)
-def test_a_run_may_switch_paths_between_steps(rng, case, fast_engine):
+def test_a_run_may_switch_paths_between_steps(rng, case, engine_path):
     """Both paths keep the same state: a run that alternates them follows the run on the textbook path."""
     cls, _, kwargs = case
     coefficients = _coefficients(rng)
