@@ -28,7 +28,7 @@ ALLOWED: Dict[str, Set[str]] = {
     "nodes": CONTRACT | {"engine"},
     "containers": CONTRACT,
     "losses": CONTRACT | {"nodes", "engine"},
-    "optim": {"parameter", "engine"},
+    "optim": {"parameter", "engine", "backend"},
     "files": {"extras"},
     "datasets": {"random", "files"},
     "metrics": CONTRACT,

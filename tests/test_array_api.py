@@ -156,18 +156,6 @@ NODES: Dict[str, Case] = {
                                              shortcut=N.Linear(3, 3, rng=1), after=N.Scale(2.0)), normal(4, 3)),
     "Graph[Multiply]": Case(_graph_of_products, lambda rng: (rng.standard_normal((4, 3)), rng.standard_normal((4, 3)))),
 }
-#: Classes whose textbook path is not yet written against the array API standard (each is removed from this set
-#: in the change that converts it).
-PENDING = {
-    # optimizers
-    "SGD",
-    "SGD[nesterov]",
-    "Adam",
-    "Adam[amsgrad]",
-    "AdamW",
-    "RMSProp",
-    "RMSProp[centered]",
-}
 
 
 def _evaluating(node):
@@ -192,14 +180,8 @@ def upstream(y: Any, rng: np.random.Generator) -> Any:
     return rng.standard_normal(np.shape(y))
 
 
-def pending(name: str) -> None:
-    if name in PENDING:
-        pytest.skip(f"{name}'s textbook path is not yet written against the array API standard")
-
-
 @pytest.mark.parametrize("name", sorted(NODES))
 def test_a_node_gives_its_numpy_numbers_under_array_api_strict(name, xp, rng):
-    pending(name)
     case = NODES[name]
     xs = case.inputs(rng)
     numpy_node = case.make()
@@ -216,7 +198,6 @@ def test_a_node_gives_its_numpy_numbers_under_array_api_strict(name, xp, rng):
 
 @pytest.mark.parametrize("name", sorted(NODES))
 def test_a_nodes_gradients_under_array_api_strict_match_finite_differences(name, xp, rng):
-    pending(name)
     case = NODES[name]
     if not case.finite_differences:
         pytest.skip(f"{name} has kinks at the test point")
@@ -294,7 +275,6 @@ LOSSES: Dict[str, Case] = {
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_a_loss_gives_its_numpy_numbers_under_array_api_strict(name, xp, rng):
-    pending(name)
     case = LOSSES[name]
     prediction, target = case.inputs(rng)
     loss = case.make()
@@ -336,7 +316,6 @@ OPTIMIZERS: Dict[str, Callable[[Any], Any]] = {
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_an_optimizer_steps_as_on_numpy_under_array_api_strict(name, xp, rng):
-    pending(name)
     model = Sequential(N.Linear(3, 4, rng=0), N.Linear(4, 2, rng=1))
     twin = copy.deepcopy(model)
     ours, theirs = OPTIMIZERS[name](model.parameters()), OPTIMIZERS[name](twin.parameters())

@@ -933,7 +933,7 @@ def test_optimizer_hostile_hyperparameters(name):
 
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZER_TABLE))
-def test_optimizer_steps_follow_torch_with_nan_inf_and_huge_gradients(name, torch):
+def test_optimizer_steps_follow_torch_with_nan_inf_and_huge_gradients(name, torch, engine_path):
     spec = OPTIMIZER_TABLE[name]
 
     @settings(max_examples=GRAD_EXAMPLES, **SETTINGS)
@@ -968,7 +968,7 @@ def test_optimizer_steps_follow_torch_with_nan_inf_and_huge_gradients(name, torc
 
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZER_TABLE))
-def test_optimizer_refuses_hostile_gradients_and_moves_nothing(name):
+def test_optimizer_refuses_hostile_gradients_and_moves_nothing(name, engine_path):
     """A gradient replaced by something of the wrong shape, dtype or type: refused before any parameter moves."""
     spec = OPTIMIZER_TABLE[name]
 

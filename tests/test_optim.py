@@ -7,6 +7,10 @@ import re
 import numpy as np
 import pytest
 
+from conftest import required
+from nn_from_scratch import engine
+from nn_from_scratch.backend import move_to, to_numpy
+from nn_from_scratch.engine import updates
 from nn_from_scratch.optim import (
     SGD,
     Adam,
@@ -53,6 +57,15 @@ CASES = [
     (RMSProp, "RMSprop", dict(lr=0.01, alpha=0.3, eps=1e-4)),
     (RMSProp, "RMSprop", dict(lr=0.01, momentum=0.3, maximize=True)),
 ]
+
+
+#: The engine on for the test (the default), whatever NN_FROM_SCRATCH_TEXTBOOK says: conftest's engine_path, fast only.
+ENGINE_ON = pytest.mark.parametrize("engine_path", ["fast"], indirect=True)
+
+
+@pytest.fixture(scope="module")
+def strict_xp():
+    return required("array_api_strict", "array-api-strict is not installed (pip install array-api-strict)")
 
 
 def _case_id(case):
@@ -132,7 +145,7 @@ def test_numpy_gradient_matches_torch_autograd(torch, rng):
 
 
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
-def test_float64_trajectory_matches_torch(torch, rng, case):
+def test_float64_trajectory_matches_torch(torch, rng, case, engine_path):
     cls, torch_name, kwargs = case
     coefficients = _coefficients(rng)
     values = _initial_values(rng)
@@ -157,7 +170,7 @@ def test_float64_trajectory_matches_torch(torch, rng, case):
 
 
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
-def test_float32_stays_float32_and_matches_torch(torch, rng, case):
+def test_float32_stays_float32_and_matches_torch(torch, rng, case, engine_path):
     cls, torch_name, kwargs = case
     coefficients = [(c.astype(np.float32), a.astype(np.float32)) for c, a in _coefficients(rng)]
     values = _initial_values(rng, dtype=np.float32)
@@ -183,7 +196,7 @@ def test_float32_stays_float32_and_matches_torch(torch, rng, case):
         np.testing.assert_allclose(p.value, b, rtol=1e-4, atol=1e-5)
 
 
-def test_gradient_descent_is_plain_sgd(rng):
+def test_gradient_descent_is_plain_sgd(rng, engine_path):
     coefficients = _coefficients(rng)
     values = _initial_values(rng)
     a, _, _ = _run_ours(GradientDescent, dict(lr=0.1), values, coefficients, steps=4)
@@ -200,7 +213,7 @@ def test_rmsprop_alias():
     assert RMSprop is RMSProp
 
 
-def test_optimizer_with_scheduler_matches_torch(torch, rng):
+def test_optimizer_with_scheduler_matches_torch(torch, rng, engine_path):
     coefficients = _coefficients(rng)
     values = _initial_values(rng)
     params = [Parameter(v) for v in values]
@@ -334,7 +347,7 @@ def test_lr_is_stored_as_python_float():
 # --------------------------------------------------------------------------- #
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
-def test_state_dict_round_trip_is_bit_identical(rng, case, dtype):
+def test_state_dict_round_trip_is_bit_identical(rng, case, dtype, engine_path):
     cls, _, kwargs = case
     coefficients = [(c.astype(dtype), a.astype(dtype)) for c, a in _coefficients(rng)]
     values = _initial_values(rng, dtype=dtype)
@@ -657,11 +670,13 @@ def test_scheduler_base_and_exports():
     )
 
 
+@ENGINE_ON
 @pytest.mark.parametrize("cls, kwargs", [(SGD, dict(lr=0.1, momentum=0.9, nesterov=True)), (Adam, dict(lr=0.1)),
                                          (RMSProp, dict(lr=0.01, centered=True, momentum=0.5))], ids=str)
-def test_optimizer_temporaries_come_from_the_engine_workspace(monkeypatch, rng, cls, kwargs):
-    """One scratch pool for the library: the update's temporaries are taken from an engine Workspace and
-    given back after each parameter, so after the first step no new scratch array is made."""
+def test_optimizer_temporaries_come_from_the_engine_workspace(monkeypatch, rng, cls, kwargs, engine_path):
+    """One scratch pool for the library: the fast update's temporaries are taken from an engine Workspace
+    (engine.updates.StepScratch's) and given back after each step, so after the first step no new scratch array
+    is made."""
     from nn_from_scratch.engine.workspace import Workspace
 
     taken, given = [], []
@@ -682,7 +697,7 @@ def test_optimizer_temporaries_come_from_the_engine_workspace(monkeypatch, rng, 
               Parameter(rng.standard_normal((2, 2)).astype(np.float32))]
     twins = [Parameter(p.value) for p in params]
     opt = cls(params, **kwargs)
-    assert isinstance(opt._workspace, Workspace)
+    assert isinstance(opt._scratch.workspace, Workspace)
     grads = [[rng.standard_normal(p.shape).astype(p.dtype) for p in params] for _ in range(3)]
     for step, step_grads in enumerate(grads):
         for p, g in zip(params, step_grads):
@@ -713,10 +728,11 @@ SGD_CASES = [c for c in CASES if c[0] in (SGD, GradientDescent)]
 
 @pytest.mark.parametrize("case", SGD_CASES, ids=_case_id)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_sgd_on_a_parameter_larger_than_a_descent_block_matches_torch_and_its_formula(torch, rng, case, dtype):
-    """The update of a large parameter runs in blocks: the same bits as one unblocked ``value -= lr * step``,
-    whatever the gradient's memory layout, and torch's trajectory."""
-    from nn_from_scratch.optim.sgd import DESCENT_BLOCK
+def test_sgd_on_a_parameter_larger_than_a_descent_block_matches_torch_and_its_formula(torch, rng, case, dtype,
+                                                                                      engine_path):
+    """The fast update of a large parameter runs in blocks: the same bits as one unblocked ``value -= lr * step``
+    (the textbook line), whatever the gradient's memory layout, and torch's trajectory."""
+    from nn_from_scratch.engine.updates import DESCENT_BLOCK
 
     cls, _, kwargs = case
     shape = (3, DESCENT_BLOCK // 2 + 7)  # 1.5 blocks and a few more: a last, partial block
@@ -755,3 +771,197 @@ def test_sgd_on_a_parameter_larger_than_a_descent_block_matches_torch_and_its_fo
         if not mu and not kwargs.get("weight_decay") and not kwargs.get("maximize"):
             assert np.array_equal(p.value, expected), order  # plain SGD: the very same operations
         assert not np.allclose(p.value, start)
+
+
+# --------------------------------------------------------------------------- #
+# the two paths: the textbook formula and the engine's update
+# --------------------------------------------------------------------------- #
+ENGINE_FUNCTIONS = ("sgd_update", "adam_update", "rmsprop_update", "effective_grad", "lerp_", "descend")
+
+
+@pytest.fixture
+def engine_calls(monkeypatch):
+    """Every call of an engine update function (and of its scratch pool), by name."""
+    calls = []
+
+    def spy(name, function):
+        def spied(*args, **kwargs):
+            calls.append(name)
+            return function(*args, **kwargs)
+        return spied
+
+    for name in ENGINE_FUNCTIONS:
+        monkeypatch.setattr(updates, name, spy(name, getattr(updates, name)))
+    for method in ("take", "give_back"):
+        monkeypatch.setattr(updates.StepScratch, method, spy(f"StepScratch.{method}", getattr(updates.StepScratch,
+                                                                                             method)))
+    return calls
+
+
+@ENGINE_ON
+@pytest.mark.parametrize("case", CASES, ids=_case_id)
+def test_textbook_runs_no_engine_function_and_the_engine_its_update(rng, case, engine_calls, engine_path):
+    cls, _, kwargs = case
+    coefficients = _coefficients(rng)
+    with engine.textbook():
+        _run_ours(cls, kwargs, _initial_values(rng), coefficients, steps=3)
+    assert engine_calls == []
+    _run_ours(cls, kwargs, _initial_values(rng), coefficients, steps=3)
+    update = {SGD: "sgd_update", GradientDescent: "sgd_update", Adam: "adam_update", AdamW: "adam_update",
+              RMSProp: "rmsprop_update"}[cls]
+    assert engine_calls.count(update) == 3 * len(SHAPES)
+    assert engine_calls.count("StepScratch.take") == 3 * len(SHAPES)
+    assert engine_calls.count("StepScratch.give_back") == 3
+
+
+@ENGINE_ON
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", CASES, ids=_case_id)
+def test_the_engine_update_agrees_with_the_textbook_formula(rng, case, dtype, engine_path):
+    """SGD's two paths give the same bits; Adam's and RMSProp's differ only in how torch's ``lerp_`` rounds."""
+    cls, _, kwargs = case
+    coefficients = [(c.astype(dtype), a.astype(dtype)) for c, a in _coefficients(rng)]
+    values = _initial_values(rng, dtype)
+    fast_params, fast, _ = _run_ours(cls, kwargs, values, coefficients, steps=10)
+    with engine.textbook():
+        plain_params, plain, _ = _run_ours(cls, kwargs, values, coefficients, steps=10)
+    tol = dict(rtol=0, atol=0) if cls in (SGD, GradientDescent) else (
+        dict(rtol=1e-12, atol=1e-14) if dtype == np.float64 else dict(rtol=1e-5, atol=1e-6))
+    for p, q in zip(fast_params, plain_params):
+        assert p.value.dtype == q.value.dtype == dtype
+        np.testing.assert_allclose(p.value, q.value, **tol)
+    for mine, theirs in zip(fast.state, plain.state):
+        assert mine.keys() == theirs.keys()
+        for key in mine:
+            np.testing.assert_allclose(mine[key], theirs[key], **tol, err_msg=key)
+
+
+@ENGINE_ON
+@pytest.mark.parametrize("case", [c for c in CASES if c[2].get("momentum") or c[0] in (Adam, AdamW, RMSProp)],
+                         ids=_case_id)
+def test_a_run_may_switch_paths_between_steps(rng, case, engine_path):
+    """Both paths keep the same state: a run that alternates them follows the run on the textbook path."""
+    cls, _, kwargs = case
+    coefficients = _coefficients(rng)
+    params = [Parameter(v) for v in _initial_values(rng)]
+    twins = [Parameter(p.value) for p in params]
+    mixed, plain = cls(params, **kwargs), cls(twins, **kwargs)
+    for step in range(6):
+        _gradient_step(params, coefficients)
+        _gradient_step(twins, coefficients)
+        if step % 2:
+            mixed.step()
+        else:
+            with engine.textbook():
+                mixed.step()
+        with engine.textbook():
+            plain.step()
+    for p, q in zip(params, twins):
+        np.testing.assert_allclose(p.value, q.value, rtol=1e-12, atol=1e-14)
+
+
+# --------------------------------------------------------------------------- #
+# other array libraries: the namespace of the state and of the gradients
+# --------------------------------------------------------------------------- #
+def test_to_backend_moves_the_state_and_back_bit_exactly(rng, strict_xp):
+    opt, _ = _stepped_rmsprop(rng)
+    before = opt.state_dict()
+    assert opt.to_backend("array_api_strict") is opt
+    for entries in opt.state:
+        assert isinstance(entries["step"], int)
+        for key in ("square_avg", "grad_avg", "momentum_buffer"):
+            assert type(entries[key]).__module__.startswith("array_api_strict"), key
+    moved = opt.state_dict()  # NumPy copies, whatever the namespace
+    opt.to_backend("numpy")
+    for snapshot in (moved, opt.state_dict()):
+        _assert_same_snapshot((snapshot, []), (before, []))
+        assert all(isinstance(v, np.ndarray) for entries in snapshot["state"].values() for k, v in entries.items()
+                   if k != "step")
+
+
+def test_to_backend_converts_everything_before_replacing_anything(rng, strict_xp, monkeypatch):
+    import nn_from_scratch.optim.base as base
+
+    opt, _ = _stepped_rmsprop(rng)
+    before = opt.state_dict()
+    arrays = [entries["square_avg"] for entries in opt.state]
+    convert, calls = base.as_backend_array, []
+
+    def failing(a, xp):
+        calls.append(a)
+        if len(calls) == 5:
+            raise RuntimeError("out of device memory")
+        return convert(a, xp)
+
+    monkeypatch.setattr(base, "as_backend_array", failing)
+    with pytest.raises(RuntimeError, match="device memory"):
+        opt.to_backend("array_api_strict")
+    assert all(entries["square_avg"] is array for entries, array in zip(opt.state, arrays))
+    _assert_same_snapshot((opt.state_dict(), []), (before, []))
+    with pytest.raises(ValueError, match="backend must be one of"):
+        opt.to_backend("no-such-library")
+
+
+def test_an_optimizer_moved_with_its_model_steps_as_on_numpy_and_resumes_there(rng, strict_xp):
+    """move_to moves a model and its optimizer; a checkpoint taken there loads on NumPy and continues the run."""
+    from nn_from_scratch import Sequential
+    from nn_from_scratch.nodes import Linear
+
+    model = Sequential(Linear(3, 4, rng=0), Linear(4, 2, rng=1))
+    twin = Sequential(Linear(3, 4, rng=0), Linear(4, 2, rng=1))
+    ours, theirs = Adam(model.parameters(), lr=0.01, amsgrad=True), Adam(twin.parameters(), lr=0.01, amsgrad=True)
+    grads = [[rng.standard_normal(p.shape) for p in model.parameters()] for _ in range(4)]
+    move_to("array_api_strict", model, ours)
+    for step in grads[:3]:
+        for p, q, g in zip(model.parameters(), twin.parameters(), step):
+            p.grad, q.grad = strict_xp.asarray(g), g.copy()
+        ours.step()
+        with engine.textbook():
+            theirs.step()
+    saved = ours.state_dict()
+    assert saved["param_dtypes"] == ["<f8"] * 4
+    resumed = Adam([Parameter(to_numpy(p.value)) for p in model.parameters()], lr=0.5)
+    resumed.load_state_dict(saved)
+    ours.load_state_dict(saved)  # loads into the parameters' namespace
+    assert type(ours.state[0]["exp_avg"]).__module__.startswith("array_api_strict")
+    for opt, params in ((ours, model.parameters()), (resumed, resumed.params)):
+        for p, g in zip(params, grads[3]):
+            p.grad = strict_xp.asarray(g) if opt is ours else g.copy()
+        with engine.textbook():
+            opt.step()
+    for p, q in zip(twin.parameters(), grads[3]):
+        p.grad = q.copy()
+    with engine.textbook():
+        theirs.step()
+    for p, q, r in zip(model.parameters(), resumed.params, twin.parameters()):
+        np.testing.assert_allclose(to_numpy(p.value), r.value, rtol=1e-12, atol=1e-14)
+        np.testing.assert_array_equal(q.value, r.value)
+
+
+def test_a_gradient_or_state_of_another_library_is_refused_before_anything_moves(rng, strict_xp):
+    opt, params = _stepped_rmsprop(rng)
+    values = [p.value.copy() for p in params]
+    before = opt.state_dict()
+    saved = params[1].grad
+    params[1].grad = strict_xp.asarray(saved)
+    with pytest.raises(ValueError, match="parameter 1 has a gradient that is an array_api_strict array of shape "
+                                         r"\(5,\), dtype float64; expected a numpy array of shape \(5,\)"):
+        opt.step()
+    params[1].grad = saved
+    for p in params[2:]:  # the model moved without its optimizer
+        p.value, p.grad = strict_xp.asarray(p.value), strict_xp.asarray(p.grad)
+    with pytest.raises(TypeError, match="buffers of parameter 2 live in another array library.*move_to"):
+        opt.step()
+    for p, v in zip(params, values):
+        np.testing.assert_array_equal(to_numpy(p.value), v)
+    _assert_same_snapshot((opt.state_dict(), []), (before, []))
+
+
+def _stepped_rmsprop(rng):
+    params = [Parameter(rng.standard_normal(s)) for s in SHAPES]
+    opt = RMSProp(params, lr=0.01, momentum=0.5, centered=True)
+    for _ in range(2):
+        for p in params:
+            p.grad = rng.standard_normal(p.shape)
+        opt.step()
+    return opt, params

@@ -15,7 +15,7 @@ import pytest
 
 import nn_from_scratch
 from nn_from_scratch import engine
-from test_array_api import LOSSES, NODES, OPTIMIZERS, PENDING, upstream
+from test_array_api import LOSSES, NODES, OPTIMIZERS, upstream
 
 #: The switch itself, which a pass reads to choose its path.
 SWITCH = {"fast_enabled", "set_fast", "textbook"}
@@ -93,8 +93,6 @@ RUN = {"node": run_node, "loss": run_loss, "optimizer": run_optimizer}
 
 @pytest.mark.parametrize("kind, name", CASES, ids=[f"{k}-{n}" for k, n in CASES])
 def test_no_engine_function_runs_on_the_textbook_path(kind, name, spied_engine, rng):
-    if name in PENDING:
-        pytest.skip(f"{name} is not yet on the pattern")
     with engine.textbook():
         RUN[kind](name, rng)
     assert spied_engine == []

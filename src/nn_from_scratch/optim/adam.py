@@ -1,12 +1,13 @@
 """Adam and AdamW as in torch.optim."""
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any, Dict, Iterable, Mapping, Tuple
 
-import numpy as np
-
+from ..engine import updates
 from ..parameter import Parameter
-from .base import Optimizer, _check_betas, _check_bool, _check_float, _lerp_
+from .arguments import check_betas, check_bool, check_float
+from .base import Optimizer
 
 __all__ = ["Adam", "AdamW"]
 
@@ -36,8 +37,18 @@ class Adam(Optimizer):
 
     (torch applies :math:`\epsilon` after dividing by the bias correction
     :math:`\sqrt{1-\beta_2^t}`, and so does this class).
+
+    :math:`\theta`, :math:`g`, :math:`m`, :math:`v` and :math:`v^{\max}`
+    have the parameter's shape and dtype; every operation is elementwise.
+    ``_update`` is these lines in the parameter's array namespace; with the
+    engine on and NumPy arrays,
+    :func:`~nn_from_scratch.engine.updates.adam_update` runs torch's
+    operations in place, which form :math:`m_t` as
+    :math:`m_{t-1} + (1-\beta_1)(g_t - m_{t-1})` (``lerp_``): the same
+    number to rounding.
     """
 
+    _probe = "exp_avg"
     _decoupled_weight_decay = False
 
     def __init__(
@@ -57,11 +68,11 @@ class Adam(Optimizer):
     @classmethod
     def _check_hyperparameters(cls, hyper: Dict[str, Any]) -> Dict[str, Any]:
         hyper = super()._check_hyperparameters(hyper)
-        hyper["betas"] = _check_betas(hyper["betas"])
-        hyper["eps"] = _check_float("epsilon value", hyper["eps"])
-        hyper["weight_decay"] = _check_float("weight_decay value", hyper["weight_decay"])
-        hyper["amsgrad"] = _check_bool("amsgrad", hyper["amsgrad"])
-        hyper["maximize"] = _check_bool("maximize", hyper["maximize"])
+        hyper["betas"] = check_betas(hyper["betas"])
+        hyper["eps"] = check_float("epsilon value", hyper["eps"])
+        hyper["weight_decay"] = check_float("weight_decay value", hyper["weight_decay"])
+        hyper["amsgrad"] = check_bool("amsgrad", hyper["amsgrad"])
+        hyper["maximize"] = check_bool("maximize", hyper["maximize"])
         return hyper
 
     def _state_keys(self, hyper: Mapping[str, Any]) -> frozenset:
@@ -70,54 +81,36 @@ class Adam(Optimizer):
             keys.add("max_exp_avg_sq")
         return frozenset(keys)
 
-    def _update(self, p: Parameter, state: Dict[str, Any]) -> None:
-        value = p.value
-        if not state:
+    def _update(self, p: Parameter, state: Dict[str, Any], xp: ModuleType, fast: bool) -> None:
+        if not state:  # t = 0, m = v = v_max = 0
             state["step"] = 0
-            state["exp_avg"] = np.zeros(value.shape, dtype=value.dtype)
-            state["exp_avg_sq"] = np.zeros(value.shape, dtype=value.dtype)
+            state["exp_avg"] = xp.zeros(p.value.shape, dtype=p.value.dtype)
+            state["exp_avg_sq"] = xp.zeros(p.value.shape, dtype=p.value.dtype)
             if self.amsgrad:
-                state["max_exp_avg_sq"] = np.zeros(value.shape, dtype=value.dtype)
-        s0, s1 = self._scratch(value)
-        lr = self.lr
-        beta1, beta2 = self.betas
-        weight_decay = self.weight_decay
-        step = state["step"] + 1
-        state["step"] = step
-
+                state["max_exp_avg_sq"] = xp.zeros(p.value.shape, dtype=p.value.dtype)
+        state["step"] += 1
+        if fast:  # torch's operations in place on scratch (its lerp_ for the first moment)
+            updates.adam_update(p.value, p.grad, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq"),
+                                state["step"], self._scratch.take(p.value), self.lr, self.betas,
+                                self.eps, self.weight_decay, self._decoupled_weight_decay, self.maximize)
+            return
+        t, lr, (beta1, beta2), weight_decay = state["step"], self.lr, self.betas, self.weight_decay
         if self._decoupled_weight_decay:
             if weight_decay != 0:
-                value *= 1 - lr * weight_decay
-            g = self._effective_grad(p, 0.0, self.maximize, out=s0)
+                p.value *= 1 - lr * weight_decay  # θ = (1 − γλ) θ  (AdamW)
+            g = self._gradient(p, 0.0, self.maximize)  # g = ±∇
         else:
-            g = self._effective_grad(p, weight_decay, self.maximize, out=s0)
-
-        exp_avg = state["exp_avg"]
-        exp_avg_sq = state["exp_avg_sq"]
-        _lerp_(exp_avg, g, 1 - beta1, scratch=s1)
-        exp_avg_sq *= beta2
-        np.multiply(g, 1 - beta2, out=s1)
-        s1 *= g
-        exp_avg_sq += s1
-
-        bias_correction1 = 1 - beta1**step
-        bias_correction2 = 1 - beta2**step
-        step_size = lr / bias_correction1
-        bias_correction2_sqrt = bias_correction2**0.5
-
+            g = self._gradient(p, weight_decay, self.maximize)  # g = ±∇ + λθ  (Adam)
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m[...] = beta1 * m + (1 - beta1) * g  # m = β1 m + (1 − β1) g
+        v[...] = beta2 * v + (1 - beta2) * g * g  # v = β2 v + (1 − β2) g²
         if self.amsgrad:
-            max_exp_avg_sq = state["max_exp_avg_sq"]
-            np.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
-            second = max_exp_avg_sq
-        else:
-            second = exp_avg_sq
-        denom = s1
-        np.sqrt(second, out=denom)
-        denom /= bias_correction2_sqrt
-        denom += self.eps
-        np.divide(exp_avg, denom, out=denom)
-        denom *= step_size
-        value -= denom
+            v_max = state["max_exp_avg_sq"]
+            v_max[...] = xp.maximum(v_max, v)  # v_max = max(v_max, v)
+            v = v_max
+        step_size = lr / (1 - beta1**t)  # γ / (1 − β1ᵗ)
+        denominator = xp.sqrt(v) / (1 - beta2**t) ** 0.5 + self.eps  # √v / √(1 − β2ᵗ) + ε
+        p.value -= step_size * (m / denominator)  # θ = θ − γ/(1 − β1ᵗ) · m / (√v/√(1 − β2ᵗ) + ε)
 
 
 class AdamW(Adam):

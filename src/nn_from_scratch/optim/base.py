@@ -1,155 +1,70 @@
-r"""First-order optimizers with ``torch.optim`` semantics.
+r"""First-order optimizers with ``torch.optim`` semantics: the base class, its checks and its checkpoints.
 
 Every optimizer updates ``param.value`` *in place* from the gradient that
-backward accumulated in ``param.grad``; the gradient itself is never modified.
-The arithmetic follows the single-tensor (``foreach=False``) code path of
-``torch.optim`` 2.13 operation by operation, so float64 trajectories agree
-with PyTorch to rounding, and everything is computed in the parameter's own
-dtype (a float32 parameter stays float32 and is never upcast).
+backward accumulated in ``param.grad``; the gradient itself is never
+modified, and everything is computed in the parameter's own dtype (a float32
+parameter stays float32 and is never upcast).
 
-Each step runs on every mini-batch, so the updates use in-place ufuncs with
-``out=`` and two scratch buffers per dtype instead of allocating
-temporaries.  The scratch buffers come from the engine's scratch memory (a
-:class:`~nn_from_scratch.engine.workspace.Workspace`, the pool the
-convolution uses); one step's parameters share them, and they go back when the step is over.
+Each optimizer writes its update twice over, as the layers do
+(docs/architecture.md, "The textbook path and the fast engine"):
+
+* the **textbook update**, its formula as in its paper and torch's
+  documentation, written with the functions of the parameter's array
+  namespace (``xp``, :func:`~nn_from_scratch.backend.namespace_of`), so it
+  runs on NumPy, ``array_api_strict``, CuPy, ...;
+* the **fast update** of :mod:`nn_from_scratch.engine.updates`, taken when
+  the engine is on (:func:`nn_from_scratch.engine.fast_enabled`) and the
+  parameter is a NumPy array: the single-tensor (``foreach=False``) code of
+  ``torch.optim`` 2.13 operation by operation, with ``out=`` and reused
+  scratch arrays, so float64 trajectories agree with PyTorch to rounding.
 
 :meth:`Optimizer.state_dict` / :meth:`Optimizer.load_state_dict` capture the
 hyper-parameters (including the current learning rate, which schedulers
-change), the step count and copies of every per-parameter buffer, so a run
-resumed from a checkpoint continues bit-for-bit as if it had never stopped.
+change), the step count and NumPy copies of every per-parameter buffer, so a
+run resumed from a checkpoint continues bit-for-bit as if it had never
+stopped.  :meth:`Optimizer.to_backend` moves the buffers to another array
+library (:func:`nn_from_scratch.backend.move_to` moves a model and its
+optimizer together).
 """
 from __future__ import annotations
 
-import math
-import numbers
-import operator
+from types import ModuleType
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import numpy as np
+from numpy import ndarray  # read for every parameter of every step: one name, not an attribute lookup
 
-from ..engine.workspace import Workspace
+from ..backend import as_backend_array, backend_namespace, namespace_of, numpy_dtype, to_numpy
+from ..engine import fast_enabled
+from ..engine.updates import StepScratch
 from ..parameter import Parameter
+from .arguments import as_parameter_list, as_scalar, check_count, check_float
 
 __all__ = ["Optimizer"]
 
 
-# --------------------------------------------------------------------------- #
-# argument checking
-# --------------------------------------------------------------------------- #
-def _as_scalar(value: Any) -> Any:
-    """Unwrap a 0-d array (as a checkpoint loaded from ``.npz`` holds) to a scalar."""
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        return value.item()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _check_float(
-    name: str,
-    value: Any,
-    *,
-    low: Optional[float] = 0.0,
-    high: Optional[float] = None,
-    high_inclusive: bool = True,
-    what: str = "",
-) -> float:
-    """Return ``value`` as a finite Python float in the allowed range.
-
-    ``TypeError`` for something that is not a real number, ``ValueError``
-    (naming the value) for a non-finite or out-of-range one.
-    """
-    value = _as_scalar(value)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}: {value!r}")
-    result = float(value)
-    if not math.isfinite(result):
-        raise ValueError(f"Invalid {name}: {value!r} (must be finite)")
-    if low is not None and result < low:
-        raise ValueError(f"Invalid {name}: {value!r} (must be >= {low}{what})")
-    if high is not None and (result > high or (not high_inclusive and result == high)):
-        bound = "<=" if high_inclusive else "<"
-        raise ValueError(f"Invalid {name}: {value!r} (must be {bound} {high}{what})")
-    return result
-
-
-def _check_bool(name: str, value: Any) -> bool:
-    value = _as_scalar(value)
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__}: {value!r}")
-    return value
-
-
-def _check_betas(betas: Any) -> Tuple[float, float]:
-    if isinstance(betas, np.ndarray):
-        betas = betas.tolist()
+def _is_array_of(a: Any, xp: ModuleType) -> bool:
+    """Whether ``a`` is an array of the namespace ``xp`` (a NumPy scalar is not an array)."""
+    if xp is np:
+        return isinstance(a, np.ndarray)
+    if isinstance(a, (np.ndarray, np.generic)) or not hasattr(a, "shape"):
+        return False
     try:
-        items = list(betas)
+        return namespace_of(a) is xp
     except TypeError:
-        raise TypeError(f"betas must be a pair of floats, got {type(betas).__name__}: {betas!r}") from None
-    if len(items) != 2:
-        raise ValueError(f"Invalid betas: {betas!r} (must be a pair (beta1, beta2))")
-    return tuple(  # type: ignore[return-value]
-        _check_float(f"beta parameter at index {i}", b, low=0.0, high=1.0, high_inclusive=False)
-        for i, b in enumerate(items)
-    )
+        return False
 
 
-def _check_count(name: str, value: Any) -> int:
-    value = _as_scalar(value)
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, got bool")
-    try:
-        result = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}: {value!r}") from None
-    if result < 0:
-        raise ValueError(f"Invalid {name}: {value!r} (must be >= 0)")
-    return result
-
-
-def _as_parameter_list(params: Iterable[Parameter]) -> List[Parameter]:
-    if isinstance(params, Parameter):
-        raise TypeError(
-            "params must be an iterable of Parameter objects, got a single Parameter; "
-            "wrap it in a list"
-        )
-    try:
-        params = list(params)
-    except TypeError:
-        raise TypeError(
-            f"params must be an iterable of Parameter objects, got {type(params).__name__}"
-        ) from None
-    if not params:
-        raise ValueError("optimizer got an empty parameter list")
-    seen = set()
-    for i, p in enumerate(params):
-        if not isinstance(p, Parameter):
-            raise TypeError(
-                f"optimizer params must be Parameter objects, got {type(p).__name__} at index {i}"
-            )
-        if id(p) in seen:
-            raise ValueError(
-                f"parameter at index {i} ({p!r}) appears more than once in params; model.parameters() lists a "
-                "shared or tied Parameter once (torch only warns here, then updates it twice per step)"
-            )
-        seen.add(id(p))
-    return params
-
-
-def _lerp_(start: np.ndarray, end: np.ndarray, weight: float, scratch: np.ndarray) -> None:
-    """``start <- start + weight * (end - start)`` in place, exactly as ``torch.lerp_``.
-
-    Torch picks the formula by the size of the weight to keep the result
-    accurate at both ends; ``scratch`` must not alias ``start`` or ``end``.
-    """
-    np.subtract(end, start, out=scratch)
-    if abs(weight) < 0.5:
-        scratch *= weight
-        start += scratch
-    else:
-        scratch *= 1.0 - weight
-        np.subtract(end, scratch, out=start)
+def _described(a: Any) -> str:
+    """``a`` in an error message: its library, shape and dtype for an array, else its type."""
+    if hasattr(a, "shape") and hasattr(a, "dtype") and not isinstance(a, np.generic):
+        library = type(a).__module__.split(".")[0]
+        try:
+            dtype = numpy_dtype(a)
+        except (TypeError, ValueError):
+            dtype = a.dtype
+        return f"{'an' if library[0] in 'aeiou' else 'a'} {library} array of shape {tuple(a.shape)}, dtype {dtype}"
+    return f"{'an' if type(a).__name__[0] in 'aeiouAEIOU' else 'a'} {type(a).__name__}"
 
 
 # --------------------------------------------------------------------------- #
@@ -166,20 +81,24 @@ class Optimizer:
 
     Subclasses implement :meth:`_check_hyperparameters` (validate and
     normalise a full hyper-parameter dict), :meth:`_state_keys` (the buffers
-    a stepped parameter carries) and :meth:`_update` (one parameter's step).
+    a stepped parameter carries) and :meth:`_update` (one parameter's step:
+    its formula in the parameter's namespace ``xp``, or, when ``fast``, the
+    engine's update of :mod:`nn_from_scratch.engine.updates`).
     ``state[i]`` is the state of ``params[i]``: empty until the first step.
     """
 
+    #: A buffer that every stepped parameter's state holds (None: the optimizer keeps none).  A parameter's
+    #: buffers move together (:meth:`to_backend`, :meth:`load_state_dict`), so this one tells where they live.
+    _probe: Optional[str] = None
+
     def __init__(self, params: Iterable[Parameter], **defaults: Any) -> None:
-        self.params: List[Parameter] = _as_parameter_list(params)
+        self.params: List[Parameter] = as_parameter_list(params)
         hyper = self._check_hyperparameters(dict(defaults))
         self._hyperparameter_names: Tuple[str, ...] = tuple(hyper)
         self._apply_hyperparameters(hyper)
         self.state: List[Dict[str, Any]] = [{} for _ in self.params]
         self.step_count: int = 0
-        self._workspace = Workspace(keep=4)  # scratch for the updates (copies and pickles of it are empty)
-        self._scratch_sizes: Dict[np.dtype, int] = {}  # per dtype: the size of its largest parameter
-        self._scratch_taken: Dict[np.dtype, List[np.ndarray]] = {}  # per dtype: taken for the step under way
+        self._scratch = StepScratch()  # the fast updates' scratch arrays (copies and pickles of it are empty)
 
     # -- hyper-parameters ---------------------------------------------------
     @property
@@ -189,14 +108,14 @@ class Optimizer:
 
     @lr.setter
     def lr(self, value: Any) -> None:
-        self._lr = _check_float("learning rate", value)
+        self._lr = check_float("learning rate", value)
 
     @classmethod
     def _check_hyperparameters(cls, hyper: Dict[str, Any]) -> Dict[str, Any]:
         """Validate ``hyper`` and return it normalised (Python floats/bools)."""
         if "lr" not in hyper:
             raise TypeError(f"{cls.__name__} needs a learning rate 'lr'")
-        hyper["lr"] = _check_float("learning rate", hyper["lr"])
+        hyper["lr"] = check_float("learning rate", hyper["lr"])
         return hyper
 
     def _apply_hyperparameters(self, hyper: Mapping[str, Any]) -> None:
@@ -221,76 +140,60 @@ class Optimizer:
     def step(self) -> None:
         """Update every parameter in place from its accumulated gradient.
 
-        Every gradient is checked first (an array of its parameter's shape and
-        dtype), so a bad one moves no parameter at all.
+        Every gradient is checked first (an array of its parameter's
+        namespace, shape and dtype), and so is the namespace of its buffers,
+        so a bad one moves no parameter at all.  A NumPy parameter takes the
+        fast update while the engine is on; any other, or every one under
+        :func:`nn_from_scratch.engine.textbook`, its textbook formula.
         """
-        for i, p in enumerate(self.params):
-            grad = p.grad
-            if not isinstance(grad, np.ndarray) or grad.shape != p.value.shape or grad.dtype != p.value.dtype:
-                described = (f"shape {grad.shape}, dtype {grad.dtype}" if isinstance(grad, np.ndarray)
-                             else type(grad).__name__)
-                raise ValueError(
-                    f"{type(self).__name__}.step: parameter {i} has a gradient of {described}; expected an array "
-                    f"of shape {p.value.shape}, dtype {p.value.dtype}"
-                )
+        namespaces, probe = [], self._probe
+        for i, (p, state) in enumerate(zip(self.params, self.state)):
+            value, grad, buffer = p.value, p.grad, state.get(probe)
+            xp = np if isinstance(value, ndarray) else namespace_of(value)
+            if not (isinstance(grad, ndarray) if xp is np else _is_array_of(grad, xp)) \
+                    or grad.shape != value.shape or (grad.dtype is not value.dtype and grad.dtype != value.dtype):
+                raise ValueError(f"{type(self).__name__}.step: parameter {i} has a gradient that is "
+                                 f"{_described(grad)}; expected {_described(value)}")
+            if buffer is not None and type(buffer) is not type(value) and not _is_array_of(buffer, xp):
+                raise TypeError(f"{type(self).__name__}.step: the buffers of parameter {i} live in another array "
+                                f"library ({_described(buffer)}) than the parameter ({_described(value)}); move "
+                                "the model and its optimizer together: nn_from_scratch.backend.move_to")
+            namespaces.append(xp)
+        fast = fast_enabled()
         try:
-            for p, state in zip(self.params, self.state):
-                self._update(p, state)
+            for p, state, xp in zip(self.params, self.state, namespaces):
+                self._update(p, state, xp, fast and xp is np)
         finally:
-            self._give_back_scratch()
+            if fast:
+                self._scratch.give_back()
         self.step_count += 1
 
-    def _update(self, p: Parameter, state: Dict[str, Any]) -> None:  # pragma: no cover
+    def _update(self, p: Parameter, state: Dict[str, Any], xp: ModuleType, fast: bool) -> None:  # pragma: no cover
+        """Update ``p`` in place: by the formula in ``xp``, or on the engine when ``fast`` (a NumPy parameter)."""
         raise NotImplementedError(f"{type(self).__name__} must implement _update")
 
-    def _scratch(self, like: np.ndarray, count: int = 2) -> List[np.ndarray]:
-        """``count`` scratch arrays shaped and typed like ``like``, with arbitrary contents, for one update.
-
-        Views of flat arrays from the engine workspace, as large as the
-        largest parameter of that dtype (so every parameter of a dtype shares
-        the same few arrays, and no step after the first allocates any).
-        The parameters of one step share them (each update is done before the
-        next begins); :meth:`step` gives them back when the step is over.
-        """
-        dtype, n = like.dtype, like.size
-        size = self._scratch_sizes.get(dtype, -1)
-        if size < n:
-            size = max([n] + [p.value.size for p in self.params if p.value.dtype == dtype])
-            self._scratch_sizes[dtype] = size
-        taken = self._scratch_taken.setdefault(dtype, [])
-        if taken and taken[0].size < size:  # a larger parameter of this dtype appeared: take larger arrays
-            self._give_back_scratch()
-            taken = self._scratch_taken.setdefault(dtype, [])
-        while len(taken) < count:
-            taken.append(self._workspace.take((size,), dtype))
-        return [a[:n].reshape(like.shape) for a in taken[:count]]
-
-    def _give_back_scratch(self) -> None:
-        """Return the scratch arrays of the step just done to the workspace."""
-        for taken in self._scratch_taken.values():
-            while taken:
-                self._workspace.give(taken.pop())
-        self._scratch_taken.clear()
-
-    def _effective_grad(
-        self, p: Parameter, weight_decay: float, maximize: bool, out: np.ndarray
-    ) -> np.ndarray:
-        r"""``g = \pm \nabla + \lambda\theta`` as torch forms it, without touching ``p.grad``.
-
-        Returns ``p.grad`` itself when no change is needed, else ``out``.
-        """
-        grad = p.grad
+    @staticmethod
+    def _gradient(p: Parameter, weight_decay: float, maximize: bool) -> Any:
+        r"""The textbook :math:`g = \pm\nabla + \lambda\theta` (minus when maximizing); ``p.grad`` itself when plain."""
+        g = -p.grad if maximize else p.grad
         if weight_decay != 0:
-            np.multiply(p.value, weight_decay, out=out)
-            if maximize:
-                np.subtract(out, grad, out=out)
-            else:
-                np.add(grad, out, out=out)
-            return out
-        if maximize:
-            np.negative(grad, out=out)
-            return out
-        return grad
+            g = g + weight_decay * p.value
+        return g
+
+    def to_backend(self, backend: str) -> "Optimizer":
+        """Move every per-parameter buffer to the array library ``backend``; returns the optimizer.
+
+        ``backend`` is a name of :data:`nn_from_scratch.backend.BACKENDS`.
+        Values and dtypes are kept exactly, and everything is converted
+        before anything is replaced.  The parameters move with their model:
+        :func:`nn_from_scratch.backend.move_to` moves both.
+        """
+        xp = backend_namespace(backend)
+        moved = [{key: as_backend_array(v, xp) for key, v in entries.items() if hasattr(v, "shape")}
+                 for entries in self.state]
+        for entries, arrays in zip(self.state, moved):
+            entries.update(arrays)
+        return self
 
     # -- checkpoints --------------------------------------------------------
     def state_dict(self) -> Dict[str, Any]:
@@ -299,14 +202,15 @@ class Optimizer:
         Contains the optimizer's class name, its hyper-parameters (with the
         current ``lr``), ``step_count``, the shapes and dtypes of the
         parameters, and ``state``: for every parameter index that has been
-        stepped, a dict of copied numpy buffers (and integer step counts).
-        Nothing in it aliases the optimizer.
+        stepped, a dict of NumPy copies of its buffers (whatever namespace
+        they live in) and integer step counts.  Nothing in it aliases the
+        optimizer.
         """
         state: Dict[int, Dict[str, Any]] = {}
         for i, entries in enumerate(self.state):
             if entries:
                 state[i] = {
-                    k: (np.array(v, copy=True) if isinstance(v, np.ndarray) else v)
+                    k: (np.array(to_numpy(v), copy=True) if hasattr(v, "shape") else v)
                     for k, v in entries.items()
                 }
         return {
@@ -314,12 +218,12 @@ class Optimizer:
             "hyperparameters": self.hyperparameters,
             "step_count": self.step_count,
             "param_shapes": [tuple(p.value.shape) for p in self.params],
-            "param_dtypes": [p.value.dtype.str for p in self.params],
+            "param_dtypes": [numpy_dtype(p.value).str for p in self.params],
             "state": state,
         }
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Restore a :meth:`state_dict` snapshot (copies its arrays).
+        """Restore a :meth:`state_dict` snapshot (copies its arrays, into the parameters' namespace).
 
         Checks that it comes from the same optimizer class, that the
         hyper-parameters are complete and valid, and that the number, shapes
@@ -331,7 +235,7 @@ class Optimizer:
         missing = {"optimizer", "hyperparameters", "step_count", "state"} - set(state_dict)
         if missing:
             raise ValueError(f"optimizer state_dict is missing {sorted(missing)}")
-        name = _as_scalar(state_dict["optimizer"])
+        name = as_scalar(state_dict["optimizer"])
         if not isinstance(name, str) or name != type(self).__name__:
             raise ValueError(
                 f"state_dict is for optimizer {name!r}, cannot load it into {type(self).__name__}"
@@ -348,12 +252,12 @@ class Optimizer:
         hyper = self._check_hyperparameters(
             {k: hyper_in[k] for k in self._hyperparameter_names}
         )
-        step_count = _check_count("step_count", state_dict["step_count"])
+        step_count = check_count("step_count", state_dict["step_count"])
 
         n = len(self.params)
         for field, actual in (
             ("param_shapes", [tuple(p.value.shape) for p in self.params]),
-            ("param_dtypes", [p.value.dtype for p in self.params]),
+            ("param_dtypes", [numpy_dtype(p.value) for p in self.params]),
         ):
             if field not in state_dict:
                 continue
@@ -383,7 +287,7 @@ class Optimizer:
         expected_keys = self._state_keys(hyper)
         new_state: List[Dict[str, Any]] = [{} for _ in self.params]
         for key, entries in per_param.items():
-            index = _check_count("parameter index", key)
+            index = check_count("parameter index", key)
             if index >= n:
                 raise ValueError(
                     f"state_dict has state for parameter {index}, this optimizer has {n} parameters"
@@ -398,22 +302,23 @@ class Optimizer:
                     f"expected {sorted(expected_keys)}"
                 )
             p = self.params[index]
+            shape, dtype = tuple(p.value.shape), numpy_dtype(p.value)
             restored: Dict[str, Any] = {}
             for k in sorted(expected_keys):
                 v = entries[k]
                 if k == "step":
-                    restored[k] = _check_count(f"parameter {index} step", v)
+                    restored[k] = check_count(f"parameter {index} step", v)
                     continue
                 if not isinstance(v, np.ndarray):
                     raise TypeError(
                         f"parameter {index} buffer {k!r} must be a numpy array, got {type(v).__name__}"
                     )
-                if v.shape != p.value.shape or v.dtype != p.value.dtype:
+                if v.shape != shape or v.dtype != dtype:
                     raise ValueError(
                         f"parameter {index} buffer {k!r} has shape {v.shape} and dtype {v.dtype}, "
-                        f"parameter has shape {p.value.shape} and dtype {p.value.dtype}"
+                        f"parameter has shape {shape} and dtype {dtype}"
                     )
-                restored[k] = np.array(v, copy=True, order="C")
+                restored[k] = as_backend_array(np.array(v, copy=True, order="C"), namespace_of(p.value))
             new_state[index] = restored
 
         # everything checked: commit

@@ -1,12 +1,13 @@
 """RMSProp as in torch.optim.RMSprop."""
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any, Dict, Iterable, Mapping
 
-import numpy as np
-
+from ..engine import updates
 from ..parameter import Parameter
-from .base import Optimizer, _check_bool, _check_float, _lerp_
+from .arguments import check_bool, check_float
+from .base import Optimizer
 
 __all__ = ["RMSProp", "RMSprop"]
 
@@ -35,7 +36,18 @@ class RMSProp(Optimizer):
         \theta_t &\leftarrow \theta_{t-1} - \gamma\,\frac{g_t}{\sqrt{\tilde v_t} + \epsilon}
               \quad (\text{if } \mu = 0)
         \end{aligned}
+
+    :math:`\theta`, :math:`g`, :math:`v`, :math:`\bar g` and :math:`b` have
+    the parameter's shape and dtype; every operation is elementwise.
+    ``_update`` is these lines in the parameter's array namespace; with the
+    engine on and NumPy arrays,
+    :func:`~nn_from_scratch.engine.updates.rmsprop_update` runs torch's
+    operations in place, which form :math:`\bar g_t` as
+    :math:`\bar g_{t-1} + (1-\alpha)(g_t - \bar g_{t-1})` (``lerp_``): the
+    same number to rounding.
     """
+
+    _probe = "square_avg"
 
     def __init__(
         self,
@@ -63,12 +75,12 @@ class RMSProp(Optimizer):
     @classmethod
     def _check_hyperparameters(cls, hyper: Dict[str, Any]) -> Dict[str, Any]:
         hyper = super()._check_hyperparameters(hyper)
-        hyper["alpha"] = _check_float("alpha value", hyper["alpha"], high=1.0)
-        hyper["eps"] = _check_float("epsilon value", hyper["eps"])
-        hyper["weight_decay"] = _check_float("weight_decay value", hyper["weight_decay"])
-        hyper["momentum"] = _check_float("momentum value", hyper["momentum"])
-        hyper["centered"] = _check_bool("centered", hyper["centered"])
-        hyper["maximize"] = _check_bool("maximize", hyper["maximize"])
+        hyper["alpha"] = check_float("alpha value", hyper["alpha"], high=1.0)
+        hyper["eps"] = check_float("epsilon value", hyper["eps"])
+        hyper["weight_decay"] = check_float("weight_decay value", hyper["weight_decay"])
+        hyper["momentum"] = check_float("momentum value", hyper["momentum"])
+        hyper["centered"] = check_bool("centered", hyper["centered"])
+        hyper["maximize"] = check_bool("maximize", hyper["maximize"])
         return hyper
 
     def _state_keys(self, hyper: Mapping[str, Any]) -> frozenset:
@@ -79,46 +91,36 @@ class RMSProp(Optimizer):
             keys.add("grad_avg")
         return frozenset(keys)
 
-    def _update(self, p: Parameter, state: Dict[str, Any]) -> None:
-        value = p.value
-        if not state:
+    def _update(self, p: Parameter, state: Dict[str, Any], xp: ModuleType, fast: bool) -> None:
+        if not state:  # v = ḡ = b = 0
             state["step"] = 0
-            state["square_avg"] = np.zeros(value.shape, dtype=value.dtype)
+            state["square_avg"] = xp.zeros(p.value.shape, dtype=p.value.dtype)
             if self.momentum > 0:
-                state["momentum_buffer"] = np.zeros(value.shape, dtype=value.dtype)
+                state["momentum_buffer"] = xp.zeros(p.value.shape, dtype=p.value.dtype)
             if self.centered:
-                state["grad_avg"] = np.zeros(value.shape, dtype=value.dtype)
-        s0, s1 = self._scratch(value)
-        alpha = self.alpha
+                state["grad_avg"] = xp.zeros(p.value.shape, dtype=p.value.dtype)
         state["step"] += 1
-        g = self._effective_grad(p, self.weight_decay, self.maximize, out=s0)
-
-        square_avg = state["square_avg"]
-        square_avg *= alpha
-        np.multiply(g, 1 - alpha, out=s1)
-        s1 *= g
-        square_avg += s1
-
-        avg = s1
+        alpha, eps, mu, lr = self.alpha, self.eps, self.momentum, self.lr
+        if fast:  # torch's operations in place on scratch (its lerp_ for the centred average)
+            updates.rmsprop_update(p.value, p.grad, state["square_avg"], state.get("grad_avg"),
+                                   state.get("momentum_buffer"), self._scratch.take(p.value), lr, alpha,
+                                   eps, self.weight_decay, mu, self.maximize)
+            return
+        g = self._gradient(p, self.weight_decay, self.maximize)  # g = ±∇ + λθ
+        v = state["square_avg"]
+        v[...] = alpha * v + (1 - alpha) * g * g  # v = α v + (1 − α) g²
         if self.centered:
-            grad_avg = state["grad_avg"]
-            _lerp_(grad_avg, g, 1 - alpha, scratch=s1)
-            np.multiply(grad_avg, grad_avg, out=avg)
-            np.subtract(square_avg, avg, out=avg)
-            np.sqrt(avg, out=avg)
+            g_avg = state["grad_avg"]
+            g_avg[...] = alpha * g_avg + (1 - alpha) * g  # ḡ = α ḡ + (1 − α) g
+            denominator = xp.sqrt(v - g_avg * g_avg) + eps  # √(v − ḡ²) + ε
         else:
-            np.sqrt(square_avg, out=avg)
-        avg += self.eps
-
-        np.divide(g, avg, out=avg)
-        if self.momentum > 0:
-            buf = state["momentum_buffer"]
-            buf *= self.momentum
-            buf += avg
-            np.multiply(buf, self.lr, out=avg)
+            denominator = xp.sqrt(v) + eps  # √v + ε
+        if mu > 0:
+            b = state["momentum_buffer"]
+            b[...] = mu * b + g / denominator  # b = μ b + g / (√ṽ + ε)
+            p.value -= lr * b  # θ = θ − γ b
         else:
-            avg *= self.lr
-        value -= avg
+            p.value -= lr * (g / denominator)  # θ = θ − γ g / (√ṽ + ε)
 
 
 RMSprop = RMSProp

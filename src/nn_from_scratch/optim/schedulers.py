@@ -19,13 +19,14 @@ from typing import Any, Dict, List, Mapping
 
 import numpy as np
 
-from .base import Optimizer, _as_scalar, _check_count, _check_float
+from .arguments import as_scalar, check_count, check_float
+from .base import Optimizer
 
 __all__ = ["CosineAnnealingLR", "ExponentialLR", "LRScheduler", "StepLR"]
 
 
 def _check_positive_int(name: str, value: Any) -> int:
-    value = _as_scalar(value)
+    value = as_scalar(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}: {value!r}")
     result = operator.index(value)
@@ -35,7 +36,7 @@ def _check_positive_int(name: str, value: Any) -> int:
 
 
 def _check_gamma(value: Any) -> float:
-    gamma = _check_float("gamma", value)
+    gamma = check_float("gamma", value)
     if gamma <= 0:
         raise ValueError(f"Invalid gamma: {value!r} (must be > 0)")
     return gamma
@@ -104,13 +105,13 @@ class LRScheduler:
         missing = required - set(state_dict)
         if missing:
             raise ValueError(f"scheduler state_dict is missing {sorted(missing)}")
-        name = _as_scalar(state_dict["scheduler"])
+        name = as_scalar(state_dict["scheduler"])
         if not isinstance(name, str) or name != type(self).__name__:
             raise ValueError(
                 f"state_dict is for scheduler {name!r}, cannot load it into {type(self).__name__}"
             )
-        base_lr = _check_float("base_lr", state_dict["base_lr"])
-        last_epoch = _check_count("last_epoch", state_dict["last_epoch"])
+        base_lr = check_float("base_lr", state_dict["base_lr"])
+        last_epoch = check_count("last_epoch", state_dict["last_epoch"])
         last_lr_in = state_dict["last_lr"]
         if isinstance(last_lr_in, np.ndarray):
             last_lr_in = last_lr_in.tolist()
@@ -118,7 +119,7 @@ class LRScheduler:
             if len(last_lr_in) != 1:
                 raise ValueError(f"last_lr must hold one rate, got {last_lr_in!r}")
             last_lr_in = last_lr_in[0]
-        last_lr = _check_float("last_lr", last_lr_in)
+        last_lr = check_float("last_lr", last_lr_in)
         constants = self._check_constants({k: state_dict[k] for k in self._constants})
         self.base_lr = base_lr
         self.last_epoch = last_epoch
@@ -207,7 +208,7 @@ class CosineAnnealingLR(LRScheduler):
     def _check_constants(self, constants: Dict[str, Any]) -> Dict[str, Any]:
         return {
             "T_max": _check_positive_int("T_max", constants["T_max"]),
-            "eta_min": _check_float("eta_min", constants["eta_min"]),
+            "eta_min": check_float("eta_min", constants["eta_min"]),
         }
 
     def lr_at(self, epoch: int) -> float:

@@ -1,45 +1,15 @@
 """Stochastic gradient descent, with momentum and Nesterov momentum as in torch.optim.SGD."""
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any, Dict, Iterable, Mapping
 
-import numpy as np
-
+from ..engine import updates
 from ..parameter import Parameter
-from .base import Optimizer, _check_bool, _check_float
+from .arguments import check_bool, check_float
+from .base import Optimizer
 
 __all__ = ["SGD", "GradientDescent"]
-
-
-#: Elements per block of :func:`_descend`: 65536 float32 numbers are 256 KiB, so a block of the step
-#: and of the parameter stays in the L2 cache between the multiplication and the subtraction.
-DESCENT_BLOCK = 1 << 16
-
-
-def _descend(value: np.ndarray, direction: np.ndarray, lr: float, out: np.ndarray) -> None:
-    r"""``value -= lr * direction`` in place, with ``out`` (``value``'s shape, may be ``direction``) as scratch.
-
-    Over blocks of :data:`DESCENT_BLOCK` elements when the arrays are
-    C-contiguous: the scaled step of a block is still in cache when it is
-    subtracted, so the parameter's update streams ``direction`` and
-    ``value`` through memory once, instead of writing and reading back a
-    whole scaled copy (measured on the benchmark's 784-512-256-10 MLP, on a
-    shared 2-core machine: the update of its 535 000 float32 numbers took
-    0.74 of the unblocked time in one run, 0.88 to 0.94 in another; blocks
-    of 8192 were slower than unblocked, 16384 to 65536 faster).  The
-    same two operations on every element, so the same bits as unblocked.
-    """
-    n = value.size
-    if n <= DESCENT_BLOCK or not (value.flags.c_contiguous and direction.flags.c_contiguous and out.flags.c_contiguous):
-        np.multiply(direction, lr, out=out)
-        value -= out
-        return
-    flat_value, flat_direction, flat_out = value.reshape(-1), direction.reshape(-1), out.reshape(-1)
-    for start in range(0, n, DESCENT_BLOCK):
-        stop = min(start + DESCENT_BLOCK, n)
-        step = np.multiply(flat_direction[start:stop], lr, out=flat_out[start:stop])
-        target = flat_value[start:stop]
-        np.subtract(target, step, out=target)
 
 
 # --------------------------------------------------------------------------- #
@@ -67,7 +37,15 @@ class SGD(Optimizer):
     The momentum buffer starts as the first gradient itself (no dampening on
     the first step).  Nesterov momentum needs :math:`\mu > 0` and
     :math:`\tau = 0`.
+
+    :math:`\theta`, :math:`g` and :math:`b` have the parameter's shape and
+    dtype; every operation is elementwise.  ``_update`` is these lines in
+    the parameter's array namespace; with the engine on and NumPy arrays,
+    :func:`~nn_from_scratch.engine.updates.sgd_update` runs the same
+    operations in place (the same bits).
     """
+
+    _probe = "momentum_buffer"
 
     def __init__(
         self,
@@ -92,11 +70,11 @@ class SGD(Optimizer):
     @classmethod
     def _check_hyperparameters(cls, hyper: Dict[str, Any]) -> Dict[str, Any]:
         hyper = super()._check_hyperparameters(hyper)
-        hyper["momentum"] = _check_float("momentum value", hyper["momentum"])
-        hyper["dampening"] = _check_float("dampening value", hyper["dampening"], high=1.0)
-        hyper["nesterov"] = _check_bool("nesterov", hyper["nesterov"])
-        hyper["weight_decay"] = _check_float("weight_decay value", hyper["weight_decay"])
-        hyper["maximize"] = _check_bool("maximize", hyper["maximize"])
+        hyper["momentum"] = check_float("momentum value", hyper["momentum"])
+        hyper["dampening"] = check_float("dampening value", hyper["dampening"], high=1.0)
+        hyper["nesterov"] = check_bool("nesterov", hyper["nesterov"])
+        hyper["weight_decay"] = check_float("weight_decay value", hyper["weight_decay"])
+        hyper["maximize"] = check_bool("maximize", hyper["maximize"])
         if hyper["nesterov"] and (hyper["momentum"] <= 0 or hyper["dampening"] != 0):
             raise ValueError(
                 "Nesterov momentum requires a momentum > 0 and zero dampening "
@@ -107,31 +85,24 @@ class SGD(Optimizer):
     def _state_keys(self, hyper: Mapping[str, Any]) -> frozenset:
         return frozenset({"momentum_buffer"}) if hyper["momentum"] != 0 else frozenset()
 
-    def _update(self, p: Parameter, state: Dict[str, Any]) -> None:
-        s0, s1 = self._scratch(p.value)
-        momentum = self.momentum
-        g = self._effective_grad(p, self.weight_decay, self.maximize, out=s0)
-        if momentum != 0:
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = np.array(g, copy=True, order="C")
-                state["momentum_buffer"] = buf
+    def _update(self, p: Parameter, state: Dict[str, Any], xp: ModuleType, fast: bool) -> None:
+        if fast:  # torch's operations in place on scratch, the last subtraction in cache-sized blocks
+            buffer = updates.sgd_update(p.value, p.grad, state.get("momentum_buffer"),
+                                        self._scratch.take(p.value), self.lr, self.momentum,
+                                        self.dampening, self.nesterov, self.weight_decay, self.maximize)
+            if buffer is not None:
+                state["momentum_buffer"] = buffer
+            return
+        mu = self.momentum
+        g = self._gradient(p, self.weight_decay, self.maximize)  # g = ±∇ + λθ
+        if mu != 0:
+            b = state.get("momentum_buffer")
+            if b is None:
+                b = state["momentum_buffer"] = xp.asarray(g, copy=True)  # b = g on the first step
             else:
-                buf *= momentum
-                if self.dampening != 0:
-                    np.multiply(g, 1.0 - self.dampening, out=s1)
-                    buf += s1
-                else:
-                    buf += g
-            if self.nesterov:
-                np.multiply(buf, momentum, out=s1)
-                np.add(g, s1, out=s1)
-                direction = s1
-            else:
-                direction = buf
-        else:
-            direction = g
-        _descend(p.value, direction, self.lr, direction if direction is s0 or direction is s1 else s1)
+                b[...] = mu * b + (1 - self.dampening) * g  # b = μ b + (1 − τ) g
+            g = g + mu * b if self.nesterov else b  # g + μ b (Nesterov) or b
+        p.value -= self.lr * g  # θ = θ − γ g
 
 
 class GradientDescent(SGD):

@@ -1,0 +1,114 @@
+"""The optimizers' argument checks: hyper-parameters, counts and the parameter list, each refused with its name."""
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+from typing import Any, Iterable, List, Optional, Tuple
+
+import numpy as np
+
+from ..parameter import Parameter
+
+__all__ = ["as_parameter_list", "as_scalar", "check_betas", "check_bool", "check_count", "check_float"]
+
+
+def as_scalar(value: Any) -> Any:
+    """Unwrap a 0-d array (as a checkpoint loaded from ``.npz`` holds) to a scalar."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return value.item()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def check_float(
+    name: str,
+    value: Any,
+    *,
+    low: Optional[float] = 0.0,
+    high: Optional[float] = None,
+    high_inclusive: bool = True,
+    what: str = "",
+) -> float:
+    """Return ``value`` as a finite Python float in the allowed range.
+
+    ``TypeError`` for something that is not a real number, ``ValueError``
+    (naming the value) for a non-finite or out-of-range one.
+    """
+    value = as_scalar(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}: {value!r}")
+    result = float(value)
+    if not math.isfinite(result):
+        raise ValueError(f"Invalid {name}: {value!r} (must be finite)")
+    if low is not None and result < low:
+        raise ValueError(f"Invalid {name}: {value!r} (must be >= {low}{what})")
+    if high is not None and (result > high or (not high_inclusive and result == high)):
+        bound = "<=" if high_inclusive else "<"
+        raise ValueError(f"Invalid {name}: {value!r} (must be {bound} {high}{what})")
+    return result
+
+
+def check_bool(name: str, value: Any) -> bool:
+    value = as_scalar(value)
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}: {value!r}")
+    return value
+
+
+def check_betas(betas: Any) -> Tuple[float, float]:
+    if isinstance(betas, np.ndarray):
+        betas = betas.tolist()
+    try:
+        items = list(betas)
+    except TypeError:
+        raise TypeError(f"betas must be a pair of floats, got {type(betas).__name__}: {betas!r}") from None
+    if len(items) != 2:
+        raise ValueError(f"Invalid betas: {betas!r} (must be a pair (beta1, beta2))")
+    return tuple(  # type: ignore[return-value]
+        check_float(f"beta parameter at index {i}", b, low=0.0, high=1.0, high_inclusive=False)
+        for i, b in enumerate(items)
+    )
+
+
+def check_count(name: str, value: Any) -> int:
+    value = as_scalar(value)
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, got bool")
+    try:
+        result = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}: {value!r}") from None
+    if result < 0:
+        raise ValueError(f"Invalid {name}: {value!r} (must be >= 0)")
+    return result
+
+
+def as_parameter_list(params: Iterable[Parameter]) -> List[Parameter]:
+    if isinstance(params, Parameter):
+        raise TypeError(
+            "params must be an iterable of Parameter objects, got a single Parameter; "
+            "wrap it in a list"
+        )
+    try:
+        params = list(params)
+    except TypeError:
+        raise TypeError(
+            f"params must be an iterable of Parameter objects, got {type(params).__name__}"
+        ) from None
+    if not params:
+        raise ValueError("optimizer got an empty parameter list")
+    seen = set()
+    for i, p in enumerate(params):
+        if not isinstance(p, Parameter):
+            raise TypeError(
+                f"optimizer params must be Parameter objects, got {type(p).__name__} at index {i}"
+            )
+        if id(p) in seen:
+            raise ValueError(
+                f"parameter at index {i} ({p!r}) appears more than once in params; model.parameters() lists a "
+                "shared or tied Parameter once (torch only warns here, then updates it twice per step)"
+            )
+        seen.add(id(p))
+    return params
