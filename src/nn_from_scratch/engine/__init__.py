@@ -1,35 +1,32 @@
-r"""The fast engine: kernels of arrays in, arrays out, under the layers that state the math.
+r"""The fast engine: NumPy kernels under the layers that state the math, taken through one switch.
 
-The layers in :mod:`nn_from_scratch.nodes` say what they compute on their
-*textbook path*, the one a student reads: Conv2d through plain
-``im2col``/``col2im`` at every stride (``y = W·cols + b``,
-``dW = Σ_n G_n·cols_nᵀ``, ``db = Σ G``, ``dcols = Wᵀ·G`` then ``col2im``), the
-pools through the same window helper (:mod:`nn_from_scratch.nodes.windows`).
-This package holds the *fast paths* the layers call instead when the engine
-is on, as functions of NumPy arrays (the way THNN's C kernels sit under
-Torch7's layers).  It imports only NumPy and its own modules, never a layer.
+Every layer, loss and optimizer states its math on its *textbook path*, the
+formula written against the array API standard (``docs/architecture.md``).
+This package holds the speed tricks, as functions of NumPy arrays (the way
+THNN's C kernels sit under Torch7's layers); a pass takes them only when
+``ctx.fast`` is true, which :class:`~nn_from_scratch.function.Function` sets
+when the engine is on and the arrays are NumPy's.  The engine imports only
+NumPy and its own modules, never a layer.
 
-What runs on the fast paths (engine on, the default):
+What the fast paths are:
 
-* ``Conv2d`` with stride 1: :mod:`.convolution`, the wide-column
-  convolution (flat images sharing their padding, processed in cache-sized
-  blocks of samples, the bias folded into the matrix product, scratch
-  arrays reused through a :class:`~.workspace.Workspace`);
-* the softmax family (``SoftMax``, ``LogSoftMax`` and the public softmax
-  functions): :mod:`.softmax`, cache-sized blocks of rows on the threads of
-  :mod:`.rowblocks`;
-* the elementwise activations whose formulas take several NumPy passes
-  (LeakyReLU, ELU, GELU, Softplus, the sigmoid): :mod:`.elementwise`, the formula run over
-  cache-sized blocks of elements with reused scratch (the same bits as one
-  call on the whole arrays).
-
-How many threads the BLAS and the row blocks use is decided in one place,
-:mod:`.threads` (a ceiling set by ``set_num_threads`` or
-``NN_FROM_SCRATCH_NUM_THREADS``, and a guard that drops to one thread when
-the machine is too busy for a second one to help).
-
-Everything else (Conv2d at other strides, the pools, ...) has one path, the
-textbook one, whichever way the switch is set.
+* :mod:`.convolution` (Conv2d at stride 1: wide columns in cache-sized
+  blocks of samples), :mod:`.strided_convolution` and :mod:`.windows`
+  (other strides: columns copied once from an ``as_strided`` view, the
+  lattice col2im), :mod:`.pooling` (the max, average and adaptive pools);
+* :mod:`.softmax` on the threads of :mod:`.rowblocks` (the softmax family in
+  cache-sized row blocks, and the classification losses' writes by index);
+* :mod:`.activations` and :mod:`.elementwise` (the activations' formulas in
+  cache-sized blocks of elements, the derivative made in the forward pass);
+* :mod:`.channels` (BatchNorm's per-channel sums as matrix products);
+* :mod:`.updates` (the optimizers' updates in place, torch's operation order,
+  scratch from :mod:`.workspace`);
+* :mod:`.gradients` (a parameter's first gradient written straight into its
+  ``.grad`` after ``zero_grad``);
+* :mod:`.threads` with :mod:`.blas` and :mod:`.room` (the thread policy: a
+  ceiling, the BLAS steered through its own functions, fewer threads while
+  the machine has no room for them), and :mod:`.allocator` (glibc keeps freed
+  pages for reuse, for the command line and the benchmark).
 
 The switch is process-wide (like torch's ``torch.backends`` flags), read
 by each forward pass; a backward pass always follows the path its forward
@@ -41,15 +38,15 @@ pass took.  It is set by
   (``1``/``true``/``yes``/``on`` for the textbook paths, ``0``/``false``/``no``/``off`` or empty for the
   engine; any other value is refused with a ``ValueError`` naming the variable).
 
-Numbers.  The softmax family gives the same bits on both paths (each row
-goes through the same NumPy calls).  The convolution computes the same sums
-in a different order (the fast one adds the bias inside the matrix product
-and sums the weight gradient over blocks of samples), so its two paths agree
-to rounding, not bit for bit: every output and gradient within 100 machine
-epsilons of its largest magnitude (``2.2e-14`` of it in float64, ``1.2e-5``
-in float32; measured, at most 8), which ``tests/test_engine.py`` checks on
-outputs and all gradients.  Each path on its own is deterministic: the same
-inputs and settings give the same bits.
+Under :func:`textbook` no function of this package runs (``tests/test_textbook.py`` spies on all of them).
+
+Numbers.  Most fast paths give the textbook's bits (the pools, the softmax
+family, the losses, SGD, the activations but the exact GELU in float32).
+The convolutions, BatchNorm, Adam and RMSProp sum in another order or follow
+torch's in-place operations, so their two paths agree to rounding: every
+result within 100 machine epsilons of its largest magnitude, which the
+tests check on outputs and all gradients.  Each path
+on its own is deterministic: the same inputs and settings give the same bits.
 """
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ The number of threads comes from the thread policy (:mod:`.threads`): at
 most its ceiling (:func:`num_threads`: the ``NN_FROM_SCRATCH_NUM_THREADS``
 environment variable when set, else the number of cores this process may
 use, at most 4; :func:`set_num_threads` changes it), and one while its
-starvation guard sees a busy machine.
+reading of the room on the machine sees its cores taken (:mod:`.room`).
 """
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def set_num_threads(count: int) -> None:
 
 
 def active_threads() -> int:
-    """The threads row-wise work uses now: the ceiling, or one while the starvation guard holds."""
+    """The threads row-wise work uses now: the ceiling, or fewer while the machine has no room for it."""
     return _policy.active_threads()
 
 

@@ -24,8 +24,6 @@ from typing import Any, Dict, List, Tuple
 
 import numpy as np
 
-from . import threads
-
 __all__ = ["Workspace"]
 
 
@@ -38,7 +36,6 @@ class Workspace:
 
     def take(self, shape: Tuple[int, ...], dtype: Any) -> np.ndarray:
         """A C-contiguous array of ``shape`` and ``dtype`` with arbitrary contents, now the caller's."""
-        threads.tick()  # the optimizers and Conv2d take scratch every step: the thread policy's guard sees time pass
         if type(shape) is not tuple:  # callers on hot paths pass tuples of ints: no conversion for them
             shape = tuple(int(d) for d in shape)
         key = (shape, np.dtype(dtype))
