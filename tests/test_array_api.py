@@ -362,3 +362,32 @@ def test_a_model_moved_to_array_api_strict_and_back_is_bit_identical(xp, rng):
     for key in before:
         assert isinstance(model.state_dict()[key], np.ndarray)
         np.testing.assert_array_equal(after[key], before[key])
+
+
+def test_a_model_trained_on_numpy_and_saved_predicts_the_same_under_array_api_strict(xp, tmp_path, suffix):
+    """Trained with the fast engine on NumPy, saved, loaded into a fresh model moved to array_api_strict: its
+    predictions are the NumPy textbook path's, bit for bit, and the fast path's to rounding."""
+    from nn_from_scratch import NeuralNetwork
+    from nn_from_scratch.datasets import load_digits
+    from nn_from_scratch.files import load_model, save_model
+
+    def build():
+        return Sequential(N.Reshape(1, 8, 8), N.Conv2d(1, 4, 3, padding=1, rng=0), N.BatchNorm2d(4), N.ReLU(),
+                          N.MaxPool2d(2), N.Flatten(), N.Dropout(0.2, rng=1), N.Linear(64, 10, rng=2))
+
+    X, y, _, _ = load_digits()
+    X, y = X[:300], y[:300]
+    model = build()
+    NeuralNetwork(model, L.CrossEntropyLoss(), O.Adam(model.parameters(), lr=1e-2)).fit(
+        X, y, epochs=2, batch_size=32, rng=0, progress=False)
+    save_model(tmp_path / f"digits{suffix}", model)
+    fast = model.evaluate(X[:50])
+    with engine.textbook():
+        textbook = model.evaluate(X[:50])
+    fresh = build().eval()
+    load_model(tmp_path / f"digits{suffix}", fresh)
+    move_to("array_api_strict", fresh)
+    predicted = fresh.evaluate(xp.asarray(X[:50]))
+    assert type(predicted).__module__.startswith("array_api_strict")
+    np.testing.assert_array_equal(host(predicted), textbook)
+    np.testing.assert_allclose(host(predicted), fast, rtol=1e-12, atol=1e-12)
