@@ -26,7 +26,7 @@ import nn_from_scratch.nodes as nodes_module
 import nn_from_scratch.optim as optim_module
 from conftest import required
 from nn_from_scratch import Graph, Input, Parallel, Residual, Sequential, engine
-from nn_from_scratch.backend import move_to, on_backend, to_numpy
+from nn_from_scratch.backend import set_backend, on_backend, to_numpy
 from nn_from_scratch.node import Node
 
 N = nodes_module
@@ -189,7 +189,7 @@ def test_a_node_gives_its_numpy_numbers_under_array_api_strict(name, xp, rng):
     with engine.textbook():
         g = upstream(numpy_node.evaluate(*xs), rng)
         expected = faces(numpy_node, xs, g)
-    move_to("array_api_strict", strict_node)
+    set_backend("array_api_strict", strict_node)
     actual = faces(strict_node, strict(xs, xp), strict(g, xp))
     assert actual.keys() == expected.keys()
     for key in expected:
@@ -202,7 +202,7 @@ def test_a_nodes_gradients_under_array_api_strict_match_finite_differences(name,
     if not case.finite_differences:
         pytest.skip(f"{name} has kinks at the test point")
     node = case.make()
-    move_to("array_api_strict", node)
+    set_backend("array_api_strict", node)
     xs = case.inputs(rng)
     g = upstream(host(node.evaluate(*strict(xs, xp))), rng)
 
@@ -386,7 +386,7 @@ def test_a_model_trained_on_numpy_and_saved_predicts_the_same_under_array_api_st
         textbook = model.evaluate(X[:50])
     fresh = build().eval()
     load_model(tmp_path / f"digits{suffix}", fresh)
-    move_to("array_api_strict", fresh)
+    set_backend("array_api_strict", fresh)
     predicted = fresh.evaluate(xp.asarray(X[:50]))
     assert type(predicted).__module__.startswith("array_api_strict")
     np.testing.assert_array_equal(host(predicted), textbook)

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import required
 from nn_from_scratch import engine
-from nn_from_scratch.backend import move_to, to_numpy
+from nn_from_scratch.backend import set_backend, to_numpy
 from nn_from_scratch.engine import updates
 from nn_from_scratch.optim import (
     SGD,
@@ -903,7 +903,7 @@ def test_to_backend_converts_everything_before_replacing_anything(rng, strict_xp
 
 
 def test_an_optimizer_moved_with_its_model_steps_as_on_numpy_and_resumes_there(rng, strict_xp):
-    """move_to moves a model and its optimizer; a checkpoint taken there loads on NumPy and continues the run."""
+    """set_backend moves a model and its optimizer; a checkpoint taken there loads on NumPy and continues the run."""
     from nn_from_scratch import Sequential
     from nn_from_scratch.nodes import Linear
 
@@ -911,7 +911,7 @@ def test_an_optimizer_moved_with_its_model_steps_as_on_numpy_and_resumes_there(r
     twin = Sequential(Linear(3, 4, rng=0), Linear(4, 2, rng=1))
     ours, theirs = Adam(model.parameters(), lr=0.01, amsgrad=True), Adam(twin.parameters(), lr=0.01, amsgrad=True)
     grads = [[rng.standard_normal(p.shape) for p in model.parameters()] for _ in range(4)]
-    move_to("array_api_strict", model, ours)
+    set_backend("array_api_strict", model, ours)
     for step in grads[:3]:
         for p, q, g in zip(model.parameters(), twin.parameters(), step):
             p.grad, q.grad = strict_xp.asarray(g), g.copy()
@@ -950,7 +950,7 @@ def test_a_gradient_or_state_of_another_library_is_refused_before_anything_moves
     params[1].grad = saved
     for p in params[2:]:  # the model moved without its optimizer
         p.value, p.grad = strict_xp.asarray(p.value), strict_xp.asarray(p.grad)
-    with pytest.raises(TypeError, match="buffers of parameter 2 live in another array library.*move_to"):
+    with pytest.raises(TypeError, match="buffers of parameter 2 live in another array library.*set_backend"):
         opt.step()
     for p, v in zip(params, values):
         np.testing.assert_array_equal(to_numpy(p.value), v)

@@ -13,7 +13,7 @@ such an array arrives.  The fast engine (:mod:`nn_from_scratch.engine`) runs
 only on NumPy arrays.
 
 A model's parameters and buffers, and an optimizer's state, live in one
-namespace.  :func:`move_to` moves them (``move_to("array_api_strict", model,
+namespace.  :func:`set_backend` moves them (``set_backend("array_api_strict", model,
 optimizer)``), and :func:`on_backend` does so for a block and moves them back
 after it.  Inputs must then come in that namespace (a mismatch is a
 ``TypeError`` naming both).  :func:`as_backend_array` converts an array to a
@@ -28,8 +28,8 @@ from typing import Any, Dict, Iterator
 
 import numpy as np
 
-__all__ = ["BACKENDS", "as_backend_array", "backend_namespace", "is_numpy", "move_to", "namespace_of", "numpy_dtype",
-           "on_backend", "to_numpy"]
+__all__ = ["BACKENDS", "as_backend_array", "backend_namespace", "is_numpy", "namespace_of", "numpy_dtype",
+           "on_backend", "set_backend", "to_numpy"]
 
 BACKENDS: Dict[str, str] = {
     "numpy": "numpy",
@@ -70,7 +70,7 @@ def namespace_of(*arrays: Any) -> ModuleType:
         xp = _own_namespace(a)
         if found is not None and xp is not found:
             raise TypeError(f"arrays of two array libraries met: {found.__name__} and {xp.__name__}; "
-                            "move the model and its inputs to one (nn_from_scratch.backend.move_to)")
+                            "move the model and its inputs to one (nn_from_scratch.backend.set_backend)")
         found = xp
     return np if found is None else found
 
@@ -118,7 +118,7 @@ def as_backend_array(a: Any, xp: ModuleType) -> Any:
     return xp.asarray(np.ascontiguousarray(host))
 
 
-def move_to(backend: str, *objects: Any) -> None:
+def set_backend(backend: str, *objects: Any) -> None:
     """Move models (their parameters with their gradients, and buffers) and optimizers (their state) to ``backend``.
 
     ``backend`` is a name of :data:`BACKENDS`; each object's ``to_backend``
@@ -129,7 +129,7 @@ def move_to(backend: str, *objects: Any) -> None:
     backend_namespace(backend)  # a missing library is refused before anything moves
     for obj in objects:
         if not hasattr(obj, "to_backend"):
-            raise TypeError(f"move_to moves models (Nodes) and optimizers, got {type(obj).__name__}")
+            raise TypeError(f"set_backend moves models (Nodes) and optimizers, got {type(obj).__name__}")
     for obj in objects:
         obj.to_backend(backend)
 
@@ -137,8 +137,8 @@ def move_to(backend: str, *objects: Any) -> None:
 @contextlib.contextmanager
 def on_backend(backend: str, *objects: Any) -> Iterator[ModuleType]:
     """Move ``objects`` to ``backend`` for the block (yielding its namespace), and back to NumPy after it."""
-    move_to(backend, *objects)
+    set_backend(backend, *objects)
     try:
         yield backend_namespace(backend)
     finally:
-        move_to("numpy", *objects)
+        set_backend("numpy", *objects)

@@ -118,7 +118,7 @@ class Node(Function, NodeTree):
             if type(value) is Parameter and namespace_of(value.value) is not xp:
                 raise TypeError(f"{type(self).__name__}: the input is a {xp.__name__} array but {name} lives in "
                                 f"{namespace_of(value.value).__name__}; move the model with "
-                                "nn_from_scratch.backend.move_to")
+                                "nn_from_scratch.backend.set_backend")
 
     def extra_repr(self) -> str:
         return "" if self.input_shape is None else f"input_shape={self.input_shape}"

@@ -23,7 +23,7 @@ hyper-parameters (including the current learning rate, which schedulers
 change), the step count and NumPy copies of every per-parameter buffer, so a
 run resumed from a checkpoint continues bit-for-bit as if it had never
 stopped.  :meth:`Optimizer.to_backend` moves the buffers to another array
-library (:func:`nn_from_scratch.backend.move_to` moves a model and its
+library (:func:`nn_from_scratch.backend.set_backend` moves a model and its
 optimizer together).
 """
 from __future__ import annotations
@@ -157,7 +157,7 @@ class Optimizer:
             if buffer is not None and type(buffer) is not type(value) and not _is_array_of(buffer, xp):
                 raise TypeError(f"{type(self).__name__}.step: the buffers of parameter {i} live in another array "
                                 f"library ({_described(buffer)}) than the parameter ({_described(value)}); move "
-                                "the model and its optimizer together: nn_from_scratch.backend.move_to")
+                                "the model and its optimizer together: nn_from_scratch.backend.set_backend")
             namespaces.append(xp)
         fast = fast_enabled()
         try:
@@ -186,7 +186,7 @@ class Optimizer:
         ``backend`` is a name of :data:`nn_from_scratch.backend.BACKENDS`.
         Values and dtypes are kept exactly, and everything is converted
         before anything is replaced.  The parameters move with their model:
-        :func:`nn_from_scratch.backend.move_to` moves both.
+        :func:`nn_from_scratch.backend.set_backend` moves both.
         """
         xp = backend_namespace(backend)
         moved = [{key: as_backend_array(v, xp) for key, v in entries.items() if hasattr(v, "shape")}
