@@ -64,6 +64,7 @@ def rng() -> np.random.Generator:
 OPTIONAL = {
     "torch": "pip install torch==2.13.0",
     "array-api-strict": "pip install array-api-strict",
+    "array-api-compat": "pip install array-api-compat",
     "safetensors": "pip install safetensors",
     "sympy": "pip install sympy",
     "matplotlib": "pip install matplotlib",

@@ -391,3 +391,35 @@ def test_a_model_trained_on_numpy_and_saved_predicts_the_same_under_array_api_st
     assert type(predicted).__module__.startswith("array_api_strict")
     np.testing.assert_array_equal(host(predicted), textbook)
     np.testing.assert_allclose(host(predicted), fast, rtol=1e-12, atol=1e-12)
+
+
+def test_a_model_trains_on_torch_tensors_through_array_api_compat(torch, rng):
+    """The same textbook lines on torch tensors (array-api-compat's namespace): a step of a small CNN gives the
+    NumPy textbook path's loss, gradients and updated weights."""
+    required("array_api_compat", "array-api-compat is not installed (pip install array-api-compat)")
+
+    def build():
+        return Sequential(N.Conv2d(1, 2, 3, padding=1, rng=0), N.ReLU(), N.MaxPool2d(2), N.Flatten(),
+                          N.Linear(8, 6, rng=1), N.BatchNorm1d(6), N.Tanh(), N.Linear(6, 3, rng=2))
+
+    x, y = rng.standard_normal((4, 1, 4, 4)), np.array([0, 1, 2, 0])
+    results = []
+    for on_torch in (False, True):
+        model = build()
+        optimizer = O.SGD(model.parameters(), lr=0.1, momentum=0.9)  # Adam's first step divides by |g|
+        loss = L.CrossEntropyLoss()
+        inputs, targets = x, y
+        if on_torch:
+            set_backend("torch", model, optimizer)
+            inputs, targets = torch.from_numpy(x), torch.from_numpy(y)
+        with engine.textbook():
+            value = loss.forward(model.forward(inputs), targets)
+            model.backward(loss.backward())
+            optimizer.step()
+        results.append((value, {name: host(p.value) for name, p in model.named_parameters()}))
+        if on_torch:
+            assert all(isinstance(p.value, torch.Tensor) for p in model.parameters())
+    (expected, weights), (actual, moved) = results
+    np.testing.assert_allclose(actual, expected, rtol=1e-12, atol=0)
+    for name in weights:
+        np.testing.assert_allclose(moved[name], weights[name], rtol=1e-12, atol=1e-14, err_msg=name)

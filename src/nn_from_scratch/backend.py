@@ -28,7 +28,7 @@ from typing import Any, Dict, Iterator
 
 import numpy as np
 
-__all__ = ["BACKENDS", "as_backend_array", "backend_namespace", "is_numpy", "namespace_of", "numpy_dtype",
+__all__ = ["BACKENDS", "as_backend_array", "backend_namespace", "is_array", "is_numpy", "namespace_of", "numpy_dtype",
            "on_backend", "set_backend", "to_numpy"]
 
 BACKENDS: Dict[str, str] = {
@@ -57,6 +57,16 @@ def is_numpy(xp: ModuleType) -> bool:
     return xp is np
 
 
+def is_array(value: Any) -> bool:
+    """Whether ``value`` is an array: NumPy's, or one of a library with an array namespace (array_api_strict,
+    CuPy, torch).  Numbers, lists and NumPy scalars are not."""
+    if isinstance(value, np.ndarray):
+        return True
+    if isinstance(value, (np.generic, list, tuple, int, float, complex, str, bytes)) or value is None:
+        return False
+    return hasattr(value, "__array_namespace__") or type(value).__module__.split(".")[0] in ("cupy", "torch")
+
+
 def namespace_of(*arrays: Any) -> ModuleType:
     """The array namespace of ``arrays``: NumPy for NumPy arrays, numbers and lists, else the arrays' own.
 
@@ -64,8 +74,7 @@ def namespace_of(*arrays: Any) -> ModuleType:
     """
     found = None
     for a in arrays:
-        if isinstance(a, (np.ndarray, np.generic)) or not (
-                hasattr(a, "__array_namespace__") or type(a).__module__.split(".")[0] in ("cupy", "torch")):
+        if isinstance(a, np.ndarray) or not is_array(a):
             continue  # NumPy's, or not an array at all (numbers, lists, None): NumPy takes it
         xp = _own_namespace(a)
         if found is not None and xp is not found:

@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .backend import namespace_of
+from .backend import is_array, namespace_of
 
 __all__ = ["ConcurrentUseError", "Context", "KeepsPass", "as_float_array", "output_grad", "record_undo",
            "refusal_undoes"]
@@ -81,7 +81,7 @@ def as_float_array(value: Any, name: str = "x") -> Any:
     """
     if isinstance(value, np.ndarray):
         array = value
-    elif _foreign(value):
+    elif is_array(value):
         return _foreign_float_array(value, name)
     else:
         try:
@@ -96,13 +96,6 @@ def as_float_array(value: Any, name: str = "x") -> Any:
     if kind in "biu":
         return array.astype(np.float64)
     raise TypeError(f"{name} must hold real numbers (float, int or bool), got dtype {array.dtype}")
-
-
-def _foreign(value: Any) -> bool:
-    """Whether ``value`` is an array of another library than NumPy (``array_api_strict``, CuPy, torch)."""
-    if isinstance(value, (np.generic, list, tuple, int, float)):
-        return False
-    return hasattr(value, "__array_namespace__") or type(value).__module__.split(".")[0] in ("cupy", "torch")
 
 
 def _foreign_float_array(value: Any, name: str) -> Any:

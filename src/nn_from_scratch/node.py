@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .backend import namespace_of
+from .backend import is_array, namespace_of
 from .context import Context, as_float_array
 from .function import Function
 from .node_tree import NodeTree
@@ -129,7 +129,7 @@ class Node(Function, NodeTree):
 
 def _as_constant(value: Any) -> Any:
     """A constant input (indices, a mask) as given: an array keeps its dtype and namespace, anything else NumPy's."""
-    return value if hasattr(value, "__array_namespace__") or isinstance(value, np.ndarray) else np.asarray(value)
+    return value if is_array(value) else np.asarray(value)
 
 
 def _normalize_shape(shape: ShapeLike) -> Optional[Tuple[Optional[int], ...]]:

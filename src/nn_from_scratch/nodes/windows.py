@@ -51,7 +51,7 @@ from typing import Any, List, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..backend import namespace_of
+from ..backend import is_array, namespace_of
 
 __all__ = ["Pair", "as_pair", "check_images", "col2im", "conv_output_size", "im2col", "offset_slices", "pad"]
 
@@ -181,7 +181,7 @@ def im2col(
     gives the matrices of a convolution as a batched matmul (see the module
     docstring).
     """
-    x = x if hasattr(x, "__array_namespace__") else np.asarray(x)
+    x = x if is_array(x) else np.asarray(x)
     xp = namespace_of(x)
     kernel, strides, pads, dilations, out = _geometry(tuple(x.shape), kernel_size, stride, padding, dilation)
     slices = offset_slices(pad(x, pads, fill_value), kernel, strides, dilations, out)
@@ -211,7 +211,7 @@ def col2im(
     :math:`\partial L/\partial\,\text{cols}`.  Each pixel collects its parts in
     offset order, row-major, from zero.
     """
-    cols = cols if hasattr(cols, "__array_namespace__") else np.asarray(cols)
+    cols = cols if is_array(cols) else np.asarray(cols)
     xp = namespace_of(cols)
     input_shape = tuple(int(d) for d in input_shape)
     kernel, strides, (ph, pw), dilations, (ho, wo) = _geometry(input_shape, kernel_size, stride, padding, dilation)
