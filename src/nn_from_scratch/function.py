@@ -112,6 +112,9 @@ def _result_dtype(xp: ModuleType, x: Any, y: Any) -> Any:
 
 # ------------------------------------------------------------------ float16 computed in float32
 def _to_float32(value: Any) -> Any:
+    """A float16 input or upstream gradient in float32 (tuples part by part); anything else as it is."""
+    if isinstance(value, tuple):
+        return tuple(_to_float32(part) for part in value)
     return value.astype(np.float32) if _is_half(value) else value
 
 
