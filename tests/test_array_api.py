@@ -14,6 +14,7 @@ is the named subset of the gradient and oracle suite that CI runs under ``array_
 """
 from __future__ import annotations
 
+import collections
 import copy
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Tuple
@@ -155,6 +156,9 @@ NODES: Dict[str, Case] = {
     "Residual[Scale]": Case(lambda: Residual(Sequential(N.Linear(3, 3, rng=0), N.Scale(-0.7)),
                                              shortcut=N.Linear(3, 3, rng=1), after=N.Scale(2.0)), normal(4, 3)),
     "Graph[Multiply]": Case(_graph_of_products, lambda rng: (rng.standard_normal((4, 3)), rng.standard_normal((4, 3)))),
+    # tensor plumbing
+    "Sequential[named]": Case(lambda: Sequential(collections.OrderedDict(
+        first=N.Linear(3, 4, rng=0), act=N.Tanh(), last=N.Linear(4, 2, rng=1))), normal(4, 3)),
 }
 #: Classes whose textbook path is not yet written against the array API standard (each is removed from this set
 #: in the change that converts it).

@@ -7,5 +7,6 @@ from .graph import Graph, Input, Placeholder
 from .parallel import Parallel
 from .residual import Residual
 from .sequential import Sequential, check_layer
+from .summary import Summary
 
-__all__ = ["Graph", "Input", "Parallel", "Placeholder", "Residual", "Sequential", "check_layer"]
+__all__ = ["Graph", "Input", "Parallel", "Placeholder", "Residual", "Sequential", "Summary", "check_layer"]

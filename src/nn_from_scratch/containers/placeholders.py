@@ -18,7 +18,7 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..node import GraphValue, Node
-from .sequential import check_layer
+from .node_list import check_layer, check_name
 
 __all__ = ["Input", "Placeholder", "check_name", "shown"]
 
@@ -35,13 +35,6 @@ def _next_serial() -> int:
 def shown(shape: Tuple[Optional[int], ...]) -> str:
     """A shape as Python writes a tuple, ``None`` for any size: ``(None, 4)``."""
     return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
-
-
-def check_name(name: Any, what: str) -> str:
-    """``name`` if it is a Python identifier (a ``state_dict`` prefix), else ``ValueError`` naming ``what``."""
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ValueError(f"{what} must be a Python identifier (it becomes a state_dict prefix), got {name!r}")
-    return name
 
 
 class Use:
