@@ -196,8 +196,8 @@ def _trial(node: Node, inputs: Tuple[Placeholder, ...]
     """
     runs = []
     for batch in _TRIAL_BATCHES:
-        arrays = [p.value if p.is_constant else np.zeros(tuple(batch if d is None else d for d in p.shape), dtype=p.dtype)
-                  for p in inputs]
+        arrays = [p.value if p.is_constant else
+                  np.zeros(tuple(batch if d is None else d for d in p.shape), dtype=p.dtype) for p in inputs]
         try:
             with np.errstate(all="ignore"):
                 y = node.run(*arrays, update_state=False).y
