@@ -162,6 +162,10 @@ def test_without_an_input_shape_the_first_layers_declared_shape_is_taken():
     model = Sequential(Declared((None, 4)), Linear(4, 3, rng=0))
     assert model.summary() == model.summary((None, 4))
     assert "Output shape" not in Sequential(Declared((None, None)), Linear(4, 3)).summary()
+    from nn_from_scratch import Graph, Input
+    x = Input(4)
+    model = Sequential(Graph(x, ReLU()(x)), Linear(4, 3, rng=0))  # a graph declares its Input's shape
+    assert model.summary() == model.summary((None, 4))
 
 
 def test_a_named_layer_is_shown_under_its_name():

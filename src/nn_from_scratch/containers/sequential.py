@@ -130,9 +130,10 @@ class Sequential(NodeList):
         cached forward, no running statistics or random state touched, the
         train/eval modes restored.  The batch dimension is shown as given; a
         leading ``None`` (any batch size) is run as 1 and shown as ``None``.
-        Without ``input_shape`` the first layer's declared ``input_shape`` is
-        used where it has one (``None`` at most on the batch axis); otherwise
-        the table lists the layers and their counts without output shapes.
+        Without ``input_shape`` the first layer's declared input shape is
+        used where it has one (its ``input_shape``, or the Input of a Graph
+        with one input; ``None`` at most on the batch axis); otherwise the
+        table lists the layers and their counts without output shapes.
 
         ``Param #`` counts each layer's parameters and its floating buffers
         (running statistics), which Keras calls non-trainable parameters; the
@@ -144,7 +145,7 @@ class Sequential(NodeList):
         after=ReLU)``).
         """
         if input_shape is None:
-            declared = self.nodes[0].input_shape if self.nodes else None
+            declared = self._declared_input_shape()
             if declared is None or any(d is None for d in declared[1:]):
                 return self._table(None, None)
             input_shape = declared
@@ -161,6 +162,16 @@ class Sequential(NodeList):
                 f"input_shape must hold non-negative sizes (None is allowed for the batch axis only), got {shape}"
             )
         return self._table(run_shape, batch_unknown)
+
+    def _declared_input_shape(self) -> Optional[Tuple[Optional[int], ...]]:
+        """The first layer's declared input shape: its ``input_shape``, or a one-input Graph's Input shape."""
+        if not self.nodes:
+            return None
+        first = self.nodes[0]
+        shapes = getattr(first, "input_shapes", None)
+        if first.input_shape is None and shapes is not None and len(shapes) == 1:
+            return tuple(shapes[0])
+        return first.input_shape
 
     def _table(self, run_shape: Optional[Tuple[int, ...]], batch_unknown: Optional[bool]) -> Summary:
         """The summary's rows, with output shapes from a trial pass on zeros of ``run_shape`` (None: no shapes)."""
