@@ -14,6 +14,7 @@ is the named subset of the gradient and oracle suite that CI runs under ``array_
 """
 from __future__ import annotations
 
+import collections
 import copy
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Tuple
@@ -26,7 +27,8 @@ import nn_from_scratch.nodes as nodes_module
 import nn_from_scratch.optim as optim_module
 from conftest import required
 from nn_from_scratch import Graph, Input, Parallel, Residual, Sequential, engine
-from nn_from_scratch.backend import set_backend, on_backend, to_numpy
+from nn_from_scratch.backend import on_backend, set_backend, to_numpy
+from nn_from_scratch.containers import Constant
 from nn_from_scratch.node import Node
 
 N = nodes_module
@@ -155,6 +157,26 @@ NODES: Dict[str, Case] = {
     "Residual[Scale]": Case(lambda: Residual(Sequential(N.Linear(3, 3, rng=0), N.Scale(-0.7)),
                                              shortcut=N.Linear(3, 3, rng=1), after=N.Scale(2.0)), normal(4, 3)),
     "Graph[Multiply]": Case(_graph_of_products, lambda rng: (rng.standard_normal((4, 3)), rng.standard_normal((4, 3)))),
+    # tensor plumbing
+    "Permute": Case(lambda: N.Permute(2, 0, 1), normal(2, 3, 4)),
+    "Transpose": Case(lambda: N.Transpose(0, -1), normal(2, 3, 4)),
+    "Squeeze": Case(lambda: N.Squeeze(1), normal(3, 1, 2)),
+    "Unsqueeze": Case(lambda: N.Unsqueeze(-1), normal(3, 2)),
+    "Where": Case(N.Where, lambda rng: (rng.random((4, 3)) > 0.5, rng.standard_normal((4, 3)),
+                                        rng.standard_normal((1, 3))), constant=(0,)),
+    "MaskedFill": Case(lambda: N.MaskedFill(-2.5), lambda rng: (rng.standard_normal((4, 3)), rng.random(3) > 0.5),
+                       constant=(1,)),
+    "Gather": Case(lambda: N.Gather(1), lambda rng: (rng.standard_normal((3, 4)), rng.integers(0, 4, (2, 5))),
+                   constant=(1,)),
+    "IndexSelect": Case(lambda: N.IndexSelect(0), lambda rng: (rng.standard_normal((4, 3)), np.array([3, 0, 3])),
+                        constant=(1,)),
+    "Graph[Constant]": Case(lambda: (lambda x: Graph(x, N.Gather(1)(N.MaskedFill(0.5)(x, Constant(
+        np.array([True, False, True]), name="mask")), Constant(np.array([[2, 0, 0, 2]])))))(Input(3)), normal(4, 3)),
+    "Graph[unbatched mask]": Case(lambda: (lambda x, m: Graph([x, m], N.Where()(m, x, N.Scale(-2.0)(x))))(
+        Input(3), Input(3, batched=False, dtype=bool)), lambda rng: (rng.standard_normal((4, 3)),
+                                                                     np.array([True, False, True])), constant=(1,)),
+    "Sequential[named]": Case(lambda: Sequential(collections.OrderedDict(
+        first=N.Linear(3, 4, rng=0), turn=N.Transpose(0, 1), last=N.Linear(4, 2, rng=1))), normal(4, 3)),
 }
 
 

@@ -37,6 +37,7 @@ from hypothesis import strategies as st
 import nn_from_scratch.losses as losses_module
 import nn_from_scratch.nodes as nodes_module
 import nn_from_scratch.optim as optim_module
+from nn_from_scratch.containers import Constant, Graph, Input
 from nn_from_scratch.losses import Loss
 from nn_from_scratch.node import Node
 from nn_from_scratch.optim import LRScheduler, Optimizer
@@ -469,6 +470,39 @@ NODE_TABLE: Dict[str, NodeSpec] = {
     "Mean": NodeSpec(lambda: nodes_module.Mean(axis=0, keepdims=True), any_shape(1, 3),
                      out_shape=lambda s: (1,) + s[1:], torch=lambda torch, F, n, s, x: torch.mean(x, 0, keepdim=True),
                      sums=True),
+    # tensor plumbing (the nodes with a constant input, a mask or an index, are driven through a Graph that
+    # holds it as a Constant: the harness gives one input)
+    "Permute": NodeSpec(lambda: nodes_module.Permute(2, 0, 1), any_shape(3, 3),
+                        out_shape=lambda s: (s[2], s[0], s[1]), torch=lambda torch, F, n, s, x: x.permute(2, 0, 1),
+                        valid=(2, 3, 4)),
+    "Transpose": NodeSpec(lambda: nodes_module.Transpose(0, -1), any_shape(1, 3),
+                          out_shape=lambda s: s[-1:] + s[1:-1] + s[:1] if len(s) > 1 else s,
+                          torch=lambda torch, F, n, s, x: x.transpose(0, -1)),
+    "Unsqueeze": NodeSpec(lambda: nodes_module.Unsqueeze(1), any_shape(1, 3), out_shape=lambda s: s[:1] + (1,) + s[1:],
+                          torch=lambda torch, F, n, s, x: x.unsqueeze(1)),
+    "Squeeze": NodeSpec(lambda: nodes_module.Squeeze(), any_shape(0, 3, 0, 2),
+                        out_shape=lambda s: tuple(d for d in s if d != 1), torch=lambda torch, F, n, s, x: x.squeeze()),
+    "Squeeze[dim]": NodeSpec(lambda: nodes_module.Squeeze(-1), any_shape(1, 3, 0, 2),
+                             out_shape=lambda s: s[:-1] if s and s[-1] == 1 else s,
+                             torch=lambda torch, F, n, s, x: x.squeeze(-1)),
+    "Where": NodeSpec(lambda: (lambda x: Graph(x, nodes_module.Where()(
+                          Constant(np.array([True, False, True]), name="condition"), x, nodes_module.Scale(-2.0)(x))))(
+                          Input(3)), st.tuples(st.integers(0, 4), st.just(3)),
+                      torch=lambda torch, F, n, s, x: torch.where(torch.from_numpy(s["condition"]), x, -2.0 * x),
+                      valid=(4, 3)),
+    "MaskedFill": NodeSpec(lambda: (lambda x: Graph(x, nodes_module.MaskedFill(-math.inf)(
+                               x, Constant(np.array([True, False, True]), name="mask"))))(Input(3)),
+                           st.tuples(st.integers(0, 4), st.just(3)), valid=(4, 3),
+                           torch=lambda torch, F, n, s, x: x.masked_fill(torch.from_numpy(s["mask"]), -math.inf)),
+    "Gather": NodeSpec(lambda: (lambda x: Graph(x, nodes_module.Gather(1)(
+                           x, Constant(np.array([[3, 0, 0, 2, 1]]), name="index"))))(Input(4)),
+                       st.tuples(st.integers(0, 4), st.just(4)), out_shape=lambda s: (1, 5), valid=(2, 4), sums=True,
+                       torch=lambda torch, F, n, s, x: torch.gather(x, 1, torch.from_numpy(s["index"]))),
+    "IndexSelect": NodeSpec(lambda: (lambda x: Graph(x, nodes_module.IndexSelect(1)(
+                                x, Constant(np.array([3, 1, 1]), name="index"))))(Input(4)),
+                            st.tuples(st.integers(0, 4), st.just(4)), out_shape=lambda s: s[:1] + (3,), valid=(2, 4),
+                            sums=True,
+                            torch=lambda torch, F, n, s, x: torch.index_select(x, 1, torch.from_numpy(s["index"]))),
 }
 ABSTRACT_NODES = {"Node", "RowwiseNode", "ElementwiseNode"}
 #: Nodes of several inputs or outputs, which this one-input harness cannot drive: their bad-input tests

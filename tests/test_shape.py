@@ -1,11 +1,12 @@
-"""Flatten, Vectorization and Reshape: torch.nn.Flatten semantics, identity Jacobians, clear errors."""
+"""Flatten, Vectorization, Reshape, Squeeze and Unsqueeze: torch's semantics, identity Jacobians, clear errors."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from nn_from_scratch.gradcheck import assert_gradients
-from nn_from_scratch.nodes import Flatten, Reshape, Vectorization
+from nn_from_scratch.nodes import Flatten, Reshape, Squeeze, Unsqueeze, Vectorization
+from oracle_helpers import agrees_with_torch
 
 FLATTEN_CASES = [
     ((4, 6), {}),
@@ -106,7 +107,8 @@ def test_flatten_bad_dims():
         Flatten(1.0)
 
 
-@pytest.mark.parametrize("node_factory", [Flatten, Vectorization, lambda: Reshape(-1)])
+@pytest.mark.parametrize("node_factory", [Flatten, Vectorization, lambda: Reshape(-1), lambda: Unsqueeze(1),
+                                          lambda: Squeeze(), lambda: Squeeze((0, 2))])
 def test_float32_in_float32_out(rng, node_factory):
     x = rng.standard_normal((2, 3, 4)).astype(np.float32)
     node = node_factory()
@@ -114,3 +116,48 @@ def test_float32_in_float32_out(rng, node_factory):
     dx = node.backward(np.ones_like(y), reset_after=False)
     assert y.dtype == np.float32 and dx.dtype == np.float32 and node.jacobian().dtype == np.float32
     np.testing.assert_allclose(y.reshape(-1), x.reshape(-1), rtol=0, atol=0)
+
+
+# ------------------------------------------------------------------ Squeeze, Unsqueeze
+@pytest.mark.parametrize("dim, shape", [(0, (2, 3)), (1, (2, 3)), (2, (2, 3)), (-1, (2, 3)), (-3, (2, 3)),
+                                        (0, ()), (-1, ())])
+def test_unsqueeze_agrees_with_torch(dim, shape, torch, rng):
+    x = rng.standard_normal(shape)
+    agrees_with_torch(Unsqueeze(dim), [x], lambda t: torch.unsqueeze(t, dim), torch, rng)
+    assert_gradients(Unsqueeze(dim=dim), x)  # torch's name for the argument
+
+
+@pytest.mark.parametrize("dim, shape", [(None, (1, 3, 1, 2)), (None, (2, 3)), (0, (1, 3)), (1, (2, 3)),
+                                        (-1, (2, 1)), ((0, 2), (1, 3, 1)), ((0, -1), (2, 1)), (None, (1, 1)),
+                                        (0, ()), (None, ())])
+def test_squeeze_agrees_with_torch(dim, shape, torch, rng):
+    x = rng.standard_normal(shape)
+    reference = (lambda t: torch.squeeze(t)) if dim is None else (lambda t: torch.squeeze(t, dim))
+    agrees_with_torch(Squeeze(dim), [x], reference, torch, rng)
+    node = Squeeze(dim=dim)
+    assert_gradients(node, x)
+    jac = node.jacobian(x)
+    np.testing.assert_array_equal(jac.reshape(x.size, x.size), np.eye(x.size))
+
+
+def test_squeeze_and_unsqueeze_give_views_and_read_well(rng):
+    x = rng.standard_normal((2, 1, 3))
+    assert np.shares_memory(Squeeze(1)(x), x) and np.shares_memory(Unsqueeze(0)(x), x)
+    assert repr(Squeeze()) == "Squeeze()" and repr(Squeeze(1)) == "Squeeze(dim=1)"
+    assert repr(Unsqueeze(-1)) == "Unsqueeze(dim=-1)"
+
+
+def test_squeeze_and_unsqueeze_refuse_bad_dims():
+    with pytest.raises(ValueError, match=r"Unsqueeze: dim 3 is out of range for input of shape \(2, 3\) "
+                                         r"\(expected a value in \[-3, 2\]\)"):
+        Unsqueeze(3)(np.ones((2, 3)))
+    with pytest.raises(ValueError, match=r"Squeeze: dim 2 is out of range for input of shape \(2, 1\)"):
+        Squeeze(2)(np.ones((2, 1)))
+    with pytest.raises(ValueError, match=r"Squeeze: dim \(1, -1\) names one axis twice"):
+        Squeeze((1, -1))(np.ones((2, 1)))
+    with pytest.raises(TypeError, match="dim must be an integer"):
+        Unsqueeze(None)
+    with pytest.raises(TypeError, match="dim must be None, an integer or a tuple of integers, got 1.0"):
+        Squeeze(1.0)
+    with pytest.raises(ValueError, match="repeats an axis"):
+        Squeeze((1, 1))

@@ -116,3 +116,59 @@ def test_a_residual_block_is_shown_with_its_paths():
     rows = table_rows(Sequential(block, Linear(4, 2, rng=3)).summary((None, 4)))
     assert "Residual(f=Sequential(Linear, ReLU, Linear), shortcut=Linear, after=ReLU)" in rows[0]
     assert rows[0].endswith(f" {30 + 28 + 20}") and "(None, 4)" in rows[0]
+
+
+# ------------------------------------------------------------------ how it shows, and without an input shape
+def test_the_summary_is_a_string_whose_repr_is_the_table():
+    from nn_from_scratch.containers import Summary
+    text = mlp(4, [3], 2, rng=0).summary((None, 4))
+    assert isinstance(text, str) and isinstance(text, Summary)
+    assert repr(text) == str(text) == text and "\n" in repr(text)  # a REPL shows the table, not one escaped line
+    assert str(text).splitlines()[0] == "Sequential summary, input shape (None, 4)"
+
+
+def test_the_summary_in_an_interactive_session_prints_as_a_table():
+    import code
+    import contextlib
+    import io
+
+    console = code.InteractiveConsole({"model": Sequential(Linear(4, 3, rng=0), ReLU())})
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        console.push("model.summary((None, 4))")
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "Sequential summary, input shape (None, 4)" and "Total params: 15" in lines
+
+
+def test_without_an_input_shape_the_table_has_no_output_shapes():
+    model = Sequential(Linear(4, 3, rng=0), ReLU(), Linear(3, 2, rng=1))
+    text = model.summary()
+    assert text.splitlines()[0].startswith("Sequential summary (no input shape given")
+    header = text.splitlines()[2]
+    assert header.split()[:2] == ["#", "Layer"] and "Output shape" not in header and "Param #" in header
+    rows = table_rows(text)
+    assert len(rows) == 3 and rows[0].split()[0] == "0" and rows[0].endswith("15") and rows[2].endswith("8")
+    assert "Total params: 23" in text and "Trainable params: 23" in text
+    assert "Total params: 0" in Sequential().summary()
+
+
+def test_without_an_input_shape_the_first_layers_declared_shape_is_taken():
+    from nn_from_scratch import Node
+
+    class Declared(ReLU):
+        def __init__(self, shape):
+            Node.__init__(self, input_shape=shape)
+
+    model = Sequential(Declared((None, 4)), Linear(4, 3, rng=0))
+    assert model.summary() == model.summary((None, 4))
+    assert "Output shape" not in Sequential(Declared((None, None)), Linear(4, 3)).summary()
+    from nn_from_scratch import Graph, Input
+    x = Input(4)
+    model = Sequential(Graph(x, ReLU()(x)), Linear(4, 3, rng=0))  # a graph declares its Input's shape
+    assert model.summary() == model.summary((None, 4))
+
+
+def test_a_named_layer_is_shown_under_its_name():
+    from collections import OrderedDict
+    text = Sequential(OrderedDict(hidden=Linear(4, 3, rng=0), act=ReLU())).summary((2, 4))
+    assert [row.split()[0] for row in table_rows(text)] == ["hidden", "act"]

@@ -3,9 +3,11 @@
 Each child's pass is kept by the container (``child.run``, ``child.backward_from``,
 ``child.vjp_from``, ``child.jacobian_from``), never through a child's private methods.
 """
-from .graph import Graph, Input, Placeholder
+from .graph import Constant, Graph, Input, Placeholder
 from .parallel import Parallel
 from .residual import Residual
 from .sequential import Sequential, check_layer
+from .summary import Summary
 
-__all__ = ["Graph", "Input", "Parallel", "Placeholder", "Residual", "Sequential", "check_layer"]
+__all__ = ["Constant", "Graph", "Input", "Parallel", "Placeholder", "Residual", "Sequential", "Summary",
+           "check_layer"]

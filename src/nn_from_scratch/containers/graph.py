@@ -25,32 +25,20 @@ recursion), so a chain of thousands of nodes runs.
 """
 from __future__ import annotations
 
-import re
+import math
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
+import numpy as np
+
+from ..backend import namespace_of
 from ..context import Context
 from ..node import Node
-from .placeholders import Input, Placeholder, Use, check_name, shown
+from .graph_building import collect, listed, name_constants, name_nodes, refuse_dangling
+from .placeholders import Constant, Input, Placeholder, shown
 from .sequential import identity_jacobian
-from .summary import count_once, render_table
+from .summary import Summary, count_once, render_table
 
-__all__ = ["Graph", "Input", "Placeholder"]
-
-
-def _default_name(node: Node) -> str:
-    """``linear`` for Linear, ``batch_norm1d`` for BatchNorm1d (Keras' rule): the stem of a default node name."""
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", type(node).__name__).lower()
-
-
-def _listed(value: Any, what: str) -> List[Placeholder]:
-    items = list(value) if isinstance(value, (list, tuple)) else [value]
-    if not items:
-        raise ValueError(f"Graph: {what} must name at least one placeholder")
-    for item in items:
-        if not isinstance(item, Placeholder):
-            raise TypeError(f"Graph: {what} must be placeholders (Input(...) and what nodes called on them return), "
-                            f"got {type(item).__name__}")
-    return items
+__all__ = ["Constant", "Graph", "Input", "Placeholder"]
 
 
 class Graph(Node):
@@ -72,6 +60,19 @@ class Graph(Node):
     name="encoder")``) or in ``names={"encoder": node}``, else its type's
     stem and a count in the order of first use (``linear_0``, ``linear_1``,
     ``re_lu_0``).  A torch module with those attribute names loads the state dict.
+    ``input_names`` lists the inputs' names (a dict of inputs to ``fit`` is keyed by them).
+
+    **Masks, indices and constants.**  An input that every node takes as a
+    constant input (the mask of Where or MaskedFill, the index of Gather)
+    is a constant input of the graph: taken as given, its dtype kept (make
+    its Input with ``dtype=bool`` or an integer type), and its gradient is
+    None.  ``Input(shape, batched=False)`` is an input without a batch axis,
+    given whole at each call and left out of the check that the inputs share
+    one batch size.  ``Constant(array, name=...)`` bakes an array into the
+    graph: the Graph keeps its own copy as a buffer (``state_dict`` key its
+    name, else ``constant_<k>``), in its own dtype, saved, loaded and moved
+    with the model; ``summary()`` lists it, a floating one counted as
+    non-trainable.
 
     **Refused when the graph is built** (``ValueError`` naming the node or
     input): an output placeholder that does not come from the inputs (it
@@ -95,29 +96,34 @@ class Graph(Node):
         super().__init__()
         if not isinstance(allow_dangling, bool):
             raise TypeError(f"Graph: allow_dangling must be True or False, got {allow_dangling!r}")
-        input_list, output_list = _listed(inputs, "inputs"), _listed(outputs, "outputs")
+        input_list, output_list = listed(inputs, "inputs"), listed(outputs, "outputs")
         slot_of: Dict[int, int] = {}
         for i, p in enumerate(input_list):
             if not p.is_input:
-                raise ValueError(f"Graph: input {i} is the output of {p.use.node!r}, not an Input placeholder")
+                what = "a Constant" if p.is_constant else f"the output of {p.use.node!r}"
+                raise ValueError(f"Graph: input {i} is {what}, not an Input placeholder")
             if id(p) in slot_of:
                 raise ValueError(f"Graph: input {i} ({p!r}) is listed twice")
             slot_of[id(p)] = i
-        uses = self._collect(output_list, slot_of)
+        uses, constants = collect(output_list, slot_of)
+        for p in constants:  # the constants' slots follow the inputs'
+            slot_of[id(p)] = len(slot_of)
         reached = {id(p) for use in uses for p in use.inputs} | {id(p) for p in output_list}
         for i, p in enumerate(input_list):
             if id(p) not in reached:
                 raise ValueError(f"Graph: input {i} ({p!r}) is not used by any output")
-        node_names = self._name_nodes(uses, names)
+        node_names = name_nodes(uses, names)
+        constant_names = name_constants(constants, set(node_names.values()))
         if not allow_dangling:
-            self._refuse_dangling(input_list, uses)
+            refuse_dangling(input_list + constants, uses)
 
-        # The flat plan: slots 0..k-1 are the inputs, then the outputs of each use in topological order.
+        # The flat plan: slots 0..k-1 are the inputs, then the constants, then the outputs of each use in
+        # topological order.
         self._nodes: List[Node] = list(node_names)
         self._names: List[str] = list(node_names.values())
         index_of = {id(node): k for k, node in enumerate(self._nodes)}
-        shapes: List[Tuple[Optional[int], ...]] = [p.shape for p in input_list]
-        labels: List[str] = [p.name or f"input_{i}" for i, p in enumerate(input_list)]
+        shapes: List[Tuple[Optional[int], ...]] = [p.shape for p in input_list + constants]
+        labels: List[str] = [p.name or f"input_{i}" for i, p in enumerate(input_list)] + constant_names
         self._plan: List[Tuple[int, Tuple[int, ...], Tuple[int, ...]]] = []
         outputs_of: Dict[int, List[int]] = {}
         times_used: Dict[int, int] = {}
@@ -125,7 +131,7 @@ class Graph(Node):
         for use in uses:
             ins = []
             for p in use.inputs:
-                ins.append(slot_of[id(p)] if p.is_input else outputs_of[id(p.use)][p.index or 0])
+                ins.append(slot_of[id(p)] if p.use is None else outputs_of[id(p.use)][p.index or 0])
             count = len(use.made)
             outs = list(range(len(shapes), len(shapes) + count))
             outputs_of[id(use)] = outs
@@ -139,12 +145,13 @@ class Graph(Node):
                 labels.append(node_name if p.index is None else f"{node_name}[{p.index}]")
             self._plan.append((index_of[id(use.node)], tuple(ins), tuple(outs)))
         self._multi_output = [use.made[0].index is not None for use in uses]
-        self._output_slots = tuple(slot_of[id(p)] if p.is_input else outputs_of[id(p.use)][p.index or 0]
+        self._output_slots = tuple(slot_of[id(p)] if p.use is None else outputs_of[id(p.use)][p.index or 0]
                                    for p in output_list)
         self._slot_shapes, self._slot_labels = shapes, labels
         self.num_inputs = len(input_list)
         self.num_outputs = len(output_list)
         self.input_shapes = tuple(p.shape for p in input_list)
+        self._batched = tuple(p.batched for p in input_list)
         # An input is constant (no gradient, None) when every use of it is a constant input of its node.
         used_as_variable = set(self._output_slots)
         for node_index, ins, _ in self._plan:
@@ -152,89 +159,24 @@ class Graph(Node):
             used_as_variable.update(s for j, s in enumerate(ins) if j not in constant)
         self.constant_inputs = tuple(i for i in range(self.num_inputs) if i not in used_as_variable)
         in_graph = {id(use) for use in uses}
-        for value in input_list + [p for use in uses for p in use.made]:  # these calls can no longer dangle
+        for value in input_list + constants + [p for use in uses for p in use.made]:  # these can no longer dangle
             value.consumers = [use for use in value.consumers if id(use) not in in_graph]
-
-    # ---------------------------------------------------------- building
-    @staticmethod
-    def _collect(outputs: List[Placeholder], slot_of: Dict[int, int]) -> List[Use]:
-        """The uses on a path to an output, in topological order (creation order), found without recursion."""
-        found: Dict[int, Use] = {}
-        stack: List[Tuple[Placeholder, Optional[Use]]] = [(p, None) for p in outputs]
-        while stack:
-            p, consumer = stack.pop()
-            if p.is_input:
-                if id(p) not in slot_of:
-                    who = "an output of the graph" if consumer is None else f"{consumer.node!r}"
-                    raise ValueError(
-                        f"Graph: {who} depends on {p!r}, which is not among the graph's inputs "
-                        "(a placeholder of another graph, or an input left out of inputs=)"
-                    )
-                continue
-            if id(p.use) not in found:
-                found[id(p.use)] = p.use
-                stack.extend((q, p.use) for q in p.use.inputs)
-        return sorted(found.values(), key=lambda use: use.serial)
-
-    @staticmethod
-    def _refuse_dangling(inputs: List[Placeholder], uses: List[Use]) -> None:
-        """``ValueError`` for a recorded call computed from the graph's values only that reaches no output."""
-        values = {id(p) for p in inputs} | {id(p) for use in uses for p in use.made}
-        in_graph = {id(use) for use in uses}
-        for value in list(inputs) + [p for use in uses for p in use.made]:
-            for use in value.consumers:
-                if id(use) not in in_graph and all(id(q) in values for q in use.inputs):
-                    raise ValueError(
-                        f"Graph: {use.node!r}{'' if use.name is None else f' (named {use.name!r})'} is computed "
-                        f"from {value!r} but its result reaches no output (a dangling branch): use its result, "
-                        "or pass allow_dangling=True to leave it out (as for an encoder built from its "
-                        "autoencoder's calls)"
-                    )
-
-    @staticmethod
-    def _name_nodes(uses: List[Use], names: Optional[Mapping[str, Node]]) -> Dict[Node, str]:
-        """Each distinct node's name: given (at the call or in ``names``), else ``<type>_<count>`` by first use."""
-        given: Dict[int, str] = {}
-        owner: Dict[str, Node] = {}
-
-        def give(node: Node, name: str) -> None:
-            if id(node) in given and given[id(node)] != name:
-                raise ValueError(f"Graph: {node!r} is given two names, {given[id(node)]!r} and {name!r}")
-            if name in owner and owner[name] is not node:
-                raise ValueError(f"Graph: the name {name!r} is given to two nodes, {owner[name]!r} and {node!r}")
-            given[id(node)], owner[name] = name, node
-
-        in_graph = {id(use.node) for use in uses}
-        for name, node in (names or {}).items():
-            check_name(name, "a node's name")
-            if not isinstance(node, Node) or id(node) not in in_graph:
-                raise ValueError(f"Graph: names={{{name!r}: {node!r}}} names a node that is not in the graph")
-            give(node, name)
-        for use in uses:
-            if use.name is not None:
-                give(use.node, use.name)
-        result: Dict[Node, str] = {}
-        counts: Dict[str, int] = {}
-        for use in uses:
-            node = use.node
-            if node in result:
-                continue
-            if id(node) in given:
-                result[node] = given[id(node)]
-                continue
-            stem = _default_name(node)
-            while True:
-                candidate = f"{stem}_{counts.get(stem, 0)}"
-                counts[stem] = counts.get(stem, 0) + 1
-                if candidate not in owner:
-                    break
-            owner[candidate] = node
-            result[node] = candidate
-        return result
+        self._constant_names: List[str] = []
+        for name, p in zip(constant_names, constants):  # last, so that a name cannot hide an attribute set above
+            if hasattr(self, name):
+                raise ValueError(f"Graph: the Constant name {name!r} is taken by the Graph's own attribute "
+                                 f"{type(self).__name__}.{name}; name it otherwise")
+            self.register_buffer(name, np.array(p.value, copy=True))  # the graph's own copy, saved with its state
+            self._constant_names.append(name)
 
     # ---------------------------------------------------------- container
     def children(self) -> List[Tuple[str, Node]]:
         return list(zip(self._names, self._nodes))
+
+    @property
+    def input_names(self) -> Tuple[str, ...]:
+        """The inputs' names in order: each Input's ``name``, ``input_<i>`` where none was given (read-only)."""
+        return tuple(self._slot_labels[:self.num_inputs])
 
     @property
     def names(self) -> List[str]:
@@ -256,21 +198,35 @@ class Graph(Node):
 
     # ---------------------------------------------------------- the passes
     def _check_input(self, *xs: Any) -> None:
-        """Each input against its Input's shape, and one batch size for all, before any node runs."""
-        for i, (x, shape) in enumerate(zip(xs, self.input_shapes)):
+        """Each input against its Input's shape, and one batch size for the batched ones, before any node runs."""
+        for i, (x, shape, batched) in enumerate(zip(xs, self.input_shapes, self._batched)):
             if x.ndim != len(shape) or any(e is not None and e != d for e, d in zip(shape, x.shape)):
                 raise ValueError(
                     f"Graph input {i} ({self._slot_labels[i]}) must have shape {shown(shape)} "
-                    f"(None: any batch size), got {x.shape}"
+                    f"({'None: any batch size' if batched else 'an input without a batch axis'}), got {x.shape}"
                 )
-        batches = {x.shape[0] for x in xs}
-        if len(batches) > 1:
-            sizes = ", ".join(f"{self._slot_labels[i]}: {x.shape[0]}" for i, x in enumerate(xs))
+        batched_inputs = [i for i, batched in enumerate(self._batched) if batched]
+        if len({xs[i].shape[0] for i in batched_inputs}) > 1:
+            sizes = ", ".join(f"{self._slot_labels[i]}: {xs[i].shape[0]}" for i in batched_inputs)
             raise ValueError(f"Graph inputs must share one batch size, got {sizes}")
+
+    def _check_namespace(self, xp: Any) -> None:
+        """The Constants must live in the inputs' namespace, as parameters must (they move with the model)."""
+        super()._check_namespace(xp)
+        for name in self._constant_names:
+            own = namespace_of(getattr(self, name))
+            if own is not xp:
+                raise TypeError(f"Graph: the input is a {xp.__name__} array but the Constant {name} lives in "
+                                f"{own.__name__}; move the model with nn_from_scratch.backend.move_to")
+
+    def _constants(self) -> List[Any]:
+        return [getattr(self, name) for name in self._constant_names]
 
     def _forward(self, *args: Any) -> Any:
         *xs, ctx = args
-        values: List[Any] = list(xs) + [None] * (len(self._slot_shapes) - len(xs))
+        ctx.constants = self._constants()
+        values: List[Any] = list(xs) + ctx.constants
+        values += [None] * (len(self._slot_shapes) - len(values))
         steps = []
         for (node_index, ins, outs), multi in zip(self._plan, self._multi_output):
             step = self._nodes[node_index].run(*[values[s] for s in ins], update_state=ctx.update_state)
@@ -349,7 +305,8 @@ class Graph(Node):
         xp = ctx.xp
         local: Dict[int, List[Tuple[Any, ...]]] = {}
         blocks: List[List[Optional[Any]]] = [[None] * self.num_inputs for _ in range(self.num_outputs)]
-        values = list(ctx.inputs) + [None] * (len(self._slot_shapes) - self.num_inputs)
+        values = list(ctx.inputs) + list(ctx.constants)
+        values += [None] * (len(self._slot_shapes) - len(values))
         for k, (_, _, outs) in enumerate(self._plan):
             y = ctx.steps[k].y
             for s, out in zip(outs, y if self._multi_output[k] else (y,)):
@@ -384,20 +341,28 @@ class Graph(Node):
         return rows[0] if self.num_outputs == 1 else tuple(rows)
 
     # ---------------------------------------------------------- reading it
-    def summary(self) -> str:
+    def summary(self) -> Summary:
         """A table of the graph: each use of a node with its name, its inputs, its output shape and parameter count.
 
         Shapes come from the trial forward made when the graph was built
         (``None``: any batch size); nothing runs and the model is unchanged.
         A node used again is marked ``(again)``; each Parameter (a shared
         node's, a tied weight) is counted at the first row that holds it, so
-        the totals are those of :meth:`parameters`.  Returns the table as a string.
+        the totals are those of :meth:`parameters`; a floating Constant
+        counts as non-trainable.  Returns a
+        :class:`~nn_from_scratch.containers.summary.Summary`: the table as a
+        string, which a REPL shows as the table.
         """
         rows = [(self._slot_labels[i], "Input", "", shown(self._slot_shapes[i]), "0")
                 for i in range(self.num_inputs)]
+        trainable = buffers = 0
+        for k, name in enumerate(self._constant_names):  # a floating constant counts as non-trainable, as a buffer
+            value = getattr(self, name)
+            size = math.prod(value.shape) if namespace_of(value).isdtype(value.dtype, "real floating") else 0
+            buffers += size
+            rows.append((name, "Constant", "", shown(self._slot_shapes[self.num_inputs + k]), f"{size:,}"))
         counted: Set[int] = set()
         seen: Set[int] = set()
-        trainable = buffers = 0
         for (node_index, ins, outs), name in zip(self._plan, self._use_labels):
             node = self._nodes[node_index]
             kind = type(node).__name__ + (" (again)" if node_index in counted else "")
@@ -420,4 +385,5 @@ class Graph(Node):
             lines.append(f"  {made} = {self._names[node_index]}({args}){what}")
         inputs = ", ".join(self._slot_labels[:self.num_inputs])
         outputs = ", ".join(self._slot_labels[s] for s in self._output_slots)
-        return f"inputs=[{inputs}], outputs=[{outputs}]\n" + "\n".join(lines) + "\n"
+        constants = f", constants=[{', '.join(self._constant_names)}]" if self._constant_names else ""
+        return f"inputs=[{inputs}]{constants}, outputs=[{outputs}]\n" + "\n".join(lines) + "\n"

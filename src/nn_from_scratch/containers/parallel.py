@@ -2,16 +2,16 @@ r"""Parallel: several branches on the same input, their outputs concatenated; a 
 from __future__ import annotations
 
 import itertools
-from typing import Any, Callable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, List, Mapping, Optional, Sequence, Union
 
 from ..context import Context
 from ..node import Node
-from .sequential import check_layer
+from .node_list import NodeList
 
 __all__ = ["Parallel"]
 
 
-class Parallel(Node):
+class Parallel(NodeList):
     r"""Apply every branch to the same input and concatenate the outputs along the last axis.
 
     .. math::
@@ -23,31 +23,33 @@ class Parallel(Node):
     :math:`k`.  This is the smallest branching a Sequential needs for models
     with several heads on one trunk, e.g. ``Sequential(trunk, Parallel(class_head,
     box_head))``.  The branches' outputs must agree on every axis but the last.
-    Parameter names are ``"<branch>.<name>"``, as for Sequential.
+    Parameter names are ``"<branch>.<name>"``, as for Sequential, or the
+    branches' names for ``Parallel(OrderedDict(classes=..., boxes=...))``.
+
+    The branches form a list as Sequential's layers do
+    (:mod:`~nn_from_scratch.containers.node_list`): indexing, slicing (a
+    Parallel of those branches), ``append``, ``extend``, ``insert``, ``pop``,
+    assignment and deletion.  Their order is the order of the output's
+    columns.  A Parallel keeps at least one branch, so removing the last one
+    is refused, and a kept pass keeps the branches it ran.
     """
 
-    def __init__(self, *branches: Node) -> None:
+    _least = 1
+
+    def __init__(self, *branches: Union[Node, Sequence[Node], Mapping[str, Node]]) -> None:
         super().__init__()
         if not branches:
             raise ValueError("Parallel needs at least one branch")
-        for i, branch in enumerate(branches):
-            check_layer("Parallel", branch, i)
-        self.branches: List[Node] = list(branches)
+        self._hold(branches)
 
-    def children(self) -> List[Tuple[str, Node]]:
-        return [(str(i), branch) for i, branch in enumerate(self.branches)]
-
-    def __len__(self) -> int:
-        return len(self.branches)
-
-    def __iter__(self) -> Iterator[Node]:
-        return iter(self.branches)
-
-    def __getitem__(self, index: int) -> Node:
-        return self.branches[index]
+    @property
+    def branches(self) -> List[Node]:
+        """The branches in order (the list itself: change it through the Parallel's own methods)."""
+        return self._layers
 
     def _forward(self, x: Any, ctx: Context) -> Any:
-        ctx.steps = [branch.run(x, update_state=ctx.update_state) for branch in self.branches]
+        ctx.branches = list(self.branches)  # the branches of this pass, whatever changes before backward
+        ctx.steps = [branch.run(x, update_state=ctx.update_state) for branch in ctx.branches]
         outputs = [step.y for step in ctx.steps]
         lead = {tuple(out.shape[:-1]) for out in outputs}
         if len(lead) != 1 or any(out.ndim == 0 for out in outputs):
@@ -62,7 +64,7 @@ class Parallel(Node):
         """Run ``face(branch, part, step)`` on each branch's slice of ``g``; sum the input gradients it returns."""
         offsets = list(itertools.accumulate(ctx.sizes, initial=0))
         total = None  # Jᵀ g = Σ_k J_kᵀ g_k
-        for branch, step, start, stop in zip(self.branches, ctx.steps, offsets[:-1], offsets[1:]):
+        for branch, step, start, stop in zip(ctx.branches, ctx.steps, offsets[:-1], offsets[1:]):
             dx = face(branch, g[..., start:stop], step)
             if dx is not None:
                 total = dx if total is None else total + dx
@@ -77,8 +79,8 @@ class Parallel(Node):
         return self._sum_over_branches(g, ctx, lambda branch, part, step: branch.vjp_from(step, part))
 
     def _jacobian(self, ctx: Context) -> Any:
-        blocks = [branch.jacobian_from(step) for branch, step in zip(self.branches, ctx.steps)]
+        blocks = [branch.jacobian_from(step) for branch, step in zip(ctx.branches, ctx.steps)]
         return ctx.xp.concat(blocks, axis=ctx.y.ndim - 1)  # J_1, ..., J_K stacked along y's last axis
 
     def extra_repr(self) -> str:
-        return "\n" + "\n".join(f"  ({i}): {b!r}" for i, b in enumerate(self.branches)) + "\n"
+        return self._layer_lines()

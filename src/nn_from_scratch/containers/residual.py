@@ -5,7 +5,8 @@ from typing import Any, List, Optional, Tuple
 
 from ..context import Context
 from ..node import Node
-from .sequential import check_layer, identity_jacobian
+from .node_list import check_layer
+from .sequential import identity_jacobian
 
 __all__ = ["Residual"]
 

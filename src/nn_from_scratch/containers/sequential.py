@@ -3,28 +3,16 @@ from __future__ import annotations
 
 import math
 from types import ModuleType
-from typing import Any, Iterator, List, Optional, Sequence, Set, Tuple, Union, overload
+from typing import Any, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 import numpy as np
 
 from ..context import Context
-from ..criterion import Criterion
 from ..node import Node
-from .summary import brief, count_once, render_table
+from .node_list import NodeList, check_layer
+from .summary import Summary, brief, count_once, render_table
 
 __all__ = ["Sequential", "check_layer", "identity_jacobian"]
-
-
-def check_layer(container: str, node: Any, position: Optional[int] = None) -> None:
-    """Raise ``TypeError`` unless ``node`` can be a layer of ``container``: a Node, and not a loss."""
-    where = "" if position is None else f" at position {position}"
-    if isinstance(node, Criterion):
-        raise TypeError(
-            f"{container}: {type(node).__name__}{where} is a loss, not a layer: give it to NeuralNetwork, "
-            "or call it on the model's output"
-        )
-    if not isinstance(node, Node):
-        raise TypeError(f"{container} takes Nodes, got {type(node).__name__}{where}")
 
 
 def identity_jacobian(xp: ModuleType, x: Any, dtype: Any = None) -> Any:
@@ -32,7 +20,7 @@ def identity_jacobian(xp: ModuleType, x: Any, dtype: Any = None) -> Any:
     return xp.reshape(xp.eye(math.prod(x.shape), dtype=x.dtype if dtype is None else dtype), tuple(x.shape) * 2)
 
 
-class Sequential(Node):
+class Sequential(NodeList):
     r"""Nodes applied one after another: :math:`y = f_L(\cdots f_2(f_1(x)))`.
 
     ``forward`` runs the nodes in order, ``backward`` runs their backward
@@ -46,62 +34,45 @@ class Sequential(Node):
     which is the chain rule written out (each product is a tensor contraction
     over the intermediate shape).  Parameters and buffers are named
     ``"<index>.<name>"`` as in ``torch.nn.Sequential``, so ``state_dict()``
-    loads into the equivalent torch model.
+    loads into the equivalent torch model; ``Sequential(OrderedDict(conv=...,
+    relu=...))`` names its layers instead (``"conv.weight"``, as torch).
+
+    The layers form a list, as torch's: ``model[0]``, ``model["conv"]``,
+    ``model[1:]`` (a Sequential sharing the layers), ``append``, ``extend``,
+    ``insert``, ``pop``, ``model[i] = node`` and ``del model[i]``, each
+    checked before anything changes (:mod:`~nn_from_scratch.containers.node_list`).
+    A pass kept for ``backward`` keeps the layers it ran, so a change made
+    between ``forward`` and ``backward`` does not mix two models.
     """
 
-    def __init__(self, *nodes: Node) -> None:
+    def __init__(self, *nodes: Union[Node, Sequence[Node], Mapping[str, Node]]) -> None:
         super().__init__()
-        if len(nodes) == 1 and isinstance(nodes[0], (list, tuple)):
-            nodes = tuple(nodes[0])
-        for i, node in enumerate(nodes):
-            check_layer("Sequential", node, i)
-        self.nodes: List[Node] = list(nodes)
+        self._hold(nodes)
 
-    # ------------------------------------------------------------- container
-    def children(self) -> List[Tuple[str, Node]]:
-        return [(str(i), node) for i, node in enumerate(self.nodes)]
-
-    def append(self, node: Node) -> "Sequential":
-        """Add ``node`` at the end of the chain; returns the Sequential."""
-        check_layer("Sequential", node)
-        self.nodes.append(node)
-        return self
-
-    def __len__(self) -> int:
-        return len(self.nodes)
-
-    def __iter__(self) -> Iterator[Node]:
-        return iter(self.nodes)
-
-    @overload
-    def __getitem__(self, index: int) -> Node: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> "Sequential": ...
-
-    def __getitem__(self, index: Union[int, slice]) -> Union[Node, "Sequential"]:
-        if isinstance(index, slice):
-            return Sequential(*self.nodes[index])
-        return self.nodes[index]
+    @property
+    def nodes(self) -> List[Node]:
+        """The layers in order (the list itself: change it through the Sequential's own methods)."""
+        return self._layers
 
     # ------------------------------------------------------------------ faces
     def _forward(self, x: Any, ctx: Context) -> Any:
-        ctx.steps = []
+        ctx.steps, ctx.nodes = [], list(self.nodes)  # the layers of this pass, whatever changes before backward
         h = x
-        for i in range(len(self.nodes)):
-            step = self._run_layer(i, h, ctx.update_state)
+        for i in range(len(ctx.nodes)):
+            step = self._run_layer(ctx.nodes, i, h, ctx.update_state)
             ctx.steps.append(step)
             h = step.y
         return h
 
-    def _run_layer(self, i: int, h: Any, update_state: bool) -> Context:
+    @staticmethod
+    def _run_layer(nodes: List[Node], i: int, h: Any, update_state: bool) -> Context:
         """Layer ``i`` on the previous layer's output; several outputs (Split, Chunk) are its several inputs."""
-        node = self.nodes[i]
+        node = nodes[i]
         if not isinstance(h, tuple):
             return node.run(h, update_state=update_state)
         if node.num_inputs != len(h):
             raise ValueError(
-                f"Sequential: layer {i - 1} ({type(self.nodes[i - 1]).__name__}) gives {len(h)} outputs "
+                f"Sequential: layer {i - 1} ({type(nodes[i - 1]).__name__}) gives {len(h)} outputs "
                 f"but layer {i} ({type(node).__name__}) takes {node.num_inputs} input"
                 f"{'' if node.num_inputs == 1 else 's'}; a chain hands each layer's outputs to the next "
                 "layer as its inputs (wire other patterns with a Graph)"
@@ -111,16 +82,16 @@ class Sequential(Node):
     def _backward(self, g: Any, ctx: Context, input_grad: bool) -> Optional[Any]:
         # Without the input gradient the pass stops at the first node with parameters,
         # which gives its parameter gradients but not its own input gradient.
-        stop = 0 if input_grad else next((i for i, node in enumerate(self.nodes) if node.has_parameters()),
-                                         len(self.nodes))
-        for i in range(len(self.nodes) - 1, stop - 1, -1):
-            node, step = self.nodes[i], ctx.steps[i]
+        nodes = ctx.nodes
+        stop = 0 if input_grad else next((i for i, node in enumerate(nodes) if node.has_parameters()), len(nodes))
+        for i in range(len(nodes) - 1, stop - 1, -1):
+            node, step = nodes[i], ctx.steps[i]
             g = node.backward_from(step, g, input_grad=input_grad or i > stop)
         return g if input_grad else None
 
     def _vjp(self, g: Any, ctx: Context) -> Any:
         """Input gradient only; parameter gradients are left untouched."""
-        for node, step in zip(reversed(self.nodes), reversed(ctx.steps)):
+        for node, step in zip(reversed(ctx.nodes), reversed(ctx.steps)):
             g = node.vjp_from(step, g)
         return g
 
@@ -128,7 +99,7 @@ class Sequential(Node):
         """``J_L ⋯ J_1``; where a layer hands several values on, one block per value, summed over the paths."""
         xp, x = ctx.xp, ctx.x
         blocks: List[Optional[Any]] = [identity_jacobian(xp, x)]
-        for node, step in zip(self.nodes, ctx.steps):
+        for node, step in zip(ctx.nodes, ctx.steps):
             local = node.jacobian_from(step)
             per_output = local if isinstance(step.y, tuple) else (local,)
             new: List[Optional[Any]] = []
@@ -145,8 +116,13 @@ class Sequential(Node):
         return tuple(full) if isinstance(ctx.y, tuple) else full[0]
 
     # ---------------------------------------------------------------- summary
-    def summary(self, input_shape: Union[int, Sequence[Optional[int]]]) -> str:
-        """A Keras-style table of the layers: index, layer, output shape and parameter count.
+    def summary(self, input_shape: Union[None, int, Sequence[Optional[int]]] = None) -> Summary:
+        """A Keras-style table of the layers: position (or name), layer, output shape and parameter count.
+
+        Returns a :class:`~nn_from_scratch.containers.summary.Summary`, a
+        string whose ``repr`` is the table itself, so a REPL or a notebook
+        shows the table as it is; ``print(model.summary(...))`` and
+        ``str(...)`` give the same text.
 
         The output shapes come from one forward pass of zeros of
         ``input_shape`` in eval mode without caching (``update_state=False``,
@@ -154,6 +130,10 @@ class Sequential(Node):
         cached forward, no running statistics or random state touched, the
         train/eval modes restored.  The batch dimension is shown as given; a
         leading ``None`` (any batch size) is run as 1 and shown as ``None``.
+        Without ``input_shape`` the first layer's declared input shape is
+        used where it has one (its ``input_shape``, or the Input of a Graph
+        with one input; ``None`` at most on the batch axis); otherwise the
+        table lists the layers and their counts without output shapes.
 
         ``Param #`` counts each layer's parameters and its floating buffers
         (running statistics), which Keras calls non-trainable parameters; the
@@ -162,8 +142,13 @@ class Sequential(Node):
         layer used twice, a tied weight) is counted at its first layer only,
         so the totals are those of :meth:`parameters`.  A container is shown
         in one line with its paths (``Residual(f=Sequential(Linear, ReLU),
-        after=ReLU)``).  Returns the table as a string.
+        after=ReLU)``).
         """
+        if input_shape is None:
+            declared = self._declared_input_shape()
+            if declared is None or any(d is None for d in declared[1:]):
+                return self._table(None, None)
+            input_shape = declared
         if isinstance(input_shape, (int, np.integer)) and not isinstance(input_shape, bool):
             input_shape = (int(input_shape),)
         try:
@@ -176,7 +161,20 @@ class Sequential(Node):
             raise ValueError(
                 f"input_shape must hold non-negative sizes (None is allowed for the batch axis only), got {shape}"
             )
+        return self._table(run_shape, batch_unknown)
 
+    def _declared_input_shape(self) -> Optional[Tuple[Optional[int], ...]]:
+        """The first layer's declared input shape: its ``input_shape``, or a one-input Graph's Input shape."""
+        if not self.nodes:
+            return None
+        first = self.nodes[0]
+        shapes = getattr(first, "input_shapes", None)
+        if first.input_shape is None and shapes is not None and len(shapes) == 1:
+            return tuple(shapes[0])
+        return first.input_shape
+
+    def _table(self, run_shape: Optional[Tuple[int, ...]], batch_unknown: Optional[bool]) -> Summary:
+        """The summary's rows, with output shapes from a trial pass on zeros of ``run_shape`` (None: no shapes)."""
         def shown(out_shape: Tuple[int, ...]) -> str:
             dims: Tuple[Optional[int], ...] = tuple(out_shape)
             if batch_unknown and dims:
@@ -191,29 +189,33 @@ class Sequential(Node):
         rows: List[Tuple[str, ...]] = []
         seen: Set[int] = set()
         trainable_total = buffer_total = 0
+        nodes = list(self.nodes)
         try:
-            h: Any = np.zeros(run_shape)
-            for i, node in enumerate(self.nodes):
+            h: Any = None if run_shape is None else np.zeros(run_shape)
+            for i, (key, node) in enumerate(self.children()):
                 name = repr(node)
                 if "\n" in name:
                     name = brief(node)
-                try:
-                    step = self._run_layer(i, h, False)
-                except (ValueError, TypeError) as error:
-                    raise ValueError(
-                        f"Sequential.summary: layer {i}, {name}, cannot take input of shape {shown_all(h)}: {error}"
-                    ) from None
-                h = step.y
+                out = ()
+                if run_shape is not None:
+                    try:
+                        step = self._run_layer(nodes, i, h, False)
+                    except (ValueError, TypeError) as error:
+                        raise ValueError(f"Sequential.summary: layer {i}, {name}, cannot take input of shape "
+                                         f"{shown_all(h)}: {error}") from None
+                    h = step.y
+                    out = (shown_all(h),)
                 trainable, buffers = count_once(node, seen)
                 trainable_total, buffer_total = trainable_total + trainable, buffer_total + buffers
-                rows.append((str(i), name, shown_all(h), f"{trainable + buffers:,}"))
+                rows.append((key, name) + out + (f"{trainable + buffers:,}",))
         finally:
             for node, mode in modes:
                 node.training = mode
+        if run_shape is None:
+            return render_table("Sequential summary (no input shape given: summary(input_shape) adds the output "
+                                "shapes)", ("#", "Layer", "Param #"), rows, trainable_total, buffer_total)
         return render_table(f"Sequential summary, input shape {shown(run_shape)}", ("#", "Layer", "Output shape",
                             "Param #"), rows, trainable_total, buffer_total)
 
     def extra_repr(self) -> str:
-        if not self.nodes:
-            return ""
-        return "\n" + "\n".join(f"  ({i}): {node!r}" for i, node in enumerate(self.nodes)) + "\n"
+        return self._layer_lines()

@@ -3,6 +3,11 @@
 A Parameter shared by two rows (a node used twice, a weight tied between two
 layers) is counted at the first row that reaches it, so the footer's totals
 equal ``sum(p.size for p in model.parameters())`` and the buffers'.
+
+The table is a :class:`Summary`: a string (``print`` it, search it, write
+it to a file) whose ``repr`` is the table itself, so that a REPL or a
+notebook cell that ends in ``model.summary()`` shows the table, not one
+escaped line.
 """
 from __future__ import annotations
 
@@ -12,7 +17,16 @@ from typing import List, Sequence, Set, Tuple
 from ..backend import namespace_of
 from ..node import Node
 
-__all__ = ["brief", "count_once", "render_table"]
+__all__ = ["Summary", "brief", "count_once", "render_table"]
+
+
+class Summary(str):
+    """A summary table: a ``str`` (``str(summary)`` is the text) whose ``repr`` is the table, lines and all."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return str(self)
 
 
 def count_once(node: Node, seen: Set[int]) -> Tuple[int, int]:
@@ -55,7 +69,7 @@ def brief(node: Node) -> str:
 
 
 def render_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]], trainable: int,
-                 buffered: int) -> str:
+                 buffered: int) -> Summary:
     """The summary table: a title, the header, one line per row (the last column right-aligned), the totals."""
     widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
     last = len(header) - 1
@@ -68,4 +82,4 @@ def render_table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]
     text += [line(r) for r in rows]
     text += ["=" * rule, f"Total params: {trainable + buffered:,}", f"Trainable params: {trainable:,}",
              f"Non-trainable params: {buffered:,}"]
-    return "\n".join(text)
+    return Summary("\n".join(text))

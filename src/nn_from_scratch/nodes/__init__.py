@@ -14,6 +14,11 @@ from .reduction import Mean, Sum
 from .regularization import BatchNorm1d, BatchNorm2d, Dropout
 from .shape import Flatten, Reshape, Vectorization
 from .softmax import LogSoftMax, NormalizedSoftMax, SoftMax
+# tensor plumbing
+from .indexing import Gather, IndexSelect
+from .masking import MaskedFill, Where
+from .permute import Permute, Transpose
+from .shape import Squeeze, Unsqueeze
 
 __all__ = [
     "Add",
@@ -55,4 +60,13 @@ __all__ = [
     "Softplus",
     "Tanh",
     "Vectorization",
+    # tensor plumbing
+    "Gather",
+    "IndexSelect",
+    "MaskedFill",
+    "Permute",
+    "Squeeze",
+    "Transpose",
+    "Unsqueeze",
+    "Where",
 ]

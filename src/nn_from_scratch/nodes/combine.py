@@ -49,7 +49,7 @@ def _bounds(sizes: Sequence[int]) -> Tuple[int, ...]:
     return tuple(itertools.accumulate(sizes, initial=0))
 
 
-def _along(ndim: int, axis: int, where: Any) -> Tuple[Any, ...]:
+def along(ndim: int, axis: int, where: Any) -> Tuple[Any, ...]:
     """The index that takes ``where`` (an int or a slice) along ``axis`` and everything along the other axes."""
     index: List[Any] = [slice(None)] * ndim
     index[axis] = where
@@ -112,7 +112,7 @@ class Concat(_Join):
         return xp.concat([xp.astype(x, dtype, copy=False) for x in xs], axis=ctx.axis)
 
     def _slice(self, ctx: Context, k: int) -> Tuple[Any, ...]:
-        return _along(ctx.y.ndim, ctx.axis, slice(ctx.bounds[k], ctx.bounds[k + 1]))
+        return along(ctx.y.ndim, ctx.axis, slice(ctx.bounds[k], ctx.bounds[k + 1]))
 
 
 class Stack(_Join):
@@ -139,7 +139,7 @@ class Stack(_Join):
         return xp.stack([xp.astype(x, dtype, copy=False) for x in xs], axis=ctx.axis)
 
     def _slice(self, ctx: Context, k: int) -> Tuple[Any, ...]:
-        return _along(ctx.y.ndim, ctx.axis, k)
+        return along(ctx.y.ndim, ctx.axis, k)
 
 
 SizesArg = Union[int, Sequence[int]]
@@ -195,7 +195,7 @@ class Split(Node):
         return tuple(x[self._slice(ctx, p)] for p in range(len(ctx.bounds) - 1))
 
     def _slice(self, ctx: Context, p: int) -> Tuple[Any, ...]:
-        return _along(ctx.x.ndim, ctx.axis, slice(ctx.bounds[p], ctx.bounds[p + 1]))
+        return along(ctx.x.ndim, ctx.axis, slice(ctx.bounds[p], ctx.bounds[p + 1]))
 
     def _vjp(self, g: Tuple[Any, ...], ctx: Context) -> Any:
         return ctx.xp.astype(ctx.xp.concat(list(g), axis=ctx.axis), ctx.x.dtype, copy=False)  # the parts side by side

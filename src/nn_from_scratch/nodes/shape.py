@@ -1,4 +1,4 @@
-r"""Shape nodes: Flatten (alias Vectorization) and Reshape.
+r"""Shape nodes: Flatten (alias Vectorization), Reshape, Unsqueeze and Squeeze.
 
 They only move entries around, :math:`y = P x` for a permutation that is the
 identity on the flat memory order, so
@@ -10,15 +10,16 @@ identity on the flat memory order, so
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence, Tuple, Union
+from typing import Any, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ..context import Context
 from ..node import Node
+from .arguments import check_axes, check_axis, normalize_axis
 from .broadcasting import identity_jacobian
 
-__all__ = ["Flatten", "Reshape", "Vectorization"]
+__all__ = ["Flatten", "Reshape", "Squeeze", "Unsqueeze", "Vectorization"]
 
 
 class _ReshapeNode(Node):
@@ -150,3 +151,62 @@ class Reshape(_ReshapeNode):
 
     def extra_repr(self) -> str:
         return f"shape={self.shape}"
+
+
+class Unsqueeze(_ReshapeNode):
+    r"""Insert an axis of size 1 at ``dim``, as ``torch.unsqueeze``: ``Unsqueeze(1)`` makes ``(N, D)`` ``(N, 1, D)``.
+
+    ``dim`` counts in the output, so for a :math:`d`-dimensional input it
+    lies in ``[-(d+1), d]`` (``-1`` appends the axis).  The entries keep their
+    flat order:
+
+    .. math::
+        y = \operatorname{reshape}(x), \qquad
+        \frac{\partial y_i}{\partial x_j} = \delta_{ij}, \qquad
+        J^\top g = \operatorname{reshape}(g, \text{x.shape}).
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = check_axis("Unsqueeze", dim, "dim")
+
+    def _output_shape(self, x: Any) -> Tuple[int, ...]:
+        dim = normalize_axis("Unsqueeze", self.dim, x.ndim + 1, tuple(x.shape), "dim")
+        return tuple(x.shape[:dim]) + (1,) + tuple(x.shape[dim:])
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
+
+class Squeeze(_ReshapeNode):
+    r"""Remove axes of size 1, as ``torch.squeeze``: every one (``dim=None``), or those of ``dim`` (an int or a tuple).
+
+    As in torch, an axis named in ``dim`` whose size is not 1 stays (no
+    error), a 0-d input counts as 1-d for the range of ``dim``, and an axis
+    out of range raises ``ValueError`` naming the input's shape.
+
+    .. math::
+        y = \operatorname{reshape}(x), \qquad
+        \frac{\partial y_i}{\partial x_j} = \delta_{ij}, \qquad
+        J^\top g = \operatorname{reshape}(g, \text{x.shape}).
+    """
+
+    def __init__(self, dim: Union[None, int, Sequence[int]] = None) -> None:
+        super().__init__()
+        self.dim: Optional[Union[int, Tuple[int, ...]]] = dim if dim is None else (
+            check_axis("Squeeze", dim, "dim") if isinstance(dim, (int, np.integer)) and not isinstance(dim, bool)
+            else check_axes("Squeeze", dim, "dim"))
+
+    def _output_shape(self, x: Any) -> Tuple[int, ...]:
+        shape = tuple(x.shape)
+        if self.dim is None:
+            return tuple(n for n in shape if n != 1)
+        dims = (self.dim,) if isinstance(self.dim, int) else self.dim
+        rank = max(x.ndim, 1)  # torch treats a 0-d input as 1-d here
+        axes = {normalize_axis("Squeeze", d, rank, shape, "dim") for d in dims}
+        if len(axes) != len(dims):
+            raise ValueError(f"Squeeze: dim {self.dim} names one axis twice for input of shape {shape}")
+        return tuple(n for a, n in enumerate(shape) if not (a in axes and n == 1))
+
+    def extra_repr(self) -> str:
+        return "" if self.dim is None else f"dim={self.dim}"
