@@ -10,7 +10,7 @@ Modules: :mod:`~nn_from_scratch.nodes` (layers), :mod:`~nn_from_scratch.losses`,
 containers in :mod:`~nn_from_scratch.containers`, the contract in :mod:`~nn_from_scratch.node`.
 """
 from . import nodes as _nodes
-from .containers import Graph, Input, Parallel, Residual, Sequential
+from .containers import Constant, Graph, Input, Parallel, Residual, Sequential
 from .engine.threads import set_num_threads
 from .training import NeuralNetwork, TrainingDiverged
 from .context import Context
@@ -24,6 +24,6 @@ __version__ = "0.1.0"
 
 __all__ = sorted(
     set(_nodes.__all__)
-    | {"Criterion", "Graph", "Input", "NeuralNetwork", "Parallel", "Parameter", "Residual", "Sequential",
+    | {"Constant", "Criterion", "Graph", "Input", "NeuralNetwork", "Parallel", "Parameter", "Residual", "Sequential",
        "TrainingDiverged", "set_num_threads"}
 )

@@ -217,7 +217,7 @@ class Graph(Node):
             own = namespace_of(getattr(self, name))
             if own is not xp:
                 raise TypeError(f"Graph: the input is a {xp.__name__} array but the Constant {name} lives in "
-                                f"{own.__name__}; move the model with nn_from_scratch.backend.move_to")
+                                f"{own.__name__}; move the model with nn_from_scratch.backend.set_backend")
 
     def _constants(self) -> List[Any]:
         return [getattr(self, name) for name in self._constant_names]

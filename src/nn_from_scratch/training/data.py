@@ -34,13 +34,8 @@ def input_names(model: Node) -> Optional[Tuple[str, ...]]:
 
     None for a model that does not name its inputs (a Sequential, a layer).
     """
-    names = getattr(model, "input_names", None)
-    if names is None:
-        labels = getattr(model, "_slot_labels", None)  # a Graph's slots begin with its inputs
-        if labels is None:
-            return None
-        names = labels[:getattr(model, "num_inputs", 1)]
-    return tuple(names)
+    names = getattr(model, "input_names", None)  # a Graph's
+    return None if names is None else tuple(names)
 
 
 def model_inputs(model: Node, X: Any, name: str) -> Tuple[Inputs, List[str]]:
