@@ -155,6 +155,9 @@ NODES: Dict[str, Case] = {
     "Residual[Scale]": Case(lambda: Residual(Sequential(N.Linear(3, 3, rng=0), N.Scale(-0.7)),
                                              shortcut=N.Linear(3, 3, rng=1), after=N.Scale(2.0)), normal(4, 3)),
     "Graph[Multiply]": Case(_graph_of_products, lambda rng: (rng.standard_normal((4, 3)), rng.standard_normal((4, 3)))),
+    # the course's API: its input sizes
+    "ReLU[course size]": Case(lambda: N.ReLU((4, 3)), normal(4, 3)),
+    "Vectorization[course size]": Case(lambda: N.Vectorization((2, 3, 2)), normal(2, 3, 2)),
 }
 #: Classes whose textbook path is not yet written against the array API standard (each is removed from this set
 #: in the change that converts it).

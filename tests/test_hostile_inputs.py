@@ -469,6 +469,13 @@ NODE_TABLE: Dict[str, NodeSpec] = {
     "Mean": NodeSpec(lambda: nodes_module.Mean(axis=0, keepdims=True), any_shape(1, 3),
                      out_shape=lambda s: (1,) + s[1:], torch=lambda torch, F, n, s, x: torch.mean(x, 0, keepdim=True),
                      sums=True),
+    # the course's API: its input sizes (any batch, the other axes as given)
+    "ReLU[course size]": NodeSpec(lambda: nodes_module.ReLU((3, 4)), st.tuples(st.integers(0, 3), st.just(4)),
+                                  torch=lambda torch, F, n, s, x: F.relu(x), valid=(3, 4)),
+    "Vectorization[course size]": NodeSpec(lambda: nodes_module.Vectorization((2, 3, 2)),
+                                           st.tuples(st.integers(0, 3), st.just(3), st.just(2)),
+                                           out_shape=lambda s: (s[0], 6), valid=(2, 3, 2),
+                                           torch=lambda torch, F, n, s, x: torch.flatten(x, 1, -1)),
 }
 ABSTRACT_NODES = {"Node", "RowwiseNode", "ElementwiseNode"}
 #: Nodes of several inputs or outputs, which this one-input harness cannot drive: their bad-input tests

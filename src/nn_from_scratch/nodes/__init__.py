@@ -14,6 +14,9 @@ from .reduction import Mean, Sum
 from .regularization import BatchNorm1d, BatchNorm2d, Dropout
 from .shape import Flatten, Reshape, Vectorization
 from .softmax import LogSoftMax, NormalizedSoftMax, SoftMax
+# the course's API: its two losses by the names it imported them under; criteria, not layers, so they stay out
+# of __all__ (and of `from nn_from_scratch import *`); the library's own are nn_from_scratch.losses
+from .course import MSELoss, SoftMaxLoss
 
 __all__ = [
     "Add",
