@@ -6,7 +6,8 @@ built every node with an input size (``ReLU(5)``, ``SoftMax((2, 5))``,
 ``nodes``: ``SoftMaxLoss(n)`` and ``MSELoss(input_size)``.  This module
 holds what ``nodes`` needs for those forms:
 
-* :func:`course_size`: a course input size as a node's ``input_shape``;
+* :func:`course_sizes` and :func:`course_size`: a course input size checked,
+  and as a node's ``input_shape``;
 * :func:`label_set_nll` and :func:`label_set_nll_grad`: the loss of a label
   set (a multi-hot row :math:`l`) on probabilities :math:`y`,
   :math:`-\log\langle l, y\rangle`, shared with
@@ -28,21 +29,22 @@ from ..context import Context, as_float_array
 from ..criterion import Criterion
 from .softmax import NormalizedSoftMax
 
-__all__ = ["MSELoss", "SoftMaxLoss", "course_size", "label_set_nll", "label_set_nll_grad"]
+__all__ = ["MSELoss", "SoftMaxLoss", "course_size", "course_sizes", "label_set_nll", "label_set_nll_grad"]
 
 Size = Union[int, Sequence[int]]
 
 
-def _sizes(size: Any, who: str, max_axes: Optional[int] = None) -> Tuple[int, ...]:
-    """A course size (an int, or a sequence of ints) as a tuple of positive ints, or a clear error."""
+def course_sizes(size: Any, who: str, name: str = "the input size", max_axes: Optional[int] = None) -> Tuple[int, ...]:
+    """A course size (an int, or a sequence of ints) as a tuple of positive ints, or a clear error naming ``who``."""
     items = (size,) if isinstance(size, (int, np.integer)) and not isinstance(size, (bool, np.bool_)) else size
     try:
         items = tuple(items)
     except TypeError:
-        raise TypeError(f"{who} takes the course's input size, an int or a tuple of ints, got {size!r}") from None
+        raise TypeError(f"{who}: {name} must be an int or a tuple of ints (the course's input size), got "
+                        f"{size!r}") from None
     if not items or any(isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer)) or d < 1
                         for d in items):
-        raise ValueError(f"{who}: the input size must be a positive int or a tuple of positive ints, got {size!r}")
+        raise ValueError(f"{who}: {name} must be a positive int or a tuple of positive ints, got {size!r}")
     if max_axes is not None and len(items) > max_axes:
         raise ValueError(f"{who} takes a vector (n,) or rows (N, n), not an input size of {len(items)} axes: {size!r}")
     return tuple(int(d) for d in items)
@@ -53,7 +55,7 @@ def course_size(size: Any, who: str) -> Optional[Tuple[Optional[int], ...]]:
     the batch, takes any size (the course's networks predict one image through layers sized for a batch)."""
     if size is None:
         return None
-    sizes = _sizes(size, who)
+    sizes = course_sizes(size, who)
     return sizes if len(sizes) == 1 else (None,) + sizes[1:]
 
 
@@ -80,7 +82,7 @@ class _CourseLoss(Criterion):
     """What the course's two losses share: the size, prediction and labels of one shape, the course's faces."""
 
     def __init__(self, size: Size) -> None:
-        self._input_dim = _sizes(size, type(self).__name__, max_axes=2)
+        self._input_dim = course_sizes(size, type(self).__name__, max_axes=2)
         self._output_dim = (1,)
 
     @property
