@@ -8,13 +8,14 @@ course's code gave another number (its padded convolution's input gradient, its 
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pytest
 
 from nn_from_scratch.datasets import load_digits
 from nn_from_scratch.examples.simple_nn import NeuralNetwork
+from nn_from_scratch.gradcheck import numerical_jacobian
 from nn_from_scratch.interfaces import Neuron
 from nn_from_scratch.neurons import Convolution, Linear
 from nn_from_scratch.nodes import MSELoss, ReLU, SoftMax, SoftMaxLoss, Vectorization
@@ -23,36 +24,23 @@ from nn_from_scratch.optimizers import GradientDescent
 FD = dict(rtol=1e-6, atol=1e-8)
 
 
-def numeric_gradient(f: Callable[[], float], x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """Central differences of ``f()`` with respect to the array ``x``, changed in place and put back."""
-    grad = np.zeros(x.shape)
-    for index in np.ndindex(x.shape):
-        saved = x[index]
-        x[index] = saved + eps
-        up = f()
-        x[index] = saved - eps
-        down = f()
-        x[index] = saved
-        grad[index] = (up - down) / (2 * eps)
-    return grad
+def weight_jacobian(layer, name: str, f: Callable[[], Any]) -> np.ndarray:
+    """Central differences of ``f()`` with respect to the layer's weights ``name`` (``W``, ``B``), put back after:
+    ``f().shape + weights.shape``."""
+    weights = np.array(getattr(layer, name), copy=True, order="C")  # numerical_jacobian perturbs C-ordered arrays only
 
-
-def weight_gradient(layer, name: str, value: Callable[[], float]) -> np.ndarray:
-    """Central differences of ``value()`` with respect to the layer's weights ``name`` (``W``, ``B``), put back."""
-    weights = np.array(getattr(layer, name), copy=True)
-
-    def f() -> float:
-        setattr(layer, name, weights)
-        return value()
+    def through(w: np.ndarray) -> Any:
+        setattr(layer, name, w)
+        return f()
     try:
-        return numeric_gradient(f, weights)
+        return numerical_jacobian(through, weights)
     finally:
         setattr(layer, name, weights)
 
 
-def pairing(layer, x: np.ndarray, g: np.ndarray) -> Callable[[], float]:
-    """``<g, layer(x)>``, whose gradient is the backward pass of ``g``."""
-    return lambda: float(np.sum(g * layer.forward(x)))
+def pairing(layer, g: np.ndarray) -> Callable[[np.ndarray], float]:
+    """``x -> <g, layer(x)>``, whose gradient is the backward pass of ``g``."""
+    return lambda x: float(np.sum(g * layer.forward(x)))
 
 
 @pytest.fixture(autouse=True)
@@ -71,7 +59,7 @@ def test_lab5_softmax_and_relu():
     y_value = sm.forward(x_input)
     dL_dx = sm.backward(dL_dy)
     np.testing.assert_allclose(y_value, np.exp(x_input) / np.exp(x_input).sum(), rtol=1e-14)
-    np.testing.assert_allclose(dL_dx, numeric_gradient(pairing(sm, x := x_input.astype(float), dL_dy), x), **FD)
+    np.testing.assert_allclose(dL_dx, numerical_jacobian(pairing(sm, dL_dy), x_input), **FD)
 
     relu = ReLU(5)
     x_input = np.array([0, -1, 2, -1, 4])
@@ -81,7 +69,7 @@ def test_lab5_softmax_and_relu():
     relu = ReLU((2, 5))
     x_input, dL_dy = np.array([[0.5, -1, 2, -1, 4]] * 2), np.array([[1, 2, 3, 2, 1]] * 2)
     relu.forward(x_input)
-    np.testing.assert_allclose(relu.backward(dL_dy), numeric_gradient(pairing(relu, x_input, dL_dy), x_input), **FD)
+    np.testing.assert_allclose(relu.backward(dL_dy), numerical_jacobian(pairing(relu, dL_dy), x_input), **FD)
 
 
 @pytest.mark.parametrize("input_dim, output_dim", [((3, 2), (3, 5)), (3, 5)])
@@ -98,8 +86,8 @@ def test_lab5_linear_layer(input_dim, output_dim):
     assert W.shape == (np.atleast_1d(input_dim)[-1] + 1, np.atleast_1d(output_dim)[-1])
     np.testing.assert_allclose(y_value, x_input @ W[1:] + W[0], rtol=1e-14)
     assert dL_dx.shape == x_input.shape and y_value.shape == dL_dy.shape
-    np.testing.assert_allclose(dL_dx, numeric_gradient(pairing(linear, x_input, dL_dy), x_input), **FD)
-    np.testing.assert_allclose(dL_dw, weight_gradient(linear, "W", pairing(linear, x_input, dL_dy)), **FD)
+    np.testing.assert_allclose(dL_dx, numerical_jacobian(pairing(linear, dL_dy), x_input), **FD)
+    np.testing.assert_allclose(dL_dw, weight_jacobian(linear, "W", lambda: pairing(linear, dL_dy)(x_input)), **FD)
 
     # the same through the dense Jacobians (the course's use_jacobian=True)
     linear.forward(x_input)
@@ -114,12 +102,9 @@ def test_lab5_linear_jacobians_in_the_courses_layout():
     linear.forward(x_input)
     jacobian, w_jacobian = linear.jacobian(), linear.W_jacobian()
     assert jacobian.shape == (3, 2, 3, 5) and w_jacobian.shape == (3, 5, 3, 5)  # x.shape + y.shape, W.shape + y.shape
-    numeric = np.stack([numeric_gradient(lambda: float(linear.forward(x_input)[index]), x_input)
-                        for index in np.ndindex(3, 5)], axis=-1).reshape(3, 2, 3, 5)
-    np.testing.assert_allclose(jacobian, numeric, **FD)
-    numeric = np.stack([weight_gradient(linear, "W", lambda: float(linear.forward(x_input)[index]))
-                        for index in np.ndindex(3, 5)], axis=-1).reshape(3, 5, 3, 5)
-    np.testing.assert_allclose(w_jacobian, numeric, **FD)
+    np.testing.assert_allclose(jacobian, np.transpose(numerical_jacobian(linear.forward, x_input), (2, 3, 0, 1)), **FD)
+    numeric = weight_jacobian(linear, "W", lambda: linear.forward(x_input))  # y.shape + W.shape
+    np.testing.assert_allclose(w_jacobian, np.transpose(numeric, (2, 3, 0, 1)), **FD)
     augmented = np.concatenate([np.ones((3, 1)), x_input], axis=1)  # the course passed its input with a column of ones
     np.testing.assert_array_equal(linear.W_jacobian(augmented), linear.W_jacobian(x_input))
 
@@ -140,7 +125,7 @@ def test_lab6_softmax_loss_with_multi_hot_labels(input_dim):
     y_value = softmax_loss.forward(x_input, labels)
     dL_dx = softmax_loss.backward(x_input)
     assert y_value.shape == (1,) and dL_dx.shape == x_input.shape
-    np.testing.assert_allclose(dL_dx, numeric_gradient(lambda: float(softmax_loss.value(x_input, labels)), x_input),
+    np.testing.assert_allclose(dL_dx, numerical_jacobian(lambda x: float(softmax_loss.value(x, labels)), x_input),
                                **FD)
 
 
@@ -201,7 +186,7 @@ def test_lab7_convolution_layer(torch):
     np.testing.assert_allclose(dL_dx, xt.grad.numpy(), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(dL_dw, wt.grad.numpy(), rtol=1e-10, atol=1e-12)
     np.testing.assert_array_equal(dL_db, dL_dy[0])  # one bias per output position: its gradient is G itself
-    np.testing.assert_allclose(dL_dx, numeric_gradient(pairing(conv, x_input, dL_dy), x_input), **FD)
+    np.testing.assert_allclose(dL_dx, numerical_jacobian(pairing(conv, dL_dy), x_input), **FD)
 
 
 # ------------------------------------------------------------------ lab 8: batches, ReLU and Vectorization, a CNN
@@ -217,10 +202,11 @@ def test_lab8_batched_convolution_without_bias():
         np.testing.assert_allclose(output[i][kern][j][k], (x_input[i, :, j:j + p, k:k + q] * conv._W[kern]).sum(),
                                    rtol=1e-12)
     x = x_input.astype(np.float64)
-    np.testing.assert_allclose(dL_dx, numeric_gradient(pairing(conv, x, dL_dy), x), **FD)
+    np.testing.assert_allclose(dL_dx, numerical_jacobian(pairing(conv, dL_dy), x), **FD)
     conv.forward(x)
     conv.backward(dL_dy)
-    np.testing.assert_allclose(conv._W_pd, weight_gradient(conv, "W", pairing(conv, x, dL_dy)), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(conv._W_pd, weight_jacobian(conv, "W", lambda: pairing(conv, dL_dy)(x)), rtol=1e-6,
+                               atol=1e-7)
     assert not hasattr(conv, "_B")
 
 
@@ -287,11 +273,11 @@ def test_lab9_padded_convolution(torch):
     yt.backward(torch.from_numpy(dL_dy))
     np.testing.assert_allclose(output, yt.detach().numpy(), rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(dL_dx, xt.grad.numpy(), rtol=1e-10, atol=1e-12)  # the course's crop was not this
-    np.testing.assert_allclose(dL_dx, numeric_gradient(pairing(conv, x_input, dL_dy), x_input), **FD)
+    np.testing.assert_allclose(dL_dx, numerical_jacobian(pairing(conv, dL_dy), x_input), **FD)
     conv.forward(x_input)
     conv.backward(dL_dy)
-    np.testing.assert_allclose(conv._B_pd, weight_gradient(conv, "B", pairing(conv, x_input, dL_dy)), **FD)
-    np.testing.assert_allclose(conv._W_pd, weight_gradient(conv, "W", pairing(conv, x_input, dL_dy)), **FD)
+    np.testing.assert_allclose(conv._B_pd, weight_jacobian(conv, "B", lambda: pairing(conv, dL_dy)(x_input)), **FD)
+    np.testing.assert_allclose(conv._W_pd, weight_jacobian(conv, "W", lambda: pairing(conv, dL_dy)(x_input)), **FD)
 
 
 def test_lab9_padding_in_a_network():
@@ -316,7 +302,7 @@ def test_lab10_box_loss():
     dL_dx = box_loss.backward(x_input)
     np.testing.assert_allclose(y_value, [np.sum((x_input - labels) ** 2) / 4], rtol=1e-14)
     x = x_input.astype(float)
-    np.testing.assert_allclose(dL_dx, numeric_gradient(lambda: float(box_loss.value(x, labels)), x), rtol=1e-6,
+    np.testing.assert_allclose(dL_dx, numerical_jacobian(lambda v: float(box_loss.value(v, labels)), x), rtol=1e-6,
                                atol=1e-4)
 
 

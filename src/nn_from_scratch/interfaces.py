@@ -33,7 +33,7 @@ import numpy.typing as npt
 
 from .backend import namespace_of
 from .context import as_float_array
-from .nodes.course import course_sizes
+from .nodes.course import CourseSizes, course_sizes
 
 __all__ = ["NNTypes", "Neuron", "Node", "Optimizer", "contract", "course_layout"]
 
@@ -65,7 +65,7 @@ def contract(jacobian: Any, g: Any) -> Any:
     return xp.tensordot(jacobian, g, axes=g.ndim)
 
 
-class Node:
+class Node(CourseSizes):
     """The course's abstract node: ``__call__`` (the function) and ``jacobian`` given; ``forward``, ``backward`` here.
 
     ``input_dim`` and ``output_dim`` are the course's sizes (an int or a
@@ -90,16 +90,6 @@ class Node:
         self._inner_ndim: int = int(inner_ndim)
         self._is_output_node: bool = bool(is_output_node)
         self.reset()
-
-    @property
-    def n_input(self) -> Tuple[int, ...]:
-        """The input size, as a tuple."""
-        return self._input_dim
-
-    @property
-    def n_output(self) -> Tuple[int, ...]:
-        """The output size, as a tuple."""
-        return self._output_dim
 
     def reset(self) -> None:
         """Forget the last pass."""

@@ -29,7 +29,8 @@ from ..context import Context, as_float_array
 from ..criterion import Criterion
 from .softmax import NormalizedSoftMax
 
-__all__ = ["MSELoss", "SoftMaxLoss", "course_size", "course_sizes", "label_set_nll", "label_set_nll_grad"]
+__all__ = ["CourseSizes", "MSELoss", "SoftMaxLoss", "course_size", "course_sizes", "label_set_nll",
+           "label_set_nll_grad"]
 
 Size = Union[int, Sequence[int]]
 
@@ -78,22 +79,29 @@ def label_set_nll_grad(labels: Any, inner: Any, w: Any) -> Any:
     return -(labels * w) / inner
 
 
-class _CourseLoss(Criterion):
+class CourseSizes:
+    """The course's sizes of a node: ``_input_dim`` and ``_output_dim`` (tuples), read as ``n_input``, ``n_output``."""
+
+    _input_dim: Tuple[int, ...]
+    _output_dim: Tuple[int, ...]
+
+    @property
+    def n_input(self) -> Tuple[int, ...]:
+        """The input size given to the constructor, as a tuple."""
+        return self._input_dim
+
+    @property
+    def n_output(self) -> Tuple[int, ...]:
+        """The output size, as a tuple (``(1,)`` for a loss: one number)."""
+        return self._output_dim
+
+
+class _CourseLoss(CourseSizes, Criterion):
     """What the course's two losses share: the size, prediction and labels of one shape, the course's faces."""
 
     def __init__(self, size: Size) -> None:
         self._input_dim = course_sizes(size, type(self).__name__, max_axes=2)
         self._output_dim = (1,)
-
-    @property
-    def n_input(self) -> Tuple[int, ...]:
-        """The input size given to the constructor (the course's ``n_input``)."""
-        return self._input_dim
-
-    @property
-    def n_output(self) -> Tuple[int, ...]:
-        """``(1,)``: one number."""
-        return self._output_dim
 
     def forward(self, x: Any, labels: Any = None) -> Any:  # type: ignore[override]
         """The loss of ``x`` against ``labels`` as an array of shape ``(1,)`` (the course's); keeps the pass."""
