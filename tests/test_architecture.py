@@ -37,6 +37,11 @@ ALLOWED: Dict[str, Set[str]] = {
     "viz": CONTRACT,
     "models": CONTRACT | {"nodes", "containers", "files"},
     "training": CONTRACT | {"losses", "files", "datasets", "engine", "viz"},
+    # the course's API: its abstract classes, layers, optimizer and example network, over the library's nodes
+    "interfaces": CONTRACT | {"nodes"},
+    "neurons": CONTRACT | {"interfaces", "nodes", "containers"},
+    "optimizers": CONTRACT | {"interfaces"},
+    "examples": CONTRACT | {"interfaces"},
 }
 #: The command line and the package's front door may import anything.
 FREE = {"cli", "__main__", "__init__"}

@@ -177,6 +177,9 @@ NODES: Dict[str, Case] = {
                                                                      np.array([True, False, True])), constant=(1,)),
     "Sequential[named]": Case(lambda: Sequential(collections.OrderedDict(
         first=N.Linear(3, 4, rng=0), turn=N.Transpose(0, 1), last=N.Linear(4, 2, rng=1))), normal(4, 3)),
+    # the course's API: its input sizes
+    "ReLU[course size]": Case(lambda: N.ReLU((4, 3)), normal(4, 3)),
+    "Vectorization[course size]": Case(lambda: N.Vectorization((2, 3, 2)), normal(2, 3, 2)),
 }
 
 
@@ -445,3 +448,125 @@ def test_a_model_trains_on_torch_tensors_through_array_api_compat(torch, rng):
     np.testing.assert_allclose(actual, expected, rtol=1e-12, atol=0)
     for name in weights:
         np.testing.assert_allclose(moved[name], weights[name], rtol=1e-12, atol=1e-14, err_msg=name)
+# ------------------------------------------------------------------ the course's API
+import nn_from_scratch.neurons as course_neurons  # noqa: E402
+from nn_from_scratch.optimizers import GradientDescent as CourseGradientDescent  # noqa: E402
+
+
+def _multi_hot(n, classes):
+    def inputs(rng):
+        labels = (rng.random((n, classes)) < 0.5).astype(np.float64)
+        labels[:, 0] = 1.0
+        return rng.standard_normal((n, classes)), labels
+    return inputs
+
+
+@dataclass
+class CourseCase:
+    """A class of the course's API (its own faces, so not a NODES case): its inputs, and whether it is a loss."""
+    make: Callable[[], Any]
+    inputs: Callable[[np.random.Generator], Tuple[np.ndarray, ...]]
+    loss: bool = False
+
+
+COURSE: Dict[str, CourseCase] = {
+    "neurons.Linear": CourseCase(lambda: course_neurons.Linear((4, 3), (4, 2), rng=0), normal(4, 3)),
+    "neurons.Convolution": CourseCase(lambda: course_neurons.Convolution((2, 2, 4, 4), 3, output_layers=2, padding=1,
+                                                                         rng=0), normal(2, 2, 4, 4)),
+    "neurons.Convolution[no bias]": CourseCase(lambda: course_neurons.Convolution((2, 1, 4, 3), 2, output_layers=2,
+                                                                                  use_bias=False, rng=0),
+                                               normal(2, 1, 4, 3)),
+    "neurons.ReLU": CourseCase(lambda: course_neurons.ReLU((4, 3)), normal(4, 3)),
+    "nodes.SoftMaxLoss": CourseCase(lambda: N.SoftMaxLoss((4, 3)), _multi_hot(4, 3), loss=True),
+    "nodes.MSELoss": CourseCase(lambda: N.MSELoss((4, 3)), lambda rng: (rng.standard_normal((4, 3)),
+                                                                         rng.standard_normal((4, 3))), loss=True),
+}
+
+
+def _weights_of(layer) -> Tuple[str, ...]:
+    """The names of a course layer's weights (its gradients are ``_W_pd``, ``_B_pd``)."""
+    if not hasattr(layer, "W_jacobian"):
+        return ()
+    return ("W", "B") if getattr(layer, "_use_bias", False) else ("W",)
+
+
+def course_faces(layer, xs, g) -> Dict[str, Any]:
+    """Everything a course class gives: output, gradient, the weights' gradients, the Jacobians."""
+    y = layer.forward(*xs)
+    faces = {"y": y}
+    if isinstance(layer, course_neurons.ReLU):
+        faces["jacobian"] = layer.jacobian()
+    faces["dx"] = layer.backward(reset_after=False) if g is None else layer.backward(g, reset_after=False)
+    for name in _weights_of(layer):
+        faces[f"d/d {name}"] = getattr(layer, f"_{name}_pd")
+    if not isinstance(layer, course_neurons.ReLU):
+        faces["jacobian"] = layer.jacobian()
+    if hasattr(layer, "W_jacobian"):
+        faces["W_jacobian"] = layer.W_jacobian()
+    return faces
+
+
+def _strict_copy(layer):
+    twin = copy.deepcopy(layer)
+    if hasattr(twin, "node"):
+        move_to("array_api_strict", twin.node)
+    return twin
+
+
+@pytest.mark.parametrize("name", sorted(COURSE))
+def test_a_course_class_gives_its_numpy_numbers_under_array_api_strict(name, xp, rng):
+    case = COURSE[name]
+    xs = case.inputs(rng)
+    layer = case.make()
+    twin = _strict_copy(layer)
+    with engine.textbook():
+        g = None if case.loss else rng.standard_normal(np.shape(layer.forward(*xs)))
+        expected = course_faces(layer, xs, g)
+    actual = course_faces(twin, strict(xs, xp), None if g is None else xp.asarray(g))
+    assert actual.keys() == expected.keys()
+    for key in expected:
+        assert_same(host(actual[key]), host(expected[key]), f"{name} {key}")
+
+
+@pytest.mark.parametrize("name", sorted(COURSE))
+def test_a_course_classs_gradients_under_array_api_strict_match_finite_differences(name, xp, rng):
+    case = COURSE[name]
+    layer = _strict_copy(case.make())
+    xs = case.inputs(rng)
+    x, rest = xs[0], xs[1:]
+    g = None if case.loss else rng.standard_normal(np.shape(host(layer.forward(*strict(xs, xp)))))
+
+    def value() -> float:
+        y = host(layer.forward(xp.asarray(x), *strict(rest, xp)))
+        return float(np.sum(y if g is None else g * y))
+
+    layer.forward(*strict(xs, xp))
+    dx = host(layer.backward() if g is None else layer.backward(xp.asarray(g), reset_after=False))
+    checks = [("x", x, np.reshape(dx, x.shape), None)]  # the course's ReLU answers on four axes: (1, 1, 4, 3)
+    checks += [(weight, np.array(host(getattr(layer, weight))), host(getattr(layer, f"_{weight}_pd")), weight)
+               for weight in _weights_of(layer)]
+    eps = 1e-6
+    for label, target, analytic, attribute in checks:
+        numeric = np.zeros_like(target)
+        for index in np.ndindex(target.shape):
+            saved = target[index]
+            for sign in (1, -1):
+                target[index] = saved + sign * eps
+                if attribute is not None:
+                    setattr(layer, attribute, xp.asarray(target))
+                numeric[index] += sign * value() / (2 * eps)
+            target[index] = saved
+        if attribute is not None:
+            setattr(layer, attribute, xp.asarray(target))
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-7, err_msg=f"{name} d/d {label}")
+
+
+def test_the_courses_gradient_descent_steps_as_on_numpy_under_array_api_strict(xp, rng):
+    targets, grads = [rng.standard_normal((3, 2)), rng.standard_normal(4)], [rng.standard_normal((3, 2)),
+                                                                               rng.standard_normal(4)]
+    ours, theirs = CourseGradientDescent(lr=0.1, eps=1e-3), CourseGradientDescent(lr=0.1, eps=1e-3)
+    expected = theirs.optimize(targets, grads)
+    actual = ours.optimize(strict(tuple(targets), xp), strict(tuple(grads), xp))
+    for a, e in zip(actual, expected):
+        assert_same(host(a), e, "GradientDescent")
+    assert ours.delta == pytest.approx(theirs.delta, rel=1e-14)

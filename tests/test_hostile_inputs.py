@@ -503,6 +503,13 @@ NODE_TABLE: Dict[str, NodeSpec] = {
                             st.tuples(st.integers(0, 4), st.just(4)), out_shape=lambda s: s[:1] + (3,), valid=(2, 4),
                             sums=True,
                             torch=lambda torch, F, n, s, x: torch.index_select(x, 1, torch.from_numpy(s["index"]))),
+    # the course's API: its input sizes (any batch, the other axes as given)
+    "ReLU[course size]": NodeSpec(lambda: nodes_module.ReLU((3, 4)), st.tuples(st.integers(0, 3), st.just(4)),
+                                  torch=lambda torch, F, n, s, x: F.relu(x), valid=(3, 4)),
+    "Vectorization[course size]": NodeSpec(lambda: nodes_module.Vectorization((2, 3, 2)),
+                                           st.tuples(st.integers(0, 3), st.just(3), st.just(2)),
+                                           out_shape=lambda s: (s[0], 6), valid=(2, 3, 2),
+                                           torch=lambda torch, F, n, s, x: torch.flatten(x, 1, -1)),
 }
 ABSTRACT_NODES = {"Node", "RowwiseNode", "ElementwiseNode"}
 #: Nodes of several inputs or outputs, which this one-input harness cannot drive: their bad-input tests
@@ -1127,3 +1134,110 @@ def test_example_counts_are_recorded():
         pytest.skip("a deep run scales the counts")
     assert (NODE_EXAMPLES, LOSS_EXAMPLES, OPTIMIZER_EXAMPLES, GRAD_EXAMPLES, STATE_EXAMPLES, SCHEDULER_EXAMPLES) == \
         (100, 100, 80, 60, 40, 60)
+
+
+# =========================================================================== #
+# the course's API: its layers, losses and optimizer, with its own faces
+# =========================================================================== #
+import nn_from_scratch.neurons as course_neurons  # noqa: E402
+from nn_from_scratch.optimizers import GradientDescent as CourseGradientDescent  # noqa: E402
+
+COURSE_EXAMPLES = 60 * (DEEP or 1)
+
+
+@dataclass
+class CourseSpec:
+    make: Callable[[], Any]
+    shapes: st.SearchStrategy  # valid input shapes
+    loss: bool = False
+
+
+COURSE_TABLE: Dict[str, CourseSpec] = {
+    "neurons.Linear": CourseSpec(lambda: course_neurons.Linear((4, 3), (4, 2), rng=0),
+                                 st.tuples(st.integers(0, 4), st.just(3))),
+    "neurons.Linear[vector]": CourseSpec(lambda: course_neurons.Linear(3, 2, rng=0), st.just((3,))),
+    "neurons.Convolution": CourseSpec(lambda: course_neurons.Convolution((2, 2, 4, 3), 2, output_layers=2, padding=1,
+                                                                         rng=0),
+                                      st.tuples(st.integers(0, 2), st.just(2), st.just(4), st.just(3))),
+    "neurons.ReLU": CourseSpec(lambda: course_neurons.ReLU((2, 3)), st.just((2, 3))),
+    "nodes.SoftMaxLoss": CourseSpec(lambda: nodes_module.SoftMaxLoss((4, 3)),
+                                    st.tuples(st.integers(0, 4), st.integers(1, 3)), loss=True),
+    "nodes.MSELoss": CourseSpec(lambda: nodes_module.MSELoss((4, 3)), st.tuples(st.integers(0, 4), st.just(3)),
+                                loss=True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(COURSE_TABLE))
+def test_course_hostile_inputs(name):
+    """Every call gives a float array of the course's shape or a deliberate error, and leaves no trace on the object."""
+    spec = COURSE_TABLE[name]
+
+    @settings(max_examples=COURSE_EXAMPLES, **SETTINGS)
+    @given(data=st.data())
+    def run(data):
+        a, b = spec.make(), spec.make()
+        forwarded = False
+        for op in data.draw(st.lists(st.sampled_from(["forward", "forward", "backward", "jacobian"]), min_size=1,
+                                     max_size=4)):
+            if op == "backward":
+                if not forwarded:
+                    continue
+                if spec.loss:
+                    dx = a.backward(reset_after=False)
+                    assert_same(b.backward(reset_after=False), dx, f"{name}.backward on the twin")
+                    continue
+                g = data.draw(hostile(st.just(tuple(np.shape(a._output_values)))))
+                outcome = guarded(lambda: a.backward(g, reset_after=False), g)
+                if outcome.ok:
+                    assert is_array(outcome.value) and outcome.value.dtype.kind == "f"
+                    assert_same(b.backward(g, reset_after=False), outcome.value, f"{name}.backward on the twin")
+                continue
+            if op == "jacobian":
+                if forwarded:
+                    assert_same(a.jacobian(), b.jacobian(), f"{name}.jacobian on the twin")
+                continue
+            x = data.draw(hostile(spec.shapes))
+            labels = data.draw(hostile(st.just(np.shape(x)) if hasattr(x, "shape") else None)) if spec.loss else None
+            inputs = (x, labels) if spec.loss else (x,)
+            outcome = guarded(lambda: a.forward(*inputs), *inputs)
+            if not outcome.ok:
+                continue
+            assert as_reference_array(x) is not None, f"{name}.forward accepted {type(x).__name__}"
+            assert is_array(outcome.value) and outcome.value.dtype.kind == "f"
+            assert_same(b.forward(*inputs), outcome.value, f"{name}.forward on the twin")
+            forwarded = True
+        # no rejected call left a trace: a valid pass agrees on both
+        x0 = np.random.default_rng(0).standard_normal(data.draw(spec.shapes))
+        rest = (np.ones_like(x0),) if spec.loss else ()
+        assert_same(a.forward(x0, *rest), b.forward(x0, *rest), f"{name}: forward after the hostile calls")
+        if spec.loss:
+            assert_same(a.backward(), b.backward(), f"{name}: backward after the hostile calls")
+        else:
+            g0 = np.ones(a.n_input if isinstance(a, course_neurons.ReLU) else np.shape(a._output_values))
+            assert_same(a.backward(g0), b.backward(g0), f"{name}: backward after the hostile calls")
+            for weight in ("W", "B") if getattr(a, "_use_bias", False) else ("W",) if hasattr(a, "W") else ():
+                assert_same(getattr(a, weight), getattr(b, weight), f"{name}: {weight}")
+
+    run()
+
+
+@settings(max_examples=COURSE_EXAMPLES, **SETTINGS)
+@given(data=st.data())
+def test_course_gradient_descent_refuses_hostile_gradients_and_moves_nothing(data):
+    target = np.random.default_rng(0).standard_normal((2, 3))
+    before = target.copy()
+    optimizer = CourseGradientDescent(lr=0.1)
+    g = data.draw(hostile(st.just((2, 3))))
+    outcome = guarded(lambda: optimizer.optimize([target], [g]), g)
+    np.testing.assert_array_equal(target, before)
+    if outcome.ok:
+        g_seen = as_reference_array(g)
+        assert g_seen is not None and np.all(np.isfinite(g_seen)) and np.shape(g_seen) == (2, 3)
+        np.testing.assert_allclose(outcome.value[0], before - 0.1 * g_seen.astype(np.float64), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("arguments", [dict(lr=-1.0), dict(lr=math.nan), dict(lr=True), dict(lr="0.1"),
+                                       dict(eps=-1e-3), dict(eps=math.inf), dict(eps=None)])
+def test_course_gradient_descent_refuses_hostile_hyperparameters(arguments):
+    outcome = guarded(lambda: CourseGradientDescent(**arguments))
+    assert not outcome.ok

@@ -13,7 +13,9 @@ and :class:`~nn_from_scratch.criterion.Criterion`, written once for both:
   Jacobian one output coordinate at a time, :math:`J_{i\cdot} = J^\top e_i`,
   and :func:`vjp_from_jacobian` contracts ``g`` against the dense Jacobian,
   :math:`J^\top g`, per output and per input (several inputs and outputs
-  packed as tuples, a constant input getting None);
+  packed as tuples, a constant input getting None); and the Jacobian with
+  respect to a parameter from the parameter gradients,
+  :func:`jacobian_from_parameter_grads`;
 * **one float16 rule**: a function with ``float16_in_float32 = True`` (the
   losses, the activations, the softmax family) takes float16 inputs, computes
   in float32 and rounds each result (output, gradient, Jacobian) to float16
@@ -26,7 +28,7 @@ from __future__ import annotations
 import functools
 import threading
 from types import ModuleType
-from typing import Any, Callable, List, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 
@@ -35,7 +37,7 @@ from .engine import threads
 from .backend import namespace_of
 from .context import Context, KeepsPass, output_grad, record_undo, refusal_undoes
 
-__all__ = ["Function", "float32_for_half", "jacobian_from_vjp", "vjp_from_jacobian"]
+__all__ = ["Function", "float32_for_half", "jacobian_from_parameter_grads", "jacobian_from_vjp", "vjp_from_jacobian"]
 
 Fn = TypeVar("Fn", bound=Callable[..., Any])
 _HALF = np.dtype(np.float16)
@@ -67,6 +69,16 @@ def _packed_outputs(parts: Sequence[Any], ctx: Context) -> Any:
 
 
 # ------------------------------------------------------------------ one derivative from the other
+def _unit_gradients(ctx: Context, o: int) -> Iterator[Any]:
+    r"""The upstream gradients :math:`e_r` of output ``o``, one per coordinate ``r`` in order (the other outputs
+    zero), packed as the pass's outputs are."""
+    xp, ys = ctx.xp, _outputs(ctx)
+    size = int(np.prod(ys[o].shape))
+    for r in range(size):
+        basis = xp.reshape(xp.astype(xp.arange(size) == r, ys[o].dtype), ys[o].shape)  # e_r in y_o's shape
+        yield _packed_outputs([basis if p == o else xp.zeros_like(other) for p, other in enumerate(ys)], ctx)
+
+
 def jacobian_from_vjp(vjp: Callable[[Any, Context], Any], ctx: Context, constant_inputs: Sequence[int] = ()) -> Any:
     r"""The dense Jacobian from the VJP, row by row: :math:`J_{i\cdot} = J^\top e_i` for each output coordinate.
 
@@ -79,14 +91,48 @@ def jacobian_from_vjp(vjp: Callable[[Any, Context], Any], ctx: Context, constant
         size = int(np.prod(y.shape))
         rows = [None if i in constant_inputs else xp.zeros((size,) + tuple(x.shape), dtype=_result_dtype(xp, x, y))
                 for i, x in enumerate(xs)]
-        for r in range(size):
-            basis = xp.reshape(xp.astype(xp.arange(size) == r, y.dtype), y.shape)  # e_r in y_o's shape
-            g = [basis if p == o else xp.zeros_like(other) for p, other in enumerate(ys)]
-            for row, part in zip(rows, _parts(vjp(_packed_outputs(g, ctx), ctx), len(xs))):
+        for r, g in enumerate(_unit_gradients(ctx, o)):
+            for row, part in zip(rows, _parts(vjp(g, ctx), len(xs))):
                 if row is not None and part is not None:
                     row[r, ...] = part
         blocks.append(_packed([None if row is None else xp.reshape(row, tuple(y.shape) + tuple(x.shape))
                                for row, x in zip(rows, xs)]))
+    return _packed_outputs(blocks, ctx)
+
+
+def jacobian_from_parameter_grads(backward: Callable[[Any, Context], None], ctx: Context, parameter: Any,
+                                  parameters: Sequence[Any]) -> Any:
+    r"""The Jacobian :math:`\partial y / \partial \theta` of a pass with respect to one parameter, row by row.
+
+    Row :math:`i` is what a backward pass adds into :math:`\theta`'s gradient
+    for the upstream gradient :math:`e_i`: :math:`(\partial y/\partial\theta)^\top e_i
+    = \partial y_i / \partial \theta`.  ``backward(g, ctx)`` adds the gradients
+    of the pass ``ctx`` into the ``parameters`` (the
+    :class:`~nn_from_scratch.parameter.Parameter` objects it may touch); each
+    of them gets a zeroed scratch gradient meanwhile and its own ``.grad`` (and
+    ``fresh_zero``) back afterwards, so the real gradients are left as they
+    were.  Blocks ``y_o.shape + θ.shape``, one per output (a tuple for
+    several), in the parameter's namespace and dtype.
+    """
+    xp = namespace_of(parameter.value)
+    saved = [(p, p.grad, p.fresh_zero) for p in parameters]
+    try:
+        for p in parameters:
+            p.grad = xp.zeros_like(p.value)
+        blocks = []
+        for o, y in enumerate(_outputs(ctx)):
+            size = int(np.prod(y.shape))
+            rows = xp.zeros((size,) + parameter.shape, dtype=parameter.dtype)
+            for r, g in enumerate(_unit_gradients(ctx, o)):
+                for p in parameters:
+                    p.zero_grad()
+                backward(g, ctx)
+                rows[r, ...] = parameter.grad  # d y_r / d theta
+            blocks.append(xp.reshape(rows, tuple(y.shape) + parameter.shape))
+    finally:
+        for p, grad, fresh in saved:
+            p.grad = grad
+            p.fresh_zero = fresh
     return _packed_outputs(blocks, ctx)
 
 

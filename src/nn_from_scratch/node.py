@@ -3,7 +3,9 @@ r"""The Node: every layer, activation and container is one.
 A node maps its input :math:`x` to :math:`y = f(x)`.  A user calls three faces,
 ``forward(x)``, ``backward(dL_dy)`` (the vector-Jacobian product
 :math:`J^\top g`, adding the parameter gradients into ``.grad``) and
-``jacobian(x)`` (the dense :math:`J`, ``y.shape + x.shape``).  A layer writes
+``jacobian(x)`` (the dense :math:`J`, ``y.shape + x.shape``; with
+``wrt="weight"`` the Jacobian with respect to a parameter,
+``y.shape + weight.shape``).  A layer writes
 hooks: ``_forward`` (the formula), ``_vjp`` (the input gradient) and
 ``_accumulate_grads`` (the parameter gradients), or ``_jacobian`` instead of
 ``_vjp``.  The whole contract, with the context calls that containers use, is
@@ -19,7 +21,7 @@ import numpy as np
 
 from .backend import is_array, namespace_of
 from .context import Context, as_float_array
-from .function import Function
+from .function import Function, jacobian_from_parameter_grads
 from .node_tree import NodeTree
 from .parameter import Parameter
 
@@ -58,11 +60,23 @@ class Node(Function, NodeTree):
             self.reset()
         return dx
 
-    def jacobian(self, x: Any = None, *more: Any) -> Any:
-        """The dense Jacobian, ``y.shape + x.shape``, at the kept pass or at ``x`` (the kept pass is left alone)."""
-        if x is None and not more:
-            return self.jacobian_from(self._require_ctx("jacobian"))
-        return self.jacobian_from(self.run(x, *more, update_state=False))
+    def jacobian(self, x: Any = None, *more: Any, wrt: Union[None, str, Parameter] = None) -> Any:
+        r"""The dense Jacobian, ``y.shape + x.shape``, at the kept pass or at ``x`` (the kept pass is left alone).
+
+        ``wrt`` names a parameter instead (as :meth:`named_parameters` names
+        it: ``"weight"``, ``"0.bias"``; or the :class:`Parameter` itself):
+        :math:`\partial y / \partial \theta`, ``y.shape + θ.shape``, from the
+        parameter gradients of one backward pass per output coordinate
+        (:func:`~nn_from_scratch.function.jacobian_from_parameter_grads`); the
+        parameters' ``.grad`` are left as they were.
+        """
+        ctx = self._require_ctx("jacobian") if x is None and not more else self.run(x, *more, update_state=False)
+        return self.jacobian_from(ctx) if wrt is None else self.parameter_jacobian_from(ctx, wrt)
+
+    def parameter_jacobian_from(self, ctx: Context, wrt: Union[str, Parameter]) -> Any:
+        r""":math:`\partial y / \partial \theta` of the pass ``ctx`` for the parameter ``wrt`` (its name, or itself)."""
+        return jacobian_from_parameter_grads(lambda g, c: self.backward_from(c, g, input_grad=False), ctx,
+                                             self._parameter(wrt), self.parameters())
 
     def evaluate(self, x: Any, *more: Any) -> Any:
         """``f(x)`` without keeping a pass and without changing the node's state."""
@@ -104,6 +118,22 @@ class Node(Function, NodeTree):
         self._check_namespace(namespace_of(*xs))
         self._check_input(*xs)
         return xs, {}
+
+    def _parameter(self, wrt: Any) -> Parameter:
+        """The parameter ``wrt`` names (a name of :meth:`named_parameters`, or one of the node's Parameters)."""
+        named = dict(self.named_parameters())
+        if isinstance(wrt, Parameter):
+            if any(p is wrt for p in named.values()):
+                return wrt
+            raise ValueError(f"{type(self).__name__}.jacobian: wrt= is a Parameter of another node; the parameters of "
+                             f"this one are {sorted(named)}")
+        if not isinstance(wrt, str):
+            raise TypeError(f"{type(self).__name__}.jacobian: wrt= takes a parameter's name or the Parameter, got "
+                            f"{type(wrt).__name__}")
+        if wrt not in named:
+            raise ValueError(f"{type(self).__name__}.jacobian: no parameter named {wrt!r}; "
+                             + (f"the parameters are {list(named)}" if named else "the node has no parameters"))
+        return named[wrt]
 
     def _check_shape(self, x: Any) -> None:
         expected, shape = self.input_shape, tuple(x.shape)

@@ -9,7 +9,8 @@ axis is axis 0 for a vector and axis 1 otherwise.  Targets are either
   :math:`[0, C)`; or
 * (CrossEntropyLoss and SoftMaxLoss only) probability rows: a float array
   of the scores' own shape whose entries lie in :math:`[0, 1]` and sum to 1
-  over the class axis (one-hot rows included).
+  over the class axis (one-hot rows included); for SoftMaxLoss also label
+  sets, rows of 0s and 1s (multi-hot), each with a 1.
 
 Booleans and float arrays of the index shape are refused with ``TypeError``
 rather than silently read as indices.  The reductions follow PyTorch: 'mean'
@@ -34,6 +35,7 @@ import numpy as np
 from ..backend import as_backend_array, namespace_of, to_numpy
 from ..context import Context
 from ..engine import softmax as blocked
+from ..nodes.course import label_set_nll, label_set_nll_grad
 from ..nodes.softmax import NormalizedSoftMax, log_softmax, softmax, softmax_with_log_normalizer
 from .base import Loss
 
@@ -72,6 +74,12 @@ def _kind(t: Any) -> str:
     xp = namespace_of(t)
     kinds = (("b", "bool"), ("i", "integral"), ("f", "real floating"))
     return next((kind for kind, name in kinds if xp.isdtype(t.dtype, name)), "?")
+
+
+def _label_sets(t: Any) -> bool:
+    """Whether a float target of the scores' shape holds label sets: every entry 0 or 1 (one-hot rows included)."""
+    xp = namespace_of(t)
+    return math.prod(t.shape) > 0 and bool(xp.all((t == 0) | (t == 1)))
 
 
 def _probability_tolerance(xp: Any, dtype: Any) -> float:
@@ -320,6 +328,17 @@ class SoftMaxLoss(_ClassificationLoss):
     own vector-Jacobian product, which includes the path through the scale
     :math:`a` (so it is *not* simply :math:`(y - q)/a`).
 
+    **Label sets** (the course's multi-hot labels): a float target whose
+    entries are all 0 or 1 marks, per sample, the classes that count as
+    right, and the loss is minus the log of their total probability
+    (:func:`~nn_from_scratch.nodes.course.label_set_nll`):
+
+    .. math::
+        \ell = -\log\langle l, y\rangle, \qquad
+        \frac{\partial \ell}{\partial x} = J_y^\top\Big(-\frac{l}{\langle l, y\rangle}\Big).
+
+    A one-hot row gives :math:`-\log y_t` either way; every row needs a 1.
+
     Why :class:`CrossEntropyLoss` is usually the better choice: dividing by
     the largest magnitude bounds the scaled logits to :math:`[-1, 1]`, so the
     largest probability the model can ever give is
@@ -340,13 +359,27 @@ class SoftMaxLoss(_ClassificationLoss):
         x = self._prepare_input(prediction)
         return _from_last(self._normalized.evaluate(_to_last(x, x.ndim)), x.ndim)
 
+    def _check_probabilities(self, t: Any, prediction: Any, axis: int) -> Any:
+        """Probability rows, or label sets: rows of 0s and 1s, each with a 1."""
+        if not _label_sets(t):
+            return super()._check_probabilities(t, prediction, axis)
+        xp = namespace_of(t)
+        if bool(xp.any(xp.sum(t, axis=axis) == 0)):
+            raise ValueError("SoftMaxLoss: a target row of 0s and 1s (a label set) marks no class, so -log(l·y) would "
+                             "be infinite; every row needs a 1")
+        return xp.astype(t, prediction.dtype, copy=False)
+
     def _forward(self, x: Any, ctx: Context) -> Any:
         xp, z = ctx.xp, _to_last(x, x.ndim)
         # the NormalizedSoftMax forward pass, kept whole for its backward; it leaves that node untouched
         ctx.inner = self._normalized.run(z, update_state=ctx.update_state)
         y = ctx.inner.y  # every entry >= e^-2 / C > 0, so the logarithm is safe
         t = ctx.target
-        if _kind(t) == "f":
+        ctx.label_sets = _kind(t) == "f" and _label_sets(t)
+        if ctx.label_sets:
+            ctx.q = _to_last(t, x.ndim)
+            per_sample, ctx.dot = label_set_nll(y, ctx.q)  # -log <l, y>
+        elif _kind(t) == "f":
             ctx.q = _to_last(t, x.ndim)
             per_sample = -xp.vecdot(ctx.q, xp.log(y))  # -sum_c q_c log y_c
         else:
@@ -357,7 +390,9 @@ class SoftMaxLoss(_ClassificationLoss):
 
     def _vjp(self, g: Any, ctx: Context) -> Any:
         w, y, t = self._sample_weights(g, ctx), ctx.inner.y, ctx.target
-        if _kind(t) == "f":
+        if ctx.label_sets:
+            dl_dy = label_set_nll_grad(ctx.q, ctx.dot, w)  # dl/dy = -l / <l, y>
+        elif _kind(t) == "f":
             dl_dy = -(ctx.q * w) / y  # dl/dy = -q / y
         else:
             dl_dy = _at_target(-w / ctx.y_t, t, y.shape[-1], ctx)  # dl/dy = -e_t / y_t

@@ -40,6 +40,7 @@ from ..engine import activations as kernels
 from ..engine import fast_enabled
 from ..function import float32_for_half
 from ..node_shortcuts import ElementwiseNode
+from .course import course_size
 from .special import MILLS_CAP32, MILLS_P32, MILLS_Q32, erf, erfc, normal_cdf, normal_pdf
 
 __all__ = ["ELU", "GELU", "LeakyReLU", "ReLU", "Sigmoid", "Softplus", "Tanh", "erf", "erfc", "sigmoid"]
@@ -56,7 +57,18 @@ class ReLU(ElementwiseNode):
     torch; at :math:`x = \text{NaN}` it is 1 (the gradient passes unless
     :math:`x \le 0`), and where it is 0 an infinite or NaN upstream gradient
     gives 0, not :math:`0 \cdot \infty`.
+
+    ``ReLU()`` takes any shape.  ``ReLU(5)`` and ``ReLU((N, 4, 26, 26))`` are
+    the course's form (``docs/course.md``): an input size, which the input must
+    have, the first of two or more axes being a batch of any size; the
+    shapes are the same (the output and the gradient have the input's shape).
     """
+
+    def __init__(self, input_shape: Any = None) -> None:
+        if isinstance(input_shape, (bool, np.bool_)):
+            raise TypeError("ReLU takes an optional input size (the course's ReLU(5)), not a bool: there is no "
+                            "in-place ReLU here")
+        super().__init__(course_size(input_shape, "ReLU"))
 
     def _forward(self, x: Any, ctx: Context) -> Any:
         if ctx.fast:

@@ -18,6 +18,7 @@ from ..context import Context
 from ..node import Node
 from .arguments import check_axes, check_axis, normalize_axis
 from .broadcasting import identity_jacobian
+from .course import course_size
 
 __all__ = ["Flatten", "Reshape", "Squeeze", "Unsqueeze", "Vectorization"]
 
@@ -98,7 +99,26 @@ class Vectorization(Flatten):
         y_{n,\,k} = x_{n,\,c,\,h,\,w}, \quad k = (c H + h) W + w, \qquad
         \frac{\partial y_i}{\partial x_j} = \delta_{ij}, \qquad
         J^\top g = \operatorname{reshape}(g, \text{x.shape}).
+
+    ``Vectorization((N, C, H, W))`` is the course's form (``docs/course.md``):
+    the input size, of two or more axes, which the input must have (the batch
+    ``N`` may differ); ``_input_dim`` and ``_output_dim`` ``(N, C·H·W)`` are
+    the course's attributes.
     """
+
+    def __init__(self, input_dim: Optional[Sequence[int]] = None) -> None:
+        super().__init__()
+        shape = course_size(input_dim, "Vectorization")
+        if shape is not None and len(shape) < 2:
+            raise ValueError(f"Vectorization flattens each sample of a batch: its input size needs two or more axes "
+                             f"(N, ...), got {input_dim!r}")
+        self.input_shape = shape
+        self._input_dim: Optional[Tuple[int, ...]] = None if shape is None else tuple(int(d) for d in input_dim)
+        self._output_dim: Optional[Tuple[int, int]] = (
+            None if self._input_dim is None else (self._input_dim[0], math.prod(self._input_dim[1:])))
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() if self._input_dim is None else f"input_dim={self._input_dim}"
 
 
 ShapeArg = Union[int, Sequence[int]]
