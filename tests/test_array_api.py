@@ -509,7 +509,7 @@ def course_faces(layer, xs, g) -> Dict[str, Any]:
 def _strict_copy(layer):
     twin = copy.deepcopy(layer)
     if hasattr(twin, "node"):
-        move_to("array_api_strict", twin.node)
+        set_backend("array_api_strict", twin.node)
     return twin
 
 
