@@ -285,3 +285,12 @@ def test_compare_takes_several_inputs_and_outputs(rng):
     assert [c.name for c in report.comparisons if not c.ok] == ["backward (input 1)"]
     assert compare(Split([1, 2]), Split([1, 2]), rng.standard_normal(3)).ok
     assert not compare(SwappedParts([1, 2]), Split([1, 2]), rng.standard_normal(3)).ok
+
+
+def test_numerical_jacobian_of_a_fortran_ordered_or_transposed_input():
+    """The perturbations went into a copy for an input that is not C-ordered: the Jacobian came out all zeros."""
+    x = np.asfortranarray(np.arange(6.0).reshape(2, 3)) / 7
+    expected = numerical_jacobian(np.sin, np.ascontiguousarray(x))
+    np.testing.assert_allclose(numerical_jacobian(np.sin, x), expected, rtol=0, atol=0)
+    np.testing.assert_allclose(numerical_jacobian(np.sin, x), np.diag(np.cos(x).ravel()).reshape(2, 3, 2, 3),
+                               rtol=1e-8, atol=1e-10)

@@ -35,7 +35,7 @@ __all__ = [
 
 def numerical_jacobian(f: Callable[[np.ndarray], Any], x: Any, eps: float = 1e-6) -> np.ndarray:
     r"""Central-difference Jacobian of ``f`` at ``x``, in float64, shape ``y.shape + x.shape``."""
-    x = np.array(as_float_array(x), dtype=np.float64, copy=True)
+    x = np.array(as_float_array(x), dtype=np.float64, copy=True, order="C")  # C order: flat is a view of x
     y_shape = np.shape(f(x.copy()))
     jac = np.empty(y_shape + (x.size,), dtype=np.float64)
     flat = x.reshape(-1)
