@@ -3,6 +3,9 @@ from .base import REDUCTIONS, Loss
 from .classification import CrossEntropyLoss, NLLLoss, SoftMaxLoss
 from .localization import LocalizationLoss
 from .regression import BCEWithLogitsLoss, MSELoss, SmoothL1Loss
+# losses: the rest of torch.nn's
+from .binary import BCELoss
+from .regression import HuberLoss, L1Loss
 
 __all__ = [
     "BCEWithLogitsLoss",
@@ -14,4 +17,8 @@ __all__ = [
     "REDUCTIONS",
     "SmoothL1Loss",
     "SoftMaxLoss",
+    # losses: the rest of torch.nn's
+    "BCELoss",
+    "HuberLoss",
+    "L1Loss",
 ]
