@@ -304,6 +304,20 @@ LOSSES: Dict[str, Case] = {
     "L1Loss": Case(L.L1Loss, lambda rng: (rng.standard_normal((5, 3)), rng.standard_normal((5, 3)))),
     "HuberLoss": Case(lambda: L.HuberLoss(delta=0.6), lambda rng: (rng.standard_normal((5, 3)),
                                                                     rng.standard_normal((5, 3)))),
+    "KLDivLoss": Case(lambda: L.KLDivLoss(reduction="batchmean"), lambda rng: (
+        np.log(rng.dirichlet(np.ones(3), 4)), rng.dirichlet(np.ones(3), 4) * (rng.random((4, 3)) > 0.3))),
+    "KLDivLoss[log_target]": Case(lambda: L.KLDivLoss(log_target=True), lambda rng: (
+        rng.standard_normal((4, 3)), rng.standard_normal((4, 3)))),
+    "CosineEmbeddingLoss": Case(lambda: L.CosineEmbeddingLoss(0.1), lambda rng: (
+        (rng.standard_normal((4, 3)), rng.standard_normal((4, 3))), np.array([1.0, -1.0, -1.0, 1.0]))),
+    "MarginRankingLoss": Case(lambda: L.MarginRankingLoss(0.2, reduction="sum"), lambda rng: (
+        (rng.standard_normal((4, 2)), rng.standard_normal((4, 2))), np.where(rng.random((4, 2)) < 0.5, 1.0, -1.0))),
+    "TripletMarginLoss": Case(lambda: L.TripletMarginLoss(3.0, swap=True), lambda rng: (
+        tuple(rng.standard_normal((4, 3)) for _ in range(3)), None)),
+    "TripletMarginLoss[p=1.5]": Case(lambda: L.TripletMarginLoss(3.0, p=1.5), lambda rng: (
+        tuple(rng.standard_normal((4, 3)) for _ in range(3)), None)),
+    "GaussianNLLLoss": Case(lambda: L.GaussianNLLLoss(full=True), lambda rng: (
+        (rng.standard_normal((4, 3)), rng.uniform(0.5, 2.0, (4,))), rng.standard_normal((4, 3)))),
 }
 
 

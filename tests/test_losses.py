@@ -298,6 +298,7 @@ ALL_LOSSES = [
     (lambda: L.BCELoss(), np.array([0.3, 0.9]), [0.0, 1.0]),
     (lambda: L.L1Loss(), np.array([1.0, 2.0]), [0.0, 3.0]),
     (lambda: L.HuberLoss(delta=0.5), np.array([1.0, 2.1]), [0.0, 2.0]),
+    (lambda: L.KLDivLoss(reduction="batchmean"), np.log([[0.2, 0.8]]), [[0.5, 0.5]]),
 ]
 
 
@@ -491,7 +492,8 @@ def test_probabilities_are_the_losses_links(rng, torch):
 
 # --------------------------------------------- a criterion, not a layer
 PUBLIC_NAMES = ["BCEWithLogitsLoss", "CrossEntropyLoss", "LocalizationLoss", "Loss", "MSELoss", "NLLLoss",
-                "REDUCTIONS", "SmoothL1Loss", "SoftMaxLoss", "BCELoss", "HuberLoss", "L1Loss"]
+                "REDUCTIONS", "SmoothL1Loss", "SoftMaxLoss", "BCELoss", "CosineEmbeddingLoss", "GaussianNLLLoss",
+                "HuberLoss", "KLDivLoss", "L1Loss", "MarginRankingLoss", "TripletMarginLoss"]
 EVERY_LOSS = {
     "CrossEntropyLoss": lambda r="mean": CrossEntropyLoss(r, label_smoothing=0.1),
     "NLLLoss": lambda r="mean": NLLLoss(r),
@@ -503,6 +505,11 @@ EVERY_LOSS = {
     "BCELoss": lambda r="mean": L.BCELoss(reduction=r),
     "L1Loss": lambda r="mean": L.L1Loss(reduction=r),
     "HuberLoss": lambda r="mean": L.HuberLoss(reduction=r, delta=0.5),
+    "KLDivLoss": lambda r="mean": L.KLDivLoss(reduction=r),
+    "CosineEmbeddingLoss": lambda r="mean": L.CosineEmbeddingLoss(reduction=r),
+    "MarginRankingLoss": lambda r="mean": L.MarginRankingLoss(reduction=r),
+    "TripletMarginLoss": lambda r="mean": L.TripletMarginLoss(reduction=r),
+    "GaussianNLLLoss": lambda r="mean": L.GaussianNLLLoss(reduction=r),
 }
 
 
@@ -518,7 +525,9 @@ def test_every_public_name_of_losses_still_imports():
     assert set(PUBLIC_NAMES) <= set(namespace)
     homes = {"base": ["Loss", "REDUCTIONS"], "classification": ["CrossEntropyLoss", "NLLLoss", "SoftMaxLoss"],
              "regression": ["MSELoss", "SmoothL1Loss", "BCEWithLogitsLoss", "L1Loss", "HuberLoss"],
-             "localization": ["LocalizationLoss"], "binary": ["BCEWithLogitsLoss", "BCELoss"]}
+             "localization": ["LocalizationLoss"], "binary": ["BCEWithLogitsLoss", "BCELoss"],
+             "distributions": ["KLDivLoss", "GaussianNLLLoss"],
+             "embedding": ["CosineEmbeddingLoss", "MarginRankingLoss", "TripletMarginLoss"]}
     for module, names in homes.items():
         home = importlib.import_module(f"nn_from_scratch.losses.{module}")
         for name in names:
@@ -572,7 +581,8 @@ def test_value_without_a_target_needs_a_kept_pass():
 
 # ------------------------------------------------ the trainer interface
 CLASSIFIERS = ["CrossEntropyLoss", "NLLLoss", "SoftMaxLoss", "BCEWithLogitsLoss"]
-REGRESSORS = ["MSELoss", "SmoothL1Loss", "L1Loss", "HuberLoss"]
+REGRESSORS = ["MSELoss", "SmoothL1Loss", "L1Loss", "HuberLoss", "KLDivLoss", "CosineEmbeddingLoss",
+              "MarginRankingLoss", "TripletMarginLoss", "GaussianNLLLoss"]
 
 
 def _half_right(output, rng):

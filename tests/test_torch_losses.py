@@ -3,7 +3,8 @@ signatures and state dicts, empty batches, and the errors for bad arguments and 
 
 Covers the options added to the older losses (class weights and ``ignore_index`` of CrossEntropyLoss and NLLLoss,
 ``weight`` of BCEWithLogitsLoss, torch's argument order and deprecated flags) and the losses of one prediction added
-beside them (BCELoss, L1Loss, HuberLoss).
+beside them (BCELoss, L1Loss, HuberLoss, KLDivLoss).  The checks are written for a prediction that may be a tuple;
+tests/test_several_predictions.py runs them on the losses of several predictions.
 """
 from __future__ import annotations
 
@@ -114,6 +115,13 @@ CASES: Dict[str, Case] = {
     "HuberLoss": Case(lambda r: L.HuberLoss(r, delta=0.7), lambda rng: (rng.standard_normal((4, 3)) * 2,
                                                                         rng.standard_normal((4, 3))),
                       lambda F, xs, t, r: F.huber_loss(xs[0], t, reduction=r, delta=0.7)),
+    "KLDivLoss": Case(lambda r: L.KLDivLoss(reduction=r),
+                      lambda rng: (np.log(_probabilities(rng)), _probabilities(rng) * (rng.random((4, 5)) > 0.2)),
+                      lambda F, xs, t, r: F.kl_div(xs[0], t, reduction=r), REDUCTIONS + ("batchmean",)),
+    "KLDivLoss[log_target]": Case(lambda r: L.KLDivLoss(reduction=r, log_target=True),
+                                  lambda rng: (np.log(_probabilities(rng)), np.log(_probabilities(rng))),
+                                  lambda F, xs, t, r: F.kl_div(xs[0], t, reduction=r, log_target=True),
+                                  REDUCTIONS + ("batchmean",)),
 }
 PAIRS = [(name, r) for name, case in CASES.items() for r in case.reductions]
 
@@ -139,7 +147,7 @@ def oracle(torch, case, prediction, target, reduction, g):
     functional = torch.nn.functional
     functional.torch = torch
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", UserWarning)  # kl_div's note on 'mean'
         value = case.torch(functional, xs, torch_target(torch, target, xs[0].dtype), reduction)
     value.backward(torch.tensor(np.asarray(g, dtype=parts(prediction)[0].dtype)))
     return value.detach().numpy(), tuple(x.grad.numpy() for x in xs)
@@ -238,8 +246,8 @@ def test_float16_is_computed_in_float32_and_rounded_once(name, rng):
 
 
 # ------------------------------------------------------------------ torch's constructors and state dicts
-@pytest.mark.parametrize("name", ["BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "HuberLoss", "L1Loss",
-                                  "MSELoss", "NLLLoss", "SmoothL1Loss"])
+@pytest.mark.parametrize("name", ["BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "HuberLoss", "KLDivLoss",
+                                  "L1Loss", "MSELoss", "NLLLoss", "SmoothL1Loss"])
 def test_constructor_arguments_are_torchs_names_defaults_and_order(name, torch):
     check_signature(name, torch)
 
@@ -319,6 +327,7 @@ EMPTY = {
     "HuberLoss": lambda: (L.HuberLoss(), np.zeros(0), np.zeros(0)),
     "BCEWithLogitsLoss": lambda: (L.BCEWithLogitsLoss(), np.zeros(0), np.zeros(0)),
     "BCELoss": lambda: (L.BCELoss(), np.zeros(0), np.zeros(0)),
+    "KLDivLoss[batchmean]": lambda: (L.KLDivLoss(reduction="batchmean"), np.zeros((0, 3)), np.zeros((0, 3))),
 }
 
 
@@ -374,7 +383,7 @@ def test_bad_weights(make, match):
                        np.full((2, 3), 0.5))
 
 
-@pytest.mark.parametrize("make", [L.MSELoss, L.L1Loss, L.SmoothL1Loss, L.HuberLoss])
+@pytest.mark.parametrize("make", [L.MSELoss, L.L1Loss, L.SmoothL1Loss, L.HuberLoss, L.KLDivLoss])
 def test_a_target_torch_would_broadcast_is_refused_saying_so(make):
     with pytest.raises(ValueError, match=r"the prediction's shape \(2, 3\), got \(3,\); torch would broadcast"):
         make().forward(X, np.ones(3))
@@ -384,6 +393,8 @@ def test_a_target_torch_would_broadcast_is_refused_saying_so(make):
     (lambda: L.HuberLoss(delta=0.0), ValueError, "delta must be a finite number > 0"),
     (lambda: L.HuberLoss(delta="1"), TypeError, "delta must be a real number"),
     (lambda: L.SmoothL1Loss(beta=-1.0), ValueError, "beta must be a finite number >= 0"),
+    (lambda: L.KLDivLoss(log_target=1), TypeError, "log_target must be True or False"),
+    (lambda: L.KLDivLoss(reduction="avg"), ValueError, r"one of \('mean', 'sum', 'none', 'batchmean'\)"),
     (lambda: L.MSELoss(reduction="batchmean"), ValueError, r"one of \('mean', 'sum', 'none'\)"),
 ])
 def test_bad_arguments(make, error, match):
@@ -395,6 +406,7 @@ def test_bad_arguments(make, error, match):
     (L.BCELoss(), np.array([0.5, 1.5]), np.array([0.0, 1.0]), ValueError, r"must lie in \[0, 1\].*BCEWithLogitsLoss"),
     (L.BCELoss(), np.array([0.5, np.nan]), np.array([0.0, 1.0]), ValueError, r"must lie in \[0, 1\]"),
     (L.BCELoss(), np.array([0.5, 0.5]), np.array([0.0, 2.0]), ValueError, r"targets must lie in \[0, 1\]"),
+    (L.KLDivLoss(), np.zeros(2), np.array([0.5, -0.1]), ValueError, "must be >= 0.*log_target=True"),
 ])
 def test_bad_inputs_are_refused_and_leave_the_kept_pass(loss, prediction, target, error, match):
     name = type(loss).__name__
@@ -425,6 +437,12 @@ def test_huber_is_delta_times_smooth_l1(rng):
     huber, smooth = L.HuberLoss("none", delta=0.6), L.SmoothL1Loss(reduction="none", beta=0.6)
     np.testing.assert_allclose(huber.forward(x, t), 0.6 * smooth.forward(x, t), rtol=1e-14)
     np.testing.assert_allclose(huber.backward(np.ones((5, 4))), 0.6 * smooth.backward(np.ones((5, 4))), rtol=1e-14)
+
+
+def test_kl_divergence_batchmean_is_the_divergence_per_sample(rng):
+    p, q = _probabilities(rng), _probabilities(rng)
+    value = L.KLDivLoss(reduction="batchmean").forward(np.log(q), p)
+    np.testing.assert_allclose(value, np.mean(np.sum(p * np.log(p / q), axis=1)), rtol=1e-13)
 
 
 @pytest.mark.parametrize("name", [name for name in sorted(CASES) if name.startswith(("CrossEntropyLoss", "NLLLoss"))])

@@ -5,6 +5,8 @@ from .localization import LocalizationLoss
 from .regression import BCEWithLogitsLoss, MSELoss, SmoothL1Loss
 # losses: the rest of torch.nn's
 from .binary import BCELoss
+from .distributions import GaussianNLLLoss, KLDivLoss
+from .embedding import CosineEmbeddingLoss, MarginRankingLoss, TripletMarginLoss
 from .regression import HuberLoss, L1Loss
 
 __all__ = [
@@ -19,6 +21,11 @@ __all__ = [
     "SoftMaxLoss",
     # losses: the rest of torch.nn's
     "BCELoss",
+    "CosineEmbeddingLoss",
+    "GaussianNLLLoss",
     "HuberLoss",
+    "KLDivLoss",
     "L1Loss",
+    "MarginRankingLoss",
+    "TripletMarginLoss",
 ]
