@@ -36,7 +36,7 @@ ALLOWED: Dict[str, Set[str]] = {
     "symbolic": CONTRACT | {"nodes"},
     "viz": CONTRACT,
     "models": CONTRACT | {"nodes", "containers", "files"},
-    "training": CONTRACT | {"losses", "files", "datasets", "engine", "viz"},
+    "training": CONTRACT | {"losses", "metrics", "files", "datasets", "engine", "viz"},
 }
 #: The command line and the package's front door may import anything.
 FREE = {"cli", "__main__", "__init__"}
