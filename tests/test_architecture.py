@@ -36,7 +36,7 @@ ALLOWED: Dict[str, Set[str]] = {
     "symbolic": CONTRACT | {"nodes"},
     "viz": CONTRACT,
     "models": CONTRACT | {"nodes", "containers", "files"},
-    "training": CONTRACT | {"losses", "files", "datasets", "engine", "viz"},
+    "training": CONTRACT | {"losses", "metrics", "files", "datasets", "engine", "viz"},
     # the course's API: its abstract classes, layers, optimizer and example network, over the library's nodes
     "interfaces": CONTRACT | {"nodes"},
     "neurons": CONTRACT | {"interfaces", "nodes", "containers"},

@@ -295,30 +295,63 @@ LOSSES: Dict[str, Case] = {
     "SoftMaxLoss": Case(L.SoftMaxLoss, _labels(5, 4)),
     "LocalizationLoss": Case(lambda: L.LocalizationLoss(3), lambda rng: (
         rng.standard_normal((4, 7)), np.column_stack([rng.integers(0, 3, 4), rng.random((4, 4))]))),
+    # losses: the rest of torch.nn's, and the options of the losses above
+    "CrossEntropyLoss[weight, ignore_index, smoothing]": Case(
+        lambda: L.CrossEntropyLoss([0.5, 2.0, 1.0, 3.0], label_smoothing=0.2),
+        lambda rng: (rng.standard_normal((5, 4)), np.array([0, -100, 3, 2, 1]))),
+    "CrossEntropyLoss[3d, weight]": Case(lambda: L.CrossEntropyLoss([0.5, 2.0, 1.0]), lambda rng: (
+        rng.standard_normal((2, 3, 2)), rng.integers(0, 3, (2, 2)))),
+    "NLLLoss[weight, ignore_index]": Case(lambda: L.NLLLoss([0.5, 2.0, 1.0, 3.0], ignore_index=1), _labels(5, 4)),
+    "BCEWithLogitsLoss[weight, pos_weight]": Case(
+        lambda: L.BCEWithLogitsLoss([0.5, 2.0, 1.0], pos_weight=[2.0, 1.0, 0.5]),
+        lambda rng: (rng.standard_normal((5, 3)), rng.random((5, 3)))),
+    "BCELoss": Case(lambda: L.BCELoss([0.5, 2.0, 1.0]),
+                    lambda rng: (rng.uniform(0.1, 0.9, (5, 3)), rng.random((5, 3)))),
+    "L1Loss": Case(L.L1Loss, lambda rng: (rng.standard_normal((5, 3)), rng.standard_normal((5, 3)))),
+    "HuberLoss": Case(lambda: L.HuberLoss(delta=0.6), lambda rng: (rng.standard_normal((5, 3)),
+                                                                    rng.standard_normal((5, 3)))),
+    "KLDivLoss": Case(lambda: L.KLDivLoss(reduction="batchmean"), lambda rng: (
+        np.log(rng.dirichlet(np.ones(3), 4)), rng.dirichlet(np.ones(3), 4) * (rng.random((4, 3)) > 0.3))),
+    "KLDivLoss[log_target]": Case(lambda: L.KLDivLoss(log_target=True), lambda rng: (
+        rng.standard_normal((4, 3)), rng.standard_normal((4, 3)))),
+    "CosineEmbeddingLoss": Case(lambda: L.CosineEmbeddingLoss(0.1), lambda rng: (
+        (rng.standard_normal((4, 3)), rng.standard_normal((4, 3))), np.array([1.0, -1.0, -1.0, 1.0]))),
+    "MarginRankingLoss": Case(lambda: L.MarginRankingLoss(0.2, reduction="sum"), lambda rng: (
+        (rng.standard_normal((4, 2)), rng.standard_normal((4, 2))), np.where(rng.random((4, 2)) < 0.5, 1.0, -1.0))),
+    "TripletMarginLoss": Case(lambda: L.TripletMarginLoss(3.0, swap=True), lambda rng: (
+        tuple(rng.standard_normal((4, 3)) for _ in range(3)), None)),
+    "TripletMarginLoss[p=1.5]": Case(lambda: L.TripletMarginLoss(3.0, p=1.5), lambda rng: (
+        tuple(rng.standard_normal((4, 3)) for _ in range(3)), None)),
+    "GaussianNLLLoss": Case(lambda: L.GaussianNLLLoss(full=True), lambda rng: (
+        (rng.standard_normal((4, 3)), rng.uniform(0.5, 2.0, (4,))), rng.standard_normal((4, 3)))),
 }
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_a_loss_gives_its_numpy_numbers_under_array_api_strict(name, xp, rng):
     case = LOSSES[name]
-    prediction, target = case.inputs(rng)
+    prediction, target = case.inputs(rng)  # a tuple of predictions for a loss of several, its gradient a tuple too
     loss = case.make()
     with engine.textbook():
         expected = (loss.forward(prediction, target), loss.backward(reset_after=False), loss.jacobian())
-    actual = (loss.forward(xp.asarray(prediction), xp.asarray(target)), loss.backward(reset_after=False),
+    actual = (loss.forward(strict(prediction, xp), strict(target, xp)), loss.backward(reset_after=False),
               loss.jacobian())
     assert isinstance(actual[0], float)
     np.testing.assert_allclose(actual[0], expected[0], rtol=1e-12, atol=0)
     for what, a, e in zip(("gradient", "jacobian"), actual[1:], expected[1:]):
         assert_same(host(a), host(e), f"{name} {what}")
-    eps, numeric = 1e-6, np.zeros_like(prediction)
-    for index in np.ndindex(prediction.shape):
-        shifted = prediction.copy()
-        shifted[index] += eps
-        up = float(host(loss.value(xp.asarray(shifted), xp.asarray(target))))
-        shifted[index] -= 2 * eps
-        numeric[index] = (up - float(host(loss.value(xp.asarray(shifted), xp.asarray(target))))) / (2 * eps)
-    np.testing.assert_allclose(host(actual[1]), numeric, rtol=1e-6, atol=1e-8)
+    several = isinstance(prediction, tuple)
+    parts, gradients = (prediction, host(actual[1])) if several else ((prediction,), (host(actual[1]),))
+    for part, gradient in zip(parts, gradients):
+        eps, numeric = 1e-6, np.zeros_like(part)
+        for index in np.ndindex(part.shape):
+            saved = part[index]
+            part[index] = saved + eps
+            up = float(host(loss.value(strict(prediction, xp), strict(target, xp))))
+            part[index] = saved - eps
+            numeric[index] = (up - float(host(loss.value(strict(prediction, xp), strict(target, xp))))) / (2 * eps)
+            part[index] = saved
+        np.testing.assert_allclose(gradient, numeric, rtol=1e-6, atol=1e-8)
 
 
 def test_every_public_loss_has_a_case():

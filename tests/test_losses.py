@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import nn_from_scratch.losses as L
 from nn_from_scratch.gradcheck import check_node
 from nn_from_scratch.losses import (
     REDUCTIONS,
@@ -294,6 +295,10 @@ ALL_LOSSES = [
     (lambda: SoftMaxLoss(), np.array([[1.0, 2.0, 0.5]]), [0]),
     (lambda: MSELoss(), np.array([1.0, 2.0]), [0.0, 3.0]),
     (lambda: BCEWithLogitsLoss(), np.array([1.0, -2.0]), [0.0, 1.0]),
+    (lambda: L.BCELoss(), np.array([0.3, 0.9]), [0.0, 1.0]),
+    (lambda: L.L1Loss(), np.array([1.0, 2.0]), [0.0, 3.0]),
+    (lambda: L.HuberLoss(delta=0.5), np.array([1.0, 2.1]), [0.0, 2.0]),
+    (lambda: L.KLDivLoss(reduction="batchmean"), np.log([[0.2, 0.8]]), [[0.5, 0.5]]),
 ]
 
 
@@ -421,7 +426,7 @@ def test_pos_weight_errors():
 @pytest.mark.parametrize("reduction", ["avg", "Mean", None])
 def test_bad_reduction(make, reduction):
     with pytest.raises(ValueError, match=r"reduction must be one of \('mean', 'sum', 'none'\), got"):
-        make(reduction)
+        make(reduction=reduction)  # the first place is torch's weight (or size_average) now
 
 
 @pytest.mark.parametrize(
@@ -487,7 +492,8 @@ def test_probabilities_are_the_losses_links(rng, torch):
 
 # --------------------------------------------- a criterion, not a layer
 PUBLIC_NAMES = ["BCEWithLogitsLoss", "CrossEntropyLoss", "LocalizationLoss", "Loss", "MSELoss", "NLLLoss",
-                "REDUCTIONS", "SmoothL1Loss", "SoftMaxLoss"]
+                "REDUCTIONS", "SmoothL1Loss", "SoftMaxLoss", "BCELoss", "CosineEmbeddingLoss", "GaussianNLLLoss",
+                "HuberLoss", "KLDivLoss", "L1Loss", "MarginRankingLoss", "TripletMarginLoss"]
 EVERY_LOSS = {
     "CrossEntropyLoss": lambda r="mean": CrossEntropyLoss(r, label_smoothing=0.1),
     "NLLLoss": lambda r="mean": NLLLoss(r),
@@ -496,6 +502,14 @@ EVERY_LOSS = {
     "SmoothL1Loss": lambda r="mean": SmoothL1Loss(r, beta=0.5),
     "BCEWithLogitsLoss": lambda r="mean": BCEWithLogitsLoss(r),
     "LocalizationLoss": lambda r="mean": LocalizationLoss(3),
+    "BCELoss": lambda r="mean": L.BCELoss(reduction=r),
+    "L1Loss": lambda r="mean": L.L1Loss(reduction=r),
+    "HuberLoss": lambda r="mean": L.HuberLoss(reduction=r, delta=0.5),
+    "KLDivLoss": lambda r="mean": L.KLDivLoss(reduction=r),
+    "CosineEmbeddingLoss": lambda r="mean": L.CosineEmbeddingLoss(reduction=r),
+    "MarginRankingLoss": lambda r="mean": L.MarginRankingLoss(reduction=r),
+    "TripletMarginLoss": lambda r="mean": L.TripletMarginLoss(reduction=r),
+    "GaussianNLLLoss": lambda r="mean": L.GaussianNLLLoss(reduction=r),
 }
 
 
@@ -510,7 +524,10 @@ def test_every_public_name_of_losses_still_imports():
     exec("from nn_from_scratch.losses import *", namespace)  # noqa: S102 - the star import a user may write
     assert set(PUBLIC_NAMES) <= set(namespace)
     homes = {"base": ["Loss", "REDUCTIONS"], "classification": ["CrossEntropyLoss", "NLLLoss", "SoftMaxLoss"],
-             "regression": ["MSELoss", "SmoothL1Loss", "BCEWithLogitsLoss"], "localization": ["LocalizationLoss"]}
+             "regression": ["MSELoss", "SmoothL1Loss", "BCEWithLogitsLoss", "L1Loss", "HuberLoss"],
+             "localization": ["LocalizationLoss"], "binary": ["BCEWithLogitsLoss", "BCELoss"],
+             "distributions": ["KLDivLoss", "GaussianNLLLoss"],
+             "embedding": ["CosineEmbeddingLoss", "MarginRankingLoss", "TripletMarginLoss"]}
     for module, names in homes.items():
         home = importlib.import_module(f"nn_from_scratch.losses.{module}")
         for name in names:
@@ -564,7 +581,8 @@ def test_value_without_a_target_needs_a_kept_pass():
 
 # ------------------------------------------------ the trainer interface
 CLASSIFIERS = ["CrossEntropyLoss", "NLLLoss", "SoftMaxLoss", "BCEWithLogitsLoss"]
-REGRESSORS = ["MSELoss", "SmoothL1Loss"]
+REGRESSORS = ["MSELoss", "SmoothL1Loss", "L1Loss", "HuberLoss", "KLDivLoss", "CosineEmbeddingLoss",
+              "MarginRankingLoss", "TripletMarginLoss", "GaussianNLLLoss"]
 
 
 def _half_right(output, rng):

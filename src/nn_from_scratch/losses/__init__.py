@@ -3,6 +3,11 @@ from .base import REDUCTIONS, Loss
 from .classification import CrossEntropyLoss, NLLLoss, SoftMaxLoss
 from .localization import LocalizationLoss
 from .regression import BCEWithLogitsLoss, MSELoss, SmoothL1Loss
+# losses: the rest of torch.nn's
+from .binary import BCELoss
+from .distributions import GaussianNLLLoss, KLDivLoss
+from .embedding import CosineEmbeddingLoss, MarginRankingLoss, TripletMarginLoss
+from .regression import HuberLoss, L1Loss
 
 __all__ = [
     "BCEWithLogitsLoss",
@@ -14,4 +19,13 @@ __all__ = [
     "REDUCTIONS",
     "SmoothL1Loss",
     "SoftMaxLoss",
+    # losses: the rest of torch.nn's
+    "BCELoss",
+    "CosineEmbeddingLoss",
+    "GaussianNLLLoss",
+    "HuberLoss",
+    "KLDivLoss",
+    "L1Loss",
+    "MarginRankingLoss",
+    "TripletMarginLoss",
 ]

@@ -23,57 +23,24 @@ index picks its entry with ``take_along_axis`` and is a one-hot mask in a
 gradient).  With the fast engine on and NumPy arrays the softmax statistics
 come in row blocks and the one target entry of each row is written by index
 (:mod:`nn_from_scratch.engine.softmax`); both paths give the same bits.
+The class axis, the target checks and torch's class weights are
+:mod:`.class_targets`'s.
 """
 from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from typing import Any, Optional, Tuple
 
-import numpy as np
-
-from ..backend import as_backend_array, namespace_of, to_numpy
+from ..backend import namespace_of
 from ..context import Context
 from ..engine import softmax as blocked
 from ..nodes.course import label_set_nll, label_set_nll_grad
 from ..nodes.softmax import NormalizedSoftMax, log_softmax, softmax, softmax_with_log_normalizer
-from .base import Loss
+from .class_targets import (_at_target, _class_axis, _ClassificationLoss, _from_last, _kind, _to_last,
+                            _WeightedClassificationLoss)
 
 __all__ = ["CrossEntropyLoss", "NLLLoss", "SoftMaxLoss"]
-
-
-def _class_axis(x: Any) -> int:
-    return 0 if x.ndim == 1 else 1
-
-
-def _to_last(a: Any, ndim: int) -> Any:
-    """Move the class axis (1) of an ``(N, C, d1, ...)`` array last; a view, and a no-op for 1-D and 2-D."""
-    return namespace_of(a).moveaxis(a, 1, -1) if ndim > 2 else a
-
-
-def _from_last(a: Any, ndim: int) -> Any:
-    return namespace_of(a).moveaxis(a, -1, 1) if ndim > 2 else a
-
-
-def _one_hot(t: Any, n_classes: int) -> Any:
-    """The one-hot rows :math:`e_t` of class indices ``t`` as a mask, shape ``t.shape + (C,)``."""
-    return t[..., None] == namespace_of(t).arange(n_classes, dtype=t.dtype)
-
-
-def _at_target(values: Any, t: Any, n_classes: int, ctx: Context) -> Any:
-    """``values e_t``: zero but for ``values`` ``(..., 1)`` at each row's class ``t`` ``(...)``, ``(..., C)``."""
-    if ctx.fast:  # written by index into zeros, without the one-hot mask
-        return blocked.scaled_one_hot(t, values, tuple(t.shape) + (n_classes,), values.dtype)
-    return ctx.xp.where(_one_hot(t, n_classes), values, ctx.xp.zeros_like(values))
-
-
-def _kind(t: Any) -> str:
-    """The kind of ``t``'s dtype as NumPy spells it (``'i'`` for every integer type), in any namespace."""
-    if isinstance(t, np.ndarray):
-        return "i" if t.dtype.kind == "u" else t.dtype.kind
-    xp = namespace_of(t)
-    kinds = (("b", "bool"), ("i", "integral"), ("f", "real floating"))
-    return next((kind for kind, name in kinds if xp.isdtype(t.dtype, name)), "?")
 
 
 def _label_sets(t: Any) -> bool:
@@ -82,120 +49,7 @@ def _label_sets(t: Any) -> bool:
     return math.prod(t.shape) > 0 and bool(xp.all((t == 0) | (t == 1)))
 
 
-def _probability_tolerance(xp: Any, dtype: Any) -> float:
-    """How far a probability row may sum from 1: loose enough for rows normalised in low precision."""
-    return max(1e-3, float(np.sqrt(xp.finfo(dtype).eps)))
-
-
-class _ClassificationLoss(Loss):
-    """Shared machinery: the class axis, target validation, the per-sample upstream gradient."""
-
-    _accepts_probabilities = True
-    _has_classes = True
-
-    def _check_input(self, x: Any) -> None:
-        if x.ndim == 0 or x.shape[_class_axis(x)] == 0:
-            raise ValueError(
-                f"{type(self).__name__} expects scores of shape (C,), (N, C) or (N, C, d1, ...) with C >= 1 "
-                f"classes, got shape {tuple(x.shape)}"
-            )
-
-    def _prepare_target(self, target: Any, prediction: Any) -> Any:
-        """The target checked, in the prediction's namespace: int64 class indices, or probability rows."""
-        name = type(self).__name__
-        if namespace_of(target) is np:
-            try:
-                t = np.asarray(target)
-            except ValueError as error:  # ragged nested lists
-                raise ValueError(f"{name}: target must be a rectangular array: {error}") from None
-        else:
-            t = target
-        axis = _class_axis(prediction)
-        shape, n_classes = tuple(prediction.shape), prediction.shape[axis]
-        index_shape, t_shape = shape[:axis] + shape[axis + 1:], tuple(t.shape)
-        kind = _kind(t)
-        if kind == "i" and t_shape == index_shape:
-            return self._check_indices(as_backend_array(t, namespace_of(prediction)), n_classes, shape)
-        probability_hint = (
-            f", or probability rows: a float array of the scores' shape {shape}"
-            if self._accepts_probabilities
-            else ""
-        )
-        if kind == "i":
-            if t_shape == shape:
-                raise TypeError(
-                    f"{name}: an integer target of the scores' shape {shape} is ambiguous; class "
-                    f"indices have shape {index_shape}"
-                    + (" and one-hot/probability rows must have a float dtype" if self._accepts_probabilities else "")
-                )
-            raise ValueError(
-                f"{name}: class-index target must have shape {index_shape} for scores of shape "
-                f"{shape}, got {t_shape}{probability_hint}"
-            )
-        if kind == "b":
-            raise TypeError(
-                f"{name}: target has dtype bool; class indices need an integer dtype{probability_hint}"
-            )
-        if kind != "f":
-            raise TypeError(f"{name}: target must hold integer class indices or floats, got dtype {t.dtype}")
-        if not self._accepts_probabilities:
-            raise TypeError(
-                f"{name} takes class indices of shape {index_shape} with an integer dtype, got dtype {t.dtype} "
-                f"and shape {t_shape}; cast class indices with target.astype(int)"
-            )
-        if t_shape == shape:
-            return self._check_probabilities(as_backend_array(t, namespace_of(prediction)), prediction, axis)
-        if t_shape == index_shape:
-            raise TypeError(
-                f"{name}: class-index target needs an integer dtype, got dtype {t.dtype} (cast with "
-                f"target.astype(int)); probability rows must have the scores' shape {shape}"
-            )
-        raise ValueError(
-            f"{name}: target must be class indices of shape {index_shape} (integer dtype) or probability rows "
-            f"of the scores' shape {shape} (float dtype), got shape {t_shape} with dtype {t.dtype}"
-        )
-
-    def _check_indices(self, t: Any, n_classes: int, shape: tuple) -> Any:
-        xp = namespace_of(t)
-        if math.prod(t.shape) and (bool(xp.min(t) < 0) or bool(xp.max(t) >= n_classes)):
-            host = to_numpy(t)
-            bad = host[(host < 0) | (host >= n_classes)].flat[0]
-            raise ValueError(
-                f"{type(self).__name__}: target holds class index {int(bad)}, outside the range "
-                f"[0, {n_classes}) of the C = {n_classes} classes of scores of shape {shape}"
-            )
-        return xp.astype(t, xp.int64, copy=False)
-
-    def _check_probabilities(self, t: Any, prediction: Any, axis: int) -> Any:
-        name, xp = type(self).__name__, namespace_of(t)
-        if math.prod(t.shape) == 0:
-            return xp.astype(t, prediction.dtype, copy=False)
-        low, high = xp.min(t), xp.max(t)
-        if not (bool(low >= 0) and bool(high <= 1)):  # also catches NaN
-            raise ValueError(
-                f"{name}: probability targets must lie in [0, 1], got values in [{to_numpy(low)}, {to_numpy(high)}]"
-            )
-        sums = xp.reshape(xp.sum(t, axis=axis), (-1,))
-        worst = int(xp.argmax(xp.abs(sums - 1)))
-        if not float(xp.abs(sums[worst] - 1)) <= _probability_tolerance(xp, t.dtype):
-            raise ValueError(
-                f"{name}: probability targets must sum to 1 over the class axis {axis}, got a row summing to "
-                f"{float(sums[worst]):.6g} (for class indices, pass an integer array of shape "
-                f"{tuple(prediction.shape[:axis] + prediction.shape[axis + 1:])})"
-            )
-        return xp.astype(t, prediction.dtype, copy=False)
-
-    def predict_classes(self, output: Any) -> Any:
-        """Predicted class indices: the argmax over the class axis (the last axis of ``(N, C)`` scores)."""
-        x = self._prepare_input(output)
-        return namespace_of(x).argmax(x, axis=_class_axis(x))
-
-    def _sample_weights(self, g: Any, ctx: Context) -> Any:
-        """dL/d(per-sample loss) with a trailing class axis of length 1, shape ``per_sample + (1,)``."""
-        return self._reduction_grad(g, ctx, ctx.per_sample_shape)[..., None]
-
-
-class CrossEntropyLoss(_ClassificationLoss):
+class CrossEntropyLoss(_WeightedClassificationLoss):
     r"""Cross-entropy of raw scores (logits), as ``torch.nn.CrossEntropyLoss``.
 
     On one sample, logits :math:`x` of shape ``(C,)`` and a target
@@ -216,6 +70,17 @@ class CrossEntropyLoss(_ClassificationLoss):
     for both kinds of target).  'mean' divides by the number of samples
     :math:`N` (times :math:`d_1 \cdots` for extra axes), 'sum' adds.
 
+    **Class weights** :math:`w` (``weight``, one per class) weigh each
+    class's term, as torch: :math:`q` becomes :math:`w \odot q`, so for a
+    class index :math:`\ell = -(1-\varepsilon)\,w_t \log p_t -
+    \frac{\varepsilon}{C}\sum_c w_c \log p_c` and, for any target,
+    :math:`\partial\ell/\partial x = p \sum_k q_k - q` with the weighted
+    :math:`q`.  With class indices 'mean' divides by the summed weights of
+    the targets :math:`\sum_n w_{t_n}`; with probability rows by :math:`N`
+    (torch's two rules).  A target equal to ``ignore_index`` (class indices
+    only; -100 by default) gives a loss and a gradient of 0 and is not
+    counted in the mean.
+
     The log-probabilities come from log-sum-exp (the row maximum is
     subtracted first), so logits like ``[1000, -1000]`` give a finite loss
     (2000 for target 1) and gradient.  The forward pass keeps the softmax
@@ -224,26 +89,43 @@ class CrossEntropyLoss(_ClassificationLoss):
 
     Targets: integer class indices of shape ``(N,)`` (``()`` for ``(C,)``
     logits), or float probability rows of the logits' shape, in
-    :math:`[0, 1]` and summing to 1 over the class axis.
+    :math:`[0, 1]` and summing to 1 over the class axis.  The arguments are
+    torch's, in its order; a reduction name in the first place is read as
+    ``reduction`` (this library's earlier order), and the deprecated
+    ``size_average``/``reduce`` decide the reduction as in torch.
+    ``state_dict()`` holds ``weight`` when set, as torch's.
     """
 
-    def __init__(self, reduction: str = "mean", label_smoothing: float = 0.0) -> None:
+    def __init__(self, weight: Optional[Any] = None, size_average: Optional[bool] = None, ignore_index: int = -100,
+                 reduce: Optional[bool] = None, reduction: str = "mean", label_smoothing: float = 0.0) -> None:
         if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real):
             raise TypeError(f"label_smoothing must be a real number in [0, 1], got {label_smoothing!r}")
         if not 0.0 <= float(label_smoothing) <= 1.0:
             raise ValueError(f"label_smoothing must lie in [0, 1], got {label_smoothing!r}")
-        super().__init__(reduction)
+        super().__init__(weight, size_average, ignore_index, reduce, reduction)
         self.label_smoothing = float(label_smoothing)
+
+    def _prepare_target(self, target: Any, prediction: Any) -> Any:
+        t = super()._prepare_target(target, prediction)
+        if _kind(t) == "f" and self.ignore_index != -100:
+            raise ValueError(f"CrossEntropyLoss: ignore_index={self.ignore_index} applies to class-index targets, not "
+                             "to probability rows (torch refuses it for them too)")
+        return t
 
     def _forward(self, x: Any, ctx: Context) -> Any:
         xp, z, t, eps = ctx.xp, _to_last(x, x.ndim), ctx.target, self.label_smoothing
+        ctx.counted = None
         if _kind(t) == "f":
             log_p, ctx.p = (blocked.log_softmax if ctx.fast else log_softmax)(z, return_softmax=True)
             q = _to_last(t, x.ndim)
             if eps:
                 q = q * (1 - eps) + eps / z.shape[-1]
+            if self.weight is not None:
+                q = q * self._weight("weight", x)  # w ⊙ q
             ctx.q, ctx.q_sum = q, xp.sum(q, axis=-1)
             per_sample = -xp.vecdot(q, log_p)  # -sum_c q_c log p_c
+        elif (counted := self._counted(ctx)) is not None:
+            return self._weighted_forward(z, ctx, counted)
         else:  # -log p_t = log sum_k e^(x_k - m) - (x_t - m): the array of log p is never formed
             ctx.p, m, log_total, *mean_shift = (blocked.softmax_with_log_normalizer if ctx.fast else
                                                 softmax_with_log_normalizer)(z, shifted_mean=bool(eps))
@@ -254,8 +136,27 @@ class CrossEntropyLoss(_ClassificationLoss):
         ctx.per_sample_shape = tuple(per_sample.shape)
         return self._reduce(per_sample)
 
+    def _weighted_forward(self, z: Any, ctx: Context, counted: Tuple[Any, Any, Any]) -> Any:
+        r""":math:`\ell = (1-\varepsilon)\,s\,(-\log p_t) + \frac{\varepsilon}{C}\sum_c w_c (-\log p_c)` for a
+        counted sample, 0 for an ignored one; the mean divides by :math:`\sum_n s_n`."""
+        xp, eps = ctx.xp, self.label_smoothing
+        ctx.counted, (mask, t, s) = counted, counted
+        ctx.p, m, log_total = (blocked.softmax_with_log_normalizer if ctx.fast else softmax_with_log_normalizer)(z)
+        per_sample = s[..., None] * (log_total - (xp.take_along_axis(z, t[..., None], axis=-1) - m))  # s (-log p_t)
+        if eps:  # sum_c w_c (-log p_c) = (sum_c w_c) log_total - <w, x - m>
+            w = self._weight("weight", z)
+            smooth = (log_total * z.shape[-1] - xp.sum(z - m, axis=-1)[..., None] if w is None
+                      else log_total * xp.sum(w) - xp.vecdot(z - m, w)[..., None])
+            per_sample = (1 - eps) * per_sample + (eps / z.shape[-1]) * smooth
+        per_sample = xp.where(mask, per_sample[..., 0], xp.zeros_like(s))  # an ignored sample adds 0, even for NaN
+        ctx.per_sample_shape, ctx.denominator = tuple(per_sample.shape), xp.sum(s)
+        return self._reduce(per_sample, ctx.denominator)
+
     def _vjp(self, g: Any, ctx: Context) -> Any:
-        w, t, eps = self._sample_weights(g, ctx), ctx.target, self.label_smoothing
+        t, eps = ctx.target, self.label_smoothing
+        if ctx.counted is not None:
+            return _from_last(self._weighted_vjp(g, ctx), ctx.x.ndim)
+        w = self._sample_weights(g, ctx)
         if _kind(t) == "f":
             dz = (ctx.p * ctx.q_sum[..., None] - ctx.q) * w  # (p sum_k q_k - q) w
         elif ctx.fast:  # the same terms, the target entry of each row corrected by index
@@ -267,6 +168,19 @@ class CrossEntropyLoss(_ClassificationLoss):
             dz -= _at_target(w * (1 - eps), t, dz.shape[-1], ctx)
         return _from_last(dz, ctx.x.ndim)
 
+    def _weighted_vjp(self, g: Any, ctx: Context) -> Any:
+        r""":math:`\partial\ell/\partial x = p\,\big((1-\varepsilon)s + \tfrac{\varepsilon}{C}\textstyle\sum_c w_c\big)
+        - (1-\varepsilon)\,s\,e_t - \tfrac{\varepsilon}{C} w` per counted sample, 0 for an ignored one."""
+        xp, eps, (mask, t, s), p = ctx.xp, self.label_smoothing, ctx.counted, ctx.p
+        upstream = self._reduction_grad(g, ctx, ctx.per_sample_shape, ctx.denominator)
+        upstream = xp.where(mask, upstream, xp.zeros_like(s))[..., None]  # nothing flows to an ignored sample
+        a = upstream * ((1 - eps) * s[..., None])
+        dz = p * a - _at_target(a, t, p.shape[-1], ctx)  # (1 - eps) s (p - e_t)
+        if eps:
+            b, w = upstream * (eps / p.shape[-1]), self._weight("weight", p)
+            dz = dz + (p * (b * p.shape[-1]) - b if w is None else p * (b * xp.sum(w)) - b * w)
+        return dz
+
     def probabilities(self, prediction: Any) -> Any:
         """``softmax`` of the logits over the class axis."""
         x = self._prepare_input(prediction)
@@ -277,7 +191,7 @@ class CrossEntropyLoss(_ClassificationLoss):
         return super().extra_repr() + extra
 
 
-class NLLLoss(_ClassificationLoss):
+class NLLLoss(_WeightedClassificationLoss):
     r"""Negative log-likelihood of log-probabilities, as ``torch.nn.NLLLoss``.
 
     The input holds log-probabilities :math:`x_c = \log p_c` (from
@@ -285,14 +199,23 @@ class NLLLoss(_ClassificationLoss):
     shape ``(C,)`` and a class index :math:`t`,
 
     .. math::
-        \ell = -x_t, \qquad \frac{\partial \ell}{\partial x} = -e_t .
+        \ell = -w_t\,x_t, \qquad \frac{\partial \ell}{\partial x} = -w_t\,e_t ,
 
-    ``LogSoftMax`` followed by ``NLLLoss`` equals :class:`CrossEntropyLoss`,
-    which fuses the two and is faster.  Targets are integer class indices
-    only; the input is not checked to be log-probabilities (as in PyTorch).
+    with the class weights :math:`w` (``weight``; 1 each by default).  A
+    target equal to ``ignore_index`` (-100 by default) gives 0 and is not
+    counted; 'mean' divides by the summed weights of the counted targets
+    :math:`\sum_n w_{t_n}`, as torch.  ``LogSoftMax`` followed by
+    ``NLLLoss`` equals :class:`CrossEntropyLoss`, which fuses the two and is
+    faster.  Targets are integer class indices only; the input is not
+    checked to be log-probabilities (as in PyTorch).  The arguments are
+    torch's, in its order (see :class:`CrossEntropyLoss`).
     """
 
     _accepts_probabilities = False
+
+    def __init__(self, weight: Optional[Any] = None, size_average: Optional[bool] = None, ignore_index: int = -100,
+                 reduce: Optional[bool] = None, reduction: str = "mean") -> None:
+        super().__init__(weight, size_average, ignore_index, reduce, reduction)
 
     def probabilities(self, prediction: Any) -> Any:
         """``exp`` of the log-probabilities."""
@@ -300,13 +223,25 @@ class NLLLoss(_ClassificationLoss):
         return namespace_of(x).exp(x)
 
     def _forward(self, x: Any, ctx: Context) -> Any:
-        z = _to_last(x, x.ndim)
-        per_sample = -ctx.xp.take_along_axis(z, ctx.target[..., None], axis=-1)[..., 0]  # -x_t
-        ctx.per_sample_shape = tuple(per_sample.shape)
-        return self._reduce(per_sample)
+        xp, z = ctx.xp, _to_last(x, x.ndim)
+        ctx.counted = self._counted(ctx)
+        if ctx.counted is None:
+            per_sample = -xp.take_along_axis(z, ctx.target[..., None], axis=-1)[..., 0]  # -x_t
+            ctx.per_sample_shape = tuple(per_sample.shape)
+            return self._reduce(per_sample)
+        mask, t, s = ctx.counted
+        per_sample = xp.where(mask, -s * xp.take_along_axis(z, t[..., None], axis=-1)[..., 0], xp.zeros_like(s))
+        ctx.per_sample_shape, ctx.denominator = tuple(per_sample.shape), xp.sum(s)  # -w_t x_t, 0 where ignored
+        return self._reduce(per_sample, ctx.denominator)
 
     def _vjp(self, g: Any, ctx: Context) -> Any:
-        dz = _at_target(-self._sample_weights(g, ctx), ctx.target, ctx.x.shape[_class_axis(ctx.x)], ctx)  # -w e_t
+        classes = ctx.x.shape[_class_axis(ctx.x)]
+        if ctx.counted is None:
+            dz = _at_target(-self._sample_weights(g, ctx), ctx.target, classes, ctx)  # -w e_t
+        else:
+            xp, (mask, t, s) = ctx.xp, ctx.counted
+            upstream = self._reduction_grad(g, ctx, ctx.per_sample_shape, ctx.denominator)
+            dz = _at_target(xp.where(mask, -s * upstream, xp.zeros_like(s))[..., None], t, classes, ctx)  # -w_t e_t
         return _from_last(dz, ctx.x.ndim)
 
 
@@ -328,6 +263,16 @@ class SoftMaxLoss(_ClassificationLoss):
     own vector-Jacobian product, which includes the path through the scale
     :math:`a` (so it is *not* simply :math:`(y - q)/a`).
 
+    Why :class:`CrossEntropyLoss` is usually the better choice: dividing by
+    the largest magnitude bounds the scaled logits to :math:`[-1, 1]`, so the
+    largest probability the model can ever give is
+    :math:`e / (e + (C-1)e^{-1}) = 1 / (1 + (C-1)e^{-2})` (0.45 for
+    :math:`C = 10`), and the loss never falls below :math:`-\log` of that.  The
+    model cannot become confident, the gradient does not vanish on correctly
+    classified samples, and the scale invariance :math:`y(cx) = y(x)` for
+    :math:`c > 0` leaves the logits' magnitude undetermined.  It is kept to
+    reproduce the course module; use it only for that.
+
     **Label sets** (the course's multi-hot labels): a float target whose
     entries are all 0 or 1 marks, per sample, the classes that count as
     right, and the loss is minus the log of their total probability
@@ -338,26 +283,11 @@ class SoftMaxLoss(_ClassificationLoss):
         \frac{\partial \ell}{\partial x} = J_y^\top\Big(-\frac{l}{\langle l, y\rangle}\Big).
 
     A one-hot row gives :math:`-\log y_t` either way; every row needs a 1.
-
-    Why :class:`CrossEntropyLoss` is usually the better choice: dividing by
-    the largest magnitude bounds the scaled logits to :math:`[-1, 1]`, so the
-    largest probability the model can ever give is
-    :math:`e / (e + (C-1)e^{-1}) = 1 / (1 + (C-1)e^{-2})` (0.45 for
-    :math:`C = 10`), and the loss never falls below :math:`-\log` of that.  The
-    model cannot become confident, the gradient does not vanish on correctly
-    classified samples, and the scale invariance :math:`y(cx) = y(x)` for
-    :math:`c > 0` leaves the logits' magnitude undetermined.  It is kept to
-    reproduce the course module; use it only for that.
     """
 
     def __init__(self, reduction: str = "mean") -> None:
         super().__init__(reduction)
         self._normalized = NormalizedSoftMax()
-
-    def probabilities(self, prediction: Any) -> Any:
-        """``NormalizedSoftMax`` of the scores over the class axis (at most :math:`1/(1 + (C-1)e^{-2})`)."""
-        x = self._prepare_input(prediction)
-        return _from_last(self._normalized.evaluate(_to_last(x, x.ndim)), x.ndim)
 
     def _check_probabilities(self, t: Any, prediction: Any, axis: int) -> Any:
         """Probability rows, or label sets: rows of 0s and 1s, each with a 1."""
@@ -368,6 +298,11 @@ class SoftMaxLoss(_ClassificationLoss):
             raise ValueError("SoftMaxLoss: a target row of 0s and 1s (a label set) marks no class, so -log(l·y) would "
                              "be infinite; every row needs a 1")
         return xp.astype(t, prediction.dtype, copy=False)
+
+    def probabilities(self, prediction: Any) -> Any:
+        """``NormalizedSoftMax`` of the scores over the class axis (at most :math:`1/(1 + (C-1)e^{-2})`)."""
+        x = self._prepare_input(prediction)
+        return _from_last(self._normalized.evaluate(_to_last(x, x.ndim)), x.ndim)
 
     def _forward(self, x: Any, ctx: Context) -> Any:
         xp, z = ctx.xp, _to_last(x, x.ndim)

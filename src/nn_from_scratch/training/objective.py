@@ -9,7 +9,8 @@ classifying loss).
 
 Metrics are named in ``fit(metrics=[...])``: ``"accuracy"`` (the share of
 samples whose predicted class is right, as the loss's ``count_correct``
-counts them; a loss without classes reports none), or a function
+counts them; a loss without classes reports none), a name of
+:data:`nn_from_scratch.metrics.NAMES` (``"top3"``, ``"f1"``, ``"mae"``, ...), or a function
 ``metric(output, target) -> float`` giving a batch's mean, reported under
 its ``__name__`` as the mean over the samples.  The default is
 ``["accuracy"]``.
@@ -22,6 +23,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..losses import Loss
+from ..metrics import named as named_metric
 from ..node import Node
 from .steps import Score
 
@@ -41,10 +43,7 @@ def resolve_metrics(metrics: Any) -> List[Metric]:
     resolved: List[Metric] = []
     for metric in metrics:
         if isinstance(metric, str):
-            if metric != "accuracy":
-                raise ValueError(f"unknown metric {metric!r}: the built-in one is 'accuracy'; pass any other as a "
-                                 "function metric(output, target) -> float")
-            resolved.append(("accuracy", None))
+            resolved.append(("accuracy", None) if metric == "accuracy" else (metric, named_metric(metric)))
         elif callable(metric):
             name = getattr(metric, "__name__", "")
             if not name.isidentifier() or name in _RESERVED or name == "accuracy":
