@@ -157,3 +157,18 @@ def test_fit_reports_the_named_regression_metrics(rng):
     output = network.predict_output(X)
     assert scores["mae"] == pytest.approx(mean_absolute_error(y, output), rel=1e-12)
     assert scores["r2"] == pytest.approx(r2_score(y, output), rel=1e-12)
+
+
+def test_fit_scores_a_batchmean_kl_divergence_as_a_mean(rng):
+    """'batchmean' is a per-batch mean: the epoch's validation loss is the mean over samples, not a sum of means."""
+    from nn_from_scratch import NeuralNetwork, Sequential
+    from nn_from_scratch.losses import KLDivLoss
+    from nn_from_scratch.nodes import Linear, LogSoftMax
+    from nn_from_scratch.optim import SGD
+
+    model = Sequential(Linear(4, 3, rng=0), LogSoftMax())
+    network = NeuralNetwork(model, KLDivLoss(reduction="batchmean"), SGD(model.parameters(), lr=0.0))
+    X, y = rng.standard_normal((40, 4)), rng.dirichlet(np.ones(3), 40)
+    history = network.fit(X, y, epochs=1, batch_size=8, progress=False, validation_data=(X, y))
+    whole = float(KLDivLoss(reduction="batchmean").value(model.evaluate(X), y))
+    np.testing.assert_allclose(history["val_loss"][-1], whole, rtol=1e-12, atol=0)

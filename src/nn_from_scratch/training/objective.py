@@ -140,7 +140,7 @@ class Objective:
         """Add a scoring batch to ``score``: each loss's value over it, a mean counting once per sample."""
         totals = []
         for loss, o, t in self._pairs(output, target):
-            per_batch = loss.reduction == "mean"
+            per_batch = loss.reduction in ("mean", "batchmean")  # a per-batch mean counts once per sample
             totals.append(float(np.sum(loss.value(o, t))) * (count if per_batch else 1))
         total = totals[0] if not self.several else float(sum(self.weight(i) * t for i, t in enumerate(totals)))
         self._score(score, output, target, total, totals, count, metrics)
