@@ -1,0 +1,143 @@
+"""What data-parallel training needs of the contract, checked in one process: gradient hooks, the reduction point.
+
+* ``Parameter.register_grad_hook``/``expect``: a hook fires once per pass,
+  when the last contribution lands (a tied weight gets two, a node called
+  twice by a graph two, the engine's first product written into a fresh
+  zero counts), whatever the engine path; SymbolicNode adds one
+  contribution per pass like every layer.
+* ``NeuralNetwork(reduction=...)``: where the step calls its reduction,
+  what the optimizer then sees, and the verdict it takes from it.
+* the sampler's cut of a batch (:mod:`nn_from_scratch.distributed.sampler`).
+
+Everything with several processes is in tests/test_distributed.py.
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from conftest import required
+from nn_from_scratch import Graph, Input, Linear, ReLU, Sequential, Tanh
+from nn_from_scratch.nodes import Add, BatchNorm1d, Conv2d
+from nn_from_scratch.parameter import Parameter
+
+
+# ------------------------------------------------------------------ gradient hooks
+def _watch(model):
+    """Arm every parameter for the contributions one pass brings, record when each hook fires and what grad it saw."""
+    fired = []
+    for name, p in model.named_parameters():
+        p.register_grad_hook(lambda q, name=name: fired.append((name, q.grad.copy(), q.contributions)))
+    return fired
+
+
+def _one_pass(model, x, counts):
+    model.zero_grad()
+    for name, p in model.named_parameters():
+        p.expect(counts[name])
+    out = model.forward(x)
+    model.backward(np.ones_like(out), input_grad=False)
+
+
+def test_a_tied_weight_fires_its_hook_once_after_both_layers_added_their_part(rng, engine_path):
+    encoder = Linear(5, 3, rng=0)
+    model = Sequential(encoder, Tanh(), Linear.tied_to(encoder.weight, transpose=True, rng=1))
+    x = rng.standard_normal((4, 5))
+    reference = copy.deepcopy(model)
+    reference.forward(x)
+    reference.backward(np.ones((4, 5)), input_grad=False)
+    expected = {name: p.grad.copy() for name, p in reference.named_parameters()}
+    fired = _watch(model)
+    before = {name: p.contributions for name, p in model.named_parameters()}
+    _one_pass(model, x, {"0.weight": 2, "0.bias": 1, "2.bias": 1})
+    assert sorted(name for name, _, _ in fired) == ["0.bias", "0.weight", "2.bias"]  # each once
+    for name, grad, landed in fired:
+        np.testing.assert_allclose(grad, expected[name], rtol=1e-13, atol=1e-13)  # the whole gradient
+        assert landed - before[name] == (2 if name == "0.weight" else 1)
+    assert [name for name, _, _ in fired][0] == "2.bias"  # the last layer's first: backward order
+
+
+def test_a_node_called_twice_by_a_graph_brings_two_contributions(rng, engine_path):
+    shared = Linear(4, 4, rng=0)
+    x = Input(4)
+    graph = Graph(inputs=x, outputs=Add()(shared(ReLU()(shared(x))), x))
+    fired = _watch(graph)
+    before = {name: p.contributions for name, p in graph.named_parameters()}
+    _one_pass(graph, rng.standard_normal((3, 4)), {name: 2 for name, _ in graph.named_parameters()})
+    assert sorted(name for name, _, _ in fired) == sorted(name for name, _ in graph.named_parameters())
+    assert all(landed - before[name] == 2 for name, _, landed in fired)
+
+
+@pytest.mark.parametrize("make, shape", [(lambda: Linear(4, 3, rng=0), (5, 4)), (lambda: BatchNorm1d(4), (5, 4)),
+                                         (lambda: Conv2d(2, 3, 3, padding=1, rng=0), (2, 2, 5, 5))],
+                         ids=["Linear", "BatchNorm1d", "Conv2d"])
+def test_every_layer_counts_one_contribution_per_parameter_and_pass(rng, engine_path, make, shape):
+    """The engine's first product written straight into a fresh zero counts as one, as an accumulate does."""
+    layer = make()
+    x = rng.standard_normal(shape)
+    for _ in range(2):  # after zero_grad (fresh zeros), then on top of a gradient
+        before = [p.contributions for p in layer.parameters()]
+        layer.forward(x)
+        layer.backward(np.ones_like(layer.forward(x)))
+        assert [p.contributions - b for p, b in zip(layer.parameters(), before)] == [1] * len(before)
+        layer.zero_grad()
+
+
+def test_a_symbolic_node_adds_one_contribution_per_parameter_and_pass(rng):
+    required("sympy", "sympy is not installed (pip install sympy)")
+    from nn_from_scratch.symbolic import SymbolicNode
+
+    node = SymbolicNode(lambda x, a, b: [a[0] * x[0] + b * x[1], a[1] * x[1]], 2, params={"a": [0.5, -1.0], "b": 2.0})
+    x = rng.standard_normal((3, 2))
+    fired = _watch(node)
+    before = {name: p.contributions for name, p in node.named_parameters()}
+    _one_pass(node, x, {"a": 1, "b": 1})
+    assert sorted(name for name, _, _ in fired) == ["a", "b"]
+    assert all(landed - before[name] == 1 for name, _, landed in fired)
+    a_grad = dict((name, grad) for name, grad, _ in fired)["a"]
+    np.testing.assert_allclose(a_grad, [x[:, 0].sum(), x[:, 1].sum()], rtol=1e-13)
+
+
+def test_expect_zero_fires_at_once_and_removed_hooks_stay_silent():
+    p = Parameter(np.zeros(3))
+    calls = []
+    handle = p.register_grad_hook(lambda q: calls.append(q))
+    p.expect(0)
+    assert calls == [p]
+    handle.remove()
+    handle.remove()  # twice: nothing
+    p.expect(1)
+    p.accumulate(np.ones(3))
+    assert calls == [p] and not p.expecting
+
+
+def test_writes_that_restore_a_gradient_are_not_contributions():
+    p = Parameter(np.zeros(2))
+    p.expect(1)
+    p.edit_grad()[...] = 5.0
+    p.grad = np.ones(2)
+    assert p.contributions == 0 and p.expecting
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "2", None])
+def test_expect_refuses_what_is_not_a_count(bad):
+    p = Parameter(np.zeros(2))
+    with pytest.raises(ValueError, match="expect takes a number of contributions"):
+        p.expect(bad)
+    assert not p.expecting
+
+
+def test_a_hook_must_be_callable_and_a_copy_has_none():
+    p = Parameter(np.zeros(2))
+    with pytest.raises(TypeError, match="callable"):
+        p.register_grad_hook("not a function")
+    calls = []
+    p.register_grad_hook(calls.append)
+    p.expect(1)
+    twin = copy.deepcopy(p)
+    twin.accumulate(np.ones(2))
+    assert calls == [] and not twin.expecting
+    p.accumulate(np.ones(2))
+    assert calls == [p]
