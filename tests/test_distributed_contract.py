@@ -19,9 +19,13 @@ import numpy as np
 import pytest
 
 from conftest import required
-from nn_from_scratch import Graph, Input, Linear, ReLU, Sequential, Tanh
+from nn_from_scratch import Graph, Input, Linear, NeuralNetwork, ReLU, Sequential, Tanh
+from nn_from_scratch.losses import CrossEntropyLoss
 from nn_from_scratch.nodes import Add, BatchNorm1d, Conv2d
+from nn_from_scratch.optim import SGD
 from nn_from_scratch.parameter import Parameter
+from nn_from_scratch.training import TrainingDiverged
+from nn_from_scratch.training.reduction import GradientReduction
 
 
 # ------------------------------------------------------------------ gradient hooks
@@ -141,3 +145,118 @@ def test_a_hook_must_be_callable_and_a_copy_has_none():
     assert calls == [] and not twin.expecting
     p.accumulate(np.ones(2))
     assert calls == [p]
+
+
+# ------------------------------------------------------------------ the reduction point of a training step
+class Recording(GradientReduction):
+    """A reduction that records what the step shows it, and can stand for other processes' verdicts."""
+
+    collective = True
+
+    def __init__(self, model, verdict=None, scale=1.0):
+        self.model, self.verdict, self.scale, self.log = model, verdict, scale, []
+
+    def begin(self, network, train):
+        self.log.append(("begin", train.fit_info()["batch_size"]))
+
+    def part(self, xs, y, training):
+        self.log.append(("part", len(xs[0]), training))
+        return xs, y
+
+    def output_gradient(self, g):
+        self.log.append(("output_gradient", all(not p.grad.any() for p in self.model.parameters())))
+        return g
+
+    def reduce(self):
+        self.values = [p.value.copy() for p in self.model.parameters()]
+        self.log.append(("reduce", all(p.grad.any() for p in self.model.parameters())))
+        for p in self.model.parameters():
+            p.edit_grad()[...] *= self.scale  # what the others' gradients would make of it
+
+    def agree(self, problem):
+        self.log.append(("agree", problem))
+        return problem if self.verdict is None else self.verdict
+
+    def combine(self, score, training):
+        self.log.append(("combine", training, score.count))
+
+    def end(self):
+        self.log.append(("end",))
+
+
+def _classifier(seed=0):
+    rng = np.random.default_rng(seed)
+    model = Sequential(Linear(4, 6, rng=rng), Tanh(), Linear(6, 3, rng=rng))
+    return model, rng.standard_normal((10, 4)), rng.integers(0, 3, 10)
+
+
+def test_the_step_calls_its_reduction_between_backward_and_the_optimizer_step():
+    model, X, y = _classifier()
+    reduction = Recording(model)
+    network = NeuralNetwork(model, CrossEntropyLoss(), SGD(model.parameters(), lr=0.1), reduction=reduction)
+    network.fit(X, y, epochs=1, batch_size=4, rng=0, progress=False, validation_data=(X[:3], y[:3]))
+    steps = [("part", 4, True), ("output_gradient", True), ("reduce", True), ("agree", None)]
+    assert reduction.log == ([("begin", 4)] + steps * 2 + [("part", 2, True), *steps[1:], ("combine", True, 10),
+                             ("part", 3, False), ("combine", False, 3), ("end",)])
+
+
+def test_the_optimizer_steps_on_the_reduced_gradient():
+    model, X, y = _classifier()
+    reduction = Recording(model, scale=0.0)  # the gradients of the whole batch turn out zero
+    network = NeuralNetwork(model, CrossEntropyLoss(), SGD(model.parameters(), lr=0.1), reduction=reduction)
+    before = [p.value.copy() for p in model.parameters()]
+    network.fit(X, y, epochs=1, batch_size=5, rng=0, progress=False)
+    for p, value in zip(model.parameters(), before):
+        np.testing.assert_array_equal(p.value, value)
+
+
+def test_the_agreed_verdict_stops_a_step_that_was_finite_here():
+    model, X, y = _classifier()
+    reduction = Recording(model, verdict="the loss stopped being finite on another process")
+    network = NeuralNetwork(model, CrossEntropyLoss(), SGD(model.parameters(), lr=0.1), reduction=reduction)
+    before = [p.value.copy() for p in model.parameters()]
+    with pytest.raises(TrainingDiverged, match="on another process at epoch 1, batch 1"):
+        network.fit(X, y, epochs=1, batch_size=5, rng=0, progress=False)
+    for p, value in zip(model.parameters(), before):
+        np.testing.assert_array_equal(p.value, value)
+    assert reduction.log[-1] == ("end",)
+
+
+def test_a_collective_step_with_a_loss_that_is_not_finite_still_meets_the_others():
+    """The other processes wait in the reduction: this one must get there too, and stop with them."""
+    model, X, y = _classifier()
+    model[0].weight.value[0, 0] = np.nan
+    reduction = Recording(model)
+    network = NeuralNetwork(model, CrossEntropyLoss(), SGD(model.parameters(), lr=0.1), reduction=reduction)
+    with pytest.raises(TrainingDiverged, match="the loss became nan"):
+        network.fit(X, y, epochs=1, batch_size=5, rng=0, progress=False)
+    names = [entry[0] for entry in reduction.log]
+    assert names[:5] == ["begin", "part", "output_gradient", "reduce", "agree"]
+    assert reduction.log[4] == ("agree", "the loss became nan")
+
+
+def test_one_process_alone_skips_the_backward_of_a_loss_that_is_not_finite():
+    model, X, y = _classifier()
+    model[0].weight.value[0, 0] = np.nan
+    model.zero_grad()
+    network = NeuralNetwork(model, CrossEntropyLoss(), SGD(model.parameters(), lr=0.1))
+    with pytest.raises(TrainingDiverged, match="the loss became nan"):
+        network.fit(X, y, epochs=1, batch_size=5, rng=0, progress=False)
+    assert all(p.contributions == 0 for p in model.parameters())
+
+
+def test_a_process_that_is_not_the_main_one_prints_and_writes_nothing(tmp_path, capsys):
+    model, X, y = _classifier()
+
+    class Other(GradientReduction):
+        main = False
+
+    network = NeuralNetwork(model, CrossEntropyLoss(), SGD(model.parameters(), lr=0.1), reduction=Other())
+    network.fit(X, y, epochs=2, batch_size=5, rng=0, progress=True, checkpoint=tmp_path / "c.npz")
+    assert list(tmp_path.iterdir()) == [] and capsys.readouterr().err == ""
+
+
+def test_a_reduction_must_be_one():
+    model, _, _ = _classifier()
+    with pytest.raises(TypeError, match="reduction must be a GradientReduction"):
+        NeuralNetwork(model, CrossEntropyLoss(), SGD(model.parameters(), lr=0.1), reduction=object())
