@@ -37,6 +37,7 @@ ALLOWED: Dict[str, Set[str]] = {
     "viz": CONTRACT,
     "models": CONTRACT | {"nodes", "containers", "files"},
     "training": CONTRACT | {"losses", "files", "datasets", "engine", "viz"},
+    "distributed": CONTRACT | {"nodes", "training", "datasets"},
 }
 #: The command line and the package's front door may import anything.
 FREE = {"cli", "__main__", "__init__"}

@@ -14,12 +14,16 @@ Everything with several processes is in tests/test_distributed.py.
 from __future__ import annotations
 
 import copy
+import sys
 
 import numpy as np
 import pytest
 
 from conftest import required
 from nn_from_scratch import Graph, Input, Linear, NeuralNetwork, ReLU, Sequential, Tanh
+from nn_from_scratch.datasets import DataLoader
+from nn_from_scratch.datasets.loader import ArrayDataset
+from nn_from_scratch.distributed import DistributedSampler, check_batches, split_batch
 from nn_from_scratch.losses import CrossEntropyLoss
 from nn_from_scratch.nodes import Add, BatchNorm1d, Conv2d
 from nn_from_scratch.optim import SGD
@@ -260,3 +264,49 @@ def test_a_reduction_must_be_one():
     model, _, _ = _classifier()
     with pytest.raises(TypeError, match="reduction must be a GradientReduction"):
         NeuralNetwork(model, CrossEntropyLoss(), SGD(model.parameters(), lr=0.1), reduction=object())
+
+
+# ------------------------------------------------------------------ the sampler
+def test_split_batch_gives_near_equal_contiguous_parts():
+    assert split_batch(15, 4) == [(0, 4), (4, 8), (8, 12), (12, 15)]
+    assert split_batch(9, 4) == [(0, 3), (3, 5), (5, 7), (7, 9)]
+    assert split_batch(5, 1) == [(0, 5)]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4])
+def test_the_parts_of_every_process_make_up_the_batches_of_one_loader(size):
+    samples, batch = 54, 15
+    loader = DataLoader(ArrayDataset(np.arange(samples)), batch, shuffle=True, rng=7)
+    samplers = [DistributedSampler(samples, batch, rank=r, size=size, rng=7) for r in range(size)]
+    for _ in range(2):  # two epochs: each draws a new order, the same on every process
+        whole = list(loader)
+        parts = [list(s) for s in samplers]
+        assert all(len(p) == len(whole) == len(s) for p, s in zip(parts, samplers))  # the same number of steps
+        for k, batch_rows in enumerate(whole):
+            np.testing.assert_array_equal(np.concatenate([p[k] for p in parts]), batch_rows)
+            assert all(len(p[k]) > 0 for p in parts)
+
+
+def test_a_batch_smaller_than_the_processes_is_refused_with_the_sizes_that_work():
+    with pytest.raises(ValueError, match="a last batch of 2, fewer than the 4 processes"):
+        DistributedSampler(50, 16, rank=0, size=4)
+    with pytest.raises(ValueError, match="a batch of 3 samples cannot be shared by 4 processes"):
+        check_batches(100, 3, 4)
+    sampler = DistributedSampler(50, 16, rank=3, size=4, drop_last=True, shuffle=False)
+    assert len(sampler) == 3 and [len(part) for part in sampler] == [4, 4, 4]
+    check_batches(50, 16, 4, drop_last=True)
+
+
+@pytest.mark.parametrize("rank", [-1, 4, 1.0])
+def test_the_sampler_refuses_a_rank_outside_the_processes(rank):
+    with pytest.raises(ValueError, match="rank must be an integer from 0 to 3"):
+        DistributedSampler(50, 16, rank=rank, size=4)
+
+
+def test_without_mpi4py_data_parallel_says_what_to_install(monkeypatch):
+    from nn_from_scratch.distributed import DataParallel
+
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    model, _, _ = _classifier()
+    with pytest.raises(ImportError, match=r"pip install mpi4py mpich"):
+        DataParallel(model, SGD(model.parameters(), lr=0.1))
