@@ -310,3 +310,14 @@ def test_without_mpi4py_data_parallel_says_what_to_install(monkeypatch):
     model, _, _ = _classifier()
     with pytest.raises(ImportError, match=r"pip install mpi4py mpich"):
         DataParallel(model, SGD(model.parameters(), lr=0.1))
+
+
+def test_the_command_line_without_mpi4py_says_what_to_install(monkeypatch, tmp_path, capsys):
+    from nn_from_scratch.cli import main
+
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--distributed", "--out", str(tmp_path / "w.npz")])
+    assert stop.value.code == 2
+    assert "--distributed: data-parallel training needs mpi4py" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
