@@ -19,7 +19,7 @@ import numpy as np
 
 from nn_from_scratch import BatchNorm1d, BatchNorm2d, Linear, NeuralNetwork, ReLU, Sequential, Tanh
 from nn_from_scratch.losses import CrossEntropyLoss
-from nn_from_scratch.nodes import Conv2d, Flatten, MaxPool2d
+from nn_from_scratch.nodes import Conv2d, Dropout, Flatten, MaxPool2d
 from nn_from_scratch.optim import SGD, Adam, CosineAnnealingLR
 from nn_from_scratch.training import Callback, TrainingDiverged
 
@@ -40,7 +40,9 @@ def build(model: str, optimizer: str, seed: int = 0):
         layers = [Linear(6, 8, bias=not normalised, rng=rng)]
         if normalised:
             layers.append(BatchNorm1d(8))
-        if model == "tied":  # one weight in two layers: two contributions per pass
+        if model == "dropout":  # each process draws its own masks, from a stream process 0 seeds each epoch
+            layers += [ReLU(), Dropout(0.3, rng=rng), Linear(8, 4, rng=rng)]
+        elif model == "tied":  # one weight in two layers: two contributions per pass
             first = layers[0]
             layers += [Tanh(), Linear.tied_to(first.weight, transpose=True, rng=rng), Tanh(), Linear(6, 4, rng=rng)]
         else:
@@ -53,7 +55,7 @@ def build(model: str, optimizer: str, seed: int = 0):
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("model", choices=("mlp", "bn", "bn-sync", "cnn", "tied"))
+    parser.add_argument("model", choices=("mlp", "bn", "bn-sync", "cnn", "tied", "dropout"))
     parser.add_argument("optimizer", choices=("sgd", "adam"))
     parser.add_argument("out", type=Path)
     parser.add_argument("--epochs", type=int, default=3)

@@ -141,6 +141,21 @@ def test_a_resume_may_use_another_number_of_processes(mpiexec, tmp_path):
     assert_same_training(saved(tmp_path / "second", 4), "bn-sync", "adam", epochs=4)
 
 
+def test_a_resumed_run_with_dropout_draws_the_masks_of_a_run_never_stopped(mpiexec, tmp_path):
+    launch(mpiexec, 2, str(WORKER), "dropout", "adam", str(tmp_path / "whole"), "--epochs", "4")
+    checkpoint = tmp_path / "checkpoint.npz"
+    launch(mpiexec, 2, str(WORKER), "dropout", "adam", str(tmp_path / "first"), "--epochs", "2",
+           "--checkpoint", str(checkpoint))
+    launch(mpiexec, 2, str(WORKER), "dropout", "adam", str(tmp_path / "second"), "--epochs", "4",
+           "--resume", str(checkpoint))
+    whole, resumed = saved(tmp_path / "whole", 2), saved(tmp_path / "second", 2)
+    assert json.loads(str(resumed.pop("history"))) == json.loads(str(whole.pop("history")))
+    for key, value in whole.items():
+        np.testing.assert_array_equal(resumed[key], value, err_msg=key)
+    first = np.load(tmp_path / "first" / "rank0.npz")
+    assert not np.array_equal(first["model/3.weight"], whole["model/3.weight"])  # it did train on after the stop
+
+
 def test_a_step_that_diverges_on_one_process_stops_every_process(mpiexec, tmp_path):
     done = launch(mpiexec, 2, str(WORKER), "mlp", "sgd", str(tmp_path), "--fail", "diverge", check=False)
     assert "process 1: training diverged: the loss became nan at epoch 2, batch 2" in done.stdout, done.stdout
