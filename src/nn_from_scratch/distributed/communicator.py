@@ -76,6 +76,8 @@ class Communicator:
         self.rank: int = self.comm.Get_rank()
         self.size: int = self.comm.Get_size()
         self.timeout = float(timeout)
+        #: Seconds this process has spent in collectives, waiting for the others (what the benchmark reports).
+        self.waited = 0.0
         self._waiting: Optional[tuple] = None  # (since, what) while this process waits for the others
         self._watchdog: Optional[threading.Thread] = None
 
@@ -96,11 +98,13 @@ class Communicator:
             self._watchdog = threading.Thread(target=self._watch, name="nn_from_scratch collective watchdog",
                                               daemon=True)
             self._watchdog.start()
-        self._waiting = (time.monotonic(), what)
+        since = time.monotonic()
+        self._waiting = (since, what)
         try:
             yield
         finally:
             self._waiting = None
+            self.waited += time.monotonic() - since
 
     def _watch(self) -> None:
         interval = min(1.0, self.timeout / 4)
