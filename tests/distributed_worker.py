@@ -64,7 +64,7 @@ def main() -> int:
     parser.add_argument("--checkpoint", type=Path)
     parser.add_argument("--resume", type=Path)
     parser.add_argument("--timeout", type=float, default=600.0)
-    parser.add_argument("--fail", choices=("raise", "hang", "diverge"), help="process 1 misbehaves in epoch 2")
+    parser.add_argument("--fail", choices=("raise", "hang", "diverge", "drift"), help="process 1 misbehaves in epoch 2")
     args = parser.parse_args()
 
     from nn_from_scratch.distributed import DataParallel
@@ -113,6 +113,9 @@ class Misbehave(Callback):
             time.sleep(3600)
         if self.how == "diverge":
             self.network.model.parameters()[0].value[0, 0] = np.nan
+        if self.how == "drift":  # a weight that no longer agrees with the other process's, by one rounding
+            weight = self.network.model.parameters()[0].value
+            weight[0, 0] = np.nextafter(weight[0, 0], np.inf)
 
 
 if __name__ == "__main__":

@@ -163,6 +163,13 @@ def test_a_step_that_diverges_on_one_process_stops_every_process(mpiexec, tmp_pa
     assert done.returncode == 3
 
 
+def test_parameters_that_stop_agreeing_between_processes_are_found_at_the_end_of_the_epoch(mpiexec, tmp_path):
+    done = launch(mpiexec, 2, str(WORKER), "mlp", "sgd", str(tmp_path), "--fail", "drift", check=False)
+    assert done.returncode != 0
+    assert "after 2 epoch(s) of this fit the parameters or buffers of process(es) [1] differ" in done.stderr, \
+        done.stderr
+
+
 def test_a_process_that_fails_stops_every_process_with_its_message(mpiexec, tmp_path):
     done = launch(mpiexec, 2, str(WORKER), "mlp", "sgd", str(tmp_path), "--fail", "raise", check=False)
     assert done.returncode != 0 and "process 1 fails on purpose" in done.stderr, done.stderr

@@ -110,7 +110,6 @@ class DataParallel(GradientReduction):
             convert_sync_batchnorm(model, self.communicator)
         self.buckets = GradientBuckets(named, self.communicator, int(bucket_mb * 2**20), overlap)
         self.interrupt = DeferredInterrupt()
-        self._network: Any = None
         self._share: Tuple[int, int] = (1, 1)
         self._factors: List[float] = []
         self._epochs_checked = 0
@@ -168,7 +167,7 @@ class DataParallel(GradientReduction):
                 raise ValueError(f"data-parallel training sums the losses of the processes: a {type(loss).__name__} "
                                  f"with reduction={loss.reduction!r} has no single value to train on")
             self._factors.append(loss.reduction == "mean")
-        self._network = network
+        self._epochs_checked = 0
         self.interrupt.start()
         self.broadcast_state()
         if self.size > 1:
@@ -228,26 +227,26 @@ class DataParallel(GradientReduction):
             self._end_of_epoch()
 
     def _end_of_epoch(self) -> None:
-        """The buffers of process 0 everywhere, the parameters checked to be the same, new dropout streams."""
+        """The buffers of process 0 everywhere, parameters and buffers checked to be the same, new dropout streams."""
         if self.size == 1:
             return
         if not self.sync_batchnorm:
             for _, buffer in self.model.named_buffers():
                 self._broadcast_array(buffer, "the buffers sent from process 0")
         digest = hashlib.blake2b(digest_size=16)
-        for _, p in self.model.named_parameters():
-            digest.update(np.ascontiguousarray(p.value).tobytes())
+        for _, array in [*((name, p.value) for name, p in self.model.named_parameters()),
+                         *self.model.named_buffers()]:
+            digest.update(np.ascontiguousarray(array).tobytes())
         digests = self.communicator.gather_all(digest.hexdigest(), "the check that the parameters agree")
         self._epochs_checked += 1
         others = [rank for rank, d in enumerate(digests) if d != digests[0]]
         if others:
-            raise RuntimeError(f"after {self._epochs_checked} epoch(s) of this fit the parameters of process(es) "
-                               f"{others} differ from those of process 0: this MPI's sums are not the same bits on "
-                               "every process. Report it with the MPI library's name and version")
+            raise RuntimeError(f"after {self._epochs_checked} epoch(s) of this fit the parameters or buffers of "
+                               f"process(es) {others} differ from those of process 0: this MPI's sums are not the same "
+                               "bits on every process. Report it with the MPI library's name and version")
         self._seed_dropout()
 
     def end(self) -> None:
-        self._network = None
         self.interrupt.stop()
 
     def close(self) -> None:
