@@ -4,11 +4,12 @@ Usage (needs ``pip install mpi4py mpich``; Fashion-MNIST from ``apt-get install 
 random images of its shape)::
 
     python benchmarks/distributed.py                      # MLP and CNN at 1, 2, 4 processes, global batch 128
-    python benchmarks/distributed.py --processes 1,2,4,8 --steps 40 --json scaling.json
+    python benchmarks/distributed.py --processes 1,2,4,8 --blocks 9 --json scaling.json
 
 For each model (the command line's Fashion-MNIST MLP 784-256-128-10 and CNN, float32, Adam, batch 128 over
-all processes, one thread per process) it starts ``mpiexec -n P`` and times ``--steps`` training steps after a
-warm-up: the samples per second of the run, and the share of each process's time spent in collectives
+all processes, one thread per process) it starts ``mpiexec -n P`` and times blocks of ``--steps`` training
+steps after a warm-up (the median block): the samples per second, and the share of each process's time spent
+in collectives
 (waiting for the gradient sums and for the other processes).  It also measures this machine's MPI: the time of
 an allreduce of 8 bytes (the latency ``a``) and of the model's gradient (the bandwidth ``b``), and one
 process's step time at each per-process batch.
@@ -42,6 +43,8 @@ MODELS = {
     "cnn": {"kind": "cnn", "in_channels": 1, "image_size": 28, "channels": [16, 32], "hidden": 256, "classes": 10,
             "dtype": "float32"},
 }
+#: Steps per timed block: about a second of one process's training each.
+STEPS = {"mlp": 100, "cnn": 20}
 THREADS = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "NN_FROM_SCRATCH_NUM_THREADS": "1", "NN_FROM_SCRATCH_THREAD_GUARD": "0"}
 
@@ -56,7 +59,7 @@ def allreduce_seconds(nbytes: float, processes: int, bandwidth: float, latency: 
 
 def step_seconds(compute: Dict[int, float], batch: int, processes: int, nbytes: float, bandwidth: float,
                  latency: float, buckets: int = 1, cores: Optional[int] = None) -> float:
-    """The model's step time: one process's ``compute[batch / N]`` (time-shared when ``N`` exceeds ``cores``) plus the sum.
+    """The model's step time: one process's ``compute[batch / N]`` (shared cores when ``N > cores``) plus the sum.
 
     ``compute`` maps a per-process batch to one process's step time; a batch
     between two measured ones is interpolated linearly.
@@ -77,8 +80,8 @@ def _data(samples: int, model: str):
         images, labels, source = images[:samples], labels[:samples], "Fashion-MNIST"
     except (OSError, ValueError):
         rng = np.random.default_rng(0)
-        images, labels, source = rng.integers(0, 256, (samples, 28, 28), dtype=np.uint8), rng.integers(0, 10, samples), \
-            "random images"
+        images, labels = rng.integers(0, 256, (samples, 28, 28), dtype=np.uint8), rng.integers(0, 10, samples)
+        source = "random images"
     x = images.astype(np.float32) / 255
     x = (x - x.mean()) / x.std()
     return (x.reshape(samples, -1) if model == "mlp" else x[:, None]), labels.astype(np.int64), source
@@ -107,7 +110,11 @@ def _timed_fit(network: Any, X: np.ndarray, y: np.ndarray, batch: int, barrier: 
 
 
 def worker(args: argparse.Namespace) -> None:
-    """Inside ``mpiexec -n P``: time the data-parallel steps and this MPI's allreduce; process 0 prints JSON."""
+    """Inside ``mpiexec -n P``: time the data-parallel steps and this MPI's allreduce; process 0 prints JSON.
+
+    ``--blocks`` blocks of ``--steps`` steps each; the block of median time is reported, with the share of
+    it each process spent in collectives.
+    """
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
@@ -117,10 +124,13 @@ def worker(args: argparse.Namespace) -> None:
     network, parallel = _network(args.model, reduction=True, comm=comm)
     warm = slice(0, batch * args.warmup)
     _timed_fit(network, X[warm], y[warm], batch, comm.Barrier)
-    parallel.communicator.waited = 0.0
     timed = slice(batch * args.warmup, None)
-    seconds = _timed_fit(network, X[timed], y[timed], batch, comm.Barrier)
-    waited = comm.gather(parallel.communicator.waited, root=0)
+    blocks = []
+    for _ in range(args.blocks):
+        parallel.communicator.waited = 0.0
+        seconds = _timed_fit(network, X[timed], y[timed], batch, comm.Barrier)
+        blocks.append((seconds, comm.gather(parallel.communicator.waited, root=0)))
+    seconds, waited = sorted(blocks, key=lambda block: block[0])[len(blocks) // 2]
     nbytes = sum(b.nbytes for b in parallel.buckets.buckets)
     probe = {}
     for label, size_bytes in (("latency", 8), ("gradient", nbytes)):
@@ -139,15 +149,18 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def single(args: argparse.Namespace) -> None:
-    """One process, no MPI: samples per second at the batch, and the step time at each per-process batch."""
+    """One process, no MPI: samples per second at the batch, and the step time at each per-process batch.
+
+    Each batch's time is the median of ``--blocks`` blocks of ``--steps`` steps.
+    """
     X, y, source = _data(args.batch * (args.steps + args.warmup), args.model)
     compute = {}
     for part in sorted({max(1, args.batch // d) for d in (1, 2, 4, 8, 16, 32)}):
-        steps = max(args.steps, 8) if part < args.batch else args.steps
         network, _ = _network(args.model)
         _timed_fit(network, X[:part * args.warmup], y[:part * args.warmup], part)
-        seconds = _timed_fit(network, X[:part * steps], y[:part * steps], part)
-        compute[part] = seconds / steps
+        times = sorted(_timed_fit(network, X[:part * args.steps], y[:part * args.steps], part)
+                       for _ in range(args.blocks))
+        compute[part] = times[len(times) // 2] / args.steps
     print(json.dumps({"model": args.model, "processes": 1, "batch": args.batch, "steps": args.steps,
                       "samples_per_second": args.batch / compute[args.batch], "compute": compute, "data": source}))
 
@@ -186,7 +199,8 @@ def report(results: List[Dict[str, Any]], cores: int, bandwidth: float, latency:
             else:
                 a = r["allreduce_8_bytes"] / (2 * (p - 1))
                 b = 2 * (p - 1) / p * r["gradient_bytes"] / max(r["allreduce_gradient"] - 2 * (p - 1) * a, 1e-9)
-                modelled = f"{r['batch'] / step_seconds(compute, r['batch'], p, r['gradient_bytes'], b, a, r['buckets'], cores):.0f}"
+                seconds = step_seconds(compute, r["batch"], p, r["gradient_bytes"], b, a, r["buckets"], cores)
+                modelled = f"{r['batch'] / seconds:.0f}"
                 share = f"{100 * np.mean(r['communication_share']):.0f}%, {100 * max(r['communication_share']):.0f}%"
             lines.append(f"| {model} | {p} | {r['batch']} | {r['samples_per_second']:.0f} | "
                          f"{r['samples_per_second'] / one['samples_per_second']:.2f} | {share} | {modelled} |")
@@ -198,8 +212,8 @@ def report(results: List[Dict[str, Any]], cores: int, bandwidth: float, latency:
         for n in (1, 2, 4, 8, 16, 32):
             seconds = step_seconds(compute, one["batch"], n, nbytes, bandwidth * 1e9 / 8, latency * 1e-6, buckets)
             weak = step_seconds(compute, one["batch"] * n, n, nbytes, bandwidth * 1e9 / 8, latency * 1e-6, buckets)
-            predicted.append(f"| {model} | {n} | {one['batch'] / seconds:.0f} | "
-                             f"{100 * allreduce_seconds(nbytes, n, bandwidth * 1e9 / 8, latency * 1e-6, buckets) / seconds:.0f}% | "
+            summing = allreduce_seconds(nbytes, n, bandwidth * 1e9 / 8, latency * 1e-6, buckets)
+            predicted.append(f"| {model} | {n} | {one['batch'] / seconds:.0f} | {100 * summing / seconds:.0f}% | "
                              f"{one['batch'] * n / weak:.0f} |")
         extra += [f"\n{model}: gradient {nbytes / 2**20:.2f} MiB in {buckets} bucket(s); N machines like this one "
                   f"(one process each), {bandwidth:g} Gbit/s, {latency:g} us:\n",
@@ -214,7 +228,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--models", default="mlp,cnn")
     parser.add_argument("--batch", type=int, default=128, help="the global batch (default 128)")
     parser.add_argument("--per-process", action="store_true", help="--batch per process instead (weak scaling)")
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, help="steps per timed block (default 100 for the MLP, 20 for the CNN)")
+    parser.add_argument("--blocks", type=int, default=5, help="timed blocks; the median one is reported")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=50, help="allreduces timed per probe")
     parser.add_argument("--bandwidth", type=float, default=10.0, help="the network of the model, Gbit/s")
@@ -230,10 +245,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         single(args)
         return 0
     mpiexec, here = _mpiexec(), str(Path(__file__).resolve())
-    common = ["--batch", str(args.batch), "--steps", str(args.steps), "--warmup", str(args.warmup),
-              "--repeats", str(args.repeats)] + (["--per-process"] if args.per_process else [])
+    load = os.getloadavg()[0]  # other work on the machine makes every figure noisy: said with them
     results = []
     for model in args.models.split(","):
+        steps = args.steps or STEPS[model]
+        common = ["--batch", str(args.batch), "--steps", str(steps), "--warmup", str(args.warmup),
+                  "--repeats", str(args.repeats), "--blocks", str(args.blocks)] + \
+            (["--per-process"] if args.per_process else [])
         results.append(_run([sys.executable, here, "--worker", "single", "--model", model, *common]))
         for count in (int(p) for p in args.processes.split(",") if int(p) > 1):
             results.append(_run([*mpiexec, "-n", str(count), sys.executable, here, "--worker", "mpi",
@@ -241,7 +259,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"measured {model}", file=sys.stderr)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
-    print(f"{os.cpu_count()} cores, data: {results[0]['data']}, one thread per process\n")
+    print(f"{os.cpu_count()} cores, load average {load:.1f} before and {os.getloadavg()[0]:.1f} after, "
+          f"data: {results[0]['data']}, one thread per process\n")
     print(report(results, os.cpu_count() or 1, args.bandwidth, args.latency))
     return 0
 

@@ -1,4 +1,4 @@
-"""Run under ``mpiexec -n P python tests/distributed_worker.py CASE OUT [options]``: one data-parallel fit, saved per process.
+"""``mpiexec -n P python -m mpi4py tests/distributed_worker.py MODEL OPTIMIZER OUT``: a data-parallel fit, saved.
 
 tests/test_distributed.py launches this script and checks what it saves: each
 process writes ``OUT/rank<r>.npz`` with its final parameters, buffers and
@@ -32,8 +32,8 @@ def build(model: str, optimizer: str, seed: int = 0):
     rng = np.random.default_rng(seed)
     if model == "cnn":
         X = rng.standard_normal((SAMPLES, 1, 6, 6))
-        net = Sequential(Conv2d(1, 3, 3, padding=1, bias=False, rng=rng), BatchNorm2d(3), ReLU(), MaxPool2d(2), Flatten(),
-                         Linear(27, 4, rng=rng))
+        net = Sequential(Conv2d(1, 3, 3, padding=1, bias=False, rng=rng), BatchNorm2d(3), ReLU(), MaxPool2d(2),
+                         Flatten(), Linear(27, 4, rng=rng))
     else:
         X = rng.standard_normal((SAMPLES, 6))
         normalised = model in ("bn", "bn-sync")  # a bias before a batch norm would have a zero gradient: none

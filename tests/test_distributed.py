@@ -106,7 +106,7 @@ CASES = [("mlp", "sgd"), ("mlp", "adam"), ("bn-sync", "sgd"), ("bn-sync", "adam"
 @pytest.mark.parametrize("processes", [2, 4])
 @pytest.mark.parametrize("model, optimizer", CASES, ids=[f"{m}-{o}" for m, o in CASES])
 def test_processes_train_as_one_process_at_the_whole_batch(mpiexec, tmp_path, processes, model, optimizer):
-    """Uneven parts (a batch of 15: 8+7 or 4+4+4+3; the last of 9: 5+4 or 3+2+2+2), small buckets sent during backward."""
+    """Uneven parts (a batch of 15: 8+7 or 4+4+4+3, the last of 9: 5+4 or 3+2+2+2), small buckets sent in backward."""
     launch(mpiexec, processes, str(WORKER), model, optimizer, str(tmp_path), "--bucket-mb", "0.0005")
     result = saved(tmp_path, processes)
     assert int(result["size"]) == processes and int(result["buckets"]) > 1

@@ -76,7 +76,7 @@ class Parameter:
 
     @property
     def grad(self) -> Any:
-        """The accumulated gradient, same shape and dtype as ``value`` (change it in place through :meth:`edit_grad`)."""
+        """The accumulated gradient, same shape and dtype as ``value`` (changed in place through :meth:`edit_grad`)."""
         return self._grad
 
     @grad.setter
@@ -168,7 +168,7 @@ class Parameter:
             hook(self)
 
     def __getstate__(self) -> Dict[str, Any]:
-        """A copy or pickle keeps the arrays and the name, not the hooks nor an announced pass (those are this object's)."""
+        """A copy or pickle keeps the arrays and the name, not the hooks nor an announced pass (this object's own)."""
         state = dict(self.__dict__)
         state["_hooks"], state["_due"] = {}, None
         return state

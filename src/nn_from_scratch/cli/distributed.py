@@ -1,4 +1,4 @@
-"""``train --distributed``: the run shared by the processes that ``mpiexec`` (or ``srun``) started, one speaking for all.
+"""``train --distributed``: one run shared by the processes ``mpiexec`` (or ``srun``) started, one speaking for all.
 
 Every process parses the same command line, loads the same data and builds
 the same model; :class:`~nn_from_scratch.distributed.DataParallel` makes
@@ -117,7 +117,7 @@ def _status(error: BaseException) -> int:
 
 
 def start_processes(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Processes:
-    """The processes of this run: MPI started through mpi4py (a command-line error naming what to install without it)."""
+    """The processes of this run, MPI started by mpi4py (without it: a command-line error naming what to install)."""
     from ..distributed import Communicator
 
     try:

@@ -82,7 +82,7 @@ class GradientBuckets:
         self._requests: List[Any] = []
 
     def arm(self) -> None:
-        """A backward pass is about to start: count its contributions and, with ``overlap``, send buckets as they fill."""
+        """A backward pass starts: count its contributions and, with ``overlap``, send the buckets as they fill."""
         if self._requests:
             raise RuntimeError("a gradient reduction is still under way: reduce() ends one before the next pass")
         self._before = [p.contributions for p in self.params]

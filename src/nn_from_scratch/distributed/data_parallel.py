@@ -61,7 +61,7 @@ _FINE, _LOSS, _GRADIENT = 0, 1, 2
 
 
 class DataParallel(GradientReduction):
-    """Data-parallel training of ``model`` with ``optimizer`` over MPI (see the module); a ``NeuralNetwork``'s ``reduction``.
+    """Data-parallel training of ``model`` with ``optimizer`` over MPI (the module); a NeuralNetwork's ``reduction``.
 
     ``comm``: an mpi4py communicator or a :class:`Communicator` (default
     ``MPI.COMM_WORLD``).  ``bucket_mb``: the size of a gradient bucket in

@@ -41,7 +41,7 @@ def split_batch(count: int, size: int) -> List[Tuple[int, int]]:
 
 
 def check_batches(samples: Optional[int], batch_size: int, size: int, drop_last: bool = False) -> None:
-    """``ValueError`` when a global batch of ``samples`` in batches of ``batch_size`` has fewer samples than processes."""
+    """``ValueError`` when a batch of ``samples`` cut in batches of ``batch_size`` has fewer samples than processes."""
     if size <= 1:
         return
     if batch_size < size:
