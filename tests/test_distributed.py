@@ -225,6 +225,24 @@ def test_the_command_line_trains_with_any_number_of_processes_as_one_process(mpi
     assert not list(tmp_path.glob("*.lock")) and not list(tmp_path.glob("*.tmp*"))
 
 
+def test_ctrl_c_on_the_command_line_saves_once_and_says_how_to_resume(mpiexec, tmp_path):
+    checkpoint = tmp_path / "checkpoint.npz"
+    command = [*mpiexec, "-n", "2", sys.executable, "-m", "nn_from_scratch", "train", "--distributed", "--no-progress",
+               "--epochs", "100000", "--out", str(tmp_path / "digits.npz"), "--checkpoint", str(checkpoint)]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_environment(),
+                          cwd=HERE.parent) as job:
+        waited = 0.0
+        while not checkpoint.exists() and job.poll() is None and waited < HANG_GUARD:
+            time.sleep(0.1)
+            waited += 0.1
+        job.send_signal(signal.SIGINT)
+        stdout, stderr = job.communicate(timeout=HANG_GUARD)
+    assert stderr.count("interrupted during epoch") == 1, stdout + stderr  # process 0 speaks for both
+    assert stderr.count("resume with: nn-from-scratch train --distributed") == 1
+    assert read_checkpoint(checkpoint).epoch >= 1 and not (tmp_path / "digits.npz").exists()
+    assert not list(tmp_path.glob("*.lock"))
+
+
 def test_a_failure_on_process_0_before_training_ends_every_process(mpiexec, tmp_path):
     out = tmp_path / "taken.npz"
     out.write_bytes(b"an earlier run's weights")
