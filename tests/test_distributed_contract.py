@@ -14,6 +14,8 @@ Everything with several processes is in tests/test_distributed.py.
 from __future__ import annotations
 
 import copy
+import os
+import signal
 import sys
 
 import numpy as np
@@ -184,8 +186,22 @@ class Recording(GradientReduction):
     def combine(self, score, training):
         self.log.append(("combine", training, score.count))
 
-    def end(self):
+    def end(self, error=None):
         self.log.append(("end",))
+
+
+def test_a_late_ctrl_c_is_dropped_when_the_run_already_stops_on_one_and_delivered_otherwise():
+    from nn_from_scratch.distributed.communicator import DeferredInterrupt
+    interrupt = DeferredInterrupt()
+    interrupt.start()
+    os.kill(os.getpid(), signal.SIGINT)  # the press reaches this process after its vote: held, not raised
+    assert interrupt.pending
+    interrupt.stop(deliver=False)  # the processes already stop on the same press
+    assert not interrupt.pending and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    interrupt.start()
+    os.kill(os.getpid(), signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        interrupt.stop()  # a run that ended otherwise must not lose it
 
 
 def _classifier(seed=0):

@@ -205,10 +205,11 @@ class DeferredInterrupt:
         pending, self.pending = self.pending, False
         return pending
 
-    def stop(self) -> None:
+    def stop(self, deliver: bool = True) -> None:
+        """Put the previous handler back; an interrupt still pending is raised (unless not ``deliver``)."""
         if self._active:
             signal.signal(signal.SIGINT, self._previous)
             self._active = False
-            if self.pending:
-                self.pending = False
+            pending, self.pending = self.pending, False
+            if pending and deliver:
                 signal.raise_signal(signal.SIGINT)

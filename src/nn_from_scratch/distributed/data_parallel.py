@@ -246,8 +246,9 @@ class DataParallel(GradientReduction):
                                "bits on every process. Report it with the MPI library's name and version")
         self._seed_dropout()
 
-    def end(self) -> None:
-        self.interrupt.stop()
+    def end(self, error: Optional[BaseException] = None) -> None:
+        # a run stopping on an agreed Ctrl-C drops a late one: the same press, reaching this process after its vote
+        self.interrupt.stop(deliver=not isinstance(error, KeyboardInterrupt))
 
     def close(self) -> None:
         """Stop using MPI for this model: its gradient hooks off, its gradients in arrays of their own again."""

@@ -74,8 +74,8 @@ class GradientReduction:
     def combine(self, score: Score, training: bool) -> None:
         """A pass over data ended: turn ``score``'s sums over this process's parts into sums over all the data."""
 
-    def end(self) -> None:
-        """``fit`` ends, however it ends."""
+    def end(self, error: Optional[BaseException] = None) -> None:
+        """``fit`` ends, however it ends (``error``: what ended it, if anything did)."""
 
 
 #: The reduction of a network trained in one process.

@@ -328,7 +328,7 @@ class NeuralNetwork:
             if error is None:
                 raise
         finally:
-            self.reduction.end()
+            self.reduction.end(error)
         listed.on_train_end({"epoch": epoch, "history": self._run.history, "error": error})
         if isinstance(error, KeyboardInterrupt):
             for callback in listed:
