@@ -155,6 +155,13 @@ NODES: Dict[str, Case] = {
     "Residual[Scale]": Case(lambda: Residual(Sequential(N.Linear(3, 3, rng=0), N.Scale(-0.7)),
                                              shortcut=N.Linear(3, 3, rng=1), after=N.Scale(2.0)), normal(4, 3)),
     "Graph[Multiply]": Case(_graph_of_products, lambda rng: (rng.standard_normal((4, 3)), rng.standard_normal((4, 3)))),
+    # normalisation, activations, embedding and bilinear
+    "LayerNorm": Case(lambda: N.LayerNorm((2, 3)), normal(4, 2, 3)),
+    "LayerNorm[no affine]": Case(lambda: N.LayerNorm(3, elementwise_affine=False), normal(4, 3)),
+    "RMSNorm": Case(lambda: N.RMSNorm(3), normal(4, 3)),
+    "GroupNorm": Case(lambda: N.GroupNorm(2, 4), normal(3, 4, 2)),
+    "InstanceNorm2d": Case(lambda: N.InstanceNorm2d(2, affine=True, track_running_stats=True), normal(2, 2, 2, 3)),
+    "InstanceNorm2d[eval]": Case(lambda: N.InstanceNorm2d(2, track_running_stats=True).eval(), normal(2, 2, 2, 2)),
 }
 #: Classes whose textbook path is not yet written against the array API standard (each is removed from this set
 #: in the change that converts it).

@@ -469,6 +469,28 @@ NODE_TABLE: Dict[str, NodeSpec] = {
     "Mean": NodeSpec(lambda: nodes_module.Mean(axis=0, keepdims=True), any_shape(1, 3),
                      out_shape=lambda s: (1,) + s[1:], torch=lambda torch, F, n, s, x: torch.mean(x, 0, keepdim=True),
                      sums=True),
+    # normalisation, activations, embedding and bilinear
+    "LayerNorm": NodeSpec(lambda: nodes_module.LayerNorm(3), last_axis(3), out_dtype=np.dtype(np.float64),
+                          compare=lambda x: comparable(x, 1e6), valid=(4, 3), sums=True,
+                          torch=lambda torch, F, n, s, x: F.layer_norm(x, (3,), torch.tensor(s["weight"]),
+                                                                      torch.tensor(s["bias"]), n.eps)),
+    "RMSNorm": NodeSpec(lambda: nodes_module.RMSNorm((2, 3)), last_axis(3).map(lambda s: s[:-1] + (2, 3)),
+                        out_dtype=np.dtype(np.float64), compare=lambda x: comparable(x, 1e6), valid=(4, 2, 3),
+                        sums=True, torch=lambda torch, F, n, s, x: F.rms_norm(x, (2, 3), torch.tensor(s["weight"]))),
+    "GroupNorm": NodeSpec(lambda: nodes_module.GroupNorm(2, 4), st.one_of(
+                              st.tuples(st.integers(0, 3), st.just(4)),
+                              st.tuples(st.integers(0, 3), st.just(4), st.integers(0, 3))),
+                          out_dtype=np.dtype(np.float64), compare=lambda x: comparable(x, 1e6), valid=(3, 4, 2),
+                          sums=True, torch=lambda torch, F, n, s, x: F.group_norm(
+                              x, 2, torch.tensor(s["weight"]), torch.tensor(s["bias"]), n.eps)),
+    "InstanceNorm2d": NodeSpec(lambda: nodes_module.InstanceNorm2d(2, affine=True, track_running_stats=True),
+                               images(channels=2, min_side=1), out_dtype=np.dtype(np.float64),
+                               # torch's instance_norm with running statistics fails on an empty batch
+                               compare=lambda x: comparable(x, 1e6) and x.shape[0] > 0, valid=(2, 2, 3, 3), sums=True,
+                               torch=lambda torch, F, n, s, x: F.instance_norm(
+                                   x, torch.tensor(s["running_mean"]), torch.tensor(s["running_var"]),
+                                   torch.tensor(s["weight"]), torch.tensor(s["bias"]), s["__training__"],
+                                   n.momentum, n.eps)),
 }
 ABSTRACT_NODES = {"Node", "RowwiseNode", "ElementwiseNode"}
 #: Nodes of several inputs or outputs, which this one-input harness cannot drive: their bad-input tests

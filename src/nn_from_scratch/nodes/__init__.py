@@ -14,6 +14,9 @@ from .reduction import Mean, Sum
 from .regularization import BatchNorm1d, BatchNorm2d, Dropout
 from .shape import Flatten, Reshape, Vectorization
 from .softmax import LogSoftMax, NormalizedSoftMax, SoftMax
+# normalisation, activations, embedding and bilinear
+from .group_norm import GroupNorm, InstanceNorm2d
+from .layer_norm import LayerNorm, RMSNorm
 
 __all__ = [
     "Add",
@@ -55,4 +58,9 @@ __all__ = [
     "Softplus",
     "Tanh",
     "Vectorization",
+    # normalisation, activations, embedding and bilinear
+    "GroupNorm",
+    "InstanceNorm2d",
+    "LayerNorm",
+    "RMSNorm",
 ]

@@ -272,7 +272,7 @@ class _BatchNorm(Node):
         else:
             centered = xf - self._per_channel(xp.astype(self.running_mean, compute, copy=False), nd)
             var = xp.astype(self.running_var, compute, copy=False)
-        ctx.inv_std, ctx.x_hat = standardize(xp, centered, var, self.eps, grouping)  # s = 1 / √(σ² + ε), x̂ = (x − μ) s
+        ctx.inv_std, ctx.x_hat = standardize(xp, centered, var, self.eps, grouping)  # s = 1/√(σ² + ε), x̂ = (x − μ)s
         y = ctx.x_hat
         if self.affine:
             y = ctx.x_hat * self._per_channel(self.weight.value, nd)  # y = γ x̂ + β
