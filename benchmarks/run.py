@@ -42,7 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the benchmarks
 from nn_from_scratch import Sequential
 from nn_from_scratch.engine.allocator import keep_freed_memory
 from nn_from_scratch.losses import CrossEntropyLoss
-from nn_from_scratch.nodes import Conv2d, Flatten, Linear, MaxPool2d, ReLU, SoftMax
+from nn_from_scratch.nodes import Conv2d, Flatten, LayerNorm, Linear, MaxPool2d, ReLU, SoftMax
 from nn_from_scratch.optim import SGD
 
 
@@ -191,6 +191,34 @@ def cross_entropy_workload(torch, rng: np.random.Generator) -> Workload:
     return Workload("CrossEntropy fwd+bwd, 4096x1000", 4096, ours, theirs)
 
 
+def layer_norm_workload(torch, rng: np.random.Generator) -> Workload:
+    """LayerNorm over the last axis of (64, 128, 512) float32: forward, and backward with both parameters'
+    gradients."""
+    x = rng.standard_normal((64, 128, 512)).astype(np.float32)
+    g = rng.standard_normal((64, 128, 512)).astype(np.float32)
+    node = LayerNorm(512, dtype=np.float32)
+    node.weight.value[...] = rng.uniform(0.5, 1.5, 512)
+    node.bias.value[...] = rng.standard_normal(512)
+    twin = torch.nn.LayerNorm(512)
+    twin.load_state_dict({k: torch.from_numpy(v) for k, v in node.state_dict().items()})
+    tx, tg = torch.from_numpy(x).requires_grad_(), torch.from_numpy(g)
+
+    def ours():
+        node.zero_grad()
+        node.forward(x)
+        return node.backward(g)
+
+    def theirs():
+        twin.zero_grad()
+        tx.grad = None
+        twin(tx).backward(tg)
+        return tx.grad
+
+    np.testing.assert_allclose(ours(), theirs().numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(node.weight.grad, twin.weight.grad.numpy(), rtol=1e-3, atol=1e-2)
+    return Workload("LayerNorm(512) fwd+bwd, 64x128x512", 64 * 128, ours, theirs)
+
+
 PAUSE_S = 0.2
 
 
@@ -307,6 +335,7 @@ def main(argv=None) -> int:
         lambda: conv_workload(torch, rng),
         lambda: softmax_workload(torch, rng),
         lambda: cross_entropy_workload(torch, rng),
+        lambda: layer_norm_workload(torch, rng),
     ]
     peak = gemm_gflops(repeats)
     variables = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}

@@ -285,3 +285,54 @@ def test_the_normalisations_share_batchnorms_math(rng):
     batch.weight.value[...], batch.bias.value[...] = group.weight.value, group.bias.value
     np.testing.assert_allclose(group.forward(x)[0].T, batch.forward(x[0].T), rtol=1e-13, atol=1e-14)
     np.testing.assert_allclose(group.backward(g)[0].T, batch.backward(g[0].T), rtol=1e-12, atol=1e-14)
+
+
+# ================================================================= the two paths
+def _every_face(node, x, g):
+    node.zero_grad()
+    y = node.forward(x)
+    dx = node.backward(g, reset_after=False)
+    grads = [p.grad.copy() for p in node.parameters()]
+    vjp = node.vjp_from(node.pending, g)
+    node.zero_grad()
+    node.backward(g, input_grad=False)
+    samples = x.reshape((-1,) + tuple(node.normalized_shape))
+    return y, dx, vjp, grads, [p.grad.copy() for p in node.parameters()], node.jacobian(samples[:2])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("make", [lambda dtype: LayerNorm(700, dtype=dtype), lambda dtype: LayerNorm(
+    (5, 7), bias=False, dtype=dtype), lambda dtype: LayerNorm(9, elementwise_affine=False, dtype=dtype),
+    lambda dtype: RMSNorm(700, dtype=dtype), lambda dtype: RMSNorm((5, 7), elementwise_affine=False, dtype=dtype)])
+def test_the_fast_path_gives_the_textbook_bits(rng, make, dtype):
+    """The engine's row blocks (several blocks, on the thread pool) give the textbook's output and input gradient
+    bit for bit; the parameter gradients, summed over the rows in another order, to rounding."""
+    node = randomised(make(dtype), rng)
+    shape = (3, 311) + tuple(node.normalized_shape)  # 933 rows: several blocks (on threads), the last one short
+    x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    fast = _every_face(node, x, g)
+    with engine.textbook():
+        textbook = _every_face(node, x, g)
+    for what, a, b in zip(("y", "dx", "vjp"), fast, textbook):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b, err_msg=what)
+    for a, b in zip(fast[3] + fast[4], textbook[3] + textbook[4]):
+        np.testing.assert_allclose(a, b, rtol=50 * np.finfo(dtype).eps, atol=50 * np.finfo(dtype).eps * np.abs(b).max())
+    np.testing.assert_array_equal(fast[5], textbook[5])
+
+
+def test_the_engine_kernels_run_on_the_fast_path_only(rng, monkeypatch):
+    import nn_from_scratch.engine.normalization as kernels
+
+    called = []
+    for name in kernels.__all__:
+        if callable(getattr(kernels, name)):
+            original = getattr(kernels, name)
+            monkeypatch.setattr(kernels, name, lambda *a, _f=original, _n=name, **k: called.append(_n) or _f(*a, **k))
+    x = rng.standard_normal((4, 6))
+    with engine.textbook():
+        _every_face(LayerNorm(6), x, x)
+    assert called == []
+    _every_face(RMSNorm(6), x, x)
+    assert set(called) == {"standardize_rows", "standardized_rows_backward", "standardized_rows"}

@@ -8,6 +8,7 @@ from typing import Any, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..context import Context
+from ..engine import normalization as kernels
 from ..parameter import Parameter
 from .linear import positive_sizes
 from .standardization import RowStandardizer
@@ -63,6 +64,47 @@ class _TrailingNorm(RowStandardizer):
 
     def _feature_sum(self, a: Any, ctx: Context) -> Any:
         return ctx.xp.sum(a, axis=0)  # over the rows
+
+    # ---------------------------------------------------------------- the fast path: the engine's row blocks
+    def _forward(self, x: Any, ctx: Context) -> Any:
+        if not ctx.fast:
+            return super()._forward(x, ctx)
+        ctx.m, ctx.batch_stats = self._size, True
+        ctx.rows = np.ascontiguousarray(x.reshape(self._rows_shape(x.shape)), dtype=self._compute)
+        weight, bias = (None if p is None else p.value.reshape(-1) for p in (self.weight, self.bias))
+        y, ctx.mean, ctx.inv_std = kernels.standardize_rows(ctx.rows, self._eps, weight, bias, self.centered)
+        return y.reshape(x.shape).astype(self.dtype, copy=False)  # x_hat is made again when needed
+
+    def _backward(self, g: Any, ctx: Context, input_grad: bool) -> Any:
+        if not ctx.fast:
+            return super()._backward(g, ctx, input_grad)
+        return self._fast_backward(g, ctx, input_grad, True)
+
+    def _vjp(self, g: Any, ctx: Context) -> Any:
+        return self._fast_backward(g, ctx, True, False) if ctx.fast else super()._vjp(g, ctx)
+
+    def _accumulate_grads(self, g: Any, ctx: Context) -> None:
+        if not ctx.fast:
+            super()._accumulate_grads(g, ctx)
+        else:
+            self._fast_backward(g, ctx, False, True)
+
+    def _fast_backward(self, g: Any, ctx: Context, input_grad: bool, params: bool) -> Any:
+        rows = np.ascontiguousarray(g.reshape(ctx.rows.shape), dtype=self._compute)
+        weight = None if self.weight is None else self.weight.value.reshape(-1)
+        dx, d_weight, d_bias = kernels.standardized_rows_backward(
+            rows, ctx.rows, ctx.mean, ctx.inv_std, weight, self.centered, input_grad=input_grad,
+            weight_grad=params and self.weight is not None, bias_grad=params and self.bias is not None)
+        if d_weight is not None:
+            self.weight.accumulate(d_weight.reshape(self.normalized_shape))
+        if d_bias is not None:
+            self.bias.accumulate(d_bias.reshape(self.normalized_shape))
+        return None if dx is None else dx.reshape(ctx.x.shape).astype(ctx.x.dtype, copy=False)
+
+    def _jacobian(self, ctx: Context) -> Any:
+        if ctx.fast:
+            ctx.x_hat = kernels.standardized_rows(ctx.rows, ctx.mean, ctx.inv_std, self.centered)
+        return super()._jacobian(ctx)
 
 
 class LayerNorm(_TrailingNorm):
