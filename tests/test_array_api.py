@@ -162,6 +162,9 @@ NODES: Dict[str, Case] = {
     "GroupNorm": Case(lambda: N.GroupNorm(2, 4), normal(3, 4, 2)),
     "InstanceNorm2d": Case(lambda: N.InstanceNorm2d(2, affine=True, track_running_stats=True), normal(2, 2, 2, 3)),
     "InstanceNorm2d[eval]": Case(lambda: N.InstanceNorm2d(2, track_running_stats=True).eval(), normal(2, 2, 2, 2)),
+    "SoftMax[dim=0]": Case(lambda: N.SoftMax(dim=0), normal(4, 3, 2)),
+    "LogSoftMax[dim=1]": Case(lambda: N.LogSoftMax(dim=1), normal(4, 3, 2)),
+    "Softmin": Case(lambda: N.Softmin(-2), normal(4, 3, 2)),
 }
 #: Classes whose textbook path is not yet written against the array API standard (each is removed from this set
 #: in the change that converts it).

@@ -491,6 +491,12 @@ NODE_TABLE: Dict[str, NodeSpec] = {
                                    x, torch.tensor(s["running_mean"]), torch.tensor(s["running_var"]),
                                    torch.tensor(s["weight"]), torch.tensor(s["bias"]), s["__training__"],
                                    n.momentum, n.eps)),
+    "SoftMax[dim=0]": NodeSpec(lambda: nodes_module.SoftMax(dim=0), any_shape(1, 3, 1, 4),
+                               torch=lambda torch, F, n, s, x: torch.softmax(x, 0), sums=True),
+    "LogSoftMax[dim=1]": NodeSpec(lambda: nodes_module.LogSoftMax(dim=1), any_shape(2, 3, 1, 4),
+                                  torch=lambda torch, F, n, s, x: torch.log_softmax(x, 1), sums=True),
+    "Softmin": NodeSpec(lambda: nodes_module.Softmin(0), any_shape(1, 3, 1, 4),
+                        torch=lambda torch, F, n, s, x: F.softmin(x, 0), sums=True),
 }
 ABSTRACT_NODES = {"Node", "RowwiseNode", "ElementwiseNode"}
 #: Nodes of several inputs or outputs, which this one-input harness cannot drive: their bad-input tests

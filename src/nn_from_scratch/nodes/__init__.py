@@ -17,6 +17,7 @@ from .softmax import LogSoftMax, NormalizedSoftMax, SoftMax
 # normalisation, activations, embedding and bilinear
 from .group_norm import GroupNorm, InstanceNorm2d
 from .layer_norm import LayerNorm, RMSNorm
+from .softmax import Softmin
 
 __all__ = [
     "Add",
@@ -63,4 +64,5 @@ __all__ = [
     "InstanceNorm2d",
     "LayerNorm",
     "RMSNorm",
+    "Softmin",
 ]
