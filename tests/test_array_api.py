@@ -165,6 +165,14 @@ NODES: Dict[str, Case] = {
     "SoftMax[dim=0]": Case(lambda: N.SoftMax(dim=0), normal(4, 3, 2)),
     "LogSoftMax[dim=1]": Case(lambda: N.LogSoftMax(dim=1), normal(4, 3, 2)),
     "Softmin": Case(lambda: N.Softmin(-2), normal(4, 3, 2)),
+    "SiLU": Case(N.SiLU, normal(4, 3)),
+    "Mish": Case(N.Mish, normal(4, 3)),
+    "SELU": Case(N.SELU, normal(4, 3)),
+    "LogSigmoid": Case(N.LogSigmoid, normal(4, 3)),
+    "Hardtanh": Case(lambda: N.Hardtanh(-0.5, 0.7), normal(4, 3)),
+    "ReLU6": Case(N.ReLU6, lambda rng: (rng.standard_normal((4, 3)) * 5,)),
+    "Hardswish": Case(N.Hardswish, lambda rng: (rng.standard_normal((4, 3)) * 3,)),
+    "PReLU": Case(lambda: N.PReLU(3, init=0.1), normal(4, 3, 2)),
 }
 #: Classes whose textbook path is not yet written against the array API standard (each is removed from this set
 #: in the change that converts it).

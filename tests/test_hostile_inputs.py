@@ -497,6 +497,23 @@ NODE_TABLE: Dict[str, NodeSpec] = {
                                   torch=lambda torch, F, n, s, x: torch.log_softmax(x, 1), sums=True),
     "Softmin": NodeSpec(lambda: nodes_module.Softmin(0), any_shape(1, 3, 1, 4),
                         torch=lambda torch, F, n, s, x: F.softmin(x, 0), sums=True),
+    "SiLU": NodeSpec(lambda: nodes_module.SiLU(), any_shape(), torch=lambda torch, F, n, s, x: F.silu(x)),
+    "Mish": NodeSpec(lambda: nodes_module.Mish(), any_shape(), torch=lambda torch, F, n, s, x: F.mish(x)),
+    "SELU": NodeSpec(lambda: nodes_module.SELU(), any_shape(), torch=lambda torch, F, n, s, x: F.selu(x)),
+    "LogSigmoid": NodeSpec(lambda: nodes_module.LogSigmoid(), any_shape(),
+                           torch=lambda torch, F, n, s, x: F.logsigmoid(x)),
+    "Hardtanh": NodeSpec(lambda: nodes_module.Hardtanh(-2.0, 0.5), any_shape(),
+                         torch=lambda torch, F, n, s, x: F.hardtanh(x, -2.0, 0.5)),
+    "ReLU6": NodeSpec(lambda: nodes_module.ReLU6(), any_shape(), torch=lambda torch, F, n, s, x: F.relu6(x)),
+    "Hardswish": NodeSpec(lambda: nodes_module.Hardswish(), any_shape(),
+                          torch=lambda torch, F, n, s, x: F.hardswish(x)),
+    "PReLU": NodeSpec(lambda: nodes_module.PReLU(), any_shape(), out_dtype=np.dtype(np.float64),
+                      torch=lambda torch, F, n, s, x: F.prelu(x, torch.tensor(s["weight"]))),
+    "PReLU[3 channels]": NodeSpec(lambda: nodes_module.PReLU(3, init=-0.5), st.one_of(
+                                      st.tuples(st.integers(0, 3), st.just(3)),
+                                      st.tuples(st.integers(0, 2), st.just(3), st.integers(0, 3))),
+                                  out_dtype=np.dtype(np.float64), valid=(4, 3), sums=True,
+                                  torch=lambda torch, F, n, s, x: F.prelu(x, torch.tensor(s["weight"]))),
 }
 ABSTRACT_NODES = {"Node", "RowwiseNode", "ElementwiseNode"}
 #: Nodes of several inputs or outputs, which this one-input harness cannot drive: their bad-input tests

@@ -15,6 +15,7 @@ from .regularization import BatchNorm1d, BatchNorm2d, Dropout
 from .shape import Flatten, Reshape, Vectorization
 from .softmax import LogSoftMax, NormalizedSoftMax, SoftMax
 # normalisation, activations, embedding and bilinear
+from .activations_more import SELU, Hardswish, Hardtanh, LogSigmoid, Mish, PReLU, ReLU6, SiLU
 from .group_norm import GroupNorm, InstanceNorm2d
 from .layer_norm import LayerNorm, RMSNorm
 from .softmax import Softmin
@@ -61,8 +62,16 @@ __all__ = [
     "Vectorization",
     # normalisation, activations, embedding and bilinear
     "GroupNorm",
+    "Hardswish",
+    "Hardtanh",
     "InstanceNorm2d",
     "LayerNorm",
+    "LogSigmoid",
+    "Mish",
+    "PReLU",
     "RMSNorm",
+    "ReLU6",
+    "SELU",
+    "SiLU",
     "Softmin",
 ]

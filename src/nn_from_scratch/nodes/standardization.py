@@ -35,7 +35,8 @@ from ..backend import namespace_of
 from ..context import Context
 from ..node import Node
 from ..parameter import Parameter
-from .broadcasting import dtype_in
+from .broadcasting import dtype_in, work_dtype
+from .linear import float_dtype
 
 __all__ = ["Grouping", "ROWS", "RowStandardizer", "block_diagonal", "blend_running", "check_eps", "check_momentum",
            "layer_dtypes", "moments", "standardize", "standardized_jacobian", "standardized_vjp"]
@@ -74,10 +75,8 @@ def check_eps(eps: Any) -> float:
 def layer_dtypes(dtype: Any) -> Tuple[np.dtype, np.dtype]:
     """A normalisation layer's own dtype and the dtype it computes in: float32 for float16, as torch does (its sums
     over a group would overflow float16).  ``TypeError`` for a dtype that is not floating."""
-    dtype = np.dtype(dtype)
-    if dtype.kind != "f":
-        raise TypeError(f"dtype must be a floating type, got {dtype}")
-    return dtype, np.dtype(np.float32) if dtype == np.float16 else dtype
+    dtype = float_dtype(dtype)
+    return dtype, np.dtype(work_dtype(np, dtype))
 
 
 def moments(x: Any, m: int, grouping: Grouping) -> Tuple[Any, Any, Any]:
