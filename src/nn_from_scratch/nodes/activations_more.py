@@ -192,7 +192,8 @@ class ReLU6(Hardtanh):
     r"""ReLU capped at 6, as ``torch.nn.ReLU6``: :class:`Hardtanh` on ``[0, 6]``.
 
     .. math::
-        y = \min(\max(x, 0), 6), \qquad \frac{dy}{dx} = \begin{cases} 1 & 0 < x < 6 \\ 0 & x \le 0 \text{ or } x \ge 6 \end{cases}
+        y = \min(\max(x, 0), 6), \qquad
+        \frac{dy}{dx} = \begin{cases} 1 & 0 < x < 6 \\ 0 & x \le 0 \text{ or } x \ge 6 \end{cases}
 
     (0 at both kinks, as torch; NaN at NaN).
     """
@@ -267,7 +268,9 @@ class PReLU(ElementwiseNode):
         """:math:`a_c`, shaped to broadcast against the input (in the computing dtype)."""
         xp, nd = ctx.xp, ctx.x.ndim
         a = xp.astype(self.weight.value, ctx.work.dtype, copy=False)
-        return xp.reshape(a, ()) if self.num_parameters == 1 else xp.reshape(a, (self.num_parameters,) + (1,) * (nd - 2))
+        if self.num_parameters == 1:
+            return xp.reshape(a, ())
+        return xp.reshape(a, (self.num_parameters,) + (1,) * (nd - 2))
 
     def _forward(self, x: Any, ctx: Context) -> Any:
         xp = ctx.xp
