@@ -173,6 +173,12 @@ NODES: Dict[str, Case] = {
     "ReLU6": Case(N.ReLU6, lambda rng: (rng.standard_normal((4, 3)) * 5,)),
     "Hardswish": Case(N.Hardswish, lambda rng: (rng.standard_normal((4, 3)) * 3,)),
     "PReLU": Case(lambda: N.PReLU(3, init=0.1), normal(4, 3, 2)),
+    "Embedding": Case(lambda: N.Embedding(6, 3, rng=0), lambda rng: (rng.integers(0, 6, (4, 3)),), constant=(0,)),
+    # max_norm renormalises the table in the forward pass, outside the gradient (as torch): no finite differences
+    "Embedding[options]": Case(lambda: N.Embedding(6, 3, padding_idx=2, max_norm=1.0, scale_grad_by_freq=True, rng=0),
+                               lambda rng: (rng.integers(0, 6, (4, 3)),), constant=(0,), finite_differences=False),
+    "Bilinear": Case(lambda: N.Bilinear(3, 2, 4, rng=0), lambda rng: (rng.standard_normal((5, 3)),
+                                                                     rng.standard_normal((5, 2)))),
 }
 #: Classes whose textbook path is not yet written against the array API standard (each is removed from this set
 #: in the change that converts it).

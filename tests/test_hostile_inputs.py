@@ -520,6 +520,9 @@ ABSTRACT_NODES = {"Node", "RowwiseNode", "ElementwiseNode"}
 #: (shapes that cannot broadcast or join, wrong input counts, bad axes) are in test_arithmetic.py,
 #: test_matmul.py and test_combine.py.
 SEVERAL_INPUTS_OR_OUTPUTS = {"Add", "Subtract", "Multiply", "Divide", "MatMul", "Concat", "Stack", "Split", "Chunk"}
+# normalisation, activations, embedding and bilinear: Bilinear takes two inputs, Embedding integer indices without a
+# gradient; each has its own hostile-input test, with this file's helpers, in test_bilinear.py and test_embedding.py
+SEVERAL_INPUTS_OR_OUTPUTS |= {"Bilinear", "Embedding"}
 
 
 def public_classes(module, base, abstract):

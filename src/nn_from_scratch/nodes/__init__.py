@@ -16,6 +16,8 @@ from .shape import Flatten, Reshape, Vectorization
 from .softmax import LogSoftMax, NormalizedSoftMax, SoftMax
 # normalisation, activations, embedding and bilinear
 from .activations_more import SELU, Hardswish, Hardtanh, LogSigmoid, Mish, PReLU, ReLU6, SiLU
+from .bilinear import Bilinear
+from .embedding import Embedding
 from .group_norm import GroupNorm, InstanceNorm2d
 from .layer_norm import LayerNorm, RMSNorm
 from .softmax import Softmin
@@ -61,6 +63,8 @@ __all__ = [
     "Tanh",
     "Vectorization",
     # normalisation, activations, embedding and bilinear
+    "Bilinear",
+    "Embedding",
     "GroupNorm",
     "Hardswish",
     "Hardtanh",
