@@ -128,18 +128,17 @@ def cnn_workload(torch, rng: np.random.Generator) -> Workload:
     return training_step_workload(torch, "LeNet-like CNN step, batch 64", model, x, y, 0.0)
 
 
-def conv_workload(torch, rng: np.random.Generator) -> Workload:
-    conv = Conv2d(16, 32, 3, padding=1, rng=rng, dtype=np.float32)
-    twin = torch.nn.Conv2d(16, 32, 3, padding=1)
-    twin.load_state_dict({k: torch.from_numpy(v) for k, v in conv.state_dict().items()})
-    x = rng.standard_normal((64, 16, 28, 28)).astype(np.float32)
-    g = rng.standard_normal((64, 32, 28, 28)).astype(np.float32)
+def layer_workload(torch, name: str, samples: int, node, twin, x: np.ndarray, g: np.ndarray, tolerance: float,
+                   flops: float = 0.0) -> Workload:
+    """One layer's forward and backward (the input's and the weight's gradients) in both libraries, ``twin`` given
+    ``node``'s weights; one pass of each is checked to compute the same numbers (to ``tolerance``)."""
+    twin.load_state_dict({k: torch.from_numpy(v) for k, v in node.state_dict().items()})
     tx, tg = torch.from_numpy(x).requires_grad_(), torch.from_numpy(g)
 
     def ours():
-        conv.zero_grad()
-        conv.forward(x)
-        return conv.backward(g)
+        node.zero_grad()
+        node.forward(x)
+        return node.backward(g)
 
     def theirs():
         twin.zero_grad()
@@ -147,10 +146,18 @@ def conv_workload(torch, rng: np.random.Generator) -> Workload:
         twin(tx).backward(tg)
         return tx.grad
 
-    np.testing.assert_allclose(ours(), theirs().numpy(), rtol=1e-3, atol=1e-3)
-    np.testing.assert_allclose(conv.weight.grad, twin.weight.grad.numpy(), rtol=1e-3, atol=1e-2)
+    np.testing.assert_allclose(ours(), theirs().numpy(), rtol=tolerance, atol=tolerance)
+    np.testing.assert_allclose(node.weight.grad, twin.weight.grad.numpy(), rtol=1e-3, atol=1e-2)
+    return Workload(name, samples, ours, theirs, flops)
+
+
+def conv_workload(torch, rng: np.random.Generator) -> Workload:
+    conv = Conv2d(16, 32, 3, padding=1, rng=rng, dtype=np.float32)
+    x = rng.standard_normal((64, 16, 28, 28)).astype(np.float32)
+    g = rng.standard_normal((64, 32, 28, 28)).astype(np.float32)
     macs = 64 * 32 * 28 * 28 * 16 * 9
-    return Workload("Conv2d 16->32 3x3 fwd+bwd, batch 64, 28x28", 64, ours, theirs, 6.0 * macs)
+    return layer_workload(torch, "Conv2d 16->32 3x3 fwd+bwd, batch 64, 28x28", 64, conv,
+                          torch.nn.Conv2d(16, 32, 3, padding=1), x, g, 1e-3, 6.0 * macs)
 
 
 def softmax_workload(torch, rng: np.random.Generator) -> Workload:
@@ -199,24 +206,8 @@ def layer_norm_workload(torch, rng: np.random.Generator) -> Workload:
     node = LayerNorm(512, dtype=np.float32)
     node.weight.value[...] = rng.uniform(0.5, 1.5, 512)
     node.bias.value[...] = rng.standard_normal(512)
-    twin = torch.nn.LayerNorm(512)
-    twin.load_state_dict({k: torch.from_numpy(v) for k, v in node.state_dict().items()})
-    tx, tg = torch.from_numpy(x).requires_grad_(), torch.from_numpy(g)
-
-    def ours():
-        node.zero_grad()
-        node.forward(x)
-        return node.backward(g)
-
-    def theirs():
-        twin.zero_grad()
-        tx.grad = None
-        twin(tx).backward(tg)
-        return tx.grad
-
-    np.testing.assert_allclose(ours(), theirs().numpy(), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(node.weight.grad, twin.weight.grad.numpy(), rtol=1e-3, atol=1e-2)
-    return Workload("LayerNorm(512) fwd+bwd, 64x128x512", 64 * 128, ours, theirs)
+    return layer_workload(torch, "LayerNorm(512) fwd+bwd, 64x128x512", 64 * 128, node, torch.nn.LayerNorm(512), x, g,
+                          1e-4)
 
 
 PAUSE_S = 0.2
