@@ -21,7 +21,10 @@ arrays they get; how a layer groups its values is said by the sums it
 passes (``total``: :math:`\sum` per group; ``dot``: :math:`\sum a \odot b`
 per group; ``spread``: a per-group array broadcast back against the values).
 :data:`ROWS` is the grouping of the layers whose groups are the rows of a
-``(R, m)`` view.
+``(R, m)`` view, and :class:`RowStandardizer` the layer built on it, the
+base of LayerNorm, RMSNorm, GroupNorm and InstanceNorm2d; BatchNorm
+(:mod:`nn_from_scratch.nodes.regularization`) passes its channels as the
+groups.
 """
 from __future__ import annotations
 
