@@ -20,7 +20,7 @@ from .bilinear import Bilinear
 from .embedding import Embedding
 from .group_norm import GroupNorm, InstanceNorm2d
 from .layer_norm import LayerNorm, RMSNorm
-from .softmax import Softmin
+from .softmin import Softmin
 
 __all__ = [
     "Add",

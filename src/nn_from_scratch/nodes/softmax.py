@@ -1,4 +1,4 @@
-r"""The softmax family: SoftMax, NormalizedSoftMax, LogSoftMax and Softmin, row-wise over the last axis (or ``dim``).
+r"""The softmax family: SoftMax, NormalizedSoftMax and LogSoftMax, row-wise over the last axis (or torch's ``dim``).
 
 Each node states its formulas on the *textbook path*, written with the
 input's array namespace ``xp`` (any library of the array API standard).
@@ -43,7 +43,7 @@ from ..node_shortcuts import RowwiseNode
 
 Fn = TypeVar("Fn", bound=Callable[..., Any])
 
-__all__ = ["SoftMax", "NormalizedSoftMax", "LogSoftMax", "Softmin", "softmax", "softmax_vjp", "log_softmax",
+__all__ = ["SoftMax", "NormalizedSoftMax", "LogSoftMax", "softmax", "softmax_vjp", "log_softmax",
            "softmax_with_log_normalizer"]
 
 
@@ -366,36 +366,3 @@ class LogSoftMax(_AlongDim):
         p = xp.exp(ctx.y)
         return xp.eye(p.shape[-1], dtype=p.dtype) - p[..., None, :]  # I - 1 pᵀ
 
-
-class Softmin(_AlongDim):
-    r"""Softmin along ``dim``, as ``torch.nn.Softmin``: the softmax of :math:`-x`.
-
-    On one row ``x`` of shape ``(n,)`` (the axis ``dim``; the last one for ``dim=None``), ``y`` of shape ``(n,)``:
-
-    .. math::
-        y_i = \frac{e^{-x_i + m}}{\sum_k e^{-x_k + m}}, \quad m = \min_k x_k, \qquad
-        \frac{\partial y_i}{\partial x_j} = -y_i(\delta_{ij} - y_j), \qquad
-        \left(J^\top g\right)_j = -y_j\big(g_j - \langle y, g\rangle\big).
-
-    ``dim`` is torch's first argument; ``dim=None`` takes the last axis
-    (torch's own choice for ``None``, deprecated there, depends on the
-    number of axes).
-    """
-
-    float16_in_float32 = True  # float16 is computed in float32, each result rounded once
-
-    def __init__(self, dim: Any = None) -> None:
-        super().__init__(dim=dim)
-
-    def _row_forward(self, x: Any, ctx: Context) -> Any:
-        if ctx.fast:
-            return blocked.softmax(-x)  # the same formula in cache-sized row blocks, on threads: the same bits
-        return _softmax(ctx.xp, -x)  # y = softmax(-x)
-
-    def _row_vjp(self, g: Any, ctx: Context) -> Any:
-        if ctx.fast:
-            return blocked.softmax_vjp(ctx.y, -g)
-        return _softmax_vjp(ctx.xp, ctx.y, -g)  # dx = -(y ⊙ (g - <y, g>)) = y ⊙ (-g - <y, -g>)
-
-    def _row_jacobian(self, ctx: Context) -> Any:
-        return -softmax_row_jacobian(ctx.y)  # -(diag(y) - y yᵀ)
