@@ -180,6 +180,30 @@ NODES: Dict[str, Case] = {
     # the course's API: its input sizes
     "ReLU[course size]": Case(lambda: N.ReLU((4, 3)), normal(4, 3)),
     "Vectorization[course size]": Case(lambda: N.Vectorization((2, 3, 2)), normal(2, 3, 2)),
+    # normalisation, activations, embedding and bilinear
+    "LayerNorm": Case(lambda: N.LayerNorm((2, 3)), normal(4, 2, 3)),
+    "LayerNorm[no affine]": Case(lambda: N.LayerNorm(3, elementwise_affine=False), normal(4, 3)),
+    "RMSNorm": Case(lambda: N.RMSNorm(3), normal(4, 3)),
+    "GroupNorm": Case(lambda: N.GroupNorm(2, 4), normal(3, 4, 2)),
+    "InstanceNorm2d": Case(lambda: N.InstanceNorm2d(2, affine=True, track_running_stats=True), normal(2, 2, 2, 3)),
+    "InstanceNorm2d[eval]": Case(lambda: N.InstanceNorm2d(2, track_running_stats=True).eval(), normal(2, 2, 2, 2)),
+    "SoftMax[dim=0]": Case(lambda: N.SoftMax(dim=0), normal(4, 3, 2)),
+    "LogSoftMax[dim=1]": Case(lambda: N.LogSoftMax(dim=1), normal(4, 3, 2)),
+    "Softmin": Case(lambda: N.Softmin(-2), normal(4, 3, 2)),
+    "SiLU": Case(N.SiLU, normal(4, 3)),
+    "Mish": Case(N.Mish, normal(4, 3)),
+    "SELU": Case(N.SELU, normal(4, 3)),
+    "LogSigmoid": Case(N.LogSigmoid, normal(4, 3)),
+    "Hardtanh": Case(lambda: N.Hardtanh(-0.5, 0.7), normal(4, 3)),
+    "ReLU6": Case(N.ReLU6, lambda rng: (rng.standard_normal((4, 3)) * 5,)),
+    "Hardswish": Case(N.Hardswish, lambda rng: (rng.standard_normal((4, 3)) * 3,)),
+    "PReLU": Case(lambda: N.PReLU(3, init=0.1), normal(4, 3, 2)),
+    "Embedding": Case(lambda: N.Embedding(6, 3, rng=0), lambda rng: (rng.integers(0, 6, (4, 3)),), constant=(0,)),
+    # max_norm renormalises the table in the forward pass, outside the gradient (as torch): no finite differences
+    "Embedding[options]": Case(lambda: N.Embedding(6, 3, padding_idx=2, max_norm=1.0, scale_grad_by_freq=True, rng=0),
+                               lambda rng: (rng.integers(0, 6, (4, 3)),), constant=(0,), finite_differences=False),
+    "Bilinear": Case(lambda: N.Bilinear(3, 2, 4, rng=0), lambda rng: (rng.standard_normal((5, 3)),
+                                                                     rng.standard_normal((5, 2)))),
 }
 
 
