@@ -155,6 +155,9 @@ NODES: Dict[str, Case] = {
     "Residual[Scale]": Case(lambda: Residual(Sequential(N.Linear(3, 3, rng=0), N.Scale(-0.7)),
                                              shortcut=N.Linear(3, 3, rng=1), after=N.Scale(2.0)), normal(4, 3)),
     "Graph[Multiply]": Case(_graph_of_products, lambda rng: (rng.standard_normal((4, 3)), rng.standard_normal((4, 3)))),
+    # convolution family
+    "ZeroPad2d": Case(lambda: N.ZeroPad2d((1, -1, 2, 0)), normal(2, 2, 3, 4)),
+    "ReflectionPad2d": Case(lambda: N.ReflectionPad2d((1, 2, 2, 0)), normal(2, 2, 3, 4)),
 }
 #: Classes whose textbook path is not yet written against the array API standard (each is removed from this set
 #: in the change that converts it).

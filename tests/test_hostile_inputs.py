@@ -469,6 +469,13 @@ NODE_TABLE: Dict[str, NodeSpec] = {
     "Mean": NodeSpec(lambda: nodes_module.Mean(axis=0, keepdims=True), any_shape(1, 3),
                      out_shape=lambda s: (1,) + s[1:], torch=lambda torch, F, n, s, x: torch.mean(x, 0, keepdim=True),
                      sums=True),
+    # convolution family
+    "ZeroPad2d": NodeSpec(lambda: nodes_module.ZeroPad2d((1, 2, 0, 1)), images(min_side=0),
+                          out_shape=lambda s: s[:-2] + (s[-2] + 1, s[-1] + 3), valid=(2, 2, 3, 3),
+                          torch=lambda torch, F, n, s, x: F.pad(x, (1, 2, 0, 1))),
+    "ReflectionPad2d": NodeSpec(lambda: nodes_module.ReflectionPad2d((1, 1, 2, 0)), images(min_side=1),
+                                out_shape=lambda s: s[:-2] + (s[-2] + 2, s[-1] + 2), valid=(2, 2, 3, 3), sums=True,
+                                torch=lambda torch, F, n, s, x: F.pad(x, (1, 1, 2, 0), mode="reflect")),
 }
 ABSTRACT_NODES = {"Node", "RowwiseNode", "ElementwiseNode"}
 #: Nodes of several inputs or outputs, which this one-input harness cannot drive: their bad-input tests

@@ -14,6 +14,8 @@ from .reduction import Mean, Sum
 from .regularization import BatchNorm1d, BatchNorm2d, Dropout
 from .shape import Flatten, Reshape, Vectorization
 from .softmax import LogSoftMax, NormalizedSoftMax, SoftMax
+# convolution family
+from .padding import ReflectionPad2d, ZeroPad2d
 
 __all__ = [
     "Add",
@@ -55,4 +57,7 @@ __all__ = [
     "Softplus",
     "Tanh",
     "Vectorization",
+    # convolution family
+    "ReflectionPad2d",
+    "ZeroPad2d",
 ]

@@ -80,7 +80,7 @@ class AdaptiveAvgPool2d(Node):
         self.output_size: Tuple[Optional[int], Optional[int]] = tuple(None if v is None else int(v) for v in items)
 
     def _check_input(self, x: Any) -> None:
-        check_images(self, x)
+        check_images(self, x, batched_only=True)
         if x.shape[2] < 1 or x.shape[3] < 1:
             raise ValueError(f"{type(self).__name__} needs H, W >= 1, got input of shape {tuple(x.shape)}")
 

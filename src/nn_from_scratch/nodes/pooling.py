@@ -64,7 +64,7 @@ class _Pool2d(Node):
         return (height + 2 * ph - kh) // sh + 1, (width + 2 * pw - kw) // sw + 1
 
     def _check_input(self, x: Any) -> None:
-        check_images(self, x)
+        check_images(self, x, batched_only=True)
         if x.shape[2] < 1 or x.shape[3] < 1:  # windows of padding alone: no maximum, 0/0 averages (torch refuses too)
             raise ValueError(f"{type(self).__name__} needs images with pixels (H, W >= 1), got input of shape "
                              f"{tuple(x.shape)}")
