@@ -470,6 +470,29 @@ NODE_TABLE: Dict[str, NodeSpec] = {
                      out_shape=lambda s: (1,) + s[1:], torch=lambda torch, F, n, s, x: torch.mean(x, 0, keepdim=True),
                      sums=True),
     # convolution family
+    "Conv2d[groups, reflect]": NodeSpec(
+        lambda: nodes_module.Conv2d(2, 4, 3, padding=1, groups=2, padding_mode="reflect", rng=0),
+        images(channels=2, min_side=1), out_shape=lambda s: s[:-3] + (4,) + s[-2:], out_dtype=np.dtype(np.float64),
+        compare=comparable, valid=(2, 2, 4, 4), sums=True,
+        torch=lambda torch, F, n, s, x: F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), torch.from_numpy(s["weight"]),
+                                                 torch.from_numpy(s["bias"]), groups=2)),
+    "Conv2d[depthwise]": NodeSpec(
+        lambda: nodes_module.Conv2d(2, 2, 3, padding="same", groups=2, rng=0), images(channels=2, min_side=1),
+        out_dtype=np.dtype(np.float64), compare=comparable, valid=(2, 2, 4, 4), sums=True,
+        torch=lambda torch, F, n, s, x: F.conv2d(x, torch.from_numpy(s["weight"]), torch.from_numpy(s["bias"]),
+                                                 padding="same", groups=2)),
+    "Conv1d": NodeSpec(
+        lambda: nodes_module.Conv1d(2, 4, 3, padding=1, groups=2, rng=0),
+        st.tuples(st.integers(0, 2), st.just(2), st.integers(1, 6)), out_shape=lambda s: (s[0], 4, s[2]),
+        out_dtype=np.dtype(np.float64), compare=comparable, valid=(2, 2, 5), sums=True,
+        torch=lambda torch, F, n, s, x: F.conv1d(x, torch.from_numpy(s["weight"]), torch.from_numpy(s["bias"]),
+                                                 padding=1, groups=2)),
+    "ConvTranspose2d": NodeSpec(
+        lambda: nodes_module.ConvTranspose2d(2, 4, 3, stride=2, padding=1, output_padding=1, groups=2, rng=0),
+        images(channels=2, min_side=1), out_shape=lambda s: (s[0], 4, 2 * s[2], 2 * s[3]),
+        out_dtype=np.dtype(np.float64), compare=comparable, valid=(2, 2, 3, 3), sums=True,
+        torch=lambda torch, F, n, s, x: F.conv_transpose2d(x, torch.from_numpy(s["weight"]), torch.from_numpy(s["bias"]),
+                                                           stride=2, padding=1, output_padding=1, groups=2)),
     "ZeroPad2d": NodeSpec(lambda: nodes_module.ZeroPad2d((1, 2, 0, 1)), images(min_side=0),
                           out_shape=lambda s: s[:-2] + (s[-2] + 1, s[-1] + 3), valid=(2, 2, 3, 3),
                           torch=lambda torch, F, n, s, x: F.pad(x, (1, 2, 0, 1))),

@@ -133,7 +133,7 @@ class WideColumns:
         """The C-contiguous ``(rows, columns)`` matrix at the start of a :meth:`buffer`."""
         return buffer[: rows * columns].reshape(rows, columns)
 
-    def _flat(self, leading: Tuple[int, int], dtype: Any) -> np.ndarray:
+    def flat(self, leading: Tuple[int, int], dtype: Any) -> np.ndarray:
         """A zeroed 1-d workspace buffer for ``leading`` images in the flat padded layout.
 
         Image ``m`` (counting through ``leading``) owns the numbers
@@ -146,8 +146,8 @@ class WideColumns:
         whole.fill(0)
         return whole
 
-    def _interior(self, whole: np.ndarray, leading: Tuple[int, int]) -> np.ndarray:
-        """The ``leading + (H, W)`` view of the pixels inside a :meth:`_flat` buffer."""
+    def interior(self, whole: np.ndarray, leading: Tuple[int, int]) -> np.ndarray:
+        """The ``leading + (H, W)`` view of the pixels inside a :meth:`flat` buffer."""
         h, w = self.input_shape[2:]
         size = leading[0] * leading[1] * self.segment
         return whole[self.head:self.head + size].reshape(leading + self.grid)[..., :h, :w]
@@ -162,8 +162,8 @@ class WideColumns:
         it holds that tail too.
         """
         n, c = self.input_shape[:2]
-        whole = self._flat((n, c), x.dtype)
-        self._interior(whole, (n, c))[...] = x
+        whole = self.flat((n, c), x.dtype)
+        self.interior(whole, (n, c))[...] = x
         return whole
 
     def lend(self, padded: np.ndarray, holder: Any) -> None:
@@ -244,11 +244,11 @@ class WideColumns:
         count = len(range(*samples.indices(self.input_shape[0])))
         size = c * count * self.segment
         slabs = cols.reshape(len(self.shifts), size)
-        whole = self._flat((c, count), cols.dtype)
+        whole = self.flat((c, count), cols.dtype)
         for slab, shift in zip(slabs, self.shifts):
             target = whole[shift:shift + size]
             np.add(target, slab, out=target)
-        dx[samples] = self._interior(whole, (c, count)).transpose(1, 0, 2, 3)
+        dx[samples] = self.interior(whole, (c, count)).transpose(1, 0, 2, 3)
         self.workspace.give(whole)
 
 

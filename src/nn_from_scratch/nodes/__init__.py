@@ -15,7 +15,9 @@ from .regularization import BatchNorm1d, BatchNorm2d, Dropout
 from .shape import Flatten, Reshape, Vectorization
 from .softmax import LogSoftMax, NormalizedSoftMax, SoftMax
 # convolution family
+from .convolution1d import Conv1d
 from .padding import ReflectionPad2d, ZeroPad2d
+from .transposed_convolution import ConvTranspose2d
 
 __all__ = [
     "Add",
@@ -58,6 +60,8 @@ __all__ = [
     "Tanh",
     "Vectorization",
     # convolution family
+    "Conv1d",
+    "ConvTranspose2d",
     "ReflectionPad2d",
     "ZeroPad2d",
 ]
