@@ -171,6 +171,13 @@ NODES: Dict[str, Case] = {
                                       normal(1, 2, 2, 3)),
     "ZeroPad2d": Case(lambda: N.ZeroPad2d((1, -1, 2, 0)), normal(2, 2, 3, 4)),
     "ReflectionPad2d": Case(lambda: N.ReflectionPad2d((1, 2, 2, 0)), normal(2, 2, 3, 4)),
+    "MaxPool2d[dilation, ceil_mode, indices]": Case(lambda: N.MaxPool2d(2, 2, 1, 2, True, True), normal(2, 2, 5, 6)),
+    "MaxPool2d[unbatched]": Case(lambda: N.MaxPool2d(3, 2, 1), normal(2, 5, 4)),
+    "AvgPool2d[ceil_mode, exclude]": Case(lambda: N.AvgPool2d(3, 2, 1, True, False), normal(2, 2, 5, 6)),
+    "MaxPool1d": Case(lambda: N.MaxPool1d(3, 2, 1, return_indices=True, ceil_mode=True), normal(2, 2, 7)),
+    "AvgPool1d": Case(lambda: N.AvgPool1d(3, 2, 1, True), normal(2, 7)),
+    "AdaptiveMaxPool2d": Case(lambda: N.AdaptiveMaxPool2d((2, 3), return_indices=True), normal(2, 2, 5, 7)),
+    "AdaptiveMaxPool2d[unbatched]": Case(lambda: N.AdaptiveMaxPool2d((3, None)), normal(2, 5, 4)),
 }
 #: Classes whose textbook path is not yet written against the array API standard (each is removed from this set
 #: in the change that converts it).

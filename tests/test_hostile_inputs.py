@@ -499,6 +499,28 @@ NODE_TABLE: Dict[str, NodeSpec] = {
     "ReflectionPad2d": NodeSpec(lambda: nodes_module.ReflectionPad2d((1, 1, 2, 0)), images(min_side=1),
                                 out_shape=lambda s: s[:-2] + (s[-2] + 2, s[-1] + 2), valid=(2, 2, 3, 3), sums=True,
                                 torch=lambda torch, F, n, s, x: F.pad(x, (1, 1, 2, 0), mode="reflect")),
+    "MaxPool2d[dilation, ceil_mode]": NodeSpec(
+        lambda: nodes_module.MaxPool2d(2, 2, 1, 2, ceil_mode=True), images(min_side=1),
+        out_shape=lambda s: s[:-2] + nodes_module.MaxPool2d(2, 2, 1, 2, ceil_mode=True).output_size(*s[-2:]),
+        compare_grad=lambda x, g: _distinct_finite(x), valid=(2, 2, 4, 5),
+        torch=lambda torch, F, n, s, x: F.max_pool2d(x, 2, 2, 1, 2, True)),
+    "AvgPool2d[ceil_mode, exclude]": NodeSpec(
+        lambda: nodes_module.AvgPool2d(3, 2, 1, True, False), images(min_side=1),
+        out_shape=lambda s: s[:-2] + nodes_module.AvgPool2d(3, 2, 1, True).output_size(*s[-2:]), valid=(2, 2, 4, 5),
+        sums=True, torch=lambda torch, F, n, s, x: F.avg_pool2d(x, 3, 2, 1, True, False)),
+    "MaxPool1d": NodeSpec(lambda: nodes_module.MaxPool1d(3, 2, 1), st.tuples(st.integers(0, 2), st.integers(1, 2),
+                                                                             st.integers(1, 6)),
+                          out_shape=lambda s: s[:-1] + ((s[-1] - 1) // 2 + 1,),
+                          compare_grad=lambda x, g: _distinct_finite(x), valid=(2, 2, 5),
+                          torch=lambda torch, F, n, s, x: F.max_pool1d(x, 3, 2, 1)),
+    "AvgPool1d": NodeSpec(lambda: nodes_module.AvgPool1d(2, ceil_mode=True), st.tuples(st.integers(0, 2),
+                                                                                        st.integers(1, 2),
+                                                                                        st.integers(1, 6)),
+                          out_shape=lambda s: s[:-1] + ((s[-1] + 1) // 2,), valid=(2, 2, 5), sums=True,
+                          torch=lambda torch, F, n, s, x: F.avg_pool1d(x, 2, ceil_mode=True)),
+    "AdaptiveMaxPool2d": NodeSpec(lambda: nodes_module.AdaptiveMaxPool2d((2, 3)), images(min_side=1),
+                                  out_shape=lambda s: s[:-2] + (2, 3), compare_grad=lambda x, g: _distinct_finite(x),
+                                  valid=(2, 2, 4, 5), torch=lambda torch, F, n, s, x: F.adaptive_max_pool2d(x, (2, 3))),
 }
 ABSTRACT_NODES = {"Node", "RowwiseNode", "ElementwiseNode"}
 #: Nodes of several inputs or outputs, which this one-input harness cannot drive: their bad-input tests

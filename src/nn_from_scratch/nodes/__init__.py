@@ -18,6 +18,8 @@ from .softmax import LogSoftMax, NormalizedSoftMax, SoftMax
 from .convolution1d import Conv1d
 from .padding import ReflectionPad2d, ZeroPad2d
 from .transposed_convolution import ConvTranspose2d
+from .adaptive_pooling import AdaptiveMaxPool2d
+from .pooling1d import AvgPool1d, MaxPool1d
 
 __all__ = [
     "Add",
@@ -62,6 +64,9 @@ __all__ = [
     # convolution family
     "Conv1d",
     "ConvTranspose2d",
+    "AdaptiveMaxPool2d",
+    "AvgPool1d",
+    "MaxPool1d",
     "ReflectionPad2d",
     "ZeroPad2d",
 ]

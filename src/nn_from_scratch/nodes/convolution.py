@@ -25,7 +25,7 @@ from ..parameter import Parameter
 from ..random import as_generator
 from .linear import Initializer, float_dtype, init_weight, positive_sizes
 from .padding import PADDING_MODES, fold_edges, pad_edges, padded_size
-from .windows import Pair, as_batch, as_tuple, col2im, conv_output_size, im2col, pad
+from .windows import Pair, as_tuple, col2im, conv_output_size, from_images, im2col, lift, pad, to_images
 
 __all__ = ["Conv2d", "grouped_input_columns", "grouped_product", "grouped_weight_gradient"]
 
@@ -90,11 +90,6 @@ def check_padding_mode(padding_mode: Any) -> str:
     if padding_mode not in PADDING_MODES:
         raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got padding_mode={padding_mode!r}")
     return str(padding_mode)
-
-
-def lift(values: Tuple[int, ...], fill: int) -> Pairs:
-    """A 1-d layer's ``(v,)`` as the ``(fill, v)`` of the image of height 1 it runs on; a pair as it is."""
-    return (fill,) * (2 - len(values)) + tuple(values)  # type: ignore[return-value]
 
 
 class Conv2d(Node):
@@ -269,11 +264,11 @@ class Conv2d(Node):
     # ------------------------------------------------------------ the layer's input seen as images
     def _to_images(self, x: Any) -> Any:
         """``x`` as an image batch ``(N, C, H, W)`` (Conv1d: ``(N, C, 1, L)``)."""
-        return as_batch(x, 2)
+        return to_images(x, self._spatial)
 
     def _from_images(self, y: Any, x: Any) -> Any:
         """An image batch ``(N, C, H, W)`` back in the layout of the input ``x`` (unbatched when ``x`` is)."""
-        return y if x.ndim == 4 else y[0, ...]
+        return from_images(y, x, self._spatial)
 
     def _kernel(self, xp: Any) -> Any:
         """The weight as ``(O, C/g, kh, kw)`` (Conv1d: ``(O, C/g, 1, k)``)."""

@@ -5,10 +5,8 @@ from typing import Any, Union
 
 import numpy as np
 
-from ..backend import namespace_of
 from .convolution import Conv2d
 from .linear import Initializer
-from .windows import as_batch
 
 __all__ = ["Conv1d"]
 
@@ -66,13 +64,6 @@ class Conv1d(Conv2d):
     def output_size(self, length: int) -> int:  # type: ignore[override]
         """``L_out`` for a sequence of ``length``; ``ValueError`` when the kernel does not fit."""
         return self._output_size((1, length))[1]
-
-    def _to_images(self, x: Any) -> Any:
-        return namespace_of(x).expand_dims(as_batch(x, 1), axis=2)  # (C, L) or (N, C, L) -> (N, C, 1, L)
-
-    def _from_images(self, y: Any, x: Any) -> Any:
-        y = y[:, :, 0, :]  # (N, C, L)
-        return y if x.ndim == 3 else y[0, ...]
 
     def _kernel(self, xp: Any) -> Any:
         o, c, k = self.weight.shape

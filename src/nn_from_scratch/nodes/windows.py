@@ -53,8 +53,8 @@ import numpy as np
 
 from ..backend import namespace_of
 
-__all__ = ["Pair", "as_batch", "as_pair", "as_tuple", "check_images", "col2im", "conv_output_size", "extend", "im2col",
-           "offset_slices", "pad", "window_output_size"]
+__all__ = ["Pair", "as_batch", "as_pair", "as_tuple", "check_images", "col2im", "conv_output_size", "extend",
+           "from_images", "im2col", "lift", "offset_slices", "pad", "to_images", "window_output_size"]
 
 Pair = Union[int, Sequence[int]]
 Pairs = Tuple[int, int]
@@ -209,6 +209,24 @@ def as_batch(x: Any, spatial: int = 2) -> Any:
     return x if x.ndim == spatial + 2 else namespace_of(x).expand_dims(x, axis=0)
 
 
+def lift(values: Tuple[int, ...], fill: int) -> Pairs:
+    """A 1-d layer's setting ``(v,)`` as the ``(fill, v)`` of the images of height 1 it runs on; a pair as it is."""
+    return (fill,) * (2 - len(values)) + tuple(values)  # type: ignore[return-value]
+
+
+def to_images(x: Any, spatial: int = 2) -> Any:
+    """A layer's input as the image batch ``(N, C, H, W)`` its windows run on: a batch of one for an unbatched
+    input, and, for the 1-d layers (``spatial=1``), ``(N, C, L)`` as images of height 1 ``(N, C, 1, L)``."""
+    batch = as_batch(x, spatial)
+    return batch if spatial == 2 else namespace_of(x).expand_dims(batch, axis=2)
+
+
+def from_images(y: Any, x: Any, spatial: int = 2) -> Any:
+    """The inverse of :func:`to_images`: an image batch back in the layout of the layer's input ``x``."""
+    y = y if spatial == 2 else y[:, :, 0, :]
+    return y if x.ndim == spatial + 2 else y[0, ...]
+
+
 def _offset(a: int, b: int, stride: Pairs, dilation: Pairs, out: Pairs) -> Tuple[slice, ...]:
     """The index of offset ``(a, b)``'s strided slice of a padded batch: rows ``i*sh + a*dh``, columns
     ``j*sw + b*dw``."""
@@ -303,5 +321,5 @@ def check_images(node: Any, x: Any, spatial: int = 2, batched_only: bool = False
     axes = "H, W" if spatial == 2 else "L"
     if x.ndim == spatial + 2 or (x.ndim == spatial + 1 and not batched_only):
         return
-    forms = f"{spatial + 2}-d input (N, C, {axes})" + ("" if batched_only else f" or {spatial + 1}-d (C, {axes})")
+    forms = f"{spatial + 2}-d input (N, C, {axes})" + ("" if batched_only else f" or {spatial + 1}-d input (C, {axes})")
     raise ValueError(f"{type(node).__name__} expects {forms}, got {x.ndim}-d input of shape {tuple(x.shape)}")
