@@ -99,6 +99,12 @@ def _dropout():
     return node
 
 
+def _dropout2d():
+    node = N.Dropout2d(0.5, rng=3)
+    node.fix_mask(np.random.default_rng(0).random((2, 3, 1, 1)) > 0.5)
+    return node
+
+
 NODES: Dict[str, Case] = {
     "ReLU": Case(N.ReLU, normal(4, 3)),
     "LeakyReLU": Case(lambda: N.LeakyReLU(0.2), normal(4, 3)),
@@ -178,6 +184,11 @@ NODES: Dict[str, Case] = {
     "AvgPool1d": Case(lambda: N.AvgPool1d(3, 2, 1, True), normal(2, 7)),
     "AdaptiveMaxPool2d": Case(lambda: N.AdaptiveMaxPool2d((2, 3), return_indices=True), normal(2, 2, 5, 7)),
     "AdaptiveMaxPool2d[unbatched]": Case(lambda: N.AdaptiveMaxPool2d((3, None)), normal(2, 5, 4)),
+    "Upsample": Case(lambda: N.Upsample(scale_factor=(1.5, 2)), normal(2, 2, 3, 2)),
+    "Upsample[bilinear]": Case(lambda: N.Upsample(size=(5, 3), mode="bilinear"), normal(2, 2, 3, 4)),
+    "Upsample[bilinear, align_corners]": Case(lambda: N.Upsample(scale_factor=1.7, mode="bilinear",
+                                                                 align_corners=True), normal(1, 2, 3, 2)),
+    "Dropout2d": Case(_dropout2d, normal(2, 3, 2, 2)),
 }
 #: Classes whose textbook path is not yet written against the array API standard (each is removed from this set
 #: in the change that converts it).

@@ -521,6 +521,14 @@ NODE_TABLE: Dict[str, NodeSpec] = {
     "AdaptiveMaxPool2d": NodeSpec(lambda: nodes_module.AdaptiveMaxPool2d((2, 3)), images(min_side=1),
                                   out_shape=lambda s: s[:-2] + (2, 3), compare_grad=lambda x, g: _distinct_finite(x),
                                   valid=(2, 2, 4, 5), torch=lambda torch, F, n, s, x: F.adaptive_max_pool2d(x, (2, 3))),
+    "Upsample": NodeSpec(lambda: nodes_module.Upsample(scale_factor=(2, 1.5)), images(min_side=1),
+                         out_shape=lambda s: s[:-2] + (2 * s[-2], int(s[-1] * 1.5)), valid=(2, 2, 3, 3), sums=True,
+                         torch=lambda torch, F, n, s, x: F.interpolate(x, scale_factor=(2, 1.5))),
+    "Upsample[bilinear]": NodeSpec(lambda: nodes_module.Upsample(size=(4, 3), mode="bilinear"), images(min_side=1),
+                                   out_shape=lambda s: s[:-2] + (4, 3), valid=(2, 2, 3, 3), sums=True,
+                                   compare_grad=lambda x, g: bool(np.all(np.isfinite(g))),
+                                   torch=lambda torch, F, n, s, x: F.interpolate(x, size=(4, 3), mode="bilinear")),
+    "Dropout2d": NodeSpec(lambda: nodes_module.Dropout2d(0.5, rng=3), images(min_side=0), valid=(2, 2, 3, 3)),
 }
 ABSTRACT_NODES = {"Node", "RowwiseNode", "ElementwiseNode"}
 #: Nodes of several inputs or outputs, which this one-input harness cannot drive: their bad-input tests

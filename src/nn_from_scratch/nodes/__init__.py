@@ -20,6 +20,8 @@ from .padding import ReflectionPad2d, ZeroPad2d
 from .transposed_convolution import ConvTranspose2d
 from .adaptive_pooling import AdaptiveMaxPool2d
 from .pooling1d import AvgPool1d, MaxPool1d
+from .resampling import Upsample
+from .channel_dropout import Dropout2d
 
 __all__ = [
     "Add",
@@ -67,6 +69,8 @@ __all__ = [
     "AdaptiveMaxPool2d",
     "AvgPool1d",
     "MaxPool1d",
+    "Upsample",
+    "Dropout2d",
     "ReflectionPad2d",
     "ZeroPad2d",
 ]
