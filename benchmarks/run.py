@@ -153,6 +153,34 @@ def conv_workload(torch, rng: np.random.Generator) -> Workload:
     return Workload("Conv2d 16->32 3x3 fwd+bwd, batch 64, 28x28", 64, ours, theirs, 6.0 * macs)
 
 
+def separable_workload(torch, rng: np.random.Generator, channels: int = 64, out_channels: int = 128) -> Workload:
+    """A depthwise-separable block: a depthwise 3x3 convolution (groups = channels), then a pointwise 1x1 one."""
+    model = Sequential(Conv2d(channels, channels, 3, padding=1, groups=channels, rng=rng, dtype=np.float32),
+                       Conv2d(channels, out_channels, 1, rng=rng, dtype=np.float32))
+    twin = torch.nn.Sequential(torch.nn.Conv2d(channels, channels, 3, padding=1, groups=channels),
+                               torch.nn.Conv2d(channels, out_channels, 1))
+    twin.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})
+    x = rng.standard_normal((64, channels, 28, 28)).astype(np.float32)
+    g = rng.standard_normal((64, out_channels, 28, 28)).astype(np.float32)
+    tx, tg = torch.from_numpy(x).requires_grad_(), torch.from_numpy(g)
+
+    def ours():
+        model.zero_grad()
+        model.forward(x)
+        return model.backward(g)
+
+    def theirs():
+        twin.zero_grad()
+        tx.grad = None
+        twin(tx).backward(tg)
+        return tx.grad
+
+    np.testing.assert_allclose(ours(), theirs().numpy(), rtol=1e-3, atol=1e-3)
+    for key, value in model.named_parameters():
+        np.testing.assert_allclose(value.grad, dict(twin.named_parameters())[key].grad.numpy(), rtol=1e-3, atol=1e-2)
+    return Workload(f"Separable {channels}->{out_channels} (3x3 dw, 1x1) fwd+bwd", 64, ours, theirs)
+
+
 def softmax_workload(torch, rng: np.random.Generator) -> Workload:
     x = rng.standard_normal((4096, 1024)).astype(np.float32)
     g = rng.standard_normal((4096, 1024)).astype(np.float32)
@@ -305,6 +333,7 @@ def main(argv=None) -> int:
         lambda: mlp_workload(torch, 1024, rng),
         lambda: cnn_workload(torch, rng),
         lambda: conv_workload(torch, rng),
+        lambda: separable_workload(torch, rng),
         lambda: softmax_workload(torch, rng),
         lambda: cross_entropy_workload(torch, rng),
     ]

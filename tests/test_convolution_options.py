@@ -212,3 +212,21 @@ def test_depthwise_takes_an_empty_batch(engine_path):
     assert layer.backward(np.zeros(y.shape)).shape == (0, 6, 4, 4)
     np.testing.assert_array_equal(layer.weight.grad, 0)
     np.testing.assert_array_equal(layer.bias.grad, 0)
+
+
+# ------------------------------------------------------------------ the engine's pointwise path
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("bias", [True, False])
+def test_pointwise_convolution_uses_the_images_as_columns(torch, rng, dtype, bias):
+    import copy
+
+    layer = Conv2d(6, 4, 1, bias=bias, rng=6, dtype=dtype)
+    x = rng.standard_normal((3, 6, 5, 7)).astype(dtype)
+    layer.forward(x)
+    assert layer.pending.saved.pointwise and np.shares_memory(layer.pending.saved.padded, x)  # no copy made
+    twin = copy.deepcopy(layer)  # a pass copied between forward and backward keeps its own columns
+    g = rng.standard_normal((3, 4, 5, 7)).astype(dtype)
+    np.testing.assert_array_equal(twin.backward(g), layer.backward(g))
+    assert_like_torch(torch, layer, torch.nn.Conv2d(6, 4, 1, bias=bias), x, rng=rng)
+    layer.forward(x)
+    assert layer.backward(g, input_grad=False) is None

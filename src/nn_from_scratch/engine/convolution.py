@@ -27,7 +27,9 @@ and used at once, in cache; :func:`forward` returns the :class:`Saved`
 state (the padded input, the columns when small) that :func:`backward`
 reads, its scratch arrays lent by a :class:`~.workspace.Workspace` and given
 back when the state is garbage-collected; the bias rides in the forward
-product as a last column met by a row of ones.
+product as a last column met by a row of ones.  A pointwise convolution (a
+1x1 kernel, no padding) needs no layout at all: its columns are the images
+themselves, and it takes :mod:`.strided_convolution`'s products on them.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from . import strided_convolution as strided
 from .workspace import Workspace
 
 __all__ = ["COLUMN_BLOCK_BYTES", "KEEP_COLUMNS_BYTES", "Saved", "WideColumns", "backward", "forward"]
@@ -102,6 +105,7 @@ class WideColumns:
         ho, wo = _output_size(self.input_shape, (kh, kw), (ph, pw), (dh, dw))
         n, c, h, w = self.input_shape
         self.kernel, self.padding, self.out = (kh, kw), (ph, pw), (ho, wo)
+        self.pointwise = (kh, kw) == (1, 1) and (ph, pw) == (0, 0)  # the columns are the images: no layout needed
         # each image gets R rows of W_r numbers: its H rows of W pixels, each followed by zeros, then zero rows;
         # the zeros after one image are the padding both below it and above the next (see the module docstring)
         self.grid = (max(h + ph, ho), max(w + pw, wo))
@@ -264,6 +268,7 @@ class Saved:
 
     def __init__(self, wide: WideColumns, padded: np.ndarray, columns: Optional[np.ndarray], has_bias: bool) -> None:
         self.wide, self.padded, self.columns, self.has_bias = wide, padded, columns, has_bias
+        self.pointwise = wide.pointwise  # then ``padded`` is the input itself, as its ``(N, C, H*W)`` columns
 
     def column_rows(self) -> int:
         """Rows of a block's columns: one per kernel tap, and the row of ones when there is a bias."""
@@ -308,6 +313,9 @@ def forward(images: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray],
     (the bias as the product's last column, met by a row of ones).  Returns
     the ``(N, O, H_out, W_out)`` output and the state for :func:`backward`.
     """
+    if wide.pointwise:  # a 1x1 kernel without padding: the images are the columns, one product per sample
+        y, cols = strided.forward(images, weight, bias, (1, 1), (1, 1))
+        return y, Saved(wide, cols, None, bias is not None)
     workspace, dtype, o = wide.workspace, wide.dtype, weight.shape[0]
     padded = wide.pad(images)
     matrix = weight.reshape(o, -1)  # (O, C*kh*kw)
@@ -346,6 +354,9 @@ def backward(g: np.ndarray, saved: Saved, weight: np.ndarray, *, input_grad: boo
     a bias); the parameter gradients are views of one small array, the
     caller's to add.
     """
+    if saved.pointwise:
+        return strided.backward(g, saved.padded, weight, saved.wide.input_shape, (1, 1), (0, 0), (1, 1),
+                                input_grad=input_grad, parameter_grads=parameter_grads, has_bias=saved.has_bias)
     wide, dtype, o = saved.wide, saved.wide.dtype, weight.shape[0]
     workspace = wide.workspace
     g_wide = wide.buffer(o, dtype)

@@ -10,6 +10,10 @@ per sample whose output is the small one, and col2im the lattice scatter
 (:func:`.windows.col2im`), which adds overlapping offsets along contiguous
 rows.  The same sums as the textbook path's, in another order.
 
+A pointwise convolution (a 1x1 kernel at stride 1, no padding) takes them
+too: its columns are the images themselves (a free reshape, no copy), so
+its three products are all it costs.
+
 Grouped convolutions (``groups`` > 1) take these functions at every stride
 but a depthwise one's stride 1 (:mod:`.depthwise`): their products are
 batched over the groups, :math:`Y_{n\gamma} = \bar W_\gamma X_{n\gamma}`, the
@@ -35,7 +39,10 @@ def forward(padded: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray], 
     """
     n, c, (o, _, kh, kw) = padded.shape[0], padded.shape[1], weight.shape
     out = windows.output_size(padded.shape[2:], (kh, kw), stride, dilation)
-    cols = windows.im2col(padded, (kh, kw), stride, dilation, out).reshape(n, c * kh * kw, out[0] * out[1])
+    if (kh, kw) == (1, 1) and stride == (1, 1):  # a pointwise convolution: the columns are the images themselves
+        cols = padded.reshape(n, c, out[0] * out[1])
+    else:
+        cols = windows.im2col(padded, (kh, kw), stride, dilation, out).reshape(n, c * kh * kw, out[0] * out[1])
     if groups == 1:
         y = np.matmul(weight.reshape(o, -1), cols).reshape((n, o) + out)
     else:  # one product per sample and group
@@ -71,6 +78,8 @@ def backward(g: np.ndarray, cols: Optional[np.ndarray], weight: np.ndarray, inpu
     if input_grad:
         W = weight.reshape(groups, o // groups, -1)
         dcols = np.matmul(W.transpose(0, 2, 1), G)  # (N, g, C/g*kh*kw, L)
+        if weight.shape[2:] == (1, 1) and stride == (1, 1) and padding == (0, 0):  # pointwise: no windows to undo
+            return dcols.reshape(input_shape), dweight, dbias
         dx = windows.col2im(dcols.reshape(n, dcols.shape[1] * dcols.shape[2], G.shape[3]), input_shape, weight.shape[2:], stride, padding,
                             dilation)
     return dx, dweight, dbias

@@ -150,11 +150,12 @@ class Conv2d(Node):
     ``_forward`` and ``_gradients`` are the lines above (the textbook path,
     any stride and groups).  With the engine on, stride 1 takes
     :mod:`nn_from_scratch.engine.convolution` (wide columns in blocks of
-    samples), a depthwise stride-1 convolution :mod:`nn_from_scratch.engine.depthwise`
-    (shifted multiply-adds on the same layout) and the rest
-    :mod:`nn_from_scratch.engine.strided_convolution` (columns copied from
-    strided windows, a lattice col2im): the same sums in another order,
-    within 100 machine epsilons of the largest magnitude.
+    samples; a pointwise 1x1 convolution's columns are the images
+    themselves), a depthwise stride-1 convolution
+    :mod:`nn_from_scratch.engine.depthwise` (shifted multiply-adds on the same
+    layout) and the rest :mod:`nn_from_scratch.engine.strided_convolution`
+    (columns copied from strided windows, a lattice col2im): the same sums in
+    another order, within 100 machine epsilons of the largest magnitude.
 
     ``weight`` and ``bias`` are :class:`~nn_from_scratch.parameter.Parameter`
     attributes, so ``state_dict()`` has torch's keys; parameter gradients are
