@@ -128,18 +128,17 @@ def cnn_workload(torch, rng: np.random.Generator) -> Workload:
     return training_step_workload(torch, "LeNet-like CNN step, batch 64", model, x, y, 0.0)
 
 
-def conv_workload(torch, rng: np.random.Generator) -> Workload:
-    conv = Conv2d(16, 32, 3, padding=1, rng=rng, dtype=np.float32)
-    twin = torch.nn.Conv2d(16, 32, 3, padding=1)
-    twin.load_state_dict({k: torch.from_numpy(v) for k, v in conv.state_dict().items()})
-    x = rng.standard_normal((64, 16, 28, 28)).astype(np.float32)
-    g = rng.standard_normal((64, 32, 28, 28)).astype(np.float32)
+def forward_backward_workload(torch, name: str, ours_node, twin, x: np.ndarray, g: np.ndarray,
+                              flops: float = 0.0) -> Workload:
+    """Forward and backward (input and parameter gradients) of a node and its torch twin, from the node's weights
+    and the same output gradient, checked to agree."""
+    twin.load_state_dict({k: torch.from_numpy(v) for k, v in ours_node.state_dict().items()})
     tx, tg = torch.from_numpy(x).requires_grad_(), torch.from_numpy(g)
 
     def ours():
-        conv.zero_grad()
-        conv.forward(x)
-        return conv.backward(g)
+        ours_node.zero_grad()
+        ours_node.forward(x)
+        return ours_node.backward(g)
 
     def theirs():
         twin.zero_grad()
@@ -148,9 +147,19 @@ def conv_workload(torch, rng: np.random.Generator) -> Workload:
         return tx.grad
 
     np.testing.assert_allclose(ours(), theirs().numpy(), rtol=1e-3, atol=1e-3)
-    np.testing.assert_allclose(conv.weight.grad, twin.weight.grad.numpy(), rtol=1e-3, atol=1e-2)
+    grads = dict(twin.named_parameters())
+    for key, value in ours_node.named_parameters():
+        np.testing.assert_allclose(value.grad, grads[key].grad.numpy(), rtol=1e-3, atol=1e-2)
+    return Workload(name, len(x), ours, theirs, flops)
+
+
+def conv_workload(torch, rng: np.random.Generator) -> Workload:
+    conv = Conv2d(16, 32, 3, padding=1, rng=rng, dtype=np.float32)
+    x = rng.standard_normal((64, 16, 28, 28)).astype(np.float32)
+    g = rng.standard_normal((64, 32, 28, 28)).astype(np.float32)
     macs = 64 * 32 * 28 * 28 * 16 * 9
-    return Workload("Conv2d 16->32 3x3 fwd+bwd, batch 64, 28x28", 64, ours, theirs, 6.0 * macs)
+    return forward_backward_workload(torch, "Conv2d 16->32 3x3 fwd+bwd, batch 64, 28x28", conv,
+                                     torch.nn.Conv2d(16, 32, 3, padding=1), x, g, 6.0 * macs)
 
 
 def separable_workload(torch, rng: np.random.Generator, channels: int = 64, out_channels: int = 128) -> Workload:
@@ -159,26 +168,10 @@ def separable_workload(torch, rng: np.random.Generator, channels: int = 64, out_
                        Conv2d(channels, out_channels, 1, rng=rng, dtype=np.float32))
     twin = torch.nn.Sequential(torch.nn.Conv2d(channels, channels, 3, padding=1, groups=channels),
                                torch.nn.Conv2d(channels, out_channels, 1))
-    twin.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()})
     x = rng.standard_normal((64, channels, 28, 28)).astype(np.float32)
     g = rng.standard_normal((64, out_channels, 28, 28)).astype(np.float32)
-    tx, tg = torch.from_numpy(x).requires_grad_(), torch.from_numpy(g)
-
-    def ours():
-        model.zero_grad()
-        model.forward(x)
-        return model.backward(g)
-
-    def theirs():
-        twin.zero_grad()
-        tx.grad = None
-        twin(tx).backward(tg)
-        return tx.grad
-
-    np.testing.assert_allclose(ours(), theirs().numpy(), rtol=1e-3, atol=1e-3)
-    for key, value in model.named_parameters():
-        np.testing.assert_allclose(value.grad, dict(twin.named_parameters())[key].grad.numpy(), rtol=1e-3, atol=1e-2)
-    return Workload(f"Separable {channels}->{out_channels} (3x3 dw, 1x1) fwd+bwd", 64, ours, theirs)
+    return forward_backward_workload(torch, f"Separable {channels}->{out_channels} (3x3 dw, 1x1) fwd+bwd", model,
+                                     twin, x, g)
 
 
 def softmax_workload(torch, rng: np.random.Generator) -> Workload:

@@ -27,7 +27,8 @@ OPTIONS = [
     (dict(in_channels=4, out_channels=4, kernel_size=3, padding=2, padding_mode="replicate", groups=2), (2, 4, 5, 6)),
     (dict(in_channels=4, out_channels=4, kernel_size=(3, 2), padding=(2, 1), padding_mode="circular", stride=2,
           groups=4), (2, 4, 5, 6)),
-    (dict(in_channels=4, out_channels=4, kernel_size=2, padding="same", padding_mode="reflect", groups=4), (2, 4, 5, 6)),
+    (dict(in_channels=4, out_channels=4, kernel_size=2, padding="same", padding_mode="reflect", groups=4),
+     (2, 4, 5, 6)),
 ]
 IDS = [" ".join(f"{k}={v}" for k, v in kwargs.items() if k not in ("in_channels",)) for kwargs, _ in OPTIONS]
 

@@ -329,5 +329,6 @@ def test_extend_and_the_image_layouts(rng):
     assert to_images(sequence, 1).shape == (2, 3, 1, 5)
     np.testing.assert_array_equal(from_images(to_images(sequence[0], 1), sequence[0], 1), sequence[0])
     assert as_tuple("k", 3, 1) == (3,) and as_tuple("k", (2, 3, 4), 3) == (2, 3, 4)
-    with pytest.raises(ValueError, match=r"k must be a positive integer or a 1-tuple of positive integers, got \(3, 3\)"):
+    with pytest.raises(ValueError, match=r"k must be a positive integer or a 1-tuple of positive integers, "
+                                         r"got \(3, 3\)"):
         as_tuple("k", (3, 3), 1)

@@ -244,7 +244,8 @@ def test_maxpool_jacobian_is_a_selection_matrix(engine_path, rng):
 # ==================================================================== dtypes
 @pytest.mark.parametrize(
     "make",
-    [lambda: MaxPool2d(2), lambda: MaxPool2d(3, 1, 1), lambda: AvgPool2d(2), lambda: AvgPool2d(3, 2, 1, count_include_pad=False),
+    [lambda: MaxPool2d(2), lambda: MaxPool2d(3, 1, 1), lambda: AvgPool2d(2),
+     lambda: AvgPool2d(3, 2, 1, count_include_pad=False),
      lambda: AdaptiveAvgPool2d((2, 3)), lambda: GlobalAvgPool2d()],
 )
 def test_float32_stays_float32(engine_path, rng, make):

@@ -36,21 +36,22 @@ def torch_pass(torch, fn, x, g):
     return out, tx.grad.numpy()
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("shape", [(2, 3, 7, 8), (3, 6, 7)], ids=["batch", "unbatched"])
 @pytest.mark.parametrize("kernel, stride, padding, dilation, ceil", GEOMETRIES, ids=IDS)
 def test_maxpool_options_and_indices_match_torch(engine_path, torch, rng, kernel, stride, padding, dilation, ceil,
-                                                 shape):
-    x = rng.integers(0, 4, size=shape).astype(np.float64)  # ties everywhere: the first maximum, as torch
+                                                 shape, dtype):
+    x = rng.integers(0, 4, size=shape).astype(dtype)  # ties everywhere: the first maximum, as torch
     node = MaxPool2d(kernel, stride, padding, dilation, True, ceil)
     y, indices = node.forward(x)
     g = rng.standard_normal(y.shape)
     dx = node.backward((g, None))
     (ty, ti), tdx = torch_pass(torch, lambda t: torch.nn.functional.max_pool2d(t, kernel, stride, padding, dilation,
-                                                                                ceil, True), x, g)
-    assert y.shape == tuple(ty.shape) and indices.dtype == np.int64
+                                                                                ceil, True), x, g.astype(dtype))
+    assert y.shape == tuple(ty.shape) and indices.dtype == np.int64 and y.dtype == dx.dtype == dtype
     np.testing.assert_array_equal(y, ty.detach().numpy())
     np.testing.assert_array_equal(indices, ti.numpy())
-    np.testing.assert_allclose(dx, tdx, **TOL)
+    np.testing.assert_allclose(dx, tdx, **(TOL if dtype == np.float64 else dict(rtol=1e-5, atol=1e-6)))
     assert node.output_size(*shape[-2:]) == y.shape[-2:]
 
 
@@ -143,28 +144,30 @@ def test_float16_average_sums_in_float32(rng):
 ONE_D = list(itertools.product([2, 3], [1, 2, (3,)], [0, 1], [1, 2], [False, True]))
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("shape", [(2, 3, 9), (3, 8)], ids=["batch", "unbatched"])
 @pytest.mark.parametrize("kernel, stride, padding, dilation, ceil", ONE_D)
-def test_1d_pools_match_torch(engine_path, torch, rng, kernel, stride, padding, dilation, ceil, shape):
+def test_1d_pools_match_torch(engine_path, torch, rng, kernel, stride, padding, dilation, ceil, shape, dtype):
     if padding > kernel // 2:
         return
-    x = rng.integers(0, 4, size=shape).astype(np.float64)
+    x = rng.integers(0, 4, size=shape).astype(dtype)
     node = MaxPool1d(kernel, stride, padding, dilation, True, ceil)
     y, indices = node.forward(x)
-    g = rng.standard_normal(y.shape)
+    g = rng.standard_normal(y.shape).astype(dtype)
+    tol = TOL if dtype == np.float64 else dict(rtol=1e-5, atol=1e-6)
     (ty, ti), tdx = torch_pass(torch, lambda t: torch.nn.functional.max_pool1d(t, kernel, stride, padding, dilation,
                                                                                 ceil, True), x, g)
     np.testing.assert_array_equal(y, ty.detach().numpy())
     np.testing.assert_array_equal(indices, ti.numpy())
-    np.testing.assert_allclose(node.backward((g, None)), tdx, **TOL)
+    np.testing.assert_allclose(node.backward((g, None)), tdx, **tol)
     if dilation == 1:
         for include in (True, False):
             node = AvgPool1d(kernel, stride, padding, ceil, include)
             y = node.forward(x)
             ty, tdx = torch_pass(torch, lambda t: torch.nn.functional.avg_pool1d(t, kernel, stride, padding, ceil,
                                                                                  include), x, g[..., :y.shape[-1]])
-            np.testing.assert_allclose(y, ty.detach().numpy(), **TOL)
-            np.testing.assert_allclose(node.backward(g[..., :y.shape[-1]]), tdx, **TOL)
+            np.testing.assert_allclose(y, ty.detach().numpy(), **tol)
+            np.testing.assert_allclose(node.backward(g[..., :y.shape[-1]]), tdx, **tol)
 
 
 @pytest.mark.parametrize("node", [MaxPool1d(3, 2, 1), MaxPool1d(2, 1, 1, 2, ceil_mode=True),

@@ -80,6 +80,7 @@ def backward(g: np.ndarray, cols: Optional[np.ndarray], weight: np.ndarray, inpu
         dcols = np.matmul(W.transpose(0, 2, 1), G)  # (N, g, C/g*kh*kw, L)
         if weight.shape[2:] == (1, 1) and stride == (1, 1) and padding == (0, 0):  # pointwise: no windows to undo
             return dcols.reshape(input_shape), dweight, dbias
-        dx = windows.col2im(dcols.reshape(n, dcols.shape[1] * dcols.shape[2], G.shape[3]), input_shape, weight.shape[2:], stride, padding,
+        columns = dcols.reshape(n, dcols.shape[1] * dcols.shape[2], G.shape[3])
+        dx = windows.col2im(columns, input_shape, weight.shape[2:], stride, padding,
                             dilation)
     return dx, dweight, dbias

@@ -1,11 +1,10 @@
 r"""Channel dropout, as torch.nn.Dropout2d: whole feature maps zeroed at once."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Tuple
 
 import numpy as np
 
-from ..context import Context
 from .regularization import Dropout
 
 __all__ = ["Dropout2d"]
@@ -51,17 +50,10 @@ class Dropout2d(Dropout):
             raise ValueError(f"Dropout2d expects 4-d input (N, C, H, W) or 3-d input (N, C, L), got {x.ndim}-d "
                              f"input of shape {tuple(x.shape)}")
 
-    def _forward(self, x: Any, ctx: Context) -> Any:
-        xp = ctx.xp
-        if not self.training or self.p == 0:
-            ctx.mask_scale = None
-            return x
-        if self.p == 1:
-            ctx.mask_scale = xp.zeros_like(x)
-        else:  # one draw per (sample, channel), from the NumPy generator, moved to the input's namespace
-            keep = xp.asarray(self._draw_mask(tuple(x.shape[:2]) + (1,) * (x.ndim - 2), ctx.update_state))
-            ctx.mask_scale = xp.broadcast_to(xp.astype(keep, x.dtype) * (1 / (1 - self.p)), tuple(x.shape))
-        return x * ctx.mask_scale  # y = x ⊙ m / (1 - p), the mask constant over each map
+    def _draw_mask(self, shape: Tuple[int, ...], update_state: bool) -> np.ndarray:
+        """One draw per (sample, channel), from Dropout's generator (or its fixed mask), spread over each map."""
+        channels = tuple(shape[:2]) + (1,) * (len(shape) - 2)
+        return np.broadcast_to(super()._draw_mask(channels, update_state), shape)
 
     def extra_repr(self) -> str:
         return f"p={self.p}, inplace={self.inplace}"

@@ -27,7 +27,8 @@ from .linear import Initializer, float_dtype, init_weight, positive_sizes
 from .padding import PADDING_MODES, fold_edges, pad_edges, padded_size
 from .windows import Pair, as_tuple, col2im, conv_output_size, from_images, im2col, lift, pad, to_images
 
-__all__ = ["Conv2d", "grouped_input_columns", "grouped_product", "grouped_weight_gradient"]
+__all__ = ["Conv2d", "GradientsTogether", "conv_parameters", "grouped_input_columns", "grouped_product",
+           "grouped_weight_gradient"]
 
 Pairs = Tuple[int, int]
 PADDING_STRINGS = ("valid", "same")
@@ -62,8 +63,9 @@ def grouped_weight_gradient(G: Any, cols: Any, groups: int) -> Any:
 
 
 def grouped_input_columns(G: Any, weight: Any, groups: int) -> Any:
-    r""":math:`\partial L/\partial X_{n\gamma} = \bar W_\gamma^\top G_{n\gamma}`: the column gradient ``(N, C*kh*kw, L)``
-    from ``G`` ``(N, O, L)`` and ``weight`` ``(O, C/g, kh, kw)``; col2im puts it onto the pixels."""
+    r""":math:`\partial L/\partial X_{n\gamma} = \bar W_\gamma^\top G_{n\gamma}`: the column gradient
+    ``(N, C*kh*kw, L)`` from ``G`` ``(N, O, L)`` and ``weight`` ``(O, C/g, kh, kw)``; col2im puts it onto the
+    pixels."""
     xp = _xp(G)
     n, o, length = G.shape
     W = xp.reshape(weight, (groups, o // groups, -1))
@@ -75,7 +77,48 @@ def _xp(array: Any) -> Any:
     return array.__array_namespace__() if hasattr(array, "__array_namespace__") else np
 
 
-# ------------------------------------------------------------------ torch's arguments
+class GradientsTogether(Node):
+    """A layer whose input and parameter gradients share work: both come from its one
+    ``_gradients(g, ctx, input_grad, parameter_grads)``, which each hook asks for what it needs."""
+
+    def _gradients(self, g: Any, ctx: Context, input_grad: bool, parameter_grads: bool) -> Optional[Any]:
+        raise NotImplementedError
+
+    def _backward(self, g: Any, ctx: Context, input_grad: bool) -> Optional[Any]:
+        return self._gradients(g, ctx, input_grad, parameter_grads=True)
+
+    def _vjp(self, g: Any, ctx: Context) -> Any:
+        return self._gradients(g, ctx, input_grad=True, parameter_grads=False)
+
+    def _accumulate_grads(self, g: Any, ctx: Context) -> None:
+        self._gradients(g, ctx, input_grad=False, parameter_grads=True)
+
+
+# ------------------------------------------------------------------ torch's arguments and initialisation
+def conv_parameters(init: Initializer, shape: Tuple[int, ...], fan_in: int, fan_out: int, out_channels: int,
+                    bias: bool, rng: Any, dtype: Any) -> Tuple[Parameter, Optional[Parameter]]:
+    r"""A convolution's ``weight`` of ``shape`` and ``bias`` (or None), by
+    :func:`~nn_from_scratch.nodes.linear.init_weight`.
+
+    'torch' draws the bias from :math:`U(-1/\sqrt{\text{fan\_in}}, 1/\sqrt{\text{fan\_in}})`: the first
+    ``out_channels`` of the ``fan_out`` values init_weight draws after the weight (so the weight is the
+    same with or without a bias), more drawn when ``fan_out`` is fewer (a transposed convolution's).
+    """
+    generator = as_generator(rng)
+    weight, bias_value = init_weight(init, shape, fan_in, fan_out, generator)
+    if not bias:
+        return Parameter(weight.astype(dtype)), None
+    if bias_value is None:
+        initial = np.zeros(out_channels)
+    elif bias_value.shape[0] >= out_channels:
+        initial = bias_value[:out_channels]
+    else:
+        bound = 1 / math.sqrt(fan_in)
+        initial = generator.uniform(-bound, bound, out_channels)
+    return Parameter(weight.astype(dtype)), Parameter(initial.astype(dtype))
+
+
+
 def check_groups(groups: Any, in_channels: int, out_channels: int) -> int:
     """``groups`` as an int dividing both channel counts, or ``ValueError`` with torch's reason."""
     if isinstance(groups, (bool, np.bool_)) or not isinstance(groups, (int, np.integer)) or groups < 1:
@@ -92,7 +135,7 @@ def check_padding_mode(padding_mode: Any) -> str:
     return str(padding_mode)
 
 
-class Conv2d(Node):
+class Conv2d(GradientsTogether):
     r"""2-d convolution (cross-correlation, as in deep learning): on one image,
     :math:`y_{o,i,j} = b_o + \sum_{c,a,\beta} W_{o,c,a,\beta}\, \tilde x_{c,\, i s_h + a d_h,\, j s_w + \beta d_w}`.
 
@@ -219,16 +262,8 @@ class Conv2d(Node):
         self.in_channels, self.out_channels = channels
         taps = math.prod(self.kernel_size)
         shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
-        weight, bias_value = init_weight(
-            init, shape, self.in_channels // self.groups * taps, self.out_channels * taps, as_generator(rng)
-        )
-        self.weight = Parameter(weight.astype(dtype))
-        self.bias: Optional[Parameter] = None
-        if bias:
-            # init_weight draws fan_out = C_out*kh*kw bias values for 'torch' (the weight is drawn
-            # first, so it is unaffected); the first C_out of them are the U(-1/sqrt(fan_in), ..) bias.
-            initial = np.zeros(self.out_channels) if bias_value is None else bias_value[: self.out_channels]
-            self.bias = Parameter(initial.astype(dtype))
+        self.weight, self.bias = conv_parameters(init, shape, self.in_channels // self.groups * taps,
+                                                 self.out_channels * taps, self.out_channels, bias, rng, dtype)
 
     @property
     def dtype(self) -> Any:
@@ -322,15 +357,6 @@ class Conv2d(Node):
         if self._pre_pad:
             dx = fold_edges(dx, self._quad, self.padding_mode, ctx.image_size)  # the padding's transpose
         return xp.astype(xp.reshape(self._from_images(dx, ctx.x), tuple(ctx.x.shape)), ctx.x.dtype, copy=False)
-
-    def _backward(self, g: Any, ctx: Context, input_grad: bool) -> Optional[Any]:
-        return self._gradients(g, ctx, input_grad, parameter_grads=True)
-
-    def _vjp(self, g: Any, ctx: Context) -> Any:
-        return self._gradients(g, ctx, input_grad=True, parameter_grads=False)
-
-    def _accumulate_grads(self, g: Any, ctx: Context) -> None:
-        self._gradients(g, ctx, input_grad=False, parameter_grads=True)
 
     # ------------------------------------------------------------ the engine (ctx.fast: NumPy, engine on)
     def _engine_forward(self, images: np.ndarray, ctx: Context) -> np.ndarray:

@@ -1,12 +1,9 @@
 r"""The 1-d convolution layer, with torch.nn.Conv1d's semantics, weight layout and default initialisation."""
 from __future__ import annotations
 
-from typing import Any, Union
-
-import numpy as np
+from typing import Any
 
 from .convolution import Conv2d
-from .linear import Initializer
 
 __all__ = ["Conv1d"]
 
@@ -22,7 +19,9 @@ class Conv1d(Conv2d):
     exactly ``torch.nn.Conv1d``.  The arguments are torch's, in torch's order:
     ``kernel_size``, ``stride``, ``padding`` and ``dilation`` are ints (or
     1-tuples), ``padding`` also ``'valid'`` or ``'same'``, and ``groups``,
-    ``bias``, ``padding_mode`` are :class:`~nn_from_scratch.nodes.Conv2d`'s.
+    ``bias``, ``padding_mode`` (and the keyword-only ``init``, ``rng``,
+    ``dtype``) are :class:`~nn_from_scratch.nodes.Conv2d`'s, whose constructor
+    this is.
 
     The sequence is an image of height 1, the kernel a ``1 x k`` one: the
     layer *is* :class:`~nn_from_scratch.nodes.Conv2d` on ``(N, C, 1, L)``, with
@@ -41,25 +40,6 @@ class Conv1d(Conv2d):
     """
 
     _spatial = 1
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: Any,
-        stride: Any = 1,
-        padding: Union[Any, str] = 0,
-        dilation: Any = 1,
-        groups: int = 1,
-        bias: bool = True,
-        padding_mode: str = "zeros",
-        *,
-        init: Initializer = "torch",
-        rng: Any = None,
-        dtype: Any = np.float64,
-    ) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-                         padding_mode, init=init, rng=rng, dtype=dtype)
 
     def output_size(self, length: int) -> int:  # type: ignore[override]
         """``L_out`` for a sequence of ``length``; ``ValueError`` when the kernel does not fit."""

@@ -97,7 +97,8 @@ def _pad_axis(x: Any, axis: int, before: int, after: int, mode: str) -> Any:
 
 
 def _fold_axis(g: Any, axis: int, before: int, after: int, mode: str, size: int) -> Any:
-    """The transpose of :func:`_pad_axis`: ``g`` (``size + before + after`` along ``axis``) folded back onto ``size``."""
+    """The transpose of :func:`_pad_axis`: ``g`` (``size + before + after`` along ``axis``) folded back onto
+    ``size``."""
     xp = namespace_of(g)
     if min(before, after) < 0:  # the transpose of a crop: the cropped entries get zero gradient
         inner = _fold_axis(g, axis, max(before, 0), max(after, 0), mode, size + min(before, 0) + min(after, 0))

@@ -8,11 +8,9 @@ import numpy as np
 
 from ..context import Context
 from ..engine import strided_convolution as strided
-from ..node import Node
-from ..parameter import Parameter
-from ..random import as_generator
-from .convolution import check_groups, grouped_input_columns, grouped_product, grouped_weight_gradient
-from .linear import Initializer, float_dtype, init_weight, positive_sizes
+from .convolution import (GradientsTogether, check_groups, conv_parameters, grouped_input_columns, grouped_product,
+                          grouped_weight_gradient)
+from .linear import Initializer, float_dtype, positive_sizes
 from .windows import Pair, as_batch, as_pair, col2im, conv_output_size, extend, im2col, pad
 
 __all__ = ["ConvTranspose2d"]
@@ -20,7 +18,7 @@ __all__ = ["ConvTranspose2d"]
 Pairs = Tuple[int, int]
 
 
-class ConvTranspose2d(Node):
+class ConvTranspose2d(GradientsTogether):
     r"""Transposed 2-d convolution (the gradient of a convolution with respect to its input), as
     ``torch.nn.ConvTranspose2d``: each input pixel scatters its values, weighted by the kernel, onto a window
     of the output.
@@ -108,15 +106,8 @@ class ConvTranspose2d(Node):
         self.in_channels, self.out_channels = channels
         taps = math.prod(self.kernel_size)
         shape = (self.in_channels, self.out_channels // self.groups) + self.kernel_size
-        fan_in, generator = self.out_channels // self.groups * taps, as_generator(rng)
-        weight, bias_value = init_weight(init, shape, fan_in, self.in_channels * taps, generator)
-        self.weight = Parameter(weight.astype(dtype))
-        self.bias: Optional[Parameter] = None
-        if bias:  # 'torch': U(-1/sqrt(fan_in), 1/sqrt(fan_in)), C_out of them (fan_out = C_in*kh*kw may be fewer)
-            bound = 1 / math.sqrt(fan_in)
-            initial = np.zeros(self.out_channels) if bias_value is None else generator.uniform(
-                -bound, bound, self.out_channels)
-            self.bias = Parameter(initial.astype(dtype))
+        self.weight, self.bias = conv_parameters(init, shape, self.out_channels // self.groups * taps,
+                                                 self.in_channels * taps, self.out_channels, bias, rng, dtype)
 
     @property
     def dtype(self) -> Any:
@@ -200,15 +191,6 @@ class ConvTranspose2d(Node):
         h, w = ctx.x.shape[-2:]
         dx = conv[:, :, :h, :w]  # the rows that extended x cropped off
         return xp.astype(xp.reshape(dx, tuple(ctx.x.shape)), ctx.x.dtype, copy=False)
-
-    def _backward(self, g: Any, ctx: Context, input_grad: bool) -> Optional[Any]:
-        return self._gradients(g, ctx, input_grad, parameter_grads=True)
-
-    def _vjp(self, g: Any, ctx: Context) -> Any:
-        return self._gradients(g, ctx, input_grad=True, parameter_grads=False)
-
-    def _accumulate_grads(self, g: Any, ctx: Context) -> None:
-        self._gradients(g, ctx, input_grad=False, parameter_grads=True)
 
     def extra_repr(self) -> str:
         """torch's form: the channels, the kernel, and the other settings only where they differ from the defaults."""
