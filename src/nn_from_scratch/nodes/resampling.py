@@ -18,7 +18,9 @@ torch's source positions (``area_pixel_compute_source_index``): with
   clamped at 0 (``align_corners=False``) or :math:`\sigma_t = t (S - 1)/(S_\text{out} - 1)`
   (``align_corners=True``), :math:`i_t = \lfloor \sigma_t \rfloor`,
   :math:`\delta_t = [i_t < S - 1]`, :math:`w^{(1)}_t = \sigma_t - i_t`,
-  :math:`w^{(0)}_t = 1 - w^{(1)}_t`.
+  :math:`w^{(0)}_t = 1 - w^{(1)}_t`; an axis that keeps its size is torch's
+  copy, :math:`i_t = t`, :math:`\delta_t = 0`, weights 1 and 0 (an infinite
+  entry then gives NaN, as in torch).
 
 The positions and weights depend on the sizes only: they are tables built
 once per shape.  The forward pass takes the rows (``take``) and weighs them;
@@ -126,13 +128,17 @@ class Upsample(Node):
             ratio = np.float32(1.0 / scale) if scale is not None else np.float32(size) / np.float32(out)
             return [(np.minimum(np.floor(t.astype(np.float32) * ratio).astype(np.int64), size - 1), None)]
         real = np.dtype(dtype).type
+        if out == size:  # torch's copy: the input itself, weighted 1, and again, weighted 0 (so Inf gives NaN)
+            return [(t, np.ones(out, dtype=dtype)), (t, np.zeros(out, dtype=dtype))]
+        # torch's arithmetic: the ratio in the input's precision (float32 for float16), r (t + 1/2) - 1/2 in
+        # double rounded once to it, a corner-aligned r t in it
         if self.align_corners:
-            source = t * (real(size - 1) / real(out - 1) if out > 1 else real(0))
+            source = t.astype(dtype) * (real(size - 1) / real(out - 1) if out > 1 else real(0))
         else:
             ratio = real(1.0 / scale) if scale is not None else real(size) / real(out)
-            source = np.maximum(ratio * (t + real(0.5)) - real(0.5), real(0))
-        first = source.astype(np.int64)  # σ_t ≥ 0: truncation is the floor
-        second_weight = (source - first).astype(dtype)
+            source = np.maximum((np.float64(ratio) * (t + 0.5) - 0.5).astype(dtype), real(0))
+        first = np.minimum(np.floor(source).astype(np.int64), size - 1)
+        second_weight = np.clip(source - first.astype(dtype), real(0), real(1)).astype(dtype)
         return [(first, (1 - second_weight).astype(dtype)), (first + (first < size - 1), second_weight)]
 
     def _forward(self, x: Any, ctx: Context) -> Any:
