@@ -483,13 +483,13 @@ NODE_TABLE: Dict[str, NodeSpec] = {
                                                  padding="same", groups=2)),
     "Conv1d": NodeSpec(
         lambda: nodes_module.Conv1d(2, 4, 3, padding=1, groups=2, rng=0),
-        st.tuples(st.integers(0, 2), st.just(2), st.integers(1, 6)), out_shape=lambda s: (s[0], 4, s[2]),
+        st.tuples(st.integers(0, 2), st.just(2), st.integers(1, 6)), out_shape=lambda s: s[:-2] + (4, s[-1]),
         out_dtype=np.dtype(np.float64), compare=comparable, valid=(2, 2, 5), sums=True,
         torch=lambda torch, F, n, s, x: F.conv1d(x, torch.from_numpy(s["weight"]), torch.from_numpy(s["bias"]),
                                                  padding=1, groups=2)),
     "ConvTranspose2d": NodeSpec(
         lambda: nodes_module.ConvTranspose2d(2, 4, 3, stride=2, padding=1, output_padding=1, groups=2, rng=0),
-        images(channels=2, min_side=1), out_shape=lambda s: (s[0], 4, 2 * s[2], 2 * s[3]),
+        images(channels=2, min_side=1), out_shape=lambda s: s[:-3] + (4, 2 * s[-2], 2 * s[-1]),
         out_dtype=np.dtype(np.float64), compare=comparable, valid=(2, 2, 3, 3), sums=True,
         torch=lambda torch, F, n, s, x: F.conv_transpose2d(x, torch.from_numpy(s["weight"]),
                                                            torch.from_numpy(s["bias"]), stride=2, padding=1,
