@@ -36,7 +36,11 @@ class Adam(Optimizer):
         \end{aligned}
 
     (torch applies :math:`\epsilon` after dividing by the bias correction
-    :math:`\sqrt{1-\beta_2^t}`, and so does this class).
+    :math:`\sqrt{1-\beta_2^t}`, and so does this class).  With
+    ``decoupled_weight_decay=True`` (torch 2.13's option) the decay is
+    AdamW's instead: :math:`\theta_{t-1} \leftarrow (1-\gamma\lambda)\,\theta_{t-1}`
+    before the step, and :math:`g_t` without :math:`\lambda\theta_{t-1}`
+    (:class:`AdamW` is this with decay 1e-2 by default).
 
     :math:`\theta`, :math:`g`, :math:`m`, :math:`v` and :math:`v^{\max}`
     have the parameter's shape and dtype; every operation is elementwise.
@@ -49,11 +53,11 @@ class Adam(Optimizer):
     """
 
     _probe = "exp_avg"
-    _decoupled_weight_decay = False
+    _later_hyperparameters = {"decoupled_weight_decay": False}
 
     def __init__(
         self,
-        params: Iterable[Parameter],
+        params: Iterable[Any],
         lr: float = 1e-3,
         betas: Tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
@@ -61,9 +65,10 @@ class Adam(Optimizer):
         amsgrad: bool = False,
         *,
         maximize: bool = False,
+        decoupled_weight_decay: bool = False,
     ) -> None:
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                         maximize=maximize)
+                         maximize=maximize, decoupled_weight_decay=decoupled_weight_decay)
 
     @classmethod
     def _check_hyperparameters(cls, hyper: Dict[str, Any]) -> Dict[str, Any]:
@@ -73,6 +78,7 @@ class Adam(Optimizer):
         hyper["weight_decay"] = check_float("weight_decay value", hyper["weight_decay"])
         hyper["amsgrad"] = check_bool("amsgrad", hyper["amsgrad"])
         hyper["maximize"] = check_bool("maximize", hyper["maximize"])
+        hyper["decoupled_weight_decay"] = check_bool("decoupled_weight_decay", hyper["decoupled_weight_decay"])
         return hyper
 
     def _state_keys(self, hyper: Mapping[str, Any]) -> frozenset:
@@ -81,37 +87,38 @@ class Adam(Optimizer):
             keys.add("max_exp_avg_sq")
         return frozenset(keys)
 
-    def _update(self, p: Parameter, state: Dict[str, Any], xp: ModuleType, fast: bool) -> None:
+    def _update(self, p: Parameter, state: Dict[str, Any], group: Mapping[str, Any], xp: ModuleType,
+                fast: bool) -> None:
         if not state:  # t = 0, m = v = v_max = 0
             state["step"] = 0
             state["exp_avg"] = xp.zeros(p.value.shape, dtype=p.value.dtype)
             state["exp_avg_sq"] = xp.zeros(p.value.shape, dtype=p.value.dtype)
-            if self.amsgrad:
+            if group["amsgrad"]:
                 state["max_exp_avg_sq"] = xp.zeros(p.value.shape, dtype=p.value.dtype)
         state["step"] += 1
+        lr, weight_decay, decoupled = group["lr"], group["weight_decay"], group["decoupled_weight_decay"]
         if fast:  # torch's operations in place on scratch (its lerp_ for the first moment)
             updates.adam_update(p.value, p.grad, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq"),
-                                state["step"], self._scratch.take(p.value), self.lr, self.betas,
-                                self.eps, self.weight_decay, self._decoupled_weight_decay, self.maximize)
+                                state["step"], self._scratch.take(p.value), lr, group["betas"],
+                                group["eps"], weight_decay, decoupled, group["maximize"])
             return
-        t, lr, (beta1, beta2), weight_decay = state["step"], self.lr, self.betas, self.weight_decay
-        if self._decoupled_weight_decay:
+        t, (beta1, beta2) = state["step"], group["betas"]
+        if decoupled:
             if weight_decay != 0:
                 p.value *= 1 - lr * weight_decay  # θ = (1 − γλ) θ  (AdamW)
-            g = self._gradient(p, 0.0, self.maximize)  # g = ±∇
+            g = self._gradient(p, 0.0, group["maximize"])  # g = ±∇
         else:
-            g = self._gradient(p, weight_decay, self.maximize)  # g = ±∇ + λθ  (Adam)
+            g = self._gradient(p, weight_decay, group["maximize"])  # g = ±∇ + λθ  (Adam)
         m, v = state["exp_avg"], state["exp_avg_sq"]
         m[...] = beta1 * m + (1 - beta1) * g  # m = β1 m + (1 − β1) g
         v[...] = beta2 * v + (1 - beta2) * g * g  # v = β2 v + (1 − β2) g²
-        if self.amsgrad:
+        if group["amsgrad"]:
             v_max = state["max_exp_avg_sq"]
             v_max[...] = xp.maximum(v_max, v)  # v_max = max(v_max, v)
             v = v_max
         step_size = lr / (1 - beta1**t)  # γ / (1 − β1ᵗ)
-        denominator = xp.sqrt(v) / (1 - beta2**t) ** 0.5 + self.eps  # √v / √(1 − β2ᵗ) + ε
+        denominator = xp.sqrt(v) / (1 - beta2**t) ** 0.5 + group["eps"]  # √v / √(1 − β2ᵗ) + ε
         p.value -= step_size * (m / denominator)  # θ = θ − γ/(1 − β1ᵗ) · m / (√v/√(1 − β2ᵗ) + ε)
-
 
 class AdamW(Adam):
     r"""AdamW, as ``torch.optim.AdamW``: Adam with decoupled weight decay.
@@ -133,10 +140,12 @@ class AdamW(Adam):
         \end{aligned}
     """
 
-    _decoupled_weight_decay = True
+    _later_hyperparameters = {"decoupled_weight_decay": True}
 
-    def __init__(self, params: Iterable[Parameter], lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False, *,
                  maximize: bool = False) -> None:
-        """Adam's arguments; only the default weight decay differs (1e-2, as torch's AdamW)."""
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize)
+        """Adam's arguments; only the default weight decay differs (1e-2, as torch's AdamW), and the decay is
+        decoupled (torch's AdamW passes ``decoupled_weight_decay=True`` to Adam, as this class does)."""
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
+                         decoupled_weight_decay=True)

@@ -4,13 +4,14 @@ from __future__ import annotations
 import math
 import numbers
 import operator
-from typing import Any, Iterable, List, Optional, Tuple
+from typing import Any, Iterable, List, Mapping, Optional, Tuple
 
 import numpy as np
 
 from ..parameter import Parameter
 
-__all__ = ["as_parameter_list", "as_scalar", "check_betas", "check_bool", "check_count", "check_float"]
+__all__ = ["as_group_list", "as_parameter_list", "as_scalar", "check_betas", "check_bool", "check_count", "check_float",
+           "check_group_entry"]
 
 
 def as_scalar(value: Any) -> Any:
@@ -85,19 +86,23 @@ def check_count(name: str, value: Any) -> int:
     return result
 
 
-def as_parameter_list(params: Iterable[Parameter]) -> List[Parameter]:
+def as_parameter_list(params: Iterable[Parameter], *, allow_empty: bool = False) -> List[Parameter]:
+    """``params`` as a list of distinct Parameters, refused with the culprit named (an empty list unless allowed)."""
     if isinstance(params, Parameter):
         raise TypeError(
             "params must be an iterable of Parameter objects, got a single Parameter; "
             "wrap it in a list"
         )
+    if isinstance(params, (set, frozenset)):
+        raise TypeError("optimizer parameters must be given in an ordered collection (a list): the order of a set "
+                        "changes between runs, and a state dict names parameters by their place in that order")
     try:
         params = list(params)
     except TypeError:
         raise TypeError(
             f"params must be an iterable of Parameter objects, got {type(params).__name__}"
         ) from None
-    if not params:
+    if not params and not allow_empty:
         raise ValueError("optimizer got an empty parameter list")
     seen = set()
     for i, p in enumerate(params):
@@ -112,3 +117,51 @@ def as_parameter_list(params: Iterable[Parameter]) -> List[Parameter]:
             )
         seen.add(id(p))
     return params
+
+
+def as_group_list(params: Any) -> List[Mapping[str, Any]]:
+    """The parameter groups ``params`` gives: one ``{"params": [...]}`` for Parameters, or the dicts given.
+
+    As torch's optimizers take them: an iterable of Parameters, or an
+    iterable of dicts each with ``"params"`` and its own hyper-parameters.
+    """
+    if isinstance(params, (Parameter, Mapping)):
+        what = "a single Parameter" if isinstance(params, Parameter) else "a single dict"
+        raise TypeError(f"params must be an iterable of Parameter objects or of parameter-group dicts, got {what}; "
+                        "wrap it in a list")
+    if isinstance(params, (set, frozenset)):
+        as_parameter_list(params)  # refused, with the reason
+    try:
+        items = list(params)
+    except TypeError:
+        raise TypeError(
+            f"params must be an iterable of Parameter objects, got {type(params).__name__}"
+        ) from None
+    if not items:
+        raise ValueError("optimizer got an empty parameter list")
+    groups = [item for item in items if isinstance(item, Mapping)]
+    if not groups:
+        return [{"params": as_parameter_list(items)}]
+    if len(groups) != len(items):
+        raise TypeError("params mixes Parameters and parameter-group dicts: give one or the other")
+    return groups
+
+
+def check_group_entry(key: Any, value: Any) -> Any:
+    """A parameter group's entry that is no hyper-parameter (a scheduler's ``initial_lr``...), as a checkpoint holds it.
+
+    Such entries are free, as in torch, as long as a checkpoint can store
+    them: a string key, and a number, string, bool, None or a tuple of
+    those (a NumPy scalar becomes a Python one).
+    """
+    if not isinstance(key, str) or key.startswith("__"):
+        raise TypeError(f"a parameter group's keys are names (strings), got {key!r:.80}")
+    value = as_scalar(value)
+    if isinstance(value, (list, tuple)):
+        return tuple(check_group_entry(key, v) for v in value)
+    if value is None or isinstance(value, (bool, str, int)):
+        return value
+    if isinstance(value, numbers.Real):
+        return float(value)
+    raise TypeError(f"parameter group entry {key!r} must be a number, string, bool, None or a tuple of them (what a "
+                    f"checkpoint stores), got {type(value).__name__}")
