@@ -20,4 +20,19 @@ __all__ = [
     "RMSProp",
     "RMSprop",
     "StepLR",
+    # optimizers: torch's further optimizers and schedulers, and the gradient utilities
+    "ChainedScheduler",
+    "CosineAnnealingWarmRestarts",
+    "LambdaLR",
+    "LinearLR",
+    "MultiStepLR",
+    "OneCycleLR",
+    "ReduceLROnPlateau",
+    "SequentialLR",
 ]
+
+# optimizers: torch's further optimizers and schedulers, and the gradient utilities
+from .cyclic_schedulers import CosineAnnealingWarmRestarts, OneCycleLR  # noqa: E402
+from .plateau import ReduceLROnPlateau  # noqa: E402
+from .scheduler_chains import ChainedScheduler, SequentialLR  # noqa: E402
+from .schedulers import LambdaLR, LinearLR, MultiStepLR  # noqa: E402
