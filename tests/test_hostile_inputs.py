@@ -868,6 +868,21 @@ OPTIMIZER_TABLE: Dict[str, OptimizerSpec] = {
                            {"lr": _floats(0, 1), "weight_decay": _floats(0, 0.1), "amsgrad": st.booleans()}),
     "RMSProp": OptimizerSpec(optim_module.RMSProp, lambda torch, p, **h: torch.optim.RMSprop(p, foreach=False, **h),
                              {"lr": _floats(0, 1), "momentum": st.sampled_from([0.0, 0.5]), "centered": st.booleans()}),
+    # optimizers: torch's further optimizers
+    "Adagrad": OptimizerSpec(optim_module.Adagrad, lambda torch, p, **h: torch.optim.Adagrad(p, foreach=False, **h),
+                             {"lr": _floats(0, 1), "lr_decay": _floats(0, 0.1), "weight_decay": _floats(0, 0.1),
+                              "initial_accumulator_value": _floats(0, 1), "maximize": st.booleans()}),
+    "Adamax": OptimizerSpec(optim_module.Adamax, lambda torch, p, **h: torch.optim.Adamax(p, foreach=False, **h),
+                            {"lr": _floats(0, 1), "weight_decay": _floats(0, 0.1), "maximize": st.booleans()}),
+    "NAdam": OptimizerSpec(optim_module.NAdam, lambda torch, p, **h: torch.optim.NAdam(p, foreach=False, **h),
+                           {"lr": _floats(0, 1), "weight_decay": _floats(0, 0.1), "momentum_decay": _floats(0, 0.1),
+                            "decoupled_weight_decay": st.booleans(), "maximize": st.booleans()}),
+    "RAdam": OptimizerSpec(optim_module.RAdam, lambda torch, p, **h: torch.optim.RAdam(p, foreach=False, **h),
+                           {"lr": _floats(0, 1), "weight_decay": _floats(0, 0.1), "decoupled_weight_decay": st.booleans(),
+                            "maximize": st.booleans()}),
+    "Adadelta": OptimizerSpec(optim_module.Adadelta, lambda torch, p, **h: torch.optim.Adadelta(p, foreach=False, **h),
+                              {"lr": _floats(0, 2), "rho": _floats(0, 1), "weight_decay": _floats(0, 0.1),
+                               "maximize": st.booleans()}),
 }
 OPTIMIZER_ALIASES = {"RMSprop": "RMSProp"}
 ABSTRACT_OPTIMIZERS = {"Optimizer"}

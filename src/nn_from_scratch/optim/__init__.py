@@ -21,6 +21,11 @@ __all__ = [
     "RMSprop",
     "StepLR",
     # optimizers: torch's further optimizers and schedulers, and the gradient utilities
+    "Adadelta",
+    "Adagrad",
+    "Adamax",
+    "NAdam",
+    "RAdam",
     "ChainedScheduler",
     "CosineAnnealingWarmRestarts",
     "LambdaLR",
@@ -32,6 +37,8 @@ __all__ = [
 ]
 
 # optimizers: torch's further optimizers and schedulers, and the gradient utilities
+from .adagrad import Adadelta, Adagrad  # noqa: E402
+from .adam_variants import Adamax, NAdam, RAdam  # noqa: E402
 from .cyclic_schedulers import CosineAnnealingWarmRestarts, OneCycleLR  # noqa: E402
 from .plateau import ReduceLROnPlateau  # noqa: E402
 from .scheduler_chains import ChainedScheduler, SequentialLR  # noqa: E402
