@@ -319,6 +319,7 @@ OPTIMIZERS: Dict[str, Callable[[Any], Any]] = {
     "RAdam": lambda ps: O.RAdam(ps, lr=0.01, betas=(0.9, 0.5), weight_decay=0.1),
     "RAdam[decoupled]": lambda ps: O.RAdam(ps, lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),
     "Adadelta": lambda ps: O.Adadelta(ps, lr=0.5, weight_decay=0.1),
+    "LBFGS": lambda ps: O.LBFGS(ps, lr=0.5, max_iter=1, history_size=2),  # one iteration a step(): no closure here
     "Adam[groups]": lambda ps: O.Adam([{"params": ps[:2], "lr": 0.1, "amsgrad": True}, {"params": ps[2:]}], lr=0.01,
                                       decoupled_weight_decay=True, weight_decay=0.1),
 }

@@ -883,7 +883,26 @@ OPTIMIZER_TABLE: Dict[str, OptimizerSpec] = {
     "Adadelta": OptimizerSpec(optim_module.Adadelta, lambda torch, p, **h: torch.optim.Adadelta(p, foreach=False, **h),
                               {"lr": _floats(0, 2), "rho": _floats(0, 1), "weight_decay": _floats(0, 0.1),
                                "maximize": st.booleans()}),
+    # (L-BFGS stepped without a closure takes one iteration from the gradients in .grad: torch's, given a closure
+    # that returns a loss and leaves those gradients)
+    "LBFGS": OptimizerSpec(lambda p, **h: optim_module.LBFGS(p, max_iter=1, **h),
+                           lambda torch, p, **h: ClosedLBFGS(torch.optim.LBFGS(p, max_iter=1, **h)),
+                           {"lr": _floats(0, 1), "history_size": st.sampled_from([1, 2, 100]),
+                            "tolerance_grad": st.sampled_from([0.0, 1e-7])}),
 }
+
+
+class ClosedLBFGS:
+    """torch's LBFGS stepped as the tests step every optimizer (``step()``), with a closure that keeps the grads.
+
+    Torch cannot take the largest entry of a vector of no numbers; with nothing to optimise there is no step."""
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+
+    def step(self):
+        if sum(p.numel() for p in self.optimizer.param_groups[0]["params"]):
+            self.optimizer.step(lambda: 0.0)
 OPTIMIZER_ALIASES = {"RMSprop": "RMSProp"}
 ABSTRACT_OPTIMIZERS = {"Optimizer"}
 SCHEDULER_TABLE: Dict[str, Tuple[Callable, Dict[str, List[Any]]]] = {

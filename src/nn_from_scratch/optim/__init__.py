@@ -24,6 +24,7 @@ __all__ = [
     "Adadelta",
     "Adagrad",
     "Adamax",
+    "LBFGS",
     "NAdam",
     "RAdam",
     "ChainedScheduler",
@@ -34,12 +35,16 @@ __all__ = [
     "OneCycleLR",
     "ReduceLROnPlateau",
     "SequentialLR",
+    "parameters_to_vector",
+    "vector_to_parameters",
 ]
 
 # optimizers: torch's further optimizers and schedulers, and the gradient utilities
 from .adagrad import Adadelta, Adagrad  # noqa: E402
 from .adam_variants import Adamax, NAdam, RAdam  # noqa: E402
+from .lbfgs import LBFGS  # noqa: E402
 from .cyclic_schedulers import CosineAnnealingWarmRestarts, OneCycleLR  # noqa: E402
 from .plateau import ReduceLROnPlateau  # noqa: E402
 from .scheduler_chains import ChainedScheduler, SequentialLR  # noqa: E402
 from .schedulers import LambdaLR, LinearLR, MultiStepLR  # noqa: E402
+from .vectors import parameters_to_vector, vector_to_parameters  # noqa: E402

@@ -68,6 +68,26 @@ def _described(a: Any) -> str:
     return f"{'an' if type(a).__name__[0] in 'aeiouAEIOU' else 'a'} {type(a).__name__}"
 
 
+def checked_namespace(owner: str, i: int, p: Parameter, buffer: Any = None) -> ModuleType:
+    """The namespace of parameter ``i``, once its gradient (and a buffer of its state) is checked to fit it.
+
+    ``ValueError`` for a gradient that is not an array of the parameter's
+    namespace, shape and dtype; ``TypeError`` for a buffer of another
+    array library.  ``owner`` names the caller in the message.
+    """
+    value, grad = p.value, p.grad
+    xp = np if isinstance(value, ndarray) else namespace_of(value)
+    if not (isinstance(grad, ndarray) if xp is np else _is_array_of(grad, xp)) \
+            or grad.shape != value.shape or (grad.dtype is not value.dtype and grad.dtype != value.dtype):
+        raise ValueError(f"{owner}: parameter {i} has a gradient that is {_described(grad)}; expected "
+                         f"{_described(value)}")
+    if buffer is not None and type(buffer) is not type(value) and not _is_array_of(buffer, xp):
+        raise TypeError(f"{owner}: the buffers of parameter {i} live in another array library ({_described(buffer)}) "
+                        f"than the parameter ({_described(value)}); move the model and its optimizer together: "
+                        "nn_from_scratch.backend.move_to")
+    return xp
+
+
 # --------------------------------------------------------------------------- #
 # base class
 # --------------------------------------------------------------------------- #
@@ -261,20 +281,9 @@ class Optimizer:
 
     def _checked_namespaces(self) -> List[ModuleType]:
         """The namespace of each parameter, once every gradient and buffer has been checked to fit it."""
-        namespaces, probe = [], self._probe
-        for i, (p, state) in enumerate(zip(self.params, self.state)):
-            value, grad, buffer = p.value, p.grad, state.get(probe)
-            xp = np if isinstance(value, ndarray) else namespace_of(value)
-            if not (isinstance(grad, ndarray) if xp is np else _is_array_of(grad, xp)) \
-                    or grad.shape != value.shape or (grad.dtype is not value.dtype and grad.dtype != value.dtype):
-                raise ValueError(f"{type(self).__name__}.step: parameter {i} has a gradient that is "
-                                 f"{_described(grad)}; expected {_described(value)}")
-            if buffer is not None and type(buffer) is not type(value) and not _is_array_of(buffer, xp):
-                raise TypeError(f"{type(self).__name__}.step: the buffers of parameter {i} live in another array "
-                                f"library ({_described(buffer)}) than the parameter ({_described(value)}); move "
-                                "the model and its optimizer together: nn_from_scratch.backend.move_to")
-            namespaces.append(xp)
-        return namespaces
+        owner, probe = f"{type(self).__name__}.step", self._probe
+        return [checked_namespace(owner, i, p, state.get(probe)) for i, (p, state) in enumerate(zip(self.params,
+                                                                                                    self.state))]
 
     def _update(self, p: Parameter, state: Dict[str, Any], group: Mapping[str, Any], xp: ModuleType,
                 fast: bool) -> None:  # pragma: no cover
