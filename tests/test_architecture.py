@@ -38,6 +38,9 @@ ALLOWED: Dict[str, Set[str]] = {
     "models": CONTRACT | {"nodes", "containers", "files"},
     "training": CONTRACT | {"losses", "files", "datasets", "engine", "viz"},
 }
+# optimizers: the initialisers (nn_from_scratch.init), and the trainer's gradient clipping (fit's clip_grad_norm)
+ALLOWED["init"] = {"backend", "parameter", "random"}
+ALLOWED["training"] = ALLOWED["training"] | {"optim"}
 #: The command line and the package's front door may import anything.
 FREE = {"cli", "__main__", "__init__"}
 
