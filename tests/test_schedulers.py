@@ -13,7 +13,7 @@ import pytest
 
 from nn_from_scratch.files import flatten_state, unflatten_state
 from nn_from_scratch.optim import (
-    SGD, Adam, ChainedScheduler, CosineAnnealingLR, CosineAnnealingWarmRestarts, ExponentialLR, LambdaLR, LinearLR,
+    SGD, Adam, ChainedScheduler, CosineAnnealingLR, CosineAnnealingWarmRestarts, LambdaLR, LinearLR,
     MultiStepLR, OneCycleLR, ReduceLROnPlateau, RMSProp, SequentialLR, StepLR,
 )
 from nn_from_scratch.parameter import Parameter
@@ -422,3 +422,17 @@ def test_schedulers_of_rmsprop_cycle_its_momentum_and_warm_restarts_take_fractio
         mine.step(-1.0)
     OneCycleLR(ours, max_lr=0.1, total_steps=10)
     assert ours.momentum == 0.95
+
+
+def test_constructor_arguments_are_torchs(torch):
+    """Names, defaults and order of every scheduler's arguments, as torch 2.13's."""
+    import inspect
+
+    import nn_from_scratch.optim as ours
+
+    names = ["StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR", "LambdaLR", "OneCycleLR",
+             "CosineAnnealingWarmRestarts", "ReduceLROnPlateau", "SequentialLR", "ChainedScheduler"]
+    for name in names:
+        mine = [(n, p.default) for n, p in inspect.signature(getattr(ours, name)).parameters.items()]
+        theirs = [(n, p.default) for n, p in inspect.signature(getattr(torch.optim.lr_scheduler, name)).parameters.items()]
+        assert mine == theirs, name

@@ -48,6 +48,6 @@ from .lbfgs import LBFGS  # noqa: E402
 from .cyclic_schedulers import CosineAnnealingWarmRestarts, OneCycleLR  # noqa: E402
 from .plateau import ReduceLROnPlateau  # noqa: E402
 from .scheduler_chains import ChainedScheduler, SequentialLR  # noqa: E402
-from .schedulers import LambdaLR, LinearLR, MultiStepLR  # noqa: E402
+from .scaling_schedulers import LambdaLR, LinearLR, MultiStepLR  # noqa: E402
 from .clipping import clip_grad_norm_, clip_grad_value_  # noqa: E402
 from .vectors import parameters_to_vector, vector_to_parameters  # noqa: E402

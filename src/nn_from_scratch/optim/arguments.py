@@ -1,17 +1,21 @@
-"""The optimizers' argument checks: hyper-parameters, counts and the parameter list, each refused with its name."""
+"""The optimizers' argument checks: hyper-parameters, counts, parameters and groups, and each step's gradients,
+each refused with its name."""
 from __future__ import annotations
 
 import math
 import numbers
 import operator
+from types import ModuleType
 from typing import Any, Iterable, List, Mapping, Optional, Tuple
 
 import numpy as np
+from numpy import ndarray  # read for every parameter of every step: one name, not an attribute lookup
 
+from ..backend import namespace_of, numpy_dtype
 from ..parameter import Parameter
 
 __all__ = ["as_group_list", "as_parameter_list", "as_scalar", "check_betas", "check_bool", "check_count", "check_float",
-           "check_group_entry"]
+           "check_group_entry", "checked_namespace"]
 
 
 def as_scalar(value: Any) -> Any:
@@ -165,3 +169,47 @@ def check_group_entry(key: Any, value: Any) -> Any:
         return float(value)
     raise TypeError(f"parameter group entry {key!r} must be a number, string, bool, None or a tuple of them (what a "
                     f"checkpoint stores), got {type(value).__name__}")
+
+
+def _is_array_of(a: Any, xp: ModuleType) -> bool:
+    """Whether ``a`` is an array of the namespace ``xp`` (a NumPy scalar is not an array)."""
+    if xp is np:
+        return isinstance(a, np.ndarray)
+    if isinstance(a, (np.ndarray, np.generic)) or not hasattr(a, "shape"):
+        return False
+    try:
+        return namespace_of(a) is xp
+    except TypeError:
+        return False
+
+
+def _described(a: Any) -> str:
+    """``a`` in an error message: its library, shape and dtype for an array, else its type."""
+    if hasattr(a, "shape") and hasattr(a, "dtype") and not isinstance(a, np.generic):
+        library = type(a).__module__.split(".")[0]
+        try:
+            dtype = numpy_dtype(a)
+        except (TypeError, ValueError):
+            dtype = a.dtype
+        return f"{'an' if library[0] in 'aeiou' else 'a'} {library} array of shape {tuple(a.shape)}, dtype {dtype}"
+    return f"{'an' if type(a).__name__[0] in 'aeiouAEIOU' else 'a'} {type(a).__name__}"
+
+
+def checked_namespace(owner: str, i: int, p: Parameter, buffer: Any = None) -> ModuleType:
+    """The namespace of parameter ``i``, once its gradient (and a buffer of its state) is checked to fit it.
+
+    ``ValueError`` for a gradient that is not an array of the parameter's
+    namespace, shape and dtype; ``TypeError`` for a buffer of another
+    array library.  ``owner`` names the caller in the message.
+    """
+    value, grad = p.value, p.grad
+    xp = np if isinstance(value, ndarray) else namespace_of(value)
+    if not (isinstance(grad, ndarray) if xp is np else _is_array_of(grad, xp)) \
+            or grad.shape != value.shape or (grad.dtype is not value.dtype and grad.dtype != value.dtype):
+        raise ValueError(f"{owner}: parameter {i} has a gradient that is {_described(grad)}; expected "
+                         f"{_described(value)}")
+    if buffer is not None and type(buffer) is not type(value) and not _is_array_of(buffer, xp):
+        raise TypeError(f"{owner}: the buffers of parameter {i} live in another array library ({_described(buffer)}) "
+                        f"than the parameter ({_described(value)}); move the model and its optimizer together: "
+                        "nn_from_scratch.backend.move_to")
+    return xp

@@ -38,54 +38,11 @@ from ..backend import as_backend_array, backend_namespace, namespace_of, numpy_d
 from ..engine import fast_enabled
 from ..engine.updates import StepScratch
 from ..parameter import Parameter
-from .arguments import as_group_list, as_parameter_list, as_scalar, check_count, check_float, check_group_entry
-from .groups import ParamGroup, pack_groups, unpack_groups
+from .arguments import (as_group_list, as_parameter_list, as_scalar, check_count, check_float, check_group_entry,
+                        checked_namespace)
+from .groups import ParamGroup, check_parameter_lists, pack_groups, unpack_groups
 
 __all__ = ["Optimizer"]
-
-
-def _is_array_of(a: Any, xp: ModuleType) -> bool:
-    """Whether ``a`` is an array of the namespace ``xp`` (a NumPy scalar is not an array)."""
-    if xp is np:
-        return isinstance(a, np.ndarray)
-    if isinstance(a, (np.ndarray, np.generic)) or not hasattr(a, "shape"):
-        return False
-    try:
-        return namespace_of(a) is xp
-    except TypeError:
-        return False
-
-
-def _described(a: Any) -> str:
-    """``a`` in an error message: its library, shape and dtype for an array, else its type."""
-    if hasattr(a, "shape") and hasattr(a, "dtype") and not isinstance(a, np.generic):
-        library = type(a).__module__.split(".")[0]
-        try:
-            dtype = numpy_dtype(a)
-        except (TypeError, ValueError):
-            dtype = a.dtype
-        return f"{'an' if library[0] in 'aeiou' else 'a'} {library} array of shape {tuple(a.shape)}, dtype {dtype}"
-    return f"{'an' if type(a).__name__[0] in 'aeiouAEIOU' else 'a'} {type(a).__name__}"
-
-
-def checked_namespace(owner: str, i: int, p: Parameter, buffer: Any = None) -> ModuleType:
-    """The namespace of parameter ``i``, once its gradient (and a buffer of its state) is checked to fit it.
-
-    ``ValueError`` for a gradient that is not an array of the parameter's
-    namespace, shape and dtype; ``TypeError`` for a buffer of another
-    array library.  ``owner`` names the caller in the message.
-    """
-    value, grad = p.value, p.grad
-    xp = np if isinstance(value, ndarray) else namespace_of(value)
-    if not (isinstance(grad, ndarray) if xp is np else _is_array_of(grad, xp)) \
-            or grad.shape != value.shape or (grad.dtype is not value.dtype and grad.dtype != value.dtype):
-        raise ValueError(f"{owner}: parameter {i} has a gradient that is {_described(grad)}; expected "
-                         f"{_described(value)}")
-    if buffer is not None and type(buffer) is not type(value) and not _is_array_of(buffer, xp):
-        raise TypeError(f"{owner}: the buffers of parameter {i} live in another array library ({_described(buffer)}) "
-                        f"than the parameter ({_described(value)}); move the model and its optimizer together: "
-                        "nn_from_scratch.backend.move_to")
-    return xp
 
 
 # --------------------------------------------------------------------------- #
@@ -379,7 +336,7 @@ class Optimizer:
             )
         defaults = self._check_hyperparameters({k: hyper_in[k] if k in hyper_in else later[k] for k in names})
         step_count = check_count("step_count", state_dict["step_count"])
-        self._check_parameter_lists(state_dict)
+        check_parameter_lists(state_dict, self.params)
         if "param_groups" in state_dict:
             entries, index_map = unpack_groups(state_dict["param_groups"], self.param_groups, type(self), names, later)
         else:  # written before parameter groups: one group, whose values "hyperparameters" held
@@ -398,35 +355,6 @@ class Optimizer:
             dict.update(group, new)
         self.step_count = step_count
         self.state = new_state
-
-    def _check_parameter_lists(self, state_dict: Mapping[str, Any]) -> None:
-        """The snapshot's ``param_shapes`` and ``param_dtypes``, where given, are those of the parameters."""
-        n = len(self.params)
-        for field, actual in (
-            ("param_shapes", [tuple(p.value.shape) for p in self.params]),
-            ("param_dtypes", [numpy_dtype(p.value) for p in self.params]),
-        ):
-            if field not in state_dict:
-                continue
-            try:
-                saved = list(state_dict[field])
-                saved = [tuple(int(d) for d in entry) if field == "param_shapes" else np.dtype(entry)
-                         for entry in saved]
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"state_dict[{field!r}] must list one {'shape' if field == 'param_shapes' else 'dtype'} "
-                    f"per parameter, got {state_dict[field]!r}"
-                ) from None
-            if len(saved) != n:
-                raise ValueError(
-                    f"state_dict was saved for {len(saved)} parameters, this optimizer has {n}"
-                )
-            for i, (s, a) in enumerate(zip(saved, actual)):
-                same = tuple(s) == a if field == "param_shapes" else np.dtype(s) == a
-                if not same:
-                    raise ValueError(
-                        f"parameter {i}: state_dict has {field[6:-1]} {s!r}, parameter has {a!r}"
-                    )
 
     def _checked_state(self, per_param: Any, index_map: Mapping[int, int],
                        groups: List[Dict[str, Any]]) -> List[Dict[str, Any]]:

@@ -6,16 +6,20 @@ that checks a hyper-parameter when it is set (a scheduler's
 it was.  :func:`pack_groups` and :func:`unpack_groups` write the groups into
 a state dict in torch's layout (``"param_groups"``: per group its
 hyper-parameters and ``"params"``, the indices of its parameters) and read
-them back, checked, for :meth:`~nn_from_scratch.optim.Optimizer.load_state_dict`.
+them back, checked, for :meth:`~nn_from_scratch.optim.Optimizer.load_state_dict`
+(with :func:`check_parameter_lists`, the shapes and dtypes it records).
 """
 from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
+import numpy as np
+
+from ..backend import numpy_dtype
 from ..parameter import Parameter
 from .arguments import as_scalar, check_count, check_group_entry
 
-__all__ = ["ParamGroup", "pack_groups", "unpack_groups"]
+__all__ = ["ParamGroup", "check_parameter_lists", "pack_groups", "unpack_groups"]
 
 
 class ParamGroup(dict):
@@ -121,10 +125,31 @@ def unpack_groups(saved: Any, groups: Sequence[ParamGroup], kind: Any, names: Tu
     return new_entries, index_map
 
 
-def group_of_each(groups: Sequence[ParamGroup]) -> Tuple[List[Parameter], List[ParamGroup]]:
-    """The flat list of every group's parameters, and beside it the group of each."""
-    params, owners = [], []
-    for group in groups:
-        params.extend(group["params"])
-        owners.extend([group] * len(group["params"]))
-    return params, owners
+def check_parameter_lists(state_dict: Mapping[str, Any], params: Sequence[Parameter]) -> None:
+    """The snapshot's ``param_shapes`` and ``param_dtypes``, where given, are those of the parameters."""
+    n = len(params)
+    for field, actual in (
+        ("param_shapes", [tuple(p.value.shape) for p in params]),
+        ("param_dtypes", [numpy_dtype(p.value) for p in params]),
+    ):
+        if field not in state_dict:
+            continue
+        try:
+            saved = list(state_dict[field])
+            saved = [tuple(int(d) for d in entry) if field == "param_shapes" else np.dtype(entry)
+                     for entry in saved]
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"state_dict[{field!r}] must list one {'shape' if field == 'param_shapes' else 'dtype'} "
+                f"per parameter, got {state_dict[field]!r}"
+            ) from None
+        if len(saved) != n:
+            raise ValueError(
+                f"state_dict was saved for {len(saved)} parameters, this optimizer has {n}"
+            )
+        for i, (s, a) in enumerate(zip(saved, actual)):
+            same = tuple(s) == a if field == "param_shapes" else np.dtype(s) == a
+            if not same:
+                raise ValueError(
+                    f"parameter {i}: state_dict has {field[6:-1]} {s!r}, parameter has {a!r}"
+                )

@@ -34,7 +34,6 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ..backend import as_backend_array, namespace_of, numpy_dtype
-from ..parameter import Parameter
 from .arguments import as_scalar, check_count, check_float
 from .base import Optimizer
 from .schedulers import check_positive_int
