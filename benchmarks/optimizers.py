@@ -90,7 +90,8 @@ def main(argv=None) -> int:
         calls = steps(torch, name, np.dtype(args.dtype))
         times, medians = block_medians(calls, args.rounds, args.block, warmup=2)
         ms = {key: 1e3 * statistics.median(values) for key, values in times.items()}
-        print(f"{name:<10} {ms['textbook']:>11.3f} {ms['fast']:>8.3f} {ms['torch']:>9.3f} {ms['torch foreach']:>10.3f}   "
+        print(f"{name:<10} {ms['textbook']:>11.3f} {ms['fast']:>8.3f} {ms['torch']:>9.3f} "
+              f"{ms['torch foreach']:>10.3f}   "
               f"{round_ratio(medians, 'textbook', 'torch'):>14.2f} {round_ratio(medians, 'fast', 'torch'):>10.2f}")
     return 0
 

@@ -878,8 +878,8 @@ OPTIMIZER_TABLE: Dict[str, OptimizerSpec] = {
                            {"lr": _floats(0, 1), "weight_decay": _floats(0, 0.1), "momentum_decay": _floats(0, 0.1),
                             "decoupled_weight_decay": st.booleans(), "maximize": st.booleans()}),
     "RAdam": OptimizerSpec(optim_module.RAdam, lambda torch, p, **h: torch.optim.RAdam(p, foreach=False, **h),
-                           {"lr": _floats(0, 1), "weight_decay": _floats(0, 0.1), "decoupled_weight_decay": st.booleans(),
-                            "maximize": st.booleans()}),
+                           {"lr": _floats(0, 1), "weight_decay": _floats(0, 0.1),
+                            "decoupled_weight_decay": st.booleans(), "maximize": st.booleans()}),
     "Adadelta": OptimizerSpec(optim_module.Adadelta, lambda torch, p, **h: torch.optim.Adadelta(p, foreach=False, **h),
                               {"lr": _floats(0, 2), "rho": _floats(0, 1), "weight_decay": _floats(0, 0.1),
                                "maximize": st.booleans()}),
@@ -913,7 +913,8 @@ SCHEDULER_TABLE: Dict[str, Tuple[Callable, Dict[str, List[Any]]]] = {
                                                            "eta_min": [0.0, 1e-4, math.nan, -math.inf, "0"]}),
     # optimizers: torch's further schedulers (the composites and the plateau scheduler through small adapters)
     "LinearLR": (optim_module.LinearLR, {"start_factor": [0.5, 0.0, 1.5, math.nan, "0.5", None],
-                                         "end_factor": [1.0, -0.1, 2.0, math.inf], "total_iters": [4, 0, -1, 2.5, None]}),
+                                         "end_factor": [1.0, -0.1, 2.0, math.inf],
+                                         "total_iters": [4, 0, -1, 2.5, None]}),
     "MultiStepLR": (optim_module.MultiStepLR, {"milestones": [[2, 5], [-1], 5, None, "12", [2.5], [np.int64(3)]],
                                                "gamma": [0.5, 0.0, -1.0, math.nan]}),
     "LambdaLR": (optim_module.LambdaLR, {"lr_lambda": [lambda e: 0.9**e, 0.5, None, [lambda e: 1.0] * 2,
@@ -928,8 +929,9 @@ SCHEDULER_TABLE: Dict[str, Tuple[Callable, Dict[str, List[Any]]]] = {
                           {"factor": [0.5, 1.0, -0.1, math.nan, "0.5"], "patience": [1, -1, 2.5, None],
                            "mode": ["min", "lowest", None, 3]}),
     "SequentialLR": (lambda optimizer, **kw: optim_module.SequentialLR(
-        optimizer, [optim_module.LinearLR(optimizer, 1.0, 0.5, total_iters=2), optim_module.ExponentialLR(optimizer, 0.9)],
-        **kw), {"milestones": [[2], [], [2, 3], [-1], None, "2", [2.5]]}),  # (members that leave the rate as it is)
+        optimizer, [optim_module.LinearLR(optimizer, 1.0, 0.5, total_iters=2),
+                    optim_module.ExponentialLR(optimizer, 0.9)],  # (members that leave the rate as it is when built)
+        **kw), {"milestones": [[2], [], [2, 3], [-1], None, "2", [2.5]]}),
     "ChainedScheduler": (lambda optimizer, members: optim_module.ChainedScheduler(CHAINS[members](optimizer)),
                          {"members": ["pair", "none", "plateau", "not a list", "other optimizer"]}),
 }

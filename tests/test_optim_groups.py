@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from nn_from_scratch.files import flatten_state, unflatten_state
-from nn_from_scratch.optim import SGD, Adam, AdamW, CosineAnnealingLR, RMSProp, StepLR
+from nn_from_scratch.optim import (SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, CosineAnnealingLR, NAdam, RAdam,
+                                   RMSProp, StepLR)
 from nn_from_scratch.optim.groups import ParamGroup
 from nn_from_scratch.parameter import Parameter
 from test_optim import SHAPES, _coefficients, _gradient_step, _initial_values, _torch_loss
@@ -29,6 +30,11 @@ GROUP_CASES = [
     (Adam, "Adam", dict(lr=0.05, weight_decay=0.1), dict(decoupled_weight_decay=True)),
     (AdamW, "AdamW", dict(lr=0.05), dict(weight_decay=0.3, eps=1e-3)),
     (RMSProp, "RMSprop", dict(lr=0.01, momentum=0.5), dict(centered=True, alpha=0.5)),
+    (Adagrad, "Adagrad", dict(lr=0.1, initial_accumulator_value=0.2), dict(lr=0.02, lr_decay=0.1, eps=1e-3)),
+    (Adamax, "Adamax", dict(lr=0.05), dict(lr=0.02, eps=1e-4, betas=(0.5, 0.9))),
+    (NAdam, "NAdam", dict(lr=0.05, weight_decay=0.1), dict(momentum_decay=0.01, decoupled_weight_decay=True)),
+    (RAdam, "RAdam", dict(lr=0.05, betas=(0.9, 0.5)), dict(lr=0.02, weight_decay=0.1)),
+    (Adadelta, "Adadelta", dict(lr=1.0), dict(lr=0.3, rho=0.5, maximize=True)),
 ]
 
 
@@ -200,6 +206,20 @@ def test_a_checkpoint_file_written_before_groups_resumes_bit_for_bit():
     history = build().fit(X, y, epochs=4, batch_size=16, rng=5, progress=False,
                           resume=DATA / "checkpoint_before_param_groups.npz")
     assert history["loss"] == [0.6666857903443348, 0.5890377367123159, 0.5378824642327179, 0.499763558152289]
+
+
+def test_adagrad_starts_each_groups_sum_at_its_own_initial_accumulator_value():
+    """Torch's Adagrad fills every sum from the constructor's initial_accumulator_value, whatever a group sets; here
+    a group's own value is the one its sums start from (the only way the two differ)."""
+    from nn_from_scratch.optim import Adagrad as ours
+
+    a, b = Parameter(np.ones(2)), Parameter(np.ones(3))
+    optimizer = ours([{"params": [a], "initial_accumulator_value": 0.7}, {"params": [b]}], lr=0.1,
+                     initial_accumulator_value=0.2)
+    a.grad[...] = b.grad[...] = 1.0
+    optimizer.step()
+    np.testing.assert_array_equal(optimizer.state[0]["sum"], np.full(2, 1.7))
+    np.testing.assert_array_equal(optimizer.state[1]["sum"], np.full(3, 1.2))
 
 
 # --------------------------------------------------------------------------- #

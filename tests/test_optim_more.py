@@ -1,8 +1,6 @@
-"""Adagrad, Adamax, NAdam, RAdam and Adadelta against torch.optim step by step, their checkpoints and their checks.
-
-Torch runs as users run it, float32 its default dtype: it keeps NAdam's ``mu_product`` (and the step counts) as
-float32 tensors then, and so does NAdam here (rounded to float32 at each product).
-"""
+"""What is particular to Adagrad, Adamax, NAdam, RAdam and Adadelta: their checks, torch's signatures, NAdam's momentum
+product, RAdam's held-off step, Adadelta's scratch.  (Their trajectories against torch, checkpoints and two paths run
+with every optimizer's in tests/test_optim.py, their groups in tests/test_optim_groups.py.)"""
 from __future__ import annotations
 
 import re
@@ -10,119 +8,8 @@ import re
 import numpy as np
 import pytest
 
-from nn_from_scratch import engine
 from nn_from_scratch.optim import Adadelta, Adagrad, Adamax, NAdam, RAdam
 from nn_from_scratch.parameter import Parameter
-from test_optim import _coefficients, _gradient_step, _initial_values, _run_ours, _run_torch
-
-CASES = [
-    (Adagrad, "Adagrad", dict()),
-    (Adagrad, "Adagrad", dict(lr=0.1, lr_decay=0.05, weight_decay=0.1)),
-    (Adagrad, "Adagrad", dict(lr=0.1, initial_accumulator_value=0.5, eps=1e-3, maximize=True)),
-    (Adamax, "Adamax", dict()),
-    (Adamax, "Adamax", dict(lr=0.05, betas=(0.5, 0.8), eps=1e-3, weight_decay=0.1)),
-    (Adamax, "Adamax", dict(lr=0.05, maximize=True, weight_decay=0.05)),
-    (NAdam, "NAdam", dict()),
-    (NAdam, "NAdam", dict(lr=0.05, momentum_decay=0.1, weight_decay=0.1)),
-    (NAdam, "NAdam", dict(lr=0.05, weight_decay=0.2, decoupled_weight_decay=True, maximize=True)),
-    (NAdam, "NAdam", dict(lr=0.05, betas=(0.3, 0.6), eps=1e-3)),
-    (RAdam, "RAdam", dict()),
-    (RAdam, "RAdam", dict(lr=0.05, weight_decay=0.1)),
-    (RAdam, "RAdam", dict(lr=0.05, betas=(0.5, 0.6), weight_decay=0.2, decoupled_weight_decay=True)),
-    (RAdam, "RAdam", dict(lr=0.05, betas=(0.9, 0.5), maximize=True)),  # rho_t > 5 from the first steps
-    (Adadelta, "Adadelta", dict()),
-    (Adadelta, "Adadelta", dict(lr=0.5, rho=0.5, eps=1e-3, weight_decay=0.1)),
-    (Adadelta, "Adadelta", dict(lr=2.0, maximize=True)),
-]
-
-
-def _case_id(case):
-    cls, _, kwargs = case
-    return f"{cls.__name__}({','.join(f'{k}={v}' for k, v in kwargs.items())})"
-
-
-@pytest.mark.parametrize("case", CASES, ids=_case_id)
-def test_float64_trajectory_and_state_match_torch(torch, rng, case, engine_path):
-    cls, name, kwargs = case
-    coefficients, values = _coefficients(rng), _initial_values(rng)
-    _, optimizer, ours = _run_ours(cls, kwargs, values, coefficients, steps=12)
-    theirs, reference_state = _run_torch(torch, name, kwargs, values, coefficients, steps=12)
-    for step, (mine, expected) in enumerate(zip(ours, theirs)):
-        for k, (a, b) in enumerate(zip(mine, expected)):
-            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10, err_msg=f"step {step + 1}, parameter {k}")
-    assert not np.allclose(ours[-1][0], values[0])
-    for k, (mine, expected) in enumerate(zip(optimizer.state, reference_state)):
-        assert set(mine) == set(expected), k
-        for key in mine:
-            np.testing.assert_allclose(mine[key], expected[key], rtol=1e-10, atol=1e-10, err_msg=f"{key} of {k}")
-
-
-@pytest.mark.parametrize("case", CASES, ids=_case_id)
-def test_float32_stays_float32_and_matches_torch(torch, rng, case, engine_path):
-    cls, name, kwargs = case
-    coefficients = [(c.astype(np.float32), a.astype(np.float32)) for c, a in _coefficients(rng)]
-    values = _initial_values(rng, dtype=np.float32)
-    params = [Parameter(v) for v in values]
-    arrays = [p.value for p in params]
-    optimizer = cls(params, **kwargs)
-    for _ in range(6):
-        _gradient_step(params, coefficients)
-        grads = [p.grad.copy() for p in params]
-        optimizer.step()
-        for p, g in zip(params, grads):
-            np.testing.assert_array_equal(p.grad, g)  # the step leaves the gradient alone
-    for p, array in zip(params, arrays):
-        assert p.value is array and p.value.dtype == np.float32
-    for entries in optimizer.state:
-        assert all(v.dtype == np.float32 for v in entries.values() if isinstance(v, np.ndarray))
-    reference = _run_torch(torch, name, kwargs, values, coefficients, steps=6)[0][-1]
-    for p, expected in zip(params, reference):
-        np.testing.assert_allclose(p.value, expected, rtol=1e-4, atol=1e-5)
-
-
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("case", CASES, ids=_case_id)
-def test_state_dict_resumes_bit_exactly(rng, case, dtype, engine_path):
-    cls, _, kwargs = case
-    coefficients = [(c.astype(dtype), a.astype(dtype)) for c, a in _coefficients(rng)]
-    values = _initial_values(rng, dtype=dtype)
-    uninterrupted, _, _ = _run_ours(cls, kwargs, values, coefficients, steps=10)
-    first, optimizer, _ = _run_ours(cls, kwargs, values, coefficients, steps=4)
-    saved = optimizer.state_dict()
-    resumed = [Parameter(p.value) for p in first]
-    fresh = cls(resumed, **{**kwargs, "lr": 0.321})
-    fresh.load_state_dict(saved)
-    for _ in range(6):
-        _gradient_step(resumed, coefficients)
-        fresh.step()
-    for p, q in zip(resumed, uninterrupted):
-        np.testing.assert_array_equal(p.value, q.value)
-    broken = {**saved, "state": {0: {**saved["state"][0], "step": -1}}}
-    with pytest.raises(ValueError, match="step"):
-        fresh.load_state_dict(broken)
-
-
-@pytest.mark.parametrize("case", CASES, ids=_case_id)
-def test_parameter_groups_follow_torch(torch, rng, case, engine_path):
-    cls, name, kwargs = case
-    coefficients, values = _coefficients(rng), _initial_values(rng)
-    own = {"lr": 0.02, "eps": 1e-4} if cls is not Adagrad else {"lr": 0.02, "lr_decay": 0.1}
-    params = [Parameter(v) for v in values]
-    tensors = [torch.tensor(v, requires_grad=True) for v in values]
-    ours = cls([{"params": params[:2], **own}, {"params": params[2:]}], **kwargs)
-    theirs = getattr(torch.optim, name)([{"params": tensors[:2], **own}, {"params": tensors[2:]}], foreach=False,
-                                          **kwargs)
-    from test_optim import _torch_loss
-
-    for _ in range(6):
-        _gradient_step(params, coefficients)
-        ours.step()
-        theirs.zero_grad()
-        _torch_loss(torch, tensors, coefficients).backward()
-        theirs.step()
-    for p, t in zip(params, tensors):
-        np.testing.assert_allclose(p.value, t.detach().numpy(), rtol=1e-10, atol=1e-10)
-
 
 INVALID = [
     (Adagrad, dict(lr=-0.1), "Invalid learning rate: -0.1"),
@@ -156,7 +43,7 @@ def test_wrong_types_are_refused(cls, kwargs):
 
 
 def test_constructor_arguments_are_torchs(torch):
-    """Names, defaults and order of torch's arguments (torch's foreach/capturable/differentiable/fused switches aside)."""
+    """Names, defaults and order of torch's arguments (torch's foreach, capturable, differentiable, fused aside)."""
     import inspect
 
     skip = {"foreach", "capturable", "differentiable", "fused"}
@@ -195,37 +82,6 @@ def test_radam_holds_the_adaptive_step_off_while_the_variance_is_untrustworthy(r
     np.testing.assert_allclose(p.value, value - 0.1 * 2.0, rtol=1e-15)  # m̂_1 = g
 
 
-#: The engine update each optimizer takes with the engine on (RAdam has none: its formula is as fast as torch's).
-ENGINE_UPDATE = {Adagrad: "adagrad_update", Adamax: "adamax_update", NAdam: "nadam_update", RAdam: None,
-                 Adadelta: "adadelta_update"}
-
-
-@pytest.mark.parametrize("engine_path", ["fast"], indirect=True)
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("case", CASES, ids=_case_id)
-def test_the_engine_update_agrees_with_the_formula_and_is_taken(monkeypatch, rng, case, dtype, engine_path):
-    from nn_from_scratch.engine import updates
-
-    cls, _, kwargs = case
-    coefficients = [(c.astype(dtype), a.astype(dtype)) for c, a in _coefficients(rng)]
-    values = _initial_values(rng, dtype)
-    called = []
-    for name in filter(None, ENGINE_UPDATE.values()):
-        original = getattr(updates, name)
-        monkeypatch.setattr(updates, name, lambda *a, _f=original, _n=name, **k: called.append(_n) or _f(*a, **k))
-    fast_params, fast, _ = _run_ours(cls, kwargs, values, coefficients, steps=10)
-    assert called == ([ENGINE_UPDATE[cls]] * (10 * len(values)) if ENGINE_UPDATE[cls] else [])
-    with engine.textbook():
-        plain_params, plain, _ = _run_ours(cls, kwargs, values, coefficients, steps=10)
-    assert len(called) == (10 * len(values) if ENGINE_UPDATE[cls] else 0)
-    tol = dict(rtol=1e-12, atol=1e-14) if dtype == np.float64 else dict(rtol=1e-5, atol=1e-6)
-    for p, q in zip(fast_params, plain_params):
-        assert p.value.dtype == q.value.dtype == dtype
-        np.testing.assert_allclose(p.value, q.value, **tol)
-    for mine, theirs in zip(fast.state, plain.state):
-        assert mine.keys() == theirs.keys()
-        for key in mine:
-            np.testing.assert_allclose(mine[key], theirs[key], **tol, err_msg=key)
 
 
 @pytest.mark.parametrize("engine_path", ["fast"], indirect=True)

@@ -434,5 +434,6 @@ def test_constructor_arguments_are_torchs(torch):
              "CosineAnnealingWarmRestarts", "ReduceLROnPlateau", "SequentialLR", "ChainedScheduler"]
     for name in names:
         mine = [(n, p.default) for n, p in inspect.signature(getattr(ours, name)).parameters.items()]
-        theirs = [(n, p.default) for n, p in inspect.signature(getattr(torch.optim.lr_scheduler, name)).parameters.items()]
+        torch_class = getattr(torch.optim.lr_scheduler, name)
+        theirs = [(n, p.default) for n, p in inspect.signature(torch_class).parameters.items()]
         assert mine == theirs, name

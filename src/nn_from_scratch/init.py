@@ -157,7 +157,7 @@ def zeros_(tensor: Tensor) -> Tensor:
 
 
 def xavier_uniform_(tensor: Tensor, gain: float = 1.0, generator: Generator = None) -> Tensor:
-    r"""Glorot and Bengio's (2010) uniform: :math:`U(-a, a)`, :math:`a = g\sqrt{6/(\text{fan\_in} + \text{fan\_out})}`."""
+    r"""Glorot and Bengio's (2010) uniform: :math:`U(-a, a)`, :math:`a = g\sqrt{6/(\text{fan\_in}+\text{fan\_out})}`."""
     array, _ = _target(tensor, "xavier_uniform_")
     fan_in, fan_out = fan_in_and_fan_out(tuple(array.shape))
     std = _number("gain", gain) * math.sqrt(2.0 / float(fan_in + fan_out))
@@ -166,7 +166,8 @@ def xavier_uniform_(tensor: Tensor, gain: float = 1.0, generator: Generator = No
 
 
 def xavier_normal_(tensor: Tensor, gain: float = 1.0, generator: Generator = None) -> Tensor:
-    r"""Glorot and Bengio's (2010) normal: :math:`\mathcal N(0, \sigma^2)`, :math:`\sigma = g\sqrt{2/(\text{fan\_in} + \text{fan\_out})}`."""
+    r"""Glorot and Bengio's (2010) normal: :math:`\mathcal N(0, \sigma^2)`,
+    :math:`\sigma = g\sqrt{2/(\text{fan\_in} + \text{fan\_out})}`."""
     array, _ = _target(tensor, "xavier_normal_")
     fan_in, fan_out = fan_in_and_fan_out(tuple(array.shape))
     std = _number("gain", gain) * math.sqrt(2.0 / float(fan_in + fan_out))

@@ -117,6 +117,15 @@ def _step_gradient(value: np.ndarray, grad: np.ndarray, scratch: np.ndarray, wei
         else grad
 
 
+def _average_square(average: np.ndarray, g: np.ndarray, decay: float, scratch: np.ndarray) -> None:
+    """``average = decay * average + (1 - decay) * g * g`` in place, as torch's
+    ``mul_(decay).addcmul_(g, g, value=1 - decay)``."""
+    average *= decay
+    np.multiply(g, 1 - decay, out=scratch)
+    scratch *= g
+    average += scratch
+
+
 def descend(value: np.ndarray, direction: np.ndarray, lr: float, out: np.ndarray) -> None:
     r"""``value -= lr * direction`` in place, with ``out`` (``value``'s shape, may be ``direction``) as scratch.
 
@@ -173,6 +182,24 @@ def sgd_update(value: np.ndarray, grad: np.ndarray, momentum_buffer: Optional[np
     return buf
 
 
+def _adam_moments(value: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: np.ndarray,
+                  scratch: Sequence[np.ndarray], lr: float, betas: Tuple[float, float], weight_decay: float,
+                  decoupled_weight_decay: bool, maximize: bool) -> np.ndarray:
+    """The opening that Adam's and NAdam's steps share, torch's operations in place: the weight decay (decoupled
+    into ``value``, or into the gradient), then both moments; returns the gradient used (``grad`` or ``scratch[0]``)."""
+    s0, s1 = scratch
+    beta1, beta2 = betas
+    if decoupled_weight_decay:
+        if weight_decay != 0:
+            value *= 1 - lr * weight_decay
+        g = _step_gradient(value, grad, s0, 0.0, maximize)
+    else:
+        g = _step_gradient(value, grad, s0, weight_decay, maximize)
+    lerp_(exp_avg, g, 1 - beta1, scratch=s1)
+    _average_square(exp_avg_sq, g, beta2, s1)
+    return g
+
+
 def adam_update(value: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: np.ndarray,
                 max_exp_avg_sq: Optional[np.ndarray], step: int, scratch: Sequence[np.ndarray], lr: float,
                 betas: Tuple[float, float], eps: float, weight_decay: float, decoupled_weight_decay: bool,
@@ -182,20 +209,9 @@ def adam_update(value: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_av
     ``step`` counts this step (1 on the first); ``max_exp_avg_sq`` is None
     without amsgrad.
     """
-    s0, s1 = scratch
+    s1 = scratch[1]
     beta1, beta2 = betas
-    if decoupled_weight_decay:
-        if weight_decay != 0:
-            value *= 1 - lr * weight_decay
-        g = _step_gradient(value, grad, s0, 0.0, maximize)
-    else:
-        g = _step_gradient(value, grad, s0, weight_decay, maximize)
-
-    lerp_(exp_avg, g, 1 - beta1, scratch=s1)
-    exp_avg_sq *= beta2
-    np.multiply(g, 1 - beta2, out=s1)
-    s1 *= g
-    exp_avg_sq += s1
+    _adam_moments(value, grad, exp_avg, exp_avg_sq, scratch, lr, betas, weight_decay, decoupled_weight_decay, maximize)
 
     bias_correction1 = 1 - beta1**step
     bias_correction2 = 1 - beta2**step
@@ -226,10 +242,7 @@ def rmsprop_update(value: np.ndarray, grad: np.ndarray, square_avg: np.ndarray, 
     s0, s1 = scratch
     g = _step_gradient(value, grad, s0, weight_decay, maximize)
 
-    square_avg *= alpha
-    np.multiply(g, 1 - alpha, out=s1)
-    s1 *= g
-    square_avg += s1
+    _average_square(square_avg, g, alpha, s1)
 
     avg = s1
     if grad_avg is not None:
@@ -303,18 +316,9 @@ def nadam_update(value: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_a
     which keeps the momentum product.
     """
     s0, s1 = scratch
-    beta1, beta2 = betas
-    if decoupled_weight_decay:
-        if weight_decay != 0:
-            value *= 1 - lr * weight_decay
-        g = _step_gradient(value, grad, s0, 0.0, maximize)
-    else:
-        g = _step_gradient(value, grad, s0, weight_decay, maximize)
-    lerp_(exp_avg, g, 1 - beta1, scratch=s1)
-    exp_avg_sq *= beta2
-    np.multiply(g, 1 - beta2, out=s1)
-    s1 *= g
-    exp_avg_sq += s1
+    beta2 = betas[1]
+    g = _adam_moments(value, grad, exp_avg, exp_avg_sq, scratch, lr, betas, weight_decay, decoupled_weight_decay,
+                      maximize)
     denom = s1
     np.divide(exp_avg_sq, 1 - beta2**step, out=denom)
     np.sqrt(denom, out=denom)
@@ -330,13 +334,10 @@ def nadam_update(value: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_a
 def adadelta_update(value: np.ndarray, grad: np.ndarray, square_avg: np.ndarray, acc_delta: np.ndarray,
                     scratch: Sequence[np.ndarray], lr: float, rho: float, eps: float, weight_decay: float,
                     maximize: bool) -> None:
-    """One Adadelta step of ``value`` and its two averages, in place (``torch.optim.Adadelta``); three scratch arrays."""
+    """One Adadelta step of ``value`` and its two averages, in place (``torch.optim.Adadelta``); 3 scratch arrays."""
     s0, s1, s2 = scratch
     g = _step_gradient(value, grad, s0, weight_decay, maximize)
-    square_avg *= rho
-    np.multiply(g, 1 - rho, out=s1)
-    s1 *= g
-    square_avg += s1
+    _average_square(square_avg, g, rho, s1)
     std = s1
     np.add(square_avg, eps, out=std)
     np.sqrt(std, out=std)
@@ -345,9 +346,6 @@ def adadelta_update(value: np.ndarray, grad: np.ndarray, square_avg: np.ndarray,
     np.sqrt(delta, out=delta)
     delta /= std
     delta *= g
-    acc_delta *= rho
-    np.multiply(delta, 1 - rho, out=s1)
-    s1 *= delta
-    acc_delta += s1
+    _average_square(acc_delta, delta, rho, s1)
     np.multiply(delta, lr, out=s1)
     value -= s1

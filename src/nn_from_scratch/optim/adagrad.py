@@ -35,7 +35,8 @@ class Adagrad(Optimizer):
     :func:`~nn_from_scratch.engine.updates.adagrad_update` runs torch's
     operations in place.  The state, ``step`` and ``sum``, is made at the
     first step (torch makes it in the constructor; the numbers are the
-    same), from the group's ``initial_accumulator_value``.
+    same), from the group's ``initial_accumulator_value`` (torch's fills
+    every sum from the constructor's, whatever a group sets).
     """
 
     _probe = "sum"

@@ -12,10 +12,50 @@ from .base import Optimizer
 __all__ = ["Adam", "AdamW"]
 
 
+class _Moments(Optimizer):
+    """What Adam and its relatives share: betas, eps, weight decay and maximize, and moments made at the first step."""
+
+    _probe = "exp_avg"
+    #: The buffers besides ``exp_avg`` (zeros at the first step).
+    _second: Tuple[str, ...] = ("exp_avg_sq",)
+
+    @classmethod
+    def _check_hyperparameters(cls, hyper: Dict[str, Any]) -> Dict[str, Any]:
+        hyper = super()._check_hyperparameters(hyper)
+        hyper["betas"] = check_betas(hyper["betas"])
+        hyper["eps"] = check_float("epsilon value", hyper["eps"])
+        hyper["weight_decay"] = check_float("weight_decay value", hyper["weight_decay"])
+        hyper["maximize"] = check_bool("maximize", hyper["maximize"])
+        if "decoupled_weight_decay" in hyper:
+            hyper["decoupled_weight_decay"] = check_bool("decoupled_weight_decay", hyper["decoupled_weight_decay"])
+        return hyper
+
+    def _state_keys(self, hyper: Mapping[str, Any]) -> frozenset:
+        return frozenset({"step", "exp_avg", *self._second, *self._scalar_state})
+
+    def _start(self, p: Parameter, state: Dict[str, Any], xp: ModuleType) -> int:
+        """Make the state at the first step; count this step; return its number t."""
+        if not state:
+            state["step"] = 0
+            for name in ("exp_avg",) + self._second:
+                state[name] = xp.zeros(p.value.shape, dtype=p.value.dtype)
+        state["step"] += 1
+        return state["step"]
+
+    def _decayed_gradient(self, p: Parameter, group: Mapping[str, Any]) -> Any:
+        r""":math:`g = \pm\nabla + \lambda\theta`, or with decoupled decay
+        :math:`\theta \leftarrow (1-\gamma\lambda)\theta` first and :math:`g = \pm\nabla`."""
+        weight_decay = group["weight_decay"]
+        if group.get("decoupled_weight_decay") and weight_decay != 0:
+            p.value *= 1 - group["lr"] * weight_decay  # θ = (1 − γλ) θ
+            return self._gradient(p, 0.0, group["maximize"])
+        return self._gradient(p, weight_decay, group["maximize"])
+
+
 # --------------------------------------------------------------------------- #
 # Adam / AdamW
 # --------------------------------------------------------------------------- #
-class Adam(Optimizer):
+class Adam(_Moments):
     r"""Adam, as ``torch.optim.Adam`` (L2 weight decay added to the gradient).
 
     With learning rate :math:`\gamma`, betas :math:`(\beta_1, \beta_2)`,
@@ -52,7 +92,6 @@ class Adam(Optimizer):
     number to rounding.
     """
 
-    _probe = "exp_avg"
     _later_hyperparameters = {"decoupled_weight_decay": False}
 
     def __init__(
@@ -73,12 +112,7 @@ class Adam(Optimizer):
     @classmethod
     def _check_hyperparameters(cls, hyper: Dict[str, Any]) -> Dict[str, Any]:
         hyper = super()._check_hyperparameters(hyper)
-        hyper["betas"] = check_betas(hyper["betas"])
-        hyper["eps"] = check_float("epsilon value", hyper["eps"])
-        hyper["weight_decay"] = check_float("weight_decay value", hyper["weight_decay"])
         hyper["amsgrad"] = check_bool("amsgrad", hyper["amsgrad"])
-        hyper["maximize"] = check_bool("maximize", hyper["maximize"])
-        hyper["decoupled_weight_decay"] = check_bool("decoupled_weight_decay", hyper["decoupled_weight_decay"])
         return hyper
 
     def _state_keys(self, hyper: Mapping[str, Any]) -> frozenset:
@@ -103,12 +137,7 @@ class Adam(Optimizer):
                                 group["eps"], weight_decay, decoupled, group["maximize"])
             return
         t, (beta1, beta2) = state["step"], group["betas"]
-        if decoupled:
-            if weight_decay != 0:
-                p.value *= 1 - lr * weight_decay  # θ = (1 − γλ) θ  (AdamW)
-            g = self._gradient(p, 0.0, group["maximize"])  # g = ±∇
-        else:
-            g = self._gradient(p, weight_decay, group["maximize"])  # g = ±∇ + λθ  (Adam)
+        g = self._decayed_gradient(p, group)  # g = ±∇ + λθ (Adam), or θ = (1 − γλ) θ and g = ±∇ (AdamW)
         m, v = state["exp_avg"], state["exp_avg_sq"]
         m[...] = beta1 * m + (1 - beta1) * g  # m = β1 m + (1 − β1) g
         v[...] = beta2 * v + (1 - beta2) * g * g  # v = β2 v + (1 − β2) g²

@@ -8,14 +8,14 @@ import numpy as np
 
 from ..engine import updates
 from ..parameter import Parameter
-from .arguments import check_betas, check_bool, check_count, check_float
-from .base import Optimizer
+from .adam import _Moments
+from .arguments import check_count, check_float
 
 __all__ = ["Adamax", "NAdam", "RAdam"]
 
 
 def lerp(start: Any, end: Any, weight: float) -> Any:
-    r""":math:`s + w\,(e - s)` as ``torch.lerp`` forms it (by one formula or the other as :math:`w` is below 1/2 or not).
+    r""":math:`s + w\,(e - s)` as ``torch.lerp`` forms it (one formula or another as :math:`w` is below 1/2 or not).
 
     The same number as :math:`(1-w)\,s + w\,e` to rounding; where :math:`s`
     is infinite it gives torch's NaN (:math:`\infty - \infty`), where the
@@ -24,46 +24,6 @@ def lerp(start: Any, end: Any, weight: float) -> Any:
     if abs(weight) < 0.5:
         return start + weight * (end - start)
     return end - (end - start) * (1 - weight)
-
-
-class _Moments(Optimizer):
-    """What Adam's relatives share: betas, eps, weight decay and maximize, and moments made at the first step."""
-
-    _probe = "exp_avg"
-    #: The buffers besides ``exp_avg`` (zeros at the first step).
-    _second: Tuple[str, ...] = ("exp_avg_sq",)
-
-    @classmethod
-    def _check_hyperparameters(cls, hyper: Dict[str, Any]) -> Dict[str, Any]:
-        hyper = super()._check_hyperparameters(hyper)
-        hyper["betas"] = check_betas(hyper["betas"])
-        hyper["eps"] = check_float("epsilon value", hyper["eps"])
-        hyper["weight_decay"] = check_float("weight_decay value", hyper["weight_decay"])
-        hyper["maximize"] = check_bool("maximize", hyper["maximize"])
-        if "decoupled_weight_decay" in hyper:
-            hyper["decoupled_weight_decay"] = check_bool("decoupled_weight_decay", hyper["decoupled_weight_decay"])
-        return hyper
-
-    def _state_keys(self, hyper: Mapping[str, Any]) -> frozenset:
-        return frozenset({"step", "exp_avg", *self._second, *self._scalar_state})
-
-    def _start(self, p: Parameter, state: Dict[str, Any], xp: ModuleType) -> int:
-        """Make the state at the first step; count this step; return its number t."""
-        if not state:
-            state["step"] = 0
-            for name in ("exp_avg",) + self._second:
-                state[name] = xp.zeros(p.value.shape, dtype=p.value.dtype)
-        state["step"] += 1
-        return state["step"]
-
-    def _decayed_gradient(self, p: Parameter, group: Mapping[str, Any]) -> Any:
-        r""":math:`g = \pm\nabla + \lambda\theta`, or with decoupled decay :math:`\theta \leftarrow (1-\gamma\lambda)\theta`
-        first and :math:`g = \pm\nabla`."""
-        weight_decay = group["weight_decay"]
-        if group.get("decoupled_weight_decay") and weight_decay != 0:
-            p.value *= 1 - group["lr"] * weight_decay  # θ = (1 − γλ) θ
-            return self._gradient(p, 0.0, group["maximize"])
-        return self._gradient(p, weight_decay, group["maximize"])
 
 
 class Adamax(_Moments):

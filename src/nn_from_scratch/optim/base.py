@@ -22,9 +22,10 @@ Each optimizer writes its update twice over, as the layers do
 parameter groups and their hyper-parameters in torch's layout (the current
 learning rates, which schedulers change, among them), the step count and
 NumPy copies of every per-parameter buffer, so a run resumed from a
-checkpoint continues bit-for-bit as if it had never stopped.  :meth:`Optimizer.to_backend` moves the buffers to another array
-library (:func:`nn_from_scratch.backend.move_to` moves a model and its
-optimizer together).
+checkpoint continues bit-for-bit as if it had never stopped.
+:meth:`Optimizer.to_backend` moves the buffers to another array library
+(:func:`nn_from_scratch.backend.move_to` moves a model and its optimizer
+together).
 """
 from __future__ import annotations
 
@@ -137,7 +138,7 @@ class Optimizer:
     # -- hyper-parameters ---------------------------------------------------
     @property
     def lr(self) -> float:
-        """The learning rate every group shares (a finite float >= 0; schedulers set it); setting it sets every group's."""
+        """The learning rate every group shares (a finite float >= 0, which schedulers set); setting it sets all."""
         return self._shared("lr")
 
     @lr.setter
@@ -178,7 +179,7 @@ class Optimizer:
 
     @property
     def hyperparameters(self) -> Dict[str, Any]:
-        """The optimizer-wide hyper-parameters (torch's ``defaults``) as a new dict; each group's are in ``param_groups``."""
+        """The optimizer-wide hyper-parameters (torch's ``defaults``), a new dict; the groups' own: ``param_groups``."""
         return dict(self.defaults)
 
     def _state_keys(self, hyper: Mapping[str, Any]) -> frozenset:

@@ -68,7 +68,8 @@ class OneCycleLR(LRScheduler):
     def __init__(self, optimizer: Optimizer, max_lr: Union[float, Sequence[float]], total_steps: Optional[int] = None,
                  epochs: Optional[int] = None, steps_per_epoch: Optional[int] = None, pct_start: float = 0.3,
                  anneal_strategy: str = "cos", cycle_momentum: bool = True,
-                 base_momentum: Union[float, Sequence[float]] = 0.85, max_momentum: Union[float, Sequence[float]] = 0.95,
+                 base_momentum: Union[float, Sequence[float]] = 0.85,
+                 max_momentum: Union[float, Sequence[float]] = 0.95,
                  div_factor: float = 25.0, final_div_factor: float = 1e4, three_phase: bool = False,
                  last_epoch: int = -1) -> None:
         if not isinstance(optimizer, Optimizer):
@@ -89,7 +90,8 @@ class OneCycleLR(LRScheduler):
         div = check_float("div_factor", div_factor, low=None)
         final_div = check_float("final_div_factor", final_div_factor, low=None)
         if div <= 0 or final_div <= 0:
-            raise ValueError(f"div_factor and final_div_factor must be > 0, got {div_factor!r} and {final_div_factor!r}")
+            raise ValueError(f"div_factor and final_div_factor must be > 0, got {div_factor!r} and "
+                             f"{final_div_factor!r}")
         entries: List[Dict[str, Any]] = [{} for _ in optimizer.param_groups]
         if check_last_epoch(last_epoch) == -1:
             for group_entries, top in zip(entries, max_lrs):
@@ -157,7 +159,8 @@ class OneCycleLR(LRScheduler):
                 end_step = phase["end_step"]
                 if step <= end_step or i == len(phases) - 1:
                     pct = (step - start_step) / (end_step - start_step)
-                    entries: Dict[str, Any] = {"lr": self._anneal(group[phase["start_lr"]], group[phase["end_lr"]], pct)}
+                    lr = self._anneal(group[phase["start_lr"]], group[phase["end_lr"]], pct)
+                    entries: Dict[str, Any] = {"lr": lr}
                     if self.cycle_momentum:
                         momentum = self._anneal(group[phase["start_momentum"]], group[phase["end_momentum"]], pct)
                         if self.use_beta1:

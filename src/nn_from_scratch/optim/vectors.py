@@ -47,7 +47,7 @@ def common_namespace(arrays: Sequence[Any], what: str) -> ModuleType:
 
 
 def flatten(arrays: Sequence[Any], xp: ModuleType) -> Any:
-    r""":math:`(\mathrm{vec}\,a_1, \dots, \mathrm{vec}\,a_k)`: one new 1-D array (dtypes promoted as ``concat`` does)."""
+    r""":math:`(\mathrm{vec}\,a_1, \dots, \mathrm{vec}\,a_k)`: a new 1-D array (dtypes promoted as ``concat`` does)."""
     return xp.concat([xp.reshape(a, (-1,)) for a in arrays])
 
 
