@@ -439,6 +439,17 @@ OPTIMIZERS: Dict[str, Callable[[Any], Any]] = {
     "AdamW": lambda ps: O.AdamW(ps, lr=0.01),
     "RMSProp": lambda ps: O.RMSProp(ps, lr=0.01, momentum=0.5),
     "RMSProp[centered]": lambda ps: O.RMSProp(ps, lr=0.01, centered=True, weight_decay=0.1),
+    # optimizers: torch's further optimizers, and parameter groups
+    "Adagrad": lambda ps: O.Adagrad(ps, lr=0.1, lr_decay=0.01, weight_decay=0.1, initial_accumulator_value=0.1),
+    "Adamax": lambda ps: O.Adamax(ps, lr=0.01, weight_decay=0.1, maximize=True),
+    "NAdam": lambda ps: O.NAdam(ps, lr=0.01, weight_decay=0.1),
+    "NAdam[decoupled]": lambda ps: O.NAdam(ps, lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),
+    "RAdam": lambda ps: O.RAdam(ps, lr=0.01, betas=(0.9, 0.5), weight_decay=0.1),
+    "RAdam[decoupled]": lambda ps: O.RAdam(ps, lr=0.01, weight_decay=0.1, decoupled_weight_decay=True),
+    "Adadelta": lambda ps: O.Adadelta(ps, lr=0.5, weight_decay=0.1),
+    "LBFGS": lambda ps: O.LBFGS(ps, lr=0.5, max_iter=1, history_size=2),  # one iteration a step(): no closure here
+    "Adam[groups]": lambda ps: O.Adam([{"params": ps[:2], "lr": 0.1, "amsgrad": True}, {"params": ps[2:]}], lr=0.01,
+                                      decoupled_weight_decay=True, weight_decay=0.1),
 }
 
 
