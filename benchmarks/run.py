@@ -43,7 +43,7 @@ from nn_from_scratch.engine.allocator import keep_freed_memory
 from nn_from_scratch.losses import CrossEntropyLoss
 from nn_from_scratch.nodes import Conv2d, Flatten, LayerNorm, Linear, MaxPool2d, ReLU, SoftMax
 from nn_from_scratch.optim import SGD
-from timing import Workload, block_medians, round_ratio, time_alternately  # noqa: E402
+from timing import PAUSE_S, Workload, block_medians, round_ratio, time_alternately  # noqa: E402
 
 
 def _torch_sequential(torch, model: Sequential):
