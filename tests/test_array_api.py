@@ -180,6 +180,13 @@ NODES: Dict[str, Case] = {
     # the course's API: its input sizes
     "ReLU[course size]": Case(lambda: N.ReLU((4, 3)), normal(4, 3)),
     "Vectorization[course size]": Case(lambda: N.Vectorization((2, 3, 2)), normal(2, 3, 2)),
+    # recurrent layers: the cells
+    "RNNCell": Case(lambda: N.RNNCell(3, 2, rng=0), lambda rng: (rng.standard_normal((4, 3)),
+                                                                rng.standard_normal((4, 2)))),
+    "RNNCell[relu, one sample]": Case(lambda: N.RNNCell(3, 2, nonlinearity="relu", rng=0), normal(3)),
+    "LSTMCell": Case(lambda: N.LSTMCell(3, 2, rng=0), lambda rng: tuple(rng.standard_normal((4, n)) for n in (3, 2, 2))),
+    "GRUCell": Case(lambda: N.GRUCell(3, 2, rng=0), lambda rng: (rng.standard_normal((4, 3)),
+                                                                rng.standard_normal((4, 2)))),
 }
 
 

@@ -22,6 +22,8 @@ from .shape import Squeeze, Unsqueeze
 # the course's API: its two losses by the names it imported them under; criteria, not layers, so they stay out
 # of __all__ (and of `from nn_from_scratch import *`); the library's own are nn_from_scratch.losses
 from .course import MSELoss, SoftMaxLoss
+# recurrent layers
+from .recurrent_cells import GRUCell, LSTMCell, RNNCell
 
 __all__ = [
     "Add",
@@ -72,4 +74,8 @@ __all__ = [
     "Transpose",
     "Unsqueeze",
     "Where",
+    # recurrent layers
+    "GRUCell",
+    "LSTMCell",
+    "RNNCell",
 ]
