@@ -519,8 +519,8 @@ NODE_TABLE: Dict[str, NodeSpec] = {
                                            st.tuples(st.integers(0, 3), st.just(3), st.just(2)),
                                            out_shape=lambda s: (s[0], 6), valid=(2, 3, 2),
                                            torch=lambda torch, F, n, s, x: torch.flatten(x, 1, -1)),
-    # recurrent layers: the cells directly (one sample or a batch); the LSTM cell, whose outputs are two, through a
-    # Graph that gives its first output (torch's twin loads the same weights)
+    # recurrent layers: the cells directly (one sample or a batch); the LSTM cell and the sequence layers, whose
+    # outputs are several, through a Graph that gives their first output (torch's twin loads the same weights)
     "RNNCell": NodeSpec(lambda: nodes_module.RNNCell(3, 2, rng=0), last_axis(3, 1, 2),
                         out_shape=lambda s: s[:-1] + (2,), out_dtype=np.dtype(np.float64), compare=comparable,
                         torch=lambda torch, F, n, s, x: _recurrent_twin(torch, "RNNCell", 3, 2, s)(x),
@@ -539,6 +539,25 @@ NODE_TABLE: Dict[str, NodeSpec] = {
                          out_dtype=np.dtype(np.float64), compare=comparable,
                          torch=lambda torch, F, n, s, x: _recurrent_twin(torch, "LSTMCell", 3, 2, s)(x)[0],
                          valid=(4, 3), sums=True),
+    "RNN": NodeSpec(lambda: (lambda x: Graph(x, nodes_module.RNN(3, 2, 2, batch_first=True, rng=0)(x)[0]))(
+                        Input((4, 3))), st.tuples(st.integers(0, 3), st.just(4), st.just(3)),
+                    out_shape=lambda s: s[:-1] + (2,), out_dtype=np.dtype(np.float64), compare=comparable,
+                    torch=lambda torch, F, n, s, x: _recurrent_twin(torch, "RNN", 3, 2, s, num_layers=2,
+                                                                    batch_first=True)(x)[0],
+                    valid=(2, 4, 3), sums=True),
+    "LSTM": NodeSpec(lambda: (lambda x: Graph(x, nodes_module.LSTM(3, 2, bidirectional=True, batch_first=True,
+                                                                   rng=0)(x)[0]))(Input((4, 3))),
+                     st.tuples(st.integers(0, 3), st.just(4), st.just(3)), out_shape=lambda s: s[:-1] + (4,),
+                     out_dtype=np.dtype(np.float64), compare=comparable,
+                     torch=lambda torch, F, n, s, x: _recurrent_twin(torch, "LSTM", 3, 2, s, bidirectional=True,
+                                                                     batch_first=True)(x)[0],
+                     valid=(2, 4, 3), sums=True),
+    "GRU": NodeSpec(lambda: (lambda x: Graph(x, nodes_module.GRU(3, 2, 2, bidirectional=True, rng=0)(x)[0]))(
+                        Input((2, 3))), st.tuples(st.integers(1, 4), st.just(2), st.just(3)),
+                    out_shape=lambda s: s[:-1] + (4,), out_dtype=np.dtype(np.float64), compare=comparable,
+                    torch=lambda torch, F, n, s, x: _recurrent_twin(torch, "GRU", 3, 2, s, num_layers=2,
+                                                                    bidirectional=True)(x)[0],
+                    valid=(3, 2, 3), sums=True),
 }
 ABSTRACT_NODES = {"Node", "RowwiseNode", "ElementwiseNode"}
 #: Nodes of several inputs or outputs, which this one-input harness cannot drive: their bad-input tests

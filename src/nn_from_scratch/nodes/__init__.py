@@ -23,6 +23,7 @@ from .shape import Squeeze, Unsqueeze
 # of __all__ (and of `from nn_from_scratch import *`); the library's own are nn_from_scratch.losses
 from .course import MSELoss, SoftMaxLoss
 # recurrent layers
+from .recurrent import GRU, LSTM, RNN
 from .recurrent_cells import GRUCell, LSTMCell, RNNCell
 
 __all__ = [
@@ -75,7 +76,10 @@ __all__ = [
     "Unsqueeze",
     "Where",
     # recurrent layers
+    "GRU",
     "GRUCell",
+    "LSTM",
     "LSTMCell",
+    "RNN",
     "RNNCell",
 ]
