@@ -42,7 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the benchmarks
 from nn_from_scratch import Sequential
 from nn_from_scratch.engine.allocator import keep_freed_memory
 from nn_from_scratch.losses import CrossEntropyLoss
-from nn_from_scratch.nodes import Conv2d, Flatten, Linear, MaxPool2d, ReLU, SoftMax
+from nn_from_scratch.nodes import Conv2d, Flatten, LayerNorm, Linear, MaxPool2d, ReLU, SoftMax
 from nn_from_scratch.optim import SGD
 
 
@@ -128,18 +128,17 @@ def cnn_workload(torch, rng: np.random.Generator) -> Workload:
     return training_step_workload(torch, "LeNet-like CNN step, batch 64", model, x, y, 0.0)
 
 
-def conv_workload(torch, rng: np.random.Generator) -> Workload:
-    conv = Conv2d(16, 32, 3, padding=1, rng=rng, dtype=np.float32)
-    twin = torch.nn.Conv2d(16, 32, 3, padding=1)
-    twin.load_state_dict({k: torch.from_numpy(v) for k, v in conv.state_dict().items()})
-    x = rng.standard_normal((64, 16, 28, 28)).astype(np.float32)
-    g = rng.standard_normal((64, 32, 28, 28)).astype(np.float32)
+def layer_workload(torch, name: str, samples: int, node, twin, x: np.ndarray, g: np.ndarray, tolerance: float,
+                   flops: float = 0.0) -> Workload:
+    """One layer's forward and backward (the input's and the weight's gradients) in both libraries, ``twin`` given
+    ``node``'s weights; one pass of each is checked to compute the same numbers (to ``tolerance``)."""
+    twin.load_state_dict({k: torch.from_numpy(v) for k, v in node.state_dict().items()})
     tx, tg = torch.from_numpy(x).requires_grad_(), torch.from_numpy(g)
 
     def ours():
-        conv.zero_grad()
-        conv.forward(x)
-        return conv.backward(g)
+        node.zero_grad()
+        node.forward(x)
+        return node.backward(g)
 
     def theirs():
         twin.zero_grad()
@@ -147,10 +146,18 @@ def conv_workload(torch, rng: np.random.Generator) -> Workload:
         twin(tx).backward(tg)
         return tx.grad
 
-    np.testing.assert_allclose(ours(), theirs().numpy(), rtol=1e-3, atol=1e-3)
-    np.testing.assert_allclose(conv.weight.grad, twin.weight.grad.numpy(), rtol=1e-3, atol=1e-2)
+    np.testing.assert_allclose(ours(), theirs().numpy(), rtol=tolerance, atol=tolerance)
+    np.testing.assert_allclose(node.weight.grad, twin.weight.grad.numpy(), rtol=1e-3, atol=1e-2)
+    return Workload(name, samples, ours, theirs, flops)
+
+
+def conv_workload(torch, rng: np.random.Generator) -> Workload:
+    conv = Conv2d(16, 32, 3, padding=1, rng=rng, dtype=np.float32)
+    x = rng.standard_normal((64, 16, 28, 28)).astype(np.float32)
+    g = rng.standard_normal((64, 32, 28, 28)).astype(np.float32)
     macs = 64 * 32 * 28 * 28 * 16 * 9
-    return Workload("Conv2d 16->32 3x3 fwd+bwd, batch 64, 28x28", 64, ours, theirs, 6.0 * macs)
+    return layer_workload(torch, "Conv2d 16->32 3x3 fwd+bwd, batch 64, 28x28", 64, conv,
+                          torch.nn.Conv2d(16, 32, 3, padding=1), x, g, 1e-3, 6.0 * macs)
 
 
 def softmax_workload(torch, rng: np.random.Generator) -> Workload:
@@ -189,6 +196,18 @@ def cross_entropy_workload(torch, rng: np.random.Generator) -> Workload:
 
     np.testing.assert_allclose(ours(), theirs().numpy(), rtol=1e-4, atol=1e-8)
     return Workload("CrossEntropy fwd+bwd, 4096x1000", 4096, ours, theirs)
+
+
+def layer_norm_workload(torch, rng: np.random.Generator) -> Workload:
+    """LayerNorm over the last axis of (64, 128, 512) float32: forward, and backward with both parameters'
+    gradients."""
+    x = rng.standard_normal((64, 128, 512)).astype(np.float32)
+    g = rng.standard_normal((64, 128, 512)).astype(np.float32)
+    node = LayerNorm(512, dtype=np.float32)
+    node.weight.value[...] = rng.uniform(0.5, 1.5, 512)
+    node.bias.value[...] = rng.standard_normal(512)
+    return layer_workload(torch, "LayerNorm(512) fwd+bwd, 64x128x512", 64 * 128, node, torch.nn.LayerNorm(512), x, g,
+                          1e-4)
 
 
 PAUSE_S = 0.2
@@ -307,6 +326,7 @@ def main(argv=None) -> int:
         lambda: conv_workload(torch, rng),
         lambda: softmax_workload(torch, rng),
         lambda: cross_entropy_workload(torch, rng),
+        lambda: layer_norm_workload(torch, rng),
     ]
     peak = gemm_gflops(repeats)
     variables = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}

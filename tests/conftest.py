@@ -70,6 +70,7 @@ OPTIONAL = {
     "matplotlib": "pip install matplotlib",
     "tqdm": "pip install tqdm",
     "Fashion-MNIST": "apt-get install dataset-fashion-mnist",
+    "mpi4py": "pip install mpi4py mpich",
 }
 
 

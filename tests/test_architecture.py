@@ -42,6 +42,7 @@ ALLOWED: Dict[str, Set[str]] = {
     "neurons": CONTRACT | {"interfaces", "nodes", "containers"},
     "optimizers": CONTRACT | {"interfaces"},
     "examples": CONTRACT | {"interfaces"},
+    "distributed": CONTRACT | {"nodes", "training", "datasets"},
 }
 #: The command line and the package's front door may import anything.
 FREE = {"cli", "__main__", "__init__"}

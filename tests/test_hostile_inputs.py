@@ -519,6 +519,51 @@ NODE_TABLE: Dict[str, NodeSpec] = {
                                            st.tuples(st.integers(0, 3), st.just(3), st.just(2)),
                                            out_shape=lambda s: (s[0], 6), valid=(2, 3, 2),
                                            torch=lambda torch, F, n, s, x: torch.flatten(x, 1, -1)),
+    # normalisation, activations, embedding and bilinear
+    "LayerNorm": NodeSpec(lambda: nodes_module.LayerNorm(3), last_axis(3), out_dtype=np.dtype(np.float64),
+                          compare=lambda x: comparable(x, 1e6), valid=(4, 3), sums=True,
+                          torch=lambda torch, F, n, s, x: F.layer_norm(x, (3,), torch.tensor(s["weight"]),
+                                                                      torch.tensor(s["bias"]), n.eps)),
+    "RMSNorm": NodeSpec(lambda: nodes_module.RMSNorm((2, 3)), last_axis(3).map(lambda s: s[:-1] + (2, 3)),
+                        out_dtype=np.dtype(np.float64), compare=lambda x: comparable(x, 1e6), valid=(4, 2, 3),
+                        sums=True, torch=lambda torch, F, n, s, x: F.rms_norm(x, (2, 3), torch.tensor(s["weight"]))),
+    "GroupNorm": NodeSpec(lambda: nodes_module.GroupNorm(2, 4), st.one_of(
+                              st.tuples(st.integers(0, 3), st.just(4)),
+                              st.tuples(st.integers(0, 3), st.just(4), st.integers(0, 3))),
+                          out_dtype=np.dtype(np.float64), compare=lambda x: comparable(x, 1e6), valid=(3, 4, 2),
+                          sums=True, torch=lambda torch, F, n, s, x: F.group_norm(
+                              x, 2, torch.tensor(s["weight"]), torch.tensor(s["bias"]), n.eps)),
+    "InstanceNorm2d": NodeSpec(lambda: nodes_module.InstanceNorm2d(2, affine=True, track_running_stats=True),
+                               images(channels=2, min_side=1), out_dtype=np.dtype(np.float64),
+                               # torch's instance_norm with running statistics fails on an empty batch
+                               compare=lambda x: comparable(x, 1e6) and x.shape[0] > 0, valid=(2, 2, 3, 3), sums=True,
+                               torch=lambda torch, F, n, s, x: F.instance_norm(
+                                   x, torch.tensor(s["running_mean"]), torch.tensor(s["running_var"]),
+                                   torch.tensor(s["weight"]), torch.tensor(s["bias"]), s["__training__"],
+                                   n.momentum, n.eps)),
+    "SoftMax[dim=0]": NodeSpec(lambda: nodes_module.SoftMax(dim=0), any_shape(1, 3, 1, 4),
+                               torch=lambda torch, F, n, s, x: torch.softmax(x, 0), sums=True),
+    "LogSoftMax[dim=1]": NodeSpec(lambda: nodes_module.LogSoftMax(dim=1), any_shape(2, 3, 1, 4),
+                                  torch=lambda torch, F, n, s, x: torch.log_softmax(x, 1), sums=True),
+    "Softmin": NodeSpec(lambda: nodes_module.Softmin(0), any_shape(1, 3, 1, 4),
+                        torch=lambda torch, F, n, s, x: F.softmin(x, 0), sums=True),
+    "SiLU": NodeSpec(lambda: nodes_module.SiLU(), any_shape(), torch=lambda torch, F, n, s, x: F.silu(x)),
+    "Mish": NodeSpec(lambda: nodes_module.Mish(), any_shape(), torch=lambda torch, F, n, s, x: F.mish(x)),
+    "SELU": NodeSpec(lambda: nodes_module.SELU(), any_shape(), torch=lambda torch, F, n, s, x: F.selu(x)),
+    "LogSigmoid": NodeSpec(lambda: nodes_module.LogSigmoid(), any_shape(),
+                           torch=lambda torch, F, n, s, x: F.logsigmoid(x)),
+    "Hardtanh": NodeSpec(lambda: nodes_module.Hardtanh(-2.0, 0.5), any_shape(),
+                         torch=lambda torch, F, n, s, x: F.hardtanh(x, -2.0, 0.5)),
+    "ReLU6": NodeSpec(lambda: nodes_module.ReLU6(), any_shape(), torch=lambda torch, F, n, s, x: F.relu6(x)),
+    "Hardswish": NodeSpec(lambda: nodes_module.Hardswish(), any_shape(),
+                          torch=lambda torch, F, n, s, x: F.hardswish(x)),
+    "PReLU": NodeSpec(lambda: nodes_module.PReLU(), any_shape(), out_dtype=np.dtype(np.float64),
+                      torch=lambda torch, F, n, s, x: F.prelu(x, torch.tensor(s["weight"]))),
+    "PReLU[3 channels]": NodeSpec(lambda: nodes_module.PReLU(3, init=-0.5), st.one_of(
+                                      st.tuples(st.integers(0, 3), st.just(3)),
+                                      st.tuples(st.integers(0, 2), st.just(3), st.integers(0, 3))),
+                                  out_dtype=np.dtype(np.float64), valid=(4, 3), sums=True,
+                                  torch=lambda torch, F, n, s, x: F.prelu(x, torch.tensor(s["weight"]))),
     # recurrent layers: the cells directly (one sample or a batch); the LSTM cell and the sequence layers, whose
     # outputs are several, through a Graph that gives their first output (torch's twin loads the same weights)
     "RNNCell": NodeSpec(lambda: nodes_module.RNNCell(3, 2, rng=0), last_axis(3, 1, 2),
@@ -564,6 +609,9 @@ ABSTRACT_NODES = {"Node", "RowwiseNode", "ElementwiseNode"}
 #: (shapes that cannot broadcast or join, wrong input counts, bad axes) are in test_arithmetic.py,
 #: test_matmul.py and test_combine.py.
 SEVERAL_INPUTS_OR_OUTPUTS = {"Add", "Subtract", "Multiply", "Divide", "MatMul", "Concat", "Stack", "Split", "Chunk"}
+# normalisation, activations, embedding and bilinear: Bilinear takes two inputs, Embedding integer indices without a
+# gradient; each has its own hostile-input test, with this file's helpers, in test_bilinear.py and test_embedding.py
+SEVERAL_INPUTS_OR_OUTPUTS |= {"Bilinear", "Embedding"}
 
 
 def public_classes(module, base, abstract):

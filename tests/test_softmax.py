@@ -1,4 +1,5 @@
-"""SoftMax, NormalizedSoftMax and LogSoftMax: the seed's cells, stability, properties and the torch oracle."""
+"""SoftMax, NormalizedSoftMax, LogSoftMax and Softmin: the seed's cells, stability, properties, the torch oracle and
+torch's ``dim``."""
 from __future__ import annotations
 
 import numpy as np
@@ -438,3 +439,85 @@ def test_the_engine_kernels_run_only_on_the_fast_path(rng, fast_engine, engine_c
         assert engine_calls == [], (what, "under engine.textbook()")
         run(strict)
         assert engine_calls == [], (what, "on array_api_strict arrays")
+
+
+# ------------------------------------------------------------------ dim (torch's keyword) and Softmin
+def _torch_along(torch, name, dim):
+    return {"SoftMax": lambda t: torch.softmax(t, dim), "LogSoftMax": lambda t: torch.log_softmax(t, dim),
+            "Softmin": lambda t: torch.nn.Softmin(dim)(t)}[name]
+
+
+def _ours_along(name, dim):
+    from nn_from_scratch.nodes import Softmin
+
+    return Softmin(dim) if name == "Softmin" else {"SoftMax": SoftMax, "LogSoftMax": LogSoftMax}[name](dim=dim)
+
+
+@pytest.mark.parametrize("dim", [0, 1, 2, -1, -2, -3])
+@pytest.mark.parametrize("name", ["SoftMax", "LogSoftMax", "Softmin"])
+def test_dim_agrees_with_torch_and_passes_gradcheck(torch, rng, name, dim, engine_path):
+    x, g = rng.standard_normal((3, 4, 5)) * 3, rng.standard_normal((3, 4, 5))
+    tx = torch.tensor(x, requires_grad=True)
+    ty = _torch_along(torch, name, dim)(tx)
+    ty.backward(torch.tensor(g))
+    node = _ours_along(name, dim)
+    np.testing.assert_allclose(node.forward(x), ty.detach().numpy(), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(node.backward(g), tx.grad.numpy(), rtol=1e-12, atol=1e-14)
+    assert_gradients(node, x, atol=1e-8, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["SoftMax", "LogSoftMax", "Softmin"])
+def test_dim_in_float32_and_float16(torch, rng, name, engine_path):
+    x = (rng.standard_normal((70, 3)) * 3).astype(np.float32)
+    node = _ours_along(name, 0)
+    expected = _torch_along(torch, name, 0)(torch.tensor(x)).numpy()
+    y = node.forward(x)
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y, expected, rtol=2e-6, atol=2e-6)
+    half = node.forward(x.astype(np.float16))  # computed in float32, rounded once
+    assert half.dtype == np.float16
+    np.testing.assert_array_equal(half, node.forward(x.astype(np.float16).astype(np.float32)).astype(np.float16))
+
+
+def test_positional_arguments_keep_meaning_the_input_shape():
+    from nn_from_scratch.nodes import Softmin
+
+    assert SoftMax(5).input_shape == (5,) and SoftMax(5).dim is None
+    assert SoftMax((2, 5)).input_shape == (2, 5) and SoftMax().input_shape is None
+    assert LogSoftMax(3, dim=0).input_shape == (3,) and LogSoftMax(3, dim=0).dim == 0
+    assert Softmin(1).dim == 1 and Softmin().dim is None and Softmin(1).input_shape is None  # torch's first argument
+    x = np.array([[1.0, 2.0], [3.0, 5.0]])
+    np.testing.assert_allclose(SoftMax(dim=0).forward(x).sum(axis=0), [1, 1], rtol=1e-15)
+    np.testing.assert_array_equal(SoftMax(dim=-1).forward(x), SoftMax().forward(x))
+    np.testing.assert_array_equal(Softmin(dim=0).forward(x), SoftMax(dim=0).forward(-x))
+
+
+def test_the_jacobian_along_dim_is_the_backward_pass(rng, engine_path):
+    from nn_from_scratch.nodes import Softmin
+
+    x, g = rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 3, 4))
+    for node in (SoftMax(dim=1), LogSoftMax(dim=0), Softmin(-2)):
+        node.forward(x)
+        dx = node.backward(g, reset_after=False)
+        np.testing.assert_allclose(dx, np.tensordot(g, node.jacobian(), axes=3), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("make, shape, error, match", [
+    (lambda: SoftMax(dim=2), (3, 4), ValueError, "dim=2 is out of range"),
+    (lambda: LogSoftMax(dim=-3), (3, 4), ValueError, "out of range"),
+    (lambda: SoftMax(dim=0), (), ValueError, "out of range"),
+    (lambda: SoftMax(dim=0), (0, 4), ValueError, "at least one entry along dim=0"),
+    (lambda: SoftMax(dim=1.0), None, TypeError, "dim must be an int"),
+    (lambda: LogSoftMax(dim=True), None, TypeError, "dim must be an int"),
+])
+def test_bad_dims_are_refused(make, shape, error, match):
+    with pytest.raises(error, match=match):
+        make().forward(np.zeros(shape))
+
+
+def test_an_empty_batch_along_another_axis_gives_an_empty_result():
+    from nn_from_scratch.nodes import Softmin
+
+    for node in (SoftMax(dim=0), Softmin(0)):
+        y = node.forward(np.zeros((3, 0)))
+        assert y.shape == (3, 0) and node.backward(np.zeros((3, 0))).shape == (3, 0)

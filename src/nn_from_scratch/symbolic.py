@@ -345,9 +345,13 @@ class SymbolicNode(RowwiseNode):
             return
         lead = ctx.x.shape[:-1]
         values = self._call(self._param_grad_fn, ctx.x, g)
+        gradients: Dict[int, Tuple[Parameter, np.ndarray]] = {}  # one whole gradient per parameter
         for (parameter, index, _), value in zip(self._flat_params, values):
             total = np.broadcast_to(np.asarray(value, dtype=np.float64), lead).sum()
-            parameter.edit_grad()[index] += total
+            _, gradient = gradients.setdefault(id(parameter), (parameter, np.zeros(parameter.shape, parameter.dtype)))
+            gradient[index] = total
+        for parameter, gradient in gradients.values():
+            parameter.accumulate(gradient)  # one contribution per pass, as every layer adds it
 
     # ------------------------------------------------------------ inspection
     def formula(self) -> Any:

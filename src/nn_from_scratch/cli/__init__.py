@@ -28,6 +28,7 @@ from ..engine.threads import set_num_threads
 from ..training import NeuralNetwork  # noqa: F401  (the trainer the command line uses)
 from .classify import Classify
 from .common import chance_level_warning, load_data
+from .distributed import Processes, start_processes
 from .evaluate import evaluate
 from .localize import Localize, localization_data_config
 from .options import add_data_options, add_train_options, resolve_options, unknown_arguments_message
@@ -68,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.distributed:  # every process of the job runs the same train; process 0 speaks and writes for all
+        processes = start_processes(args, parser)
+        return processes.run(lambda: _train_here(args, parser, processes))
+    return _train_here(args, parser, None)
+
+
+def _train_here(args: argparse.Namespace, parser: argparse.ArgumentParser, processes: Optional[Processes]) -> int:
+    main_process = processes is None or processes.main
     recorded = take_options_from_checkpoint(args, parser) if args.resume is not None else {}
     resolve_options(args, parser)
     defaulted = args.out is None
@@ -80,17 +89,21 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             parser.error(f"{option}: {error}")
     lock = OutputLock(args.out, "nn-from-scratch " + shlex.join(getattr(args, "argv", [])))
     try:
-        lock.acquire()  # before the data are loaded: a second run on this path stops at once
+        if main_process:  # the process that writes holds the lock
+            lock.acquire()  # before the data are loaded: a second run on this path stops at once
     except OutputLocked as error:
         parser.error(str(error))
     except OSError as error:
         parser.error(f"--out: cannot create the lock {lock.lock}: {error.strerror or error}")
     try:
-        check_overwrite(args.out, args, recorded, parser, defaulted)
+        if main_process:
+            check_overwrite(args.out, args, recorded, parser, defaulted)
         keep_freed_memory()  # this process only trains: fresh pages every step would cost up to half its time
         if args.threads is not None:
             set_num_threads(args.threads)  # the ceiling for the BLAS and the row blocks (engine/threads.py)
-        return common.train(args, parser, TASKS[args.task]())
+        if processes is None:
+            return common.train(args, parser, TASKS[args.task]())
+        return common.train(args, parser, TASKS[args.task](), processes)
     finally:
         lock.release()
 

@@ -124,8 +124,12 @@ def describe_model(config: Dict[str, Any]) -> str:
     return f"an MLP {layers}"
 
 
-def train(args: argparse.Namespace, parser: argparse.ArgumentParser, task: Task) -> int:
-    """Run ``train`` with resolved options for ``task``: the exit status (0, 1 after an error, 130 on Ctrl-C)."""
+def train(args: argparse.Namespace, parser: argparse.ArgumentParser, task: Task, processes: Any = None) -> int:
+    """Run ``train`` with resolved options for ``task``: the exit status (0, 1 after an error, 130 on Ctrl-C).
+
+    ``processes`` (:class:`.distributed.Processes`): the processes of a
+    ``--distributed`` run; process 0 reports and saves, the others only train.
+    """
     data = task.load(args, parser, np.dtype(args.dtype))
     if getattr(args, "early_stopping", None) is not None and data.validation is None:
         # without a split the test split is scored every epoch; it never chooses the weights
@@ -135,7 +139,7 @@ def train(args: argparse.Namespace, parser: argparse.ArgumentParser, task: Task)
     config = task.model_config(args, data)
     out = args.out or default_out(args.dataset, config["kind"])
     checkpoint = args.checkpoint or default_checkpoint(out)  # both checked before the data were loaded
-    network, rng = build_network(args, config, data.loss)
+    network, rng = build_network(args, config, data.loss, processes)
     print(f"training {describe_model(config)} on {data.what}, {args.optimizer} lr={args.lr:g} ({args.schedule}), "
           f"batch {args.batch_size}, {args.epochs} epoch{'' if args.epochs == 1 else 's'}, seed {args.seed}, "
           f"{args.dtype}{', ' + data.augmentation if data.augmentation else ''}")
@@ -146,8 +150,8 @@ def train(args: argparse.Namespace, parser: argparse.ArgumentParser, task: Task)
         print(f"resuming from {args.resume}")
     start = time.perf_counter()
     history = _fit(network, rng, data, args, parser, (checkpoint, out))
-    if isinstance(history, int):
-        return history
+    if isinstance(history, int) or not network.reduction.main:
+        return history if isinstance(history, int) else 0  # the other processes of a run have trained: done
     if not history:
         parser.error(f"--resume: {args.resume} has no finished epoch and --epochs leaves nothing to train")
     if network.early_stop is not None:
@@ -196,31 +200,42 @@ def _check_stages(args: argparse.Namespace, X_train: np.ndarray, parser: argpars
                      f"{int(np.log2(X_train.shape[-1]))} stages")
 
 
-def build_network(args: argparse.Namespace, config: Dict[str, Any],
-                  loss: Loss) -> Tuple[NeuralNetwork, np.random.Generator]:
+def build_network(args: argparse.Namespace, config: Dict[str, Any], loss: Loss,
+                  processes: Any = None) -> Tuple[NeuralNetwork, np.random.Generator]:
     """The model of ``config``, the --optimizer at --lr and the --schedule, with ``loss``; and the --seed generator.
 
-    The generator drew the weights; the batch order continues it.
+    The generator drew the weights; the batch order continues it.  With
+    ``processes`` (--distributed) the network trains data-parallel over
+    them, its batch norms synchronised.
     """
     rng = np.random.default_rng(args.seed)
     model = build_model(config, rng=rng)
     optimizer = OPTIMIZERS[args.optimizer](model.parameters(), lr=args.lr)
     scheduler = optim.CosineAnnealingLR(optimizer, T_max=args.epochs) if args.schedule == "cosine" else None
-    return NeuralNetwork(model, loss, optimizer, scheduler), rng
+    reduction = None
+    if processes is not None:
+        from ..distributed import DataParallel
+
+        processes.ready()  # every process got here: from now on they train together
+        reduction = DataParallel(model, optimizer, comm=processes.communicator, sync_batchnorm=True)
+    return NeuralNetwork(model, loss, optimizer, scheduler, reduction=reduction), rng
 
 
-def fit_callbacks(args: argparse.Namespace, checkpoint: Path, out: Path, validation_name: str = "val"
-                  ) -> List[Callback]:
+def fit_callbacks(args: argparse.Namespace, checkpoint: Path, out: Path, validation_name: str = "val",
+                  main: bool = True) -> List[Callback]:
     """The callbacks of a ``train`` run: early stopping (--early-stopping), the checkpoint, the progress lines.
 
     The checkpoint records the run's options (so ``--resume`` can check
     them) and is written every --checkpoint-every epochs when --checkpoint
-    is given, else only on Ctrl-C, beside --out.
+    is given, else only on Ctrl-C, beside --out.  A process other than the
+    ``main`` one of a --distributed run neither writes nor prints.
     """
     callbacks: List[Callback] = []
     patience = getattr(args, "early_stopping", None)
     if patience is not None:
         callbacks.append(EarlyStopping("val_loss", patience, restore_best_weights=True))
+    if not main:
+        return callbacks
     callbacks.append(ModelCheckpoint(checkpoint, every=args.checkpoint_every if args.checkpoint else None,
                                      metadata={COMMAND_LINE_KEY: run_options(args, out)}))
     callbacks.append(ProgressLogger("epochs" if args.no_progress else True, validation_name=validation_name))
@@ -239,7 +254,8 @@ def _fit(network: NeuralNetwork, rng: np.random.Generator, data: TaskData, args:
         return network.fit(data.X_train, data.y_train, epochs=args.epochs, batch_size=args.batch_size,
                            validation_data=validation, rng=rng, transform=data.transform, progress=False,
                            callbacks=fit_callbacks(args, checkpoint, out,
-                                                   "val" if data.validation is not None else "test"),
+                                                   "val" if data.validation is not None else "test",
+                                                   network.reduction.main),
                            resume=args.resume)
     except TrainingDiverged as error:
         print(f"error: {error}", file=sys.stderr)
@@ -251,6 +267,10 @@ def _fit(network: NeuralNetwork, rng: np.random.Generator, data: TaskData, args:
               f"{interrupt.epoch} is saved in {interrupt.checkpoint}", file=sys.stderr)
         print(f"resume with: {resume_command(getattr(args, 'argv', []), interrupt.checkpoint)}", file=sys.stderr)
         return 130
+    except KeyboardInterrupt:
+        if network.reduction.main:
+            raise
+        return 130  # the other processes of a run stop with process 0, which saves the checkpoint
 
 
 def save_weights(out: Path, model: Any, metadata: Dict[str, Any]) -> bool:

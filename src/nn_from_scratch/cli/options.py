@@ -19,8 +19,8 @@ from .. import optim
 from ..engine.threads import MAX_THREADS
 
 __all__ = ["OPTIMIZERS", "RUN_OPTIONS", "TRAIN_DEFAULTS", "add_checkpoint_options", "add_data_options",
-           "add_localize_options", "add_train_options", "resolve_augment", "resolve_options", "suggest_option",
-           "unknown_arguments_message"]
+           "add_distributed_options", "add_localize_options", "add_train_options", "resolve_augment",
+           "resolve_options", "suggest_option", "unknown_arguments_message"]
 
 #: The optimizers of --optimizer.
 OPTIMIZERS = {"adam": optim.Adam, "adamw": optim.AdamW, "sgd": optim.SGD, "rmsprop": optim.RMSProp}
@@ -208,6 +208,21 @@ def add_train_options(train: argparse.ArgumentParser) -> None:
     add_model_selection_options(train)
     add_localize_options(train)
     add_checkpoint_options(train)
+    add_distributed_options(train)
+
+
+def add_distributed_options(parser: argparse.ArgumentParser) -> None:
+    """--distributed and --collective-timeout: data-parallel training in the processes mpiexec or srun started."""
+    group = parser.add_argument_group("data-parallel training (under mpiexec or srun; needs mpi4py)")
+    group.add_argument("--distributed", action="store_true",
+                       help="train in every process that mpiexec -n P (or srun) started, each on its part of every "
+                            "batch (--batch-size is the batch over all processes; batch norms use the statistics of "
+                            "the whole batch), with the result of one process at that batch; process 0 prints and "
+                            "writes the files. Needs pip install mpi4py mpich")
+    group.add_argument("--collective-timeout", type=_positive(float, "--collective-timeout"), default=600.0,
+                       metavar="SECONDS",
+                       help="with --distributed: stop every process when one waits this long for the others "
+                            "(a failed or stopped process; default 600)")
 
 
 def add_model_selection_options(parser: argparse.ArgumentParser) -> None:

@@ -22,6 +22,13 @@ from .shape import Squeeze, Unsqueeze
 # the course's API: its two losses by the names it imported them under; criteria, not layers, so they stay out
 # of __all__ (and of `from nn_from_scratch import *`); the library's own are nn_from_scratch.losses
 from .course import MSELoss, SoftMaxLoss
+# normalisation, activations, embedding and bilinear
+from .activations_more import SELU, Hardswish, Hardtanh, LogSigmoid, Mish, PReLU, ReLU6, SiLU
+from .bilinear import Bilinear
+from .embedding import Embedding
+from .group_norm import GroupNorm, InstanceNorm2d
+from .layer_norm import LayerNorm, RMSNorm
+from .softmin import Softmin
 # recurrent layers
 from .recurrent import GRU, LSTM, RNN
 from .recurrent_cells import GRUCell, LSTMCell, RNNCell
@@ -75,6 +82,22 @@ __all__ = [
     "Transpose",
     "Unsqueeze",
     "Where",
+    # normalisation, activations, embedding and bilinear
+    "Bilinear",
+    "Embedding",
+    "GroupNorm",
+    "Hardswish",
+    "Hardtanh",
+    "InstanceNorm2d",
+    "LayerNorm",
+    "LogSigmoid",
+    "Mish",
+    "PReLU",
+    "RMSNorm",
+    "ReLU6",
+    "SELU",
+    "SiLU",
+    "Softmin",
     # recurrent layers
     "GRU",
     "GRUCell",

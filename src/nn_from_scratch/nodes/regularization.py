@@ -14,6 +14,8 @@ from ..node_shortcuts import ElementwiseNode
 from ..parameter import Parameter
 from ..random import as_generator
 from .broadcasting import dtype_in
+from .standardization import (Grouping, blend_running, check_eps, layer_dtypes, moments, standardize,
+                              standardized_vjp)
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "Dropout"]
 
@@ -164,6 +166,9 @@ class _BatchNorm(Node):
     per-channel sums :math:`\sum` are :func:`channel_sum` and
     :func:`channel_dot`: ``xp.sum`` over the axes ``(0, 2)`` on the textbook
     path, matrix products on the fast one (:mod:`nn_from_scratch.engine.channels`).
+    The standardisation and its derivative are the ones every normalisation
+    layer shares (:mod:`nn_from_scratch.nodes.standardization`), with the
+    channels as the groups.
     A subclass only names the input layouts it accepts (``_layouts``).
     """
 
@@ -181,22 +186,18 @@ class _BatchNorm(Node):
     ) -> None:
         if isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)) or num_features < 1:
             raise ValueError(f"num_features must be a positive integer, got {num_features!r}")
-        if not (isinstance(eps, (int, float, np.integer, np.floating)) and eps >= 0 and math.isfinite(eps)):
-            raise ValueError(f"eps must be a finite number >= 0, got {eps!r}")
+        eps = check_eps(eps)
         if momentum is not None and not isinstance(momentum, (int, float, np.integer, np.floating)):
             raise TypeError(f"momentum must be a number or None, got {momentum!r}")
-        dtype = np.dtype(dtype)
-        if dtype.kind != "f":
-            raise TypeError(f"dtype must be a floating type, got {dtype}")
+        # float16 statistics are computed in float32, as torch does: a float16 sum overflows past 65504
+        dtype, self._compute = layer_dtypes(dtype)
         super().__init__()
         self.num_features = int(num_features)
-        self.eps = float(eps)
+        self.eps = eps
         self.momentum = None if momentum is None else float(momentum)
         self.affine = bool(affine)
         self.track_running_stats = bool(track_running_stats)
         self.dtype = dtype
-        # float16 statistics are computed in float32, as torch does: a float16 sum overflows past 65504
-        self._compute = np.dtype(np.float32) if dtype == np.float16 else dtype
         self.weight: Optional[Parameter] = None
         self.bias: Optional[Parameter] = None
         if self.affine:
@@ -231,6 +232,11 @@ class _BatchNorm(Node):
             a = xp.reshape(a, tuple(shape))
         return xp.astype(a, dtype, copy=False)
 
+    def _grouping(self, ndim: int, ctx: Context) -> Grouping:
+        """The channels as the groups of :mod:`~nn_from_scratch.nodes.standardization`."""
+        return Grouping(lambda a: channel_sum(a, ctx), lambda a, b: channel_dot(a, b, ctx),
+                        lambda v: self._per_channel(v, ndim))
+
     @staticmethod
     def _per_channel(v: Any, ndim: int) -> Any:
         """Broadcast a ``(C,)`` vector against a flat ``(N, C)`` or ``(N, C, L)`` array."""
@@ -250,6 +256,7 @@ class _BatchNorm(Node):
         compute = dtype_in(xp, self._compute)
         xf = self._flat(xp, xp.astype(x, compute, copy=False))  # (N, C) or (N, C, L)
         nd = xf.ndim
+        grouping = self._grouping(nd, ctx)
         m = math.prod(x.shape) // self.num_features
         ctx.batch_stats = self.training or not self.track_running_stats
         ctx.m = m
@@ -259,20 +266,16 @@ class _BatchNorm(Node):
                     f"Expected more than 1 value per channel when training, got input size {tuple(x.shape)} "
                     f"({m} value{'s' if m != 1 else ''} per channel)"
                 )
-            mean = channel_sum(xf, ctx) / m  # μ = Σ x / m
-            centered = xf - self._per_channel(mean, nd)
-            var = channel_dot(centered, centered, ctx) / m  # σ² = Σ (x − μ)² / m
+            mean, centered, var = moments(xf, m, grouping)  # μ = Σ x / m, x − μ, σ² = Σ (x − μ)² / m
             if ctx.update_state and self.training and self.track_running_stats:
                 self._update_running_stats(xp, mean, var, m)
         else:
             centered = xf - self._per_channel(xp.astype(self.running_mean, compute, copy=False), nd)
             var = xp.astype(self.running_var, compute, copy=False)
-        ctx.inv_std = 1 / xp.sqrt(var + self.eps)  # s = 1 / √(σ² + ε)
-        centered *= self._per_channel(ctx.inv_std, nd)
-        ctx.x_hat = centered  # x̂ = (x − μ) s, flat
-        y = centered
+        ctx.inv_std, ctx.x_hat = standardize(xp, centered, var, self.eps, grouping)  # s = 1/√(σ² + ε), x̂ = (x − μ)s
+        y = ctx.x_hat
         if self.affine:
-            y = centered * self._per_channel(self.weight.value, nd)  # y = γ x̂ + β
+            y = ctx.x_hat * self._per_channel(self.weight.value, nd)  # y = γ x̂ + β
             y += self._per_channel(self.bias.value, nd)
         return self._unflat(xp, y, x.shape, dtype_in(xp, self.dtype))
 
@@ -281,9 +284,8 @@ class _BatchNorm(Node):
         self.num_batches_tracked += 1
         rate = 1 / int(self.num_batches_tracked) if self.momentum is None else self.momentum
         factor = xp.asarray(rate, dtype=mean.dtype)  # f, in the computing dtype
-        unbiased = var * (m / (m - 1))
-        self.running_mean[...] = factor * mean + (1 - factor) * self.running_mean
-        self.running_var[...] = factor * unbiased + (1 - factor) * self.running_var
+        blend_running(self.running_mean, mean, factor)
+        blend_running(self.running_var, var * (m / (m - 1)), factor)  # the unbiased variance
 
     def _scale(self, ctx: Context) -> Any:
         r""":math:`\gamma s` per channel."""
@@ -303,10 +305,8 @@ class _BatchNorm(Node):
         xp, nd = ctx.xp, gf.ndim
         scale = self._scale(ctx)
         dx = gf * self._per_channel(scale, nd)
-        if ctx.batch_stats:
-            k = scale / ctx.m
-            dx -= ctx.x_hat * self._per_channel(k * sum_gx, nd)
-            dx -= self._per_channel(k * sum_g, nd)
+        if ctx.batch_stats:  # γ is constant over a channel: folded into k = γ s / m, with the sums of g
+            dx = standardized_vjp(dx, ctx.x_hat, scale / ctx.m, sum_g, sum_gx, self._grouping(nd, ctx))
         return self._unflat(xp, dx, ctx.x.shape, ctx.x.dtype)
 
     def _vjp(self, g: Any, ctx: Context) -> Any:

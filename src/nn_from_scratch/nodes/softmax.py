@@ -1,4 +1,4 @@
-r"""The softmax family: SoftMax, NormalizedSoftMax and LogSoftMax, row-wise over the last axis.
+r"""The softmax family: SoftMax, NormalizedSoftMax and LogSoftMax, row-wise over the last axis (or torch's ``dim``).
 
 Each node states its formulas on the *textbook path*, written with the
 input's array namespace ``xp`` (any library of the array API standard).
@@ -166,7 +166,77 @@ def softmax_vjp(y: Any, g: Any) -> Any:
 
 
 # ------------------------------------------------------------------ the nodes
-class SoftMax(RowwiseNode):
+class _AlongDim(RowwiseNode):
+    r"""A row-wise node applied along torch's ``dim`` (keyword) instead of the last axis.
+
+    The axis ``dim`` is moved last, the row formula applied (``_row_forward``,
+    ``_row_vjp``, ``_row_jacobian``: a subclass's formulas for rows of the
+    last axis), and the axis moved back; the dense Jacobian is the row-wise
+    one of the moved arrays with both halves' axes put back.  ``dim=None``
+    (the default) is the last axis.
+    """
+
+    def __init__(self, input_shape: Any = None, *, dim: Any = None) -> None:
+        super().__init__(input_shape)
+        if dim is not None and (isinstance(dim, (bool, np.bool_)) or not isinstance(dim, (int, np.integer))):
+            raise TypeError(f"dim must be an int or None, got {dim!r}")
+        self.dim = None if dim is None else int(dim)
+
+    def _axis(self, ndim: int) -> Any:
+        """The axis along which the rows run, or None when it is the last one."""
+        axis = ndim - 1 if self.dim is None else self.dim % max(ndim, 1)
+        return None if axis == ndim - 1 else axis
+
+    def _check_input(self, x: Any) -> None:
+        if self.dim is not None and not -x.ndim <= self.dim < x.ndim:
+            raise ValueError(f"{type(self).__name__}: dim={self.dim} is out of range for input of shape "
+                             f"{tuple(x.shape)}")
+        if self.dim is not None and x.shape[self.dim] == 0:
+            raise ValueError(f"{type(self).__name__} needs at least one entry along dim={self.dim}, got shape "
+                             f"{tuple(x.shape)}")
+        if self.dim is None:
+            super()._check_input(x)
+
+    def _moved(self, ctx: Context) -> Context:
+        """The pass seen with the rows' axis last (``x`` and ``y`` moved; views, no copies)."""
+        xp, axis = ctx.xp, ctx.axis
+        return Context(**{**vars(ctx), "x": xp.moveaxis(ctx.x, axis, -1), "y": xp.moveaxis(ctx.y, axis, -1)})
+
+    def _forward(self, x: Any, ctx: Context) -> Any:
+        xp, axis = ctx.xp, self._axis(x.ndim)
+        ctx.axis = axis
+        if axis is None:
+            return self._row_forward(x, ctx)
+        return xp.moveaxis(self._row_forward(xp.moveaxis(x, axis, -1), ctx), -1, axis)
+
+    def _vjp(self, g: Any, ctx: Context) -> Any:
+        xp, axis = ctx.xp, ctx.axis
+        if axis is None:
+            return self._row_vjp(g, ctx)
+        return xp.moveaxis(self._row_vjp(xp.moveaxis(g, axis, -1), self._moved(ctx)), -1, axis)
+
+    def _jacobian(self, ctx: Context) -> Any:
+        axis = ctx.axis
+        if axis is None:
+            return super()._jacobian(ctx)
+        moved = super()._jacobian(self._moved(ctx))
+        nd = ctx.x.ndim
+        order = [i for i in range(nd) if i != axis] + [axis]  # the original axis of each moved axis
+        back = [order.index(k) for k in range(nd)]
+        return ctx.xp.permute_dims(moved, tuple(back + [nd + b for b in back]))
+
+    def _row_forward(self, x: Any, ctx: Context) -> Any:
+        raise NotImplementedError
+
+    def _row_vjp(self, g: Any, ctx: Context) -> Any:
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        shown = super().extra_repr()
+        return shown if self.dim is None else ", ".join(part for part in (shown, f"dim={self.dim}") if part)
+
+
+class SoftMax(_AlongDim):
     r"""Softmax over the last axis: on one row ``x`` of shape ``(n,)``, ``y`` of shape ``(n,)``,
 
     .. math::
@@ -180,17 +250,19 @@ class SoftMax(RowwiseNode):
     and never forms the :math:`n \times n` matrix.
 
     ``SoftMax(5)`` accepts inputs of shape ``(5,)``, ``SoftMax((2, 5))``
-    shape ``(2, 5)`` and ``SoftMax()`` any ``(..., n)``.
+    shape ``(2, 5)`` and ``SoftMax()`` any ``(..., n)``.  ``dim=`` (a
+    keyword, torch's name) applies it along another axis: ``SoftMax(dim=0)``
+    normalises each column of a matrix.
     """
 
     float16_in_float32 = True  # float16 is computed in float32, each result rounded once
 
-    def _forward(self, x: Any, ctx: Context) -> Any:
+    def _row_forward(self, x: Any, ctx: Context) -> Any:
         if ctx.fast:
             return blocked.softmax(x)  # the same formula in cache-sized row blocks, on threads: the same bits
         return _softmax(ctx.xp, x)  # y = e^(x - m) / sum_k e^(x_k - m)
 
-    def _vjp(self, g: Any, ctx: Context) -> Any:
+    def _row_vjp(self, g: Any, ctx: Context) -> Any:
         if ctx.fast:
             return blocked.softmax_vjp(ctx.y, g)  # the same formula in row blocks, on threads: the same bits
         return _softmax_vjp(ctx.xp, ctx.y, g)  # dx = y ⊙ (g - <y, g>)
@@ -264,7 +336,7 @@ class NormalizedSoftMax(RowwiseNode):
         return s / ctx.scale[..., None] - xp.where(column_k, through_scale, xp.zeros_like(through_scale))
 
 
-class LogSoftMax(RowwiseNode):
+class LogSoftMax(_AlongDim):
     r"""Logarithm of the softmax over the last axis, by log-sum-exp.
 
     On one row ``x`` of shape ``(n,)``, ``y`` of shape ``(n,)``, with
@@ -274,16 +346,18 @@ class LogSoftMax(RowwiseNode):
         y_i = (x_i - m) - \log\sum_k e^{x_k - m}, \qquad
         \frac{\partial y_i}{\partial x_j} = \delta_{ij} - p_j, \qquad
         J^\top g = g - p \sum_i g_i.
+
+    ``dim=`` (a keyword) applies it along another axis, as in :class:`SoftMax`.
     """
 
     float16_in_float32 = True  # float16 is computed in float32, each result rounded once
 
-    def _forward(self, x: Any, ctx: Context) -> Any:
+    def _row_forward(self, x: Any, ctx: Context) -> Any:
         if ctx.fast:
             return blocked.log_softmax(x)  # the same formula in cache-sized row blocks, on threads: the same bits
         return _log_softmax(ctx.xp, x)  # y = (x - m) - log sum_k e^(x_k - m)
 
-    def _vjp(self, g: Any, ctx: Context) -> Any:
+    def _row_vjp(self, g: Any, ctx: Context) -> Any:
         xp = ctx.xp
         return g - xp.exp(ctx.y) * xp.sum(g, axis=-1, keepdims=True)  # dx = g - e^y sum(g), e^y = softmax(x)
 
@@ -291,3 +365,4 @@ class LogSoftMax(RowwiseNode):
         xp = ctx.xp
         p = xp.exp(ctx.y)
         return xp.eye(p.shape[-1], dtype=p.dtype) - p[..., None, :]  # I - 1 pᵀ
+

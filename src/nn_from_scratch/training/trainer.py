@@ -28,6 +28,7 @@ from .early_stopping import BEST_WEIGHTS_FORMAT, EarlyStop, best_weights_path
 from .model_checkpoint import ModelCheckpoint
 from .objective import Metric, Objective, resolve_metrics
 from .progress import ProgressMode, check_progress_mode
+from .reduction import LOCAL, GradientReduction
 from .shorthands import fit_callbacks
 from .steps import Buffers, Score, all_finite
 
@@ -64,7 +65,7 @@ class _Run:
 
 
 class NeuralNetwork:
-    """Train and use a model: ``NeuralNetwork(model, loss, optimizer, scheduler=None, *, loss_weights=None)``.
+    """Train and use a model: ``NeuralNetwork(model, loss, optimizer, scheduler=None, *, loss_weights=None, reduction=None)``.
 
     ``loss`` is a :class:`~nn_from_scratch.losses.Loss`, or a list of them
     for a model with several outputs (one per output; the training loss is
@@ -73,12 +74,25 @@ class NeuralNetwork:
     every ``fit`` of this network, appended (a value a fit does not log is
     NaN there), also when a fit ends by an error; ``network.stop_training``
     ends a fit after the current epoch when a callback sets it.
+
+    ``reduction`` is where each training step meets the other processes of
+    a data-parallel run (:mod:`.reduction`; a
+    :class:`nn_from_scratch.distributed.DataParallel`); None trains in this
+    process alone.  With one, every process calls ``fit`` (and
+    ``evaluate``) alike; only the main process shows progress and writes
+    the checkpoint of ``fit(checkpoint=...)``.
     """
 
     def __init__(self, model: Node, loss: Union[Loss, Sequence[Loss]], optimizer: Any, scheduler: Any = None, *,
-                 loss_weights: Optional[Sequence[float]] = None) -> None:
+                 loss_weights: Optional[Sequence[float]] = None,
+                 reduction: Optional[GradientReduction] = None) -> None:
         if not isinstance(model, Node):
             raise TypeError(f"model must be a Node, got {type(model).__name__}")
+        if reduction is not None and not isinstance(reduction, GradientReduction):
+            raise TypeError(f"reduction must be a GradientReduction (a distributed.DataParallel), got "
+                            f"{type(reduction).__name__}")
+        #: Where a training step meets the other processes (:mod:`.reduction`); LOCAL: this process alone.
+        self.reduction: GradientReduction = LOCAL if reduction is None else reduction
         self.objective = Objective(loss, loss_weights)
         self.model, self.loss, self.optimizer, self.scheduler = model, loss, optimizer, scheduler
         #: How early stopping ended the last ``fit`` (None: that fit had no early stopping).
@@ -153,6 +167,8 @@ class NeuralNetwork:
         metric_list = resolve_metrics(metrics)
         train, validation = self._fit_data(X, y, batch_size, shuffle, rng, validation_data, validation_split,
                                            transform)
+        if not self.reduction.main:  # one process of a data-parallel run shows and writes for all
+            progress, checkpoint = False, None
         listed = CallbackList(fit_callbacks(self, callbacks, progress=progress, checkpoint=checkpoint,
                                             checkpoint_every=checkpoint_every, checkpoint_metadata=checkpoint_metadata,
                                             early_stopping=early_stopping, validation=validation is not None))
@@ -175,6 +191,7 @@ class NeuralNetwork:
         self.metrics, self.stop_training, self.early_stop = metric_list, False, None
         epoch = done
         try:
+            self.reduction.begin(self, train)
             listed.on_train_begin({"epoch": done, "epochs": int(epochs), "history": history})
             for epoch in range(done + 1, int(epochs) + 1):
                 if self.stop_training or not self._epoch(epoch, listed):
@@ -258,29 +275,41 @@ class NeuralNetwork:
         for index, (xs, yb) in enumerate(run.train.batches(training=True), 1):
             count = len(xs[0])
             listed.on_batch_begin(index, {"size": count})
+            xs, yb = self.reduction.part(xs, yb, True)  # this process's part of the batch (all of it alone)
             output, loss, problem = self._step(xs, yb, buffers)
             if problem is not None:
                 listed.on_batch_end(index, {"size": count, "loss": loss, "diverged": problem})
                 if self.stop_training:
                     return None
                 raise self._diverged(problem, epoch, index)
-            self.objective.score_training(score, output, yb, loss, count, run.metrics)
+            self.objective.score_training(score, output, yb, loss, len(xs[0]), run.metrics)
             listed.on_batch_end(index, {"size": count, "loss": loss})
+        self.reduction.combine(score, True)
         return score.result()
 
     def _step(self, xs: Tuple[Any, ...], yb: Any, buffers: Buffers) -> Tuple[Any, float, Optional[str]]:
-        """One optimizer step on a batch, unless the loss or a gradient is not finite: ``(output, loss, problem)``."""
+        """One optimizer step on a batch, unless the loss or a gradient is not finite: ``(output, loss, problem)``.
+
+        The gradients are combined across processes at the reduction point,
+        between the backward pass and anything that reads them, and the
+        verdict is agreed by every process (:mod:`.reduction`).
+        """
+        reduction = self.reduction
         buffers.keep()  # the forward pass may update them (running statistics) before the loss is known
         output = self.model.forward(*xs)
         loss = self.objective.forward(output, yb)
-        if not math.isfinite(loss):
+        problem = None if math.isfinite(loss) else f"the loss became {loss}"
+        if problem is None or reduction.collective:  # the other processes' steps need this one's backward pass
+            self.optimizer.zero_grad()
+            gradient = reduction.output_gradient(self.objective.backward())
+            self.model.backward(gradient, input_grad=False)  # the data needs no gradient
+            reduction.reduce()  # the reduction point: the gradients of the whole batch from here on
+            if problem is None and not all(all_finite(p.grad) for p in self.model.parameters()):
+                problem = "a gradient stopped being finite"
+            problem = reduction.agree(problem)
+        if problem is not None:
             buffers.restore()
-            return output, loss, f"the loss became {loss}"
-        self.optimizer.zero_grad()
-        self.model.backward(self.objective.backward(), input_grad=False)  # the data needs no gradient
-        if not all(all_finite(p.grad) for p in self.model.parameters()):
-            buffers.restore()
-            return output, loss, "a gradient stopped being finite"
+            return output, loss, problem
         self.optimizer.step()
         return output, loss, None
 
@@ -298,6 +327,8 @@ class NeuralNetwork:
         except Exception:  # noqa: BLE001 - a model that cannot switch (a cycle) has already raised its error
             if error is None:
                 raise
+        finally:
+            self.reduction.end(error)
         listed.on_train_end({"epoch": epoch, "history": self._run.history, "error": error})
         if isinstance(error, KeyboardInterrupt):
             for callback in listed:
@@ -334,10 +365,13 @@ class NeuralNetwork:
         score = Score()
         try:
             for xs, yb in feed.batches(training=False):
-                output = self.model.evaluate(*xs)
-                self.objective.score_batch(score, output, yb, len(xs[0]), metrics)
+                xs, yb = self.reduction.part(xs, yb, False)  # this process's part (all of it alone)
+                if len(xs[0]):
+                    output = self.model.evaluate(*xs)
+                    self.objective.score_batch(score, output, yb, len(xs[0]), metrics)
         finally:
             self.model.train(was_training)
+        self.reduction.combine(score, False)
         return score.result()
 
     def evaluate(self, X: Any, y: Any = None, batch_size: int = EVALUATION_BATCH, *,
