@@ -16,6 +16,7 @@ from nn_from_scratch import Graph, Input
 from nn_from_scratch.context import Context
 from nn_from_scratch.function import input_flags
 from nn_from_scratch.node import Node
+from nn_from_scratch.viz import bptt_jacobians, plot_bptt
 
 
 # ------------------------------------------------------------------ one flag per input
@@ -100,3 +101,105 @@ def test_a_graph_still_asks_its_nodes_with_one_bool(rng):
     model.forward(rng.standard_normal((2, 3)))
     assert model.backward(np.ones((2, 3)), input_grad=(False,)) is None
     assert all(np.any(p.grad != 0) for p in model.parameters())
+
+
+# ------------------------------------------------------------------ the analysis: step Jacobians and their products
+LAYERS = {
+    "RNN": lambda: N.RNN(3, 4, rng=1),
+    "RNN[relu]": lambda: N.RNN(3, 4, nonlinearity="relu", rng=1),
+    "LSTM": lambda: N.LSTM(3, 4, rng=1),
+    "GRU": lambda: N.GRU(3, 4, rng=1),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(LAYERS))
+def test_the_products_of_step_jacobians_are_the_layers_own_gradient_of_the_last_state(kind, engine_path, rng):
+    """uᵀ ∂s_T/∂s_t is the gradient the layer's backward pass gives the state at t for L = u·h_T."""
+    layer = LAYERS[kind]()
+    count = layer.recurrence.states
+    x = rng.standard_normal((6, 3))
+    start = [rng.standard_normal(4) * 0.5 for _ in range(count)]
+    result = bptt_jacobians(layer, x, start)
+    size = 4 * count
+    assert result.steps.shape == (6, size, size) and result.products.shape == (7, size, size)
+    assert result.states.shape == (7, size) and result.norms.shape == (7,)
+    np.testing.assert_array_equal(result.products[-1], np.eye(size))
+    outputs = layer.evaluate(x[:, None, :], *(s[None, None, :] for s in start))
+    np.testing.assert_allclose(result.states[-1], np.concatenate([o[0, 0] for o in outputs[1:]]), rtol=1e-13)
+    u = rng.standard_normal(4)
+    for t in range(6):
+        state = [s[None, None, :] for s in np.split(result.states[t], count)]
+        ys = layer.forward(x[t:, None, :], *state)
+        grads = layer.backward((np.zeros_like(ys[0]), u[None, None, :]) + tuple(np.zeros_like(y) for y in ys[2:]))
+        expected = np.concatenate([g[0, 0] for g in grads[1:]])
+        np.testing.assert_allclose(u @ result.products[t][:4], expected, rtol=1e-12, atol=1e-14)
+        block = result.products[t][:4, :4]
+        assert result.norms[t] == pytest.approx(np.linalg.svd(block, compute_uv=False)[0], rel=1e-12)
+        np.testing.assert_allclose(result.singular_values[t], np.linalg.svd(result.products[t], compute_uv=False),
+                                   rtol=1e-12, atol=1e-15)
+
+
+def test_a_step_jacobian_against_finite_differences(rng):
+    cell = N.LSTMCell(3, 2, rng=0)
+    x = rng.standard_normal((1, 3))
+    s = rng.standard_normal(4)
+    result = bptt_jacobians(cell, x, (s[:2], s[2:]))
+
+    def step(state):
+        h, c = cell.evaluate(x[0], state[:2], state[2:])
+        return np.concatenate([h, c])
+
+    eps = 1e-6
+    numeric = np.stack([(step(s + eps * e) - step(s - eps * e)) / (2 * eps) for e in np.eye(4)], axis=1)
+    np.testing.assert_allclose(result.steps[0], numeric, rtol=1e-7, atol=1e-9)
+
+
+def test_the_analysis_leaves_the_gradients_and_a_cell_is_its_layers_first_step(rng):
+    layer = N.GRU(3, 4, 2, bidirectional=True, rng=2)
+    x = rng.standard_normal((5, 3))
+    before = [p.grad.copy() for p in layer.parameters()]
+    result = bptt_jacobians(layer, x)
+    for p, grad in zip(layer.parameters(), before):
+        np.testing.assert_array_equal(p.grad, grad)
+    np.testing.assert_allclose(bptt_jacobians(layer.cell(0, 0), x).products, result.products, rtol=1e-14)
+    np.testing.assert_array_equal(result.states[0], np.zeros(4))
+
+
+def test_a_contracting_rnn_vanishes_and_an_expanding_one_explodes(rng):
+    """The textbook picture: tanh steps with a small W_hh shrink the gradient geometrically; ReLU steps on a
+    positive state with W_hh = 1.5 I grow it by 1.5 a step."""
+    x = rng.standard_normal((30, 2)) * 0.1
+    small, large = N.RNN(2, 8, rng=3), N.RNN(2, 8, nonlinearity="relu", rng=3)
+    small.weight_hh_l0.value[...] = 0.5 * np.linalg.qr(rng.standard_normal((8, 8)))[0]
+    large.weight_hh_l0.value[...] = 1.5 * np.eye(8)
+    large.weight_ih_l0.value[...] = 0
+    for layer in (small, large):
+        layer.bias_hh_l0.value[...] = 0
+        layer.bias_ih_l0.value[...] = 0
+    shrink = bptt_jacobians(small, x).norms
+    grow = bptt_jacobians(large, x, (np.full(8, 0.01),)).norms
+    assert shrink[0] < 0.5 ** 25 and np.all(np.diff(shrink) > 0)
+    np.testing.assert_allclose(grow, 1.5 ** np.arange(30, -1, -1.0), rtol=1e-12)
+
+
+def test_the_analysis_refuses_what_it_cannot_take(rng):
+    with pytest.raises(TypeError, match="recurrent layer or cell"):
+        bptt_jacobians(N.Linear(3, 2), np.zeros((4, 3)))
+    with pytest.raises(ValueError, match=r"\(T, 3\)"):
+        bptt_jacobians(N.RNN(3, 2), np.zeros((4, 1, 3)))
+    with pytest.raises(ValueError, match="initial state"):
+        bptt_jacobians(N.LSTM(3, 2), np.zeros((4, 3)), (np.zeros(2),))
+
+
+def test_plot_bptt_draws_both_panels(rng):
+    pytest.importorskip("matplotlib")
+    x = rng.standard_normal((8, 3))
+    analyses = {name: bptt_jacobians(make(), x) for name, make in LAYERS.items()}
+    fig = plot_bptt(analyses, title="three layers")
+    assert len(fig.axes) == 2
+    assert all(axis.get_yscale() == "log" for axis in fig.axes)
+    assert len(fig.axes[0].get_lines()) == len(analyses) and len(fig.axes[1].get_lines()) == 2 * len(analyses)
+    with pytest.raises(ValueError, match="at least one"):
+        plot_bptt({})
+    with pytest.raises(TypeError, match="BPTTJacobians"):
+        plot_bptt({"x": np.zeros(3)})
