@@ -199,6 +199,7 @@ def test_plot_bptt_draws_both_panels(rng):
     assert len(fig.axes) == 2
     assert all(axis.get_yscale() == "log" for axis in fig.axes)
     assert len(fig.axes[0].get_lines()) == len(analyses) and len(fig.axes[1].get_lines()) == 2 * len(analyses)
+    assert len(fig.axes[1].get_legend().get_texts()) == len(analyses)
     with pytest.raises(ValueError, match="at least one"):
         plot_bptt({})
     with pytest.raises(TypeError, match="BPTTJacobians"):

@@ -113,7 +113,8 @@ def bptt_jacobians(layer: Node, x: Any, state: Optional[Sequence[Any]] = None) -
 def plot_bptt(analyses: Mapping[str, BPTTJacobians], *, title: Optional[str] = None) -> Any:
     r"""Two panels against the step :math:`t`, one curve per layer: :math:`\lVert \partial h_T/\partial h_t \rVert_2`
     (left), and the largest and smallest singular values of :math:`\partial s_T/\partial s_t` with the band between
-    them (right), both on a log axis (zeros, which a log axis cannot show, are left out).
+    them (right), both on a log axis (zeros, which a log axis cannot show, are left out, and so are smallest singular
+    values below the SVD's rounding, :math:`\epsilon\, S\, \sigma_{\max}`).
 
     ``analyses`` maps a label (``"LSTM"``) to :func:`bptt_jacobians`' result; returns the Figure.
     """
@@ -124,15 +125,19 @@ def plot_bptt(analyses: Mapping[str, BPTTJacobians], *, title: Optional[str] = N
         if not isinstance(a, BPTTJacobians):
             raise TypeError(f"plot_bptt: {name!r} must be a BPTTJacobians (from bptt_jacobians), got "
                             f"{type(a).__name__}")
-    fig = Figure(figsize=(11, 4.2))
+    fig = Figure(figsize=(11, 4.5), layout="constrained")
     left, right = fig.subplots(1, 2)
     for (name, a), color in zip(analyses.items(), _colors(len(analyses))):
         t = np.arange(a.norms.shape[0])
         left.plot(t, _positive(a.norms), marker=".", color=color, label=name)
-        top, bottom = _positive(a.singular_values[:, 0]), _positive(a.singular_values[:, -1])
-        right.plot(t, top, color=color, label=f"{name}: largest")
-        right.plot(t, bottom, color=color, linestyle="--", label=f"{name}: smallest")
-        right.fill_between(t, np.nan_to_num(bottom, nan=np.nanmin(top)), top, color=color, alpha=0.12)
+        values = a.singular_values
+        top = _positive(values[:, 0])
+        # below eps·σ_max·S a singular value is the SVD's rounding, not the product's: left out
+        floor = np.finfo(values.dtype).eps * values.shape[1] * values[:, 0]
+        bottom = _positive(np.where(values[:, -1] > floor, values[:, -1], 0.0))
+        right.plot(t, top, color=color, label=name)
+        right.plot(t, bottom, color=color, linestyle="--")
+        right.fill_between(t, np.where(np.isnan(bottom), floor, bottom), top, color=color, alpha=0.1)
     for axis, label in ((left, r"$\|\partial h_T / \partial h_t\|_2$"),
                         (right, r"singular values of $\partial s_T / \partial s_t$")):
         axis.set_yscale("log")
@@ -140,8 +145,8 @@ def plot_bptt(analyses: Mapping[str, BPTTJacobians], *, title: Optional[str] = N
         axis.set_ylabel(label)
         axis.grid(True, which="both", alpha=0.3)
         axis.legend(fontsize="small")
+    right.set_title("solid: the largest, dashed: the smallest", fontsize="small")
     fig.suptitle(title or "Backpropagation through time: the gradient that reaches step t from the last step")
-    fig.tight_layout()
     return fig
 
 
