@@ -71,3 +71,12 @@ def test_the_thread_policy_benchmark_alternates_the_settings_and_divides_neighbo
     assert calls == ["default", "one thread", "one thread", "default", "default", "one thread"]
     assert seconds["default"] == [6.0, 15.0, 18.0] and seconds["one thread"] == [6.0, 8.0, 14.0]
     assert ratios == [1.0, 15.0 / 8.0, 18.0 / 14.0]
+
+
+def test_the_lstm_workload_agrees_with_torch_and_counts_its_products(torch):
+    """Building the LSTM row checks one pass of each library against the other; its matrix work is the input and
+    recurrent products of both layers, forward (one product each) and backward (two)."""
+    workload = run.lstm_workload(torch, np.random.default_rng(0))
+    assert workload.samples == 32
+    assert workload.flops == 6.0 * 64 * 32 * (4 * 256) * ((64 + 256) + (256 + 256))
+    assert workload.ours().shape == workload.torch().shape == (64, 32, 64)
