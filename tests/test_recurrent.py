@@ -48,6 +48,13 @@ def assert_close(ours, theirs, dtype, what):
     np.testing.assert_allclose(ours, theirs, err_msg=what, **TOLERANCE[dtype])
 
 
+def assert_parameter_grads(node, module, dtype, what):
+    """Every parameter's gradient against torch's parameter of the same name."""
+    theirs = dict(module.named_parameters())
+    for pname, p in node.named_parameters():
+        assert_close(p.grad, theirs[pname].grad.numpy(), dtype, f"{what} d/d {pname}")
+
+
 def torch_sequence_pass(torch, module, x, states, lengths, batch_first, gs):
     """Outputs, input and state gradients of torch's module (packed sequences for lengths); ``gs`` per output."""
     tx = torch.from_numpy(x).requires_grad_()
@@ -111,9 +118,7 @@ def test_a_sequence_layer_matches_torch(kind, batch_first, bidirectional, layers
                 assert_close(grad, expected[i].numpy(), dtype, f"{what} gradient of input {i}")
             if constant is not None:
                 assert grads[-1] is None
-            theirs = dict(module.named_parameters())
-            for pname, p in node.named_parameters():
-                assert_close(p.grad, theirs[pname].grad.numpy(), dtype, f"{what} d/d {pname}")
+            assert_parameter_grads(node, module, dtype, what)
 
 
 @pytest.mark.parametrize("kind", sorted(CELLS))
@@ -143,9 +148,7 @@ def test_a_cell_matches_torch_with_and_without_a_batch(kind, torch, engine_path,
                     assert_close(y, e, dtype, f"{what} output")
                 for grad, t in zip(grads, [tx] + ts):
                     assert_close(grad, t.grad.numpy(), dtype, f"{what} input gradient")
-                theirs = dict(module.named_parameters())
-                for pname, p in node.named_parameters():
-                    assert_close(p.grad, theirs[pname].grad.numpy(), dtype, f"{what} d/d {pname}")
+                assert_parameter_grads(node, module, dtype, what)
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
@@ -332,9 +335,7 @@ def test_truncated_backpropagation_through_time_carries_the_state_as_torchs_deta
         output, hidden = module(torch.from_numpy(x), hidden)
         ((output - torch.from_numpy(target)) ** 2).sum().backward()
         hidden = tuple(h.detach() for h in hidden) if isinstance(hidden, tuple) else hidden.detach()
-        theirs = dict(module.named_parameters())
-        for pname, p in node.named_parameters():
-            assert_close(p.grad, theirs[pname].grad.numpy(), np.float64, f"d/d {pname}")
+        assert_parameter_grads(node, module, np.float64, "truncated BPTT")
 
 
 # ------------------------------------------------------------------ the layer's cell, one flag per input

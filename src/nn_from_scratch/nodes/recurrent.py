@@ -60,7 +60,6 @@ from ..backend import is_array, namespace_of, numpy_dtype
 from ..context import Context
 from ..engine import recurrent as kernels
 from ..engine.gradients import add_into
-from ..function import InputGrad, input_flags
 from ..random import as_generator
 from .linear import float_dtype, positive_sizes
 from .recurrence import Elman, GRUStep, LSTMStep, Recurrence, check_sizes, recurrent_parameters
@@ -335,14 +334,6 @@ class _SequenceLayer(RecurrentNode):
         if self.bias:
             getattr(self, "bias_ih" + suffix).accumulate(xp.sum(d_ax, axis=0))
             getattr(self, "bias_hh" + suffix).accumulate(xp.sum(d_ah, axis=0))
-
-    def _backward(self, g: Any, ctx: Context, input_grad: InputGrad) -> Any:
-        flags = input_flags(input_grad, len(ctx.inputs))
-        result = self._gradients(g, ctx, flags, parameters=True)
-        return result if any(flags) else None
-
-    def _vjp(self, g: Any, ctx: Context) -> Any:
-        return self._gradients(g, ctx, (True,) * len(ctx.inputs), parameters=False)
 
     def extra_repr(self) -> str:
         parts = [str(self.input_size), str(self.hidden_size)]

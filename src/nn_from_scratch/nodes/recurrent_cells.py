@@ -113,6 +113,18 @@ class RecurrentNode(Node):
             return None if p is None else p.value
         return value("weight_ih"), value("weight_hh"), value("bias_ih"), value("bias_hh")
 
+    def _gradients(self, g: Any, ctx: Context, flags: Tuple[bool, ...], parameters: bool) -> Any:
+        """The inputs' gradients (None where ``flags`` is false), and the parameters' accumulated if asked."""
+        raise NotImplementedError
+
+    def _backward(self, g: Any, ctx: Context, input_grad: InputGrad) -> Any:
+        flags = input_flags(input_grad, len(ctx.inputs))
+        result = self._gradients(g, ctx, flags, parameters=True)
+        return result if any(flags) else None
+
+    def _vjp(self, g: Any, ctx: Context) -> Any:
+        return self._gradients(g, ctx, (True,) * len(ctx.inputs), parameters=False)
+
     def _cast(self, xp: Any, value: Any) -> Any:
         return xp.astype(value, self.dtype, copy=False)
 
@@ -185,14 +197,6 @@ class _Cell(RecurrentNode):
         out = [None if d is None else xp.astype(xp.reshape(d, tuple(v.shape)), v.dtype, copy=False)
                for d, v in zip(grads, inputs)]
         return out[0] if len(out) == 1 else tuple(out)
-
-    def _backward(self, g: Any, ctx: Context, input_grad: InputGrad) -> Any:
-        flags = input_flags(input_grad, len(ctx.inputs))
-        result = self._gradients(g, ctx, flags, parameters=True)
-        return result if any(flags) else None
-
-    def _vjp(self, g: Any, ctx: Context) -> Any:
-        return self._gradients(g, ctx, (True,) * len(ctx.inputs), parameters=False)
 
 
 class RNNCell(_Cell):
