@@ -46,6 +46,8 @@ def test_the_cases_cover_the_layers_with_parameters():
 @pytest.mark.parametrize("name", WITH_PARAMETERS)
 def test_the_parameter_jacobian_matches_finite_differences(name, engine_path, rng):
     case = NODES[name]
+    if not case.finite_differences:  # as tests/test_array_api.py: a renormalised table, a mask drawn per evaluate
+        pytest.skip(f"{name} is not held against finite differences (see its case)")
     node = case.make()
     xs = case.inputs(rng)
     node.zero_grad()
