@@ -3,7 +3,7 @@
 Usage::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/run.py [--quick] [--threads 2]
-        [--load K] [--fashion N] [--memory] [--products]
+        [--load K] [--fashion N] [--memory] [--products] [--only TEXT]
 
 ``--load K`` measures the MLP, the LeNet-like CNN and the end-to-end row
 again with K bounded CPU-bound background processes running
@@ -335,6 +335,8 @@ def main(argv=None) -> int:
     parser.add_argument("--products", action="store_true",
                         help="the workloads' matrix products alone, NumPy's BLAS against torch's")
     parser.add_argument("--only-load", action="store_true", help="skip the idle table (the load figures only)")
+    parser.add_argument("--only", metavar="TEXT", default="",
+                        help="time only the idle table's workloads whose name contains TEXT (e.g. LSTM)")
     args = parser.parse_args(argv)
     try:
         import torch
@@ -371,6 +373,8 @@ def main(argv=None) -> int:
     results: Dict[str, float] = {}
     for build in ([] if args.only_load else builders):
         workload = build()
+        if args.only not in workload.name:
+            continue
         ours, theirs, ratio = time_alternately(workload, rounds, block, warmup)
         share = f"{workload.flops / ours / 1e9 / peak:>9.0%}" if workload.flops else f"{'':>9}"
         print(f"{workload.name:<44} {ours * 1e3:>9.2f} {theirs * 1e3:>9.2f} {ratio:>10.2f} "
