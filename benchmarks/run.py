@@ -3,7 +3,7 @@
 Usage::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/run.py [--quick] [--threads 2]
-        [--load K] [--fashion N] [--memory] [--products]
+        [--load K] [--fashion N] [--memory] [--products] [--only TEXT]
 
 ``--load K`` measures the MLP, the LeNet-like CNN and the end-to-end row
 again with K bounded CPU-bound background processes running
@@ -41,7 +41,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the benchmarks
 from nn_from_scratch import Sequential
 from nn_from_scratch.engine.allocator import keep_freed_memory
 from nn_from_scratch.losses import CrossEntropyLoss
-from nn_from_scratch.nodes import Conv2d, Flatten, LayerNorm, Linear, MaxPool2d, ReLU, SoftMax
+from nn_from_scratch.nodes import LSTM, Conv2d, Flatten, LayerNorm, Linear, MaxPool2d, ReLU, SoftMax
 from nn_from_scratch.optim import SGD
 from timing import PAUSE_S, Workload, block_medians, round_ratio, time_alternately  # noqa: E402
 
@@ -215,6 +215,35 @@ def layer_norm_workload(torch, rng: np.random.Generator) -> Workload:
                           1e-4)
 
 
+def lstm_workload(torch, rng: np.random.Generator) -> Workload:
+    """A two-layer LSTM (input 64, hidden 256) over 64 steps of a batch of 32, float32: forward, and backward from
+    the output with every parameter's gradient and the input's.  Matrix work: the input products of all steps
+    (one product per layer and pass) and the recurrent product of each step."""
+    steps, batch, inputs, hidden = 64, 32, 64, 256
+    node = LSTM(inputs, hidden, 2, rng=rng, dtype=np.float32)
+    twin = torch.nn.LSTM(inputs, hidden, 2)
+    twin.load_state_dict({k: torch.from_numpy(v) for k, v in node.state_dict().items()})
+    x = rng.standard_normal((steps, batch, inputs)).astype(np.float32)
+    g = rng.standard_normal((steps, batch, hidden)).astype(np.float32)
+    tx, tg = torch.from_numpy(x).requires_grad_(), torch.from_numpy(g)
+
+    def ours():
+        node.zero_grad()
+        node.forward(x)
+        return node.backward((g, None, None))
+
+    def theirs():
+        twin.zero_grad()
+        tx.grad = None
+        twin(tx)[0].backward(tg)
+        return tx.grad
+
+    np.testing.assert_allclose(ours(), theirs().numpy(), rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(node.weight_hh_l0.grad, twin.weight_hh_l0.grad.numpy(), rtol=1e-3, atol=1e-3)
+    macs = steps * batch * 4 * hidden * ((inputs + hidden) + (hidden + hidden))  # per layer: x W_ihᵀ and h W_hhᵀ
+    return Workload("LSTM 64->256 x2 fwd+bwd, batch 32, 64 steps", batch, ours, theirs, 6.0 * macs)
+
+
 def gemm_gflops(repeats: int) -> float:
     """NumPy's float32 matrix-multiply speed on this machine, in GFLOP/s (2048-square)."""
     a = np.random.default_rng(0).standard_normal((2048, 2048)).astype(np.float32)
@@ -260,6 +289,8 @@ def main(argv=None) -> int:
     parser.add_argument("--products", action="store_true",
                         help="the workloads' matrix products alone, NumPy's BLAS against torch's")
     parser.add_argument("--only-load", action="store_true", help="skip the idle table (the load figures only)")
+    parser.add_argument("--only", metavar="TEXT", default="",
+                        help="time only the idle table's workloads whose name contains TEXT (e.g. LSTM)")
     args = parser.parse_args(argv)
     try:
         import torch
@@ -282,6 +313,7 @@ def main(argv=None) -> int:
         lambda: softmax_workload(torch, rng),
         lambda: cross_entropy_workload(torch, rng),
         lambda: layer_norm_workload(torch, rng),
+        lambda: lstm_workload(torch, rng),
     ]
     peak = gemm_gflops(repeats)
     variables = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}
@@ -296,6 +328,8 @@ def main(argv=None) -> int:
     results: Dict[str, float] = {}
     for build in ([] if args.only_load else builders):
         workload = build()
+        if args.only not in workload.name:
+            continue
         ours, theirs, ratio = time_alternately(workload, rounds, block, warmup)
         share = f"{workload.flops / ours / 1e9 / peak:>9.0%}" if workload.flops else f"{'':>9}"
         print(f"{workload.name:<44} {ours * 1e3:>9.2f} {theirs * 1e3:>9.2f} {ratio:>10.2f} "

@@ -238,18 +238,27 @@ NODES: Dict[str, Case] = {
     "Upsample[bilinear, align_corners]": Case(lambda: N.Upsample(scale_factor=1.7, mode="bilinear",
                                                                  align_corners=True), normal(1, 2, 3, 2)),
     "Dropout2d": Case(_dropout2d, normal(2, 3, 2, 2)),
-}
-#: Classes whose textbook path is not yet written against the array API standard (each is removed from this set
-#: in the change that converts it).
-PENDING = {
-    # optimizers
-    "SGD",
-    "SGD[nesterov]",
-    "Adam",
-    "Adam[amsgrad]",
-    "AdamW",
-    "RMSProp",
-    "RMSProp[centered]",
+    # recurrent layers: the cells, and the sequence layers over their options (the mask or lengths a constant input)
+    "RNNCell": Case(lambda: N.RNNCell(3, 2, rng=0), lambda rng: (rng.standard_normal((4, 3)),
+                                                                rng.standard_normal((4, 2)))),
+    "RNNCell[relu, one sample]": Case(lambda: N.RNNCell(3, 2, nonlinearity="relu", rng=0), normal(3)),
+    "LSTMCell": Case(lambda: N.LSTMCell(3, 2, rng=0), lambda rng: tuple(rng.standard_normal((4, n)) for n in (3, 2, 2))),
+    "GRUCell": Case(lambda: N.GRUCell(3, 2, rng=0), lambda rng: (rng.standard_normal((4, 3)),
+                                                                rng.standard_normal((4, 2)))),
+    "RNN": Case(lambda: N.RNN(3, 2, 2, bidirectional=True, rng=0), lambda rng: (
+        rng.standard_normal((3, 2, 3)), rng.standard_normal((4, 2, 2)))),
+    "RNN[relu, batch_first, lengths]": Case(lambda: N.RNN(3, 2, nonlinearity="relu", batch_first=True, rng=0),
+                                            lambda rng: (rng.standard_normal((2, 4, 3)), rng.standard_normal((1, 2, 2)),
+                                                         np.array([4, 2])), constant=(2,)),
+    "LSTM": Case(lambda: N.LSTM(3, 2, 2, batch_first=True, rng=0), lambda rng: (
+        rng.standard_normal((2, 3, 3)), rng.standard_normal((2, 2, 2)), rng.standard_normal((2, 2, 2)))),
+    "LSTM[bidirectional, mask]": Case(lambda: N.LSTM(3, 2, bidirectional=True, rng=0), lambda rng: (
+        rng.standard_normal((4, 2, 3)), rng.standard_normal((2, 2, 2)), rng.standard_normal((2, 2, 2)),
+        np.array([[True, True], [True, False], [True, False], [False, False]])), constant=(3,)),
+    "GRU": Case(lambda: N.GRU(3, 2, 2, bidirectional=True, rng=0), lambda rng: (
+        rng.standard_normal((3, 2, 3)), rng.standard_normal((4, 2, 2)))),
+    "GRU[dropout, one sequence]": Case(lambda: N.GRU(3, 2, 2, dropout=0.5, rng=0), normal(3, 3),
+                                       finite_differences=False),  # each evaluate draws the next mask
 }
 
 

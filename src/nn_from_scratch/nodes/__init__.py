@@ -37,6 +37,9 @@ from .adaptive_pooling import AdaptiveMaxPool2d
 from .pooling1d import AvgPool1d, MaxPool1d
 from .resampling import Upsample
 from .channel_dropout import Dropout2d
+# recurrent layers
+from .recurrent import GRU, LSTM, RNN
+from .recurrent_cells import GRUCell, LSTMCell, RNNCell
 
 __all__ = [
     "Add",
@@ -113,4 +116,11 @@ __all__ = [
     "Dropout2d",
     "ReflectionPad2d",
     "ZeroPad2d",
+    # recurrent layers
+    "GRU",
+    "GRUCell",
+    "LSTM",
+    "LSTMCell",
+    "RNN",
+    "RNNCell",
 ]
