@@ -204,7 +204,28 @@ NODES: Dict[str, Case] = {
                                lambda rng: (rng.integers(0, 6, (4, 3)),), constant=(0,), finite_differences=False),
     "Bilinear": Case(lambda: N.Bilinear(3, 2, 4, rng=0), lambda rng: (rng.standard_normal((5, 3)),
                                                                      rng.standard_normal((5, 2)))),
+    # attention and the transformer
+    "ScaledDotProductAttention": Case(N.ScaledDotProductAttention, lambda rng: (
+        rng.standard_normal((2, 3, 2)), rng.standard_normal((2, 4, 2)), rng.standard_normal((2, 4, 3)),
+        rng.random((3, 4)) > 0.3), constant=(3,)),
+    "ScaledDotProductAttention[causal, additive]": Case(lambda: N.ScaledDotProductAttention(is_causal=True, scale=0.6),
+                                                        lambda rng: (rng.standard_normal((3, 2)),
+                                                                     rng.standard_normal((4, 2)),
+                                                                     rng.standard_normal((4, 2)), None),
+                                                        constant=(3,)),
+    "MultiheadAttention": Case(lambda: _with_bias(N.MultiheadAttention(4, 2, rng=0)), lambda rng: (
+        rng.standard_normal((3, 2, 4)), rng.standard_normal((2, 2, 4)), rng.standard_normal((2, 2, 4)),
+        np.array([[False, True], [False, False]])), constant=(3,)),
+    "MultiheadAttention[kdim, vdim, batch_first]": Case(
+        lambda: _with_bias(N.MultiheadAttention(4, 2, kdim=3, vdim=2, batch_first=True, rng=0)), lambda rng: (
+            rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 2, 3)), rng.standard_normal((2, 2, 2)))),
 }
+
+
+def _with_bias(node):
+    """A MultiheadAttention with a nonzero in_proj_bias (torch starts it at zero), so its gradient shows."""
+    node.in_proj_bias.value[...] = np.linspace(-0.5, 0.5, node.in_proj_bias.value.size)
+    return node
 
 
 def _evaluating(node):

@@ -564,6 +564,9 @@ SEVERAL_INPUTS_OR_OUTPUTS = {"Add", "Subtract", "Multiply", "Divide", "MatMul", 
 # normalisation, activations, embedding and bilinear: Bilinear takes two inputs, Embedding integer indices without a
 # gradient; each has its own hostile-input test, with this file's helpers, in test_bilinear.py and test_embedding.py
 SEVERAL_INPUTS_OR_OUTPUTS |= {"Bilinear", "Embedding"}
+# attention and the transformer: query, key, value and masks in, an output and the weights out; their hostile-input
+# test, with this file's helpers, is in test_attention.py
+SEVERAL_INPUTS_OR_OUTPUTS |= {"MultiheadAttention", "ScaledDotProductAttention"}
 
 
 def public_classes(module, base, abstract):

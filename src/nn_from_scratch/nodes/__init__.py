@@ -29,6 +29,9 @@ from .embedding import Embedding
 from .group_norm import GroupNorm, InstanceNorm2d
 from .layer_norm import LayerNorm, RMSNorm
 from .softmin import Softmin
+# attention and the transformer
+from .attention import ScaledDotProductAttention, scaled_dot_product_attention
+from .multihead_attention import MultiheadAttention
 
 __all__ = [
     "Add",
@@ -95,4 +98,8 @@ __all__ = [
     "SELU",
     "SiLU",
     "Softmin",
+    # attention and the transformer
+    "MultiheadAttention",
+    "ScaledDotProductAttention",
+    "scaled_dot_product_attention",
 ]
