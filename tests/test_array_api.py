@@ -219,6 +219,13 @@ NODES: Dict[str, Case] = {
     "MultiheadAttention[kdim, vdim, batch_first]": Case(
         lambda: _with_bias(N.MultiheadAttention(4, 2, kdim=3, vdim=2, batch_first=True, rng=0)), lambda rng: (
             rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 2, 3)), rng.standard_normal((2, 2, 2)))),
+    "TransformerEncoderLayer": Case(lambda: N.TransformerEncoderLayer(4, 2, 5, 0.0, rng=0), normal(3, 2, 4)),
+    "TransformerEncoderLayer[pre-norm, gelu]": Case(lambda: N.TransformerEncoderLayer(
+        4, 2, 5, 0.0, "gelu", batch_first=True, norm_first=True, rng=0), normal(2, 3, 4)),
+    "TransformerDecoderBlock": Case(lambda: N.TransformerDecoderBlock(4, 2, 5, 0.0, rng=0), normal(2, 3, 4)),
+    "LearnedPositionalEmbedding": Case(lambda: N.LearnedPositionalEmbedding(5, 3, rng=0), normal(2, 4, 3)),
+    "SinusoidalPositionalEncoding": Case(lambda: N.SinusoidalPositionalEncoding(4, 6, batch_first=False),
+                                         normal(3, 2, 4)),
 }
 
 

@@ -32,6 +32,8 @@ from .softmin import Softmin
 # attention and the transformer
 from .attention import ScaledDotProductAttention, scaled_dot_product_attention
 from .multihead_attention import MultiheadAttention
+from .positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
+from .transformer import TransformerDecoderBlock, TransformerEncoderLayer
 
 __all__ = [
     "Add",
@@ -99,7 +101,11 @@ __all__ = [
     "SiLU",
     "Softmin",
     # attention and the transformer
+    "LearnedPositionalEmbedding",
     "MultiheadAttention",
     "ScaledDotProductAttention",
+    "SinusoidalPositionalEncoding",
+    "TransformerDecoderBlock",
+    "TransformerEncoderLayer",
     "scaled_dot_product_attention",
 ]
