@@ -294,6 +294,38 @@ def blas_description() -> str:
     return "; ".join(f"{os.path.basename(lib.path)} ({lib.get()} threads)" for lib in found)
 
 
+def transformer_workload(torch, rng: np.random.Generator) -> Workload:
+    """A training step of a 4-block decoder-only transformer (embed 128, 4 heads, context 64, batch 32, 65 symbols):
+    forward, cross-entropy over every position, backward and an SGD step, checked to agree with torch's."""
+    from transformer import benchmark_config, torch_twin
+    from nn_from_scratch.cli.language import language_model
+
+    config = benchmark_config()
+    model = language_model(config, rng)
+    twin = torch_twin(torch, config, model)
+    x, y = rng.integers(0, 65, (32, 64)), rng.integers(0, 65, (32, 64))
+    loss, optimizer = CrossEntropyLoss(), SGD(model.parameters(), lr=0.01)
+    t_optimizer = torch.optim.SGD(twin.parameters(), lr=0.01)
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+
+    def ours():
+        optimizer.zero_grad()
+        value = loss.forward(model.forward(x), y)
+        model.backward(loss.backward(), input_grad=False)
+        optimizer.step()
+        return value
+
+    def theirs():
+        t_optimizer.zero_grad()
+        value = torch.nn.functional.cross_entropy(twin(tx), ty)
+        value.backward()
+        t_optimizer.step()
+        return value.item()
+
+    np.testing.assert_allclose(ours(), theirs(), rtol=1e-4, atol=1e-5)
+    return Workload("decoder-only transformer step, 4x128, T 64, batch 32", 32, ours, theirs, 0.0)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
@@ -327,6 +359,7 @@ def main(argv=None) -> int:
         lambda: softmax_workload(torch, rng),
         lambda: cross_entropy_workload(torch, rng),
         lambda: layer_norm_workload(torch, rng),
+        lambda: transformer_workload(torch, rng),
     ]
     peak = gemm_gflops(repeats)
     variables = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}

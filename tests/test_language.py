@@ -83,3 +83,19 @@ def test_sample_refuses_weights_of_another_task(tmp_path, capsys):
     assert "not a language model" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["sample", "--weights", str(tmp_path / "missing.npz")])
+
+
+def test_the_benchmarks_torch_twin_carries_our_weights_and_computes_our_logits(torch):
+    """benchmarks/transformer.py: the torch model the language comparison and the benchmark row train."""
+    import os
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+    from transformer import benchmark_config, torch_twin
+
+    config = {**benchmark_config(vocabulary=7, embed=8, heads=2, context=5, layers=2), "dtype": "float64"}
+    model = language_model(config, rng=0)
+    twin = torch_twin(torch, config, model)
+    codes = np.random.default_rng(1).integers(0, 7, (3, 5))
+    with torch.no_grad():
+        expected = twin(torch.from_numpy(codes)).numpy()
+    np.testing.assert_allclose(model.forward(codes), expected, rtol=1e-10, atol=1e-12)
