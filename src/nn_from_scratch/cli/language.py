@@ -29,13 +29,14 @@ from ..containers import Sequential
 from ..datasets import decode, encode, load_words, sequence_windows
 from ..files import check_model_path, load_layout, load_model_state, save_model
 from ..losses import CrossEntropyLoss
-from ..nodes import Embedding, LayerNorm, LearnedPositionalEmbedding, Linear, Permute, TransformerDecoderBlock
+from ..nodes import (Embedding, LayerNorm, LearnedPositionalEmbedding, Linear, Permute, TransformerDecoderBlock,
+                     TransformerEncoderLayer)
 from ..random import as_generator
 from ..training import NeuralNetwork
 from .options import OPTIMIZERS
 
 __all__ = ["LANGUAGE_DEFAULTS", "add_language_options", "add_sample_command", "generate", "language_model",
-           "train_language", "validate_language_config"]
+           "sequence_tagger", "train_language", "validate_language_config"]
 
 #: Defaults of ``train --task language``: about a minute on two cores, in float32.
 LANGUAGE_DEFAULTS = {"model": "transformer", "epochs": 10, "batch_size": 32, "lr": 3e-3, "optimizer": "adam",
@@ -111,6 +112,23 @@ def language_model(config: Mapping[str, Any], rng: Any = None) -> Sequential:
                for _ in range(config["layers"])]
     layers += [LayerNorm(embed, dtype=dtype), Linear(embed, size, rng=generator, dtype=dtype), Permute(0, 2, 1)]
     return Sequential(*layers)
+
+
+def sequence_tagger(symbols: int, length: int, embed: int = 32, heads: int = 4, layers: int = 1, *, rng: Any = None,
+                    dtype: Any = np.float32) -> Sequential:
+    """A transformer that labels every position of a sequence, seeing all of it (the synthetic reversal task).
+
+    Token embedding, learned positions, ``layers`` pre-norm
+    :class:`TransformerEncoderLayer` (no mask), LayerNorm and the head:
+    logits ``(N, symbols, T)`` for codes ``(N, T)``.
+    """
+    generator = as_generator(rng)
+    body = [TransformerEncoderLayer(embed, heads, 2 * embed, 0.0, batch_first=True, norm_first=True, rng=generator,
+                                    dtype=dtype) for _ in range(layers)]
+    return Sequential(Embedding(symbols, embed, rng=generator, dtype=dtype),
+                      LearnedPositionalEmbedding(length, embed, rng=generator, dtype=dtype), *body,
+                      LayerNorm(embed, dtype=dtype), Linear(embed, symbols, rng=generator, dtype=dtype),
+                      Permute(0, 2, 1))
 
 
 def generate(model: Any, vocabulary: str, context: int, length: int, temperature: float, seed: int,

@@ -30,6 +30,7 @@ from .images import CLASS_NAMES, find_image_dataset, holdout, load_image_dataset
 from .mnist import load_mnist, read_idx, read_mnist
 # the character-level language corpus
 from .text import TextSplit, decode, encode, load_words, sequence_windows
+from .sequences import reversal_task
 
 __all__ = [
     "ArrayDataset",
@@ -63,5 +64,6 @@ __all__ = [
     "decode",
     "encode",
     "load_words",
+    "reversal_task",
     "sequence_windows",
 ]
