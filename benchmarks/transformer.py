@@ -16,7 +16,6 @@ the architecture, Adam at lr 3e-3, batch 32, the epochs, float32.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
 import numpy as np

@@ -99,3 +99,23 @@ def test_the_benchmarks_torch_twin_carries_our_weights_and_computes_our_logits(t
     with torch.no_grad():
         expected = twin(torch.from_numpy(codes)).numpy()
     np.testing.assert_allclose(model.forward(codes), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_sample_saves_the_attention_maps(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from nn_from_scratch import viz
+    from nn_from_scratch.cli.language import attention_maps
+
+    out = tmp_path / "lm.npz"
+    assert main(["train", "--task", "language", "--out", str(out), *SMALL]) == 0
+    picture = tmp_path / "maps.png"
+    assert main(["sample", "--weights", str(out), "--length", "20", "--attention", str(picture)]) == 0
+    assert picture.stat().st_size > 0 and "attention maps saved" in capsys.readouterr().err
+    model = language_model({"kind": "transformer_lm", "vocabulary": "\nab", "context": 4, "embed": 8, "heads": 2,
+                            "layers": 2, "dtype": "float64"}, rng=0)
+    maps = attention_maps(model, np.array([1, 2, 0]))
+    assert maps.shape == (2, 2, 3, 3) and np.all(np.triu(maps, 1) == 0)
+    figure = viz.plot_attention(maps, ["a", "b", "\n"], title="maps")
+    assert len(figure.axes) == 5  # four maps and the colour bar
+    with pytest.raises(ValueError):
+        viz.plot_attention(np.zeros((2, 3)), ["a"])

@@ -199,3 +199,16 @@ def test_a_small_language_model_is_a_sequential(rng):
     assert model.forward(tokens).shape == (2, 5, 7)
     assert model.backward(np.ones((2, 5, 7))) is None and np.any(model[0].weight.grad != 0)
     assert_gradients(Sequential(*list(model)[1:]), rng.standard_normal((2, 5, 4)), atol=1e-8, rtol=1e-7)
+
+
+def test_attention_weights_are_torchs_per_head_probabilities(torch, rng):
+    ours, theirs = pair(torch, rng, batch_first=True)
+    x = rng.standard_normal((2, 4, 6))
+    maps = ours.attention_weights(x)
+    with torch.no_grad():  # post-norm: self-attention reads the input itself
+        _, expected = theirs.self_attn(*(torch.tensor(x),) * 3, average_attn_weights=False)
+    np.testing.assert_allclose(maps, expected.numpy(), **F64)
+    block = TransformerDecoderBlock(6, 2, 8, rng=0)
+    causal = block.attention_weights(rng.standard_normal((5, 6)))
+    assert causal.shape == (2, 5, 5) and np.all(np.triu(causal, 1) == 0)
+    np.testing.assert_allclose(causal.sum(axis=-1), 1.0, rtol=1e-12)

@@ -24,7 +24,7 @@ from typing import Any, Dict, Mapping
 
 import numpy as np
 
-from .. import optim
+from .. import extras, viz
 from ..containers import Sequential
 from ..datasets import decode, encode, load_words, sequence_windows
 from ..files import check_model_path, load_layout, load_model_state, save_model
@@ -35,7 +35,8 @@ from ..random import as_generator
 from ..training import NeuralNetwork
 from .options import OPTIMIZERS
 
-__all__ = ["LANGUAGE_DEFAULTS", "add_language_options", "add_sample_command", "generate", "language_model",
+__all__ = ["LANGUAGE_DEFAULTS", "add_language_options", "add_sample_command", "attention_maps", "generate",
+           "language_model",
            "sequence_tagger", "train_language", "validate_language_config"]
 
 #: Defaults of ``train --task language``: about a minute on two cores, in float32.
@@ -71,6 +72,8 @@ def add_sample_command(commands: Any) -> None:
                         help="divides the logits before the softmax: below 1 surer, above 1 wilder (default 0.8)")
     sample.add_argument("--seed", type=int, default=0, help="seed of the draws (default 0)")
     sample.add_argument("--prompt", default="\n", help="text to start from (default a newline)")
+    sample.add_argument("--attention", type=Path, default=None, metavar="PNG",
+                        help="also save the attention maps of every block and head on the last window drawn")
     sample.set_defaults(handler=sample_command, subparser=sample)
 
 
@@ -129,6 +132,23 @@ def sequence_tagger(symbols: int, length: int, embed: int = 32, heads: int = 4, 
                       LearnedPositionalEmbedding(length, embed, rng=generator, dtype=dtype), *body,
                       LayerNorm(embed, dtype=dtype), Linear(embed, symbols, rng=generator, dtype=dtype),
                       Permute(0, 2, 1))
+
+
+def attention_maps(model: Sequential, codes: Any) -> np.ndarray:
+    """The attention probabilities of every transformer layer of ``model`` on ``codes`` ``(T,)``: ``(layers, H, T, T)``.
+
+    The model is run node by node in eval mode, each
+    :class:`TransformerEncoderLayer` (the decoder blocks included) asked for
+    its :meth:`~TransformerEncoderLayer.attention_weights` on its input.
+    """
+    x: Any = np.asarray(codes)[None, :]
+    maps = []
+    model.eval()
+    for node in model:
+        if isinstance(node, TransformerEncoderLayer):
+            maps.append(np.asarray(node.attention_weights(x))[0])
+        x = node.evaluate(x)
+    return np.stack(maps)
 
 
 def generate(model: Any, vocabulary: str, context: int, length: int, temperature: float, seed: int,
@@ -228,4 +248,15 @@ def sample_command(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     except (FileNotFoundError, ValueError, KeyError, TypeError, ImportError) as error:
         parser.error(f"cannot sample from {args.weights}: {error}")
     sys.stdout.write(text + ("" if text.endswith("\n") else "\n"))
+    if args.attention is not None:
+        if not viz.available():
+            print(f"no attention maps saved: matplotlib is not installed; {extras.install_hint('matplotlib')}",
+                  file=sys.stderr)
+            return 1
+        window = (args.prompt + text)[-config["context"]:]
+        maps = attention_maps(model, encode(window, config["vocabulary"]))
+        figure = viz.plot_attention(maps, list(window), title=f"attention of {args.weights.name} on its last "
+                                                              f"{len(window)} characters")
+        print(f"attention maps saved to {viz.save_figure(figure, args.attention.name, args.attention.parent)}",
+              file=sys.stderr)
     return 0

@@ -160,6 +160,18 @@ class TransformerEncoderLayer(Node):
             y = step("norm2", h + feed_forward(h))
         return xp.permute_dims(y, (1, 0, 2)) if x.ndim == 3 and not self.batch_first else y
 
+    def attention_weights(self, src: Any, src_mask: Any = None, src_key_padding_mask: Any = None,
+                          is_causal: bool = False) -> Any:
+        """The self-attention probabilities of ``src``, per head: ``(N, H, T, T)`` (``(H, T, T)`` unbatched).
+
+        Row :math:`i` is how query :math:`i` weighs the keys, before dropout;
+        the node is left as it was (an ``evaluate``).
+        """
+        ctx = self.run(src, src_mask=src_mask, src_key_padding_mask=src_key_padding_mask, is_causal=is_causal,
+                       update_state=False)
+        probabilities = ctx.steps["self_attn"].probabilities
+        return probabilities[0, ...] if ctx.x.ndim == 2 else probabilities
+
     def _gradients(self, g: Any, ctx: Context, input_grad: bool, params: bool) -> Optional[Any]:
         xp = ctx.xp
 
