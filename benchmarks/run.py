@@ -77,9 +77,13 @@ def _torch_sequential(torch, model: Sequential):
     return twin
 
 
-def training_step_workload(torch, name: str, model: Sequential, x: np.ndarray, y: np.ndarray, flops: float) -> Workload:
-    """Forward, cross-entropy, backward and an SGD step, in both libraries, checked to agree."""
-    twin = _torch_sequential(torch, model)
+def training_step_workload(torch, name: str, model: Sequential, x: np.ndarray, y: np.ndarray, flops: float,
+                           twin=None) -> Workload:
+    """Forward, cross-entropy, backward and an SGD step, in both libraries, checked to agree.
+
+    ``twin``: the torch model with the same weights, its parameters in the same order (default: the
+    Sequential's twin)."""
+    twin = _torch_sequential(torch, model) if twin is None else twin
     loss, optimizer = CrossEntropyLoss(), SGD(model.parameters(), lr=0.01)
     t_optimizer = torch.optim.SGD(twin.parameters(), lr=0.01)
     tx, ty = torch.from_numpy(x), torch.from_numpy(y)
@@ -101,8 +105,10 @@ def training_step_workload(torch, name: str, model: Sequential, x: np.ndarray, y
     # one step each from the same weights must agree (float32 rounding aside)
     first, t_first = ours(), theirs()
     np.testing.assert_allclose(first, t_first, rtol=1e-4, atol=1e-5)
-    for key, value in model.state_dict().items():
-        np.testing.assert_allclose(value, twin.state_dict()[key].numpy(), rtol=1e-3, atol=1e-5)
+    ours_state, their_state = model.state_dict(), twin.state_dict()
+    assert len(ours_state) == len(their_state)
+    for (key, value), theirs_value in zip(ours_state.items(), their_state.values()):
+        np.testing.assert_allclose(value, theirs_value.numpy(), rtol=1e-3, atol=1e-5, err_msg=key)
     return Workload(name, len(x), ours, theirs, flops)
 
 
@@ -302,28 +308,9 @@ def transformer_workload(torch, rng: np.random.Generator) -> Workload:
 
     config = benchmark_config()
     model = language_model(config, rng)
-    twin = torch_twin(torch, config, model)
     x, y = rng.integers(0, 65, (32, 64)), rng.integers(0, 65, (32, 64))
-    loss, optimizer = CrossEntropyLoss(), SGD(model.parameters(), lr=0.01)
-    t_optimizer = torch.optim.SGD(twin.parameters(), lr=0.01)
-    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-
-    def ours():
-        optimizer.zero_grad()
-        value = loss.forward(model.forward(x), y)
-        model.backward(loss.backward(), input_grad=False)
-        optimizer.step()
-        return value
-
-    def theirs():
-        t_optimizer.zero_grad()
-        value = torch.nn.functional.cross_entropy(twin(tx), ty)
-        value.backward()
-        t_optimizer.step()
-        return value.item()
-
-    np.testing.assert_allclose(ours(), theirs(), rtol=1e-4, atol=1e-5)
-    return Workload("decoder-only transformer step, 4x128, T 64, batch 32", 32, ours, theirs, 0.0)
+    return training_step_workload(torch, "decoder-only transformer step, 4x128, T 64, batch 32", model, x, y, 0.0,
+                                  twin=torch_twin(torch, config, model))
 
 
 def main(argv=None) -> int:
