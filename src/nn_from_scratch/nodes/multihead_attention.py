@@ -2,6 +2,7 @@ r"""Multi-head attention, as ``torch.nn.MultiheadAttention``: its arguments, wei
 from __future__ import annotations
 
 import math
+import threading
 from types import ModuleType
 from typing import Any, List, Optional, Tuple
 
@@ -102,7 +103,7 @@ class MultiheadAttention(Node):
         self.out_proj = Linear(E, E, bias, rng=generator, dtype=dtype)
         if bias:
             self.out_proj.bias.value[...] = 0.0
-        self._call: dict = {}
+        self._call: dict = {}  # thread -> the keyword options of the call under way
 
     def children(self) -> List[Tuple[str, Any]]:
         return [("out_proj", self.out_proj)]
@@ -138,16 +139,18 @@ class MultiheadAttention(Node):
             is_causal: bool = False, update_state: bool = True) -> Context:
         """The context call: ``key`` and ``value`` default to ``query`` (self-attention); outputs ``(out, weights)``."""
         who = "MultiheadAttention"
-        self._call = {"need_weights": check_flag(who, need_weights, "need_weights"),
-                      "average_attn_weights": check_flag(who, average_attn_weights, "average_attn_weights"),
-                      "is_causal": check_flag(who, is_causal, "is_causal")}
+        self._call[threading.get_ident()] = {  # read by _prepare_inputs, in this thread's pass
+            "need_weights": check_flag(who, need_weights, "need_weights"),
+            "average_attn_weights": check_flag(who, average_attn_weights, "average_attn_weights"),
+            "is_causal": check_flag(who, is_causal, "is_causal")}
         key = query if key is None else key
         value = key if value is None else value
         return super().run(query, key, value, key_padding_mask, attn_mask, update_state=update_state)
 
     # ---------------------------------------------------------------- inputs
     def _prepare_inputs(self, inputs: Tuple[Any, ...]) -> Tuple[Tuple[Any, ...], dict]:
-        call, self._call = self._call or {"need_weights": True, "average_attn_weights": True, "is_causal": False}, {}
+        call = self._call.pop(threading.get_ident(), None) or {"need_weights": True, "average_attn_weights": True,
+                                                                "is_causal": False}
         xs = tuple(as_float_array(v, name) for v, name in zip(inputs[:3], ("query", "key", "value")))
         xp = namespace_of(*xs)
         self._check_namespace(xp)

@@ -18,6 +18,7 @@ so their gradients add.
 """
 from __future__ import annotations
 
+import threading
 from typing import Any, List, Optional, Tuple, Union
 
 import numpy as np
@@ -90,7 +91,7 @@ class TransformerEncoderLayer(Node):
         self.dropout1 = Dropout(p, rng=generator)
         self.dropout2 = Dropout(p, rng=generator)
         self.activation = activation_node
-        self._call: dict = {}
+        self._call: dict = {}  # thread -> the keyword options of the call under way
 
     def children(self) -> List[Tuple[str, Any]]:
         return [(name, getattr(self, name)) for name in ("self_attn", "linear1", "dropout", "linear2", "norm1",
@@ -113,12 +114,14 @@ class TransformerEncoderLayer(Node):
 
     def run(self, src: Any, *, src_mask: Any = None, src_key_padding_mask: Any = None, is_causal: bool = False,
             update_state: bool = True) -> Context:
-        self._call = {"src_mask": src_mask, "src_key_padding_mask": src_key_padding_mask,
-                      "is_causal": check_flag(type(self).__name__, is_causal, "is_causal")}
+        self._call[threading.get_ident()] = {  # read by _prepare_inputs, in this thread's pass
+            "src_mask": src_mask, "src_key_padding_mask": src_key_padding_mask,
+            "is_causal": check_flag(type(self).__name__, is_causal, "is_causal")}
         return super().run(src, update_state=update_state)
 
     def _prepare_inputs(self, inputs: Tuple[Any, ...]) -> Tuple[Tuple[Any, ...], dict]:
-        call, self._call = self._call or {"src_mask": None, "src_key_padding_mask": None, "is_causal": False}, {}
+        call = self._call.pop(threading.get_ident(), None) or {"src_mask": None, "src_key_padding_mask": None,
+                                                                "is_causal": False}
         xs, _ = super()._prepare_inputs(inputs)
         return xs, call
 
