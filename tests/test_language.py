@@ -74,6 +74,12 @@ def test_train_refusals(tmp_path, capsys, argv, message):
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
+def test_the_language_options_are_refused_by_the_other_tasks(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--context", "16", "--heads", "2"])
+    assert "--context, --heads only apply to --task language" in capsys.readouterr().err
+
+
 def test_sample_refuses_weights_of_another_task(tmp_path, capsys):
     out = tmp_path / "mlp.npz"
     assert main(["train", "--epochs", "1", "--out", str(out), "--no-progress"]) == 0

@@ -32,7 +32,7 @@ from .classify import Classify
 from .common import chance_level_warning, load_data
 from .distributed import Processes, start_processes
 from .evaluate import evaluate
-from .language import add_language_options, add_sample_command, train_language
+from .language import LANGUAGE_ONLY, add_language_options, add_sample_command, train_language
 from .localize import Localize, localization_data_config
 from .options import add_data_options, add_train_options, resolve_options, unknown_arguments_message
 from .output import OutputLock, OutputLocked, check_overwrite, default_out
@@ -79,6 +79,9 @@ def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             set_num_threads(args.threads)
         keep_freed_memory()
         return train_language(args, parser)
+    given = [f"--{name}" for name in LANGUAGE_ONLY if getattr(args, name) is not None]
+    if given:
+        parser.error(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} to --task language")
     if args.distributed:  # every process of the job runs the same train; process 0 speaks and writes for all
         processes = start_processes(args, parser)
         return processes.run(lambda: _train_here(args, parser, processes))

@@ -35,13 +35,15 @@ from ..random import as_generator
 from ..training import NeuralNetwork
 from .options import OPTIMIZERS
 
-__all__ = ["LANGUAGE_DEFAULTS", "add_language_options", "add_sample_command", "attention_maps", "generate",
+__all__ = ["LANGUAGE_DEFAULTS", "LANGUAGE_ONLY", "add_language_options", "add_sample_command", "attention_maps", "generate",
            "language_model",
            "sequence_tagger", "train_language", "validate_language_config"]
 
 #: Defaults of ``train --task language``: about a minute on two cores, in float32.
 LANGUAGE_DEFAULTS = {"model": "transformer", "epochs": 10, "batch_size": 32, "lr": 3e-3, "optimizer": "adam",
                      "seed": 0, "dtype": "float32", "context": 32, "embed": 64, "heads": 4, "layers": 2}
+#: The options that only ``--task language`` reads (argparse dest, the option without its dashes).
+LANGUAGE_ONLY = ("context", "embed", "heads", "layers")
 RECURRENT = ("lstm", "gru")
 TASK_KEY = "language"
 MAX_SIZE = 4096
