@@ -68,9 +68,13 @@ def _torch_sequential(torch, model: Sequential):
     return twin
 
 
-def training_step_workload(torch, name: str, model: Sequential, x: np.ndarray, y: np.ndarray, flops: float) -> Workload:
-    """Forward, cross-entropy, backward and an SGD step, in both libraries, checked to agree."""
-    twin = _torch_sequential(torch, model)
+def training_step_workload(torch, name: str, model: Sequential, x: np.ndarray, y: np.ndarray, flops: float,
+                           twin=None) -> Workload:
+    """Forward, cross-entropy, backward and an SGD step, in both libraries, checked to agree.
+
+    ``twin``: the torch model with the same weights, its parameters in the same order (default: the
+    Sequential's twin)."""
+    twin = _torch_sequential(torch, model) if twin is None else twin
     loss, optimizer = CrossEntropyLoss(), SGD(model.parameters(), lr=0.01)
     t_optimizer = torch.optim.SGD(twin.parameters(), lr=0.01)
     tx, ty = torch.from_numpy(x), torch.from_numpy(y)
@@ -92,8 +96,10 @@ def training_step_workload(torch, name: str, model: Sequential, x: np.ndarray, y
     # one step each from the same weights must agree (float32 rounding aside)
     first, t_first = ours(), theirs()
     np.testing.assert_allclose(first, t_first, rtol=1e-4, atol=1e-5)
-    for key, value in model.state_dict().items():
-        np.testing.assert_allclose(value, twin.state_dict()[key].numpy(), rtol=1e-3, atol=1e-5)
+    ours_state, their_state = model.state_dict(), twin.state_dict()
+    assert len(ours_state) == len(their_state)
+    for (key, value), theirs_value in zip(ours_state.items(), their_state.values()):
+        np.testing.assert_allclose(value, theirs_value.numpy(), rtol=1e-3, atol=1e-5, err_msg=key)
     return Workload(name, len(x), ours, theirs, flops)
 
 
@@ -277,6 +283,19 @@ def blas_description() -> str:
     return "; ".join(f"{os.path.basename(lib.path)} ({lib.get()} threads)" for lib in found)
 
 
+def transformer_workload(torch, rng: np.random.Generator) -> Workload:
+    """A training step of a 4-block decoder-only transformer (embed 128, 4 heads, context 64, batch 32, 65 symbols):
+    forward, cross-entropy over every position, backward and an SGD step, checked to agree with torch's."""
+    from transformer import benchmark_config, torch_twin
+    from nn_from_scratch.cli.language import language_model
+
+    config = benchmark_config()
+    model = language_model(config, rng)
+    x, y = rng.integers(0, 65, (32, 64)), rng.integers(0, 65, (32, 64))
+    return training_step_workload(torch, "decoder-only transformer step, 4x128, T 64, batch 32", model, x, y, 0.0,
+                                  twin=torch_twin(torch, config, model))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
@@ -314,6 +333,7 @@ def main(argv=None) -> int:
         lambda: cross_entropy_workload(torch, rng),
         lambda: layer_norm_workload(torch, rng),
         lambda: lstm_workload(torch, rng),
+        lambda: transformer_workload(torch, rng),
     ]
     peak = gemm_gflops(repeats)
     variables = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}

@@ -664,7 +664,42 @@ NODE_TABLE: Dict[str, NodeSpec] = {
                     torch=lambda torch, F, n, s, x: _recurrent_twin(torch, "GRU", 3, 2, s, num_layers=2,
                                                                     bidirectional=True)(x)[0],
                     valid=(3, 2, 3), sums=True),
+    # attention and the transformer (the attention layers themselves: test_attention.py)
+    "TransformerEncoderLayer": NodeSpec(lambda: nodes_module.TransformerEncoderLayer(4, 2, 6, 0.0, rng=0),
+                                        last_axis(4, 2, 3), out_dtype=np.dtype(np.float64),
+                                        compare=lambda x: comparable(x, 1e3), valid=(3, 2, 4), sums=True,
+                                        torch=lambda torch, F, n, s, x: _transformer_ref(torch, n, s, x)),
+    "TransformerDecoderBlock": NodeSpec(lambda: nodes_module.TransformerDecoderBlock(4, 2, 6, 0.0, rng=0),
+                                        last_axis(4, 2, 3), out_dtype=np.dtype(np.float64),
+                                        compare=lambda x: comparable(x, 1e3), valid=(2, 3, 4), sums=True,
+                                        torch=lambda torch, F, n, s, x: _transformer_ref(torch, n, s, x)),
+    "LearnedPositionalEmbedding": NodeSpec(lambda: nodes_module.LearnedPositionalEmbedding(5, 3, rng=0),
+                                           st.one_of(st.tuples(st.integers(0, 5), st.just(3)),
+                                                     st.tuples(st.integers(0, 3), st.integers(0, 6), st.just(3))),
+                                           out_dtype=np.dtype(np.float64), valid=(2, 4, 3),
+                                           torch=lambda torch, F, n, s, x: x + torch.from_numpy(
+                                               s["weight"][:x.shape[-2]])),
+    "SinusoidalPositionalEncoding": NodeSpec(lambda: nodes_module.SinusoidalPositionalEncoding(3, max_len=5),
+                                             st.one_of(st.tuples(st.integers(0, 5), st.just(3)),
+                                                       st.tuples(st.integers(0, 3), st.integers(0, 6), st.just(3))),
+                                             valid=(2, 4, 3), torch=lambda torch, F, n, s, x: x + torch.from_numpy(
+                                                 n.table[:x.shape[-2]]).to(x.dtype)),
 }
+
+
+def _transformer_ref(torch, node, state, x):
+    """torch's TransformerEncoderLayer with the node's weights (and, for the decoder block, the causal mask)."""
+    causal = isinstance(node, nodes_module.TransformerDecoderBlock)
+    layer = torch.nn.TransformerEncoderLayer(4, 2, 6, 0.0, activation="gelu" if causal else "relu",
+                                             batch_first=causal, norm_first=causal, dtype=torch.float64)
+    layer.load_state_dict({k: torch.from_numpy(v) for k, v in state.items() if not k.startswith("__")})
+    if not causal:
+        return layer(x)
+    length = x.shape[-2]
+    return layer(x, src_mask=torch.nn.Transformer.generate_square_subsequent_mask(length, dtype=x.dtype),
+                 is_causal=True)
+
+
 ABSTRACT_NODES = {"Node", "RowwiseNode", "ElementwiseNode"}
 #: Nodes of several inputs or outputs, which this one-input harness cannot drive: their bad-input tests
 #: (shapes that cannot broadcast or join, wrong input counts, bad axes) are in test_arithmetic.py,
@@ -673,6 +708,9 @@ SEVERAL_INPUTS_OR_OUTPUTS = {"Add", "Subtract", "Multiply", "Divide", "MatMul", 
 # normalisation, activations, embedding and bilinear: Bilinear takes two inputs, Embedding integer indices without a
 # gradient; each has its own hostile-input test, with this file's helpers, in test_bilinear.py and test_embedding.py
 SEVERAL_INPUTS_OR_OUTPUTS |= {"Bilinear", "Embedding"}
+# attention and the transformer: query, key, value and masks in, an output and the weights out; their hostile-input
+# test, with this file's helpers, is in test_attention.py
+SEVERAL_INPUTS_OR_OUTPUTS |= {"MultiheadAttention", "ScaledDotProductAttention"}
 
 
 def public_classes(module, base, abstract):

@@ -40,6 +40,11 @@ from .channel_dropout import Dropout2d
 # recurrent layers
 from .recurrent import GRU, LSTM, RNN
 from .recurrent_cells import GRUCell, LSTMCell, RNNCell
+# attention and the transformer
+from .attention import ScaledDotProductAttention, scaled_dot_product_attention
+from .multihead_attention import MultiheadAttention
+from .positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
+from .transformer import TransformerDecoderBlock, TransformerEncoderLayer
 
 __all__ = [
     "Add",
@@ -123,4 +128,12 @@ __all__ = [
     "LSTMCell",
     "RNN",
     "RNNCell",
+    # attention and the transformer
+    "LearnedPositionalEmbedding",
+    "MultiheadAttention",
+    "ScaledDotProductAttention",
+    "SinusoidalPositionalEncoding",
+    "TransformerDecoderBlock",
+    "TransformerEncoderLayer",
+    "scaled_dot_product_attention",
 ]
