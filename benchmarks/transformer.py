@@ -1,8 +1,9 @@
 """The language task's models in torch, twins of ``nn_from_scratch.cli.language.language_model``.
 
-Used by ``benchmarks/run.py`` (the training-step row: 4 blocks, embed 128, 4
-heads, context 64, batch 32) and, run as a script, to train the language
-task's model in torch with the same data and hyperparameters as
+Used by ``benchmarks/run.py`` (the transformer's training-step row: 4 blocks,
+embed 128, 4 heads, context 64, batch 32) and, run as a script, to train
+the language task's model (``--model``: the transformer, or the LSTM or GRU
+as ``torch.nn.Embedding``, ``torch.nn.LSTM``/``GRU`` and ``torch.nn.Linear``) in torch with the same data and hyperparameters as
 ``nn-from-scratch train --task language`` and compare the validation loss::
 
     python benchmarks/transformer.py [--model transformer|lstm|gru] [--epochs 10] [--ours]
@@ -60,7 +61,8 @@ def torch_twin(torch, config, model=None):
                 h = block(h, src_mask=mask, is_causal=True)
             return self.head(self.norm(h)).permute(0, 2, 1)
 
-    twin = (LanguageModel if config["kind"] == "transformer_lm" else RecurrentLanguageModel)().to(getattr(torch, config["dtype"]))
+    kind = LanguageModel if config["kind"] == "transformer_lm" else RecurrentLanguageModel
+    twin = kind().to(getattr(torch, config["dtype"]))
     if model is not None:
         ours = list(model.state_dict().values())
         theirs = twin.state_dict()
