@@ -6,9 +6,11 @@ Usage::
 
 The transformer (one pre-norm encoder layer, embed 32, 4 heads) learns to
 reverse sequences of 8 symbols out of 10 and is scored on 1000 held-out
-sequences.  The LSTM side (embed 32, hidden 32, then the same head) runs
-when ``nn_from_scratch.nodes`` has an ``LSTM``; until the recurrent layers
-are merged it says so and stops after the transformer.
+sequences.  The LSTM (embed 32, one layer of hidden 32, then the same
+head: about as many parameters) reads the sequence left to right, so at
+position t it has not yet seen the symbol it must output there for the
+first half of the sequence: it can at best get the second half right and
+guess the first, about 55%.  Each side is timed (training only).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import time
 import numpy as np
 
 from nn_from_scratch import NeuralNetwork, Sequential, nodes, optim
-from nn_from_scratch.cli.language import sequence_tagger
+from nn_from_scratch.cli.language import FirstOutput, sequence_tagger
 from nn_from_scratch.datasets import reversal_task
 from nn_from_scratch.losses import CrossEntropyLoss
 
@@ -37,21 +39,21 @@ def score(name: str, model, epochs: int, seed: int) -> float:
     return accuracy
 
 
+def lstm_tagger(symbols: int, embed: int = 32, *, rng=None) -> Sequential:
+    """Embedding, one batch-first LSTM of hidden size ``embed``, its output sequence, the head: ``(N, symbols, T)``."""
+    rng = np.random.default_rng(rng)
+    return Sequential(nodes.Embedding(symbols, embed, rng=rng, dtype=np.float32),
+                      nodes.LSTM(embed, embed, batch_first=True, rng=rng, dtype=np.float32), FirstOutput(3),
+                      nodes.Linear(embed, symbols, rng=rng, dtype=np.float32), nodes.Permute(0, 2, 1))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     score("transformer", sequence_tagger(10, 8, rng=args.seed), args.epochs, args.seed)
-    if not hasattr(nodes, "LSTM"):
-        print("LSTM: nn_from_scratch.nodes has no LSTM yet (the recurrent layers are not merged): not run")
-        return 0
-    rng = np.random.default_rng(args.seed)
-    # written before the recurrent layers were merged: torch's LSTM arguments; adjust to their interface then
-    lstm = Sequential(nodes.Embedding(10, 32, rng=rng, dtype=np.float32),
-                      nodes.LSTM(32, 32, batch_first=True, rng=rng, dtype=np.float32),
-                      nodes.Linear(32, 10, rng=rng, dtype=np.float32), nodes.Permute(0, 2, 1))
-    score("LSTM", lstm, args.epochs, args.seed)
+    score("LSTM", lstm_tagger(10, rng=args.seed), args.epochs, args.seed)
     return 0
 
 

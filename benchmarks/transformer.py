@@ -1,11 +1,12 @@
-"""The decoder-only transformer in torch, as a twin of ``nn_from_scratch.cli.language.language_model``.
+"""The language task's models in torch, twins of ``nn_from_scratch.cli.language.language_model``.
 
-Used by ``benchmarks/run.py`` (the training-step row: 4 blocks, embed 128, 4
-heads, context 64, batch 32) and, run as a script, to train the language
-task's model in torch with the same data and hyperparameters as
+Used by ``benchmarks/run.py`` (the transformer's training-step row: 4 blocks,
+embed 128, 4 heads, context 64, batch 32) and, run as a script, to train
+the language task's model (``--model``: the transformer, or the LSTM or GRU
+as ``torch.nn.Embedding``, ``torch.nn.LSTM``/``GRU`` and ``torch.nn.Linear``) in torch with the same data and hyperparameters as
 ``nn-from-scratch train --task language`` and compare the validation loss::
 
-    python benchmarks/transformer.py [--epochs 10] [--ours]
+    python benchmarks/transformer.py [--model transformer|lstm|gru] [--epochs 10] [--ours]
 
 ``--ours`` trains ours too, in the same process (about a minute more), and
 prints the ratio of the two validation losses (goal: within 2%).  The seeds
@@ -20,7 +21,7 @@ import time
 
 import numpy as np
 
-from nn_from_scratch.cli.language import LANGUAGE_DEFAULTS, language_model
+from nn_from_scratch.cli.language import KINDS, LANGUAGE_DEFAULTS, language_model
 from nn_from_scratch.datasets import load_words, sequence_windows
 
 
@@ -28,6 +29,18 @@ def torch_twin(torch, config, model=None):
     """The torch module of ``config`` (tokens ``(N, T)`` -> logits ``(N, V, T)``), with ``model``'s weights if given."""
     nn = torch.nn
     embed, size = config["embed"], len(config["vocabulary"])
+
+    class RecurrentLanguageModel(nn.Module):  # the same order of parameters as ours: embedding, layers, head
+        def __init__(self):
+            super().__init__()
+            self.tokens = nn.Embedding(size, embed)
+            layer = nn.LSTM if config["kind"] == "lstm_lm" else nn.GRU
+            self.recurrent = layer(embed, embed, config["layers"], batch_first=True)
+            self.head = nn.Linear(embed, size)
+
+        def forward(self, codes):
+            output = self.recurrent(self.tokens(codes))[0]
+            return self.head(output).permute(0, 2, 1)
 
     class LanguageModel(nn.Module):
         def __init__(self):
@@ -48,7 +61,8 @@ def torch_twin(torch, config, model=None):
                 h = block(h, src_mask=mask, is_causal=True)
             return self.head(self.norm(h)).permute(0, 2, 1)
 
-    twin = LanguageModel().to(getattr(torch, config["dtype"]))
+    kind = LanguageModel if config["kind"] == "transformer_lm" else RecurrentLanguageModel
+    twin = kind().to(getattr(torch, config["dtype"]))
     if model is not None:
         ours = list(model.state_dict().values())
         theirs = twin.state_dict()
@@ -87,6 +101,7 @@ def train_torch(torch, config, X, Y, X_valid, Y_valid, epochs, batch, lr, seed) 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=tuple(KINDS), default="transformer")
     parser.add_argument("--epochs", type=int, default=LANGUAGE_DEFAULTS["epochs"])
     parser.add_argument("--ours", action="store_true", help="train ours too and print the ratio")
     parser.add_argument("--threads", type=int, default=2)
@@ -97,8 +112,10 @@ def main(argv=None) -> int:
     corpus = load_words()
     X, Y = sequence_windows(corpus.train, d["context"])
     X_valid, Y_valid = sequence_windows(corpus.validation, d["context"])
-    config = {"kind": "transformer_lm", "vocabulary": corpus.vocabulary, "context": d["context"], "embed": d["embed"],
-              "heads": d["heads"], "layers": d["layers"], "dtype": "float32"}
+    config = {"kind": KINDS[args.model], "vocabulary": corpus.vocabulary, "context": d["context"],
+              "embed": d["embed"], "heads": d["heads"], "layers": d["layers"], "dtype": "float32"}
+    if args.model != "transformer":
+        del config["heads"]
     start = time.perf_counter()
     theirs = train_torch(torch, config, X, Y, X_valid, Y_valid, args.epochs, d["batch_size"], d["lr"], d["seed"])
     print(f"torch: validation loss {theirs:.4f} nats per character after {time.perf_counter() - start:.1f} s")

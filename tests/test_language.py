@@ -1,5 +1,5 @@
 """The character-level language task: the shipped corpus and its fixed split, the windows, ``train --task language``
-(a small run end to end, the refusals) and ``sample``."""
+(a small run end to end for the transformer, the LSTM and the GRU, the refusals) and ``sample``."""
 from __future__ import annotations
 
 import math
@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from nn_from_scratch.cli import main
-from nn_from_scratch.cli.language import generate, language_model, validate_language_config
+from nn_from_scratch.cli.language import FirstOutput, generate, language_model, validate_language_config
 from nn_from_scratch.datasets import decode, encode, load_words, sequence_windows
 
 SMALL = ["--epochs", "1", "--context", "8", "--embed", "8", "--heads", "2", "--layers", "1", "--batch-size", "64",
          "--no-progress"]
+SMALL_RECURRENT = [option for option in SMALL if option not in ("--heads", "2")]
 
 
 def test_the_corpus_and_its_fixed_split():
@@ -64,8 +65,53 @@ def test_train_reports_nats_per_character_saves_and_samples(tmp_path, capsys):
     assert capsys.readouterr().out == first and len(first.rstrip("\n")) <= 50
 
 
+@pytest.mark.parametrize("model", ["lstm", "gru"])
+def test_a_recurrent_model_trains_saves_and_samples(tmp_path, capsys, model):
+    out = tmp_path / f"{model}.npz"
+    assert main(["train", "--task", "language", "--model", model, "--out", str(out), *SMALL_RECURRENT]) == 0
+    printed = capsys.readouterr().out
+    assert f"training a{'n' if model == 'lstm' else ''} {model.upper()} (1 layer," in printed
+    line = next(line for line in printed.splitlines() if line.startswith("validation loss"))
+    assert 1.0 < float(line.split()[2]) < math.log(27) + 0.5 and "sample" in printed
+    assert main(["sample", "--weights", str(out), "--length", "50", "--seed", "0"]) == 0
+    first = capsys.readouterr().out
+    assert main(["sample", "--weights", str(out), "--length", "50", "--seed", "0"]) == 0
+    assert capsys.readouterr().out == first and 0 < len(first.rstrip("\n")) <= 50
+    with pytest.raises(SystemExit):
+        main(["sample", "--weights", str(out), "--attention", str(tmp_path / "maps.png")])
+    assert "recurrent" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind, layer", [("lstm_lm", "LSTM"), ("gru_lm", "GRU")])
+def test_the_recurrent_models_and_their_configuration(kind, layer):
+    config = {"kind": kind, "vocabulary": "\nab", "context": 4, "embed": 6, "layers": 2, "dtype": "float64"}
+    model = language_model(config, rng=0)
+    assert type(model[1]).__name__ == layer and model[1].num_layers == 2 and model[1].batch_first
+    codes = np.array([[0, 1, 2, 1], [2, 2, 1, 0]])
+    assert model.forward(codes).shape == (2, 3, 4)
+    assert model.forward(codes[:, :2]).shape == (2, 3, 2)  # shorter windows, as sampling starts
+    text = generate(model, "\nab", 4, 10, 0.8, seed=0)
+    assert len(text) == 10 and text == generate(model, "\nab", 4, 10, 0.8, seed=0)
+    for bad in ({**config, "heads": 2}, {**config, "layers": 0}, {**config, "kind": "rnn_lm"}):
+        with pytest.raises(ValueError):
+            validate_language_config(bad)
+
+
+def test_first_output_keeps_the_sequence_and_gives_the_states_no_gradient():
+    node = FirstOutput(3)
+    x, h, c = np.ones((2, 3)), np.zeros((1, 3)), np.zeros((1, 3))
+    np.testing.assert_array_equal(node.forward(x, h, c), x)
+    gx, gh, gc = node.backward(np.full((2, 3), 2.0))
+    np.testing.assert_array_equal(gx, np.full((2, 3), 2.0))
+    assert gh is None and gc is None
+    assert node.jacobian(x, h, c)[0].shape == (2, 3, 2, 3) and repr(node) == "FirstOutput(num_inputs=3)"
+    with pytest.raises(ValueError):
+        FirstOutput(0)
+
+
 @pytest.mark.parametrize("argv, message", [
-    (["--model", "lstm"], "recurrent layers"), (["--model", "gru"], "recurrent layers"),
+    (["--model", "lstm", "--heads", "2"], "--heads is for --model transformer"),
+    (["--model", "gru", "--heads", "4"], "no attention heads"),
     (["--model", "cnn"], "is for --task classify"), (["--dataset", "mnist"], "word corpus"),
     (["--embed", "10", "--heads", "4"], "divisible")], ids=str)
 def test_train_refusals(tmp_path, capsys, argv, message):
@@ -91,14 +137,18 @@ def test_sample_refuses_weights_of_another_task(tmp_path, capsys):
         main(["sample", "--weights", str(tmp_path / "missing.npz")])
 
 
-def test_the_benchmarks_torch_twin_carries_our_weights_and_computes_our_logits(torch):
+@pytest.mark.parametrize("kind", ["transformer_lm", "lstm_lm", "gru_lm"])
+def test_the_benchmarks_torch_twin_carries_our_weights_and_computes_our_logits(torch, kind):
     """benchmarks/transformer.py: the torch model the language comparison and the benchmark row train."""
     import os
     import sys
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
     from transformer import benchmark_config, torch_twin
 
-    config = {**benchmark_config(vocabulary=7, embed=8, heads=2, context=5, layers=2), "dtype": "float64"}
+    config = {**benchmark_config(vocabulary=7, embed=8, heads=2, context=5, layers=2), "dtype": "float64",
+              "kind": kind}
+    if kind != "transformer_lm":
+        del config["heads"]
     model = language_model(config, rng=0)
     twin = torch_twin(torch, config, model)
     codes = np.random.default_rng(1).integers(0, 7, (3, 5))

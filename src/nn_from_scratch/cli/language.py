@@ -6,8 +6,14 @@ cross-entropy over every position.  ``--model transformer`` is a decoder-only
 transformer: token embedding, learned positions, ``--layers``
 :class:`~nn_from_scratch.nodes.TransformerDecoderBlock` of ``--embed``
 features and ``--heads`` heads, a final LayerNorm and the linear head.
-``--model lstm`` and ``--model gru`` need the recurrent layers, which this
-version does not have yet: they are refused with that reason.  The run
+``--model lstm`` and ``--model gru`` are recurrent: token embedding,
+``--layers`` stacked :class:`~nn_from_scratch.nodes.LSTM` or
+:class:`~nn_from_scratch.nodes.GRU` layers (``batch_first``) of hidden size
+``--embed``, and the linear head on their output sequence (no positions:
+the recurrence knows the order).  They have no heads: ``--heads`` is refused
+for them.  Each window is read from a zero state, so training is
+backpropagation through ``--context`` steps and sampling runs the model
+over the last ``--context`` characters, as for the transformer.  The run
 reports the validation loss in nats per character (the mean cross-entropy
 on the fixed validation split), saves the weights with their configuration
 and vocabulary, and prints a sample; ``sample --weights`` draws more text
@@ -29,14 +35,16 @@ from ..containers import Sequential
 from ..datasets import decode, encode, load_words, sequence_windows
 from ..files import check_model_path, load_layout, load_model_state, save_model
 from ..losses import CrossEntropyLoss
-from ..nodes import (Embedding, LayerNorm, LearnedPositionalEmbedding, Linear, Permute, TransformerDecoderBlock,
-                     TransformerEncoderLayer)
+from ..context import Context
+from ..node import Node
+from ..nodes import (GRU, LSTM, Embedding, LayerNorm, LearnedPositionalEmbedding, Linear, Permute,
+                     TransformerDecoderBlock, TransformerEncoderLayer)
 from ..random import as_generator
 from ..training import NeuralNetwork
 from .options import OPTIMIZERS
 
-__all__ = ["LANGUAGE_DEFAULTS", "LANGUAGE_ONLY", "add_language_options", "add_sample_command", "attention_maps", "generate",
-           "language_model",
+__all__ = ["KINDS", "LANGUAGE_DEFAULTS", "LANGUAGE_ONLY", "FirstOutput", "add_language_options", "add_sample_command",
+           "attention_maps", "generate", "language_model",
            "sequence_tagger", "train_language", "validate_language_config"]
 
 #: Defaults of ``train --task language``: about a minute on two cores, in float32.
@@ -45,6 +53,8 @@ LANGUAGE_DEFAULTS = {"model": "transformer", "epochs": 10, "batch_size": 32, "lr
 #: The options that only ``--task language`` reads (argparse dest, the option without its dashes).
 LANGUAGE_ONLY = ("context", "embed", "heads", "layers")
 RECURRENT = ("lstm", "gru")
+#: The configuration's ``kind`` of each ``--model``.
+KINDS = {"transformer": "transformer_lm", "lstm": "lstm_lm", "gru": "gru_lm"}
 TASK_KEY = "language"
 MAX_SIZE = 4096
 
@@ -60,9 +70,12 @@ def add_language_options(train: argparse.ArgumentParser) -> None:
     """The options that only ``train --task language`` reads."""
     group = train.add_argument_group("character-level language model (--task language only)")
     group.add_argument("--context", type=_positive_int, default=None, help="characters per window (default 32)")
-    group.add_argument("--embed", type=_positive_int, default=None, help="features per character (default 64)")
-    group.add_argument("--heads", type=_positive_int, default=None, help="attention heads (default 4)")
-    group.add_argument("--layers", type=_positive_int, default=None, help="decoder blocks (default 2)")
+    group.add_argument("--embed", type=_positive_int, default=None,
+                       help="features per character, also the LSTM's or GRU's hidden size (default 64)")
+    group.add_argument("--heads", type=_positive_int, default=None,
+                       help="attention heads (default 4; --model transformer only)")
+    group.add_argument("--layers", type=_positive_int, default=None,
+                       help="decoder blocks, or stacked LSTM or GRU layers (default 2)")
 
 
 def add_sample_command(commands: Any) -> None:
@@ -82,35 +95,71 @@ def add_sample_command(commands: Any) -> None:
 # ------------------------------------------------------------------ the model
 def validate_language_config(config: Any) -> Dict[str, Any]:
     """A language model's configuration (untrusted: a file's metadata), checked field by field."""
-    if not isinstance(config, Mapping) or config.get("kind") != "transformer_lm":
+    if not isinstance(config, Mapping) or config.get("kind") not in KINDS.values():
         raise ValueError(f"not a language model's configuration: {str(config):.80}")
-    fields = ("vocabulary", "context", "embed", "heads", "layers", "dtype")
+    recurrent = config["kind"] != "transformer_lm"
+    fields = ("vocabulary", "context", "embed", "layers", "dtype") if recurrent else (
+        "vocabulary", "context", "embed", "heads", "layers", "dtype")
     if set(config) != {"kind", *fields}:
         raise ValueError(f"a language model's configuration has the fields {fields}, got {sorted(config)}")
     vocabulary = config["vocabulary"]
     if not isinstance(vocabulary, str) or not 2 <= len(vocabulary) <= MAX_SIZE or len(set(vocabulary)) != len(
             vocabulary):
         raise ValueError(f"its vocabulary must be a string of distinct characters, got {vocabulary!r:.80}")
-    for field in ("context", "embed", "heads", "layers"):
+    for field in fields[1:-1]:
         value = config[field]
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SIZE:
             raise ValueError(f"its {field!r} must be an integer in [1, {MAX_SIZE}], got {value!r:.40}")
-    if config["embed"] % config["heads"]:
+    if not recurrent and config["embed"] % config["heads"]:
         raise ValueError(f"its embed ({config['embed']}) must be divisible by its heads ({config['heads']})")
     if config["dtype"] not in ("float32", "float64"):
         raise ValueError(f"its dtype must be float32 or float64, got {config['dtype']!r:.40}")
     return dict(config)
 
 
-def language_model(config: Mapping[str, Any], rng: Any = None) -> Sequential:
-    """The decoder-only transformer a configuration describes: logits ``(N, vocabulary, T)`` for codes ``(N, T)``.
+class FirstOutput(Node):
+    r"""The first of its ``num_inputs`` inputs: in a Sequential, a recurrent layer's output sequence.
 
-    The class axis comes second, where :class:`CrossEntropyLoss` reads it
-    (as torch's ``cross_entropy`` over ``(N, C, T)``).
+    A layer of several outputs (an :class:`LSTM`'s ``output, h_n, c_n``)
+    hands them all to the next layer of a Sequential; this node keeps
+    ``output`` and drops the final states, as ``output, _ = rnn(x)`` does in
+    torch.  :math:`y = x_0`, so :math:`\partial L/\partial x_0 = g` and the
+    dropped inputs get no gradient (None: they did not reach the loss).
+    """
+
+    def __init__(self, num_inputs: int) -> None:
+        if isinstance(num_inputs, bool) or not isinstance(num_inputs, (int, np.integer)) or num_inputs < 1:
+            raise ValueError(f"FirstOutput: num_inputs must be a positive integer, got {num_inputs!r}")
+        super().__init__()
+        self.num_inputs = int(num_inputs)
+
+    def _forward(self, *args: Any) -> Any:
+        return args[0]
+
+    def _vjp(self, g: Any, ctx: Context) -> Any:
+        return g if self.num_inputs == 1 else (g,) + (None,) * (self.num_inputs - 1)
+
+    def extra_repr(self) -> str:
+        return f"num_inputs={self.num_inputs}"
+
+
+def language_model(config: Mapping[str, Any], rng: Any = None) -> Sequential:
+    """The model a configuration describes: logits ``(N, vocabulary, T)`` for codes ``(N, T)``.
+
+    ``kind`` ``transformer_lm`` is the decoder-only transformer; ``lstm_lm``
+    and ``gru_lm`` are Embedding, the recurrent layers (hidden size
+    ``embed``), :class:`FirstOutput` and the head.  The class axis comes
+    second, where :class:`CrossEntropyLoss` reads it (as torch's
+    ``cross_entropy`` over ``(N, C, T)``).
     """
     config = validate_language_config(config)
     generator, dtype = as_generator(rng), np.dtype(config["dtype"])
     size, embed = len(config["vocabulary"]), config["embed"]
+    if config["kind"] != "transformer_lm":
+        layer, outputs = (LSTM, 3) if config["kind"] == "lstm_lm" else (GRU, 2)
+        return Sequential(Embedding(size, embed, rng=generator, dtype=dtype),
+                          layer(embed, embed, config["layers"], batch_first=True, rng=generator, dtype=dtype),
+                          FirstOutput(outputs), Linear(embed, size, rng=generator, dtype=dtype), Permute(0, 2, 1))
     layers = [Embedding(size, embed, rng=generator, dtype=dtype),
               LearnedPositionalEmbedding(config["context"], embed, rng=generator, dtype=dtype)]
     layers += [TransformerDecoderBlock(embed, config["heads"], 4 * embed, 0.0, rng=generator, dtype=dtype)
@@ -171,11 +220,11 @@ def generate(model: Any, vocabulary: str, context: int, length: int, temperature
 
 # ------------------------------------------------------------------ train --task language
 def _resolve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    if args.model in RECURRENT:
-        parser.error(f"--model {args.model} needs the recurrent layers (LSTM, GRU), which this version of "
-                     "nn_from_scratch does not have yet; use --model transformer")
-    if args.model not in (None, "transformer"):
-        parser.error(f"--model {args.model} is for --task classify; --task language trains --model transformer")
+    if args.model not in (None, *KINDS):
+        parser.error(f"--model {args.model} is for --task classify; --task language trains --model transformer, "
+                     "lstm or gru")
+    if args.model in RECURRENT and args.heads is not None:
+        parser.error(f"--heads is for --model transformer: the {args.model.upper()} has no attention heads")
     if args.dataset is not None:
         parser.error("--task language trains on the shipped word corpus; --dataset is for --task classify")
     for option in ("distributed", "resume", "hidden", "channels"):
@@ -184,9 +233,9 @@ def _resolve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     for key, value in LANGUAGE_DEFAULTS.items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
-    if args.embed % args.heads:
+    if args.model == "transformer" and args.embed % args.heads:
         parser.error(f"--embed {args.embed} must be divisible by --heads {args.heads}")
-    args.out = args.out or Path("runs") / "words-transformer.npz"
+    args.out = args.out or Path("runs") / f"words-{args.model}.npz"
     try:
         check_model_path(args.out)
     except (ValueError, ImportError, OSError) as error:
@@ -201,13 +250,20 @@ def train_language(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     corpus = load_words()
     X, Y = sequence_windows(corpus.train, args.context)
     X_valid, Y_valid = sequence_windows(corpus.validation, args.context)
-    config = {"kind": "transformer_lm", "vocabulary": corpus.vocabulary, "context": args.context,
+    config = {"kind": KINDS[args.model], "vocabulary": corpus.vocabulary, "context": args.context,
               "embed": args.embed, "heads": args.heads, "layers": args.layers, "dtype": args.dtype}
+    if args.model in RECURRENT:
+        del config["heads"]
+        described = (f"{'an' if args.model == 'lstm' else 'a'} {args.model.upper()} ({args.layers} layer"
+                     f"{'' if args.layers == 1 else 's'}, embed and hidden {args.embed}, "
+                     f"context {args.context})")
+    else:
+        described = (f"a decoder-only transformer ({args.layers} blocks, embed {args.embed}, {args.heads} heads, "
+                     f"context {args.context})")
     rng = np.random.default_rng(args.seed)
     model = language_model(config, rng)
     network = NeuralNetwork(model, CrossEntropyLoss(), OPTIMIZERS[args.optimizer](model.parameters(), lr=args.lr))
-    print(f"training a decoder-only transformer ({args.layers} blocks, embed {args.embed}, {args.heads} heads, "
-          f"context {args.context}) on {len(corpus.train)} characters of words ({len(corpus.validation)} "
+    print(f"training {described} on {len(corpus.train)} characters of words ({len(corpus.validation)} "
           f"validate), {args.optimizer} lr={args.lr:g}, batch {args.batch_size}, {args.epochs} epochs, "
           f"seed {args.seed}, {args.dtype}")
     start = time.perf_counter()
@@ -245,6 +301,9 @@ def sample_command(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     """``sample``: print ``--length`` characters drawn from the saved model."""
     try:
         model, config = load_language_model(args.weights)
+        if args.attention is not None and config["kind"] != "transformer_lm":
+            raise ValueError(f"--attention draws a transformer's attention maps; this model is recurrent "
+                             f"({config['kind']}), without attention")
         text = generate(model, config["vocabulary"], config["context"], args.length, args.temperature, args.seed,
                         args.prompt)
     except (FileNotFoundError, ValueError, KeyError, TypeError, ImportError) as error:

@@ -172,7 +172,8 @@ def add_train_options(train: argparse.ArgumentParser) -> None:
                        help="for --task classify: an MLP on flat pixels (default), a CNN (3x3 conv + max-pool "
                             "blocks) on images, or a small ResNet (one basic block per --channels entry, default "
                             "16,32,64; mnist and fashion-mnist); --task localize always trains the localizer; "
-                            "--task language: transformer (lstm and gru need the recurrent layers)")
+                            "--task language: a decoder-only transformer (default), or an lstm or gru of --layers "
+                            "layers of hidden size --embed")
     train.add_argument("--channels", type=_channel_sizes, default=None,
                        help="conv channels per 3x3 conv + max-pool block (default 16,32 for the CNN, "
                             "16,32,32 for the localizer)")
