@@ -8,7 +8,7 @@ averages the bin :math:`b_i \times b_j` with torch's bins
 """
 from __future__ import annotations
 
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -79,6 +79,9 @@ class AdaptiveAvgPool2d(Node):
             raise ValueError(f"output_size must be positive, got {output_size!r}")
         self.output_size: Tuple[Optional[int], Optional[int]] = tuple(None if v is None else int(v) for v in items)
 
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("output_size")
+
     def _check_input(self, x: Any) -> None:
         check_images(self, x)
         if x.shape[2] < 1 or x.shape[3] < 1:
@@ -124,6 +127,9 @@ class GlobalAvgPool2d(AdaptiveAvgPool2d):
 
     def __init__(self) -> None:
         super().__init__(1)
+
+    def config(self) -> Dict[str, Any]:
+        return {}
 
     def extra_repr(self) -> str:
         return ""

@@ -1,7 +1,7 @@
 r"""The 2-d convolution layer, with torch.nn.Conv2d's semantics, weight layout and default initialisation."""
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -113,6 +113,10 @@ class Conv2d(Node):
             # first, so it is unaffected); the first C_out of them are the U(-1/sqrt(fan_in), ..) bias.
             initial = np.zeros(self.out_channels) if bias_value is None else bias_value[: self.out_channels]
             self.bias = Parameter(initial.astype(dtype))
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation",
+                              bias=self.bias is not None, dtype=self.weight.dtype)
 
     @property
     def dtype(self) -> Any:

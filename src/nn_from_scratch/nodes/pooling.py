@@ -29,7 +29,7 @@ scatter) for the same numbers.
 from __future__ import annotations
 
 import math
-from typing import Any, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -127,6 +127,9 @@ class MaxPool2d(_Pool2d):
     the input's dtype.
     """
 
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("kernel_size", "stride", "padding")
+
     def _forward(self, x: Any, ctx: Context) -> Any:
         xp, out = ctx.xp, self._geometry(x)
         padded = pad(x, self.padding, -math.inf)
@@ -214,6 +217,9 @@ class AvgPool2d(_Pool2d):
                 raise ValueError("divisor_override must not be zero")
         self.count_include_pad = bool(count_include_pad)
         self.divisor_override = None if divisor_override is None else int(divisor_override)
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("kernel_size", "stride", "padding", "count_include_pad", "divisor_override")
 
     def _divisor(self, x: Any, out: Tuple[int, int], xp: Any) -> Union[Any, float]:
         """:math:`d_{ij}`: a number, or an ``(H_out, W_out)`` array of real-entry counts."""
