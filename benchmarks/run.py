@@ -147,7 +147,9 @@ def layer_workload(torch, name: str, samples: int, node, twin, x: np.ndarray, g:
         return tx.grad
 
     np.testing.assert_allclose(ours(), theirs().numpy(), rtol=tolerance, atol=tolerance)
-    np.testing.assert_allclose(node.weight.grad, twin.weight.grad.numpy(), rtol=1e-3, atol=1e-2)
+    grads = dict(twin.named_parameters())
+    for key, value in node.named_parameters():
+        np.testing.assert_allclose(value.grad, grads[key].grad.numpy(), rtol=1e-3, atol=1e-2)
     return Workload(name, samples, ours, theirs, flops)
 
 
@@ -158,6 +160,18 @@ def conv_workload(torch, rng: np.random.Generator) -> Workload:
     macs = 64 * 32 * 28 * 28 * 16 * 9
     return layer_workload(torch, "Conv2d 16->32 3x3 fwd+bwd, batch 64, 28x28", 64, conv,
                           torch.nn.Conv2d(16, 32, 3, padding=1), x, g, 1e-3, 6.0 * macs)
+
+
+def separable_workload(torch, rng: np.random.Generator, channels: int = 64, out_channels: int = 128) -> Workload:
+    """A depthwise-separable block: a depthwise 3x3 convolution (groups = channels), then a pointwise 1x1 one."""
+    model = Sequential(Conv2d(channels, channels, 3, padding=1, groups=channels, rng=rng, dtype=np.float32),
+                       Conv2d(channels, out_channels, 1, rng=rng, dtype=np.float32))
+    twin = torch.nn.Sequential(torch.nn.Conv2d(channels, channels, 3, padding=1, groups=channels),
+                               torch.nn.Conv2d(channels, out_channels, 1))
+    x = rng.standard_normal((64, channels, 28, 28)).astype(np.float32)
+    g = rng.standard_normal((64, out_channels, 28, 28)).astype(np.float32)
+    return layer_workload(torch, f"Separable {channels}->{out_channels} (3x3 dw, 1x1) fwd+bwd", 64, model, twin, x, g,
+                          1e-3)
 
 
 def softmax_workload(torch, rng: np.random.Generator) -> Workload:
@@ -324,6 +338,7 @@ def main(argv=None) -> int:
         lambda: mlp_workload(torch, 1024, rng),
         lambda: cnn_workload(torch, rng),
         lambda: conv_workload(torch, rng),
+        lambda: separable_workload(torch, rng),
         lambda: softmax_workload(torch, rng),
         lambda: cross_entropy_workload(torch, rng),
         lambda: layer_norm_workload(torch, rng),

@@ -46,6 +46,9 @@ ALLOWED: Dict[str, Set[str]] = {
     "examples": CONTRACT | {"interfaces"},
     "distributed": CONTRACT | {"nodes", "training", "datasets"},
 }
+# optimizers: the initialisers (nn_from_scratch.init), and the trainer's gradient clipping (fit's clip_grad_norm)
+ALLOWED["init"] = {"backend", "parameter", "random"}
+ALLOWED["training"] = ALLOWED["training"] | {"optim"}
 #: The command line and the package's front door may import anything.
 FREE = {"cli", "__main__", "__init__"}
 

@@ -69,6 +69,18 @@ OPTIONS = {
     "Dropout[p]": (lambda: nodes_module.Dropout(0.25, rng=0), lambda r: (r.normal(size=(2, 3)),)),
     "Sum[axes]": (lambda: nodes_module.Sum(axis=(0, 2), keepdims=True), lambda r: (r.normal(size=(2, 3, 4)),)),
     "Squeeze[dims]": (lambda: nodes_module.Squeeze([0, 2]), lambda r: (r.normal(size=(1, 3, 1)),)),
+    "Conv2d[groups, same, reflect]": (lambda: nodes_module.Conv2d(4, 2, 3, padding="same", groups=2,
+                                                                  padding_mode="reflect", rng=0),
+                                      lambda r: (r.normal(size=(1, 4, 5, 5)),)),
+    "Conv1d[options]": (lambda: nodes_module.Conv1d(2, 4, 3, stride=2, padding=1, groups=2, rng=0),
+                        lambda r: (r.normal(size=(2, 2, 7)),)),
+    "ConvTranspose2d[options]": (lambda: nodes_module.ConvTranspose2d(2, 4, 3, stride=2, padding=1, output_padding=1,
+                                                                      groups=2, rng=0),
+                                 lambda r: (r.normal(size=(1, 2, 3, 3)),)),
+    "MaxPool2d[indices, ceil]": (lambda: nodes_module.MaxPool2d(2, return_indices=True, ceil_mode=True),
+                                 lambda r: (r.normal(size=(1, 2, 5, 5)),)),
+    "Upsample[size]": (lambda: nodes_module.Upsample(size=(4, 6), mode="bilinear", align_corners=True),
+                       lambda r: (r.normal(size=(1, 2, 2, 3)),)),
 }
 #: Public classes that cannot be described by their arguments, with the reason (none today).
 EXEMPT = {}

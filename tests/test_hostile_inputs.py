@@ -555,6 +555,67 @@ NODE_TABLE: Dict[str, NodeSpec] = {
                                       st.tuples(st.integers(0, 2), st.just(3), st.integers(0, 3))),
                                   out_dtype=np.dtype(np.float64), valid=(4, 3), sums=True,
                                   torch=lambda torch, F, n, s, x: F.prelu(x, torch.tensor(s["weight"]))),
+    # convolution family
+    "Conv2d[groups, reflect]": NodeSpec(
+        lambda: nodes_module.Conv2d(2, 4, 3, padding=1, groups=2, padding_mode="reflect", rng=0),
+        images(channels=2, min_side=1), out_shape=lambda s: s[:-3] + (4,) + s[-2:], out_dtype=np.dtype(np.float64),
+        compare=comparable, valid=(2, 2, 4, 4), sums=True,
+        torch=lambda torch, F, n, s, x: F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), torch.from_numpy(s["weight"]),
+                                                 torch.from_numpy(s["bias"]), groups=2)),
+    "Conv2d[depthwise]": NodeSpec(
+        lambda: nodes_module.Conv2d(2, 2, 3, padding="same", groups=2, rng=0), images(channels=2, min_side=1),
+        out_dtype=np.dtype(np.float64), compare=comparable, valid=(2, 2, 4, 4), sums=True,
+        torch=lambda torch, F, n, s, x: F.conv2d(x, torch.from_numpy(s["weight"]), torch.from_numpy(s["bias"]),
+                                                 padding="same", groups=2)),
+    "Conv1d": NodeSpec(
+        lambda: nodes_module.Conv1d(2, 4, 3, padding=1, groups=2, rng=0),
+        st.tuples(st.integers(0, 2), st.just(2), st.integers(1, 6)), out_shape=lambda s: s[:-2] + (4, s[-1]),
+        out_dtype=np.dtype(np.float64), compare=comparable, valid=(2, 2, 5), sums=True,
+        torch=lambda torch, F, n, s, x: F.conv1d(x, torch.from_numpy(s["weight"]), torch.from_numpy(s["bias"]),
+                                                 padding=1, groups=2)),
+    "ConvTranspose2d": NodeSpec(
+        lambda: nodes_module.ConvTranspose2d(2, 4, 3, stride=2, padding=1, output_padding=1, groups=2, rng=0),
+        images(channels=2, min_side=1), out_shape=lambda s: s[:-3] + (4, 2 * s[-2], 2 * s[-1]),
+        out_dtype=np.dtype(np.float64), compare=comparable, valid=(2, 2, 3, 3), sums=True,
+        torch=lambda torch, F, n, s, x: F.conv_transpose2d(x, torch.from_numpy(s["weight"]),
+                                                           torch.from_numpy(s["bias"]), stride=2, padding=1,
+                                                           output_padding=1, groups=2)),
+    "ZeroPad2d": NodeSpec(lambda: nodes_module.ZeroPad2d((1, 2, 0, 1)), images(min_side=0),
+                          out_shape=lambda s: s[:-2] + (s[-2] + 1, s[-1] + 3), valid=(2, 2, 3, 3),
+                          torch=lambda torch, F, n, s, x: F.pad(x, (1, 2, 0, 1))),
+    "ReflectionPad2d": NodeSpec(lambda: nodes_module.ReflectionPad2d((1, 1, 2, 0)), images(min_side=1),
+                                out_shape=lambda s: s[:-2] + (s[-2] + 2, s[-1] + 2), valid=(2, 2, 3, 3), sums=True,
+                                torch=lambda torch, F, n, s, x: F.pad(x, (1, 1, 2, 0), mode="reflect")),
+    "MaxPool2d[dilation, ceil_mode]": NodeSpec(
+        lambda: nodes_module.MaxPool2d(2, 2, 1, 2, ceil_mode=True), images(min_side=1),
+        out_shape=lambda s: s[:-2] + nodes_module.MaxPool2d(2, 2, 1, 2, ceil_mode=True).output_size(*s[-2:]),
+        compare_grad=lambda x, g: _distinct_finite(x), valid=(2, 2, 4, 5),
+        torch=lambda torch, F, n, s, x: F.max_pool2d(x, 2, 2, 1, 2, True)),
+    "AvgPool2d[ceil_mode, exclude]": NodeSpec(
+        lambda: nodes_module.AvgPool2d(3, 2, 1, True, False), images(min_side=1),
+        out_shape=lambda s: s[:-2] + nodes_module.AvgPool2d(3, 2, 1, True).output_size(*s[-2:]), valid=(2, 2, 4, 5),
+        sums=True, torch=lambda torch, F, n, s, x: F.avg_pool2d(x, 3, 2, 1, True, False)),
+    "MaxPool1d": NodeSpec(lambda: nodes_module.MaxPool1d(3, 2, 1), st.tuples(st.integers(0, 2), st.integers(1, 2),
+                                                                             st.integers(1, 6)),
+                          out_shape=lambda s: s[:-1] + ((s[-1] - 1) // 2 + 1,),
+                          compare_grad=lambda x, g: _distinct_finite(x), valid=(2, 2, 5),
+                          torch=lambda torch, F, n, s, x: F.max_pool1d(x, 3, 2, 1)),
+    "AvgPool1d": NodeSpec(lambda: nodes_module.AvgPool1d(2, ceil_mode=True), st.tuples(st.integers(0, 2),
+                                                                                        st.integers(1, 2),
+                                                                                        st.integers(1, 6)),
+                          out_shape=lambda s: s[:-1] + ((s[-1] + 1) // 2,), valid=(2, 2, 5), sums=True,
+                          torch=lambda torch, F, n, s, x: F.avg_pool1d(x, 2, ceil_mode=True)),
+    "AdaptiveMaxPool2d": NodeSpec(lambda: nodes_module.AdaptiveMaxPool2d((2, 3)), images(min_side=1),
+                                  out_shape=lambda s: s[:-2] + (2, 3), compare_grad=lambda x, g: _distinct_finite(x),
+                                  valid=(2, 2, 4, 5), torch=lambda torch, F, n, s, x: F.adaptive_max_pool2d(x, (2, 3))),
+    "Upsample": NodeSpec(lambda: nodes_module.Upsample(scale_factor=(2, 1.5)), images(min_side=1),
+                         out_shape=lambda s: s[:-2] + (2 * s[-2], int(s[-1] * 1.5)), valid=(2, 2, 3, 3), sums=True,
+                         torch=lambda torch, F, n, s, x: F.interpolate(x, scale_factor=(2, 1.5))),
+    "Upsample[bilinear]": NodeSpec(lambda: nodes_module.Upsample(size=(4, 3), mode="bilinear"), images(min_side=1),
+                                   out_shape=lambda s: s[:-2] + (4, 3), valid=(2, 2, 3, 3), sums=True,
+                                   compare_grad=lambda x, g: bool(np.all(np.isfinite(g))),
+                                   torch=lambda torch, F, n, s, x: F.interpolate(x, size=(4, 3), mode="bilinear")),
+    "Dropout2d": NodeSpec(lambda: nodes_module.Dropout2d(0.5, rng=3), images(min_side=0), valid=(2, 2, 3, 3)),
 }
 ABSTRACT_NODES = {"Node", "RowwiseNode", "ElementwiseNode"}
 #: Nodes of several inputs or outputs, which this one-input harness cannot drive: their bad-input tests
@@ -1147,7 +1208,41 @@ OPTIMIZER_TABLE: Dict[str, OptimizerSpec] = {
                            {"lr": _floats(0, 1), "weight_decay": _floats(0, 0.1), "amsgrad": st.booleans()}),
     "RMSProp": OptimizerSpec(optim_module.RMSProp, lambda torch, p, **h: torch.optim.RMSprop(p, foreach=False, **h),
                              {"lr": _floats(0, 1), "momentum": st.sampled_from([0.0, 0.5]), "centered": st.booleans()}),
+    # optimizers: torch's further optimizers
+    "Adagrad": OptimizerSpec(optim_module.Adagrad, lambda torch, p, **h: torch.optim.Adagrad(p, foreach=False, **h),
+                             {"lr": _floats(0, 1), "lr_decay": _floats(0, 0.1), "weight_decay": _floats(0, 0.1),
+                              "initial_accumulator_value": _floats(0, 1), "maximize": st.booleans()}),
+    "Adamax": OptimizerSpec(optim_module.Adamax, lambda torch, p, **h: torch.optim.Adamax(p, foreach=False, **h),
+                            {"lr": _floats(0, 1), "weight_decay": _floats(0, 0.1), "maximize": st.booleans()}),
+    "NAdam": OptimizerSpec(optim_module.NAdam, lambda torch, p, **h: torch.optim.NAdam(p, foreach=False, **h),
+                           {"lr": _floats(0, 1), "weight_decay": _floats(0, 0.1), "momentum_decay": _floats(0, 0.1),
+                            "decoupled_weight_decay": st.booleans(), "maximize": st.booleans()}),
+    "RAdam": OptimizerSpec(optim_module.RAdam, lambda torch, p, **h: torch.optim.RAdam(p, foreach=False, **h),
+                           {"lr": _floats(0, 1), "weight_decay": _floats(0, 0.1),
+                            "decoupled_weight_decay": st.booleans(), "maximize": st.booleans()}),
+    "Adadelta": OptimizerSpec(optim_module.Adadelta, lambda torch, p, **h: torch.optim.Adadelta(p, foreach=False, **h),
+                              {"lr": _floats(0, 2), "rho": _floats(0, 1), "weight_decay": _floats(0, 0.1),
+                               "maximize": st.booleans()}),
+    # (L-BFGS stepped without a closure takes one iteration from the gradients in .grad: torch's, given a closure
+    # that returns a loss and leaves those gradients)
+    "LBFGS": OptimizerSpec(lambda p, **h: optim_module.LBFGS(p, max_iter=1, **h),
+                           lambda torch, p, **h: ClosedLBFGS(torch.optim.LBFGS(p, max_iter=1, **h)),
+                           {"lr": _floats(0, 1), "history_size": st.sampled_from([1, 2, 100]),
+                            "tolerance_grad": st.sampled_from([0.0, 1e-7])}),
 }
+
+
+class ClosedLBFGS:
+    """torch's LBFGS stepped as the tests step every optimizer (``step()``), with a closure that keeps the grads.
+
+    Torch cannot take the largest entry of a vector of no numbers; with nothing to optimise there is no step."""
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+
+    def step(self):
+        if sum(p.numel() for p in self.optimizer.param_groups[0]["params"]):
+            self.optimizer.step(lambda: 0.0)
 OPTIMIZER_ALIASES = {"RMSprop": "RMSProp"}
 ABSTRACT_OPTIMIZERS = {"Optimizer"}
 SCHEDULER_TABLE: Dict[str, Tuple[Callable, Dict[str, List[Any]]]] = {
@@ -1156,8 +1251,57 @@ SCHEDULER_TABLE: Dict[str, Tuple[Callable, Dict[str, List[Any]]]] = {
     "ExponentialLR": (optim_module.ExponentialLR, {"gamma": [0.9, 0.0, -2.0, math.nan, math.inf, None, [0.9]]}),
     "CosineAnnealingLR": (optim_module.CosineAnnealingLR, {"T_max": [5, 0, -3, 1.5, "5", None, np.int32(4)],
                                                            "eta_min": [0.0, 1e-4, math.nan, -math.inf, "0"]}),
+    # optimizers: torch's further schedulers (the composites and the plateau scheduler through small adapters)
+    "LinearLR": (optim_module.LinearLR, {"start_factor": [0.5, 0.0, 1.5, math.nan, "0.5", None],
+                                         "end_factor": [1.0, -0.1, 2.0, math.inf],
+                                         "total_iters": [4, 0, -1, 2.5, None]}),
+    "MultiStepLR": (optim_module.MultiStepLR, {"milestones": [[2, 5], [-1], 5, None, "12", [2.5], [np.int64(3)]],
+                                               "gamma": [0.5, 0.0, -1.0, math.nan]}),
+    "LambdaLR": (optim_module.LambdaLR, {"lr_lambda": [lambda e: 0.9**e, 0.5, None, [lambda e: 1.0] * 2,
+                                                       lambda e: -1.0, lambda e: "x", lambda e: math.nan]}),
+    "CosineAnnealingWarmRestarts": (optim_module.CosineAnnealingWarmRestarts,
+                                    {"T_0": [3, 0, -1, 2.5, "3", None], "T_mult": [2, 0, 1.5, None],
+                                     "eta_min": [0.0, -0.1, math.nan, "0"]}),
+    "OneCycleLR": (optim_module.OneCycleLR, {"max_lr": [0.5, -0.1, math.nan, [0.1, 0.2], None, "0.5"],
+                                             "total_steps": [10, 0, -1, 2.5, None],
+                                             "pct_start": [0.3, 1.5, -0.1, math.nan, 0.1]}),
+    "ReduceLROnPlateau": (lambda optimizer, **kw: PlateauSteps(optimizer, **kw),
+                          {"factor": [0.5, 1.0, -0.1, math.nan, "0.5"], "patience": [1, -1, 2.5, None],
+                           "mode": ["min", "lowest", None, 3]}),
+    "SequentialLR": (lambda optimizer, **kw: optim_module.SequentialLR(
+        optimizer, [optim_module.LinearLR(optimizer, 1.0, 0.5, total_iters=2),
+                    optim_module.ExponentialLR(optimizer, 0.9)],  # (members that leave the rate as it is when built)
+        **kw), {"milestones": [[2], [], [2, 3], [-1], None, "2", [2.5]]}),
+    "ChainedScheduler": (lambda optimizer, members: optim_module.ChainedScheduler(CHAINS[members](optimizer)),
+                         {"members": ["pair", "none", "plateau", "not a list", "other optimizer"]}),
 }
 ABSTRACT_SCHEDULERS = {"LRScheduler"}
+
+
+class PlateauSteps:
+    """ReduceLROnPlateau stepped as the scheduler test steps every scheduler (``step()``), with a metric of 1.0."""
+
+    def __init__(self, optimizer, **kwargs):
+        self.inner = optim_module.ReduceLROnPlateau(optimizer, **kwargs)
+
+    def step(self):
+        self.inner.step(1.0)
+
+    def state_dict(self):
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state):
+        self.inner.load_state_dict(state)
+
+
+#: What a ChainedScheduler is given, by name: schedulers of its optimizer, and what it must refuse.
+CHAINS = {
+    "pair": lambda o: [optim_module.LinearLR(o, 1.0, 0.5, total_iters=2), optim_module.ExponentialLR(o, 0.9)],
+    "none": lambda o: [],
+    "plateau": lambda o: [optim_module.ReduceLROnPlateau(o)],
+    "not a list": lambda o: optim_module.StepLR(o, 2),
+    "other optimizer": lambda o: [optim_module.StepLR(optim_module.SGD([Parameter(np.zeros(2))], lr=0.1), 2)],
+}
 HOSTILE_SCALARS = [math.nan, math.inf, -math.inf, -1.0, 1e308, 0.0, "0.1", None, True, [0.1], np.array(0.1),
                    np.array([0.1, 0.2]), np.float16(0.5), 3, object()]
 

@@ -290,3 +290,45 @@ def test_wide_columns_agree_with_im2col_and_col2im_is_their_adjoint(rng, hw, ker
         np.testing.assert_array_equal(block.reshape(4, -1, hp, wp)[:, :, scratch], 0)
         wide.crop(block, s, back)
     np.testing.assert_array_equal(back, out_grad)
+
+
+# ------------------------------------------------------------------ windows that run past the end (ceil_mode)
+@settings(max_examples=80, deadline=None)
+@given(size=st.integers(1, 9), k=st.integers(1, 4), s=st.integers(1, 3), p=st.integers(0, 2), d=st.integers(1, 3),
+       ceil=st.booleans())
+def test_window_output_size_is_torchs_and_the_extension_holds_the_last_window(torch, size, k, s, p, d, ceil):
+    from nn_from_scratch.nodes.windows import window_output_size
+
+    if p > k // 2:
+        return
+    try:
+        expected = torch.nn.functional.max_pool1d(torch.zeros(1, 1, size), k, s, p, d, ceil).shape[-1]
+    except RuntimeError:
+        expected = None
+    if expected is None or expected < 1:
+        with pytest.raises(ValueError, match="larger than the padded input|output is too small"):
+            window_output_size((1, size), (1, k), (1, s), (0, p), (1, d), ceil)
+        return
+    (_, out), (_, extra) = window_output_size((1, size), (1, k), (1, s), (0, p), (1, d), ceil)
+    assert out == expected
+    last_end = (out - 1) * s + d * (k - 1) + 1  # in padded coordinates
+    assert extra == max(0, last_end - (size + 2 * p)) and (extra == 0 or ceil)
+    assert (out - 1) * s - p < size  # the last window starts inside the input or the left padding
+
+
+def test_extend_and_the_image_layouts(rng):
+    from nn_from_scratch.nodes.windows import as_tuple, extend, from_images, to_images
+
+    x = rng.standard_normal((2, 3, 4, 5))
+    grown = extend(x, (1, 2), -np.inf)
+    assert grown.shape == (2, 3, 5, 7) and np.isneginf(grown[:, :, 4]).all() and np.isneginf(grown[..., 5:]).all()
+    np.testing.assert_array_equal(grown[:, :, :4, :5], x)
+    assert extend(x, (0, 0)) is x
+    assert to_images(x[0]).shape == (1, 3, 4, 5) and from_images(to_images(x[0]), x[0]).shape == (3, 4, 5)
+    sequence = x[:, :, 0]
+    assert to_images(sequence, 1).shape == (2, 3, 1, 5)
+    np.testing.assert_array_equal(from_images(to_images(sequence[0], 1), sequence[0], 1), sequence[0])
+    assert as_tuple("k", 3, 1) == (3,) and as_tuple("k", (2, 3, 4), 3) == (2, 3, 4)
+    with pytest.raises(ValueError, match=r"k must be a positive integer or a 1-tuple of positive integers, "
+                                         r"got \(3, 3\)"):
+        as_tuple("k", (3, 3), 1)

@@ -27,7 +27,9 @@ and used at once, in cache; :func:`forward` returns the :class:`Saved`
 state (the padded input, the columns when small) that :func:`backward`
 reads, its scratch arrays lent by a :class:`~.workspace.Workspace` and given
 back when the state is garbage-collected; the bias rides in the forward
-product as a last column met by a row of ones.
+product as a last column met by a row of ones.  A pointwise convolution (a
+1x1 kernel, no padding) needs no layout at all: its columns are the images
+themselves, and it takes :mod:`.strided_convolution`'s products on them.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ from typing import Any, List, Optional, Sequence, Tuple
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from . import strided_convolution as strided
 from .workspace import Workspace
 
 __all__ = ["COLUMN_BLOCK_BYTES", "KEEP_COLUMNS_BYTES", "Saved", "WideColumns", "backward", "forward"]
@@ -102,6 +105,7 @@ class WideColumns:
         ho, wo = _output_size(self.input_shape, (kh, kw), (ph, pw), (dh, dw))
         n, c, h, w = self.input_shape
         self.kernel, self.padding, self.out = (kh, kw), (ph, pw), (ho, wo)
+        self.pointwise = (kh, kw) == (1, 1) and (ph, pw) == (0, 0)  # the columns are the images: no layout needed
         # each image gets R rows of W_r numbers: its H rows of W pixels, each followed by zeros, then zero rows;
         # the zeros after one image are the padding both below it and above the next (see the module docstring)
         self.grid = (max(h + ph, ho), max(w + pw, wo))
@@ -133,7 +137,7 @@ class WideColumns:
         """The C-contiguous ``(rows, columns)`` matrix at the start of a :meth:`buffer`."""
         return buffer[: rows * columns].reshape(rows, columns)
 
-    def _flat(self, leading: Tuple[int, int], dtype: Any) -> np.ndarray:
+    def flat(self, leading: Tuple[int, int], dtype: Any) -> np.ndarray:
         """A zeroed 1-d workspace buffer for ``leading`` images in the flat padded layout.
 
         Image ``m`` (counting through ``leading``) owns the numbers
@@ -146,8 +150,8 @@ class WideColumns:
         whole.fill(0)
         return whole
 
-    def _interior(self, whole: np.ndarray, leading: Tuple[int, int]) -> np.ndarray:
-        """The ``leading + (H, W)`` view of the pixels inside a :meth:`_flat` buffer."""
+    def interior(self, whole: np.ndarray, leading: Tuple[int, int]) -> np.ndarray:
+        """The ``leading + (H, W)`` view of the pixels inside a :meth:`flat` buffer."""
         h, w = self.input_shape[2:]
         size = leading[0] * leading[1] * self.segment
         return whole[self.head:self.head + size].reshape(leading + self.grid)[..., :h, :w]
@@ -162,8 +166,8 @@ class WideColumns:
         it holds that tail too.
         """
         n, c = self.input_shape[:2]
-        whole = self._flat((n, c), x.dtype)
-        self._interior(whole, (n, c))[...] = x
+        whole = self.flat((n, c), x.dtype)
+        self.interior(whole, (n, c))[...] = x
         return whole
 
     def lend(self, padded: np.ndarray, holder: Any) -> None:
@@ -244,11 +248,11 @@ class WideColumns:
         count = len(range(*samples.indices(self.input_shape[0])))
         size = c * count * self.segment
         slabs = cols.reshape(len(self.shifts), size)
-        whole = self._flat((c, count), cols.dtype)
+        whole = self.flat((c, count), cols.dtype)
         for slab, shift in zip(slabs, self.shifts):
             target = whole[shift:shift + size]
             np.add(target, slab, out=target)
-        dx[samples] = self._interior(whole, (c, count)).transpose(1, 0, 2, 3)
+        dx[samples] = self.interior(whole, (c, count)).transpose(1, 0, 2, 3)
         self.workspace.give(whole)
 
 
@@ -264,6 +268,7 @@ class Saved:
 
     def __init__(self, wide: WideColumns, padded: np.ndarray, columns: Optional[np.ndarray], has_bias: bool) -> None:
         self.wide, self.padded, self.columns, self.has_bias = wide, padded, columns, has_bias
+        self.pointwise = wide.pointwise  # then ``padded`` is the input itself, as its ``(N, C, H*W)`` columns
 
     def column_rows(self) -> int:
         """Rows of a block's columns: one per kernel tap, and the row of ones when there is a bias."""
@@ -308,6 +313,9 @@ def forward(images: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray],
     (the bias as the product's last column, met by a row of ones).  Returns
     the ``(N, O, H_out, W_out)`` output and the state for :func:`backward`.
     """
+    if wide.pointwise:  # a 1x1 kernel without padding: the images are the columns, one product per sample
+        y, cols = strided.forward(images, weight, bias, (1, 1), (1, 1))
+        return y, Saved(wide, cols, None, bias is not None)
     workspace, dtype, o = wide.workspace, wide.dtype, weight.shape[0]
     padded = wide.pad(images)
     matrix = weight.reshape(o, -1)  # (O, C*kh*kw)
@@ -346,6 +354,9 @@ def backward(g: np.ndarray, saved: Saved, weight: np.ndarray, *, input_grad: boo
     a bias); the parameter gradients are views of one small array, the
     caller's to add.
     """
+    if saved.pointwise:
+        return strided.backward(g, saved.padded, weight, saved.wide.input_shape, (1, 1), (0, 0), (1, 1),
+                                input_grad=input_grad, parameter_grads=parameter_grads, has_bias=saved.has_bias)
     wide, dtype, o = saved.wide, saved.wide.dtype, weight.shape[0]
     workspace = wide.workspace
     g_wide = wide.buffer(o, dtype)

@@ -7,7 +7,9 @@ call these functions, which compute the same numbers with fewer passes:
 each offset's strided view (:func:`.windows.windows`) is read once into
 preallocated buffers (``out=``), and the backward passes go through the
 lattice scatter (:func:`.windows.scatter`).  The geometry comes as pairs of
-ints already checked by the layer, the input already padded.
+ints already checked by the layer, the input already padded (and extended
+by the rows and columns a ``ceil_mode`` window reads past the padding: the
+backward passes then take the extended shape, which the layer crops).
 """
 from __future__ import annotations
 
@@ -24,20 +26,22 @@ Pairs = Tuple[int, int]
 _NO_DILATION = (1, 1)
 
 
-def _offsets(padded: np.ndarray, kernel: Pairs, stride: Pairs, out: Pairs) -> Iterator[Tuple[int, np.ndarray]]:
-    """Per kernel offset ``k = a k_w + b`` (row-major), its view ``padded[:, :, i s_h + a, j s_w + b]``."""
+def _offsets(padded: np.ndarray, kernel: Pairs, stride: Pairs, out: Pairs,
+             dilation: Pairs = _NO_DILATION) -> Iterator[Tuple[int, np.ndarray]]:
+    """Per kernel offset ``k = a k_w + b`` (row-major), its view ``padded[:, :, i s_h + a d_h, j s_w + b d_w]``."""
     kh, kw = kernel
-    view = windows(padded, kernel, stride, _NO_DILATION, out)
+    view = windows(padded, kernel, stride, dilation, out)
     for a in range(kh):
         for b in range(kw):
             yield a * kw + b, view[:, :, a, b]
 
 
-def max_pool(padded: np.ndarray, kernel: Pairs, stride: Pairs, padding: Pairs,
-             out: Pairs) -> Tuple[np.ndarray, np.ndarray]:
+def max_pool(padded: np.ndarray, kernel: Pairs, stride: Pairs, padding: Pairs, out: Pairs,
+             dilation: Pairs = _NO_DILATION, size: Optional[Pairs] = None) -> Tuple[np.ndarray, np.ndarray]:
     """``(y, arg)``: each window's maximum and the offset ``k`` of its first maximum (torch's rule).
 
-    ``padded`` is the input padded with :math:`-\\infty`.  Pairwise maxima over
+    ``padded`` is the input padded with :math:`-\\infty`; ``size`` is the
+    input's ``(H, W)`` (by default the padded size less the padding).  Pairwise maxima over
     the offsets' views (a strictly greater value replacing the running
     maximum); where the result holds a NaN or an infinity, torch's exact scan
     (:func:`_max_pool_nonfinite`) decides instead.  ``arg`` has the smallest
@@ -52,7 +56,7 @@ def max_pool(padded: np.ndarray, kernel: Pairs, stride: Pairs, padding: Pairs,
         window = np.empty(shape, dtype=padded.dtype)  # each strided view is copied once, then used contiguously
         mask = np.empty(shape, dtype=bool)
         candidate = np.empty(shape, dtype=index_type)
-    for k, view in _offsets(padded, kernel, stride, out):
+    for k, view in _offsets(padded, kernel, stride, out, dilation):
         if k == 0:
             np.copyto(best, view)
             continue
@@ -63,22 +67,23 @@ def max_pool(padded: np.ndarray, kernel: Pairs, stride: Pairs, padding: Pairs,
         np.multiply(mask, index_type(k), out=candidate)
         np.maximum(arg, candidate, out=arg)
     if best.size and not np.isfinite(best).all():
-        return _max_pool_nonfinite(padded, kernel, stride, padding, out, arg.dtype)
+        (ph, pw), size = padding, size or (padded.shape[2] - 2 * padding[0], padded.shape[3] - 2 * padding[1])
+        real = np.zeros(padded.shape[2:], dtype=bool)
+        real[ph:ph + size[0], pw:pw + size[1]] = True
+        return _max_pool_nonfinite(padded, real, kernel, stride, dilation, out, arg.dtype)
     return best, arg
 
 
-def _max_pool_nonfinite(padded: np.ndarray, kernel: Pairs, stride: Pairs, padding: Pairs, out: Pairs,
-                        index_dtype: Any) -> Tuple[np.ndarray, np.ndarray]:
-    """torch's exact rule when NaN or infinities are about: scan real entries only, take ``v > max or isnan(v)``."""
-    (ph, pw) = padding
-    real = np.zeros(padded.shape[2:], dtype=bool)
-    real[ph:padded.shape[2] - ph, pw:padded.shape[3] - pw] = True
+def _max_pool_nonfinite(padded: np.ndarray, real: np.ndarray, kernel: Pairs, stride: Pairs, dilation: Pairs,
+                        out: Pairs, index_dtype: Any) -> Tuple[np.ndarray, np.ndarray]:
+    """torch's exact rule when NaN or infinities are about: scan real entries only (``real`` marks them in the
+    padded image), take ``v > max or isnan(v)``."""
     shape = padded.shape[:2] + out
     best = np.full(shape, -np.inf, dtype=padded.dtype)
     arg = np.zeros(shape, dtype=index_dtype)
     taken = np.zeros(shape, dtype=bool)
-    real_views = dict(_offsets(real[None, None], kernel, stride, out))
-    for k, view in _offsets(padded, kernel, stride, out):
+    real_views = dict(_offsets(real[None, None], kernel, stride, out, dilation))
+    for k, view in _offsets(padded, kernel, stride, out, dilation):
         # the first real entry is always taken (torch starts from it), later ones when larger or NaN
         mask = real_views[k] & (~taken | (view > best) | np.isnan(view))
         np.copyto(best, view, where=mask)
@@ -88,7 +93,7 @@ def _max_pool_nonfinite(padded: np.ndarray, kernel: Pairs, stride: Pairs, paddin
 
 
 def max_pool_backward(g: np.ndarray, arg: np.ndarray, input_shape: Sequence[int], kernel: Pairs, stride: Pairs,
-                      padding: Pairs) -> np.ndarray:
+                      padding: Pairs, dilation: Pairs = _NO_DILATION) -> np.ndarray:
     """The input gradient of :func:`max_pool`: ``g`` where offset ``k`` holds the window's maximum, else 0,
     scattered back (a copy under a mask, not a product: an infinite ``g`` must give 0 elsewhere, not NaN)."""
     mask = np.empty(arg.shape, dtype=bool)
@@ -100,7 +105,7 @@ def max_pool_backward(g: np.ndarray, arg: np.ndarray, input_shape: Sequence[int]
         np.copyto(masked, g, where=mask)
         return masked
 
-    return scatter(part, input_shape, kernel, stride, padding, _NO_DILATION, g.dtype)
+    return scatter(part, input_shape, kernel, stride, padding, dilation, g.dtype)
 
 
 def avg_pool(padded: np.ndarray, kernel: Pairs, stride: Pairs, out: Pairs, divisor: Any) -> np.ndarray:

@@ -26,8 +26,8 @@ import numpy as np
 
 from .workspace import Workspace
 
-__all__ = ["DESCENT_BLOCK", "StepScratch", "adam_update", "descend", "effective_grad", "lerp_", "rmsprop_update",
-           "sgd_update"]
+__all__ = ["DESCENT_BLOCK", "StepScratch", "adadelta_update", "adagrad_update", "adam_update", "adamax_update",
+           "descend", "effective_grad", "lerp_", "nadam_update", "rmsprop_update", "sgd_update"]
 
 #: Elements per block of :func:`descend`: 65536 float32 numbers are 256 KiB, so a block of the step
 #: and of the parameter stays in the L2 cache between the multiplication and the subtraction.
@@ -37,7 +37,7 @@ DESCENT_BLOCK = 1 << 16
 class StepScratch:
     """Scratch arrays for the updates of one optimizer step, taken from a :class:`~.workspace.Workspace`.
 
-    :meth:`take` hands out two arrays shaped like a parameter, as views of two
+    :meth:`take` hands out two arrays shaped like a parameter (three for Adadelta), as views of two
     flat arrays as large as the largest parameter of that dtype seen so far,
     so every parameter of a dtype shares the same arrays; :meth:`give_back`
     returns them when the step is over.  (On the first step, a parameter
@@ -52,8 +52,8 @@ class StepScratch:
         self._sizes: Dict[np.dtype, int] = {}  # per dtype: the size of its largest parameter so far
         self._taken: Dict[np.dtype, List[np.ndarray]] = {}  # per dtype: taken for the step under way
 
-    def take(self, like: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """Two arrays shaped and typed like ``like``, with arbitrary contents, until :meth:`give_back`."""
+    def take(self, like: np.ndarray, count: int = 2) -> Tuple[np.ndarray, ...]:
+        """``count`` arrays shaped and typed like ``like``, with arbitrary contents, until :meth:`give_back`."""
         dtype, n = like.dtype, like.size
         size = self._sizes.get(dtype, 0)
         if size < n:
@@ -61,9 +61,9 @@ class StepScratch:
         taken = self._taken.setdefault(dtype, [])
         if taken and taken[0].size < size:  # a larger parameter of this dtype: the smaller arrays are dropped
             taken.clear()
-        while len(taken) < 2:
+        while len(taken) < count:
             taken.append(self.workspace.take((size,), dtype))
-        return taken[0][:n].reshape(like.shape), taken[1][:n].reshape(like.shape)
+        return tuple(array[:n].reshape(like.shape) for array in taken[:count])
 
     def give_back(self) -> None:
         """Return the arrays of the step just done to the workspace."""
@@ -110,6 +110,22 @@ def effective_grad(value: np.ndarray, grad: np.ndarray, weight_decay: float, max
     return grad
 
 
+def _step_gradient(value: np.ndarray, grad: np.ndarray, scratch: np.ndarray, weight_decay: float,
+                   maximize: bool) -> np.ndarray:
+    """The gradient an update uses: ``grad`` itself, or ``±grad + weight_decay * value`` in ``scratch``."""
+    return effective_grad(value, grad, weight_decay, maximize, out=scratch) if weight_decay != 0 or maximize \
+        else grad
+
+
+def _average_square(average: np.ndarray, g: np.ndarray, decay: float, scratch: np.ndarray) -> None:
+    """``average = decay * average + (1 - decay) * g * g`` in place, as torch's
+    ``mul_(decay).addcmul_(g, g, value=1 - decay)``."""
+    average *= decay
+    np.multiply(g, 1 - decay, out=scratch)
+    scratch *= g
+    average += scratch
+
+
 def descend(value: np.ndarray, direction: np.ndarray, lr: float, out: np.ndarray) -> None:
     r"""``value -= lr * direction`` in place, with ``out`` (``value``'s shape, may be ``direction``) as scratch.
 
@@ -142,7 +158,7 @@ def sgd_update(value: np.ndarray, grad: np.ndarray, momentum_buffer: Optional[np
     then a copy of the gradient) and without momentum (None is returned).
     """
     s0, s1 = scratch
-    g = effective_grad(value, grad, weight_decay, maximize, out=s0) if weight_decay != 0 or maximize else grad
+    g = _step_gradient(value, grad, s0, weight_decay, maximize)
     buf = momentum_buffer
     if momentum != 0:
         if buf is None:
@@ -166,6 +182,24 @@ def sgd_update(value: np.ndarray, grad: np.ndarray, momentum_buffer: Optional[np
     return buf
 
 
+def _adam_moments(value: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: np.ndarray,
+                  scratch: Sequence[np.ndarray], lr: float, betas: Tuple[float, float], weight_decay: float,
+                  decoupled_weight_decay: bool, maximize: bool) -> np.ndarray:
+    """The opening that Adam's and NAdam's steps share, torch's operations in place: the weight decay (decoupled
+    into ``value``, or into the gradient), then both moments; returns the gradient used (``grad`` or ``scratch[0]``)."""
+    s0, s1 = scratch
+    beta1, beta2 = betas
+    if decoupled_weight_decay:
+        if weight_decay != 0:
+            value *= 1 - lr * weight_decay
+        g = _step_gradient(value, grad, s0, 0.0, maximize)
+    else:
+        g = _step_gradient(value, grad, s0, weight_decay, maximize)
+    lerp_(exp_avg, g, 1 - beta1, scratch=s1)
+    _average_square(exp_avg_sq, g, beta2, s1)
+    return g
+
+
 def adam_update(value: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: np.ndarray,
                 max_exp_avg_sq: Optional[np.ndarray], step: int, scratch: Sequence[np.ndarray], lr: float,
                 betas: Tuple[float, float], eps: float, weight_decay: float, decoupled_weight_decay: bool,
@@ -175,20 +209,9 @@ def adam_update(value: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_av
     ``step`` counts this step (1 on the first); ``max_exp_avg_sq`` is None
     without amsgrad.
     """
-    s0, s1 = scratch
+    s1 = scratch[1]
     beta1, beta2 = betas
-    if decoupled_weight_decay:
-        if weight_decay != 0:
-            value *= 1 - lr * weight_decay
-        g = effective_grad(value, grad, 0.0, maximize, out=s0) if maximize else grad
-    else:
-        g = effective_grad(value, grad, weight_decay, maximize, out=s0) if weight_decay != 0 or maximize else grad
-
-    lerp_(exp_avg, g, 1 - beta1, scratch=s1)
-    exp_avg_sq *= beta2
-    np.multiply(g, 1 - beta2, out=s1)
-    s1 *= g
-    exp_avg_sq += s1
+    _adam_moments(value, grad, exp_avg, exp_avg_sq, scratch, lr, betas, weight_decay, decoupled_weight_decay, maximize)
 
     bias_correction1 = 1 - beta1**step
     bias_correction2 = 1 - beta2**step
@@ -217,12 +240,9 @@ def rmsprop_update(value: np.ndarray, grad: np.ndarray, square_avg: np.ndarray, 
     ``grad_avg`` is None unless centered, ``momentum_buffer`` None unless ``momentum > 0``.
     """
     s0, s1 = scratch
-    g = effective_grad(value, grad, weight_decay, maximize, out=s0) if weight_decay != 0 or maximize else grad
+    g = _step_gradient(value, grad, s0, weight_decay, maximize)
 
-    square_avg *= alpha
-    np.multiply(g, 1 - alpha, out=s1)
-    s1 *= g
-    square_avg += s1
+    _average_square(square_avg, g, alpha, s1)
 
     avg = s1
     if grad_avg is not None:
@@ -242,3 +262,90 @@ def rmsprop_update(value: np.ndarray, grad: np.ndarray, square_avg: np.ndarray, 
     else:
         avg *= lr
     value -= avg
+
+
+def _step_gradient(value: np.ndarray, grad: np.ndarray, scratch: np.ndarray, weight_decay: float,
+                         maximize: bool) -> np.ndarray:
+    """The gradient an update uses: ``grad`` itself, or ``±grad + weight_decay * value`` in ``scratch``."""
+    return effective_grad(value, grad, weight_decay, maximize, out=scratch) if weight_decay != 0 or maximize \
+        else grad
+
+
+def adagrad_update(value: np.ndarray, grad: np.ndarray, state_sum: np.ndarray, scratch: Sequence[np.ndarray],
+                   clr: float, eps: float, weight_decay: float, maximize: bool) -> None:
+    r"""One Adagrad step of ``value`` and its sum of squares, in place (``torch.optim.Adagrad``).
+
+    ``clr`` is the step's decayed rate, :math:`\gamma / (1 + (t-1)\eta)`.
+    """
+    s0, s1 = scratch
+    g = _step_gradient(value, grad, s0, weight_decay, maximize)
+    np.multiply(g, g, out=s1)
+    state_sum += s1
+    np.sqrt(state_sum, out=s1)
+    s1 += eps
+    np.divide(g, s1, out=s1)
+    s1 *= clr
+    value -= s1
+
+
+def adamax_update(value: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_inf: np.ndarray, step: int,
+                  scratch: Sequence[np.ndarray], lr: float, betas: Tuple[float, float], eps: float,
+                  weight_decay: float, maximize: bool) -> None:
+    """One Adamax step of ``value``, its first moment and its infinity norm, in place (``torch.optim.Adamax``)."""
+    s0, s1 = scratch
+    beta1, beta2 = betas
+    g = _step_gradient(value, grad, s0, weight_decay, maximize)
+    lerp_(exp_avg, g, 1 - beta1, scratch=s1)
+    exp_inf *= beta2
+    np.abs(g, out=s1)
+    s1 += eps
+    np.maximum(exp_inf, s1, out=exp_inf)
+    np.divide(exp_avg, exp_inf, out=s1)
+    s1 *= lr / (1 - beta1**step)
+    value -= s1
+
+
+def nadam_update(value: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: np.ndarray, step: int,
+                 scratch: Sequence[np.ndarray], lr: float, betas: Tuple[float, float], eps: float,
+                 weight_decay: float, decoupled_weight_decay: bool, maximize: bool, gradient_coefficient: float,
+                 moment_coefficient: float) -> None:
+    r"""One NAdam step of ``value`` and its moments, in place (``torch.optim.NAdam``).
+
+    The two coefficients, :math:`\gamma(1-\mu_t)/(1-\Pi_t)` and
+    :math:`\gamma\mu_{t+1}/(1-\Pi_t\mu_{t+1})`, come from the optimizer,
+    which keeps the momentum product.
+    """
+    s0, s1 = scratch
+    beta2 = betas[1]
+    g = _adam_moments(value, grad, exp_avg, exp_avg_sq, scratch, lr, betas, weight_decay, decoupled_weight_decay,
+                      maximize)
+    denom = s1
+    np.divide(exp_avg_sq, 1 - beta2**step, out=denom)
+    np.sqrt(denom, out=denom)
+    denom += eps
+    np.divide(g, denom, out=s0)
+    s0 *= gradient_coefficient
+    value -= s0
+    np.divide(exp_avg, denom, out=denom)
+    denom *= moment_coefficient
+    value -= denom
+
+
+def adadelta_update(value: np.ndarray, grad: np.ndarray, square_avg: np.ndarray, acc_delta: np.ndarray,
+                    scratch: Sequence[np.ndarray], lr: float, rho: float, eps: float, weight_decay: float,
+                    maximize: bool) -> None:
+    """One Adadelta step of ``value`` and its two averages, in place (``torch.optim.Adadelta``); 3 scratch arrays."""
+    s0, s1, s2 = scratch
+    g = _step_gradient(value, grad, s0, weight_decay, maximize)
+    _average_square(square_avg, g, rho, s1)
+    std = s1
+    np.add(square_avg, eps, out=std)
+    np.sqrt(std, out=std)
+    delta = s2
+    np.add(acc_delta, eps, out=delta)
+    np.sqrt(delta, out=delta)
+    delta /= std
+    delta *= g
+    _average_square(acc_delta, delta, rho, s1)
+    np.multiply(delta, lr, out=s1)
+    value -= s1

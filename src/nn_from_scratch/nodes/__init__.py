@@ -29,6 +29,14 @@ from .embedding import Embedding
 from .group_norm import GroupNorm, InstanceNorm2d
 from .layer_norm import LayerNorm, RMSNorm
 from .softmin import Softmin
+# convolution family
+from .convolution1d import Conv1d
+from .padding import ReflectionPad2d, ZeroPad2d
+from .transposed_convolution import ConvTranspose2d
+from .adaptive_pooling import AdaptiveMaxPool2d
+from .pooling1d import AvgPool1d, MaxPool1d
+from .resampling import Upsample
+from .channel_dropout import Dropout2d
 
 __all__ = [
     "Add",
@@ -95,4 +103,14 @@ __all__ = [
     "SELU",
     "SiLU",
     "Softmin",
+    # convolution family
+    "Conv1d",
+    "ConvTranspose2d",
+    "AdaptiveMaxPool2d",
+    "AvgPool1d",
+    "MaxPool1d",
+    "Upsample",
+    "Dropout2d",
+    "ReflectionPad2d",
+    "ZeroPad2d",
 ]

@@ -53,7 +53,8 @@ import numpy as np
 
 from ..backend import is_array, namespace_of
 
-__all__ = ["Pair", "as_pair", "check_images", "col2im", "conv_output_size", "im2col", "offset_slices", "pad"]
+__all__ = ["Pair", "as_batch", "as_pair", "as_tuple", "check_images", "col2im", "conv_output_size", "extend",
+           "from_images", "im2col", "lift", "offset_slices", "pad", "to_images", "window_output_size"]
 
 Pair = Union[int, Sequence[int]]
 Pairs = Tuple[int, int]
@@ -68,23 +69,34 @@ def as_pair(name: str, value: Any, minimum: int = 1) -> Pairs:
     if (type(value) is tuple and len(value) == 2 and type(value[0]) is int and type(value[1]) is int
             and value[0] >= minimum and value[1] >= minimum):
         return value  # already a valid pair (the layers' own settings, on every pass): no message to build
+    return as_tuple(name, value, 2, minimum)  # type: ignore[return-value]
+
+
+def as_tuple(name: str, value: Any, length: int, minimum: int = 1) -> Tuple[int, ...]:
+    """``value`` (an int, or ``length`` ints) as a tuple of ``length`` ints, each at least ``minimum``.
+
+    ``length`` 2 is :func:`as_pair`; the 1-d layers take ``length`` 1
+    (``3`` or ``(3,)``).  Raises ``ValueError`` naming ``name`` and ``value``
+    for anything else (booleans and floats included).
+    """
     kind = "positive" if minimum == 1 else ("non-negative" if minimum == 0 else f">= {minimum}")
-    message = f"{name} must be a {kind} integer or a pair of {kind} integers, got {value!r}"
+    several = {1: "a 1-tuple", 2: "a pair"}.get(length, f"a tuple of {length}")
+    message = f"{name} must be a {kind} integer or {several} of {kind} integers, got {value!r}"
     if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
-        items: Tuple[Any, ...] = (value, value)
+        items: Tuple[Any, ...] = (value,) * length
     else:
         try:
             items = tuple(value)
         except TypeError:
             raise ValueError(message) from None
-    if len(items) != 2 or any(
+    if len(items) != length or any(
         isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) for v in items
     ):
         raise ValueError(message)
-    pair = (int(items[0]), int(items[1]))
-    if min(pair) < minimum:
+    result = tuple(int(v) for v in items)
+    if min(result) < minimum:
         raise ValueError(message)
-    return pair
+    return result
 
 
 def conv_output_size(
@@ -144,6 +156,75 @@ def pad(x: Any, padding: Pairs, fill_value: float = 0.0) -> Any:
     padded = xp.zeros(shape, dtype=x.dtype) if fill_value == 0 else xp.full(shape, fill_value, dtype=x.dtype)
     padded[:, :, ph:ph + h, pw:pw + w] = x
     return padded
+
+
+def window_output_size(
+    size: Sequence[int], kernel: Pairs, stride: Pairs, padding: Pairs, dilation: Pairs = (1, 1),
+    ceil_mode: bool = False,
+) -> Tuple[Pairs, Pairs]:
+    r"""``((H_out, W_out), (e_h, e_w))``: a pool's output size (torch's rule) and the extension its windows read.
+
+    Per axis, with the dilated kernel :math:`e = d(k-1) + 1`,
+    :math:`o = \lfloor (S + 2p - e + [\text{ceil}](s - 1)) / s \rfloor + 1`, less
+    one when ``ceil_mode`` would start the last window in the right padding
+    (:math:`(o - 1)s \ge S + p`), as torch's ``pooling_output_shape``.  The
+    extension is how far the last window runs past the padded input,
+    :math:`\max(0, (o - 1)s + e - (S + 2p))` (zero without ``ceil_mode``).
+    The geometry comes as pairs already checked; ``ValueError`` names the
+    numbers when the kernel is larger than the padded input, or (``ceil_mode``)
+    when no window fits.
+    """
+    outs, extras = [], []
+    for axis, n, k, s, p, d in zip(("height", "width"), size, kernel, stride, padding, dilation):
+        extent = d * (k - 1) + 1
+        if extent > n + 2 * p and not ceil_mode:
+            shown = f"{k}" if d == 1 else f"{k} (dilated by {d}: {extent})"
+            raise ValueError(f"kernel_size {kernel} is larger than the padded input along the {axis}: "
+                             f"{axis} {n} + 2 * padding {p} = {n + 2 * p} < {shown}")
+        out = (n + 2 * p - extent + (s - 1 if ceil_mode else 0)) // s + 1
+        if ceil_mode and (out - 1) * s >= n + p:
+            out -= 1
+        if out < 1:
+            raise ValueError(f"the output is too small along the {axis}: {axis} {n}, padding {p}, kernel {k}, "
+                             f"dilation {d}, stride {s} give {out} positions")
+        outs.append(out)
+        extras.append(max(0, (out - 1) * s + extent - (n + 2 * p)))
+    return (outs[0], outs[1]), (extras[0], extras[1])
+
+
+def extend(x: Any, extra: Pairs, fill_value: float = 0.0) -> Any:
+    """``x`` ``(N, C, H, W)`` with ``extra`` ``(e_h, e_w)`` rows and columns of ``fill_value`` appended at the
+    bottom and the right (what a ``ceil_mode`` window reads past the padding); ``x`` itself when there are none."""
+    if extra == (0, 0):
+        return x
+    xp = namespace_of(x)
+    n, c, h, w = x.shape
+    grown = xp.full((n, c, h + extra[0], w + extra[1]), fill_value, dtype=x.dtype)
+    grown[:, :, :h, :w] = x
+    return grown
+
+
+def as_batch(x: Any, spatial: int = 2) -> Any:
+    """An image batch ``(N, C, *spatial)`` as given, an unbatched image ``(C, *spatial)`` as a batch of one."""
+    return x if x.ndim == spatial + 2 else namespace_of(x).expand_dims(x, axis=0)
+
+
+def lift(values: Tuple[int, ...], fill: int) -> Pairs:
+    """A 1-d layer's setting ``(v,)`` as the ``(fill, v)`` of the images of height 1 it runs on; a pair as it is."""
+    return (fill,) * (2 - len(values)) + tuple(values)  # type: ignore[return-value]
+
+
+def to_images(x: Any, spatial: int = 2) -> Any:
+    """A layer's input as the image batch ``(N, C, H, W)`` its windows run on: a batch of one for an unbatched
+    input, and, for the 1-d layers (``spatial=1``), ``(N, C, L)`` as images of height 1 ``(N, C, 1, L)``."""
+    batch = as_batch(x, spatial)
+    return batch if spatial == 2 else namespace_of(x).expand_dims(batch, axis=2)
+
+
+def from_images(y: Any, x: Any, spatial: int = 2) -> Any:
+    """The inverse of :func:`to_images`: an image batch back in the layout of the layer's input ``x``."""
+    y = y if spatial == 2 else y[:, :, 0, :]
+    return y if x.ndim == spatial + 2 else y[0, ...]
 
 
 def _offset(a: int, b: int, stride: Pairs, dilation: Pairs, out: Pairs) -> Tuple[slice, ...]:
@@ -231,9 +312,14 @@ def col2im(
     return dx[:, :, ph:ph + h, pw:pw + w]  # the padding cropped off
 
 
-def check_images(node: Any, x: Any) -> None:
-    """Refuse anything but a 4-d ``(N, C, H, W)`` batch, naming the node."""
-    if x.ndim != 4:
-        raise ValueError(
-            f"{type(node).__name__} expects 4-d input (N, C, H, W), got {x.ndim}-d input of shape {tuple(x.shape)}"
-        )
+def check_images(node: Any, x: Any, spatial: int = 2, batched_only: bool = False) -> None:
+    """Refuse anything but an image batch ``(N, C, H, W)`` or one image ``(C, H, W)``, naming the node.
+
+    ``spatial=1`` is the 1-d layers' ``(N, C, L)`` or ``(C, L)``; ``batched_only``
+    refuses the unbatched form.
+    """
+    axes = "H, W" if spatial == 2 else "L"
+    if x.ndim == spatial + 2 or (x.ndim == spatial + 1 and not batched_only):
+        return
+    forms = f"{spatial + 2}-d input (N, C, {axes})" + ("" if batched_only else f" or {spatial + 1}-d input (C, {axes})")
+    raise ValueError(f"{type(node).__name__} expects {forms}, got {x.ndim}-d input of shape {tuple(x.shape)}")

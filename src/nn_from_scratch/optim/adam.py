@@ -12,10 +12,50 @@ from .base import Optimizer
 __all__ = ["Adam", "AdamW"]
 
 
+class _Moments(Optimizer):
+    """What Adam and its relatives share: betas, eps, weight decay and maximize, and moments made at the first step."""
+
+    _probe = "exp_avg"
+    #: The buffers besides ``exp_avg`` (zeros at the first step).
+    _second: Tuple[str, ...] = ("exp_avg_sq",)
+
+    @classmethod
+    def _check_hyperparameters(cls, hyper: Dict[str, Any]) -> Dict[str, Any]:
+        hyper = super()._check_hyperparameters(hyper)
+        hyper["betas"] = check_betas(hyper["betas"])
+        hyper["eps"] = check_float("epsilon value", hyper["eps"])
+        hyper["weight_decay"] = check_float("weight_decay value", hyper["weight_decay"])
+        hyper["maximize"] = check_bool("maximize", hyper["maximize"])
+        if "decoupled_weight_decay" in hyper:
+            hyper["decoupled_weight_decay"] = check_bool("decoupled_weight_decay", hyper["decoupled_weight_decay"])
+        return hyper
+
+    def _state_keys(self, hyper: Mapping[str, Any]) -> frozenset:
+        return frozenset({"step", "exp_avg", *self._second, *self._scalar_state})
+
+    def _start(self, p: Parameter, state: Dict[str, Any], xp: ModuleType) -> int:
+        """Make the state at the first step; count this step; return its number t."""
+        if not state:
+            state["step"] = 0
+            for name in ("exp_avg",) + self._second:
+                state[name] = xp.zeros(p.value.shape, dtype=p.value.dtype)
+        state["step"] += 1
+        return state["step"]
+
+    def _decayed_gradient(self, p: Parameter, group: Mapping[str, Any]) -> Any:
+        r""":math:`g = \pm\nabla + \lambda\theta`, or with decoupled decay
+        :math:`\theta \leftarrow (1-\gamma\lambda)\theta` first and :math:`g = \pm\nabla`."""
+        weight_decay = group["weight_decay"]
+        if group.get("decoupled_weight_decay") and weight_decay != 0:
+            p.value *= 1 - group["lr"] * weight_decay  # θ = (1 − γλ) θ
+            return self._gradient(p, 0.0, group["maximize"])
+        return self._gradient(p, weight_decay, group["maximize"])
+
+
 # --------------------------------------------------------------------------- #
 # Adam / AdamW
 # --------------------------------------------------------------------------- #
-class Adam(Optimizer):
+class Adam(_Moments):
     r"""Adam, as ``torch.optim.Adam`` (L2 weight decay added to the gradient).
 
     With learning rate :math:`\gamma`, betas :math:`(\beta_1, \beta_2)`,
@@ -36,7 +76,11 @@ class Adam(Optimizer):
         \end{aligned}
 
     (torch applies :math:`\epsilon` after dividing by the bias correction
-    :math:`\sqrt{1-\beta_2^t}`, and so does this class).
+    :math:`\sqrt{1-\beta_2^t}`, and so does this class).  With
+    ``decoupled_weight_decay=True`` (torch 2.13's option) the decay is
+    AdamW's instead: :math:`\theta_{t-1} \leftarrow (1-\gamma\lambda)\,\theta_{t-1}`
+    before the step, and :math:`g_t` without :math:`\lambda\theta_{t-1}`
+    (:class:`AdamW` is this with decay 1e-2 by default).
 
     :math:`\theta`, :math:`g`, :math:`m`, :math:`v` and :math:`v^{\max}`
     have the parameter's shape and dtype; every operation is elementwise.
@@ -48,12 +92,11 @@ class Adam(Optimizer):
     number to rounding.
     """
 
-    _probe = "exp_avg"
-    _decoupled_weight_decay = False
+    _later_hyperparameters = {"decoupled_weight_decay": False}
 
     def __init__(
         self,
-        params: Iterable[Parameter],
+        params: Iterable[Any],
         lr: float = 1e-3,
         betas: Tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
@@ -61,18 +104,15 @@ class Adam(Optimizer):
         amsgrad: bool = False,
         *,
         maximize: bool = False,
+        decoupled_weight_decay: bool = False,
     ) -> None:
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                         maximize=maximize)
+                         maximize=maximize, decoupled_weight_decay=decoupled_weight_decay)
 
     @classmethod
     def _check_hyperparameters(cls, hyper: Dict[str, Any]) -> Dict[str, Any]:
         hyper = super()._check_hyperparameters(hyper)
-        hyper["betas"] = check_betas(hyper["betas"])
-        hyper["eps"] = check_float("epsilon value", hyper["eps"])
-        hyper["weight_decay"] = check_float("weight_decay value", hyper["weight_decay"])
         hyper["amsgrad"] = check_bool("amsgrad", hyper["amsgrad"])
-        hyper["maximize"] = check_bool("maximize", hyper["maximize"])
         return hyper
 
     def _state_keys(self, hyper: Mapping[str, Any]) -> frozenset:
@@ -81,37 +121,33 @@ class Adam(Optimizer):
             keys.add("max_exp_avg_sq")
         return frozenset(keys)
 
-    def _update(self, p: Parameter, state: Dict[str, Any], xp: ModuleType, fast: bool) -> None:
+    def _update(self, p: Parameter, state: Dict[str, Any], group: Mapping[str, Any], xp: ModuleType,
+                fast: bool) -> None:
         if not state:  # t = 0, m = v = v_max = 0
             state["step"] = 0
             state["exp_avg"] = xp.zeros(p.value.shape, dtype=p.value.dtype)
             state["exp_avg_sq"] = xp.zeros(p.value.shape, dtype=p.value.dtype)
-            if self.amsgrad:
+            if group["amsgrad"]:
                 state["max_exp_avg_sq"] = xp.zeros(p.value.shape, dtype=p.value.dtype)
         state["step"] += 1
+        lr, weight_decay, decoupled = group["lr"], group["weight_decay"], group["decoupled_weight_decay"]
         if fast:  # torch's operations in place on scratch (its lerp_ for the first moment)
             updates.adam_update(p.value, p.grad, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq"),
-                                state["step"], self._scratch.take(p.value), self.lr, self.betas,
-                                self.eps, self.weight_decay, self._decoupled_weight_decay, self.maximize)
+                                state["step"], self._scratch.take(p.value), lr, group["betas"],
+                                group["eps"], weight_decay, decoupled, group["maximize"])
             return
-        t, lr, (beta1, beta2), weight_decay = state["step"], self.lr, self.betas, self.weight_decay
-        if self._decoupled_weight_decay:
-            if weight_decay != 0:
-                p.value *= 1 - lr * weight_decay  # θ = (1 − γλ) θ  (AdamW)
-            g = self._gradient(p, 0.0, self.maximize)  # g = ±∇
-        else:
-            g = self._gradient(p, weight_decay, self.maximize)  # g = ±∇ + λθ  (Adam)
+        t, (beta1, beta2) = state["step"], group["betas"]
+        g = self._decayed_gradient(p, group)  # g = ±∇ + λθ (Adam), or θ = (1 − γλ) θ and g = ±∇ (AdamW)
         m, v = state["exp_avg"], state["exp_avg_sq"]
         m[...] = beta1 * m + (1 - beta1) * g  # m = β1 m + (1 − β1) g
         v[...] = beta2 * v + (1 - beta2) * g * g  # v = β2 v + (1 − β2) g²
-        if self.amsgrad:
+        if group["amsgrad"]:
             v_max = state["max_exp_avg_sq"]
             v_max[...] = xp.maximum(v_max, v)  # v_max = max(v_max, v)
             v = v_max
         step_size = lr / (1 - beta1**t)  # γ / (1 − β1ᵗ)
-        denominator = xp.sqrt(v) / (1 - beta2**t) ** 0.5 + self.eps  # √v / √(1 − β2ᵗ) + ε
+        denominator = xp.sqrt(v) / (1 - beta2**t) ** 0.5 + group["eps"]  # √v / √(1 − β2ᵗ) + ε
         p.value -= step_size * (m / denominator)  # θ = θ − γ/(1 − β1ᵗ) · m / (√v/√(1 − β2ᵗ) + ε)
-
 
 class AdamW(Adam):
     r"""AdamW, as ``torch.optim.AdamW``: Adam with decoupled weight decay.
@@ -133,10 +169,12 @@ class AdamW(Adam):
         \end{aligned}
     """
 
-    _decoupled_weight_decay = True
+    _later_hyperparameters = {"decoupled_weight_decay": True}
 
-    def __init__(self, params: Iterable[Parameter], lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
+    def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: Tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 1e-2, amsgrad: bool = False, *,
                  maximize: bool = False) -> None:
-        """Adam's arguments; only the default weight decay differs (1e-2, as torch's AdamW)."""
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize)
+        """Adam's arguments; only the default weight decay differs (1e-2, as torch's AdamW), and the decay is
+        decoupled (torch's AdamW passes ``decoupled_weight_decay=True`` to Adam, as this class does)."""
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, maximize=maximize,
+                         decoupled_weight_decay=True)

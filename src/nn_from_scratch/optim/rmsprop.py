@@ -91,25 +91,26 @@ class RMSProp(Optimizer):
             keys.add("grad_avg")
         return frozenset(keys)
 
-    def _update(self, p: Parameter, state: Dict[str, Any], xp: ModuleType, fast: bool) -> None:
+    def _update(self, p: Parameter, state: Dict[str, Any], group: Mapping[str, Any], xp: ModuleType,
+                fast: bool) -> None:
+        alpha, eps, mu, lr = group["alpha"], group["eps"], group["momentum"], group["lr"]
         if not state:  # v = ḡ = b = 0
             state["step"] = 0
             state["square_avg"] = xp.zeros(p.value.shape, dtype=p.value.dtype)
-            if self.momentum > 0:
+            if mu > 0:
                 state["momentum_buffer"] = xp.zeros(p.value.shape, dtype=p.value.dtype)
-            if self.centered:
+            if group["centered"]:
                 state["grad_avg"] = xp.zeros(p.value.shape, dtype=p.value.dtype)
         state["step"] += 1
-        alpha, eps, mu, lr = self.alpha, self.eps, self.momentum, self.lr
         if fast:  # torch's operations in place on scratch (its lerp_ for the centred average)
             updates.rmsprop_update(p.value, p.grad, state["square_avg"], state.get("grad_avg"),
                                    state.get("momentum_buffer"), self._scratch.take(p.value), lr, alpha,
-                                   eps, self.weight_decay, mu, self.maximize)
+                                   eps, group["weight_decay"], mu, group["maximize"])
             return
-        g = self._gradient(p, self.weight_decay, self.maximize)  # g = ±∇ + λθ
+        g = self._gradient(p, group["weight_decay"], group["maximize"])  # g = ±∇ + λθ
         v = state["square_avg"]
         v[...] = alpha * v + (1 - alpha) * g * g  # v = α v + (1 − α) g²
-        if self.centered:
+        if group["centered"]:
             g_avg = state["grad_avg"]
             g_avg[...] = alpha * g_avg + (1 - alpha) * g  # ḡ = α ḡ + (1 − α) g
             denominator = xp.sqrt(v - g_avg * g_avg) + eps  # √(v − ḡ²) + ε
@@ -121,6 +122,5 @@ class RMSProp(Optimizer):
             p.value -= lr * b  # θ = θ − γ b
         else:
             p.value -= lr * (g / denominator)  # θ = θ − γ g / (√ṽ + ε)
-
 
 RMSprop = RMSProp

@@ -85,24 +85,25 @@ class SGD(Optimizer):
     def _state_keys(self, hyper: Mapping[str, Any]) -> frozenset:
         return frozenset({"momentum_buffer"}) if hyper["momentum"] != 0 else frozenset()
 
-    def _update(self, p: Parameter, state: Dict[str, Any], xp: ModuleType, fast: bool) -> None:
+    def _update(self, p: Parameter, state: Dict[str, Any], group: Mapping[str, Any], xp: ModuleType,
+                fast: bool) -> None:
+        mu = group["momentum"]
         if fast:  # torch's operations in place on scratch, the last subtraction in cache-sized blocks
             buffer = updates.sgd_update(p.value, p.grad, state.get("momentum_buffer"),
-                                        self._scratch.take(p.value), self.lr, self.momentum,
-                                        self.dampening, self.nesterov, self.weight_decay, self.maximize)
+                                        self._scratch.take(p.value), group["lr"], mu, group["dampening"],
+                                        group["nesterov"], group["weight_decay"], group["maximize"])
             if buffer is not None:
                 state["momentum_buffer"] = buffer
             return
-        mu = self.momentum
-        g = self._gradient(p, self.weight_decay, self.maximize)  # g = ±∇ + λθ
+        g = self._gradient(p, group["weight_decay"], group["maximize"])  # g = ±∇ + λθ
         if mu != 0:
             b = state.get("momentum_buffer")
             if b is None:
                 b = state["momentum_buffer"] = xp.asarray(g, copy=True)  # b = g on the first step
             else:
-                b[...] = mu * b + (1 - self.dampening) * g  # b = μ b + (1 − τ) g
-            g = g + mu * b if self.nesterov else b  # g + μ b (Nesterov) or b
-        p.value -= self.lr * g  # θ = θ − γ g
+                b[...] = mu * b + (1 - group["dampening"]) * g  # b = μ b + (1 − τ) g
+            g = g + mu * b if group["nesterov"] else b  # g + μ b (Nesterov) or b
+        p.value -= group["lr"] * g  # θ = θ − γ g
 
 
 class GradientDescent(SGD):

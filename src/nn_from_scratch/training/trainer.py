@@ -20,8 +20,9 @@ import numpy as np
 from ..datasets.loader import DataLoader
 from ..losses import Loss
 from ..node import Node
+from ..optim.clipping import clip_grad_norm_
 from ..random import as_generator
-from .callbacks import Callback, CallbackList, is_count
+from .callbacks import Callback, CallbackList, check_number, is_count
 from .checkpoint import TrainingInterrupted, capture_checkpoint, restore_checkpoint
 from .data import Feed, model_inputs
 from .early_stopping import BEST_WEIGHTS_FORMAT, EarlyStop, best_weights_path
@@ -112,7 +113,7 @@ class NeuralNetwork:
             validation_split: Optional[float] = None, checkpoint: Optional[PathLike] = None,
             checkpoint_every: Optional[int] = 1, resume: Optional[PathLike] = None,
             checkpoint_metadata: Optional[Mapping[str, Any]] = None, transform: Optional[Transform] = None,
-            early_stopping: Optional[int] = None) -> History:
+            early_stopping: Optional[int] = None, clip_grad_norm: Optional[float] = None) -> History:
         """Train up to epoch ``epochs`` and return the history of the run: per-epoch lists by name.
 
         ``X`` and ``y`` are arrays, ``X`` a tuple or dict of arrays for a
@@ -148,6 +149,10 @@ class NeuralNetwork:
         that run asked for.  A checkpoint that does not fit is refused with
         ``CheckpointError`` and changes nothing.
 
+        ``clip_grad_norm=MAX`` scales each batch's gradients, between the
+        backward pass and the optimizer's step, so that their norm as one
+        vector is at most MAX (:func:`~nn_from_scratch.optim.clip_grad_norm_`).
+
         A non-finite loss or gradient stops training with
         :class:`TrainingDiverged` before the optimizer takes the bad step;
         the weights and buffers are those of the last finite step.  Ctrl-C
@@ -157,6 +162,7 @@ class NeuralNetwork:
         plain ``model.forward`` after it is deterministic.
         """
         check_progress_mode(progress)
+        self._clip_grad_norm = None if clip_grad_norm is None else check_number("clip_grad_norm", clip_grad_norm)
         if epochs is None and resume is None:
             raise ValueError("epochs=None stands for the epochs of the run being resumed; it needs resume=")
         if epochs is not None and not is_count(epochs):
@@ -310,6 +316,8 @@ class NeuralNetwork:
         if problem is not None:
             buffers.restore()
             return output, loss, problem
+        if self._clip_grad_norm is not None:
+            clip_grad_norm_(self.model.parameters(), self._clip_grad_norm)
         self.optimizer.step()
         return output, loss, None
 
