@@ -86,7 +86,7 @@ def check_record(record: Any, *, max_elements: Optional[int] = None, max_nodes: 
         if count > max_nodes:
             raise ValueError(f"the architecture holds more than {max_nodes} nodes")
         if depth > max_depth:
-            raise ValueError(f"{path}: containers nested deeper than {max_depth}")
+            raise ValueError(f"containers nested deeper than {max_depth} (at {_clipped(path)})")
         if not isinstance(node, dict) or not {"class", "config"} <= set(node) <= {"class", "config", "children"}:
             raise ValueError(f"{path} must be an object with class, config (and children), got "
                              f"{_keys(node) if isinstance(node, dict) else type(node).__name__}")
@@ -109,6 +109,11 @@ def check_record(record: Any, *, max_elements: Optional[int] = None, max_nodes: 
             stack.append((child[1], f"{path}.children[{i}][1]", depth + 1))
         if limit is not None:
             _check_sizes(cls, config, f"{path}.config", limit)
+
+
+def _clipped(path: str) -> str:
+    """A field's path, its middle left out when it is long (deep nesting)."""
+    return path if len(path) <= 160 else f"{path[:60]} ... {path[-80:]}"
 
 
 def _keys(value: Dict[Any, Any]) -> str:
@@ -183,7 +188,7 @@ def build(record: Any, *, max_elements: Optional[int] = None) -> Node:
         cls = node_class(node["class"])
         try:
             result = cls.from_config(node["config"], children)
-        except (ValueError, TypeError, KeyError, IndexError, OverflowError, MemoryError) as error:
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, MemoryError) as error:
             raise ValueError(f"{path} ({node['class']}): {type(error).__name__}: {str(error)[:500]}") from None
         if not isinstance(result, Node):
             raise ValueError(f"{path}: {node['class']}.from_config gave {type(result).__name__}, not a Node")
