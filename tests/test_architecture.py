@@ -39,6 +39,7 @@ ALLOWED: Dict[str, Set[str]] = {
     # a model that describes itself: the registry of node classes, the architecture record, files that carry it
     "registry": CONTRACT | {"nodes", "containers", "files"},
     "interop": CONTRACT | {"nodes", "containers", "registry"},
+    "export": CONTRACT | {"nodes", "containers", "registry", "files"},
     "training": CONTRACT | {"losses", "metrics", "files", "datasets", "engine", "viz"},
     # the course's API: its abstract classes, layers, optimizer and example network, over the library's nodes
     "interfaces": CONTRACT | {"nodes"},

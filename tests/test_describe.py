@@ -68,7 +68,7 @@ OPTIONS = {
                            lambda r: (np.array([3, 0]),)),
     "Dropout[p]": (lambda: nodes_module.Dropout(0.25, rng=0), lambda r: (r.normal(size=(2, 3)),)),
     "Sum[axes]": (lambda: nodes_module.Sum(axis=(0, 2), keepdims=True), lambda r: (r.normal(size=(2, 3, 4)),)),
-    "Squeeze[dims]": (lambda: nodes_module.Squeeze([0, 2]), lambda r: (r.normal(size=(1, 3, 1)),)),
+    "Squeeze[dims]": (lambda: nodes_module.Squeeze([1, 3]), lambda r: (r.normal(size=(2, 1, 3, 1)),)),
     "Conv2d[groups, same, reflect]": (lambda: nodes_module.Conv2d(4, 2, 3, padding="same", groups=2,
                                                                   padding_mode="reflect", rng=0),
                                       lambda r: (r.normal(size=(1, 4, 5, 5)),)),

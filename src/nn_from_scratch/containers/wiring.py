@@ -70,9 +70,10 @@ def flat_wiring(model: Node, *, max_depth: int = 256) -> Wiring:
     ``max_depth`` (a container made to contain itself) raises ``ValueError``.
     """
     outer = wiring_of(model)
-    if outer is None:
-        return Wiring(("input",), {}, (Call(type(model).__name__.lower(), model, ("input",), ("output",)),),
-                      ("output",))
+    if outer is None:  # a leaf alone: one call on the model's inputs
+        count = getattr(model, "num_inputs", 1)
+        inputs = ("input",) if count == 1 else tuple(f"input_{i}" for i in range(count))
+        return Wiring(inputs, {}, (Call(type(model).__name__.lower(), model, inputs, ("output",)),), ("output",))
     calls: List[Call] = []
     constants: Dict[str, Any] = dict(outer.constants)
     # (prefix, wiring, label map) of containers still to open; a stack of iterators keeps the calls in order
