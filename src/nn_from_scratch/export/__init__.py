@@ -4,5 +4,6 @@
 the optional extra ``onnx``: imported on first use.
 """
 from .onnx_export import DEFAULT_OPSET, to_onnx, to_onnx_model
+from .onnx_import import from_onnx
 
-__all__ = ["DEFAULT_OPSET", "to_onnx", "to_onnx_model"]
+__all__ = ["DEFAULT_OPSET", "from_onnx", "to_onnx", "to_onnx_model"]
