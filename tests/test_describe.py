@@ -305,20 +305,7 @@ def test_a_graph_with_a_constant_and_a_shared_node_rebuilds():
 
 
 def test_a_users_registered_node_rebuilds():
-    @register_node
-    class Shift(nodes_module.ElementwiseNode):
-        def __init__(self, amount: float = 0.0) -> None:
-            super().__init__()
-            self.amount = float(amount)
-
-        def config(self):
-            return self._config_of("amount")
-
-        def _forward(self, x, ctx):
-            return x + self.amount
-
-        def _derivative(self, ctx):
-            return ctx.xp.ones_like(ctx.x)
+    from user_nodes import Shift
 
     model = Sequential(Linear(2, 2), Shift(1.5))
     twin = build(json.loads(json.dumps(describe(model))))

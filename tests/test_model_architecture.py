@@ -24,6 +24,7 @@ from nn_from_scratch.nodes import Add, BatchNorm2d, Conv2d, Linear, MatMul, ReLU
 from nn_from_scratch.registry import ARCHITECTURE_KEY, describe, load_model, save_model
 
 SRC = Path(__file__).resolve().parents[1] / "src"
+TESTS = Path(__file__).resolve().parent  # user_nodes.py: a node of a user's own, outside the library
 
 
 def _graph():
@@ -109,30 +110,7 @@ def test_a_fresh_process_rebuilds_the_model_from_the_library_alone(name, suffix,
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), _outputs(model, x)[0])
 
 
-USER_NODE = '''
-import numpy as np
-from nn_from_scratch.nodes import ElementwiseNode
-from nn_from_scratch.registry import register_node
-
-@register_node
-class Shift(ElementwiseNode):
-    def __init__(self, amount=0.0):
-        super().__init__()
-        self.amount = float(amount)
-
-    def config(self):
-        return self._config_of("amount")
-
-    def _forward(self, x, ctx):
-        return x + self.amount
-
-    def _derivative(self, ctx):
-        return ctx.xp.ones_like(ctx.x)
-'''
-
-
 def test_a_users_registered_node_round_trips_in_a_fresh_process(tmp_path):
-    (tmp_path / "user_nodes.py").write_text(USER_NODE)
     script = ("import sys; sys.path.insert(0, sys.argv[2]); import numpy as np, user_nodes\n"
               "from nn_from_scratch.containers import Sequential\nfrom nn_from_scratch.nodes import Linear\n"
               "from nn_from_scratch.registry import save_model, load_model\n"
@@ -143,7 +121,7 @@ def test_a_users_registered_node_round_trips_in_a_fresh_process(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(SRC)}
     path = str(tmp_path / "m.npz")
     for step in ("save", "load"):
-        done = subprocess.run([sys.executable, "-c", script, step, str(tmp_path), path], env=env,
+        done = subprocess.run([sys.executable, "-c", script, step, str(TESTS), path], env=env,
                               capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
     expected = Linear(2, 2, rng=0).evaluate(np.ones((1, 2))) + 1.5

@@ -15,7 +15,7 @@ other, float16, thread ownership) is :class:`~nn_from_scratch.function.Function`
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -113,6 +113,15 @@ class Node(Function, NodeTree):
         if children:
             raise ValueError(f"{cls.__name__} holds no nodes, but {len(children)} were given to from_config")
         return cls(**config)
+
+    @classmethod
+    def _from_positional(cls, config: Mapping[str, Any], children: Sequence[Any], key: str) -> "Node":
+        """``cls(*config[key])``, for a constructor that takes its arguments one by one (``Reshape(2, -1)``)."""
+        rest = dict(config)
+        positional = rest.pop(key, ())
+        if rest or children:
+            raise ValueError(f"{cls.__name__}.from_config takes only {key!r}, got {sorted(rest) or 'children'}")
+        return cls(*positional)
 
     def _config_of(self, *names: str, **values: Any) -> Dict[str, Any]:
         """The attributes ``names`` and the ``values`` given, as plain JSON values (see :func:`plain`)."""

@@ -75,11 +75,7 @@ class Permute(_AxisOrder):
     @classmethod
     def from_config(cls, config: Mapping[str, Any], children: Sequence[Any] = ()) -> "Permute":
         """``Permute(*config["dims"])``: the dims are the constructor's positional arguments."""
-        rest = dict(config)
-        positional = rest.pop("dims", ())
-        if rest or children:
-            raise ValueError(f"Permute.from_config takes only 'dims', got {sorted(rest) or 'children'}")
-        return cls(*positional)
+        return cls._from_positional(config, children, "dims")
 
     def _order(self, x: Any) -> Tuple[int, ...]:
         shape = tuple(x.shape)

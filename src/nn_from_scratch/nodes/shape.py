@@ -160,12 +160,8 @@ class Reshape(_ReshapeNode):
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], children: Sequence[Any] = ()) -> "Reshape":
-        """``Reshape(*config["shape"])``: the shape are the constructor's positional arguments."""
-        rest = dict(config)
-        positional = rest.pop("shape", ())
-        if rest or children:
-            raise ValueError(f"Reshape.from_config takes only 'shape', got {sorted(rest) or 'children'}")
-        return cls(*positional)
+        """``Reshape(*config["shape"])``: the sizes are the constructor's positional arguments."""
+        return cls._from_positional(config, children, "shape")
 
     def _output_shape(self, x: Any) -> Tuple[int, ...]:
         if x.ndim == 0:
