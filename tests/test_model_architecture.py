@@ -176,6 +176,16 @@ def test_hostile_records_are_refused_naming_the_field(tmp_path, mutate, problem)
         load_model(path)
 
 
+def test_a_large_scale_factor_is_refused_before_building(tmp_path):
+    from nn_from_scratch.nodes import Upsample
+
+    model = Sequential(Upsample(scale_factor=2.0))
+    record = json.loads(json.dumps(describe(model)))
+    record["model"]["children"][0][1]["config"]["scale_factor"] = [3000.0, 3000.0]
+    with pytest.raises(ValueError, match=r"model\.children\[0\]\[1\]\.config: sizes whose product 9000000"):
+        load_model(_file_with(tmp_path, record))
+
+
 def test_deep_nesting_is_refused_before_building(tmp_path):
     node = {"class": "ReLU", "config": {}}
     for _ in range(200):

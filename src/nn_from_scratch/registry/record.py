@@ -16,7 +16,7 @@ the record's shape; every class registered (:mod:`.classes`); at most
 only JSON values, nested at most 8 deep, strings of at most 1000
 characters, lists of at most 100000 items, integers within ``2**31``; and a
 bound on what a node may allocate: the product of a leaf's integer
-arguments (its sizes; indices and axes left out), and of each shape a
+arguments (its sizes; indices and axes left out) and scale factors, and of each shape a
 Graph declares, may not exceed 16 times ``max_elements`` (when loading, the
 bytes of data the file declares; at least 2**20).  A constructor's own refusal is raised again with the field
 named.  A node met twice in a tree (a node shared by two containers) cannot
@@ -24,6 +24,7 @@ be described by a tree and is refused by :func:`describe`, naming it.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Dict, List, Optional, Set, Tuple
 
 from ..node import Node
@@ -35,8 +36,11 @@ FORMAT, VERSION = "nn_from_scratch.architecture", 1
 MAX_DEPTH = 64
 MAX_NODES = 10_000
 _MAX_VALUE_DEPTH, _MAX_STRING, _MAX_LIST, _MAX_INT = 8, 1000, 100_000, 2 ** 31
+#: float arguments that multiply what a node allocates (Upsample's)
+_FACTORS = ("scale_factor",)
 #: integer arguments that are positions or counts of inputs, not sizes of what a node allocates
-_NOT_SIZES = {"padding_idx", "axis", "dim", "dims", "start_dim", "end_dim", "dim0", "dim1", "num_inputs", "chunks"}
+_NOT_SIZES = {"scale_factor", "padding_idx", "axis", "dim", "dims", "start_dim", "end_dim", "dim0", "dim1",
+              "num_inputs", "chunks"}
 
 
 def describe(model: Node) -> Dict[str, Any]:
@@ -151,8 +155,9 @@ def _check_value(value: Any, path: str, depth: int) -> None:
     raise ValueError(f"{path}: {type(value).__name__} is not a JSON value")
 
 
-def _size_product(values: Any) -> int:
-    """The product of the integers (at least 1 each) in a value of lists, capped so that it stays small."""
+def _size_product(values: Any, floats: bool = False) -> int:
+    """The product of the integers (each at least 1) in a value of lists, capped at 2**80; with ``floats``, of its
+    floats rounded up too (a scale factor grows what a node allocates as a size does)."""
     product = 1
     stack = [values]
     while stack:
@@ -161,6 +166,8 @@ def _size_product(values: Any) -> int:
             stack.extend(item)
         elif isinstance(item, int) and not isinstance(item, bool):
             product = min(product * max(abs(item), 1), 1 << 80)
+        elif floats and isinstance(item, float) and math.isfinite(item):
+            product = min(product * max(math.ceil(min(abs(item), 2.0 ** 80)), 1), 1 << 80)
     return product
 
 
@@ -170,7 +177,8 @@ def _check_sizes(cls: type, config: Dict[str, Any], path: str, limit: int) -> No
         shapes = [(f"{path}.{group}[{i}].shape", spec.get("shape")) for group in ("inputs", "constants")
                   for i, spec in enumerate(config.get(group) or []) if isinstance(spec, dict)]
     else:
-        shapes = [(path, [value for key, value in config.items() if key not in _NOT_SIZES])]
+        shapes = [(path, [value for key, value in config.items() if key not in _NOT_SIZES]
+                   + [_size_product(config.get(key), floats=True) for key in _FACTORS])]
     for where, shape in shapes:
         size = _size_product(shape)
         if size > limit:
