@@ -175,6 +175,43 @@ def _layer_norm(e: Emit, call: Call, c: Dict[str, Any]) -> None:
     e.op("LayerNormalization", inputs, call.outputs, axis=-len(shape), epsilon=float(node.eps))
 
 
+def _affine(e: Emit, call: Call, y: str, shape: Tuple[int, ...], out: Sequence[str]) -> None:
+    """``y ⊙ weight + bias`` (each where the node has it), the weight shaped ``shape`` to broadcast."""
+    weight, bias = getattr(call.node, "weight", None), getattr(call.node, "bias", None)
+    if weight is not None:
+        y = e.op("Mul", [y, e.constant(np.reshape(to_numpy(weight.value), shape), f"{call.name}.weight")],
+                 None if bias is not None else out)
+    if bias is not None:
+        y = e.op("Add", [y, e.constant(np.reshape(to_numpy(bias.value), shape), f"{call.name}.bias")], out)
+    if weight is None and bias is None:
+        e.op("Identity", [y], out)
+
+
+def _group_norm(e: Emit, call: Call, c: Dict[str, Any]) -> None:
+    """Per sample and group: InstanceNormalization over ``(N, G, C/G·…)``, then the per-channel affine map."""
+    x, groups = call.inputs[0], int(c["num_groups"])
+    rank = len(e.shapes[x])
+    rows = e.op("Reshape", [x, e.ints([0, groups, -1], f"{call.name}.groups")])
+    normal = e.op("InstanceNormalization", [rows, e.constant(np.ones(groups), "ones"),
+                                            e.constant(np.zeros(groups), "zeros")], epsilon=float(call.node._eps))
+    y = e.op("Reshape", [normal, e.op("Shape", [x])])
+    _affine(e, call, y, (int(c["num_channels"]),) + (1,) * (rank - 2), call.outputs)
+
+
+def _rms_norm(e: Emit, call: Call, c: Dict[str, Any]) -> None:
+    """``x / sqrt(mean(x²) + ε) ⊙ weight`` over the last ``len(normalized_shape)`` axes."""
+    x, shape = call.inputs[0], tuple(call.node.normalized_shape)
+    rank = len(e.shapes[x])
+    axes = list(range(rank - len(shape), rank))
+    square = e.op("Mul", [x, x])
+    if e.opset >= 18:
+        mean = e.op("ReduceMean", [square, e.ints(axes, "axes")], keepdims=1)
+    else:
+        mean = e.op("ReduceMean", [square], keepdims=1, axes=axes)
+    root = e.op("Sqrt", [e.op("Add", [mean, e.constant(call.node._eps, f"{call.name}.eps")])])
+    _affine(e, call, e.op("Div", [x, root]), shape, call.outputs)
+
+
 def _prelu(e: Emit, call: Call, c: Dict[str, Any]) -> None:
     node = call.node
     slope = np.asarray(node.weight.value)
@@ -368,7 +405,7 @@ def _reduce(op_type: str) -> Converter:
 CONVERTERS: Dict[str, Converter] = {
     "Linear": _linear, "Conv2d": _conv, "Conv1d": _conv, "ConvTranspose2d": _conv_transpose,
     "BatchNorm1d": _batch_norm, "BatchNorm2d": _batch_norm, "InstanceNorm2d": _instance_norm,
-    "LayerNorm": _layer_norm, "PReLU": _prelu,
+    "LayerNorm": _layer_norm, "GroupNorm": _group_norm, "RMSNorm": _rms_norm, "PReLU": _prelu,
     "MaxPool2d": _max_pool, "MaxPool1d": _max_pool, "AvgPool2d": _avg_pool, "AvgPool1d": _avg_pool,
     "AdaptiveAvgPool2d": _adaptive("GlobalAveragePool", "AveragePool"),
     "GlobalAvgPool2d": _adaptive("GlobalAveragePool", "AveragePool"),
