@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from nn_from_scratch import engine  # noqa: E402
 from nn_from_scratch.nodes import ELU, GELU, LeakyReLU, ReLU, Sigmoid, Softplus, Tanh  # noqa: E402
-from run import Workload, time_alternately  # noqa: E402
+from timing import Workload, time_alternately  # noqa: E402
 
 
 def main(argv=None) -> int:

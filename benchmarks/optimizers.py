@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from run import block_medians, round_ratio  # noqa: E402
+from timing import block_medians, round_ratio  # noqa: E402
 
 from nn_from_scratch import engine, optim  # noqa: E402
 from nn_from_scratch.parameter import Parameter  # noqa: E402

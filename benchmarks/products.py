@@ -52,7 +52,7 @@ def _operands(torch, shape_a, shape_b, transpose_a, transpose_b, rng):
 
 def time_products(torch, products: List[Product], rounds: int, block: int, warmup: int) -> Tuple[float, float, float]:
     """Seconds of all ``products`` once, NumPy and torch, and the median over rounds of NumPy's over torch's."""
-    from run import block_medians, round_ratio  # the benchmark's one alternating timer
+    from timing import block_medians, round_ratio  # the benchmarks' one alternating timer
 
     rng = np.random.default_rng(0)
     operands = [_operands(torch, a, b, ta, tb, rng) for _, a, b, ta, tb in products]

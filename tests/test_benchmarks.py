@@ -1,4 +1,4 @@
-"""The benchmark's own logic (benchmarks/run.py, benchmarks/products.py): what it alternates, what it divides,
+"""The benchmarks' own logic (benchmarks/timing.py, products.py, thread_policy.py): what it alternates, what it divides,
 and that the products it times are the workloads' products.  Nothing here is timed against a limit."""
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
 
 import products  # noqa: E402
-import run  # noqa: E402
+import timing  # noqa: E402
 
 
 def test_block_medians_alternates_blocks_in_rotated_order_and_leaves_the_warmup_untimed(monkeypatch):
-    monkeypatch.setattr(run, "PAUSE_S", 0.0)
+    monkeypatch.setattr(timing, "PAUSE_S", 0.0)
     calls = []
     entries = {name: (lambda name=name: calls.append(name)) for name in ("ours", "one", "torch")}
-    times, medians = run.block_medians(entries, rounds=4, block=4, warmup=2)
+    times, medians = timing.block_medians(entries, rounds=4, block=4, warmup=2)
     orders = [["ours", "one", "torch"], ["one", "torch", "ours"], ["torch", "ours", "one"], ["ours", "one", "torch"]]
     assert calls == [name for order in orders for name in order for _ in range(6)]  # a block: 2 untimed, 4 timed
     assert all(len(times[name]) == 16 and len(medians[name]) == 4 for name in entries)
@@ -26,8 +26,8 @@ def test_block_medians_alternates_blocks_in_rotated_order_and_leaves_the_warmup_
 
 def test_round_ratio_is_the_median_of_the_ratios_of_neighbouring_blocks():
     medians = {"ours": [2.0, 30.0, 1.0], "torch": [1.0, 10.0, 1.0]}  # a slow spell in round two cancels out
-    assert run.round_ratio(medians, "ours", "torch") == 2.0
-    assert run.round_ratio(medians, "torch", "ours") == 0.5
+    assert timing.round_ratio(medians, "ours", "torch") == 2.0
+    assert timing.round_ratio(medians, "torch", "ours") == 0.5
 
 
 @pytest.mark.parametrize("batch", [32, 128, 1024])

@@ -16,7 +16,9 @@ from nn_from_scratch import Sequential
 from nn_from_scratch.parameter import Parameter
 from test_array_api import NODES
 
-WITH_PARAMETERS = sorted(name for name, case in NODES.items() if case.make().has_parameters())
+# a case whose forward renormalises its parameters (Embedding with max_norm) has no finite differences to meet
+WITH_PARAMETERS = sorted(name for name, case in NODES.items()
+                         if case.finite_differences and case.make().has_parameters())
 
 
 def _parts(value: Any) -> Tuple[Any, ...]:

@@ -238,7 +238,7 @@ def test_ctrl_c_on_the_command_line_saves_once_and_says_how_to_resume(mpiexec, t
         job.send_signal(signal.SIGINT)
         stdout, stderr = job.communicate(timeout=HANG_GUARD)
     assert stderr.count("interrupted during epoch") == 1, stdout + stderr  # process 0 speaks for both
-    assert stderr.count("resume with: nn-from-scratch train --distributed") == 1
+    assert stderr.count("resume with: mpiexec -n 2 nn-from-scratch train --distributed") == 1
     assert read_checkpoint(checkpoint).epoch >= 1 and not (tmp_path / "digits.npz").exists()
     assert not list(tmp_path.glob("*.lock"))
 

@@ -585,10 +585,8 @@ REGRESSORS = ["MSELoss", "SmoothL1Loss", "L1Loss", "HuberLoss", "KLDivLoss", "Co
               "MarginRankingLoss", "TripletMarginLoss", "GaussianNLLLoss"]
 
 
-def _half_right(output, rng):
+def _half_right(output, rng, torch):
     """Index targets of which exactly the first half are the output's argmax (computed by torch)."""
-    import torch
-
     best = torch.argmax(torch.from_numpy(output), dim=-1).numpy()
     n, c = output.shape
     wrong = (best + rng.integers(1, c, n)) % c
@@ -600,7 +598,7 @@ def test_classification_losses_predict_and_score_by_the_argmax(name, rng, torch)
     loss = EVERY_LOSS[name]("sum")
     assert loss.reduction == "sum"
     output = rng.standard_normal((8, 5))
-    best, labels = _half_right(output, rng)
+    best, labels = _half_right(output, rng, torch)
     np.testing.assert_array_equal(loss.predict_classes(output), best)
     if name != "BCEWithLogitsLoss":  # BCE's targets are rows of the output's shape
         assert loss.count_correct(output, labels) == 4
@@ -630,11 +628,11 @@ def test_regression_losses_have_no_classes(name, rng):
     assert loss.count_correct(output, output) is None
 
 
-def test_the_localization_loss_scores_its_logits(rng):
+def test_the_localization_loss_scores_its_logits(rng, torch):
     loss = EVERY_LOSS["LocalizationLoss"]()
     assert loss.reduction == "mean"
     output = np.hstack([rng.standard_normal((8, 3)), np.full((8, 4), 50.0)])  # boxes above every logit
-    best, labels = _half_right(output[:, :3], rng)
+    best, labels = _half_right(output[:, :3], rng, torch)
     np.testing.assert_array_equal(loss.predict_classes(output), best)
     assert loss.count_correct(output, np.column_stack([labels, rng.random((8, 4))])) == 4
 

@@ -265,7 +265,9 @@ def _fit(network: NeuralNetwork, rng: np.random.Generator, data: TaskData, args:
     except TrainingInterrupted as interrupt:
         print(f"\ninterrupted during epoch {interrupt.interrupted_epoch}: the training state after epoch "
               f"{interrupt.epoch} is saved in {interrupt.checkpoint}", file=sys.stderr)
-        print(f"resume with: {resume_command(getattr(args, 'argv', []), interrupt.checkpoint)}", file=sys.stderr)
+        processes = getattr(network.reduction, "size", 1)
+        print(f"resume with: {resume_command(getattr(args, 'argv', []), interrupt.checkpoint, processes)}",
+              file=sys.stderr)
         return 130
     except KeyboardInterrupt:
         if network.reduction.main:

@@ -46,8 +46,12 @@ def default_checkpoint(out: Path) -> Path:
     return sibling_path(out, f"-checkpoint{out.suffix}")
 
 
-def resume_command(argv: Sequence[str], checkpoint: Path) -> str:
-    """The command line that resumes ``argv`` from ``checkpoint`` (any --resume in it replaced)."""
+def resume_command(argv: Sequence[str], checkpoint: Path, processes: int = 1) -> str:
+    """The command line that resumes ``argv`` from ``checkpoint`` (any --resume in it replaced).
+
+    A run of several ``processes`` is resumed as it was started, under
+    ``mpiexec -n P`` (another count, one included, resumes it as well).
+    """
     kept: List[str] = []
     skip = False
     for arg in argv:
@@ -57,7 +61,8 @@ def resume_command(argv: Sequence[str], checkpoint: Path) -> str:
             skip = True
         elif not arg.startswith("--resume="):
             kept.append(arg)
-    return "nn-from-scratch " + " ".join(shlex.quote(a) for a in [*kept, "--resume", str(checkpoint)])
+    launcher = f"mpiexec -n {processes} " if processes > 1 else ""
+    return launcher + "nn-from-scratch " + " ".join(shlex.quote(a) for a in [*kept, "--resume", str(checkpoint)])
 
 
 def run_options(args: argparse.Namespace, out: Path) -> Dict[str, Any]:
