@@ -10,6 +10,7 @@ from nn_from_scratch.containers import Graph, Input
 from nn_from_scratch.files import load_layout
 from nn_from_scratch.models import build_model
 from nn_from_scratch.nodes import Linear, ReLU
+from nn_from_scratch.registry import load_model as load_described
 from nn_from_scratch.registry import save_model
 
 
@@ -25,7 +26,9 @@ def test_export_a_trained_model(model, tmp_path, capsys):
     assert main(["train", "--model", model, "--epochs", "1", "--no-progress", "--out", str(weights)]) == 0
     assert main(["export", "--weights", str(weights), "--onnx", str(onnx_path)]) == 0
     assert f"wrote {onnx_path}" in capsys.readouterr().out
-    config = load_layout(weights)[1]["model"]
+    metadata = load_layout(weights)[1]
+    assert "nn_from_scratch.architecture" in metadata  # train saves the architecture too: load_model(path) works
+    config = metadata["model"]
     net = build_model(config, rng=0)
     from nn_from_scratch.files import load_model
     load_model(weights, net)
@@ -33,6 +36,9 @@ def test_export_a_trained_model(model, tmp_path, capsys):
     shape = (config["in_features"],) if model == "mlp" else (config["in_channels"], config["image_size"],
                                                              config["image_size"])
     x = np.random.default_rng(0).normal(size=(5,) + shape)
+    rebuilt = load_described(weights)  # without the model kind's code
+    rebuilt.eval()
+    np.testing.assert_array_equal(rebuilt.evaluate(x), net.evaluate(x))
     session = _runtime(onnx_path)
     (got,) = session.run(None, {session.get_inputs()[0].name: x.astype(np.float32)})
     want = net.evaluate(x)

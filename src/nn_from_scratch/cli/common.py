@@ -19,7 +19,8 @@ import numpy as np
 
 from .. import extras, optim, viz
 from ..datasets import load_digits, load_image_dataset
-from ..files import NAME_MAX, save_model, sibling_path
+from ..files import NAME_MAX, sibling_path
+from ..registry import save_model  # the weights with the architecture: load_model(path) rebuilds the model
 from ..files.atomic import name_bytes, short_stem
 from ..losses import Loss
 from ..models import build_model

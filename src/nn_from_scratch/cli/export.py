@@ -1,8 +1,8 @@
 """``export``: a saved model as an ONNX file, checked by ``onnx.checker``: ``export --weights X.npz --onnx X.onnx``.
 
-The model comes from the file: its architecture record where it has one
-(``nn_from_scratch.save_model``), else the model kind that ``train`` records
-(mlp, cnn, resnet, localizer), checked as ``evaluate`` checks it.  The
+The model comes from the file: the model kind that ``train`` records (mlp,
+cnn, resnet, localizer), checked as ``evaluate`` checks it, else its
+architecture record (``nn_from_scratch.save_model``).  The
 input's shape comes from the model kind, or from a Graph's Inputs, or from
 ``--input-shape``; the batch axis stays dynamic.
 """
@@ -42,7 +42,7 @@ def _sample_shape(config: dict) -> Tuple[int, ...]:
 
 def _model(path: Path) -> Tuple[Any, Optional[Tuple[int, ...]]]:
     _, metadata = load_layout(path)
-    if ARCHITECTURE_KEY in metadata:
+    if ARCHITECTURE_KEY in metadata and "model" not in metadata:  # saved by save_model, not by train
         return load_model(path), None
     state, _, config = _read_weights(path)
     model = build_model(config, rng=0)
