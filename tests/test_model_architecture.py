@@ -209,3 +209,21 @@ def test_an_architecture_whose_weights_do_not_fit_is_refused(tmp_path):
     record = describe(models.mlp(4, [6], 3, rng=0))
     with pytest.raises(ValueError, match="does not fit the Sequential"):
         load_model(_file_with(tmp_path, record, dict(model.state_dict())))
+
+
+def test_a_synchronised_batch_norm_saves_as_its_batch_norm(tmp_path):
+    """A data-parallel run's model (its BatchNorms synchronised) saves as the plain model: one process reads it."""
+    from types import SimpleNamespace
+
+    from nn_from_scratch.distributed import SyncBatchNorm1d, convert_sync_batchnorm
+    from nn_from_scratch.nodes import BatchNorm1d
+
+    model = Sequential(Linear(3, 4, rng=0), BatchNorm1d(4), ReLU())
+    assert convert_sync_batchnorm(model, SimpleNamespace(rank=0, size=1)) == 1
+    assert isinstance(model[1], SyncBatchNorm1d)
+    loaded = load_model(save_model(tmp_path / "m.npz", model))
+    assert type(loaded[1]) is BatchNorm1d
+    model.eval()
+    loaded.eval()
+    x = np.random.default_rng(0).normal(size=(5, 3))
+    np.testing.assert_array_equal(loaded.evaluate(x), model.evaluate(x))

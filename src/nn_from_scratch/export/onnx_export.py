@@ -20,7 +20,7 @@ from ..containers.wiring import Wiring, flat_wiring
 from ..extras import require
 from ..files.atomic import atomic_write
 from ..node import Node
-from ..registry import registered_name
+from ..registry import described_name
 from .onnx_ops import CONVERTERS, Emit
 
 __all__ = ["DEFAULT_OPSET", "to_onnx", "to_onnx_model"]
@@ -83,10 +83,12 @@ def to_onnx_model(model: Node, input_shape: Union[None, Shape, Sequence[Shape]] 
         raise TypeError(f"to_onnx: dtype must be a floating type, got {dtype}")
     wiring = flat_wiring(model)
     for call in wiring.calls:  # every node has a form before anything is computed
-        name = type(call.node).__name__
+        try:
+            name = described_name(call.node)
+        except ValueError as error:
+            raise ValueError(f"to_onnx: {call.name}: {error}") from None
         if name not in CONVERTERS:
             raise ValueError(f"to_onnx: {call.name} ({name}) has no ONNX form here")
-        registered_name(type(call.node))
     specs = _input_specs(model, input_shape, len(wiring.inputs))
     shapes, follows = _trial(wiring, specs)
     emit = Emit(helper, numpy_helper, opset, dtype, shapes, follows)
@@ -100,7 +102,7 @@ def to_onnx_model(model: Node, input_shape: Union[None, Shape, Sequence[Shape]] 
             config = call.node.config()
         except (NotImplementedError, ValueError, TypeError) as error:
             raise ValueError(f"to_onnx: {call.name}: {error}") from None
-        CONVERTERS[type(call.node).__name__](emit, call, config)
+        CONVERTERS[described_name(call.node)](emit, call, config)
     elem = helper.np_dtype_to_tensor_dtype(dtype)
 
     def dims(label: str) -> List[Any]:

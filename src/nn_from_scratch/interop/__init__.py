@@ -26,7 +26,7 @@ from ..containers import Sequential
 from ..containers.wiring import wiring_of
 from ..extras import require
 from ..node import Node, plain
-from ..registry import node_class, registered_name
+from ..registry import described_name, node_class
 
 __all__ = ["from_torch", "to_torch"]
 
@@ -52,7 +52,7 @@ def to_torch(model: Node) -> Any:
 
 def _config(node: Node, path: str) -> Tuple[str, Dict[str, Any]]:
     try:
-        return registered_name(type(node)), node.config()
+        return described_name(node), node.config()
     except (NotImplementedError, ValueError, TypeError) as error:
         raise ValueError(f"to_torch: {path}: {error}") from None
 

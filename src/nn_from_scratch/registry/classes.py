@@ -16,7 +16,7 @@ from typing import Callable, Dict, Optional, Type, TypeVar, Union, overload
 from .. import containers, nodes
 from ..node import Node
 
-__all__ = ["node_class", "register_node", "registered_name", "registered_nodes"]
+__all__ = ["described_name", "node_class", "register_node", "registered_name", "registered_nodes"]
 
 N = TypeVar("N", bound=Type[Node])
 
@@ -79,6 +79,12 @@ def registered_name(cls: Type[Node]) -> str:
                 return key
     raise ValueError(f"{cls.__name__} is not a registered node class: define its config() and register it with "
                      "nn_from_scratch.registry.register_node to save a model holding it with its architecture")
+
+
+def described_name(node: Node) -> str:
+    """The registered name a node is saved under: its class's, or that of the class it names as
+    ``described_class`` (a synchronised BatchNorm saves as its BatchNorm, read back in one process)."""
+    return registered_name(getattr(type(node), "described_class", None) or type(node))
 
 
 def registered_nodes() -> Dict[str, Type[Node]]:

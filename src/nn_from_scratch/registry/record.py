@@ -28,7 +28,7 @@ import math
 from typing import Any, Dict, List, Optional, Set, Tuple
 
 from ..node import Node
-from .classes import node_class, registered_name
+from .classes import described_name, node_class
 
 __all__ = ["FORMAT", "MAX_DEPTH", "MAX_NODES", "VERSION", "build", "check_record", "describe"]
 
@@ -55,7 +55,7 @@ def describe(model: Node) -> Dict[str, Any]:
                              "tree, so a node shared by two containers cannot be described")
         seen.add(id(node))
         try:
-            record: Dict[str, Any] = {"class": registered_name(type(node)), "config": node.config()}
+            record: Dict[str, Any] = {"class": described_name(node), "config": node.config()}
         except (NotImplementedError, ValueError, TypeError) as error:
             raise ValueError(f"describe: {path}: {error}") from None
         if _holds_children(type(node)):
