@@ -3,7 +3,7 @@
 Usage::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/run.py [--quick] [--threads 2]
-        [--load K] [--fashion N] [--memory] [--products]
+        [--load K] [--fashion N] [--memory] [--products] [--only TEXT]
 
 ``--load K`` measures the MLP, the LeNet-like CNN and the end-to-end row
 again with K bounded CPU-bound background processes running
@@ -41,7 +41,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the benchmarks
 from nn_from_scratch import Sequential
 from nn_from_scratch.engine.allocator import keep_freed_memory
 from nn_from_scratch.losses import CrossEntropyLoss
-from nn_from_scratch.nodes import Conv2d, Flatten, LayerNorm, Linear, MaxPool2d, ReLU, SoftMax
+from nn_from_scratch.nodes import LSTM, Conv2d, Flatten, LayerNorm, Linear, MaxPool2d, ReLU, SoftMax
 from nn_from_scratch.optim import SGD
 from timing import PAUSE_S, Workload, block_medians, round_ratio, time_alternately  # noqa: E402
 
@@ -68,9 +68,13 @@ def _torch_sequential(torch, model: Sequential):
     return twin
 
 
-def training_step_workload(torch, name: str, model: Sequential, x: np.ndarray, y: np.ndarray, flops: float) -> Workload:
-    """Forward, cross-entropy, backward and an SGD step, in both libraries, checked to agree."""
-    twin = _torch_sequential(torch, model)
+def training_step_workload(torch, name: str, model: Sequential, x: np.ndarray, y: np.ndarray, flops: float,
+                           twin=None) -> Workload:
+    """Forward, cross-entropy, backward and an SGD step, in both libraries, checked to agree.
+
+    ``twin``: the torch model with the same weights, its parameters in the same order (default: the
+    Sequential's twin)."""
+    twin = _torch_sequential(torch, model) if twin is None else twin
     loss, optimizer = CrossEntropyLoss(), SGD(model.parameters(), lr=0.01)
     t_optimizer = torch.optim.SGD(twin.parameters(), lr=0.01)
     tx, ty = torch.from_numpy(x), torch.from_numpy(y)
@@ -92,8 +96,10 @@ def training_step_workload(torch, name: str, model: Sequential, x: np.ndarray, y
     # one step each from the same weights must agree (float32 rounding aside)
     first, t_first = ours(), theirs()
     np.testing.assert_allclose(first, t_first, rtol=1e-4, atol=1e-5)
-    for key, value in model.state_dict().items():
-        np.testing.assert_allclose(value, twin.state_dict()[key].numpy(), rtol=1e-3, atol=1e-5)
+    ours_state, their_state = model.state_dict(), twin.state_dict()
+    assert len(ours_state) == len(their_state)
+    for (key, value), theirs_value in zip(ours_state.items(), their_state.values()):
+        np.testing.assert_allclose(value, theirs_value.numpy(), rtol=1e-3, atol=1e-5, err_msg=key)
     return Workload(name, len(x), ours, theirs, flops)
 
 
@@ -215,6 +221,35 @@ def layer_norm_workload(torch, rng: np.random.Generator) -> Workload:
                           1e-4)
 
 
+def lstm_workload(torch, rng: np.random.Generator) -> Workload:
+    """A two-layer LSTM (input 64, hidden 256) over 64 steps of a batch of 32, float32: forward, and backward from
+    the output with every parameter's gradient and the input's.  Matrix work: the input products of all steps
+    (one product per layer and pass) and the recurrent product of each step."""
+    steps, batch, inputs, hidden = 64, 32, 64, 256
+    node = LSTM(inputs, hidden, 2, rng=rng, dtype=np.float32)
+    twin = torch.nn.LSTM(inputs, hidden, 2)
+    twin.load_state_dict({k: torch.from_numpy(v) for k, v in node.state_dict().items()})
+    x = rng.standard_normal((steps, batch, inputs)).astype(np.float32)
+    g = rng.standard_normal((steps, batch, hidden)).astype(np.float32)
+    tx, tg = torch.from_numpy(x).requires_grad_(), torch.from_numpy(g)
+
+    def ours():
+        node.zero_grad()
+        node.forward(x)
+        return node.backward((g, None, None))
+
+    def theirs():
+        twin.zero_grad()
+        tx.grad = None
+        twin(tx)[0].backward(tg)
+        return tx.grad
+
+    np.testing.assert_allclose(ours(), theirs().numpy(), rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(node.weight_hh_l0.grad, twin.weight_hh_l0.grad.numpy(), rtol=1e-3, atol=1e-3)
+    macs = steps * batch * 4 * hidden * ((inputs + hidden) + (hidden + hidden))  # per layer: x W_ihᵀ and h W_hhᵀ
+    return Workload("LSTM 64->256 x2 fwd+bwd, batch 32, 64 steps", batch, ours, theirs, 6.0 * macs)
+
+
 def gemm_gflops(repeats: int) -> float:
     """NumPy's float32 matrix-multiply speed on this machine, in GFLOP/s (2048-square)."""
     a = np.random.default_rng(0).standard_normal((2048, 2048)).astype(np.float32)
@@ -248,6 +283,19 @@ def blas_description() -> str:
     return "; ".join(f"{os.path.basename(lib.path)} ({lib.get()} threads)" for lib in found)
 
 
+def transformer_workload(torch, rng: np.random.Generator) -> Workload:
+    """A training step of a 4-block decoder-only transformer (embed 128, 4 heads, context 64, batch 32, 65 symbols):
+    forward, cross-entropy over every position, backward and an SGD step, checked to agree with torch's."""
+    from transformer import benchmark_config, torch_twin
+    from nn_from_scratch.cli.language import language_model
+
+    config = benchmark_config()
+    model = language_model(config, rng)
+    x, y = rng.integers(0, 65, (32, 64)), rng.integers(0, 65, (32, 64))
+    return training_step_workload(torch, "decoder-only transformer step, 4x128, T 64, batch 32", model, x, y, 0.0,
+                                  twin=torch_twin(torch, config, model))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
@@ -260,6 +308,8 @@ def main(argv=None) -> int:
     parser.add_argument("--products", action="store_true",
                         help="the workloads' matrix products alone, NumPy's BLAS against torch's")
     parser.add_argument("--only-load", action="store_true", help="skip the idle table (the load figures only)")
+    parser.add_argument("--only", metavar="TEXT", default="",
+                        help="time only the idle table's workloads whose name contains TEXT (e.g. LSTM)")
     args = parser.parse_args(argv)
     try:
         import torch
@@ -282,6 +332,8 @@ def main(argv=None) -> int:
         lambda: softmax_workload(torch, rng),
         lambda: cross_entropy_workload(torch, rng),
         lambda: layer_norm_workload(torch, rng),
+        lambda: lstm_workload(torch, rng),
+        lambda: transformer_workload(torch, rng),
     ]
     peak = gemm_gflops(repeats)
     variables = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if k in os.environ}
@@ -296,6 +348,8 @@ def main(argv=None) -> int:
     results: Dict[str, float] = {}
     for build in ([] if args.only_load else builders):
         workload = build()
+        if args.only not in workload.name:
+            continue
         ours, theirs, ratio = time_alternately(workload, rounds, block, warmup)
         share = f"{workload.flops / ours / 1e9 / peak:>9.0%}" if workload.flops else f"{'':>9}"
         print(f"{workload.name:<44} {ours * 1e3:>9.2f} {theirs * 1e3:>9.2f} {ratio:>10.2f} "

@@ -238,19 +238,56 @@ NODES: Dict[str, Case] = {
     "Upsample[bilinear, align_corners]": Case(lambda: N.Upsample(scale_factor=1.7, mode="bilinear",
                                                                  align_corners=True), normal(1, 2, 3, 2)),
     "Dropout2d": Case(_dropout2d, normal(2, 3, 2, 2)),
+    # recurrent layers: the cells, and the sequence layers over their options (the mask or lengths a constant input)
+    "RNNCell": Case(lambda: N.RNNCell(3, 2, rng=0), lambda rng: (rng.standard_normal((4, 3)),
+                                                                rng.standard_normal((4, 2)))),
+    "RNNCell[relu, one sample]": Case(lambda: N.RNNCell(3, 2, nonlinearity="relu", rng=0), normal(3)),
+    "LSTMCell": Case(lambda: N.LSTMCell(3, 2, rng=0), lambda rng: tuple(rng.standard_normal((4, n)) for n in (3, 2, 2))),
+    "GRUCell": Case(lambda: N.GRUCell(3, 2, rng=0), lambda rng: (rng.standard_normal((4, 3)),
+                                                                rng.standard_normal((4, 2)))),
+    "RNN": Case(lambda: N.RNN(3, 2, 2, bidirectional=True, rng=0), lambda rng: (
+        rng.standard_normal((3, 2, 3)), rng.standard_normal((4, 2, 2)))),
+    "RNN[relu, batch_first, lengths]": Case(lambda: N.RNN(3, 2, nonlinearity="relu", batch_first=True, rng=0),
+                                            lambda rng: (rng.standard_normal((2, 4, 3)), rng.standard_normal((1, 2, 2)),
+                                                         np.array([4, 2])), constant=(2,)),
+    "LSTM": Case(lambda: N.LSTM(3, 2, 2, batch_first=True, rng=0), lambda rng: (
+        rng.standard_normal((2, 3, 3)), rng.standard_normal((2, 2, 2)), rng.standard_normal((2, 2, 2)))),
+    "LSTM[bidirectional, mask]": Case(lambda: N.LSTM(3, 2, bidirectional=True, rng=0), lambda rng: (
+        rng.standard_normal((4, 2, 3)), rng.standard_normal((2, 2, 2)), rng.standard_normal((2, 2, 2)),
+        np.array([[True, True], [True, False], [True, False], [False, False]])), constant=(3,)),
+    "GRU": Case(lambda: N.GRU(3, 2, 2, bidirectional=True, rng=0), lambda rng: (
+        rng.standard_normal((3, 2, 3)), rng.standard_normal((4, 2, 2)))),
+    "GRU[dropout, one sequence]": Case(lambda: N.GRU(3, 2, 2, dropout=0.5, rng=0), normal(3, 3),
+                                       finite_differences=False),  # each evaluate draws the next mask
+    # attention and the transformer
+    "ScaledDotProductAttention": Case(N.ScaledDotProductAttention, lambda rng: (
+        rng.standard_normal((2, 3, 2)), rng.standard_normal((2, 4, 2)), rng.standard_normal((2, 4, 3)),
+        rng.random((3, 4)) > 0.3), constant=(3,)),
+    "ScaledDotProductAttention[causal, additive]": Case(lambda: N.ScaledDotProductAttention(is_causal=True, scale=0.6),
+                                                        lambda rng: (rng.standard_normal((3, 2)),
+                                                                     rng.standard_normal((4, 2)),
+                                                                     rng.standard_normal((4, 2)), None),
+                                                        constant=(3,)),
+    "MultiheadAttention": Case(lambda: _with_bias(N.MultiheadAttention(4, 2, rng=0)), lambda rng: (
+        rng.standard_normal((3, 2, 4)), rng.standard_normal((2, 2, 4)), rng.standard_normal((2, 2, 4)),
+        np.array([[False, True], [False, False]])), constant=(3,)),
+    "MultiheadAttention[kdim, vdim, batch_first]": Case(
+        lambda: _with_bias(N.MultiheadAttention(4, 2, kdim=3, vdim=2, batch_first=True, rng=0)), lambda rng: (
+            rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 2, 3)), rng.standard_normal((2, 2, 2)))),
+    "TransformerEncoderLayer": Case(lambda: N.TransformerEncoderLayer(4, 2, 5, 0.0, rng=0), normal(3, 2, 4)),
+    "TransformerEncoderLayer[pre-norm, gelu]": Case(lambda: N.TransformerEncoderLayer(
+        4, 2, 5, 0.0, "gelu", batch_first=True, norm_first=True, rng=0), normal(2, 3, 4)),
+    "TransformerDecoderBlock": Case(lambda: N.TransformerDecoderBlock(4, 2, 5, 0.0, rng=0), normal(2, 3, 4)),
+    "LearnedPositionalEmbedding": Case(lambda: N.LearnedPositionalEmbedding(5, 3, rng=0), normal(2, 4, 3)),
+    "SinusoidalPositionalEncoding": Case(lambda: N.SinusoidalPositionalEncoding(4, 6, batch_first=False),
+                                         normal(3, 2, 4)),
 }
-#: Classes whose textbook path is not yet written against the array API standard (each is removed from this set
-#: in the change that converts it).
-PENDING = {
-    # optimizers
-    "SGD",
-    "SGD[nesterov]",
-    "Adam",
-    "Adam[amsgrad]",
-    "AdamW",
-    "RMSProp",
-    "RMSProp[centered]",
-}
+
+
+def _with_bias(node):
+    """A MultiheadAttention with a nonzero in_proj_bias (torch starts it at zero), so its gradient shows."""
+    node.in_proj_bias.value[...] = np.linspace(-0.5, 0.5, node.in_proj_bias.value.size)
+    return node
 
 
 def _evaluating(node):

@@ -1,5 +1,5 @@
-"""The benchmarks' own logic (benchmarks/timing.py, products.py, thread_policy.py): what it alternates, what it divides,
-and that the products it times are the workloads' products.  Nothing here is timed against a limit."""
+"""The benchmarks' own logic (benchmarks/timing.py, run.py, products.py, thread_policy.py): what they alternate,
+what they divide, and that the products timed are the workloads' products.  Nothing here is timed against a limit."""
 from __future__ import annotations
 
 import os
@@ -11,6 +11,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
 
 import products  # noqa: E402
+import run  # noqa: E402
 import timing  # noqa: E402
 
 
@@ -71,3 +72,12 @@ def test_the_thread_policy_benchmark_alternates_the_settings_and_divides_neighbo
     assert calls == ["default", "one thread", "one thread", "default", "default", "one thread"]
     assert seconds["default"] == [6.0, 15.0, 18.0] and seconds["one thread"] == [6.0, 8.0, 14.0]
     assert ratios == [1.0, 15.0 / 8.0, 18.0 / 14.0]
+
+
+def test_the_lstm_workload_agrees_with_torch_and_counts_its_products(torch):
+    """Building the LSTM row checks one pass of each library against the other; its matrix work is the input and
+    recurrent products of both layers, forward (one product each) and backward (two)."""
+    workload = run.lstm_workload(torch, np.random.default_rng(0))
+    assert workload.samples == 32
+    assert workload.flops == 6.0 * 64 * 32 * (4 * 256) * ((64 + 256) + (256 + 256))
+    assert workload.ours().shape == workload.torch().shape == (64, 32, 64)

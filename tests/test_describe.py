@@ -84,8 +84,11 @@ OPTIONS = {
 }
 #: Public classes that cannot be described by their arguments, with the reason (none today).
 EXEMPT = {}
-#: Recurrent and attention layers arrive on their own branches: until they define config() they are exempt here.
-LATER = ("RNN", "LSTM", "GRU", "Attention", "Transformer")
+#: The recurrent and attention layers, merged from their own branches: exempt until they define config() (the
+#: test below says when an exemption is no longer needed).
+LATER = {"RNN", "RNNCell", "LSTM", "LSTMCell", "GRU", "GRUCell", "MultiheadAttention", "ScaledDotProductAttention",
+         "LearnedPositionalEmbedding", "SinusoidalPositionalEncoding", "TransformerEncoderLayer",
+         "TransformerDecoderBlock"}
 ABSTRACT = {"Node", "RowwiseNode", "ElementwiseNode"}
 
 
@@ -109,6 +112,8 @@ def _valid_input(spec, rng):
 
 def _cases():
     for name, spec in NODE_TABLE.items():
+        if name.split("[")[0] in LATER:
+            continue
         yield name, spec.make, (lambda r, spec=spec: (_valid_input(spec, r),))
     for name, (make, inputs) in {**SEVERAL, **OPTIONS}.items():
         yield name, make, inputs
@@ -119,15 +124,24 @@ CASES = {name: (make, inputs) for name, make, inputs in _cases()}
 
 def test_every_public_node_describes_itself_and_is_registered():
     missing = [name for name, cls in _public_node_classes()
-               if name not in EXEMPT and not name.startswith(LATER) and cls.config is Node.config]
+               if name not in EXEMPT and name not in LATER and cls.config is Node.config]
     assert not missing, f"{missing} define no config(): describe the constructor's arguments (see Node.config)"
     unregistered = [name for name, cls in _public_node_classes()
                     if name not in EXEMPT and cls.config is not Node.config and registered_nodes().get(name) is not cls]
     assert not unregistered, f"{unregistered} are not registered under their names"
     covered = {name.split("[")[0] for name in CASES} | {"Sequential", "Parallel", "Residual", "Graph"}
     untested = [name for name, _ in _public_node_classes() if name not in covered and name not in EXEMPT
-                and not name.startswith(LATER)]
+                and name not in LATER]
     assert not untested, f"{untested} have no case in NODE_TABLE (test_hostile_inputs.py) or SEVERAL here"
+
+
+def test_the_exemptions_are_still_needed():
+    described = sorted(name for name in LATER if name in nodes_module.__all__
+                       and getattr(nodes_module, name).config is not Node.config)
+    assert not described, f"{described} describe themselves now: take them out of LATER"
+    model = Sequential(Linear(4, 4), nodes_module.LSTM(4, 3))
+    with pytest.raises(ValueError, match=r"describe: model\.1: LSTM is not a registered node class: define its config\(\)"):
+        describe(model)
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -46,7 +46,7 @@ def tail(text: str, lines: int = 60) -> str:
 def test_every_example_is_found():
     names = {script.name for script in SCRIPTS}
     assert {"seed_lab.py", "relu_linear_gradients.py", "mlp_digits.py", "convolution_cnn.py",
-            "localization.py"} <= names
+            "localization.py", "sequences.py"} <= names
 
 
 def test_required_modules_are_parsed(tmp_path):

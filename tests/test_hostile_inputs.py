@@ -392,6 +392,15 @@ def _flatten_shape(start, end):
     return shape
 
 
+def _recurrent_twin(torch, name, input_size, hidden_size, state, **options):
+    """torch's recurrent module ``name`` in float64, holding the weights of ``state`` (keys with or without a graph
+    node's prefix)."""
+    module = getattr(torch.nn, name)(input_size, hidden_size, **options).double()
+    module.load_state_dict({key.rsplit(".", 1)[-1]: torch.from_numpy(np.array(value)) for key, value in state.items()
+                            if key != "__training__"})
+    return module
+
+
 NODE_TABLE: Dict[str, NodeSpec] = {
     "ReLU": NodeSpec(lambda: nodes_module.ReLU(), any_shape(), torch=lambda torch, F, n, s, x: F.relu(x)),
     "LeakyReLU": NodeSpec(lambda: nodes_module.LeakyReLU(0.2), any_shape(),
@@ -616,7 +625,81 @@ NODE_TABLE: Dict[str, NodeSpec] = {
                                    compare_grad=lambda x, g: bool(np.all(np.isfinite(g))),
                                    torch=lambda torch, F, n, s, x: F.interpolate(x, size=(4, 3), mode="bilinear")),
     "Dropout2d": NodeSpec(lambda: nodes_module.Dropout2d(0.5, rng=3), images(min_side=0), valid=(2, 2, 3, 3)),
+    # recurrent layers: the cells directly (one sample or a batch); the LSTM cell and the sequence layers, whose
+    # outputs are several, through a Graph that gives their first output (torch's twin loads the same weights)
+    "RNNCell": NodeSpec(lambda: nodes_module.RNNCell(3, 2, rng=0), last_axis(3, 1, 2),
+                        out_shape=lambda s: s[:-1] + (2,), out_dtype=np.dtype(np.float64), compare=comparable,
+                        torch=lambda torch, F, n, s, x: _recurrent_twin(torch, "RNNCell", 3, 2, s)(x),
+                        valid=(4, 3), sums=True),
+    "RNNCell[relu]": NodeSpec(lambda: nodes_module.RNNCell(3, 2, nonlinearity="relu", rng=0), last_axis(3, 1, 2),
+                              out_shape=lambda s: s[:-1] + (2,), out_dtype=np.dtype(np.float64), compare=comparable,
+                              torch=lambda torch, F, n, s, x: _recurrent_twin(torch, "RNNCell", 3, 2, s,
+                                                                              nonlinearity="relu")(x),
+                              valid=(4, 3), sums=True),
+    "GRUCell": NodeSpec(lambda: nodes_module.GRUCell(3, 2, rng=0), last_axis(3, 1, 2),
+                        out_shape=lambda s: s[:-1] + (2,), out_dtype=np.dtype(np.float64), compare=comparable,
+                        torch=lambda torch, F, n, s, x: _recurrent_twin(torch, "GRUCell", 3, 2, s)(x),
+                        valid=(4, 3), sums=True),
+    "LSTMCell": NodeSpec(lambda: (lambda x: Graph(x, nodes_module.LSTMCell(3, 2, rng=0)(x)[0]))(Input(3)),
+                         st.tuples(st.integers(0, 4), st.just(3)), out_shape=lambda s: s[:-1] + (2,),
+                         out_dtype=np.dtype(np.float64), compare=comparable,
+                         torch=lambda torch, F, n, s, x: _recurrent_twin(torch, "LSTMCell", 3, 2, s)(x)[0],
+                         valid=(4, 3), sums=True),
+    "RNN": NodeSpec(lambda: (lambda x: Graph(x, nodes_module.RNN(3, 2, 2, batch_first=True, rng=0)(x)[0]))(
+                        Input((4, 3))), st.tuples(st.integers(0, 3), st.just(4), st.just(3)),
+                    out_shape=lambda s: s[:-1] + (2,), out_dtype=np.dtype(np.float64), compare=comparable,
+                    torch=lambda torch, F, n, s, x: _recurrent_twin(torch, "RNN", 3, 2, s, num_layers=2,
+                                                                    batch_first=True)(x)[0],
+                    valid=(2, 4, 3), sums=True),
+    "LSTM": NodeSpec(lambda: (lambda x: Graph(x, nodes_module.LSTM(3, 2, bidirectional=True, batch_first=True,
+                                                                   rng=0)(x)[0]))(Input((4, 3))),
+                     st.tuples(st.integers(0, 3), st.just(4), st.just(3)), out_shape=lambda s: s[:-1] + (4,),
+                     out_dtype=np.dtype(np.float64), compare=comparable,
+                     torch=lambda torch, F, n, s, x: _recurrent_twin(torch, "LSTM", 3, 2, s, bidirectional=True,
+                                                                     batch_first=True)(x)[0],
+                     valid=(2, 4, 3), sums=True),
+    "GRU": NodeSpec(lambda: (lambda x: Graph(x, nodes_module.GRU(3, 2, 2, bidirectional=True, rng=0)(x)[0]))(
+                        Input((2, 3))), st.tuples(st.integers(1, 4), st.just(2), st.just(3)),
+                    out_shape=lambda s: s[:-1] + (4,), out_dtype=np.dtype(np.float64), compare=comparable,
+                    torch=lambda torch, F, n, s, x: _recurrent_twin(torch, "GRU", 3, 2, s, num_layers=2,
+                                                                    bidirectional=True)(x)[0],
+                    valid=(3, 2, 3), sums=True),
+    # attention and the transformer (the attention layers themselves: test_attention.py)
+    "TransformerEncoderLayer": NodeSpec(lambda: nodes_module.TransformerEncoderLayer(4, 2, 6, 0.0, rng=0),
+                                        last_axis(4, 2, 3), out_dtype=np.dtype(np.float64),
+                                        compare=lambda x: comparable(x, 1e3), valid=(3, 2, 4), sums=True,
+                                        torch=lambda torch, F, n, s, x: _transformer_ref(torch, n, s, x)),
+    "TransformerDecoderBlock": NodeSpec(lambda: nodes_module.TransformerDecoderBlock(4, 2, 6, 0.0, rng=0),
+                                        last_axis(4, 2, 3), out_dtype=np.dtype(np.float64),
+                                        compare=lambda x: comparable(x, 1e3), valid=(2, 3, 4), sums=True,
+                                        torch=lambda torch, F, n, s, x: _transformer_ref(torch, n, s, x)),
+    "LearnedPositionalEmbedding": NodeSpec(lambda: nodes_module.LearnedPositionalEmbedding(5, 3, rng=0),
+                                           st.one_of(st.tuples(st.integers(0, 5), st.just(3)),
+                                                     st.tuples(st.integers(0, 3), st.integers(0, 6), st.just(3))),
+                                           out_dtype=np.dtype(np.float64), valid=(2, 4, 3),
+                                           torch=lambda torch, F, n, s, x: x + torch.from_numpy(
+                                               s["weight"][:x.shape[-2]])),
+    "SinusoidalPositionalEncoding": NodeSpec(lambda: nodes_module.SinusoidalPositionalEncoding(3, max_len=5),
+                                             st.one_of(st.tuples(st.integers(0, 5), st.just(3)),
+                                                       st.tuples(st.integers(0, 3), st.integers(0, 6), st.just(3))),
+                                             valid=(2, 4, 3), torch=lambda torch, F, n, s, x: x + torch.from_numpy(
+                                                 n.table[:x.shape[-2]]).to(x.dtype)),
 }
+
+
+def _transformer_ref(torch, node, state, x):
+    """torch's TransformerEncoderLayer with the node's weights (and, for the decoder block, the causal mask)."""
+    causal = isinstance(node, nodes_module.TransformerDecoderBlock)
+    layer = torch.nn.TransformerEncoderLayer(4, 2, 6, 0.0, activation="gelu" if causal else "relu",
+                                             batch_first=causal, norm_first=causal, dtype=torch.float64)
+    layer.load_state_dict({k: torch.from_numpy(v) for k, v in state.items() if not k.startswith("__")})
+    if not causal:
+        return layer(x)
+    length = x.shape[-2]
+    return layer(x, src_mask=torch.nn.Transformer.generate_square_subsequent_mask(length, dtype=x.dtype),
+                 is_causal=True)
+
+
 ABSTRACT_NODES = {"Node", "RowwiseNode", "ElementwiseNode"}
 #: Nodes of several inputs or outputs, which this one-input harness cannot drive: their bad-input tests
 #: (shapes that cannot broadcast or join, wrong input counts, bad axes) are in test_arithmetic.py,
@@ -625,6 +708,9 @@ SEVERAL_INPUTS_OR_OUTPUTS = {"Add", "Subtract", "Multiply", "Divide", "MatMul", 
 # normalisation, activations, embedding and bilinear: Bilinear takes two inputs, Embedding integer indices without a
 # gradient; each has its own hostile-input test, with this file's helpers, in test_bilinear.py and test_embedding.py
 SEVERAL_INPUTS_OR_OUTPUTS |= {"Bilinear", "Embedding"}
+# attention and the transformer: query, key, value and masks in, an output and the weights out; their hostile-input
+# test, with this file's helpers, is in test_attention.py
+SEVERAL_INPUTS_OR_OUTPUTS |= {"MultiheadAttention", "ScaledDotProductAttention"}
 
 
 def public_classes(module, base, abstract):

@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import threading
 from types import ModuleType
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 
@@ -37,9 +37,12 @@ from .engine import threads
 from .backend import namespace_of
 from .context import Context, KeepsPass, output_grad, record_undo, refusal_undoes
 
-__all__ = ["Function", "float32_for_half", "jacobian_from_parameter_grads", "jacobian_from_vjp", "vjp_from_jacobian"]
+__all__ = ["Function", "InputGrad", "float32_for_half", "input_flags", "jacobian_from_parameter_grads",
+           "jacobian_from_vjp", "vjp_from_jacobian"]
 
 Fn = TypeVar("Fn", bound=Callable[..., Any])
+#: ``input_grad``: one bool for every input, or one per input (torch's ``needs_input_grad``).
+InputGrad = Union[bool, Sequence[bool]]
 _HALF = np.dtype(np.float16)
 
 
@@ -152,6 +155,22 @@ def vjp_from_jacobian(jacobian: Callable[[Context], Any], g: Any, ctx: Context,
     return _packed(dx)
 
 
+def input_flags(input_grad: InputGrad, count: int, who: str = "backward_from") -> Tuple[bool, ...]:
+    """``input_grad`` as one flag per input: a single truth value stands for all ``count`` inputs.
+
+    A tuple or list must hold ``count`` bools (``TypeError`` otherwise,
+    ``ValueError`` for the wrong length).
+    """
+    if not isinstance(input_grad, (tuple, list)):
+        return (bool(input_grad),) * count
+    if len(input_grad) != count:
+        raise ValueError(f"{who}: input_grad holds {len(input_grad)} flags for {count} input"
+                         f"{'' if count == 1 else 's'}; give one per input, or one bool for all")
+    if not all(isinstance(flag, (bool, np.bool_)) for flag in input_grad):
+        raise TypeError(f"{who}: input_grad must hold bools, one per input, got {input_grad!r}")
+    return tuple(bool(flag) for flag in input_grad)
+
+
 def _result_dtype(xp: ModuleType, x: Any, y: Any) -> Any:
     return xp.result_type(x.dtype, y.dtype)
 
@@ -198,21 +217,30 @@ class Function(KeepsPass):
         it changed.  Bad inputs raise ``ValueError`` (``TypeError`` for the
         wrong number of inputs or non-numbers).
         """
-        if len(inputs) != self.num_inputs:
-            raise TypeError(f"{type(self).__name__} takes {self.num_inputs} input{'' if self.num_inputs == 1 else 's'}"
-                            f", got {len(inputs)}")
+        inputs = self._call_inputs(inputs)
         if update_state:
             return refusal_undoes(lambda: self._pass(inputs, True))
         return self._pass(inputs, False)
 
-    def backward_from(self, ctx: Context, dL_dy: Any, *, input_grad: bool = True) -> Any:
+    def backward_from(self, ctx: Context, dL_dy: Any, *, input_grad: InputGrad = True) -> Any:
         """Add the parameter gradients of the pass ``ctx`` into ``.grad`` and return the input gradient.
 
         ``dL_dy`` is checked against ``ctx.y``.  Returns ``dL/dx`` (a tuple,
         one per input, when there are several), or None when ``input_grad`` is false.
+        ``input_grad`` may also hold one flag per input (torch's
+        ``needs_input_grad``): an input whose flag is false gets None.  The
+        hook ``_backward`` sees a single bool when the flags agree and the
+        tuple otherwise (:func:`input_flags` reads either); a hook that
+        reads it as one truth value computes every input gradient, and the
+        unwanted ones are dropped here.
         """
         g = output_grad(dL_dy, ctx.y, type(self).__name__)
-        return self._on_pass(ctx, lambda c: self._backward(_to_float32(g) if c is not ctx else g, c, bool(input_grad)))
+        flags = input_flags(input_grad, len(ctx.inputs), type(self).__name__)
+        wanted: InputGrad = flags[0] if len(set(flags)) == 1 else flags
+        dx = self._on_pass(ctx, lambda c: self._backward(_to_float32(g) if c is not ctx else g, c, wanted))
+        if isinstance(wanted, tuple):  # a hook that computed every input gradient: the unwanted ones go
+            dx = _packed([part if keep else None for part, keep in zip(_parts(dx, len(flags)), flags)])
+        return dx
 
     def vjp_from(self, ctx: Context, dL_dy: Any) -> Any:
         """The input gradient ``Jᵀ dL_dy`` of the pass ``ctx``; parameter gradients are left untouched."""
@@ -224,6 +252,17 @@ class Function(KeepsPass):
         return self._on_pass(ctx, self._jacobian)
 
     # ------------------------------------------------------------ what a subclass provides
+    def _call_inputs(self, inputs: Tuple[Any, ...]) -> Tuple[Any, ...]:
+        """The inputs of a call as the pass takes them: ``num_inputs`` of them (``TypeError`` otherwise).
+
+        A function of optional inputs (a recurrent layer's initial state)
+        overrides it, to take a range of counts.
+        """
+        if len(inputs) != self.num_inputs:
+            raise TypeError(f"{type(self).__name__} takes {self.num_inputs} input{'' if self.num_inputs == 1 else 's'}"
+                            f", got {len(inputs)}")
+        return inputs
+
     def _prepare_inputs(self, inputs: Tuple[Any, ...]) -> Tuple[Tuple[Any, ...], dict]:
         """The checked, converted inputs, and extra entries for the context (a loss's target)."""
         raise NotImplementedError
@@ -237,7 +276,7 @@ class Function(KeepsPass):
     def _jacobian(self, ctx: Context) -> Any:
         return jacobian_from_vjp(self._vjp, ctx, self.constant_inputs)
 
-    def _backward(self, g: Any, ctx: Context, input_grad: bool) -> Any:
+    def _backward(self, g: Any, ctx: Context, input_grad: InputGrad) -> Any:
         return self._vjp(g, ctx) if input_grad else None
 
     # ------------------------------------------------------------ the pass

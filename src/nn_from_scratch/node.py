@@ -21,7 +21,7 @@ import numpy as np
 
 from .backend import is_array, namespace_of
 from .context import Context, as_float_array
-from .function import Function, jacobian_from_parameter_grads
+from .function import Function, InputGrad, jacobian_from_parameter_grads
 from .node_tree import NodeTree
 from .parameter import Parameter
 
@@ -48,12 +48,14 @@ class Node(Function, NodeTree):
         """``y = f(x)``, keeping the pass for ``backward`` (owned by this thread until ``backward`` drops it)."""
         return self._keep(lambda: self.run(x, *more)).y
 
-    def backward(self, dL_dy: Any, reset_after: bool = True, *, input_grad: bool = True) -> Any:
+    def backward(self, dL_dy: Any, reset_after: bool = True, *, input_grad: InputGrad = True) -> Any:
         """``dL/dx = Jᵀ·dL_dy`` for the last forward; parameter gradients are added into their ``.grad``.
 
         ``reset_after=False`` keeps the pass, for another backward.
         ``input_grad=False`` returns None and computes only the parameter
-        gradients (a model then stops at its first node with parameters).
+        gradients (a model then stops at its first node with parameters);
+        one flag per input (``input_grad=(False, True)``) leaves out the
+        gradients of the inputs flagged false, which come back as None.
         """
         dx = self.backward_from(self._require_ctx("backward"), dL_dy, input_grad=input_grad)
         if reset_after:
@@ -138,8 +140,13 @@ class Node(Function, NodeTree):
     def _accumulate_grads(self, g: Any, ctx: Context) -> None:
         """Add ``dL/dθ = (∂y/∂θ)ᵀ g`` into each parameter's ``.grad``; nothing to do without parameters."""
 
-    def _backward(self, g: Any, ctx: Context, input_grad: bool) -> Any:
-        """Parameter gradients, then the input gradient; a layer whose two share work overrides this one hook."""
+    def _backward(self, g: Any, ctx: Context, input_grad: InputGrad) -> Any:
+        """Parameter gradients, then the input gradient; a layer whose two share work overrides this one hook.
+
+        ``input_grad`` is one bool, or a tuple of one per input when they differ
+        (:func:`~nn_from_scratch.function.input_flags` reads either); a gradient
+        computed for an input flagged false is dropped by ``backward_from``.
+        """
         self._accumulate_grads(g, ctx)
         return self._vjp(g, ctx) if input_grad else None
 

@@ -3,7 +3,9 @@ r"""The command line: ``nn-from-scratch train``, ``nn-from-scratch evaluate`` an
 ``train --task classify`` (the default) trains an MLP or a CNN on the
 embedded 8x8 digits or on MNIST IDX files (:mod:`.classify`).
 ``train --task localize`` trains a localizer, which predicts the class and
-the box of a digit placed on a larger canvas (:mod:`.localize`).  Both save
+the box of a digit placed on a larger canvas (:mod:`.localize`).
+``train --task language`` trains a character-level language model on the
+shipped word corpus and ``sample`` draws text from it (:mod:`.language`).  Both save
 the weights with the metadata that ``evaluate`` (:mod:`.evaluate`) needs to
 rebuild the model and its test data.  The options are in :mod:`.options`,
 ``--resume`` in :mod:`.resume`, the output path's lock and the refusal to
@@ -32,6 +34,7 @@ from .common import chance_level_warning, load_data
 from .distributed import Processes, start_processes
 from .evaluate import evaluate
 from .export import add_export_options, export
+from .language import LANGUAGE_ONLY, add_language_options, add_sample_command, train_language
 from .localize import Localize, localization_data_config
 from .options import add_data_options, add_train_options, resolve_options, unknown_arguments_message
 from .output import OutputLock, OutputLocked, check_overwrite, default_out
@@ -62,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train a classifier or a localizer and save its weights")
     add_train_options(train)
+    add_language_options(train)
     train.set_defaults(handler=_train, subparser=train)
     evaluation = commands.add_parser("evaluate", help="reload saved weights and report test accuracy")
     evaluation.add_argument("--weights", type=Path, required=True, help="a .npz or .safetensors written by 'train'")
@@ -70,10 +74,19 @@ def build_parser() -> argparse.ArgumentParser:
     exporting = commands.add_parser("export", help="write saved weights as an ONNX file")
     add_export_options(exporting)
     exporting.set_defaults(handler=export, subparser=exporting)
+    add_sample_command(commands)
     return parser
 
 
 def _train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.task == "language":  # its own run: the word corpus, a sequence model, a sample (cli/language.py)
+        if args.threads is not None:
+            set_num_threads(args.threads)
+        keep_freed_memory()
+        return train_language(args, parser)
+    given = [f"--{name}" for name in LANGUAGE_ONLY if getattr(args, name) is not None]
+    if given:
+        parser.error(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} to --task language")
     if args.distributed:  # every process of the job runs the same train; process 0 speaks and writes for all
         processes = start_processes(args, parser)
         return processes.run(lambda: _train_here(args, parser, processes))

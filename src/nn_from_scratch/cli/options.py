@@ -161,17 +161,18 @@ def add_data_options(parser: argparse.ArgumentParser, default: Optional[str]) ->
 
 def add_train_options(train: argparse.ArgumentParser) -> None:
     """The options of ``train``: the task, data, model, optimisation and output; localisation; checkpoints."""
-    train.add_argument("--task", choices=("classify", "localize"), default=None,
-                       help="classify images (default), or localize: predict the class and the box of a digit "
-                            "placed on a larger canvas")
+    train.add_argument("--task", choices=("classify", "localize", "language"), default=None,
+                       help="classify images (default), localize: predict the class and the box of a digit "
+                            "placed on a larger canvas, or language: a character-level language model of words")
     add_data_options(train, None)
     train.add_argument("--hidden", type=_hidden_sizes, default=None,
                        help="hidden layer sizes (default 128,64; none for an MLP without hidden layer); the CNN and "
                             "the localizer use the first one")
-    train.add_argument("--model", choices=("mlp", "cnn", "resnet"), default=None,
+    train.add_argument("--model", choices=("mlp", "cnn", "resnet", "transformer", "lstm", "gru"), default=None,
                        help="for --task classify: an MLP on flat pixels (default), a CNN (3x3 conv + max-pool "
                             "blocks) on images, or a small ResNet (one basic block per --channels entry, default "
-                            "16,32,64; mnist and fashion-mnist); --task localize always trains the localizer")
+                            "16,32,64; mnist and fashion-mnist); --task localize always trains the localizer; "
+                            "--task language: transformer (lstm and gru need the recurrent layers)")
     train.add_argument("--channels", type=_channel_sizes, default=None,
                        help="conv channels per 3x3 conv + max-pool block (default 16,32 for the CNN, "
                             "16,32,32 for the localizer)")

@@ -28,6 +28,9 @@ from .digits import DatasetSplit, load_digits
 from .localization import LocalizationSplit, load_localization, place_digits
 from .images import CLASS_NAMES, find_image_dataset, holdout, load_image_dataset
 from .mnist import load_mnist, read_idx, read_mnist
+# the character-level language corpus
+from .text import TextSplit, decode, encode, load_words, sequence_windows
+from .sequences import reversal_task
 
 __all__ = [
     "ArrayDataset",
@@ -56,4 +59,11 @@ __all__ = [
     "num_batches",
     "place_digits",
     "read_idx",
+    # the character-level language corpus
+    "TextSplit",
+    "decode",
+    "encode",
+    "load_words",
+    "reversal_task",
+    "sequence_windows",
 ]

@@ -37,6 +37,14 @@ from .adaptive_pooling import AdaptiveMaxPool2d
 from .pooling1d import AvgPool1d, MaxPool1d
 from .resampling import Upsample
 from .channel_dropout import Dropout2d
+# recurrent layers
+from .recurrent import GRU, LSTM, RNN
+from .recurrent_cells import GRUCell, LSTMCell, RNNCell
+# attention and the transformer
+from .attention import ScaledDotProductAttention, scaled_dot_product_attention
+from .multihead_attention import MultiheadAttention
+from .positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding
+from .transformer import TransformerDecoderBlock, TransformerEncoderLayer
 
 __all__ = [
     "Add",
@@ -113,4 +121,19 @@ __all__ = [
     "Dropout2d",
     "ReflectionPad2d",
     "ZeroPad2d",
+    # recurrent layers
+    "GRU",
+    "GRUCell",
+    "LSTM",
+    "LSTMCell",
+    "RNN",
+    "RNNCell",
+    # attention and the transformer
+    "LearnedPositionalEmbedding",
+    "MultiheadAttention",
+    "ScaledDotProductAttention",
+    "SinusoidalPositionalEncoding",
+    "TransformerDecoderBlock",
+    "TransformerEncoderLayer",
+    "scaled_dot_product_attention",
 ]
