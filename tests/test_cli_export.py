@@ -64,3 +64,15 @@ def test_export_refuses_a_file_it_cannot_use(tmp_path, capsys):
         main(["export", "--weights", str(tmp_path / "bad.npz"), "--onnx", str(tmp_path / "x.onnx")])
     assert "cannot load" in capsys.readouterr().err
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_the_command_line_saves_a_model_it_cannot_describe_as_weights_alone(tmp_path):
+    """A trained model is never lost to its description: a node without config() saves its weights alone."""
+    from nn_from_scratch.cli import common
+    from nn_from_scratch.containers import Sequential
+    from nn_from_scratch.nodes import LSTM
+
+    plain = common.save_model(tmp_path / "a.npz", Sequential(Linear(2, 2)), {"note": 1})
+    assert "nn_from_scratch.architecture" in load_layout(plain)[1]
+    weights = common.save_model(tmp_path / "b.npz", Sequential(LSTM(2, 3)), {"note": 1})
+    assert load_layout(weights)[1] == {"note": 1}
