@@ -71,6 +71,8 @@ OPTIONAL = {
     "tqdm": "pip install tqdm",
     "Fashion-MNIST": "apt-get install dataset-fashion-mnist",
     "mpi4py": "pip install mpi4py mpich",
+    "onnx": "pip install onnx onnxruntime",
+    "onnxruntime": "pip install onnx onnxruntime",
 }
 
 

@@ -26,7 +26,7 @@ ALLOWED: Dict[str, Set[str]] = {
     "node_shortcuts": {"context", "node"},
     "criterion": {"context", "function"},
     "nodes": CONTRACT | {"engine"},
-    "containers": CONTRACT,
+    "containers": CONTRACT | {"nodes"},  # the Add and Concat of a wiring description
     "losses": CONTRACT | {"nodes", "engine"},
     "optim": {"parameter", "engine", "backend"},
     "files": {"extras"},
@@ -36,6 +36,10 @@ ALLOWED: Dict[str, Set[str]] = {
     "symbolic": CONTRACT | {"nodes"},
     "viz": CONTRACT,
     "models": CONTRACT | {"nodes", "containers", "files"},
+    # a model that describes itself: the registry of node classes, the architecture record, files that carry it
+    "registry": CONTRACT | {"nodes", "containers", "files"},
+    "interop": CONTRACT | {"nodes", "containers", "registry"},
+    "export": CONTRACT | {"nodes", "containers", "registry", "files"},
     "training": CONTRACT | {"losses", "metrics", "files", "datasets", "engine", "viz"},
     # the course's API: its abstract classes, layers, optimizer and example network, over the library's nodes
     "interfaces": CONTRACT | {"nodes"},

@@ -386,3 +386,80 @@ def test_resume_from_mutated_checkpoints(checkpoint_seed, fuzz_dir, data):
 def test_example_counts_are_recorded():
     """The counts quoted in docs/reliability.md; change both together."""
     assert (IDX_EXAMPLES, MODEL_FILE_EXAMPLES, CHECKPOINT_EXAMPLES) == (300, 200, 60)
+
+
+# --------------------------------------------------------------------------- architecture records
+# A model file that carries its architecture (nn_from_scratch.registry.save_model): the record is untrusted input.
+# Mutated records are refused with a ValueError or build a model that the file's weights fit, in bounded memory.
+from nn_from_scratch.containers import Graph, Input  # noqa: E402
+from nn_from_scratch.nodes import Add, Conv2d, MaxPool2d, ReLU, Reshape  # noqa: E402
+from nn_from_scratch.registry import ARCHITECTURE_KEY, describe  # noqa: E402
+from nn_from_scratch.registry import load_model as load_described_model  # noqa: E402
+from nn_from_scratch.files import save_arrays  # noqa: E402
+
+RECORD_EXAMPLES = 250
+RECORD_PEAK_LIMIT = 64 << 20  # bytes: the record may build at most 16 times the file's data, which is small here
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-2 ** 70, 2 ** 70) | st.sampled_from([0, 1, 2, -1, 3, 2 ** 31, 2 ** 40])
+    | st.floats() | st.text(max_size=12) | st.sampled_from(["Linear", "Graph", "Sequential", "float64", "input_0"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12)
+
+
+def _record_seed_model():
+    x = Input((1, 4, 4))
+    h = Conv2d(1, 2, 3, padding=1, rng=0)(x)
+    y = Add()(ReLU()(h), h)
+    return Sequential(Graph(x, MaxPool2d(2)(y)), Reshape(-1), Linear(8, 3, rng=0), BatchNorm1d(3))
+
+
+def _paths(value, path=()):
+    yield path
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _paths(item, path + (key,))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _paths(item, path + (i,))
+
+
+def _mutated_record(data, record):
+    record = json.loads(json.dumps(record))
+    for _ in range(data.draw(st.integers(1, 3))):
+        paths = [p for p in _paths(record) if p]
+        path = data.draw(st.sampled_from(paths))
+        parent = record
+        for key in path[:-1]:
+            parent = parent[key]
+        kind = data.draw(st.sampled_from(["replace", "replace", "delete", "copy"]))
+        if kind == "replace":
+            parent[path[-1]] = data.draw(JSON_VALUES)
+        elif kind == "delete":
+            del parent[path[-1]]
+        else:  # a subtree copied over another place: deep nesting, shared names, wrong kinds of node
+            source = data.draw(st.sampled_from(paths))
+            value = record
+            for key in source:
+                value = value[key]
+            parent[path[-1]] = json.loads(json.dumps(value))
+    return record
+
+
+@pytest.fixture(scope="module")
+def record_seed():
+    model = _record_seed_model()
+    return describe(model), {name: np.asarray(value) for name, value in model.state_dict().items()}
+
+
+@settings(max_examples=RECORD_EXAMPLES, **FUZZ)
+@given(data=st.data())
+def test_a_hostile_architecture_record_is_refused_clearly_in_bounded_memory(record_seed, fuzz_dir, data):
+    record, state = record_seed
+    path = fuzz_dir / "record.npz"
+    save_arrays(path, state, {ARCHITECTURE_KEY: _mutated_record(data, record)})
+    loaded = []
+    peak = peak_while(lambda: loaded.append(reader_refuses_clearly(lambda: load_described_model(path))))
+    assert peak < RECORD_PEAK_LIMIT, f"{peak} bytes traced while loading a record"
+    if loaded[0] is not None:
+        assert sorted(loaded[0].state_dict()) == sorted(state)

@@ -19,6 +19,7 @@ from .node import Node
 from .node_shortcuts import ElementwiseNode, RowwiseNode
 from .nodes import *  # noqa: F401,F403  (the layers; their names are listed once, in nodes.__all__)
 from .parameter import Parameter
+from .registry import load_model, register_node, save_model
 
 __version__ = "0.1.0"
 
@@ -26,4 +27,5 @@ __all__ = sorted(
     set(_nodes.__all__)
     | {"Constant", "Criterion", "Graph", "Input", "NeuralNetwork", "Parallel", "Parameter", "Residual", "Sequential",
        "TrainingDiverged", "set_num_threads"}
+    | {"load_model", "register_node", "save_model"}  # a model that describes itself
 )

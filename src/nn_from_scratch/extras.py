@@ -25,6 +25,9 @@ EXTRAS = {
     "sympy": ("sympy", "symbolic"),
     "safetensors": ("safetensors", "safetensors"),
     "tqdm": ("tqdm", "progress"),
+    "torch": ("torch", "torch"),
+    "onnx": ("onnx", "onnx"),
+    "onnxruntime": ("onnxruntime", "onnx"),
 }
 
 

@@ -15,7 +15,7 @@ other, float16, thread ownership) is :class:`~nn_from_scratch.function.Function`
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from .parameter import Parameter
 
 ShapeLike = Union[None, int, Sequence[Optional[int]]]
 
-__all__ = ["GraphValue", "Node"]
+__all__ = ["GraphValue", "Node", "plain"]
 
 
 class Node(Function, NodeTree):
@@ -92,6 +92,43 @@ class Node(Function, NodeTree):
         if name is not None:
             raise TypeError(f"{type(self).__name__}: name= is taken only when the node is called on graph placeholders")
         return self.forward(x, *more)
+
+    # ------------------------------------------------------------------ what the node is
+    def config(self) -> Dict[str, Any]:
+        """The constructor's arguments as plain JSON values: ``type(node).from_config(node.config())`` builds its twin.
+
+        Only the architecture is described: the weights come from the state
+        dict, so the initialisation (``init``, ``rng``) is left out.  A
+        container describes its own arguments here and its nodes through
+        :meth:`children` (``from_config(config, children)``).  Every node the
+        library ships defines it; a node of one's own defines it (and is
+        registered with ``nn_from_scratch.registry.register_node``) to be
+        saved without its code.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} does not describe its constructor's arguments: define "
+            f"{type(self).__name__}.config() returning them as plain JSON values (see Node.config)")
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], children: Sequence[Tuple[Optional[str], "Node"]] = ()) -> "Node":
+        """The node :meth:`config` describes: ``cls(**config)``; a container takes its nodes as ``children``."""
+        if children:
+            raise ValueError(f"{cls.__name__} holds no nodes, but {len(children)} were given to from_config")
+        return cls(**config)
+
+    @classmethod
+    def _from_positional(cls, config: Mapping[str, Any], children: Sequence[Any], key: str) -> "Node":
+        """``cls(*config[key])``, for a constructor that takes its arguments one by one (``Reshape(2, -1)``)."""
+        rest = dict(config)
+        positional = rest.pop(key, ())
+        if rest or children:
+            raise ValueError(f"{cls.__name__}.from_config takes only {key!r}, got {sorted(rest) or 'children'}")
+        return cls(*positional)
+
+    def _config_of(self, *names: str, **values: Any) -> Dict[str, Any]:
+        """The attributes ``names`` and the ``values`` given, as plain JSON values (see :func:`plain`)."""
+        return {**{name: plain(getattr(self, name)) for name in names},
+                **{key: plain(value) for key, value in values.items()}}
 
     # ------------------------------------------------------------------ the hooks a layer writes
     def _forward(self, x: Any, ctx: Context) -> Any:
@@ -162,6 +199,19 @@ class Node(Function, NodeTree):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
+
+
+def plain(value: Any) -> Any:
+    """``value`` as a plain JSON value: a tuple as a list, a dtype by its name, a NumPy scalar as Python's."""
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    if isinstance(value, np.dtype) or (isinstance(value, type) and issubclass(value, np.generic)):
+        return np.dtype(value).name
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"{type(value).__name__} {value!r} is not a plain JSON value")
 
 
 def _as_constant(value: Any) -> Any:

@@ -1,4 +1,4 @@
-r"""The command line: ``nn-from-scratch train`` and ``nn-from-scratch evaluate``.
+r"""The command line: ``nn-from-scratch train``, ``nn-from-scratch evaluate`` and ``nn-from-scratch export``.
 
 ``train --task classify`` (the default) trains an MLP or a CNN on the
 embedded 8x8 digits or on MNIST IDX files (:mod:`.classify`).
@@ -10,6 +10,7 @@ the weights with the metadata that ``evaluate`` (:mod:`.evaluate`) needs to
 rebuild the model and its test data.  The options are in :mod:`.options`,
 ``--resume`` in :mod:`.resume`, the output path's lock and the refusal to
 overwrite in :mod:`.output`, and what every task shares in :mod:`.common`.
+``export`` (:mod:`.export`) writes a saved model as an ONNX file.
 An unknown option gets the closest known one as a hint ("did you mean
 --lr?"); ``--version`` prints the installed version.
 """
@@ -32,6 +33,7 @@ from .classify import Classify
 from .common import chance_level_warning, load_data
 from .distributed import Processes, start_processes
 from .evaluate import evaluate
+from .export import add_export_options, export
 from .language import LANGUAGE_ONLY, add_language_options, add_sample_command, train_language
 from .localize import Localize, localization_data_config
 from .options import add_data_options, add_train_options, resolve_options, unknown_arguments_message
@@ -69,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--weights", type=Path, required=True, help="a .npz or .safetensors written by 'train'")
     add_data_options(evaluation, None)
     evaluation.set_defaults(handler=evaluate, subparser=evaluation)
+    exporting = commands.add_parser("export", help="write saved weights as an ONNX file")
+    add_export_options(exporting)
+    exporting.set_defaults(handler=export, subparser=exporting)
     add_sample_command(commands)
     return parser
 

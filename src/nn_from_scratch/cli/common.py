@@ -19,7 +19,10 @@ import numpy as np
 
 from .. import extras, optim, viz
 from ..datasets import load_digits, load_image_dataset
-from ..files import NAME_MAX, save_model, sibling_path
+from ..files import NAME_MAX, sibling_path
+from ..files import save_model as save_weights_only
+from ..registry import describe
+from ..registry import save_model as save_described
 from ..files.atomic import name_bytes, short_stem
 from ..losses import Loss
 from ..models import build_model
@@ -273,6 +276,16 @@ def _fit(network: NeuralNetwork, rng: np.random.Generator, data: TaskData, args:
         if network.reduction.main:
             raise
         return 130  # the other processes of a run stop with process 0, which saves the checkpoint
+
+
+def save_model(path: Any, model: Any, metadata: Dict[str, Any]) -> Path:
+    """The weights with the architecture (``load_model(path)`` rebuilds the model), or alone for a model with a
+    node that cannot describe itself: a trained model is never lost to its description."""
+    try:
+        describe(model)
+    except ValueError:
+        return save_weights_only(path, model, metadata)
+    return save_described(path, model, metadata)
 
 
 def save_weights(out: Path, model: Any, metadata: Dict[str, Any]) -> bool:

@@ -37,6 +37,7 @@ from .graph_building import collect, listed, name_constants, name_nodes, refuse_
 from .placeholders import Constant, Input, Placeholder, shown
 from .sequential import identity_jacobian
 from .summary import Summary, count_once, render_table
+from .wiring import Call, Wiring
 
 __all__ = ["Constant", "Graph", "Input", "Placeholder"]
 
@@ -151,6 +152,7 @@ class Graph(Node):
         self.num_inputs = len(input_list)
         self.num_outputs = len(output_list)
         self.input_shapes = tuple(p.shape for p in input_list)
+        self._input_dtypes = tuple(np.dtype(p.dtype).name for p in input_list)
         self._batched = tuple(p.batched for p in input_list)
         # An input is constant (no gradient, None) when every use of it is a constant input of its node.
         used_as_variable = set(self._output_slots)
@@ -195,6 +197,89 @@ class Graph(Node):
 
     def __iter__(self) -> Iterator[Node]:
         return iter(self._nodes)
+
+    # ---------------------------------------------------------- the wiring, public and read-only
+    @property
+    def calls(self) -> Tuple[Call, ...]:
+        """Each use of a node in an order that runs: ``(name, node, input labels, output labels)``.
+
+        A label names one value: an input (:attr:`input_names`), a Constant
+        (its name), or a use's output (the use's name, ``split_0[1]`` for the
+        second output of a node of several).  A node used twice is called
+        ``linear_0`` then ``linear_0#2``.
+        """
+        return tuple(Call(use, self._nodes[node_index], tuple(self._slot_labels[s] for s in ins),
+                          tuple(self._slot_labels[s] for s in outs))
+                     for use, (node_index, ins, outs) in zip(self._use_labels, self._plan))
+
+    @property
+    def output_names(self) -> Tuple[str, ...]:
+        """The labels of the graph's outputs, in order."""
+        return tuple(self._slot_labels[s] for s in self._output_slots)
+
+    @property
+    def wiring(self) -> Wiring:
+        """Inputs, Constants, calls and outputs (see :mod:`~nn_from_scratch.containers.wiring`)."""
+        return Wiring(self.input_names, {name: getattr(self, name) for name in self._constant_names}, self.calls,
+                      self.output_names)
+
+    # ---------------------------------------------------------- describing
+    def config(self) -> Dict[str, Any]:
+        """The wiring as plain values: inputs, constants (shape and dtype; the values are buffers), calls, outputs.
+
+        Each call names its node by the node's name in :attr:`names`; the
+        nodes themselves are :meth:`children`.
+        """
+        inputs = [{"name": name, "shape": [d for d in shape[1:]] if batched else list(shape), "dtype": dtype,
+                   "batched": batched}
+                  for name, shape, batched, dtype in zip(self.input_names, self.input_shapes, self._batched,
+                                                         self._input_dtypes)]
+        constants = [{"name": name, "shape": [int(d) for d in getattr(self, name).shape],
+                      "dtype": str(getattr(self, name).dtype)} for name in self._constant_names]
+        calls = [{"node": self._names[node_index], "inputs": [self._slot_labels[s] for s in ins],
+                  "outputs": [self._slot_labels[s] for s in outs]} for node_index, ins, outs in self._plan]
+        return {"inputs": inputs, "constants": constants, "calls": calls, "outputs": list(self.output_names)}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], children: Sequence[Tuple[Optional[str], Node]] = ()) -> "Graph":
+        """The Graph :meth:`config` describes, its nodes ``children`` (``(name, node)``), called again in order.
+
+        The Constants are made as zeros of their shape and dtype: their values
+        come with the state dict.  A call that makes other values than those
+        described (a node of two outputs described with one) is refused.
+        """
+        nodes = dict(children)
+        values: Dict[str, Placeholder] = {}
+        inputs = []
+        for spec in config["inputs"]:
+            value = Input(spec["shape"], name=spec["name"], dtype=spec["dtype"], batched=spec["batched"])
+            values[spec["name"]] = value
+            inputs.append(value)
+        for spec in config["constants"]:
+            values[spec["name"]] = Constant(np.zeros(spec["shape"], dtype=spec["dtype"]), name=spec["name"])
+        for k, spec in enumerate(config["calls"]):
+            if spec["node"] not in nodes:
+                raise ValueError(f"Graph.from_config: call {k} names the node {spec['node']!r}, which is not among "
+                                 f"its nodes {sorted(nodes)}")
+            missing = [label for label in spec["inputs"] if label not in values]
+            if missing:
+                raise ValueError(f"Graph.from_config: call {k} ({spec['node']}) reads {missing}, made by no earlier "
+                                 "call or input")
+            made = nodes[spec["node"]](*[values[label] for label in spec["inputs"]])
+            made = made if isinstance(made, tuple) else (made,)
+            if len(made) != len(spec["outputs"]):
+                raise ValueError(f"Graph.from_config: call {k} ({spec['node']}) makes {len(made)} values, described "
+                                 f"as {len(spec['outputs'])}")
+            values.update(zip(spec["outputs"], made))
+        missing = [label for label in config["outputs"] if label not in values]
+        if missing:
+            raise ValueError(f"Graph.from_config: the outputs {missing} are made by no call or input")
+        used = {spec["node"] for spec in config["calls"]}
+        unused = [name for name in nodes if name not in used]
+        if unused:
+            raise ValueError(f"Graph.from_config: the nodes {unused} are called nowhere")
+        return cls(inputs, [values[label] for label in config["outputs"]],
+                   names={name: node for name, node in nodes.items()})
 
     # ---------------------------------------------------------- the passes
     def _check_input(self, *xs: Any) -> None:

@@ -26,7 +26,7 @@ placeholders, training) then refuses the cycle, naming it.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, List, Mapping, Optional, Tuple, TypeVar, Union, overload
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union, overload
 
 from ..criterion import Criterion
 from ..node import Node
@@ -81,6 +81,26 @@ class NodeList(Node):
         if len(layers) < self._least:
             raise ValueError(f"{kind} needs at least {self._least} node{'' if self._least == 1 else 's'}")
         self._layers, self._layer_names = layers, names
+
+    # ------------------------------------------------------------------ describing
+    def config(self) -> Dict[str, Any]:
+        """No arguments besides the nodes, which :meth:`children` lists (a position for a node given unnamed)."""
+        return {}
+
+    @classmethod
+    def from_config(cls: Any, config: Mapping[str, Any], children: Sequence[Tuple[Optional[str], Node]] = ()) -> Any:
+        """The container of ``children``, ``(name, node)`` pairs: a name that is the node's position means none."""
+        if config:
+            raise ValueError(f"{cls.__name__}.from_config takes no arguments besides its nodes, got {sorted(config)}")
+        names: List[Optional[str]] = []
+        for i, (name, _) in enumerate(children):
+            names.append(None if name is None or name == str(i) else check_name(name, f"{cls.__name__}: a name"))
+        given = [name for name in names if name is not None]
+        if len(set(given)) != len(given):
+            raise ValueError(f"{cls.__name__}.from_config: a name is given to two nodes in {given}")
+        made = cls(*[node for _, node in children])
+        made._layer_names = names
+        return made
 
     # ------------------------------------------------------------------ reading
     def children(self) -> List[Tuple[str, Node]]:

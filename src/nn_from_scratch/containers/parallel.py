@@ -6,7 +6,9 @@ from typing import Any, Callable, List, Mapping, Optional, Sequence, Union
 
 from ..context import Context
 from ..node import Node
+from ..nodes.combine import Concat
 from .node_list import NodeList
+from .wiring import Call, Wiring
 
 __all__ = ["Parallel"]
 
@@ -46,6 +48,13 @@ class Parallel(NodeList):
     def branches(self) -> List[Node]:
         """The branches in order (the list itself: change it through the Parallel's own methods)."""
         return self._layers
+
+    @property
+    def wiring(self) -> Wiring:
+        """Each branch on the input, then their outputs joined along the last axis by a ``Concat(axis=-1)`` call."""
+        calls = [Call(key, branch, ("input",), (key,)) for key, branch in self.children()]
+        join = Call("concat", Concat(axis=-1, num_inputs=len(calls)), tuple(c.name for c in calls), ("concat",))
+        return Wiring(("input",), {}, tuple(calls) + (join,), ("concat",))
 
     def _forward(self, x: Any, ctx: Context) -> Any:
         ctx.branches = list(self.branches)  # the branches of this pass, whatever changes before backward

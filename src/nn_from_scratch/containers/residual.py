@@ -1,12 +1,14 @@
 r"""Residual: a branch added back onto its input, ``y = x + f(x)``, the building block of a ResNet."""
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..context import Context
 from ..node import Node
+from ..nodes.arithmetic import Add
 from .node_list import check_layer
 from .sequential import identity_jacobian
+from .wiring import Call, Wiring
 
 __all__ = ["Residual"]
 
@@ -66,6 +68,35 @@ class Residual(Node):
     def children(self) -> List[Tuple[str, Node]]:
         named = [("f", self.f), ("shortcut", self.shortcut), ("after", self.after)]
         return [(name, node) for name, node in named if node is not None]
+
+    # ------------------------------------------------------------------ describing
+    def config(self) -> Dict[str, Any]:
+        """No arguments besides its nodes, which :meth:`children` names ``f``, ``shortcut`` and ``after``."""
+        return {}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], children: Sequence[Tuple[Optional[str], Node]] = ()) -> "Residual":
+        """``Residual(f, shortcut, after=after)`` from the children named ``f``, ``shortcut`` and ``after``."""
+        if config:
+            raise ValueError(f"Residual.from_config takes no arguments besides its nodes, got {sorted(config)}")
+        named = dict(children)
+        if "f" not in named or set(named) - {"f", "shortcut", "after"} or len(named) != len(children):
+            raise ValueError("Residual.from_config needs the child 'f' and at most 'shortcut' and 'after', each "
+                             f"once; got {[name for name, _ in children]}")
+        return cls(named["f"], named.get("shortcut"), after=named.get("after"))
+
+    @property
+    def wiring(self) -> Wiring:
+        """``f`` (and ``shortcut``) on the input, an ``Add`` call of the two, then ``after`` on the sum."""
+        calls = [Call("f", self.f, ("input",), ("f",))]
+        skip = "input"
+        if self.shortcut is not None:
+            calls.append(Call("shortcut", self.shortcut, ("input",), ("shortcut",)))
+            skip = "shortcut"
+        calls.append(Call("add", Add(), (skip, "f"), ("add",)))
+        if self.after is not None:
+            calls.append(Call("after", self.after, ("add",), ("after",)))
+        return Wiring(("input",), {}, tuple(calls), (calls[-1].name,))
 
     # ------------------------------------------------------------------ faces
     def _forward(self, x: Any, ctx: Context) -> Any:

@@ -11,6 +11,7 @@ from ..context import Context
 from ..node import Node
 from .node_list import NodeList, check_layer
 from .summary import Summary, brief, count_once, render_table
+from .wiring import Wiring, chain
 
 __all__ = ["Sequential", "check_layer", "identity_jacobian"]
 
@@ -53,6 +54,11 @@ class Sequential(NodeList):
     def nodes(self) -> List[Node]:
         """The layers in order (the list itself: change it through the Sequential's own methods)."""
         return self._layers
+
+    @property
+    def wiring(self) -> Wiring:
+        """The layers as calls, each on the previous one's value (see :mod:`~nn_from_scratch.containers.wiring`)."""
+        return chain(self.children())
 
     # ------------------------------------------------------------------ faces
     def _forward(self, x: Any, ctx: Context) -> Any:

@@ -117,9 +117,13 @@ class _SyncStatistics:
 class SyncBatchNorm1d(_SyncStatistics, BatchNorm1d):
     """:class:`~nn_from_scratch.nodes.BatchNorm1d` with the batch statistics of every process (see the module)."""
 
+    described_class = BatchNorm1d  # a saved model holds the plain batch norm: one process reads it back
+
 
 class SyncBatchNorm2d(_SyncStatistics, BatchNorm2d):
     """:class:`~nn_from_scratch.nodes.BatchNorm2d` with the batch statistics of every process (see the module)."""
+
+    described_class = BatchNorm2d  # a saved model holds the plain batch norm: one process reads it back
 
 
 _SYNCHRONISED: Dict[Type[Any], Type[Any]] = {BatchNorm1d: SyncBatchNorm1d, BatchNorm2d: SyncBatchNorm2d}

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from types import ModuleType
-from typing import Any
+from typing import Any, Dict
 
 import numpy as np
 
@@ -70,6 +70,11 @@ class ReLU(ElementwiseNode):
                             "in-place ReLU here")
         super().__init__(course_size(input_shape, "ReLU"))
 
+    def config(self) -> Dict[str, Any]:
+        if self.input_shape is None:
+            return {}
+        return self._config_of(input_shape=[1 if d is None else d for d in self.input_shape])  # any batch: 1
+
     def _forward(self, x: Any, ctx: Context) -> Any:
         if ctx.fast:
             y, ctx.keep = kernels.relu(x)
@@ -101,6 +106,9 @@ class LeakyReLU(ElementwiseNode):
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
         self.negative_slope = _check_real("negative_slope", negative_slope)
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("negative_slope")
 
     def _forward(self, x: Any, ctx: Context) -> Any:
         if ctx.fast:
@@ -138,6 +146,9 @@ class ELU(ElementwiseNode):
         super().__init__()
         self.alpha = _check_real("alpha", alpha)
 
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("alpha")
+
     def _forward(self, x: Any, ctx: Context) -> Any:
         if ctx.fast:
             y, ctx.slope = kernels.elu(x, self.alpha)
@@ -169,6 +180,9 @@ class Sigmoid(ElementwiseNode):
 
     float16_in_float32 = True  # float16 is computed in float32, each result rounded once
 
+    def config(self) -> Dict[str, Any]:
+        return self._config_of(*(("input_shape",) if self.input_shape is not None else ()))
+
     def _forward(self, x: Any, ctx: Context) -> Any:
         return _sigmoid(x, ctx.xp, ctx.fast)
 
@@ -189,6 +203,9 @@ class Tanh(ElementwiseNode):
     """
 
     float16_in_float32 = True  # float16 is computed in float32, each result rounded once
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of(*(("input_shape",) if self.input_shape is not None else ()))
 
     def _forward(self, x: Any, ctx: Context) -> Any:
         return ctx.xp.tanh(x)
@@ -241,6 +258,9 @@ class GELU(ElementwiseNode):
         if approximate not in self._APPROXIMATIONS:
             raise ValueError(f"approximate must be one of {self._APPROXIMATIONS}, got {approximate!r}")
         self.approximate = approximate
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("approximate")
 
     def _kernel32(self, ctx: Context) -> bool:
         """Whether the pass takes the engine's float32 kernel (which makes the derivative in the forward pass)."""
@@ -302,6 +322,9 @@ class Softplus(ElementwiseNode):
         if self.beta == 0:
             raise ValueError("beta must be non-zero (softplus divides by beta)")
         self.threshold = _check_real("threshold", threshold)
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("beta", "threshold")
 
     def _forward(self, x: Any, ctx: Context) -> Any:
         if ctx.fast:

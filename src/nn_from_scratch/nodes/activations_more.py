@@ -27,7 +27,7 @@ path, the formula (no engine kernel).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Dict
 
 import numpy as np
 
@@ -57,6 +57,9 @@ class SiLU(ElementwiseNode):
 
     float16_in_float32 = True  # float16 is computed in float32, each result rounded once
 
+    def config(self) -> Dict[str, Any]:
+        return self._config_of(*(("input_shape",) if self.input_shape is not None else ()))
+
     def _forward(self, x: Any, ctx: Context) -> Any:
         with np.errstate(**_QUIET):
             denominator = 1.0 + ctx.xp.exp(-x)
@@ -82,6 +85,9 @@ class Mish(ElementwiseNode):
     """
 
     float16_in_float32 = True  # float16 is computed in float32, each result rounded once
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of(*(("input_shape",) if self.input_shape is not None else ()))
 
     def _forward(self, x: Any, ctx: Context) -> Any:
         xp = ctx.xp
@@ -113,6 +119,9 @@ class SELU(ElementwiseNode):
     SCALE = 1.0507009873554804934193349852946
     ALPHA = 1.6732632423543772848170429916717
 
+    def config(self) -> Dict[str, Any]:
+        return self._config_of(*(("input_shape",) if self.input_shape is not None else ()))
+
     def _forward(self, x: Any, ctx: Context) -> Any:
         xp = ctx.xp
         with np.errstate(under="ignore"):
@@ -137,6 +146,9 @@ class LogSigmoid(ElementwiseNode):
     """
 
     float16_in_float32 = True  # float16 is computed in float32, each result rounded once
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of(*(("input_shape",) if self.input_shape is not None else ()))
 
     def _forward(self, x: Any, ctx: Context) -> Any:
         xp = ctx.xp
@@ -170,6 +182,9 @@ class Hardtanh(ElementwiseNode):
         if not self.max_val > self.min_val:
             raise ValueError(f"max_val ({self.max_val}) must be greater than min_val ({self.min_val})")
 
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("min_val", "max_val")
+
     def _forward(self, x: Any, ctx: Context) -> Any:
         return ctx.xp.clip(x, self.min_val, self.max_val)
 
@@ -201,6 +216,9 @@ class ReLU6(Hardtanh):
     def __init__(self) -> None:
         super().__init__(0.0, 6.0)
 
+    def config(self) -> Dict[str, Any]:
+        return {}
+
     def extra_repr(self) -> str:
         return ""
 
@@ -218,6 +236,9 @@ class Hardswish(ElementwiseNode):
     """
 
     float16_in_float32 = True  # float16 is computed in float32, each result rounded once
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of(*(("input_shape",) if self.input_shape is not None else ()))
 
     def _forward(self, x: Any, ctx: Context) -> Any:
         with np.errstate(**_QUIET):
@@ -257,6 +278,9 @@ class PReLU(ElementwiseNode):
         init = _check_real("init", init)
         self.dtype = float_dtype(dtype)
         self.weight = Parameter(np.full(self.num_parameters, init, dtype=self.dtype))
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("num_parameters", "dtype")
 
     def _check_input(self, x: Any) -> None:
         channels = x.shape[1] if x.ndim >= 2 else 1

@@ -11,7 +11,7 @@ whose derivative sends :math:`\bar y_{ij}` to the bin's argmax.
 from __future__ import annotations
 
 import math
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -71,6 +71,9 @@ class AdaptiveAvgPool2d(Node):
         super().__init__()
         self.output_size = as_output_size(output_size)
 
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("output_size")
+
     def _check_input(self, x: Any) -> None:
         check_images(self, x)
         if x.shape[-2] < 1 or x.shape[-1] < 1:
@@ -119,6 +122,9 @@ class GlobalAvgPool2d(AdaptiveAvgPool2d):
     def __init__(self) -> None:
         super().__init__(1)
 
+    def config(self) -> Dict[str, Any]:
+        return {}
+
     def extra_repr(self) -> str:
         return ""
 
@@ -154,6 +160,9 @@ class AdaptiveMaxPool2d(Node):
         if not isinstance(return_indices, (bool, np.bool_)):
             raise TypeError(f"return_indices must be a bool, got {return_indices!r}")
         self.return_indices = bool(return_indices)
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("output_size", "return_indices")
 
     def _check_input(self, x: Any) -> None:
         check_images(self, x)

@@ -25,7 +25,7 @@ silently.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Tuple
+from typing import Any, Dict, Tuple
 
 import numpy as np
 
@@ -106,6 +106,9 @@ class Add(_Broadcasting):
         super().__init__()
         self.num_inputs = check_count("Add", num_inputs, 2)
 
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("num_inputs")
+
     def _compute(self, *xs: Any) -> Any:
         total = xs[0] + xs[1]
         for x in xs[2:]:
@@ -128,6 +131,9 @@ class Subtract(_Broadcasting):
         \frac{\partial L}{\partial b} = -\operatorname{sum\_to\_shape}(g).
     """
 
+    def config(self) -> Dict[str, Any]:
+        return self._config_of(*(("input_shape",) if self.input_shape is not None else ()))
+
     def _compute(self, a: Any, b: Any) -> Any:
         return a - b
 
@@ -143,6 +149,9 @@ class Multiply(_Broadcasting):
         \frac{\partial L}{\partial a} = \operatorname{sum\_to\_shape}(g \odot b), \quad
         \frac{\partial L}{\partial b} = \operatorname{sum\_to\_shape}(g \odot a).
     """
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of(*(("input_shape",) if self.input_shape is not None else ()))
 
     def _compute(self, a: Any, b: Any) -> Any:
         return a * b
@@ -167,6 +176,9 @@ class Divide(_Broadcasting):
     ``a / 0`` is ``±inf`` (``nan`` for ``0 / 0``), and the gradients there are
     ``±inf`` or ``nan`` in the same way.
     """
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of(*(("input_shape",) if self.input_shape is not None else ()))
 
     def _compute(self, a: Any, b: Any) -> Any:
         return a / b
@@ -209,6 +221,9 @@ class Scale(Node):
         super().__init__()
         self.factor = _check_constant(factor)
 
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("factor")
+
     def _forward(self, x: Any, ctx: Context) -> Any:
         with np.errstate(over="ignore", invalid="ignore"):
             return x * self.factor  # y = c x, the factor taken in x's dtype
@@ -230,6 +245,9 @@ class Identity(Node):
     .. math::
         y = x, \qquad \frac{\partial y_i}{\partial x_j} = \delta_{ij}, \qquad J^\top g = g.
     """
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of(*(("input_shape",) if self.input_shape is not None else ()))
 
     def _forward(self, x: Any, ctx: Context) -> Any:
         return x

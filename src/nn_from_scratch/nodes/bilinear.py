@@ -2,7 +2,7 @@ r"""Bilinear: a learnt bilinear form of two inputs per output, as ``torch.nn.Bil
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -66,6 +66,9 @@ class Bilinear(Node):
         self.bias: Optional[Parameter] = None
         if bias:
             self.bias = Parameter(generator.uniform(-bound, bound, self.out_features).astype(self.dtype))
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("in1_features", "in2_features", "out_features", "dtype", bias=self.bias is not None)
 
     def _check_input(self, x1: Any, x2: Any) -> None:
         for name, x, size in (("x1", x1, self.in1_features), ("x2", x2, self.in2_features)):

@@ -1,7 +1,7 @@
 r"""Channel dropout, as torch.nn.Dropout2d: whole feature maps zeroed at once."""
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Any, Dict, Tuple
 
 import numpy as np
 
@@ -44,6 +44,9 @@ class Dropout2d(Dropout):
         if not isinstance(inplace, (bool, np.bool_)):
             raise TypeError(f"inplace must be a bool, got {inplace!r}")
         self.inplace = bool(inplace)
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("p", "inplace")
 
     def _check_input(self, x: Any) -> None:
         if x.ndim not in (3, 4):

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import itertools
 from types import ModuleType
-from typing import Any, List, Sequence, Tuple, Union
+from typing import Any, Dict, List, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -66,6 +66,9 @@ class _Join(Node):
         super().__init__()
         self.axis = check_axis(type(self).__name__, axis)
         self.num_inputs = check_count(type(self).__name__, num_inputs, 1)
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("axis", "num_inputs")
 
     def _slice(self, ctx: Context, k: int) -> Tuple[Any, ...]:
         raise NotImplementedError
@@ -174,6 +177,9 @@ class Split(Node):
             self.sizes = parts
         self.axis = check_axis(type(self).__name__, axis)
 
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("sizes", "axis")
+
     def _part_sizes(self, n: int) -> Tuple[int, ...]:
         if isinstance(self.sizes, int):
             size = self.sizes
@@ -224,6 +230,9 @@ class Chunk(Split):
             raise ValueError(f"Chunk: chunks must be positive, got {chunks}")
         super().__init__(1, axis)
         self.chunks = chunks
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("chunks", "axis")
 
     def _part_sizes(self, n: int) -> Tuple[int, ...]:
         if n == 0:

@@ -11,7 +11,7 @@ all use, and the checks of torch's convolution arguments.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
@@ -261,6 +261,10 @@ class Conv2d(GradientsTogether):
         shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
         self.weight, self.bias = conv_parameters(init, shape, self.in_channels // self.groups * taps,
                                                  self.out_channels * taps, self.out_channels, bias, rng, dtype)
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation",
+                              "groups", "padding_mode", bias=self.bias is not None, dtype=self.weight.dtype)
 
     @property
     def dtype(self) -> Any:

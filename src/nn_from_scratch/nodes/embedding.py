@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from types import ModuleType
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 
@@ -98,6 +98,10 @@ class Embedding(Node):
         if self.padding_idx is not None:
             weight[self.padding_idx] = 0
         self.weight = Parameter(weight.astype(self.dtype))
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("num_embeddings", "embedding_dim", "padding_idx", "max_norm", "norm_type",
+                              "scale_grad_by_freq", "sparse", "dtype")
 
     def _check_input(self, indices: Any) -> None:
         xp = _namespace(indices)

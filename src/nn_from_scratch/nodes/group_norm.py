@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from types import ModuleType
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -78,6 +78,10 @@ class GroupNorm(_ChannelNorm):
             raise ValueError(f"num_channels ({self.num_channels}) must be divisible by num_groups ({self.num_groups})")
         super().__init__(self.num_channels, eps, affine, bias, dtype)
 
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("num_groups", "num_channels", "eps", "affine", "dtype",
+                              bias=not self.affine or self.bias is not None)
+
     def _affine_shape(self, shape: Tuple[int, ...]) -> Tuple[int, ...]:
         return shape[0], shape[1], math.prod(shape[2:])
 
@@ -136,6 +140,10 @@ class InstanceNorm2d(_ChannelNorm):
         self.register_buffer("running_mean", np.zeros(self.num_features, dtype=self.dtype) if tracked else None)
         self.register_buffer("running_var", np.ones(self.num_features, dtype=self.dtype) if tracked else None)
         self.register_buffer("num_batches_tracked", np.array(0, dtype=np.int64) if tracked else None)
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("num_features", "eps", "momentum", "affine", "track_running_stats", "dtype",
+                              bias=not self.affine or self.bias is not None)
 
     def _check_input(self, x: Any) -> None:
         if x.ndim not in (3, 4):

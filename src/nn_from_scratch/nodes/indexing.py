@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from types import ModuleType
-from typing import Any, Tuple
+from typing import Any, Dict, Tuple
 
 from ..backend import namespace_of
 from ..context import Context
@@ -68,6 +68,9 @@ class Gather(Node):
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.dim = check_axis(type(self).__name__, dim, "dim")
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("dim")
 
     def _check_input(self, x: Any, index: Any) -> None:
         who, shape = type(self).__name__, tuple(x.shape)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from types import ModuleType
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -142,6 +142,10 @@ class LayerNorm(_TrailingNorm):
                  bias: bool = True, *, dtype: Any = np.float64) -> None:
         super().__init__(normalized_shape, eps, elementwise_affine, bias, dtype)
 
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("normalized_shape", "eps", "elementwise_affine", "dtype",
+                              bias=not self.elementwise_affine or self.bias is not None)
+
     def extra_repr(self) -> str:
         return (f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}, "
                 f"bias={self.bias is not None}")
@@ -174,6 +178,9 @@ class RMSNorm(_TrailingNorm):
     def __init__(self, normalized_shape: ShapeLike, eps: Optional[float] = None, elementwise_affine: bool = True,
                  *, dtype: Any = np.float64) -> None:
         super().__init__(normalized_shape, eps, elementwise_affine, False, dtype)
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("normalized_shape", "eps", "elementwise_affine", "dtype")
 
     def extra_repr(self) -> str:
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"

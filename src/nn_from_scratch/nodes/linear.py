@@ -2,7 +2,7 @@ r"""The fully connected layer, with torch.nn.Linear's weight layout and default 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
 
@@ -147,6 +147,12 @@ class Linear(RowwiseNode):
         if bias:
             initial = np.zeros(self.out_features) if bias_value is None else bias_value
             self.bias = Parameter(initial.astype(dtype))
+
+    def config(self) -> Dict[str, Any]:
+        if self.transpose_weight:
+            raise NotImplementedError("Linear: a layer that uses another layer's weight (transpose_weight=True) "
+                                      "cannot be described by its arguments alone")
+        return self._config_of("in_features", "out_features", bias=self.bias is not None, dtype=self.dtype)
 
     @classmethod
     def tied_to(cls, weight: Parameter, *, transpose: bool = False, bias: bool = True, init: Initializer = "torch",

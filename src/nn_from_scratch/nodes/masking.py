@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from types import ModuleType
-from typing import Any, Tuple
+from typing import Any, Dict, Tuple
 
 import numpy as np
 
@@ -62,6 +62,9 @@ class Where(Node):
     num_inputs = 3
     constant_inputs = (0,)
     # float16 is not taken through float32: nothing is computed, and sum_to_shape sums the gradients in float32
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of(*(("input_shape",) if self.input_shape is not None else ()))
 
     def _check_input(self, condition: Any, a: Any, b: Any) -> None:
         check_mask("Where", condition, namespace_of(condition), "condition")
@@ -108,6 +111,9 @@ class MaskedFill(Node):
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
             raise TypeError(f"MaskedFill: value must be a real number, got {value!r}")
         self.value = float(value)
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("value")
 
     def _check_input(self, x: Any, mask: Any) -> None:
         check_mask("MaskedFill", mask, namespace_of(mask))

@@ -22,7 +22,7 @@ and each gets its gradient in its own dtype.
 """
 from __future__ import annotations
 
-from typing import Any, Tuple
+from typing import Any, Dict, Tuple
 
 import numpy as np
 
@@ -52,6 +52,9 @@ class MatMul(Node):
     """
 
     num_inputs = 2
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of(*(("input_shape",) if self.input_shape is not None else ()))
 
     def _check_input(self, a: Any, b: Any) -> None:
         if a.ndim == 0 or b.ndim == 0:

@@ -24,7 +24,7 @@ pads unevenly), as torch's convolutions do before a convolution without padding.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence, Tuple
+from typing import Any, Dict, Sequence, Tuple
 
 import numpy as np
 
@@ -179,6 +179,9 @@ class _Pad2d(Node):
     def __init__(self, padding: Any) -> None:
         super().__init__()
         self.padding = as_quad(type(self).__name__, padding, None if self.mode == "zeros" else 0)
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("padding")
 
     def _check_input(self, x: Any) -> None:
         fewest, most = self._ranks

@@ -14,7 +14,7 @@ input, as torch's is; float16 stays float16 (no arithmetic is done).
 """
 from __future__ import annotations
 
-from typing import Any, Sequence, Tuple, Union
+from typing import Any, Dict, Mapping, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -69,6 +69,14 @@ class Permute(_AxisOrder):
         if len(set(self.dims)) != len(self.dims):
             raise ValueError(f"Permute: dims {self.dims} repeats an axis")
 
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("dims")
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], children: Sequence[Any] = ()) -> "Permute":
+        """``Permute(*config["dims"])``: the dims are the constructor's positional arguments."""
+        return cls._from_positional(config, children, "dims")
+
     def _order(self, x: Any) -> Tuple[int, ...]:
         shape = tuple(x.shape)
         if len(self.dims) != x.ndim:
@@ -95,6 +103,9 @@ class Transpose(_AxisOrder):
         super().__init__()
         self.dim0 = check_axis("Transpose", dim0, "dim0")
         self.dim1 = check_axis("Transpose", dim1, "dim1")
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("dim0", "dim1")
 
     def _order(self, x: Any) -> Tuple[int, ...]:
         shape, rank = tuple(x.shape), max(x.ndim, 1)

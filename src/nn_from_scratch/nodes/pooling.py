@@ -35,7 +35,7 @@ scatter) for the same numbers.
 from __future__ import annotations
 
 import math
-from typing import Any, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -189,6 +189,9 @@ class MaxPool2d(_Pool2d):
             raise TypeError(f"return_indices must be a bool, got {return_indices!r}")
         self.return_indices = bool(return_indices)
 
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("kernel_size", "stride", "padding", "dilation", "return_indices", "ceil_mode")
+
     def _forward(self, x: Any, ctx: Context) -> Any:
         xp = ctx.xp
         padded, out = self._images(x, ctx, -math.inf)
@@ -295,6 +298,9 @@ class AvgPool2d(_Pool2d):
                 raise ValueError("divisor_override must not be zero")
         self.count_include_pad = bool(count_include_pad)
         self.divisor_override = None if divisor_override is None else int(divisor_override)
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
 
     def _divisor(self, size: Pairs, out: Pairs, dtype: Any, xp: Any) -> Union[Any, float]:
         """:math:`d_{ij}`: a number, or an ``(H_out, W_out)`` array of counts (torch's ``avg_pool2d``)."""

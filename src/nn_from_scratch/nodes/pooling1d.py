@@ -11,7 +11,7 @@ engine, and :math:`L_\text{out} = \lfloor (L + 2p - d(k-1) - 1)/s \rfloor + 1`
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Dict, Optional
 
 from .pooling import AvgPool2d, MaxPool2d
 from .windows import Pair
@@ -55,3 +55,6 @@ class AvgPool1d(AvgPool2d):
     def __init__(self, kernel_size: Pair, stride: Optional[Pair] = None, padding: Pair = 0, ceil_mode: bool = False,
                  count_include_pad: bool = True) -> None:
         super().__init__(kernel_size, stride, padding, ceil_mode, count_include_pad)
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad")
+

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from types import ModuleType
-from typing import Any, Tuple
+from typing import Any, Dict, Tuple
 
 import numpy as np
 
@@ -41,6 +41,9 @@ class _Reduction(Node):
         if not isinstance(keepdims, (bool, np.bool_)):
             raise TypeError(f"{type(self).__name__}: keepdims must be True or False, got {keepdims!r}")
         self.keepdims = bool(keepdims)
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("axis", "keepdims")
 
     def _axes(self, x: Any) -> Tuple[int, ...]:
         if self.axis is None:

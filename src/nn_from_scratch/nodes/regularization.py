@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from types import ModuleType
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -55,6 +55,9 @@ class Dropout(ElementwiseNode):
         self.p = float(p)
         self.rng = as_generator(rng)
         self._fixed_mask: Optional[np.ndarray] = None
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("p")
 
     def fix_mask(self, mask: Optional[Any]) -> None:
         """Use ``mask`` (true = keep) in every training pass instead of drawing one; ``None`` draws again."""
@@ -207,6 +210,9 @@ class _BatchNorm(Node):
         self.register_buffer("running_mean", np.zeros(self.num_features, dtype=dtype) if tracked else None)
         self.register_buffer("running_var", np.ones(self.num_features, dtype=dtype) if tracked else None)
         self.register_buffer("num_batches_tracked", np.array(0, dtype=np.int64) if tracked else None)
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("num_features", "eps", "momentum", "affine", "track_running_stats", "dtype")
 
     def reset_running_stats(self) -> None:
         """Running mean 0, running variance 1, no batches tracked (in place, as torch)."""

@@ -32,7 +32,7 @@ term (a loop over the input positions, not a scatter).
 from __future__ import annotations
 
 import math
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -102,6 +102,9 @@ class Upsample(Node):
         self.align_corners = align_corners
         self.recompute_scale_factor = recompute_scale_factor
         self._size_given, self._scale_given = size, scale_factor  # as torch shows them
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("size", "scale_factor", "mode", "align_corners", "recompute_scale_factor")
 
     def output_size(self, height: int, width: int) -> Tuple[int, int]:
         r"""``(H_out, W_out)``: ``size``, or :math:`\lfloor S \cdot \text{scale} \rfloor` per axis."""

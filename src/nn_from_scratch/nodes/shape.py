@@ -10,7 +10,7 @@ identity on the flat memory order, so
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -65,6 +65,9 @@ class Flatten(_ReshapeNode):
         self.start_dim = _check_int("start_dim", start_dim)
         self.end_dim = _check_int("end_dim", end_dim)
 
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("start_dim", "end_dim")
+
     def _axis(self, name: str, dim: int, ndim: int) -> int:
         rank = max(ndim, 1)  # torch treats a 0-d input as 1-d here
         if not -rank <= dim < rank:
@@ -117,6 +120,9 @@ class Vectorization(Flatten):
         self._output_dim: Optional[Tuple[int, int]] = (
             None if self._input_dim is None else (self._input_dim[0], math.prod(self._input_dim[1:])))
 
+    def config(self) -> Dict[str, Any]:
+        return {} if self._input_dim is None else self._config_of(input_dim=self._input_dim)
+
     def extra_repr(self) -> str:
         return super().extra_repr() if self._input_dim is None else f"input_dim={self._input_dim}"
 
@@ -148,6 +154,14 @@ class Reshape(_ReshapeNode):
                 f"Reshape: shape entries must be positive, with at most one -1 to infer, got {dims}"
             )
         self.shape: Tuple[int, ...] = dims
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("shape")
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], children: Sequence[Any] = ()) -> "Reshape":
+        """``Reshape(*config["shape"])``: the sizes are the constructor's positional arguments."""
+        return cls._from_positional(config, children, "shape")
 
     def _output_shape(self, x: Any) -> Tuple[int, ...]:
         if x.ndim == 0:
@@ -190,6 +204,9 @@ class Unsqueeze(_ReshapeNode):
         super().__init__()
         self.dim = check_axis("Unsqueeze", dim, "dim")
 
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("dim")
+
     def _output_shape(self, x: Any) -> Tuple[int, ...]:
         dim = normalize_axis("Unsqueeze", self.dim, x.ndim + 1, tuple(x.shape), "dim")
         return tuple(x.shape[:dim]) + (1,) + tuple(x.shape[dim:])
@@ -216,6 +233,9 @@ class Squeeze(_ReshapeNode):
         self.dim: Optional[Union[int, Tuple[int, ...]]] = dim if dim is None else (
             check_axis("Squeeze", dim, "dim") if isinstance(dim, (int, np.integer)) and not isinstance(dim, bool)
             else check_axes("Squeeze", dim, "dim"))
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("dim")
 
     def _output_shape(self, x: Any) -> Tuple[int, ...]:
         shape = tuple(x.shape)

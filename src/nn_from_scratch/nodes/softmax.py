@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import functools
 from types import ModuleType
-from typing import Any, Callable, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, Tuple, TypeVar, Union
 
 import numpy as np
 
@@ -182,6 +182,9 @@ class _AlongDim(RowwiseNode):
             raise TypeError(f"dim must be an int or None, got {dim!r}")
         self.dim = None if dim is None else int(dim)
 
+    def config(self) -> Dict[str, Any]:
+        return self._config_of(*(("input_shape",) if self.input_shape is not None else ()), "dim")
+
     def _axis(self, ndim: int) -> Any:
         """The axis along which the rows run, or None when it is the last one."""
         axis = ndim - 1 if self.dim is None else self.dim % max(ndim, 1)
@@ -309,6 +312,9 @@ class NormalizedSoftMax(RowwiseNode):
     """
 
     float16_in_float32 = True  # float16 is computed in float32, each result rounded once
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of(*(("input_shape",) if self.input_shape is not None else ()))
 
     def _forward(self, x: Any, ctx: Context) -> Any:
         xp = ctx.xp

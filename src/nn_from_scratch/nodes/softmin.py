@@ -1,7 +1,7 @@
 r"""Softmin, the softmax of :math:`-x`, along torch's ``dim``: the softmax family's formulas on the negated input."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Dict
 
 from ..context import Context
 from ..engine import softmax as blocked
@@ -29,6 +29,9 @@ class Softmin(_AlongDim):
 
     def __init__(self, dim: Any = None) -> None:
         super().__init__(dim=dim)
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("dim")
 
     def _row_forward(self, x: Any, ctx: Context) -> Any:
         if ctx.fast:

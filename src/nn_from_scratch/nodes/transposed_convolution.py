@@ -2,7 +2,7 @@ r"""The transposed 2-d convolution, with torch.nn.ConvTranspose2d's semantics, w
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -108,6 +108,11 @@ class ConvTranspose2d(GradientsTogether):
         shape = (self.in_channels, self.out_channels // self.groups) + self.kernel_size
         self.weight, self.bias = conv_parameters(init, shape, self.out_channels // self.groups * taps,
                                                  self.in_channels * taps, self.out_channels, bias, rng, dtype)
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("in_channels", "out_channels", "kernel_size", "stride", "padding", "output_padding",
+                              "groups", "dilation", "padding_mode", bias=self.bias is not None,
+                              dtype=self.weight.dtype)
 
     @property
     def dtype(self) -> Any:
