@@ -222,7 +222,8 @@ def test_a_transformer_layers_activation_record_is_checked_as_a_node(tmp_path):
             ({"class": "os.system", "config": {}}, rf"{field}\.class: 'os\.system' is not a registered"),
             ({"class": "Linear", "config": {"in_features": 10 ** 5, "out_features": 10 ** 5}},
              rf"{field}\.config: sizes whose product"),
-            ({"class": "GELU", "config": {"approximate": "tanh"}, "children": [[None, {"class": "ReLU", "config": {}}]]},
+            ({"class": "GELU", "config": {"approximate": "tanh"},
+              "children": [[None, {"class": "ReLU", "config": {}}]]},
              rf"{field}\.children: GELU holds no nodes"),
             ("sigmoid", r"activation must be 'relu', 'gelu' or a Node")]:
         record["model"]["children"][0][1]["config"]["activation"] = activation
