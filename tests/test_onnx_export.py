@@ -28,6 +28,14 @@ NO_ONNX = {
     "MaxPool2d[indices, ceil]", "AvgPool2d[options]",
     "BatchNorm2d[no stats]", "InstanceNorm2d", "AdaptiveMaxPool2d",
 }
+#: The sequence layers (described since they save with their architecture): no ONNX form here yet.
+NO_ONNX |= {
+    "RNN", "RNN[relu]", "RNNCell", "RNNCell[relu]", "LSTM", "LSTM[options]", "LSTMCell", "LSTMCell[float32]", "GRU",
+    "GRU[no bias]", "GRUCell", "FirstOutput", "MultiheadAttention", "ScaledDotProductAttention",
+    "LearnedPositionalEmbedding", "LearnedPositionalEmbedding[float32]", "SinusoidalPositionalEncoding",
+    "SinusoidalPositionalEncoding[time first]", "TransformerEncoderLayer", "TransformerEncoderLayer[options]",
+    "TransformerEncoderLayer[a node as activation]", "TransformerDecoderBlock", "TransformerDecoderBlock[options]",
+}
 
 
 def _session(path):
