@@ -185,7 +185,8 @@ def test_a_transformer_layers_activation_is_described_by_its_record_or_refused_b
         pass
 
     model = Sequential(Linear(4, 4), nodes_module.TransformerEncoderLayer(4, 2, 6, activation=Unlisted()))
-    with pytest.raises(ValueError, match=r"describe: model\.1: activation: Unlisted is not a registered node class"):
+    with pytest.raises(ValueError, match=r"describe: model\.1\.config\.activation: Unlisted is not a registered "
+                                         r"node class"):
         describe(model)
 
 

@@ -19,7 +19,7 @@ so their gradients add.
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -66,7 +66,7 @@ class TransformerEncoderLayer(Node):
     """
 
     causal = False  # the decoder-only block masks the future itself
-    node_arguments = ("activation",)  # a Node given as the activation is described by its own record
+    node_arguments = ("activation",)  # a Node given as the activation is saved as its own record
 
     def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
                  activation: Union[str, Node] = "relu", layer_norm_eps: float = 1e-5, batch_first: bool = False,
@@ -105,27 +105,13 @@ class TransformerEncoderLayer(Node):
         return self.linear1.dtype
 
     def config(self) -> Dict[str, Any]:
+        """The arguments; an ``activation`` given as a Node is that node (the record describes it by its own)."""
         return {**self._config_of("d_model", nhead=self.self_attn.num_heads,
                                   dim_feedforward=self.linear1.out_features, dropout=self.dropout.p),
-                "activation": self._activation_config(),
+                "activation": self.activation if self._activation_name is None else self._activation_name,
                 **self._config_of(layer_norm_eps=self.norm1.eps, batch_first=self.batch_first,
                                   norm_first=self.norm_first, bias=self.linear1.bias is not None,
                                   dtype=numpy_dtype(self.linear1.weight.value))}
-
-    def _activation_config(self) -> Union[str, Dict[str, Any]]:
-        """``"relu"`` or ``"gelu"`` as given, or the record of the Node given (a registered node's only)."""
-        if self._activation_name is not None:
-            return self._activation_name
-        from ..registry.record import describe_node  # the registry imports the nodes
-        return describe_node(self.activation, "activation")
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any], children: Sequence[Tuple[Optional[str], Node]] = ()) -> Node:
-        """``cls(**config)``, an ``activation`` given as a node's record built first."""
-        if isinstance(config.get("activation"), dict):
-            from ..registry.record import build_node
-            config = {**config, "activation": build_node(config["activation"], "activation")}
-        return super().from_config(config, children)
 
     @classmethod
     def config_elements(cls, config: Dict[str, Any]) -> int:

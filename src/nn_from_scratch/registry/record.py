@@ -25,8 +25,8 @@ read from the unchecked config, in place of the product.  A constructor's own re
 named.  A node met twice in a tree (a node shared by two containers) cannot
 be described by a tree and is refused by :func:`describe`, naming it.  An
 argument that is itself a node (a transformer layer's ``activation``, named by
-its class's ``node_arguments``) is a node record in the config, checked as
-every other node is.
+its class's ``node_arguments``; ``config()`` gives the node) is that node's
+record in the config, checked and built as every other node is.
 """
 from __future__ import annotations
 
@@ -36,8 +36,7 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 from ..node import Node
 from .classes import described_name, node_class
 
-__all__ = ["FORMAT", "MAX_DEPTH", "MAX_NODES", "VERSION", "build", "build_node", "check_record", "describe",
-           "describe_node"]
+__all__ = ["FORMAT", "MAX_DEPTH", "MAX_NODES", "VERSION", "build", "check_record", "describe"]
 
 FORMAT, VERSION = "nn_from_scratch.architecture", 1
 MAX_DEPTH = 64
@@ -58,12 +57,6 @@ def describe(model: Node) -> Dict[str, Any]:
         raise ValueError(f"describe: {error}") from None
 
 
-def describe_node(node: Node, path: str = "node") -> Dict[str, Any]:
-    """One node's record, ``{"class", "config"[, "children"]}``: what a node that takes another node as an argument
-    (a transformer layer's ``activation``) puts in its config; ``ValueError`` naming ``path`` when it cannot."""
-    return _record_of(node, path, 0, set())
-
-
 def _record_of(node: Node, path: str, depth: int, seen: Set[int]) -> Dict[str, Any]:
     if depth > MAX_DEPTH:
         raise ValueError(f"containers nested deeper than {MAX_DEPTH} at {path}")
@@ -75,6 +68,10 @@ def _record_of(node: Node, path: str, depth: int, seen: Set[int]) -> Dict[str, A
         record: Dict[str, Any] = {"class": described_name(node), "config": node.config()}
     except (NotImplementedError, ValueError, TypeError) as error:
         raise ValueError(f"{path}: {error}") from None
+    for key in getattr(type(node), "node_arguments", ()):  # an argument that is a node: its own record
+        if isinstance(record["config"].get(key), Node):
+            record["config"] = {**record["config"],
+                                key: _record_of(record["config"][key], f"{path}.config.{key}", depth + 1, seen)}
     if _holds_children(type(node)):
         record["children"] = [[name, _record_of(child, f"{path}.{name}", depth + 1, seen)]
                               for name, child in node.children()]
@@ -209,17 +206,19 @@ def _check_sizes(cls: type, config: Dict[str, Any], path: str, limit: int) -> No
 def build(record: Any, *, max_elements: Optional[int] = None) -> Node:
     """The model a record describes, checked first (:func:`check_record`); new weights."""
     check_record(record, max_elements=max_elements)
-    return build_node(record["model"], "model")
+    return _made(record["model"], "model")
 
 
-def build_node(node: Dict[str, Any], path: str = "node") -> Node:
-    """The node one record describes (:func:`describe_node`'s), without the checks of :func:`check_record`: for a
-    record already checked as part of a whole one (a transformer layer's ``activation``), or one's own."""
-    children = [(name, build_node(child, f"{path}.children[{i}][1]"))
+def _made(node: Dict[str, Any], path: str) -> Node:
+    children = [(name, _made(child, f"{path}.children[{i}][1]"))
                 for i, (name, child) in enumerate(node.get("children", []))]
     cls = node_class(node["class"])
+    config = node["config"]
+    for key in getattr(cls, "node_arguments", ()):
+        if isinstance(config.get(key), dict):
+            config = {**config, key: _made(config[key], f"{path}.config.{key}")}
     try:
-        result = cls.from_config(node["config"], children)
+        result = cls.from_config(config, children)
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, MemoryError) as error:
         raise ValueError(f"{path} ({node['class']}): {type(error).__name__}: {str(error)[:500]}") from None
     if not isinstance(result, Node):
