@@ -70,9 +70,9 @@ def test_the_command_line_saves_a_model_it_cannot_describe_as_weights_alone(tmp_
     """A trained model is never lost to its description: a node without config() saves its weights alone."""
     from nn_from_scratch.cli import common
     from nn_from_scratch.containers import Sequential
-    from nn_from_scratch.nodes import LSTM
-
     plain = common.save_model(tmp_path / "a.npz", Sequential(Linear(2, 2)), {"note": 1})
     assert "nn_from_scratch.architecture" in load_layout(plain)[1]
-    weights = common.save_model(tmp_path / "b.npz", Sequential(LSTM(2, 3)), {"note": 1})
+    encoder = Linear(2, 3)
+    tied = Sequential(encoder, Linear.tied_to(encoder.weight, transpose=True))  # shares a weight: no config()
+    weights = common.save_model(tmp_path / "b.npz", tied, {"note": 1})
     assert load_layout(weights)[1] == {"note": 1}

@@ -711,6 +711,8 @@ SEVERAL_INPUTS_OR_OUTPUTS |= {"Bilinear", "Embedding"}
 # attention and the transformer: query, key, value and masks in, an output and the weights out; their hostile-input
 # test, with this file's helpers, is in test_attention.py
 SEVERAL_INPUTS_OR_OUTPUTS |= {"MultiheadAttention", "ScaledDotProductAttention"}
+# the recurrent layers' outputs in a Sequential, of which it keeps the first: tested in test_language.py
+SEVERAL_INPUTS_OR_OUTPUTS |= {"FirstOutput"}
 
 
 def public_classes(module, base, abstract):

@@ -15,6 +15,8 @@ import pytest
 from nn_from_scratch import models
 from nn_from_scratch.containers import Graph, Input, Parallel, Residual, Sequential
 from nn_from_scratch.nodes import Add, BatchNorm2d, Concat, Conv2d, Linear, MatMul, ReLU, Reshape, Split
+from nn_from_scratch.nodes import (GELU, GRU, LSTM, FirstOutput, LSTMCell, TransformerDecoderBlock,
+                                   TransformerEncoderLayer)
 from nn_from_scratch.interop import from_torch, to_torch
 from nn_from_scratch.registry import describe
 from test_describe import CASES
@@ -23,10 +25,18 @@ from test_describe import CASES
 #: as arguments, and the library's own NormalizedSoftMax.
 NO_TWIN = {"Where", "MaskedFill", "Gather", "IndexSelect", "NormalizedSoftMax", "Squeeze", "Squeeze[dim]",
            "Unsqueeze", "Squeeze[dims]"}
+#: The sequence layers without an exact twin in torch.nn: the decoder block (torch's encoder layer with a mask
+#: given at each call), the positional layers (written by hand in torch) and the attention function.
+NO_TWIN |= {"TransformerDecoderBlock", "TransformerDecoderBlock[options]", "LearnedPositionalEmbedding",
+            "LearnedPositionalEmbedding[float32]", "SinusoidalPositionalEncoding",
+            "SinusoidalPositionalEncoding[time first]", "ScaledDotProductAttention"}
 
 
 def _as_tuple(value):
-    return value if isinstance(value, tuple) else (value,)
+    """Outputs as one flat tuple: torch's LSTM nests its final states, ``(output, (h_n, c_n))``."""
+    if not isinstance(value, tuple):
+        return (value,)
+    return tuple(item for part in value for item in _as_tuple(part))
 
 
 def _compare(torch, node, module, xs, rtol):
@@ -104,6 +114,14 @@ MODELS = {
                                   after=ReLU()), (2, 2, 4, 4)),
     "parallel": (lambda: Sequential(Parallel(OrderedDict(a=Linear(4, 2, rng=0), b=Linear(4, 3, rng=1))),
                                     Reshape(1, 5)), (3, 4)),
+    "lstm": (lambda: Sequential(LSTM(3, 4, 2, batch_first=True, bidirectional=True, rng=0), FirstOutput(3),
+                                Linear(8, 2, rng=1)), (2, 5, 3)),
+    "gru": (lambda: Sequential(GRU(3, 4, rng=0), FirstOutput(2), Linear(4, 2, rng=1)), (5, 2, 3)),
+    "transformer": (lambda: Sequential(
+        TransformerEncoderLayer(4, 2, 8, 0.0, batch_first=True, rng=0),
+        TransformerEncoderLayer(4, 2, 8, 0.0, activation=GELU(approximate="tanh"), batch_first=True,
+                                norm_first=True, rng=1),
+        Linear(4, 3, rng=2)), (2, 5, 4)),
 }
 
 
@@ -153,7 +171,7 @@ def test_a_module_with_its_own_forward_is_refused_by_name(torch):
     with pytest.raises(ValueError, match=r"from_torch: module\.1: .*Mine is not a torch\.nn layer"):
         from_torch(torch.nn.Sequential(torch.nn.ReLU(), Mine()))
     with pytest.raises(ValueError, match="has no twin in the library"):
-        from_torch(torch.nn.TransformerEncoderLayer(4, 2))
+        from_torch(torch.nn.TransformerDecoderLayer(4, 2))
 
 
 def test_matmul_with_a_constant_moves_as_a_buffer(torch):
@@ -164,3 +182,54 @@ def test_matmul_with_a_constant_moves_as_a_buffer(torch):
     assert "table" in module.state_dict()
     value = np.ones((2, 3))
     np.testing.assert_array_equal(module(torch.from_numpy(value)).numpy(), model.evaluate(value))
+
+
+TORCH_SEQUENCE_LAYERS = {
+    "LSTM": (lambda nn: nn.LSTM(3, 4, num_layers=2, bias=False, batch_first=True), [(2, 5, 3)]),
+    "GRU": (lambda nn: nn.GRU(3, 4, bidirectional=True), [(5, 2, 3)]),
+    "RNN": (lambda nn: nn.RNN(3, 4, nonlinearity="relu"), [(5, 2, 3)]),
+    "LSTMCell": (lambda nn: nn.LSTMCell(3, 4), [(2, 3)]),
+    "GRUCell": (lambda nn: nn.GRUCell(3, 4, bias=False), [(2, 3)]),
+    "RNNCell": (lambda nn: nn.RNNCell(3, 4, nonlinearity="relu"), [(2, 3)]),
+    "MultiheadAttention": (lambda nn: nn.MultiheadAttention(4, 2, bias=False, batch_first=True),
+                           [(2, 3, 4), (2, 5, 4), (2, 5, 4)]),
+    "MultiheadAttention[kdim, vdim]": (lambda nn: nn.MultiheadAttention(4, 2, kdim=3, vdim=5),
+                                       [(3, 2, 4), (5, 2, 3), (5, 2, 5)]),
+    "TransformerEncoderLayer": (lambda nn: nn.TransformerEncoderLayer(4, 2, 8, 0.0, activation="gelu",
+                                                                      batch_first=True), [(2, 5, 4)]),
+    "TransformerEncoderLayer[a module as activation]": (
+        lambda nn: nn.TransformerEncoderLayer(4, 2, 8, 0.0, activation=nn.ReLU(), norm_first=True, bias=False),
+        [(5, 2, 4)]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TORCH_SEQUENCE_LAYERS))
+def test_torch_sequence_layers_come_in_with_the_same_outputs_and_gradients(name, torch):
+    make, shapes = TORCH_SEQUENCE_LAYERS[name]
+    torch.manual_seed(0)
+    module = make(torch.nn).double()
+    node = from_torch(module)
+    assert sorted(node.state_dict()) == sorted(module.state_dict())
+    rng = np.random.default_rng(3)
+    _compare(torch, node, module, tuple(rng.normal(size=shape) for shape in shapes), 1e-9)
+    again = to_torch(node)
+    assert type(again) is type(module) and sorted(again.state_dict()) == sorted(module.state_dict())
+
+
+def test_an_lstm_cell_given_its_state_in_a_graph_moves_to_torch(torch):
+    """The state inputs h, c of a graph's call are torch's tuple (h, c)."""
+    x, h, c = Input(3, name="x"), Input(4, name="h"), Input(4, name="c")
+    h1, c1 = LSTMCell(3, 4, rng=0)(x, h, c)
+    model = Graph([x, h, c], [Linear(4, 2, rng=1)(h1), c1])
+    rng = np.random.default_rng(4)
+    xs = (rng.normal(size=(2, 3)), rng.normal(size=(2, 4)), rng.normal(size=(2, 4)))
+    _compare(torch, model, to_torch(model), xs, 1e-9)
+
+
+def test_torch_layers_the_library_does_not_implement_are_refused_by_name(torch):
+    with pytest.raises(ValueError, match="proj_size=2 is not implemented"):
+        from_torch(torch.nn.LSTM(3, 4, proj_size=2))
+    with pytest.raises(ValueError, match="add_bias_kv and add_zero_attn are not implemented"):
+        from_torch(torch.nn.MultiheadAttention(4, 2, add_bias_kv=True))
+    with pytest.raises(ValueError, match=r"to_torch: model\.0: TransformerDecoderBlock has no torch\.nn twin"):
+        to_torch(Sequential(TransformerDecoderBlock(4, 2, 8)))

@@ -2,6 +2,7 @@
 (a small run end to end for the transformer, the LSTM and the GRU, the refusals) and ``sample``."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -10,6 +11,9 @@ import pytest
 from nn_from_scratch.cli import main
 from nn_from_scratch.cli.language import FirstOutput, generate, language_model, validate_language_config
 from nn_from_scratch.datasets import decode, encode, load_words, sequence_windows
+from nn_from_scratch.files import load_layout
+from nn_from_scratch.files import save_model as save_weights
+from nn_from_scratch.registry import ARCHITECTURE_KEY, load_model
 
 SMALL = ["--epochs", "1", "--context", "8", "--embed", "8", "--heads", "2", "--layers", "1", "--batch-size", "64",
          "--no-progress"]
@@ -63,6 +67,24 @@ def test_train_reports_nats_per_character_saves_and_samples(tmp_path, capsys):
     first = capsys.readouterr().out
     assert main(["sample", "--weights", str(out), "--length", "50", "--seed", "0"]) == 0
     assert capsys.readouterr().out == first and len(first.rstrip("\n")) <= 50
+    _assert_saved_with_its_architecture(out, "TransformerDecoderBlock")
+    # a file of the weights alone (as this command wrote them before) is read into the configuration's model
+    metadata = {k: v for k, v in load_layout(out)[1].items() if k != ARCHITECTURE_KEY}
+    weights_only = save_weights(tmp_path / "weights-only.npz", load_model(out), metadata)
+    assert main(["sample", "--weights", str(weights_only), "--length", "50", "--seed", "0"]) == 0
+    assert capsys.readouterr().out == first
+
+
+def _assert_saved_with_its_architecture(out, layer):
+    """The file rebuilds the model by itself (load_model(path)): the same logits as the configuration's model."""
+    metadata = load_layout(out)[1]
+    assert ARCHITECTURE_KEY in metadata and layer in json.dumps(metadata[ARCHITECTURE_KEY])
+    model = load_model(out)
+    twin = language_model(metadata["model"], rng=1)
+    load_model(out, twin)
+    codes = np.array([[0, 1, 2, 3, 1]])
+    model.eval(), twin.eval()
+    np.testing.assert_array_equal(model.evaluate(codes), twin.evaluate(codes))
 
 
 @pytest.mark.parametrize("model", ["lstm", "gru"])
@@ -80,6 +102,7 @@ def test_a_recurrent_model_trains_saves_and_samples(tmp_path, capsys, model):
     with pytest.raises(SystemExit):
         main(["sample", "--weights", str(out), "--attention", str(tmp_path / "maps.png")])
     assert "recurrent" in capsys.readouterr().err
+    _assert_saved_with_its_architecture(out, model.upper())
 
 
 @pytest.mark.parametrize("kind, layer", [("lstm_lm", "LSTM"), ("gru_lm", "GRU")])

@@ -21,6 +21,9 @@ from nn_from_scratch.containers import Constant, Graph, Input, Residual, Sequent
 from nn_from_scratch.files import load_layout, save_arrays
 from nn_from_scratch.files import save_model as save_weights
 from nn_from_scratch.nodes import Add, BatchNorm2d, Conv2d, Linear, MatMul, ReLU, Split, Concat
+from nn_from_scratch.nodes import (GELU, GRU, LSTM, FirstOutput, LayerNorm, LearnedPositionalEmbedding,
+                                   MultiheadAttention, SinusoidalPositionalEncoding, TransformerDecoderBlock,
+                                   TransformerEncoderLayer)
 from nn_from_scratch.registry import ARCHITECTURE_KEY, describe, load_model, save_model
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -43,6 +46,15 @@ MODELS = {
     "residual": (lambda: Residual(Sequential(Conv2d(2, 2, 3, padding=1, rng=0), BatchNorm2d(2)),
                                   Conv2d(2, 2, 1, rng=1), after=ReLU()), (2, 2, 4, 4)),
     "graph": (_graph, (2, 1, 6, 6)),
+    "lstm": (lambda: Sequential(LSTM(3, 4, 2, batch_first=True, bidirectional=True, rng=0), FirstOutput(3),
+                                Linear(8, 2, rng=1)), (2, 5, 3)),
+    "gru": (lambda: Sequential(GRU(3, 4, dropout=0.5, num_layers=2, rng=0), FirstOutput(2), Linear(4, 2, rng=1)),
+            (5, 2, 3)),
+    "transformer": (lambda: Sequential(
+        SinusoidalPositionalEncoding(4, max_len=16),
+        TransformerEncoderLayer(4, 2, 8, 0.0, activation=GELU(approximate="tanh"), batch_first=True, rng=0),
+        TransformerDecoderBlock(4, 2, 8, 0.0, rng=1), LearnedPositionalEmbedding(6, 4, rng=2), LayerNorm(4),
+        Linear(4, 3, rng=3)), (2, 5, 4)),
 }
 
 
@@ -95,7 +107,7 @@ print(type(model).__name__)
 """
 
 
-@pytest.mark.parametrize("name", ["resnet", "graph"])
+@pytest.mark.parametrize("name", ["resnet", "graph", "lstm", "transformer"])
 def test_a_fresh_process_rebuilds_the_model_from_the_library_alone(name, suffix, tmp_path):
     make, shape = MODELS[name]
     model = _trained_a_little(make(), shape)
@@ -184,6 +196,39 @@ def test_a_large_scale_factor_is_refused_before_building(tmp_path):
     record["model"]["children"][0][1]["config"]["scale_factor"] = [3000.0, 3000.0]
     with pytest.raises(ValueError, match=r"model\.children\[0\]\[1\]\.config: sizes whose product 9000000"):
         load_model(_file_with(tmp_path, record))
+
+
+@pytest.mark.parametrize("layer, sizes", [
+    (LSTM(2, 3), {"input_size": 1, "hidden_size": 100_000}),  # 4 H (I + H): the product I H alone is small
+    (GRU(2, 3), {"hidden_size": 300, "num_layers": 20, "bidirectional": True}),
+    (MultiheadAttention(4, 2), {"embed_dim": 20_000, "num_heads": 1}),
+    (TransformerEncoderLayer(4, 2, 6), {"d_model": 20_000, "nhead": 1, "dim_feedforward": 1}),
+    (TransformerDecoderBlock(4, 2, 6), {"d_model": 8, "nhead": 1, "dim_feedforward": 10 ** 6}),
+    (SinusoidalPositionalEncoding(4), {"max_len": 10 ** 7}),
+    (LearnedPositionalEmbedding(5, 4), {"num_positions": 10 ** 6, "embedding_dim": 100}),
+], ids=["lstm", "gru", "attention", "encoder", "decoder", "sinusoids", "positions"])
+def test_the_sequence_layers_sizes_are_bounded_before_building(tmp_path, layer, sizes):
+    record = json.loads(json.dumps(describe(Sequential(layer))))
+    record["model"]["children"][0][1]["config"].update(sizes)
+    with pytest.raises(ValueError, match=r"model\.children\[0\]\[1\]\.config: sizes whose product \d+ exceeds"):
+        load_model(_file_with(tmp_path, record))
+
+
+def test_a_transformer_layers_activation_record_is_checked_as_a_node(tmp_path):
+    layer = TransformerEncoderLayer(4, 2, 6, 0.0, activation=GELU(), rng=0)
+    record = json.loads(json.dumps(describe(Sequential(layer))))
+    field = r"model\.children\[0\]\[1\]\.config\.activation"
+    for activation, problem in [
+            ({"class": "os.system", "config": {}}, rf"{field}\.class: 'os\.system' is not a registered"),
+            ({"class": "Linear", "config": {"in_features": 10 ** 5, "out_features": 10 ** 5}},
+             rf"{field}\.config: sizes whose product"),
+            ({"class": "GELU", "config": {"approximate": "tanh"},
+              "children": [[None, {"class": "ReLU", "config": {}}]]},
+             rf"{field}\.children: GELU holds no nodes"),
+            ("sigmoid", r"activation must be 'relu', 'gelu' or a Node")]:
+        record["model"]["children"][0][1]["config"]["activation"] = activation
+        with pytest.raises(ValueError, match=problem):
+            load_model(_file_with(tmp_path, record, dict(layer.state_dict())))
 
 
 def test_deep_nesting_is_refused_before_building(tmp_path):

@@ -28,6 +28,15 @@ NO_ONNX = {
     "MaxPool2d[indices, ceil]", "AvgPool2d[options]",
     "BatchNorm2d[no stats]", "InstanceNorm2d", "AdaptiveMaxPool2d",
 }
+#: The sequence layers without an ONNX form here: the cells, attention, the transformer layers; and the sequence
+#: layers alone, whose several outputs a Graph must wire (the table's RNN, LSTM and GRU are wired so, and export).
+NO_ONNX |= {
+    "RNNCell", "RNNCell[relu]", "LSTM[options]", "RNN[relu]", "GRU[no bias]", "LSTMCell", "LSTMCell[float32]",
+    "GRUCell", "MultiheadAttention", "ScaledDotProductAttention",
+    "LearnedPositionalEmbedding", "LearnedPositionalEmbedding[float32]", "SinusoidalPositionalEncoding",
+    "SinusoidalPositionalEncoding[time first]", "TransformerEncoderLayer", "TransformerEncoderLayer[options]",
+    "TransformerEncoderLayer[a node as activation]", "TransformerDecoderBlock", "TransformerDecoderBlock[options]",
+}
 
 
 def _session(path):
@@ -145,3 +154,32 @@ def test_opset_is_checked(tmp_path):
         to_onnx(Sequential(ReLU()), tmp_path / "m.onnx", (3,), opset=9)
     path = to_onnx(Sequential(Linear(3, 2), ReLU()).eval(), tmp_path / "m.onnx", (3,), opset=20)
     assert path.exists()
+
+
+def test_recurrent_layers_export_with_their_final_states(tmp_path):
+    """ONNX's LSTM, GRU (linear_before_reset) and RNN nodes, one per layer, gates in ONNX's order: outputs and the
+    final states h_n, c_n of stacked and bidirectional layers, batch first or time first, agree with onnxruntime."""
+    required("onnx", "onnx is not installed (pip install onnx onnxruntime)")
+    from nn_from_scratch.export import to_onnx
+    from nn_from_scratch.nodes import GRU, LSTM, RNN, FirstOutput
+
+    x = Input((5, 3))
+    out, h, c = LSTM(3, 4, 2, batch_first=True, bidirectional=True, rng=0)(x)
+    out2, h2 = GRU(8, 3, bias=False, rng=1)(FirstOutput(3)(out, h, c))  # time first: the batch axis is time here
+    out3, h3 = RNN(3, 2, 3, nonlinearity="relu", batch_first=True, bidirectional=True, rng=2)(out2)
+    model = Graph(x, [out3, h, c, h2, h3])
+    model.eval()
+    path = to_onnx(model, tmp_path / "recurrent.onnx")
+    xs = [np.random.default_rng(3).normal(size=(2, 5, 3))]
+    _assert_runtime_agrees(model, path, xs)
+    _assert_runtime_agrees(model, path, [_batched_again(xs[0])])
+
+
+def test_a_recurrent_layer_given_its_state_is_refused_by_name(tmp_path):
+    from nn_from_scratch.export import to_onnx
+    from nn_from_scratch.nodes import GRU
+
+    x, h0 = Input((2, 3)), Input((1, 2, 4), batched=False)  # time first: (T, N, I) and (1, N, H)
+    model = Graph([x, h0], GRU(3, 4, rng=0)(x, h0)[0])
+    with pytest.raises(ValueError, match=r"to_onnx: .*\(GRU\): initial states and lengths have no ONNX form"):
+        to_onnx(model, tmp_path / "gru.onnx")

@@ -15,9 +15,10 @@ for them.  Each window is read from a zero state, so training is
 backpropagation through ``--context`` steps and sampling runs the model
 over the last ``--context`` characters, as for the transformer.  The run
 reports the validation loss in nats per character (the mean cross-entropy
-on the fixed validation split), saves the weights with their configuration
-and vocabulary, and prints a sample; ``sample --weights`` draws more text
-from saved weights.
+on the fixed validation split), saves the weights with the model's
+architecture (``nn_from_scratch.load_model(path)`` rebuilds it), its
+configuration and vocabulary, and prints a sample; ``sample --weights``
+draws more text from the saved model.
 """
 from __future__ import annotations
 
@@ -33,14 +34,14 @@ import numpy as np
 from .. import extras, viz
 from ..containers import Sequential
 from ..datasets import decode, encode, load_words, sequence_windows
-from ..files import check_model_path, load_layout, load_model_state, save_model
+from ..files import check_model_path, load_layout, load_model_state
 from ..losses import CrossEntropyLoss
-from ..context import Context
-from ..node import Node
-from ..nodes import (GRU, LSTM, Embedding, LayerNorm, LearnedPositionalEmbedding, Linear, Permute,
+from ..nodes import (GRU, LSTM, Embedding, FirstOutput, LayerNorm, LearnedPositionalEmbedding, Linear, Permute,
                      TransformerDecoderBlock, TransformerEncoderLayer)
 from ..random import as_generator
+from ..registry import ARCHITECTURE_KEY, load_model
 from ..training import NeuralNetwork
+from .common import save_model
 from .options import OPTIMIZERS
 
 __all__ = ["KINDS", "LANGUAGE_DEFAULTS", "LANGUAGE_ONLY", "FirstOutput", "add_language_options", "add_sample_command",
@@ -115,32 +116,6 @@ def validate_language_config(config: Any) -> Dict[str, Any]:
     if config["dtype"] not in ("float32", "float64"):
         raise ValueError(f"its dtype must be float32 or float64, got {config['dtype']!r:.40}")
     return dict(config)
-
-
-class FirstOutput(Node):
-    r"""The first of its ``num_inputs`` inputs: in a Sequential, a recurrent layer's output sequence.
-
-    A layer of several outputs (an :class:`LSTM`'s ``output, h_n, c_n``)
-    hands them all to the next layer of a Sequential; this node keeps
-    ``output`` and drops the final states, as ``output, _ = rnn(x)`` does in
-    torch.  :math:`y = x_0`, so :math:`\partial L/\partial x_0 = g` and the
-    dropped inputs get no gradient (None: they did not reach the loss).
-    """
-
-    def __init__(self, num_inputs: int) -> None:
-        if isinstance(num_inputs, bool) or not isinstance(num_inputs, (int, np.integer)) or num_inputs < 1:
-            raise ValueError(f"FirstOutput: num_inputs must be a positive integer, got {num_inputs!r}")
-        super().__init__()
-        self.num_inputs = int(num_inputs)
-
-    def _forward(self, *args: Any) -> Any:
-        return args[0]
-
-    def _vjp(self, g: Any, ctx: Context) -> Any:
-        return g if self.num_inputs == 1 else (g,) + (None,) * (self.num_inputs - 1)
-
-    def extra_repr(self) -> str:
-        return f"num_inputs={self.num_inputs}"
 
 
 def language_model(config: Mapping[str, Any], rng: Any = None) -> Sequential:
@@ -286,11 +261,17 @@ def train_language(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
 
 # ------------------------------------------------------------------ sample
 def load_language_model(path: Path) -> Any:
-    """The model saved at ``path`` and its configuration; ``ValueError`` for a file that is not a language model."""
+    """The model saved at ``path`` and its configuration; ``ValueError`` for a file that is not a language model.
+
+    The model is rebuilt from the architecture saved with it (``load_model(path)``); a file of weights alone is
+    read into the model its configuration describes.
+    """
     layout, metadata = load_layout(path)
     if metadata.get("task") != TASK_KEY:
         raise ValueError("it is not a language model that 'train --task language' saved")
     config = validate_language_config(metadata.get("model"))
+    if ARCHITECTURE_KEY in metadata:
+        return load_model(path), config
     state, _ = load_model_state(path, max_bytes=sum(info.nbytes for info in layout.values()))
     model = language_model(config, rng=0)
     model.load_state_dict(state)

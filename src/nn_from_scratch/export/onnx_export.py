@@ -6,7 +6,11 @@ call's ONNX form (:mod:`.onnx_ops`) and the weights as initializers in the
 export's dtype (float32 by default), with the batch axis dynamic.  A trial
 pass on zeros, at two batch sizes, gives every value's shape and which axes
 follow the batch size (for Reshape targets and adaptive pools).  A node with
-no ONNX form is refused, naming it, before anything is written.
+no ONNX form is refused, naming it, before anything is written.  The
+recurrent layers (RNN, LSTM, GRU) export as ONNX's nodes of the same names,
+one per layer, from the sequence alone; their several outputs are wired in
+a Graph.  The cells, attention and the transformer layers have no ONNX form
+here.
 """
 from __future__ import annotations
 

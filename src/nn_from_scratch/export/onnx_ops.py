@@ -16,6 +16,7 @@ import numpy as np
 
 from ..backend import to_numpy
 from ..containers.wiring import Call
+from ..nodes import GRU, LSTM
 
 __all__ = ["CONVERTERS", "Emit"]
 
@@ -402,6 +403,63 @@ def _reduce(op_type: str) -> Converter:
     return convert
 
 
+# ------------------------------------------------------------------ the recurrent layers
+#: each gate block's place in torch's order, listed in ONNX's (LSTM: torch i f g o, ONNX i o f c; GRU: r z n, z r h)
+_ONNX_GATES = {"LSTM": (0, 3, 1, 2), "GRU": (1, 0, 2), "RNN": (0,)}
+
+
+def _gates(value: Any, order: Sequence[int], hidden: int) -> np.ndarray:
+    array = np.asarray(to_numpy(value))
+    return np.concatenate([array[i * hidden:(i + 1) * hidden] for i in order], axis=0)
+
+
+def _recurrent(e: Emit, call: Call, c: Dict[str, Any]) -> None:
+    """A sequence layer as one ONNX LSTM, GRU or RNN node per layer (torch's GRU is ONNX's linear_before_reset=1)."""
+    node = call.node
+    kind = "LSTM" if isinstance(node, LSTM) else "GRU" if isinstance(node, GRU) else "RNN"
+    if len(call.inputs) > 1:
+        _refuse(call, "initial states and lengths have no ONNX form here: give the sequence alone")
+    if len(e.shapes[call.inputs[0]]) != 3:
+        _refuse(call, "an unbatched sequence (T, I) has no ONNX form here")
+    if node.training and node.dropout > 0 and node.num_layers > 1:
+        _refuse(call, "dropout between layers in training mode has no ONNX form: call model.eval() first")
+    hidden, directions, order = node.hidden_size, node.num_directions, _ONNX_GATES[kind]
+    h = call.inputs[0]
+    if node.batch_first:  # ONNX's sequence is time first
+        h = e.op("Transpose", [h], perm=[1, 0, 2], hint=f"{call.name}.time_first")
+    finals: List[List[str]] = [[], []]
+    for layer in range(node.num_layers):
+        suffixes = node._suffixes(layer)
+        w = [_gates(getattr(node, "weight_ih" + s).value, order, hidden) for s in suffixes]
+        r = [_gates(getattr(node, "weight_hh" + s).value, order, hidden) for s in suffixes]
+        inputs = [h, e.constant(np.stack(w), f"{call.name}.W{layer}"), e.constant(np.stack(r), f"{call.name}.R{layer}")]
+        if node.bias:
+            inputs.append(e.constant(np.stack([np.concatenate([_gates(getattr(node, name + s).value, order, hidden)
+                                                               for name in ("bias_ih", "bias_hh")])
+                                               for s in suffixes]), f"{call.name}.B{layer}"))
+        attributes: Dict[str, Any] = {"hidden_size": hidden,
+                                      "direction": "bidirectional" if directions == 2 else "forward"}
+        if kind == "GRU":
+            attributes["linear_before_reset"] = 1
+        if kind == "RNN":
+            attributes["activations"] = [node.nonlinearity.capitalize()] * directions
+        outputs = [e.fresh(f"{call.name}.Y{layer}"), e.fresh(f"{call.name}.Y_h{layer}")]
+        outputs += [e.fresh(f"{call.name}.Y_c{layer}")] if kind == "LSTM" else []
+        e.op(kind, inputs, outputs, hint=f"{call.name}.layer{layer}", **attributes)
+        y = e.op("Transpose", [outputs[0]], perm=[0, 2, 1, 3], hint=f"{call.name}.directions_last")  # (T, N, D, H)
+        h = e.op("Reshape", [y, e.ints([0, 0, directions * hidden], f"{call.name}.shape")])
+        for i, final in enumerate(outputs[1:]):
+            finals[i].append(final)
+    e.op("Transpose" if node.batch_first else "Identity", [h], call.outputs[:1], hint=f"{call.name}.output",
+         **({"perm": [1, 0, 2]} if node.batch_first else {}))
+    for label, states in zip(call.outputs[1:], finals):  # h_n (and c_n): (L D, N, H), the layers one after another
+        e.op("Concat", states, [label], axis=0) if len(states) > 1 else e.op("Identity", states, [label])
+
+
+def _first_output(e: Emit, call: Call, c: Dict[str, Any]) -> None:
+    e.op("Identity", call.inputs[:1], call.outputs[:1])
+
+
 CONVERTERS: Dict[str, Converter] = {
     "Linear": _linear, "Conv2d": _conv, "Conv1d": _conv, "ConvTranspose2d": _conv_transpose,
     "BatchNorm1d": _batch_norm, "BatchNorm2d": _batch_norm, "InstanceNorm2d": _instance_norm,
@@ -423,4 +481,5 @@ CONVERTERS: Dict[str, Converter] = {
     "Add": _add, "Subtract": _simple("Sub"), "Multiply": _simple("Mul"), "Divide": _simple("Div"),
     "MatMul": _simple("MatMul"), "Concat": _simple("Concat", axis="@axis"), "Stack": _stack,
     "Split": _split, "Chunk": _split, "Scale": _scale, "Sum": _reduce("ReduceSum"), "Mean": _reduce("ReduceMean"),
+    "LSTM": _recurrent, "GRU": _recurrent, "RNN": _recurrent, "FirstOutput": _first_output,
 }

@@ -10,8 +10,14 @@ Reshape, ...) become the small modules of :mod:`.torch_modules`.  The state
 dict keys are ours, so the weights move unchanged.  :func:`from_torch` is
 the way back: ``torch.nn.Sequential`` and the layers of ``torch.nn`` that
 the library has (their arguments read from the module's attributes), and the
-modules :func:`to_torch` made.  A node or module without a twin is refused
-with ``ValueError`` naming it.  torch is imported on first use.
+modules :func:`to_torch` made.  The recurrent layers and cells, MultiheadAttention
+and TransformerEncoderLayer (its ``activation`` a string or a layer) move to
+and from their torch twins, whose state-dict keys are ours; torch's LSTM
+nests its final states, ``(output, (h_n, c_n))``, where ours are three
+outputs, and a container's call hands it the state as that tuple.  The
+decoder block, the positional layers and ScaledDotProductAttention have no
+exact ``torch.nn`` twin.  A node or module without a twin is refused with
+``ValueError`` naming it.  torch is imported on first use.
 """
 from __future__ import annotations
 
@@ -97,6 +103,8 @@ def _leaf(node: Node, path: str, tm: Any) -> Any:
     if name in ("GroupNorm", "InstanceNorm2d"):
         if not kwargs.pop("bias", True):
             raise ValueError(f"to_torch: {path}: torch's {name} has no bias=False")
+    if name == "TransformerEncoderLayer" and not isinstance(kwargs["activation"], str):  # a node's record
+        kwargs["activation"] = _to_torch(node.activation, f"{path}.activation", tm)
     if name in tm.OPERATIONS:
         module = tm.OPERATIONS[name](**kwargs)
         module.node_config = config  # from_torch reads it back
@@ -143,12 +151,13 @@ def _from_torch(module: Any, path: str, tm: Any) -> Node:
             cls = node_class(OUR_NAMES.get(name, name))
         except ValueError:
             raise ValueError(f"from_torch: {path}: torch.nn.{name} has no twin in the library") from None
-        node = cls.from_config(_read_config(cls, module))
+        reader = _READERS.get(cls.__name__, _read_config)
+        node = cls.from_config(reader(cls, module, path, tm))
     node.training = module.training
     return node
 
 
-def _read_config(cls: type, module: Any) -> Dict[str, Any]:
+def _read_config(cls: type, module: Any, path: str = "module", tm: Any = None) -> Dict[str, Any]:
     """The constructor arguments of ``cls`` read off a torch module's attributes (torch's names are ours)."""
     tensors = list(module.parameters(recurse=False)) + [b for b in module.buffers(recurse=False)
                                                         if b.is_floating_point()]
@@ -156,8 +165,9 @@ def _read_config(cls: type, module: Any) -> Dict[str, Any]:
     for key, parameter in inspect.signature(cls.__init__).parameters.items():
         if key in _NOT_READ or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             continue
-        if key == "bias":
-            config[key] = getattr(module, "bias", None) is not None
+        if key == "bias":  # a recurrent layer keeps the flag, the others the Parameter or None
+            bias = getattr(module, "bias", None)
+            config[key] = bias if isinstance(bias, bool) else bias is not None
         elif key == "dtype":
             if tensors:
                 config[key] = str(tensors[0].dtype).replace("torch.", "")
@@ -165,3 +175,34 @@ def _read_config(cls: type, module: Any) -> Dict[str, Any]:
             value = getattr(module, key)
             config[key] = plain(list(value) if isinstance(value, tuple) else value)
     return config
+
+
+def _read_attention(cls: type, module: Any, path: str, tm: Any) -> Dict[str, Any]:
+    """MultiheadAttention's arguments: its biases are ``in_proj_bias`` and ``bias_k``, not ``bias``."""
+    config = _read_config(cls, module, path, tm)
+    config.update(bias=module.in_proj_bias is not None, add_bias_kv=module.bias_k is not None)
+    return config
+
+
+def _read_transformer(cls: type, module: Any, path: str, tm: Any) -> Dict[str, Any]:
+    """TransformerEncoderLayer's arguments, read off its sublayers (torch keeps few of them itself)."""
+    import torch
+
+    activation = module.activation
+    if activation is torch.nn.functional.relu or activation is torch.nn.functional.gelu:
+        activation = activation.__name__
+    elif isinstance(activation, torch.nn.Module):
+        activation = _from_torch(activation, f"{path}.activation", tm)
+    else:
+        raise ValueError(f"from_torch: {path}: the activation {activation!r} is neither relu, gelu nor a torch.nn "
+                         "layer")
+    attention = module.self_attn
+    return {"d_model": attention.embed_dim, "nhead": attention.num_heads,
+            "dim_feedforward": module.linear1.out_features, "dropout": module.dropout.p, "activation": activation,
+            "layer_norm_eps": module.norm1.eps, "batch_first": attention.batch_first,
+            "norm_first": module.norm_first, "bias": module.linear1.bias is not None,
+            "dtype": str(module.linear1.weight.dtype).replace("torch.", "")}
+
+
+#: the layers whose arguments are not all attributes of the torch module
+_READERS = {"MultiheadAttention": _read_attention, "TransformerEncoderLayer": _read_transformer}

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple
 import torch
 from torch import nn
 
-__all__ = ["OPERATIONS", "Wired"]
+__all__ = ["OPERATIONS", "Wired", "flat"]
 
 
 class Wired(nn.Module):
@@ -39,10 +39,37 @@ class Wired(nn.Module):
         values.update((name, buffer) for name, buffer in self.named_buffers(recurse=False))
         for name, ins, outs in self.calls:
             module = self.helpers[name] if name in self.helpers else getattr(self, name)
-            y = module(*[values[label] for label in ins])
-            values.update(zip(outs, y if isinstance(y, tuple) else (y,)))
+            y = module(*_arguments(module, [values[label] for label in ins]))
+            values.update(zip(outs, flat(y)))
         ys = tuple(values[label] for label in self.outputs)
         return ys[0] if len(ys) == 1 else ys
+
+
+def _arguments(module: nn.Module, args: List[Any]) -> List[Any]:
+    """The library's inputs as torch's: an LSTM's state ``h, c`` is torch's tuple ``(h, c)``."""
+    if isinstance(module, (nn.LSTM, nn.LSTMCell)) and len(args) == 3:
+        return [args[0], (args[1], args[2])]
+    if isinstance(module, (nn.RNNBase, nn.RNNCellBase)) and len(args) > 2 + isinstance(module, nn.LSTM):
+        raise ValueError(f"torch.nn.{type(module).__name__} takes no lengths (torch packs the sequences instead)")
+    return args
+
+
+def flat(y: Any) -> Tuple[Any, ...]:
+    """A module's outputs as the library's: one tuple, torch's nested ``(output, (h_n, c_n))`` flattened."""
+    if not isinstance(y, tuple):
+        return (y,)
+    return tuple(item for part in y for item in flat(part))
+
+
+class FirstOutput(nn.Module):
+    """The first of the outputs before it: a recurrent layer's output sequence (``output, _ = lstm(x)``)."""
+
+    def __init__(self, num_inputs: int) -> None:
+        super().__init__()
+        self.num_inputs = num_inputs
+
+    def forward(self, *xs: Any) -> torch.Tensor:
+        return flat(xs)[0]  # in a Sequential, torch's recurrent layer hands over one tuple
 
 
 class Add(nn.Module):
@@ -167,4 +194,4 @@ class Mean(_Reduction):
 
 #: the library's nodes without a torch.nn twin, by class name: the module made from their config
 OPERATIONS = {cls.__name__: cls for cls in (Add, Subtract, Multiply, Divide, MatMul, Concat, Stack, Split, Chunk,
-                                            Scale, Reshape, Permute, Transpose, Sum, Mean)}
+                                            Scale, Reshape, Permute, Transpose, Sum, Mean, FirstOutput)}

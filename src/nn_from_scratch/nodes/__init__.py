@@ -38,7 +38,7 @@ from .pooling1d import AvgPool1d, MaxPool1d
 from .resampling import Upsample
 from .channel_dropout import Dropout2d
 # recurrent layers
-from .recurrent import GRU, LSTM, RNN
+from .recurrent import GRU, LSTM, RNN, FirstOutput
 from .recurrent_cells import GRUCell, LSTMCell, RNNCell
 # attention and the transformer
 from .attention import ScaledDotProductAttention, scaled_dot_product_attention
@@ -128,6 +128,7 @@ __all__ = [
     "LSTMCell",
     "RNN",
     "RNNCell",
+    "FirstOutput",
     # attention and the transformer
     "LearnedPositionalEmbedding",
     "MultiheadAttention",

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from types import ModuleType
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -195,6 +195,9 @@ class ScaledDotProductAttention(Node):
             raise TypeError(f"{who}: scale must be None or a finite real number, got {scale!r}")
         self.scale = None if scale is None else float(scale)
         self.rng = as_generator(rng)
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("dropout_p", "is_causal", "scale")
 
     def run(self, query: Any, key: Any = None, value: Any = None, attn_mask: Any = None, *,
             update_state: bool = True) -> Context:

@@ -12,7 +12,7 @@ from ..node_shortcuts import RowwiseNode
 from ..parameter import Parameter
 from ..random import as_generator
 
-__all__ = ["Linear", "float_dtype", "init_weight", "positive_sizes"]
+__all__ = ["Linear", "config_size", "float_dtype", "init_weight", "positive_sizes"]
 
 Initializer = Union[str, Callable[[Tuple[int, ...], np.random.Generator], np.ndarray]]
 INITS = ("torch", "he", "xavier", "zeros")
@@ -24,6 +24,15 @@ def positive_sizes(**sizes: Any) -> Tuple[int, ...]:
         if not isinstance(value, (int, np.integer)) or isinstance(value, (bool, np.bool_)) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return tuple(int(value) for value in sizes.values())
+
+
+def config_size(config: Any, name: str, default: int = 1) -> int:
+    """A size read from an unchecked config, for a class's ``config_elements`` bound: the integer itself, or
+    ``default`` for anything else (the constructor refuses that before allocating)."""
+    value = config.get(name, default) if isinstance(config, dict) else default
+    if isinstance(value, bool) or not isinstance(value, int):
+        return default
+    return max(abs(value), 1)
 
 
 def float_dtype(dtype: Any) -> np.dtype:

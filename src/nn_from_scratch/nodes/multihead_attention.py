@@ -4,18 +4,18 @@ from __future__ import annotations
 import math
 import threading
 from types import ModuleType
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..backend import namespace_of
+from ..backend import namespace_of, numpy_dtype
 from ..context import Context, as_float_array
 from ..node import Node
 from ..parameter import Parameter
 from ..random import as_generator
 from .attention import (attend, attend_backward, check_flag, check_probability, constant_mask, draw_keep,
                         mask_as_bias)
-from .linear import Linear, float_dtype, positive_sizes
+from .linear import Linear, config_size, float_dtype, positive_sizes
 
 __all__ = ["MultiheadAttention"]
 
@@ -111,6 +111,18 @@ class MultiheadAttention(Node):
     @property
     def dtype(self) -> Any:
         return self.out_proj.dtype
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("embed_dim", "num_heads", "dropout", bias=self.in_proj_bias is not None,
+                               kdim=self.kdim, vdim=self.vdim, batch_first=self.batch_first,
+                               dtype=numpy_dtype(self.out_proj.weight.value))
+
+    @classmethod
+    def config_elements(cls, config: Dict[str, Any]) -> int:
+        """The weights' elements from an unchecked config: ``E (2E + kdim + vdim + 4)``."""
+        embed = config_size(config, "embed_dim")
+        kdim, vdim = (embed if config.get(key) is None else config_size(config, key) for key in ("kdim", "vdim"))
+        return embed * (2 * embed + kdim + vdim + 4)
 
     # ---------------------------------------------------------------- the faces, with torch's keyword arguments
     def forward(self, query: Any, key: Any = None, value: Any = None, key_padding_mask: Any = None,

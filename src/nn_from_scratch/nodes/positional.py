@@ -11,10 +11,11 @@ unbatched ``(T, E)``:
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Dict
 
 import numpy as np
 
+from ..backend import numpy_dtype
 from ..context import Context
 from ..node import Node
 from ..parameter import Parameter
@@ -71,6 +72,10 @@ class LearnedPositionalEmbedding(_AddPositions):
         self.weight = Parameter(as_generator(rng).standard_normal((self.num_positions, self.embedding_dim))
                                 .astype(dtype))
 
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("num_positions", "embedding_dim", "batch_first",
+                               dtype=numpy_dtype(self.weight.value))
+
     def _forward(self, x: Any, ctx: Context) -> Any:
         xp = ctx.xp
         return xp.astype(x, self.weight.dtype, copy=False) + self._positions(x, self.weight.value, xp)
@@ -108,6 +113,9 @@ class SinusoidalPositionalEncoding(_AddPositions):
         table[:, 0::2] = np.sin(position * frequencies)
         table[:, 1::2] = np.cos(position * frequencies[:self.embedding_dim // 2])
         self.table = table
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("embedding_dim", "batch_first", max_len=self.num_positions)
 
     def _forward(self, x: Any, ctx: Context) -> Any:
         xp = ctx.xp

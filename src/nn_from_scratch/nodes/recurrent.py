@@ -52,21 +52,22 @@ batch's call is truncated backpropagation through time (torch's ``detach``).
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from ..backend import is_array, namespace_of, numpy_dtype
 from ..context import Context
+from ..node import Node
 from ..engine import recurrent as kernels
 from ..engine.gradients import add_into
 from ..random import as_generator
-from .linear import float_dtype, positive_sizes
+from .linear import config_size, float_dtype, positive_sizes
 from .recurrence import Elman, GRUStep, LSTMStep, Recurrence, check_sizes, recurrent_parameters
 from .recurrent_cells import GRUCell, LSTMCell, RecurrentNode, RNNCell
 from .regularization import Dropout
 
-__all__ = ["GRU", "LSTM", "RNN"]
+__all__ = ["FirstOutput", "GRU", "LSTM", "RNN"]
 
 
 class _Direction:
@@ -133,6 +134,21 @@ class _SequenceLayer(RecurrentNode):
             if self.bias or name.startswith("weight"):
                 setattr(cell, name, getattr(self, name + suffix))
         return cell
+
+    def config(self) -> Dict[str, Any]:
+        extra = {"nonlinearity": self.nonlinearity} if isinstance(self.recurrence, Elman) else {}
+        return self._config_of("input_size", "hidden_size", "num_layers", **extra, bias=self.bias,
+                               batch_first=self.batch_first, dropout=self.dropout, bidirectional=self.bidirectional,
+                               dtype=self._numpy_dtype())
+
+    @classmethod
+    def config_elements(cls, config: Dict[str, Any]) -> int:
+        """The weights' elements from an unchecked config: at most ``L D G H (I + D H + H + 2)`` for ``L`` layers,
+        ``D`` directions and ``G`` gates."""
+        hidden, layers = config_size(config, "hidden_size"), config_size(config, "num_layers")
+        directions = 2 if config.get("bidirectional") is True else 1
+        return layers * directions * cls._cell._gates * hidden * (
+            config_size(config, "input_size") + directions * hidden + hidden + 2)
 
     def _numpy_dtype(self) -> np.dtype:
         return numpy_dtype(self.weight_ih_l0.value)
@@ -425,3 +441,32 @@ class GRU(_SequenceLayer):
                  dtype: Any = None) -> None:
         super().__init__(GRUStep(), input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
                          rng, dtype)
+
+
+class FirstOutput(Node):
+    r"""The first of its ``num_inputs`` inputs: in a Sequential, a recurrent layer's output sequence.
+
+    A layer of several outputs (an :class:`LSTM`'s ``output, h_n, c_n``)
+    hands them all to the next layer of a Sequential; this node keeps
+    ``output`` and drops the final states, as ``output, _ = rnn(x)`` does in
+    torch.  :math:`y = x_0`, so :math:`\partial L/\partial x_0 = g` and the
+    dropped inputs get no gradient (None: they did not reach the loss).
+    """
+
+    def __init__(self, num_inputs: int) -> None:
+        if isinstance(num_inputs, bool) or not isinstance(num_inputs, (int, np.integer)) or num_inputs < 1:
+            raise ValueError(f"FirstOutput: num_inputs must be a positive integer, got {num_inputs!r}")
+        super().__init__()
+        self.num_inputs = int(num_inputs)
+
+    def config(self) -> Dict[str, Any]:
+        return self._config_of("num_inputs")
+
+    def _forward(self, *args: Any) -> Any:
+        return args[0]
+
+    def _vjp(self, g: Any, ctx: Context) -> Any:
+        return g if self.num_inputs == 1 else (g,) + (None,) * (self.num_inputs - 1)
+
+    def extra_repr(self) -> str:
+        return f"num_inputs={self.num_inputs}"

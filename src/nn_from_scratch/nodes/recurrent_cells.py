@@ -27,16 +27,16 @@ layer's dtype, torch's weight names.
 """
 from __future__ import annotations
 
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..backend import namespace_of
+from ..backend import namespace_of, numpy_dtype
 from ..context import Context, as_float_array
 from ..function import InputGrad, input_flags
 from ..node import Node
 from ..random import as_generator
-from .linear import float_dtype
+from .linear import config_size, float_dtype
 from .recurrence import Elman, GRUStep, LSTMStep, Recurrence, check_sizes, recurrent_parameters
 
 __all__ = ["GRUCell", "LSTMCell", "RNNCell", "RecurrentNode"]
@@ -146,6 +146,17 @@ class _Cell(RecurrentNode):
         self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh = recurrent_parameters(
             recurrence.gates, self.input_size, self.hidden_size, bool(bias), as_generator(rng), dtype)
 
+    def config(self) -> Dict[str, Any]:
+        extra = {"nonlinearity": self.nonlinearity} if isinstance(self.recurrence, Elman) else {}
+        return self._config_of("input_size", "hidden_size", "bias", **extra,
+                               dtype=numpy_dtype(self.weight_ih.value))
+
+    @classmethod
+    def config_elements(cls, config: Dict[str, Any]) -> int:
+        """The weights' elements, ``G H (I + H + 2)`` for ``G`` gates, from an unchecked config."""
+        hidden = config_size(config, "hidden_size")
+        return cls._gates * hidden * (config_size(config, "input_size") + hidden + 2)
+
     def _check_x(self, x: Any) -> None:
         if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
             raise ValueError(f"{type(self).__name__} expects x of shape (N, {self.input_size}) or ({self.input_size},)"
@@ -218,6 +229,8 @@ class RNNCell(_Cell):
     :math:`U(-1/\sqrt H, 1/\sqrt H)`; the state-dict keys are torch's.
     """
 
+    _gates = 1
+
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh", *,
                  rng: Any = None, dtype: Any = None) -> None:
         super().__init__(Elman(nonlinearity), input_size, hidden_size, bias, rng, dtype)
@@ -243,6 +256,8 @@ class LSTMCell(_Cell):
     output is the tuple ``(h', c')`` (two outputs).
     """
 
+    _gates = 4
+
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *, rng: Any = None,
                  dtype: Any = None) -> None:
         super().__init__(LSTMStep(), input_size, hidden_size, bias, rng, dtype)
@@ -259,6 +274,8 @@ class GRUCell(_Cell):
     ``(N, 3H)``; the derivative as :class:`~nn_from_scratch.nodes.recurrence.GRUStep`
     states it.  ``weight_ih`` ``(3H, I)``, ``weight_hh`` ``(3H, H)``, biases ``(3H,)``.
     """
+
+    _gates = 3
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, *, rng: Any = None,
                  dtype: Any = None) -> None:

@@ -19,17 +19,18 @@ so their gradients add.
 from __future__ import annotations
 
 import threading
-from typing import Any, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
+from ..backend import numpy_dtype
 from ..context import Context
 from ..node import Node
 from ..random import as_generator
 from .activations import GELU, ReLU
 from .attention import check_flag, check_probability
 from .layer_norm import LayerNorm
-from .linear import Linear, float_dtype, positive_sizes
+from .linear import Linear, config_size, float_dtype, positive_sizes
 from .multihead_attention import MultiheadAttention
 from .regularization import Dropout
 
@@ -65,6 +66,7 @@ class TransformerEncoderLayer(Node):
     """
 
     causal = False  # the decoder-only block masks the future itself
+    node_arguments = ("activation",)  # a Node given as the activation is saved as its own record
 
     def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
                  activation: Union[str, Node] = "relu", layer_norm_eps: float = 1e-5, batch_first: bool = False,
@@ -91,6 +93,7 @@ class TransformerEncoderLayer(Node):
         self.dropout1 = Dropout(p, rng=generator)
         self.dropout2 = Dropout(p, rng=generator)
         self.activation = activation_node
+        self._activation_name = activation if isinstance(activation, str) else None
         self._call: dict = {}  # thread -> the keyword options of the call under way
 
     def children(self) -> List[Tuple[str, Any]]:
@@ -100,6 +103,22 @@ class TransformerEncoderLayer(Node):
     @property
     def dtype(self) -> Any:
         return self.linear1.dtype
+
+    def config(self) -> Dict[str, Any]:
+        """The arguments; an ``activation`` given as a Node is that node (the record describes it by its own)."""
+        return {**self._config_of("d_model", nhead=self.self_attn.num_heads,
+                                  dim_feedforward=self.linear1.out_features, dropout=self.dropout.p),
+                "activation": self.activation if self._activation_name is None else self._activation_name,
+                **self._config_of(layer_norm_eps=self.norm1.eps, batch_first=self.batch_first,
+                                  norm_first=self.norm_first, bias=self.linear1.bias is not None,
+                                  dtype=numpy_dtype(self.linear1.weight.value))}
+
+    @classmethod
+    def config_elements(cls, config: Dict[str, Any]) -> int:
+        """The weights' elements from an unchecked config: ``E (4E + 2F + 10) + F`` for ``d_model`` E and
+        ``dim_feedforward`` F (self-attention, the two linear layers, the two norms)."""
+        embed, feedforward = config_size(config, "d_model"), config_size(config, "dim_feedforward", 2048)
+        return embed * (4 * embed + 2 * feedforward + 10) + feedforward
 
     # ---------------------------------------------------------------- the faces, with torch's keyword arguments
     def forward(self, src: Any, src_mask: Any = None, src_key_padding_mask: Any = None,
@@ -233,6 +252,11 @@ class TransformerDecoderBlock(TransformerEncoderLayer):
     """
 
     causal = True
+
+    def config(self) -> Dict[str, Any]:
+        config = super().config()
+        del config["batch_first"]  # always batch first
+        return config
 
     def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
                  activation: Union[str, Node] = "gelu", layer_norm_eps: float = 1e-5, norm_first: bool = True,

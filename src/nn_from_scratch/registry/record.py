@@ -18,9 +18,15 @@ characters, lists of at most 100000 items, integers within ``2**31``; and a
 bound on what a node may allocate: the product of a leaf's integer
 arguments (its sizes; indices and axes left out) and scale factors, and of each shape a
 Graph declares, may not exceed 16 times ``max_elements`` (when loading, the
-bytes of data the file declares; at least 2**20).  A constructor's own refusal is raised again with the field
+bytes of data the file declares; at least 2**20); a node whose weights grow as a
+product of its sizes (a recurrent layer's ``4H (I + H)``, attention's
+``E (4E + ...)``) bounds them itself, its class's ``config_elements(config)``
+read from the unchecked config, in place of the product.  A constructor's own refusal is raised again with the field
 named.  A node met twice in a tree (a node shared by two containers) cannot
-be described by a tree and is refused by :func:`describe`, naming it.
+be described by a tree and is refused by :func:`describe`, naming it.  An
+argument that is itself a node (a transformer layer's ``activation``, named by
+its class's ``node_arguments``; ``config()`` gives the node) is that node's
+record in the config, checked and built as every other node is.
 """
 from __future__ import annotations
 
@@ -45,25 +51,31 @@ _NOT_SIZES = {"scale_factor", "padding_idx", "axis", "dim", "dims", "start_dim",
 
 def describe(model: Node) -> Dict[str, Any]:
     """The architecture record of ``model``: every node's registered class and config, containers' children."""
-    seen: Set[int] = set()
+    try:
+        return {"format": FORMAT, "version": VERSION, "model": _record_of(model, "model", 0, set())}
+    except ValueError as error:
+        raise ValueError(f"describe: {error}") from None
 
-    def node_record(node: Node, path: str, depth: int) -> Dict[str, Any]:
-        if depth > MAX_DEPTH:
-            raise ValueError(f"describe: containers nested deeper than {MAX_DEPTH} at {path}")
-        if id(node) in seen:
-            raise ValueError(f"describe: {type(node).__name__} at {path} appears twice in the model; a record is a "
-                             "tree, so a node shared by two containers cannot be described")
-        seen.add(id(node))
-        try:
-            record: Dict[str, Any] = {"class": described_name(node), "config": node.config()}
-        except (NotImplementedError, ValueError, TypeError) as error:
-            raise ValueError(f"describe: {path}: {error}") from None
-        if _holds_children(type(node)):
-            record["children"] = [[name, node_record(child, f"{path}.{name}", depth + 1)]
-                                  for name, child in node.children()]
-        return record
 
-    return {"format": FORMAT, "version": VERSION, "model": node_record(model, "model", 0)}
+def _record_of(node: Node, path: str, depth: int, seen: Set[int]) -> Dict[str, Any]:
+    if depth > MAX_DEPTH:
+        raise ValueError(f"containers nested deeper than {MAX_DEPTH} at {path}")
+    if id(node) in seen:
+        raise ValueError(f"{type(node).__name__} at {path} appears twice in the model; a record is a "
+                         "tree, so a node shared by two containers cannot be described")
+    seen.add(id(node))
+    try:
+        record: Dict[str, Any] = {"class": described_name(node), "config": node.config()}
+    except (NotImplementedError, ValueError, TypeError) as error:
+        raise ValueError(f"{path}: {error}") from None
+    for key in getattr(type(node), "node_arguments", ()):  # an argument that is a node: its own record
+        if isinstance(record["config"].get(key), Node):
+            record["config"] = {**record["config"],
+                                key: _record_of(record["config"][key], f"{path}.config.{key}", depth + 1, seen)}
+    if _holds_children(type(node)):
+        record["children"] = [[name, _record_of(child, f"{path}.{name}", depth + 1, seen)]
+                              for name, child in node.children()]
+    return record
 
 
 def _holds_children(cls: type) -> bool:
@@ -111,6 +123,9 @@ def check_record(record: Any, *, max_elements: Optional[int] = None, max_nodes: 
             if not (isinstance(child, list) and len(child) == 2 and (child[0] is None or isinstance(child[0], str))):
                 raise ValueError(f"{path}.children[{i}] must be a pair [name or null, node]")
             stack.append((child[1], f"{path}.children[{i}][1]", depth + 1))
+        for key in getattr(cls, "node_arguments", ()):  # an argument that is a node (an activation) is one too
+            if isinstance(config.get(key), dict):
+                stack.append((config[key], f"{path}.config.{key}", depth + 1))
         if limit is not None:
             _check_sizes(cls, config, f"{path}.config", limit)
 
@@ -176,6 +191,8 @@ def _check_sizes(cls: type, config: Dict[str, Any], path: str, limit: int) -> No
     if _holds_children(cls):  # a Graph's declared shapes: its inputs are run on zeros, its constants made
         shapes = [(f"{path}.{group}[{i}].shape", spec.get("shape")) for group in ("inputs", "constants")
                   for i, spec in enumerate(config.get(group) or []) if isinstance(spec, dict)]
+    elif getattr(cls, "config_elements", None) is not None:  # a node whose weights are sums of products says how
+        shapes = [(path, [cls.config_elements(config)])]
     else:
         shapes = [(path, [value for key, value in config.items() if key not in _NOT_SIZES]
                    + [_size_product(config.get(key), floats=True) for key in _FACTORS])]
@@ -189,18 +206,21 @@ def _check_sizes(cls: type, config: Dict[str, Any], path: str, limit: int) -> No
 def build(record: Any, *, max_elements: Optional[int] = None) -> Node:
     """The model a record describes, checked first (:func:`check_record`); new weights."""
     check_record(record, max_elements=max_elements)
+    return _made(record["model"], "model")
 
-    def made(node: Dict[str, Any], path: str) -> Node:
-        children = [(name, made(child, f"{path}.children[{i}][1]"))
-                    for i, (name, child) in enumerate(node.get("children", []))]
-        cls = node_class(node["class"])
-        try:
-            result = cls.from_config(node["config"], children)
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, MemoryError) as error:
-            raise ValueError(f"{path} ({node['class']}): {type(error).__name__}: {str(error)[:500]}") from None
-        if not isinstance(result, Node):
-            raise ValueError(f"{path}: {node['class']}.from_config gave {type(result).__name__}, not a Node")
-        return result
 
-    return made(record["model"], "model")
-
+def _made(node: Dict[str, Any], path: str) -> Node:
+    children = [(name, _made(child, f"{path}.children[{i}][1]"))
+                for i, (name, child) in enumerate(node.get("children", []))]
+    cls = node_class(node["class"])
+    config = node["config"]
+    for key in getattr(cls, "node_arguments", ()):
+        if isinstance(config.get(key), dict):
+            config = {**config, key: _made(config[key], f"{path}.config.{key}")}
+    try:
+        result = cls.from_config(config, children)
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, MemoryError) as error:
+        raise ValueError(f"{path} ({node['class']}): {type(error).__name__}: {str(error)[:500]}") from None
+    if not isinstance(result, Node):
+        raise ValueError(f"{path}: {node['class']}.from_config gave {type(result).__name__}, not a Node")
+    return result
