@@ -95,12 +95,16 @@ def _max_pool_nonfinite(padded: np.ndarray, real: np.ndarray, kernel: Pairs, str
 def max_pool_backward(g: np.ndarray, arg: np.ndarray, input_shape: Sequence[int], kernel: Pairs, stride: Pairs,
                       padding: Pairs, dilation: Pairs = _NO_DILATION) -> np.ndarray:
     """The input gradient of :func:`max_pool`: ``g`` where offset ``k`` holds the window's maximum, else 0,
-    scattered back (a copy under a mask, not a product: an infinite ``g`` must give 0 elsewhere, not NaN)."""
+    scattered back.  A product by the 0/1 mask is ten times faster than a copy under it, but an infinite or
+    NaN ``g`` must give 0 beside the maximum, not NaN: such a ``g`` (checked once) takes the copy."""
     mask = np.empty(arg.shape, dtype=bool)
     masked = np.empty(g.shape, dtype=g.dtype)
+    finite = bool(np.isfinite(g).all())
 
     def part(k: int) -> np.ndarray:  # g where offset k holds the window's maximum, else 0
         np.equal(arg, k, out=mask)
+        if finite:
+            return np.multiply(g, mask, out=masked)
         masked.fill(0)
         np.copyto(masked, g, where=mask)
         return masked
