@@ -257,6 +257,9 @@ NODES: Dict[str, Case] = {
         np.array([[True, True], [True, False], [True, False], [False, False]])), constant=(3,)),
     "GRU": Case(lambda: N.GRU(3, 2, 2, bidirectional=True, rng=0), lambda rng: (
         rng.standard_normal((3, 2, 3)), rng.standard_normal((4, 2, 2)))),
+    # the final states it drops get no gradient (None): held as constant inputs here
+    "FirstOutput": Case(lambda: N.FirstOutput(3), lambda rng: (rng.standard_normal((4, 3)), rng.standard_normal((4, 2)),
+                                                               rng.standard_normal((4, 2))), constant=(1, 2)),
     "GRU[dropout, one sequence]": Case(lambda: N.GRU(3, 2, 2, dropout=0.5, rng=0), normal(3, 3),
                                        finite_differences=False),  # each evaluate draws the next mask
     # attention and the transformer

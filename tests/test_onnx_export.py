@@ -176,6 +176,7 @@ def test_recurrent_layers_export_with_their_final_states(tmp_path):
 
 
 def test_a_recurrent_layer_given_its_state_is_refused_by_name(tmp_path):
+    required("onnx", "onnx is not installed (pip install onnx onnxruntime)")
     from nn_from_scratch.export import to_onnx
     from nn_from_scratch.nodes import GRU
 
